@@ -1,0 +1,272 @@
+//! Command line and environment → a validated [`ServeConfig`].
+//!
+//! Every flag can also be given as a `TIDINGS_*` environment variable (flag
+//! wins). Values are validated here, once; the rest of the program receives
+//! plain typed values and never reads the environment itself (no globals).
+
+use crate::error::StartupError;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Durable real-time streams (SSE, WebSocket, Socket.IO, polling, webhooks) in one binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidings",
+    version,
+    about,
+    long_about = "Tidings stores discussions, chat rooms, live events, channels and tickets in an \
+embedded database with an append-only event log, and streams them to clients over SSE, \
+WebSocket, Socket.IO, interval polling and webhooks.\n\n\
+Start with `tidings serve`: on first run it creates the data directory (./data by default) \
+with a config file holding an admin key, a default tenant and a JWT secret, and prints them.\n\
+Every flag can also be set with an environment variable, shown as [env: …] below."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server (creates the data directory and its secrets on first run).
+    Serve(ServeArgs),
+    /// Create the data directory and its config with fresh secrets, without serving.
+    Init(InitArgs),
+}
+
+/// Where the data lives; shared by every subcommand that touches it.
+#[derive(Debug, Args, Clone)]
+pub struct DataDirArgs {
+    /// Data directory: config, secrets, database and generated certificates.
+    #[arg(long, env = "TIDINGS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// Flags of `tidings init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+/// Log line format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Flags of `tidings serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+
+    /// Address and port to listen on; port 0 picks a free port (see the `listening on` line).
+    #[arg(long, env = "TIDINGS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// TLS certificate chain (PEM). Needs --tls-key. SIGHUP reloads it.
+    #[arg(long, env = "TIDINGS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM). Needs --tls-cert.
+    #[arg(long, env = "TIDINGS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve TLS with a self-signed localhost certificate generated once into the data directory.
+    #[arg(long, env = "TIDINGS_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+
+    /// Largest accepted request body, e.g. 1MiB, 64KiB or a byte count.
+    #[arg(long, env = "TIDINGS_MAX_BODY", default_value = "1MiB", value_parser = parse_byte_size)]
+    pub max_body: u64,
+
+    /// Time given to in-flight requests to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "TIDINGS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// After SIGTERM, keep accepting (with /readyz answering 503) this long so load balancers notice.
+    #[arg(long, env = "TIDINGS_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
+    /// A client must send the complete request head within this time.
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A client must send the complete request body within this time.
+    #[arg(long, env = "TIDINGS_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Most simultaneously open client connections; further ones wait in the kernel's backlog.
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Memory the embedded database may use for its page cache, e.g. 256MiB.
+    #[arg(long, env = "TIDINGS_STORE_CACHE", default_value = "128MiB", value_parser = parse_byte_size)]
+    pub store_cache: u64,
+
+    /// Log line format on stderr (the filter comes from RUST_LOG, default `info`).
+    #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Debug builds only: serve the /__test/* routes used by the integration tests.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true)]
+    pub enable_test_routes: bool,
+}
+
+/// Where TLS certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// Plain HTTP/1.1 and h2c.
+    Off,
+    /// PEM files given by the operator; reloaded on SIGHUP.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// A localhost certificate generated into the data directory.
+    SelfSigned,
+}
+
+/// Validated settings of `tidings serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory root.
+    pub data_dir: PathBuf,
+    /// Listening address.
+    pub listen: SocketAddr,
+    /// TLS mode.
+    pub tls: TlsSetting,
+    /// Request limits and timeouts.
+    pub limits: HttpLimits,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+    /// Time between SIGTERM and closing the listener.
+    pub drain_delay: Duration,
+    /// Page cache of the embedded database, in bytes.
+    pub store_cache_bytes: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Whether the debug-only test routes are served.
+    pub test_routes: bool,
+}
+
+/// Limits the HTTP layer enforces on every request and connection.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body in bytes.
+    pub max_body_bytes: u64,
+    /// Deadline for the request head.
+    pub header_timeout: Duration,
+    /// Deadline for the request body.
+    pub body_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+}
+
+impl ServeArgs {
+    /// Checks cross-field rules and produces the config the server runs with.
+    pub fn into_config(self) -> Result<ServeConfig, StartupError> {
+        if self.max_connections == 0 {
+            return Err(StartupError::Config(
+                "--max-connections must be at least 1".into(),
+            ));
+        }
+        if self.max_body == 0 {
+            return Err(StartupError::Config(
+                "--max-body must be at least 1 byte".into(),
+            ));
+        }
+        let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), false) => TlsSetting::Files { cert, key },
+            (None, None, true) => TlsSetting::SelfSigned,
+            (None, None, false) => TlsSetting::Off,
+            _ => {
+                return Err(StartupError::Config(
+                    "use either --tls-cert with --tls-key, or --tls-self-signed".into(),
+                ));
+            }
+        };
+        #[cfg(debug_assertions)]
+        let test_routes = self.enable_test_routes;
+        #[cfg(not(debug_assertions))]
+        let test_routes = false;
+        Ok(ServeConfig {
+            data_dir: self.data.data_dir,
+            listen: self.listen,
+            tls,
+            limits: HttpLimits {
+                max_body_bytes: self.max_body,
+                header_timeout: self.header_timeout,
+                body_timeout: self.body_timeout,
+                max_connections: self.max_connections,
+            },
+            shutdown_grace: self.shutdown_grace,
+            drain_delay: self.drain_delay,
+            store_cache_bytes: self.store_cache,
+            log_format: self.log_format,
+            test_routes,
+        })
+    }
+}
+
+/// Parses `1MiB`, `512KiB`, `2GiB`, `1MB`, `1000` (bytes) into a byte count.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 1MiB, 64KiB or 1048576"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_and_without_units() {
+        assert_eq!(parse_byte_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_byte_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_byte_size("1000"), Ok(1000));
+        assert_eq!(parse_byte_size("2 gb"), Ok(2_000_000_000));
+        assert!(parse_byte_size("MiB").is_err());
+        assert!(parse_byte_size("12 parsecs").is_err());
+        assert!(parse_byte_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,163 @@
+//! The request handed to handlers: head, path parameters, and a body that is
+//! read under the server's limits.
+//!
+//! Invariants: a body is read at most once; reading enforces `--max-body`
+//! (413 before reading when `Content-Length` already says too much, 413 as
+//! soon as the limit is crossed otherwise) and `--body-timeout` (408); JSON
+//! bodies need a JSON content type (415) and must parse (400).
+
+use crate::config::HttpLimits;
+use crate::error::ApiError;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// One HTTP request with its route parameters.
+pub struct Request {
+    head: http::request::Parts,
+    body: Option<Incoming>,
+    params: Vec<(String, String)>,
+    limits: HttpLimits,
+    request_id: Arc<str>,
+}
+
+impl Request {
+    pub(crate) fn new(
+        request: http::Request<Incoming>,
+        params: Vec<(String, String)>,
+        limits: HttpLimits,
+        request_id: Arc<str>,
+    ) -> Self {
+        let (head, body) = request.into_parts();
+        Self {
+            head,
+            body: Some(body),
+            params,
+            limits,
+            request_id,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    /// The URI as received.
+    pub fn uri(&self) -> &Uri {
+        &self.head.uri
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.head.headers
+    }
+
+    /// A header's value when present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    }
+
+    /// A path parameter named in the route pattern (`{topic}`).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The id of this request (also sent back as `x-request-id`).
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Reads the whole body under the size and time limits.
+    pub async fn body_bytes(&mut self) -> Result<Bytes, ApiError> {
+        let max = self.limits.max_body_bytes;
+        if let Some(declared) = self.declared_length()
+            && declared > max
+        {
+            return Err(too_large(max));
+        }
+        let body = self
+            .body
+            .take()
+            .ok_or_else(|| ApiError::internal("request body was already read"))?;
+        let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+        let collected = tokio::time::timeout(self.limits.body_timeout, limited.collect())
+            .await
+            .map_err(|_| {
+                ApiError::validation(format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(self.limits.body_timeout)
+                ))
+                .with_status(StatusCode::REQUEST_TIMEOUT)
+            })?;
+        match collected {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
+            Err(err) => Err(ApiError::validation(format!(
+                "reading the request body failed: {err}"
+            ))),
+        }
+    }
+
+    /// Reads the body as JSON of type `T`.
+    pub async fn json<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        self.require_json_content_type()?;
+        let bytes = self.body_bytes().await?;
+        serde_json::from_slice(&bytes).map_err(json_error)
+    }
+
+    fn declared_length(&self) -> Option<u64> {
+        self.header(header::CONTENT_LENGTH.as_str())?.parse().ok()
+    }
+
+    fn require_json_content_type(&self) -> Result<(), ApiError> {
+        let content_type = self.header(header::CONTENT_TYPE.as_str()).unwrap_or("");
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+        {
+            return Ok(());
+        }
+        let shown = if content_type.is_empty() {
+            "none"
+        } else {
+            content_type
+        };
+        Err(ApiError::validation(format!(
+            "the request body must be JSON with Content-Type: application/json (got {shown})"
+        ))
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE))
+    }
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::PayloadTooLarge,
+        format!("the request body is larger than the limit of {max} bytes (--max-body)"),
+    )
+}
+
+fn json_error(err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let what = match err.classify() {
+        Category::Data => "the JSON body does not have the expected shape",
+        Category::Eof => "the JSON body ends too early",
+        Category::Syntax | Category::Io => "the request body is not valid JSON",
+    };
+    ApiError::validation(format!("{what}: {err}"))
+        .with_details(serde_json::json!({ "line": err.line(), "column": err.column() }))
+}

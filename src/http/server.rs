@@ -1,0 +1,221 @@
+//! Accepting connections and serving HTTP/1.1 and HTTP/2 on one port.
+//!
+//! Plain TCP: the first bytes decide, `PRI * HTTP/2.0` means prior-knowledge
+//! h2c, anything else HTTP/1.1. TLS: ALPN decides (`h2` or HTTP/1.1).
+//!
+//! Invariants: at most `--max-connections` connections are open (the accept
+//! loop waits for a free slot); a client that does not complete its TLS
+//! handshake or send its first bytes within `--header-timeout` is dropped;
+//! when the lifecycle enters stopping, the listener closes and every
+//! connection finishes its in-flight requests and then closes. Every
+//! connection task is tracked so the caller can wait for the drain.
+
+use super::Body;
+use super::service::{HttpService, Peer};
+use crate::config::HttpLimits;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+/// The HTTP/2 connection preface a prior-knowledge client sends first.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+/// Interval of HTTP/2 keep-alive pings.
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Pause after an accept error such as running out of file descriptors.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::Http2 => "h2",
+        }
+    }
+}
+
+/// Everything a connection task needs.
+pub struct ServerContext {
+    /// The request pipeline.
+    pub service: Arc<HttpService>,
+    /// Connection metrics.
+    pub metrics: Arc<Metrics>,
+    /// Phase of the process; stopping closes the listener and drains.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Limits and timeouts.
+    pub limits: HttpLimits,
+    /// TLS, when enabled.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Accepts until the lifecycle stops, then returns the tracker of the
+/// connection tasks still draining (closed, so `wait` completes when they end).
+pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTracker {
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(context.limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = context.lifecycle.stopping() => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = context.lifecycle.stopping() => break,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                tracker.spawn(serve_connection(stream, addr, context.clone(), permit));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed; retrying shortly");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    context: Arc<ServerContext>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let deadline = context.limits.header_timeout;
+    match context.tls.clone() {
+        None => match tokio::time::timeout(deadline, sniff_protocol(&stream)).await {
+            Ok(Ok(protocol)) => serve_http(TokioIo::new(stream), protocol, addr, &context).await,
+            Ok(Err(err)) => {
+                tracing::debug!(peer = %addr, error = %err, "connection closed before a request")
+            }
+            Err(_) => tracing::debug!(peer = %addr, "no request bytes within the header timeout"),
+        },
+        Some(acceptor) => match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                let protocol = match tls.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Protocol::Http2,
+                    _ => Protocol::Http1,
+                };
+                serve_http(TokioIo::new(tls), protocol, addr, &context).await;
+            }
+            Ok(Err(err)) => tracing::debug!(peer = %addr, error = %err, "TLS handshake failed"),
+            Err(_) => {
+                tracing::debug!(peer = %addr, "TLS handshake did not finish within the header timeout")
+            }
+        },
+    }
+}
+
+/// Waits for enough bytes to tell an h2c preface from an HTTP/1 request line.
+async fn sniff_protocol(stream: &TcpStream) -> std::io::Result<Protocol> {
+    let mut buffer = [0u8; H2_PREFACE_START.len()];
+    loop {
+        let seen = stream.peek(&mut buffer).await?;
+        if seen == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if buffer[..seen] != H2_PREFACE_START[..seen] {
+            return Ok(Protocol::Http1);
+        }
+        if seen == H2_PREFACE_START.len() {
+            return Ok(Protocol::Http2);
+        }
+        // A prefix of the preface so far: wait for the rest to arrive.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn serve_http<I>(io: I, protocol: Protocol, addr: SocketAddr, context: &Arc<ServerContext>)
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let _open = context.metrics.connection_opened(protocol.label());
+    let peer = Peer {
+        addr,
+        protocol: protocol.label(),
+    };
+    let service = context.service.clone();
+    let handler = service_fn(move |request| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(service.handle(request, peer).await) }
+    });
+    let result = match protocol {
+        Protocol::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(context.limits.header_timeout)
+                .serve_connection(io, handler)
+                .with_upgrades();
+            drive(connection, &context.lifecycle).await
+        }
+        Protocol::Http2 => {
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_KEEPALIVE)
+                .serve_connection(io, handler);
+            drive(connection, &context.lifecycle).await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(peer = %addr, error = %err, "connection ended with an error");
+    }
+}
+
+/// A hyper connection that can be asked to finish its requests and close.
+trait Drainable: Future<Output = hyper::Result<()>> {
+    fn drain(self: Pin<&mut Self>);
+}
+
+impl<I, S> Drainable for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = Body, Error = Infallible>,
+    I: Read + Write + Unpin + Send + 'static,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> Drainable for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = Body, Error = Infallible>,
+    I: Read + Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, Body>,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Runs a connection to its end; when stopping begins, lets in-flight requests finish.
+async fn drive<C: Drainable>(connection: C, lifecycle: &Lifecycle) -> hyper::Result<()> {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return result,
+        () = lifecycle.stopping() => connection.as_mut().drain(),
+    }
+    connection.await
+}

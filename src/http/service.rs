@@ -1,0 +1,195 @@
+//! The per-request pipeline: request id, routing, the handler (with panics
+//! caught), the error envelope, metrics, and one access-log line.
+//!
+//! Invariants: every response carries `x-request-id`; every failure is the
+//! error envelope; a panicking handler yields a 500 and the connection and
+//! server keep serving; query strings are never logged (they may carry tickets).
+
+use super::router::{Lookup, Router};
+use super::{Request, Response, response};
+use crate::config::HttpLimits;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use futures_util::FutureExt;
+use http::{HeaderValue, StatusCode, header};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Header carrying the request id, both directions.
+const REQUEST_ID: &str = "x-request-id";
+/// Longest client-supplied request id we keep.
+const MAX_CLIENT_REQUEST_ID: usize = 128;
+/// Metrics label for requests that matched no route.
+const UNMATCHED: &str = "unmatched";
+
+/// Where a request came from, for logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// `http1` or `h2`.
+    pub protocol: &'static str,
+}
+
+/// Routes requests and records what happened to them.
+pub struct HttpService {
+    router: Router,
+    metrics: Arc<Metrics>,
+    limits: HttpLimits,
+    ids: RequestIds,
+}
+
+impl HttpService {
+    /// A service over `router`.
+    pub fn new(router: Router, metrics: Arc<Metrics>, limits: HttpLimits) -> Self {
+        Self {
+            router,
+            metrics,
+            limits,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// Handles one request end to end; never fails.
+    pub async fn handle(&self, request: http::Request<Incoming>, peer: Peer) -> Response {
+        let started = Instant::now();
+        let request_id = self.ids.for_request(request.headers());
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let (route, mut response) = self.dispatch(request, request_id.clone()).await;
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics
+            .observe_request(route, method.as_str(), status, elapsed);
+        tracing::info!(
+            target: "tidings::access",
+            request_id = %request_id,
+            peer = %peer.addr,
+            protocol = peer.protocol,
+            method = %method,
+            path = %path,
+            route,
+            status,
+            micros = elapsed.as_micros() as u64,
+        );
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        request: http::Request<Incoming>,
+        request_id: Arc<str>,
+    ) -> (&'static str, Response) {
+        match self.router.lookup(request.method(), request.uri().path()) {
+            Lookup::Found {
+                handler,
+                pattern,
+                params,
+            } => {
+                let request = Request::new(request, params, self.limits, request_id.clone());
+                let outcome = AssertUnwindSafe(handler(request)).catch_unwind().await;
+                let response = match outcome {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(err)) => response::error(&err),
+                    Err(panic) => {
+                        tracing::error!(
+                            request_id = %request_id,
+                            route = pattern,
+                            panic = panic_message(&panic),
+                            "handler panicked"
+                        );
+                        response::error(&ApiError::internal(format!(
+                            "internal error; quote request id {request_id} when reporting it"
+                        )))
+                    }
+                };
+                (pattern, response)
+            }
+            Lookup::MethodNotAllowed { pattern, allow } => {
+                let message = format!("{} is not allowed here; use {allow}", request.method());
+                let mut err =
+                    ApiError::validation(message).with_status(StatusCode::METHOD_NOT_ALLOWED);
+                if let Ok(value) = HeaderValue::from_str(&allow) {
+                    err = err.with_header(header::ALLOW, value);
+                }
+                (pattern, response::error(&err))
+            }
+            Lookup::NotFound => {
+                let err = ApiError::not_found(format!("no such path: {}", request.uri().path()));
+                (UNMATCHED, response::error(&err))
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".into())
+}
+
+/// Issues request ids: a client's sane `x-request-id`, or `<process prefix>-<counter>`.
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut seed = [0u8; 4];
+        // A failed random source only makes ids less unique across restarts.
+        let _ = getrandom::fill(&mut seed);
+        Self {
+            prefix: format!("{:08x}", u32::from_be_bytes(seed)),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn for_request(&self, headers: &http::HeaderMap) -> Arc<str> {
+        let supplied = headers
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| is_acceptable_request_id(id));
+        match supplied {
+            Some(id) => Arc::from(id),
+            None => {
+                let number = self.next.fetch_add(1, Ordering::Relaxed);
+                Arc::from(format!("{}-{number:x}", self.prefix).as_str())
+            }
+        }
+    }
+}
+
+fn is_acceptable_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CLIENT_REQUEST_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_client_ids_are_sanitised() {
+        let ids = RequestIds::new();
+        let empty = http::HeaderMap::new();
+        assert_ne!(ids.for_request(&empty), ids.for_request(&empty));
+        let mut headers = http::HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(&*ids.for_request(&headers), "abc-123");
+        headers.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
+        assert_ne!(&*ids.for_request(&headers), "bad id with spaces");
+    }
+}

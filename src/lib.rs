@@ -1,0 +1,29 @@
+//! Tidings: durable real-time streams in one executable.
+//!
+//! Module map (dependencies point down the list):
+//!
+//! * [`app`]: wires everything and runs the server until a signal stops it.
+//! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`.
+//! * [`http`]: server (accept, TLS, HTTP/1.1 + HTTP/2, drain), router, request and response types.
+//! * [`store`]: the embedded database (sled) behind our own API.
+//! * [`metrics`]: the Prometheus registry.
+//! * [`lifecycle`]: ready → draining → stopping, shared by server and streams.
+//! * [`datadir`]: data directory layout, exclusive lock and the config file with secrets.
+//! * [`config`]: command line and environment → validated settings.
+//! * [`secret`]: random secrets.
+//! * [`error`]: error types and the one mapping of API errors to HTTP.
+//! * [`logging`]: log output.
+
+pub mod app;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod http;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod secret;
+pub mod store;
+#[cfg(debug_assertions)]
+pub mod test_routes;

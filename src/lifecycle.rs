@@ -1,0 +1,68 @@
+//! Process lifecycle shared by the server, handlers and streams: ready → draining → stopping.
+//!
+//! * draining: `/readyz` answers 503 so load balancers stop sending traffic;
+//!   the listener still accepts (for `--drain-delay`).
+//! * stopping: the listener closes, every long-lived stream (SSE, WebSocket)
+//!   ends with its shutdown message, and connections finish their in-flight
+//!   requests before closing.
+//!
+//! Invariant: the phases only move forward; stopping implies draining.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// The shared lifecycle state; one per server.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+    stopping: CancellationToken,
+}
+
+impl Lifecycle {
+    /// A lifecycle in the ready phase.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enters the draining phase: readiness turns false.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Enters the stopping phase: the listener closes and streams are told to end.
+    pub fn stop(&self) {
+        self.begin_drain();
+        self.stopping.cancel();
+    }
+
+    /// True once draining or stopping began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Completes when the stopping phase begins. Long-lived streams select on
+    /// this to send their final message and end.
+    pub fn stopping(&self) -> WaitForCancellationFuture<'_> {
+        self.stopping.cancelled()
+    }
+
+    /// True once stopping began.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_only_move_forward() {
+        let lifecycle = Lifecycle::new();
+        assert!(!lifecycle.is_draining());
+        lifecycle.begin_drain();
+        assert!(lifecycle.is_draining() && !lifecycle.is_stopping());
+        lifecycle.stop();
+        assert!(lifecycle.is_draining() && lifecycle.is_stopping());
+    }
+}

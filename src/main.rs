@@ -1,0 +1,35 @@
+//! The `tidings` executable: parses the command line, runs the subcommand, and
+//! maps failures to exit codes (1 runtime, 2 configuration, 3 data directory in use).
+
+use clap::Parser;
+use std::process::ExitCode;
+use tidings::config::{Cli, Command, LogFormat};
+use tidings::error::StartupError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Init(args) => {
+            tidings::logging::init(LogFormat::Text);
+            tidings::app::init(&args.data.data_dir).map(|report| println!("{report}"))
+        }
+        Command::Serve(args) => serve(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tidings: {err}");
+            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn serve(args: tidings::config::ServeArgs) -> Result<(), StartupError> {
+    let config = args.into_config()?;
+    tidings::logging::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| StartupError::io("starting the async runtime", err))?;
+    runtime.block_on(tidings::app::run(config))
+}

@@ -1,0 +1,226 @@
+//! Prometheus metrics: one registry per server, rendered at `GET /metrics`.
+//!
+//! Series (all prefixed `tidings_` except the standard `process_*` ones):
+//! build info; process resident memory and open file descriptors (read from
+//! `/proc` at scrape time); open connections by protocol; requests by route,
+//! method and status; request latency by route. Route labels are the router's
+//! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
+//! cardinality stays bounded.
+//!
+//! The exposition is the OpenMetrics text format, which Prometheus scrapes natively.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … ~4 s in doublings.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// All metrics of one server.
+pub struct Metrics {
+    registry: Registry,
+    resident_memory: Gauge<u64, AtomicU64>,
+    open_fds: Gauge,
+    connections: Family<ProtocolLabels, Gauge>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every series.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let build = Info::new(BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
+        registry.register("tidings_build", "Build information", build);
+        let resident_memory = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process in bytes",
+            resident_memory.clone(),
+        );
+        let open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            open_fds.clone(),
+        );
+        let connections = Family::<ProtocolLabels, Gauge>::default();
+        registry.register(
+            "tidings_open_connections",
+            "Open client connections by protocol",
+            connections.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "tidings_http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "tidings_http_request_duration_seconds",
+            "Time from request head to response head, by route",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            resident_memory,
+            open_fds,
+            connections,
+            requests,
+            latency,
+        }
+    }
+
+    /// Counts a connection as open until the returned guard drops.
+    pub fn connection_opened(&self, protocol: &'static str) -> ConnectionGuard {
+        let gauge = self
+            .connections
+            .get_or_create(&ProtocolLabels { protocol })
+            .clone();
+        gauge.inc();
+        ConnectionGuard { gauge }
+    }
+
+    /// Records one finished request.
+    pub fn observe_request(
+        &self,
+        route: &'static str,
+        method: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition text, with process figures read now.
+    pub fn render(&self) -> String {
+        if let Some(bytes) = process_resident_bytes() {
+            self.resident_memory.set(bytes);
+        }
+        if let Some(count) = process_open_fds() {
+            self.open_fds.set(count);
+        }
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Keeps one connection counted in `tidings_open_connections`.
+pub struct ConnectionGuard {
+    gauge: Gauge,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// Resident set size from `/proc/self/status` (`VmRSS`, reported in KiB).
+pub fn process_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn process_open_fds() -> Option<i64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    i64::try_from(entries.count()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_contains_every_family_and_recorded_values() {
+        let metrics = Metrics::new();
+        let _guard = metrics.connection_opened("http1");
+        metrics.observe_request("/healthz", "GET", 200, Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(text.contains("tidings_build_info{version=\""), "{text}");
+        assert!(
+            text.contains("tidings_open_connections{protocol=\"http1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "tidings_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("tidings_http_request_duration_seconds_count{route=\"/healthz\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(text.contains("process_open_fds "), "{text}");
+    }
+
+    #[test]
+    fn connection_guard_decrements_on_drop() {
+        let metrics = Metrics::new();
+        drop(metrics.connection_opened("h2"));
+        assert!(
+            metrics
+                .render()
+                .contains("tidings_open_connections{protocol=\"h2\"} 0")
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! Routes that exist only in debug builds started with `--enable-test-routes`,
+//! so the integration tests can exercise behaviour no product route shows yet.
+//!
+//! * `GET /__test/panic`: the handler panics (the server must answer 500 and keep serving).
+//! * `GET /__test/sleep?ms=N`: answers after N milliseconds (a slow in-flight request).
+//! * `POST /__test/echo`: parses a JSON body under the server's limits and returns it.
+//! * `GET /__test/stream`: a chunked body that ticks every 100 ms and, when the
+//!   server stops, sends `bye` and ends (the long-lived stream shutdown hook).
+
+use crate::http::router::Router;
+use crate::http::{Body, response};
+use crate::lifecycle::Lifecycle;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Registers the test routes.
+pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>) {
+    router.route(Method::GET, "/__test/panic", |_| async {
+        panic!("deliberate panic from /__test/panic")
+    });
+    router.route(Method::GET, "/__test/sleep", |request| async move {
+        let millis: u64 = request
+            .uri()
+            .query()
+            .and_then(|query| query.strip_prefix("ms="))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(response::data(
+            StatusCode::OK,
+            &serde_json::json!({ "sleptMs": millis }),
+        ))
+    });
+    router.route(Method::POST, "/__test/echo", |mut request| async move {
+        let value: serde_json::Value = request.json().await?;
+        Ok(response::data(StatusCode::OK, &value))
+    });
+    router.route(Method::GET, "/__test/stream", move |_| {
+        let body = ticking_body(lifecycle.clone());
+        async move {
+            let mut response = http::Response::new(body);
+            *response.status_mut() = StatusCode::OK;
+            Ok(response)
+        }
+    });
+}
+
+fn ticking_body(lifecycle: Arc<Lifecycle>) -> Body {
+    let frames = futures_util::stream::unfold(
+        (lifecycle, false),
+        |(lifecycle, ended)| async move {
+            if ended {
+                return None;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"tick\n"))), (lifecycle, false)))
+                }
+                () = lifecycle.stopping() => {
+                    Some((Ok(Frame::data(Bytes::from_static(b"bye\n"))), (lifecycle, true)))
+                }
+            }
+        },
+    );
+    StreamBody::new(frames).boxed()
+}

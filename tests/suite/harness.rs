@@ -1,0 +1,330 @@
+//! Starts the real `tidings` executable on 127.0.0.1:0 with a temporary data
+//! directory and gives tests clients for it.
+//!
+//! A [`Server`] reads the `listening on …` line to learn its address, keeps
+//! everything the process writes to stderr for assertions and failure
+//! reports, and on drop sends SIGTERM and asserts a clean exit within the
+//! shutdown grace (unless the test already stopped or killed it).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shutdown grace the harness starts servers with, unless a test overrides it.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// The path of the executable under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tidings")
+}
+
+/// Options for starting a server.
+pub struct ServerBuilder {
+    data_dir: Option<PathBuf>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    grace: Duration,
+}
+
+impl ServerBuilder {
+    /// Uses an existing data directory instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Adds command-line arguments after `serve`.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|arg| arg.to_string()));
+        self
+    }
+
+    /// Sets an environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets `--shutdown-grace`.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    fn command(&self, data_dir: &Path) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--shutdown-grace")
+            .arg(format!("{}ms", self.grace.as_millis()))
+            .arg("--enable-test-routes")
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Starts the server and waits for its listening line.
+    pub fn start(self) -> Server {
+        let (temp, data_dir) = match &self.data_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let temp = tempfile::tempdir().expect("temporary directory");
+                let dir = temp.path().join("data");
+                (Some(temp), dir)
+            }
+        };
+        let mut child = self.command(&data_dir).spawn().expect("spawning tidings");
+        let stderr = collect_stderr(&mut child);
+        let stdout = child.stdout.take().expect("stdout");
+        let line = match wait_for_listening_line(stdout) {
+            Some(line) => line,
+            None => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!(
+                    "server did not print its listening line (exit {status:?}); stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let base = line.trim_start_matches("listening on ").trim().to_string();
+        Server {
+            child: Some(child),
+            base,
+            data_dir,
+            stderr,
+            grace: self.grace,
+            _temp: temp,
+        }
+    }
+
+    /// Runs the server expecting it to fail at startup; returns its exit status and stderr.
+    pub fn start_expecting_failure(self) -> (ExitStatus, String) {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .expect("a data dir for a failing start");
+        let mut child = self.command(&data_dir).spawn().expect("spawning tidings");
+        let status =
+            wait_with_timeout(&mut child, START_TIMEOUT).expect("the failing server did not exit");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    }
+}
+
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let collected = Arc::new(Mutex::new(String::new()));
+    let sink = collected.clone();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    collected
+}
+
+fn wait_for_listening_line(stdout: ChildStdout) -> Option<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok);
+        let _ = sender.send(first);
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    receiver
+        .recv_timeout(START_TIMEOUT)
+        .ok()
+        .flatten()
+        .filter(|line| line.starts_with("listening on "))
+}
+
+/// Waits for a child to exit, up to `timeout`.
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A running `tidings serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT` or `https://…`.
+    pub base: String,
+    /// The data directory it serves from.
+    pub data_dir: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    grace: Duration,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server with default options.
+    pub fn start() -> Server {
+        Self::builder().start()
+    }
+
+    /// Options for a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            data_dir: None,
+            args: Vec::new(),
+            envs: Vec::new(),
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .rsplit("//")
+            .next()
+            .unwrap()
+            .parse()
+            .expect("socket address in the listening line")
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        let result = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(result, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Waits for the process to exit on its own within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        match wait_with_timeout(&mut child, timeout) {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "server did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status (must come within the grace plus a margin).
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(self.grace + Duration::from_secs(5))
+    }
+
+    /// `GET path` over a fresh HTTP/1.1 client.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http1().get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// An HTTP/1.1-only client.
+    pub fn http1(&self) -> reqwest::Client {
+        reqwest::Client::builder().http1_only().build().unwrap()
+    }
+
+    /// A client speaking prior-knowledge HTTP/2 (h2c on plain TCP).
+    pub fn h2(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap()
+    }
+
+    /// A TLS client trusting the server's generated self-signed certificate.
+    pub fn tls_client(&self, http2: bool) -> reqwest::Client {
+        let pem =
+            std::fs::read(self.data_dir.join("tls/localhost-cert.pem")).expect("self-signed cert");
+        tls_client_trusting(&pem, http2)
+    }
+}
+
+/// A TLS client that trusts only `pem` and reports peer certificates.
+pub fn tls_client_trusting(pem: &[u8], http2: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem).unwrap()])
+        .tls_info(true);
+    let builder = if http2 {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    };
+    builder.build().unwrap()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        let status = self.stop();
+        if !std::thread::panicking() {
+            assert!(
+                status.success(),
+                "server exited with {status}; stderr:\n{}",
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// The `x-request-id` of a response.
+pub fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Parses a JSON file.
+pub fn read_json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("file")).expect("JSON file")
+}
+
+/// Reads a response's JSON body.
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.expect("JSON body")
+}
