@@ -7,17 +7,25 @@
 //! `run` returns. A second signal exits at once (exit code 1); nothing
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
-use crate::config::{ServeConfig, TlsSetting};
+use crate::auth::Authenticator;
+use crate::config::{CoreSettings, ServeConfig, TlsSetting};
+use crate::datadir::InstanceConfig;
 use crate::datadir::{self, DataDir};
 use crate::error::StartupError;
 use crate::http::router::Router;
 use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
 use crate::http::tls::{self, ReloadableCertificate};
+use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::modules::topics::{self, TopicsApi, TopicsLimits};
 use crate::ops::{self, OpsState};
+use crate::pruner;
 use crate::store::Store;
+use crate::transport::sse::SseSettings;
+use crate::transport::ws::WsSettings;
+use crate::writer::{Writer, WriterLimits};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -53,9 +61,11 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         )),
         None => None,
     };
-    let metrics = Arc::new(Metrics::new());
-    let lifecycle = Arc::new(Lifecycle::new());
-    let router = build_router(&config, store.clone(), metrics.clone(), lifecycle.clone());
+    let core = Core::start(&config, store.clone(), &loaded.config)?;
+    let router = core.router(&config);
+    core.spawn_pruner(&config.core);
+    let metrics = core.metrics.clone();
+    let lifecycle = core.lifecycle.clone();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
@@ -84,7 +94,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     });
     tokio::time::sleep(config.drain_delay).await;
     lifecycle.stop();
-    drain(server, config.shutdown_grace).await;
+    drain(server, &lifecycle, config.shutdown_grace).await;
     store
         .flush()
         .await
@@ -93,28 +103,97 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     Ok(())
 }
 
-fn build_router(
-    config: &ServeConfig,
+/// The shared parts every surface is built from.
+struct Core {
     store: Store,
+    writer: Writer,
+    hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
-) -> Router {
-    let mut router = Router::new();
-    ops::routes(
-        &mut router,
-        OpsState {
+    auth: Authenticator,
+}
+
+impl Core {
+    fn start(
+        config: &ServeConfig,
+        store: Store,
+        instance: &InstanceConfig,
+    ) -> Result<Self, StartupError> {
+        let limits = WriterLimits {
+            queue: config.core.writer_queue,
+            batch: config.core.writer_batch,
+        };
+        let hub_store = store.clone();
+        let topic_buffer = config.core.topic_buffer;
+        let (writer, hub, _thread) = Writer::start(
+            store.clone(),
+            |durable| Hub::new(hub_store, durable, topic_buffer),
+            limits,
+        )
+        .map_err(|err| StartupError::io("starting the writer", err))?;
+        Ok(Self {
             store,
-            metrics,
-            lifecycle: lifecycle.clone(),
-        },
-    );
-    #[cfg(debug_assertions)]
-    if config.test_routes {
-        crate::test_routes::routes(&mut router, lifecycle);
+            writer,
+            hub,
+            metrics: Arc::new(Metrics::new()),
+            lifecycle: Arc::new(Lifecycle::new()),
+            auth: Authenticator::new(instance.admin_key.clone(), instance.default_tenant.id),
+        })
     }
-    #[cfg(not(debug_assertions))]
-    let _ = (config, lifecycle);
-    router
+
+    fn router(&self, config: &ServeConfig) -> Router {
+        let mut router = Router::new();
+        ops::routes(
+            &mut router,
+            OpsState {
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+                lifecycle: self.lifecycle.clone(),
+            },
+        );
+        topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));
+        #[cfg(debug_assertions)]
+        if config.test_routes {
+            crate::test_routes::routes(&mut router, self.lifecycle.clone());
+        }
+        router
+    }
+
+    fn topics_api(&self, core: &CoreSettings) -> TopicsApi {
+        TopicsApi {
+            writer: self.writer.clone(),
+            hub: self.hub.clone(),
+            auth: self.auth.clone(),
+            lifecycle: self.lifecycle.clone(),
+            metrics: self.metrics.clone(),
+            sse: SseSettings {
+                retry_ms: core.sse_retry_ms,
+                heartbeat: core.sse_heartbeat,
+                lifetime: core.sse_lifetime,
+                max_batch: 1024,
+            },
+            ws: WsSettings {
+                max_message_bytes: core.ws_max_message,
+                read_buffer_bytes: core.ws_read_buffer,
+                ping_interval: core.ws_ping_interval,
+            },
+            limits: TopicsLimits {
+                max_batch_events: core.publish_batch_max,
+                max_page: 1000,
+                ws_max_topics: core.ws_max_topics,
+            },
+        }
+    }
+
+    fn spawn_pruner(&self, core: &CoreSettings) {
+        tokio::spawn(pruner::run(
+            self.store.clone(),
+            self.writer.clone(),
+            Arc::new(core.retention.clone()),
+            core.prune_interval,
+            self.lifecycle.clone(),
+        ));
+    }
 }
 
 fn load_tls(
@@ -142,6 +221,7 @@ fn announce_listening(address: std::net::SocketAddr, tls: bool) -> Result<(), St
 
 async fn drain(
     server: tokio::task::JoinHandle<tokio_util::task::TaskTracker>,
+    lifecycle: &Lifecycle,
     grace: std::time::Duration,
 ) {
     let tracker = match server.await {
@@ -152,7 +232,11 @@ async fn drain(
         }
     };
     let open = tracker.len();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    let everything = async {
+        tracker.wait().await;
+        lifecycle.sessions_finished().await;
+    };
+    if tokio::time::timeout(grace, everything).await.is_err() {
         tracing::warn!(
             still_open = tracker.len(),
             grace = %humantime::format_duration(grace),

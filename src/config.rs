@@ -5,6 +5,7 @@
 //! plain typed values and never reads the environment itself (no globals).
 
 use crate::error::StartupError;
+use crate::log::retention;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the server (creates the data directory and its secrets on first run).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the data directory and its config with fresh secrets, without serving.
     Init(InitArgs),
 }
@@ -104,6 +105,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
 
+    /// A client whose socket accepts no bytes for this long is disconnected.
+    #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// Most simultaneously open client connections; further ones wait in the kernel's backlog.
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
@@ -115,6 +120,58 @@ pub struct ServeArgs {
     /// Log line format on stderr (the filter comes from RUST_LOG, default `info`).
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Events each subscribed topic keeps in memory for its subscribers; slower ones read the log.
+    #[arg(long, env = "TIDINGS_TOPIC_BUFFER", default_value_t = 1024)]
+    pub topic_buffer: usize,
+
+    /// Changes that may wait for the commit pipeline; beyond it writes get 503.
+    #[arg(long, env = "TIDINGS_WRITER_QUEUE", default_value_t = 16_384)]
+    pub writer_queue: usize,
+
+    /// Most changes made durable by one flush.
+    #[arg(long, env = "TIDINGS_WRITER_BATCH", default_value_t = 1024)]
+    pub writer_batch: usize,
+
+    /// Most events in one publish request.
+    #[arg(long, env = "TIDINGS_PUBLISH_BATCH_MAX", default_value_t = 1000)]
+    pub publish_batch_max: usize,
+
+    /// Retention override PREFIX=COUNT,AGE (repeatable; an empty prefix sets the default of 10000,7d).
+    #[arg(long = "retention", env = "TIDINGS_RETENTION", value_delimiter = ';', value_parser = retention::parse_override)]
+    pub retention: Vec<(String, retention::Limits)>,
+
+    /// How often old events are pruned.
+    #[arg(long, env = "TIDINGS_PRUNE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub prune_interval: Duration,
+
+    /// Reconnection delay announced to SSE clients (`retry:`), in milliseconds.
+    #[arg(long, env = "TIDINGS_SSE_RETRY_MS", default_value_t = 5000)]
+    pub sse_retry_ms: u64,
+
+    /// Interval of SSE heartbeat comments.
+    #[arg(long, env = "TIDINGS_SSE_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_heartbeat: Duration,
+
+    /// SSE connections are cycled (`connection-timeout`) after this long.
+    #[arg(long, env = "TIDINGS_SSE_LIFETIME", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub sse_lifetime: Duration,
+
+    /// Largest incoming WebSocket message, e.g. 64KiB.
+    #[arg(long, env = "TIDINGS_WS_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_byte_size)]
+    pub ws_max_message: u64,
+
+    /// WebSocket read buffer per connection.
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value = "4KiB", value_parser = parse_byte_size)]
+    pub ws_read_buffer: u64,
+
+    /// Interval of WebSocket pings; clients silent for two intervals are dropped.
+    #[arg(long, env = "TIDINGS_WS_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ws_ping_interval: Duration,
+
+    /// Most topics one WebSocket connection may subscribe to.
+    #[arg(long, env = "TIDINGS_WS_MAX_TOPICS", default_value_t = 100)]
+    pub ws_max_topics: usize,
 
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
@@ -159,6 +216,39 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Whether the debug-only test routes are served.
     pub test_routes: bool,
+    /// Event core settings.
+    pub core: CoreSettings,
+}
+
+/// Settings of the event core and its streams.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// Events kept in memory per subscribed topic.
+    pub topic_buffer: usize,
+    /// Commit pipeline queue length.
+    pub writer_queue: usize,
+    /// Changes per flush.
+    pub writer_batch: usize,
+    /// Events per publish request.
+    pub publish_batch_max: usize,
+    /// Retention policy.
+    pub retention: retention::Policy,
+    /// Pruning interval.
+    pub prune_interval: Duration,
+    /// SSE `retry:` in milliseconds.
+    pub sse_retry_ms: u64,
+    /// SSE heartbeat interval.
+    pub sse_heartbeat: Duration,
+    /// SSE connection lifetime.
+    pub sse_lifetime: Duration,
+    /// Largest WebSocket message.
+    pub ws_max_message: usize,
+    /// WebSocket read buffer.
+    pub ws_read_buffer: usize,
+    /// WebSocket ping interval.
+    pub ws_ping_interval: Duration,
+    /// Topics per WebSocket connection.
+    pub ws_max_topics: usize,
 }
 
 /// Limits the HTTP layer enforces on every request and connection.
@@ -170,6 +260,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Deadline for the request body.
     pub body_timeout: Duration,
+    /// Deadline for a blocked write to make progress.
+    pub write_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
 }
@@ -209,6 +301,7 @@ impl ServeArgs {
                 max_body_bytes: self.max_body,
                 header_timeout: self.header_timeout,
                 body_timeout: self.body_timeout,
+                write_timeout: self.write_timeout,
                 max_connections: self.max_connections,
             },
             shutdown_grace: self.shutdown_grace,
@@ -216,6 +309,21 @@ impl ServeArgs {
             store_cache_bytes: self.store_cache,
             log_format: self.log_format,
             test_routes,
+            core: CoreSettings {
+                topic_buffer: self.topic_buffer.max(1),
+                writer_queue: self.writer_queue.max(1),
+                writer_batch: self.writer_batch.max(1),
+                publish_batch_max: self.publish_batch_max.max(1),
+                retention: retention::policy_from(self.retention),
+                prune_interval: self.prune_interval.max(Duration::from_millis(100)),
+                sse_retry_ms: self.sse_retry_ms,
+                sse_heartbeat: self.sse_heartbeat.max(Duration::from_millis(100)),
+                sse_lifetime: self.sse_lifetime,
+                ws_max_message: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
+                ws_read_buffer: usize::try_from(self.ws_read_buffer.max(1024)).unwrap_or(4096),
+                ws_ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
+                ws_max_topics: self.ws_max_topics.max(1),
+            },
         })
     }
 }

@@ -15,15 +15,23 @@
 //! * [`logging`]: log output.
 
 pub mod app;
+pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod lifecycle;
+pub mod log;
 pub mod logging;
 pub mod metrics;
+pub mod modules;
 pub mod ops;
+pub mod pruner;
 pub mod secret;
 pub mod store;
 #[cfg(debug_assertions)]
 pub mod test_routes;
+pub mod transport;
+pub mod writer;

@@ -7,15 +7,20 @@
 //!   requests before closing.
 //!
 //! Invariant: the phases only move forward; stopping implies draining.
+//! Sessions that outlive their HTTP connection (WebSocket) are tracked here
+//! so the drain waits for them too.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
 
 /// The shared lifecycle state; one per server.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
     draining: AtomicBool,
     stopping: CancellationToken,
+    sessions: TaskTracker,
 }
 
 impl Lifecycle {
@@ -49,6 +54,21 @@ impl Lifecycle {
     /// True once stopping began.
     pub fn is_stopping(&self) -> bool {
         self.stopping.is_cancelled()
+    }
+
+    /// Runs a session that outlives its HTTP connection (an upgraded
+    /// WebSocket); shutdown waits for it like for a connection.
+    pub fn spawn_session<F>(&self, session: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.sessions.spawn(session);
+    }
+
+    /// Completes when every session ended (after stopping began).
+    pub async fn sessions_finished(&self) {
+        self.sessions.close();
+        self.sessions.wait().await;
     }
 }
 

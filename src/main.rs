@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             tidings::logging::init(LogFormat::Text);
             tidings::app::init(&args.data.data_dir).map(|report| println!("{report}"))
         }
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

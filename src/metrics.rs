@@ -33,6 +33,17 @@ struct ProtocolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    transport: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
     method: String,
@@ -55,6 +66,8 @@ pub struct Metrics {
     resident_memory: Gauge<u64, AtomicU64>,
     open_fds: Gauge,
     connections: Family<ProtocolLabels, Gauge>,
+    streams: Family<TransportLabels, Gauge>,
+    stream_ends: Family<ReasonLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
 }
@@ -91,6 +104,18 @@ impl Metrics {
             "Open client connections by protocol",
             connections.clone(),
         );
+        let streams = Family::<TransportLabels, Gauge>::default();
+        registry.register(
+            "tidings_open_streams",
+            "Open long-lived streams (SSE, WebSocket) by transport",
+            streams.clone(),
+        );
+        let stream_ends = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tidings_stream_ends",
+            "Streams ended, by transport and reason",
+            stream_ends.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "tidings_http_requests",
@@ -110,19 +135,36 @@ impl Metrics {
             resident_memory,
             open_fds,
             connections,
+            streams,
+            stream_ends,
             requests,
             latency,
         }
     }
 
     /// Counts a connection as open until the returned guard drops.
-    pub fn connection_opened(&self, protocol: &'static str) -> ConnectionGuard {
-        let gauge = self
-            .connections
-            .get_or_create(&ProtocolLabels { protocol })
-            .clone();
-        gauge.inc();
-        ConnectionGuard { gauge }
+    pub fn connection_opened(&self, protocol: &'static str) -> OpenGuard {
+        OpenGuard::new(
+            self.connections
+                .get_or_create(&ProtocolLabels { protocol })
+                .clone(),
+        )
+    }
+
+    /// Counts a stream as open until the returned guard drops.
+    pub fn stream_opened(&self, transport: &'static str) -> OpenGuard {
+        OpenGuard::new(
+            self.streams
+                .get_or_create(&TransportLabels { transport })
+                .clone(),
+        )
+    }
+
+    /// Counts why a stream ended (`timeout`, `shutdown`, `client`, `expired`…).
+    pub fn stream_ended(&self, transport: &'static str, reason: &'static str) {
+        self.stream_ends
+            .get_or_create(&ReasonLabels { transport, reason })
+            .inc();
     }
 
     /// Records one finished request.
@@ -160,12 +202,19 @@ impl Metrics {
     }
 }
 
-/// Keeps one connection counted in `tidings_open_connections`.
-pub struct ConnectionGuard {
+/// Keeps one connection or stream counted in its gauge until dropped.
+pub struct OpenGuard {
     gauge: Gauge,
 }
 
-impl Drop for ConnectionGuard {
+impl OpenGuard {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self { gauge }
+    }
+}
+
+impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.gauge.dec();
     }

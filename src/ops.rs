@@ -15,7 +15,6 @@ use crate::store::Store;
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Length of one live-event polling interval, announced by `/api/v1/time`.
 pub const INTERVAL_MS: u64 = 250;
@@ -52,7 +51,7 @@ pub fn routes(router: &mut Router, state: OpsState) {
     router.route(Method::GET, "/api/v1/time", |_| async {
         Ok(response::data(
             StatusCode::OK,
-            &json!({ "now": unix_millis(), "intervalMs": INTERVAL_MS }),
+            &json!({ "now": crate::clock::unix_millis(), "intervalMs": INTERVAL_MS }),
         ))
     });
 }
@@ -70,13 +69,4 @@ async fn readyz(state: OpsState) -> Result<crate::http::Response, ApiError> {
         StatusCode::OK,
         &json!({ "status": "ready" }),
     ))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }

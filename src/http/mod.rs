@@ -4,6 +4,7 @@
 //! Handlers see only [`Request`], [`Body`] and the helpers in [`response`]; no
 //! module outside `http/` and `transport/` imports hyper.
 
+pub mod io;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -32,6 +32,15 @@ impl Request {
         request_id: Arc<str>,
     ) -> Self {
         let (head, body) = request.into_parts();
+        let params = params
+            .into_iter()
+            .map(|(key, value)| {
+                let decoded = percent_encoding::percent_decode_str(&value)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                (key, decoded)
+            })
+            .collect();
         Self {
             head,
             body: Some(body),
@@ -64,7 +73,7 @@ impl Request {
             .and_then(|value| value.to_str().ok())
     }
 
-    /// A path parameter named in the route pattern (`{topic}`).
+    /// A path parameter named in the route pattern (`{topic}`), percent-decoded.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -72,9 +81,22 @@ impl Request {
             .map(|(_, value)| value.as_str())
     }
 
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.head.uri.query()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
     /// The id of this request (also sent back as `x-request-id`).
     pub fn request_id(&self) -> &str {
         &self.request_id
+    }
+
+    /// Takes the pending protocol upgrade (WebSocket) of an HTTP/1.1 request.
+    pub fn take_upgrade(&mut self) -> Option<hyper::upgrade::OnUpgrade> {
+        self.head.extensions.remove::<hyper::upgrade::OnUpgrade>()
     }
 
     /// Reads the whole body under the size and time limits.

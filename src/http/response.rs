@@ -52,3 +52,12 @@ pub fn error(err: &ApiError) -> Response {
     }
     response
 }
+
+/// `{"data": <json>}` around JSON that is already encoded (stored events).
+pub fn raw_data(status: StatusCode, json: &[u8]) -> Response {
+    let mut body = Vec::with_capacity(json.len() + 9);
+    body.extend_from_slice(b"{\"data\":");
+    body.extend_from_slice(json);
+    body.push(b'}');
+    with_content_type(status, JSON, body)
+}

@@ -11,6 +11,7 @@
 //! connection task is tracked so the caller can wait for the drain.
 
 use super::Body;
+use super::io::WriteDeadline;
 use super::service::{HttpService, Peer};
 use crate::config::HttpLimits;
 use crate::lifecycle::Lifecycle;
@@ -105,8 +106,9 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = context.limits.header_timeout;
+    let stream = WriteDeadline::new(stream, context.limits.write_timeout);
     match context.tls.clone() {
-        None => match tokio::time::timeout(deadline, sniff_protocol(&stream)).await {
+        None => match tokio::time::timeout(deadline, sniff_protocol(stream.get_ref())).await {
             Ok(Ok(protocol)) => serve_http(TokioIo::new(stream), protocol, addr, &context).await,
             Ok(Err(err)) => {
                 tracing::debug!(peer = %addr, error = %err, "connection closed before a request")
@@ -179,9 +181,27 @@ where
             drive(connection, &context.lifecycle).await
         }
     };
-    if let Err(err) = result {
-        tracing::debug!(peer = %addr, error = %err, "connection ended with an error");
+    match result {
+        Err(err) if is_write_timeout(&err) => {
+            tracing::warn!(peer = %addr, protocol = protocol.label(), "client stopped reading; disconnected after the write timeout");
+            context
+                .metrics
+                .stream_ended(protocol.label(), "slow-client");
+        }
+        Err(err) => tracing::debug!(peer = %addr, error = %err, "connection ended with an error"),
+        Ok(()) => {}
     }
+}
+
+fn is_write_timeout(err: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// A hyper connection that can be asked to finish its requests and close.

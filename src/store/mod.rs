@@ -1,20 +1,85 @@
 //! The embedded database (sled 0.34) behind a small API of our own.
 //!
+//! Everything (store records, event log, module state) lives in one sled tree
+//! so that one [`WriteBatch`] applies atomically: a module change and the
+//! events it produces are never half-applied. The key space is in [`keys`].
+//!
 //! Invariants: the database is opened once per process (the data directory
 //! lock guarantees one process); nothing is acknowledged as durable before
-//! [`Store::flush`] returned; blocking sled calls run on the blocking pool,
-//! never on the async workers.
+//! [`Store::flush_blocking`] returned; blocking sled calls run on the writer's
+//! thread or the blocking pool, never on the async workers; the schema version
+//! is checked (and migrations run) before anything else reads the data.
 //!
 //! Power-loss note: sled's flush uses `sync_file_range`, which survives a
 //! process crash but not every power loss; the README says so.
 
+pub mod keys;
+
 use crate::error::StartupError;
 use std::path::Path;
 
-/// Tree holding the store's own records (schema version, probes).
-const META_TREE: &str = "meta";
-/// Key rewritten by the readiness probe.
-const PROBE_KEY: &[u8] = b"readiness-probe";
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Name of the schema version record.
+const SCHEMA_RECORD: &str = "schema-version";
+/// Name of the record rewritten by the readiness probe.
+const PROBE_RECORD: &str = "readiness-probe";
+
+/// A migration from `version - 1` to `version`; runs once, inside one batch.
+struct Migration {
+    version: u64,
+    apply: fn(&sled::Db, &mut WriteBatch) -> sled::Result<()>,
+}
+
+/// Migrations in order. Version 1 is the first schema and needs none.
+const MIGRATIONS: &[Migration] = &[];
+
+/// A storage failure; callers turn it into `INTERNAL` or a startup error.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(err: sled::Error) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// Writes that apply together or not at all.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl WriteBatch {
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.batch.insert(key.as_ref(), value.as_ref());
+        self.len += 1;
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.batch.remove(key.as_ref());
+        self.len += 1;
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 /// Handle to the open database; cheap to clone.
 #[derive(Clone)]
@@ -23,7 +88,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path` with a page cache of `cache_bytes`.
+    /// Opens (or creates) the database at `path` with a page cache of
+    /// `cache_bytes`, then brings its schema up to [`SCHEMA_VERSION`].
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StartupError> {
         let db = sled::Config::new()
             .path(path)
@@ -31,33 +97,133 @@ impl Store {
             .flush_every_ms(None)
             .open()
             .map_err(|err| StartupError::io(format!("opening database {}", path.display()), err))?;
-        Ok(Self { db })
+        let store = Self { db };
+        store.migrate().map_err(|err| match err {
+            MigrateError::TooNew(found) => StartupError::Config(format!(
+                "the database in {} has schema {found}, newer than this build's {SCHEMA_VERSION}; use a newer tidings",
+                path.display()
+            )),
+            MigrateError::Store(err) => StartupError::io("migrating the database", err),
+        })?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), MigrateError> {
+        let key = keys::meta(SCHEMA_RECORD);
+        let found = match self
+            .db
+            .get(&key)
+            .map_err(|e| MigrateError::Store(e.into()))?
+        {
+            Some(value) => decode_u64(&value),
+            None if self.db.is_empty() => 0,
+            // Data without a version record predates versioning: schema 1.
+            None => 1,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(MigrateError::TooNew(found));
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+            let mut batch = WriteBatch::default();
+            (migration.apply)(&self.db, &mut batch).map_err(|e| MigrateError::Store(e.into()))?;
+            batch.put(&key, migration.version.to_be_bytes());
+            self.apply_blocking(batch).map_err(MigrateError::Store)?;
+            self.flush_blocking().map_err(MigrateError::Store)?;
+        }
+        if found < SCHEMA_VERSION {
+            let mut batch = WriteBatch::default();
+            batch.put(&key, SCHEMA_VERSION.to_be_bytes());
+            self.apply_blocking(batch).map_err(MigrateError::Store)?;
+            self.flush_blocking().map_err(MigrateError::Store)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one key (blocking).
+    pub fn get_blocking(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.db.get(key)?)
+    }
+
+    /// Pairs under `prefix` whose key is greater than `after` (or all), in key
+    /// order, at most `limit` (blocking).
+    pub fn scan_blocking(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        let iter = match after {
+            Some(after) => self
+                .db
+                .range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => self.db.range::<&[u8], _>(prefix..),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// The first pair under `prefix` (blocking).
+    pub fn first_blocking(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        Ok(self.scan_blocking(prefix, None, 1)?.pop())
+    }
+
+    /// Applies a batch atomically; not yet durable (blocking).
+    pub fn apply_blocking(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        Ok(self.db.apply_batch(batch.batch)?)
+    }
+
+    /// Makes everything applied so far durable (blocking).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Runs a blocking store operation on the blocking pool.
+    pub async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || operation(&store))
+            .await
+            .map_err(|err| StoreError(format!("store task failed: {err}")))?
     }
 
     /// Writes and flushes a probe record: succeeds only if the store accepts durable writes.
-    pub async fn check_writable(&self) -> Result<(), String> {
-        let db = self.db.clone();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        tokio::task::spawn_blocking(move || -> sled::Result<()> {
-            db.open_tree(META_TREE)?
-                .insert(PROBE_KEY, &now.to_be_bytes())?;
-            db.flush()?;
-            Ok(())
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let now = crate::clock::unix_millis();
+        self.run(move |store| {
+            let mut batch = WriteBatch::default();
+            batch.put(keys::meta(PROBE_RECORD), now.to_be_bytes());
+            store.apply_blocking(batch)?;
+            store.flush_blocking()
         })
         .await
-        .map_err(|err| format!("store probe task failed: {err}"))?
-        .map_err(|err| format!("store write failed: {err}"))
     }
 
     /// Makes everything written so far durable.
-    pub async fn flush(&self) -> Result<(), String> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|err| format!("store flush task failed: {err}"))?
-            .map(|_| ())
-            .map_err(|err| format!("store flush failed: {err}"))
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.run(Store::flush_blocking).await
     }
+}
+
+enum MigrateError {
+    TooNew(u64),
+    Store(StoreError),
+}
+
+/// Decodes a big-endian u64 record (0 when malformed).
+pub fn decode_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }

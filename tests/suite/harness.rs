@@ -250,6 +250,12 @@ impl Server {
         }
     }
 
+    /// Kills the process with SIGKILL (a crash) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10));
+    }
+
     /// Sends SIGTERM and returns the exit status (must come within the grace plus a margin).
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);

@@ -1,10 +1,15 @@
 //! The integration suite: every test starts the real `tidings` executable
 //! (see [`harness`]) and talks to it as a client would.
 
+mod clients;
 mod harness;
 
 mod cli;
+mod durability;
 mod errors;
 mod ops;
 mod protocols;
 mod shutdown;
+mod slow;
+mod streams;
+mod topics;

@@ -1,0 +1,93 @@
+//! The generic topics API: publish to, read and stream any topic of a tenant.
+//!
+//! * `POST /api/v1/topics/{topic}/events`: `{"type","data","actor"?}` or
+//!   `{"events":[…]}` (an atomic batch) → 201 once durable.
+//! * `GET /api/v1/topics/{topic}/events?after=ID&limit=N` → a page of history
+//!   with `next` and `gap`.
+//! * `GET /api/v1/topics/{topic}/stream` → SSE (resume with `Last-Event-ID`).
+//! * `GET /api/v1/topics/ws` → WebSocket with subscribe/unsubscribe/publish ops.
+//!
+//! `{topic}` is one path segment: percent-encode `/` as `%2F`.
+
+mod rest;
+mod ws;
+
+use crate::auth::{Authenticator, Principal};
+use crate::error::ApiError;
+use crate::http::Request;
+use crate::http::router::Router;
+use crate::hub::Hub;
+use crate::lifecycle::Lifecycle;
+use crate::log::TopicRef;
+use crate::metrics::Metrics;
+use crate::transport::sse::SseSettings;
+use crate::transport::ws::WsSettings;
+use crate::writer::Writer;
+use http::Method;
+use std::sync::Arc;
+
+/// Limits of the topics API.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicsLimits {
+    /// Most events in one publish request.
+    pub max_batch_events: usize,
+    /// Most events in one history page.
+    pub max_page: usize,
+    /// Most topics one WebSocket may subscribe to.
+    pub ws_max_topics: usize,
+}
+
+/// Everything the topics API uses.
+pub struct TopicsApi {
+    /// The commit pipeline.
+    pub writer: Writer,
+    /// Fan-out and history.
+    pub hub: Arc<Hub>,
+    /// Credentials.
+    pub auth: Authenticator,
+    /// Server lifecycle (streams end on shutdown).
+    pub lifecycle: Arc<Lifecycle>,
+    /// Stream metrics.
+    pub metrics: Arc<Metrics>,
+    /// SSE timing.
+    pub sse: SseSettings,
+    /// WebSocket limits.
+    pub ws: WsSettings,
+    /// API limits.
+    pub limits: TopicsLimits,
+}
+
+impl TopicsApi {
+    /// The caller and the topic named in the path.
+    fn authorize(&self, request: &Request) -> Result<(Principal, TopicRef), ApiError> {
+        let principal = self.auth.api_key(request)?;
+        let name = request.param("topic").unwrap_or_default();
+        let topic = TopicRef::new(principal.tenant, name).map_err(ApiError::validation)?;
+        Ok((principal, topic))
+    }
+}
+
+/// Registers the topics routes.
+pub fn routes(router: &mut Router, api: Arc<TopicsApi>) {
+    let publish = api.clone();
+    router.route(
+        Method::POST,
+        "/api/v1/topics/{topic}/events",
+        move |request| rest::publish(publish.clone(), request),
+    );
+    let history = api.clone();
+    router.route(
+        Method::GET,
+        "/api/v1/topics/{topic}/events",
+        move |request| rest::history(history.clone(), request),
+    );
+    let stream = api.clone();
+    router.route(
+        Method::GET,
+        "/api/v1/topics/{topic}/stream",
+        move |request| rest::stream(stream.clone(), request),
+    );
+    router.route(Method::GET, "/api/v1/topics/ws", move |request| {
+        ws::open(api.clone(), request)
+    });
+}

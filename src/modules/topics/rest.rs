@@ -1,0 +1,180 @@
+//! HTTP handlers of the topics API: publish, history page, SSE stream.
+
+use super::TopicsApi;
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::log::read::{self, Cursor};
+use crate::log::{LogEvent, TopicRef};
+use crate::transport::sse::{self, GenericFormat, SseStream};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use ulid::Ulid;
+
+/// Events in a history page unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 100;
+
+/// One event to publish.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventInput {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub actor: Option<Value>,
+}
+
+/// Parses a publish body: one event, or `{"events":[…]}`.
+pub(super) fn parse_events(body: Value, max: usize) -> Result<(Vec<EventInput>, bool), ApiError> {
+    let (items, batch) = match body {
+        Value::Object(mut map) if map.contains_key("events") => match map.remove("events") {
+            Some(Value::Array(items)) if map.is_empty() => (items, true),
+            _ => {
+                return Err(ApiError::validation(
+                    "`events` must be the only field and an array of events",
+                ));
+            }
+        },
+        single => (vec![single], false),
+    };
+    if items.is_empty() || items.len() > max {
+        return Err(ApiError::validation(format!(
+            "a batch holds 1 to {max} events"
+        )));
+    }
+    let events = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            serde_json::from_value::<EventInput>(item).map_err(|err| {
+                let place = if batch {
+                    format!("events[{index}]: ")
+                } else {
+                    String::new()
+                };
+                ApiError::validation(format!(
+                    "{place}{err}; an event is {{\"type\": string, \"data\": any}}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((events, batch))
+}
+
+/// Commits events to a topic atomically; all or none.
+pub(super) async fn commit_events(
+    api: &TopicsApi,
+    topic: TopicRef,
+    default_actor: String,
+    events: Vec<EventInput>,
+) -> Result<Vec<Arc<LogEvent>>, ApiError> {
+    let committed = api
+        .writer
+        .commit(move |change| {
+            for input in events {
+                let actor = input
+                    .actor
+                    .unwrap_or_else(|| Value::String(default_actor.clone()));
+                change.append(&topic, &input.event_type, actor, input.data)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(committed.events)
+}
+
+/// `POST /api/v1/topics/{topic}/events`
+pub(super) async fn publish(
+    api: Arc<TopicsApi>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let (principal, topic) = api.authorize(&request)?;
+    let body: Value = request.json().await?;
+    let (inputs, batch) = parse_events(body, api.limits.max_batch_events)?;
+    let events = commit_events(&api, topic, principal.name, inputs).await?;
+    let json = if batch {
+        let mut out = b"{\"events\":".to_vec();
+        out.extend_from_slice(&join_json(&events));
+        out.push(b'}');
+        out
+    } else {
+        events
+            .first()
+            .map(|event| event.json.to_vec())
+            .unwrap_or_default()
+    };
+    Ok(response::raw_data(StatusCode::CREATED, &json))
+}
+
+/// `GET /api/v1/topics/{topic}/events?after=ID&limit=N`
+pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Response, ApiError> {
+    let (_, topic) = api.authorize(&request)?;
+    let cursor = match request
+        .query_param("after")
+        .filter(|after| !after.is_empty())
+    {
+        None => Cursor::Start,
+        Some(text) => Cursor::After(
+            Ulid::from_string(&text)
+                .map_err(|_| ApiError::validation(format!("after=`{text}` is not an event id")))?,
+        ),
+    };
+    let limit = match request.query_param("limit") {
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=api.limits.max_page).contains(limit))
+            .ok_or_else(|| {
+                ApiError::validation(format!("limit must be 1 to {}", api.limits.max_page))
+            })?,
+    };
+    let durable = api.hub.durable_mark();
+    let page = api
+        .hub
+        .store()
+        .run(move |store| read::read_page(store, &topic, cursor, limit, durable))
+        .await
+        .map_err(|err| ApiError::internal(format!("reading the log failed: {err}")))?;
+    let next = match (page.more, page.events.last()) {
+        (true, Some(last)) => Value::String(last.id().to_string()),
+        _ => Value::Null,
+    };
+    let gap = page.gap.map_or(Value::Bool(false), |gap| json!(gap));
+    let mut out = b"{\"events\":".to_vec();
+    out.extend_from_slice(&join_json(&page.events));
+    out.extend_from_slice(format!(",\"next\":{next},\"gap\":{gap}}}").as_bytes());
+    Ok(response::raw_data(StatusCode::OK, &out))
+}
+
+/// `GET /api/v1/topics/{topic}/stream`
+pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Response, ApiError> {
+    let (_, topic) = api.authorize(&request)?;
+    let start = sse::resume_start(&request)?;
+    let connected = json!({ "topic": topic.name });
+    let subscription = api.hub.subscribe(topic, start);
+    Ok(sse::response(SseStream {
+        subscription,
+        format: Arc::new(GenericFormat { connected }),
+        settings: api.sse,
+        lifecycle: api.lifecycle.clone(),
+        metrics: api.metrics.clone(),
+    }))
+}
+
+/// `[e1,e2,…]` from stored event JSON, without re-encoding.
+fn join_json(events: &[Arc<LogEvent>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (index, event) in events.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&event.json);
+    }
+    out.push(b']');
+    out
+}

@@ -1,0 +1,325 @@
+//! The topics API over WebSocket (`GET /api/v1/topics/ws`).
+//!
+//! Client → server text frames (`ref` is optional and echoed back):
+//! `{"op":"subscribe","topic","after"?}`, `{"op":"unsubscribe","topic"}`,
+//! `{"op":"publish","topic","type","data","actor"?}`.
+//! Server → client: `{"op":"subscribed"|"unsubscribed","topic"}`,
+//! `{"op":"event","event":{…}}`, `{"op":"gap","topic","reason","oldestId"}`,
+//! `{"op":"published","event":{…}}`, `{"op":"error","code","message"}`.
+//!
+//! Invariants: each subscription is forwarded by its own task into a bounded
+//! queue, and the session writes everything queued in one flush; a slow
+//! client makes its subscriptions fall back to the log, never the hub wait.
+
+use super::TopicsApi;
+use super::rest::{commit_events, parse_events};
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{Request, Response};
+use crate::hub::{Delivery, Start};
+use crate::log::TopicRef;
+use crate::transport::ws::{self, WsSocket};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use ulid::Ulid;
+
+/// Deliveries queued per connection before forwarders wait (and their subscriptions lag).
+const QUEUE: usize = 64;
+/// Most events taken from a subscription at once.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum ClientOp {
+    Subscribe {
+        topic: String,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default, rename = "ref")]
+        reference: Option<Value>,
+    },
+    Unsubscribe {
+        topic: String,
+        #[serde(default, rename = "ref")]
+        reference: Option<Value>,
+    },
+    Publish {
+        topic: String,
+        #[serde(flatten)]
+        event: Value,
+    },
+}
+
+/// `GET /api/v1/topics/ws`
+pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Response, ApiError> {
+    let principal = api.auth.api_key(&request)?;
+    let settings = api.ws;
+    let lifecycle = api.lifecycle.clone();
+    ws::upgrade(
+        &mut request,
+        settings,
+        &lifecycle,
+        move |socket| async move {
+            let _open = api.metrics.stream_opened("ws");
+            let session = Session {
+                api,
+                principal,
+                socket,
+                subscriptions: HashMap::new(),
+                queue: mpsc::channel(QUEUE),
+            };
+            session.run().await;
+        },
+    )
+}
+
+/// A delivery waiting to be written, with its topic name.
+type Queued = (String, Delivery);
+
+struct Session {
+    api: Arc<TopicsApi>,
+    principal: Principal,
+    socket: WsSocket,
+    subscriptions: HashMap<String, JoinHandle<()>>,
+    queue: (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
+}
+
+/// Why a session ended.
+enum End {
+    Client,
+    Close(CloseCode, &'static str, &'static str),
+}
+
+impl Session {
+    async fn run(mut self) {
+        let end = self.serve().await;
+        for (_, forwarder) in self.subscriptions.drain() {
+            forwarder.abort();
+        }
+        let reason = match end {
+            End::Client => "client",
+            End::Close(code, reason, metric) => {
+                ws::close(&mut self.socket, code, reason).await;
+                metric
+            }
+        };
+        self.api.metrics.stream_ended("ws", reason);
+    }
+
+    async fn serve(&mut self) -> End {
+        let interval = self.api.ws.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let lifecycle = self.api.lifecycle.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = lifecycle.stopping() => return End::Close(CloseCode::Away, "server shutting down; reconnect", "shutdown"),
+                incoming = self.socket.next() => {
+                    last_heard = Instant::now();
+                    match incoming {
+                        None | Some(Ok(Message::Close(_))) => return End::Client,
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                            return End::Close(CloseCode::Size, "message too big", "too-big");
+                        }
+                        Some(Err(_)) => return End::Client,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(end) = self.handle(text.as_str()).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            return End::Close(CloseCode::Policy, "send JSON text frames", "policy");
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
+                Some(first) = self.queue.1.recv() => {
+                    if let Err(end) = self.deliver(first).await {
+                        return end;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > interval * 2 {
+                        return End::Close(CloseCode::Away, "no answer to pings", "keepalive");
+                    }
+                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return End::Client;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the delivery and everything else already queued, then flushes once.
+    async fn deliver(&mut self, first: (String, Delivery)) -> Result<(), End> {
+        let mut next = Some(first);
+        while let Some((topic, delivery)) = next {
+            if let Some(gap) = delivery.gap {
+                let mut notice = json!({ "op": "gap", "topic": topic });
+                if let (Some(map), Ok(Value::Object(gap))) =
+                    (notice.as_object_mut(), serde_json::to_value(gap))
+                {
+                    map.extend(gap);
+                }
+                self.feed(notice.to_string().into()).await?;
+            }
+            for event in &delivery.events {
+                self.feed(event.ws_text().clone()).await?;
+            }
+            next = self.queue.1.try_recv().ok();
+        }
+        self.socket.flush().await.map_err(|_| End::Client)
+    }
+
+    async fn feed(&mut self, text: Bytes) -> Result<(), End> {
+        let message = Message::Text(
+            text.try_into()
+                .map_err(|_| End::Close(CloseCode::Error, "internal error", "error"))?,
+        );
+        self.socket.feed(message).await.map_err(|_| End::Client)
+    }
+
+    async fn reply(&mut self, value: Value) -> Result<(), End> {
+        self.socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .map_err(|_| End::Client)
+    }
+
+    async fn handle(&mut self, text: &str) -> Result<(), End> {
+        let op: ClientOp = match serde_json::from_str(text) {
+            Ok(op) => op,
+            Err(err) => {
+                let error = ApiError::validation(format!(
+                    "{err}; ops are subscribe, unsubscribe and publish, each with a topic"
+                ));
+                return self.reply(error_frame(&error, None)).await;
+            }
+        };
+        let outcome = match op {
+            ClientOp::Subscribe {
+                topic,
+                after,
+                reference,
+            } => self.subscribe(topic, after, reference),
+            ClientOp::Unsubscribe { topic, reference } => Ok(self.unsubscribe(topic, reference)),
+            ClientOp::Publish { topic, event } => self.publish(topic, event).await,
+        };
+        match outcome {
+            Ok(reply) => self.reply(reply).await,
+            Err((error, reference)) => self.reply(error_frame(&error, reference)).await,
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        name: String,
+        after: Option<String>,
+        reference: Option<Value>,
+    ) -> Result<Value, (ApiError, Option<Value>)> {
+        let fail = |error: ApiError| (error, reference.clone());
+        let topic = TopicRef::new(self.principal.tenant, &name)
+            .map_err(|e| fail(ApiError::validation(e)))?;
+        let start = match after.as_deref() {
+            None | Some("") => Start::Live,
+            Some(text) => Start::After(Ulid::from_string(text).map_err(|_| {
+                fail(ApiError::validation(format!(
+                    "after=`{text}` is not an event id"
+                )))
+            })?),
+        };
+        if self.subscriptions.contains_key(&name) {
+            return Err(fail(ApiError::new(
+                ErrorCode::Conflict,
+                format!("already subscribed to {name}"),
+            )));
+        }
+        if self.subscriptions.len() >= self.api.limits.ws_max_topics {
+            return Err(fail(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} topics per connection",
+                    self.api.limits.ws_max_topics
+                ),
+            )));
+        }
+        let mut subscription = self.api.hub.subscribe(topic, start);
+        let sender = self.queue.0.clone();
+        let label = name.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                let delivery = match subscription.next(MAX_BATCH).await {
+                    Ok(delivery) => delivery,
+                    Err(err) => {
+                        tracing::error!(error = %err, topic = %label, "WebSocket subscription could not read the log");
+                        return;
+                    }
+                };
+                if sender.send((label.clone(), delivery)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        self.subscriptions.insert(name.clone(), forwarder);
+        Ok(with_ref(
+            json!({ "op": "subscribed", "topic": name }),
+            reference,
+        ))
+    }
+
+    fn unsubscribe(&mut self, name: String, reference: Option<Value>) -> Value {
+        if let Some(forwarder) = self.subscriptions.remove(&name) {
+            forwarder.abort();
+        }
+        with_ref(json!({ "op": "unsubscribed", "topic": name }), reference)
+    }
+
+    async fn publish(
+        &mut self,
+        name: String,
+        mut event: Value,
+    ) -> Result<Value, (ApiError, Option<Value>)> {
+        let reference = event.as_object_mut().and_then(|map| map.remove("ref"));
+        let fail = |error: ApiError| (error, reference.clone());
+        let topic = TopicRef::new(self.principal.tenant, &name)
+            .map_err(|e| fail(ApiError::validation(e)))?;
+        let (inputs, _) = parse_events(event, 1).map_err(fail)?;
+        let events = commit_events(&self.api, topic, self.principal.name.clone(), inputs)
+            .await
+            .map_err(fail)?;
+        let event: Value = events
+            .first()
+            .and_then(|event| serde_json::from_slice(&event.json).ok())
+            .unwrap_or(Value::Null);
+        Ok(with_ref(
+            json!({ "op": "published", "event": event }),
+            reference,
+        ))
+    }
+}
+
+fn with_ref(mut value: Value, reference: Option<Value>) -> Value {
+    if let (Some(map), Some(reference)) = (value.as_object_mut(), reference) {
+        map.insert("ref".into(), reference);
+    }
+    value
+}
+
+fn error_frame(error: &ApiError, reference: Option<Value>) -> Value {
+    with_ref(
+        json!({ "op": "error", "code": error.code.as_str(), "message": error.message }),
+        reference,
+    )
+}

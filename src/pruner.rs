@@ -1,0 +1,98 @@
+//! The background retention task: every `--prune-interval` it plans, per
+//! topic, which oldest events exceed the retention policy and removes them
+//! through the writer (so removals are ordered with appends and durable).
+//!
+//! Invariants: only the oldest events of a topic are removed; the topic's
+//! pruned-through id is recorded in the same commit, so readers report an
+//! expired gap instead of a silent partial history.
+
+use crate::lifecycle::Lifecycle;
+use crate::log::retention::{self, Policy};
+use crate::log::{TopicRecord, TopicRef};
+use crate::store::{Store, StoreError, keys};
+use crate::writer::Writer;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most events removed per cycle, so one cycle never holds the writer long.
+const MAX_REMOVALS_PER_CYCLE: usize = 100_000;
+/// Most events removed by one commit.
+const MAX_REMOVALS_PER_COMMIT: usize = 5_000;
+/// Topic records read per store call.
+const TOPIC_PAGE: usize = 1_000;
+
+/// Runs until the server stops.
+pub async fn run(
+    store: Store,
+    writer: Writer,
+    policy: Arc<Policy>,
+    interval: Duration,
+    lifecycle: Arc<Lifecycle>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = lifecycle.stopping() => return,
+        }
+        match prune_once(&store, &writer, &policy).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "retention removed old events"),
+            Err(err) => {
+                tracing::error!(error = %err, "retention cycle failed; retrying next interval")
+            }
+        }
+    }
+}
+
+/// One retention pass over every topic; returns how many events were removed.
+pub async fn prune_once(
+    store: &Store,
+    writer: &Writer,
+    policy: &Arc<Policy>,
+) -> Result<usize, StoreError> {
+    let policy = policy.clone();
+    let plans = store.run(move |store| plan_all(store, &policy)).await?;
+    let mut removed = 0;
+    for (topic, ids) in plans {
+        for chunk in ids.chunks(MAX_REMOVALS_PER_COMMIT) {
+            let chunk = chunk.to_vec();
+            let topic = topic.clone();
+            let count = chunk.len();
+            writer
+                .commit(move |change| change.prune(&topic, &chunk))
+                .await
+                .map_err(|err| StoreError(err.message))?;
+            removed += count;
+        }
+    }
+    Ok(removed)
+}
+
+fn plan_all(store: &Store, policy: &Policy) -> Result<Vec<(TopicRef, Vec<u128>)>, StoreError> {
+    let now_ms = crate::clock::unix_millis();
+    let mut plans = Vec::new();
+    let mut budget = MAX_REMOVALS_PER_CYCLE;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan_blocking(&[keys::TOPIC], after.as_deref(), TOPIC_PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.to_vec());
+        for (key, value) in &page {
+            let Some((tenant, name)) = keys::parse_topic(key) else {
+                continue;
+            };
+            let topic = TopicRef { tenant, name };
+            let record = TopicRecord::decode(value);
+            let limits = policy.limits_for(&topic.name);
+            let ids = retention::plan(store, &topic, record.count, limits, now_ms, budget)?;
+            budget -= ids.len();
+            if !ids.is_empty() {
+                plans.push((topic, ids));
+            }
+            if budget == 0 {
+                return Ok(plans);
+            }
+        }
+    }
+    Ok(plans)
+}

@@ -1,0 +1,13 @@
+//! Transports: how hub subscriptions reach clients.
+//!
+//! * [`sse`]: Server-Sent Events over a streaming HTTP body (HTTP/1.1, HTTP/2, TLS).
+//! * [`ws`]: WebSocket (RFC 6455) on hyper's upgrade.
+//!
+//! Both drain everything a subscription has ready into one write, end when
+//! the server stops (with a final message telling the client to reconnect),
+//! and never hold up the publisher: a slow client falls back to reading the
+//! log, and a client whose socket does not drain is disconnected by the
+//! connection's write timeout.
+
+pub mod sse;
+pub mod ws;

@@ -1,0 +1,216 @@
+//! Server-Sent Events: one subscription streamed as `text/event-stream`.
+//!
+//! Wire contract: first `retry: <ms>`, then the surface's `connected` frame;
+//! then events (`id:`, `event:`, `data:` with one line of JSON); a `reset`
+//! frame with `{"reason","oldestId"}` when the resume cursor is a gap;
+//! `: heartbeat` comments every `--sse-heartbeat`; after `--sse-lifetime` a
+//! `connection-timeout` frame and a clean end (the browser reconnects with
+//! `Last-Event-ID`); on server shutdown a `shutdown` frame and a clean end.
+//!
+//! Invariants: every frame batch is one body chunk, written as soon as it is
+//! ready (no buffering delay); `data:` never contains a raw newline (JSON is
+//! encoded on one line); each event's frame bytes are built once and shared.
+
+use crate::error::ApiError;
+use crate::http::{Body, Request, Response};
+use crate::hub::{Delivery, Start, Subscription};
+use crate::lifecycle::Lifecycle;
+use crate::log::LogEvent;
+use crate::log::read::Gap;
+use crate::metrics::{Metrics, OpenGuard};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use ulid::Ulid;
+
+/// Transport label in metrics.
+const TRANSPORT: &str = "sse";
+
+/// Stream timing and batching.
+#[derive(Debug, Clone, Copy)]
+pub struct SseSettings {
+    /// Reconnection delay announced to the client.
+    pub retry_ms: u64,
+    /// Interval of heartbeat comments.
+    pub heartbeat: Duration,
+    /// Lifetime after which the connection is cycled.
+    pub lifetime: Duration,
+    /// Most events written in one chunk.
+    pub max_batch: usize,
+}
+
+/// How one surface names its framing events and encodes its events.
+pub trait SseFormat: Send + Sync + 'static {
+    /// Data of the `connected` frame.
+    fn connected(&self) -> Value;
+    /// The frame for an event, or `None` to skip it for this client.
+    fn event(&self, event: &LogEvent) -> Option<Bytes>;
+}
+
+/// The generic format of the topics API: the stored event JSON as data.
+pub struct GenericFormat {
+    /// Data of the `connected` frame.
+    pub connected: Value,
+}
+
+impl SseFormat for GenericFormat {
+    fn connected(&self) -> Value {
+        self.connected.clone()
+    }
+
+    fn event(&self, event: &LogEvent) -> Option<Bytes> {
+        Some(event.sse_frame().clone())
+    }
+}
+
+/// The resume cursor of a request: `Last-Event-ID` header, else `lastEventId` query.
+pub fn resume_start(request: &Request) -> Result<Start, ApiError> {
+    let supplied = request
+        .header("last-event-id")
+        .map(str::to_string)
+        .or_else(|| request.query_param("lastEventId"));
+    match supplied.as_deref().map(str::trim) {
+        None | Some("") => Ok(Start::Live),
+        Some(text) => Ulid::from_string(text).map(Start::After).map_err(|_| {
+            ApiError::validation(format!("Last-Event-ID `{text}` is not an event id"))
+        }),
+    }
+}
+
+/// A framing event: `event: <name>` with JSON data.
+pub fn frame(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// Everything one stream needs.
+pub struct SseStream {
+    /// The subscription to stream.
+    pub subscription: Subscription,
+    /// The surface's format.
+    pub format: Arc<dyn SseFormat>,
+    /// Timing and batching.
+    pub settings: SseSettings,
+    /// Server lifecycle (shutdown ends the stream).
+    pub lifecycle: Arc<Lifecycle>,
+    /// Metrics for stream counts and end reasons.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The `200 text/event-stream` response carrying the stream.
+pub fn response(stream: SseStream) -> Response {
+    let body = body(stream);
+    let mut response = http::Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+struct State {
+    stream: SseStream,
+    heartbeat: Interval,
+    deadline: Instant,
+    opened: bool,
+    finished: bool,
+    _open: OpenGuard,
+}
+
+fn body(stream: SseStream) -> Body {
+    let settings = stream.settings;
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let state = State {
+        _open: stream.metrics.stream_opened(TRANSPORT),
+        deadline: Instant::now() + settings.lifetime,
+        heartbeat,
+        stream,
+        opened: false,
+        finished: false,
+    };
+    let chunks = futures_util::stream::unfold(state, |mut state| async move {
+        let chunk = state.next_chunk().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), state))
+    });
+    StreamBody::new(chunks).boxed()
+}
+
+impl State {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.finished {
+            return None;
+        }
+        if !self.opened {
+            self.opened = true;
+            let mut chunk =
+                BytesMut::from(format!("retry: {}\n\n", self.stream.settings.retry_ms).as_bytes());
+            chunk.extend_from_slice(&frame("connected", &self.stream.format.connected()));
+            return Some(chunk.freeze());
+        }
+        loop {
+            let stream = &mut self.stream;
+            tokio::select! {
+                biased;
+                () = stream.lifecycle.stopping() => {
+                    return Some(self.finish("shutdown", "server shutting down; reconnect"));
+                }
+                () = tokio::time::sleep_until(self.deadline) => {
+                    return Some(self.finish("connection-timeout", "connection lifetime reached; reconnect"));
+                }
+                delivery = stream.subscription.next(stream.settings.max_batch) => match delivery {
+                    Ok(delivery) => {
+                        if let Some(chunk) = self.encode(delivery) {
+                            return Some(chunk);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "SSE stream could not read the log");
+                        return Some(self.finish("error", "the server could not read the event log; reconnect"));
+                    }
+                },
+                _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": heartbeat\n\n")),
+            }
+        }
+    }
+
+    fn encode(&self, delivery: Delivery) -> Option<Bytes> {
+        let mut chunk = BytesMut::new();
+        if let Some(gap) = delivery.gap {
+            chunk.extend_from_slice(&reset_frame(&gap));
+        }
+        for event in &delivery.events {
+            if let Some(frame) = self.stream.format.event(event) {
+                chunk.extend_from_slice(&frame);
+            }
+        }
+        (!chunk.is_empty()).then(|| chunk.freeze())
+    }
+
+    fn finish(&mut self, name: &'static str, message: &str) -> Bytes {
+        self.finished = true;
+        let reason = match name {
+            "connection-timeout" => "timeout",
+            other => other,
+        };
+        self.stream.metrics.stream_ended(TRANSPORT, reason);
+        frame(name, &json!({ "reason": message, "reconnect": true }))
+    }
+}
+
+fn reset_frame(gap: &Gap) -> Bytes {
+    frame("reset", &serde_json::to_value(gap).unwrap_or(Value::Null))
+}

@@ -1,0 +1,138 @@
+//! WebSocket (RFC 6455) on hyper's HTTP/1.1 upgrade, framed by tokio-tungstenite.
+//!
+//! [`upgrade`] validates the handshake, answers `101 Switching Protocols`
+//! and runs the surface's session on the upgraded socket as a tracked
+//! lifecycle session (shutdown waits for it). Helpers here give every
+//! surface the same close codes: 1000 normal, 1001 going away (shutdown,
+//! keepalive timeout), 1008 policy, 1009 message too big, 1011 server error.
+//!
+//! Invariants: the read buffer is small (`--ws-read-buffer`, a few KiB, not
+//! tungstenite's 128 KiB) so idle connections stay cheap; messages over
+//! `--ws-max-message` are refused with 1009; a client that stops answering
+//! pings is dropped; a session never blocks the hub (it reads subscriptions
+//! at its own pace and repairs from the log).
+
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::lifecycle::Lifecycle;
+use http::{HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
+
+/// The socket a session works on.
+pub type WsSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Limits and timing of WebSocket sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct WsSettings {
+    /// Largest incoming message (and frame).
+    pub max_message_bytes: usize,
+    /// Read buffer per connection.
+    pub read_buffer_bytes: usize,
+    /// Interval of server pings; a client silent for two intervals is dropped.
+    pub ping_interval: Duration,
+}
+
+impl WsSettings {
+    fn tungstenite_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_bytes)
+            .write_buffer_size(0)
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+    }
+}
+
+/// Answers the upgrade handshake and runs `session` on the socket.
+pub fn upgrade<F, Fut>(
+    request: &mut Request,
+    settings: WsSettings,
+    lifecycle: &Arc<Lifecycle>,
+    session: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(WsSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let accept = accept_key(request)?;
+    let on_upgrade = request
+        .take_upgrade()
+        .ok_or_else(|| ApiError::validation("WebSocket needs an HTTP/1.1 upgrade request"))?;
+    lifecycle.spawn_session(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let socket = WebSocketStream::from_raw_socket(
+                    io,
+                    Role::Server,
+                    Some(settings.tungstenite_config()),
+                )
+                .await;
+                session(socket).await;
+            }
+            Err(err) => tracing::debug!(error = %err, "WebSocket upgrade did not complete"),
+        }
+    });
+    let mut response = response::with_content_type(
+        StatusCode::SWITCHING_PROTOCOLS,
+        "text/plain",
+        bytes::Bytes::new(),
+    );
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    let accept =
+        HeaderValue::from_str(&accept).map_err(|_| ApiError::internal("bad accept key"))?;
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
+}
+
+/// Checks the client's handshake headers and derives `Sec-WebSocket-Accept`.
+fn accept_key(request: &Request) -> Result<String, ApiError> {
+    let has_token = |name: &str, token: &str| {
+        request.header(name).is_some_and(|value| {
+            value
+                .split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    if !has_token("connection", "upgrade") || !has_token("upgrade", "websocket") {
+        return Err(ApiError::validation(
+            "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket",
+        )
+        .with_status(StatusCode::UPGRADE_REQUIRED)
+        .with_header(header::UPGRADE, HeaderValue::from_static("websocket")));
+    }
+    if request.header("sec-websocket-version") != Some("13") {
+        return Err(
+            ApiError::validation("only WebSocket version 13 is supported")
+                .with_status(StatusCode::UPGRADE_REQUIRED)
+                .with_header(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                ),
+        );
+    }
+    let key = request
+        .header("sec-websocket-key")
+        .filter(|key| !key.trim().is_empty())
+        .ok_or_else(|| ApiError::validation("Sec-WebSocket-Key is missing"))?;
+    Ok(derive_accept_key(key.trim().as_bytes()))
+}
+
+/// Sends a close frame with `code` and `reason`, then flushes (best effort).
+pub async fn close(socket: &mut WsSocket, code: CloseCode, reason: &str) {
+    use futures_util::SinkExt;
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
