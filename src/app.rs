@@ -154,7 +154,11 @@ impl Core {
         topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));
         #[cfg(debug_assertions)]
         if config.test_routes {
-            crate::test_routes::routes(&mut router, self.lifecycle.clone());
+            crate::test_routes::routes(
+                &mut router,
+                self.lifecycle.clone(),
+                ws_settings(&config.core),
+            );
         }
         router
     }
@@ -172,11 +176,7 @@ impl Core {
                 lifetime: core.sse_lifetime,
                 max_batch: 1024,
             },
-            ws: WsSettings {
-                max_message_bytes: core.ws_max_message,
-                read_buffer_bytes: core.ws_read_buffer,
-                ping_interval: core.ws_ping_interval,
-            },
+            ws: ws_settings(core),
             limits: TopicsLimits {
                 max_batch_events: core.publish_batch_max,
                 max_page: 1000,
@@ -193,6 +193,14 @@ impl Core {
             core.prune_interval,
             self.lifecycle.clone(),
         ));
+    }
+}
+
+fn ws_settings(core: &CoreSettings) -> WsSettings {
+    WsSettings {
+        max_message_bytes: core.ws_max_message,
+        read_buffer_bytes: core.ws_read_buffer,
+        ping_interval: core.ws_ping_interval,
     }
 }
 

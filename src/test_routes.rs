@@ -6,10 +6,13 @@
 //! * `POST /__test/echo`: parses a JSON body under the server's limits and returns it.
 //! * `GET /__test/stream`: a chunked body that ticks every 100 ms and, when the
 //!   server stops, sends `bye` and ends (the long-lived stream shutdown hook).
+//! * `GET /__test/ws-echo`: a WebSocket echo on the WebSocket transport, for the
+//!   Autobahn conformance suite (messages up to 16 MiB).
 
 use crate::http::router::Router;
 use crate::http::{Body, response};
 use crate::lifecycle::Lifecycle;
+use crate::transport::ws::{self, WsSettings, WsSocket};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -18,8 +21,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Largest message the echo route accepts (Autobahn sends up to 16 MiB).
+const ECHO_MAX_MESSAGE: usize = 16 << 20;
+
 /// Registers the test routes.
-pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>) {
+pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>, ws: WsSettings) {
+    let echo_settings = WsSettings {
+        max_message_bytes: ECHO_MAX_MESSAGE,
+        ..ws
+    };
+    let echo_lifecycle = lifecycle.clone();
+    router.route(Method::GET, "/__test/ws-echo", move |mut request| {
+        let lifecycle = echo_lifecycle.clone();
+        async move { ws::upgrade(&mut request, echo_settings, &lifecycle, echo) }
+    });
     router.route(Method::GET, "/__test/panic", |_| async {
         panic!("deliberate panic from /__test/panic")
     });
@@ -68,4 +83,19 @@ fn ticking_body(lifecycle: Arc<Lifecycle>) -> Body {
         },
     );
     StreamBody::new(frames).boxed()
+}
+
+async fn echo(mut socket: WsSocket) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    while let Some(Ok(message)) = socket.next().await {
+        let reply = match message {
+            Message::Text(_) | Message::Binary(_) => message,
+            // Keep reading: tungstenite answers the close and then ends the stream.
+            _ => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            break;
+        }
+    }
 }

@@ -127,12 +127,26 @@ fn accept_key(request: &Request) -> Result<String, ApiError> {
     Ok(derive_accept_key(key.trim().as_bytes()))
 }
 
-/// Sends a close frame with `code` and `reason`, then flushes (best effort).
+/// How long a closing session waits for the client's close reply.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts the closing handshake with `code` and `reason` and waits (briefly)
+/// for the client's reply, so the TCP connection ends cleanly.
 pub async fn close(socket: &mut WsSocket, code: CloseCode, reason: &str) {
-    use futures_util::SinkExt;
+    use futures_util::{SinkExt, StreamExt};
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, drain).await;
+}
+
+/// Completes a closing handshake the client started (flushes our close reply).
+pub async fn finish_client_close(socket: &mut WsSocket) {
+    use futures_util::SinkExt;
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, socket.flush()).await;
 }

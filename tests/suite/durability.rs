@@ -69,7 +69,10 @@ async fn acknowledged_writes_survive_sigkill_and_batches_are_never_half_applied(
     let acknowledged: Acknowledged = Arc::default();
     let mut newest_before_restart = String::new();
     for cycle in 0..cycles {
-        let mut server = Server::builder().data_dir(&dir).args(KEEP_EVERYTHING).start();
+        let mut server = Server::builder()
+            .data_dir(&dir)
+            .args(KEEP_EVERYTHING)
+            .start();
         let snapshot = acknowledged.lock().unwrap().clone();
         verify(&server, &snapshot, &newest_before_restart).await;
         let workers: Vec<_> = (0..8)
@@ -102,7 +105,10 @@ async fn acknowledged_writes_survive_sigkill_and_batches_are_never_half_applied(
             acknowledged.lock().unwrap().len()
         );
     }
-    let server = Server::builder().data_dir(&dir).args(KEEP_EVERYTHING).start();
+    let server = Server::builder()
+        .data_dir(&dir)
+        .args(KEEP_EVERYTHING)
+        .start();
     let snapshot = acknowledged.lock().unwrap().clone();
     verify(&server, &snapshot, &newest_before_restart).await;
 }

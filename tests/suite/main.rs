@@ -5,6 +5,7 @@ mod clients;
 mod harness;
 
 mod cli;
+mod conformance;
 mod durability;
 mod errors;
 mod ops;

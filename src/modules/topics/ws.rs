@@ -107,7 +107,10 @@ impl Session {
             forwarder.abort();
         }
         let reason = match end {
-            End::Client => "client",
+            End::Client => {
+                ws::finish_client_close(&mut self.socket).await;
+                "client"
+            }
             End::Close(code, reason, metric) => {
                 ws::close(&mut self.socket, code, reason).await;
                 metric
