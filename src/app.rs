@@ -149,6 +149,7 @@ impl Core {
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
                 lifecycle: self.lifecycle.clone(),
+                hub: self.hub.clone(),
             },
         );
         topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));

@@ -68,6 +68,8 @@ pub struct Metrics {
     connections: Family<ProtocolLabels, Gauge>,
     streams: Family<TransportLabels, Gauge>,
     stream_ends: Family<ReasonLabels, Counter>,
+    hub_subscriptions: Gauge,
+    hub_topics: Gauge,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
 }
@@ -116,6 +118,18 @@ impl Metrics {
             "Streams ended, by transport and reason",
             stream_ends.clone(),
         );
+        let hub_subscriptions = Gauge::default();
+        registry.register(
+            "tidings_hub_subscriptions",
+            "Live topic subscriptions in the hub",
+            hub_subscriptions.clone(),
+        );
+        let hub_topics = Gauge::default();
+        registry.register(
+            "tidings_hub_topics",
+            "Topics with at least one subscriber",
+            hub_topics.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "tidings_http_requests",
@@ -137,6 +151,8 @@ impl Metrics {
             connections,
             streams,
             stream_ends,
+            hub_subscriptions,
+            hub_topics,
             requests,
             latency,
         }
@@ -185,6 +201,14 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabels { route })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the hub's current size (set by the `/metrics` handler before rendering).
+    pub fn set_hub_size(&self, subscriptions: usize, topics: usize) {
+        self.hub_subscriptions
+            .set(i64::try_from(subscriptions).unwrap_or(i64::MAX));
+        self.hub_topics
+            .set(i64::try_from(topics).unwrap_or(i64::MAX));
     }
 
     /// The exposition text, with process figures read now.

@@ -9,6 +9,7 @@
 use crate::error::ApiError;
 use crate::http::response;
 use crate::http::router::Router;
+use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
 use crate::store::Store;
@@ -28,6 +29,8 @@ pub struct OpsState {
     pub metrics: Arc<Metrics>,
     /// The lifecycle consulted by `/readyz`.
     pub lifecycle: Arc<Lifecycle>,
+    /// The hub whose size `/metrics` reports.
+    pub hub: Arc<Hub>,
 }
 
 /// Registers the operations routes.
@@ -37,9 +40,13 @@ pub fn routes(router: &mut Router, state: OpsState) {
     });
     let ready_state = state.clone();
     router.route(Method::GET, "/readyz", move |_| readyz(ready_state.clone()));
-    let metrics_state = state.metrics.clone();
+    let metrics_state = state.clone();
     router.route(Method::GET, "/metrics", move |_| {
-        let text = metrics_state.render();
+        let hub = &metrics_state.hub;
+        metrics_state
+            .metrics
+            .set_hub_size(hub.subscription_count(), hub.topic_count());
+        let text = metrics_state.metrics.render();
         async move {
             Ok(response::with_content_type(
                 StatusCode::OK,

@@ -139,9 +139,7 @@ impl LogEvent {
             Bytes::from(frame)
         })
     }
-}
 
-impl LogEvent {
     /// The generic WebSocket text (`{"op":"event","event":<event JSON>}`), built once.
     pub fn ws_text(&self) -> &Bytes {
         self.ws.get_or_init(|| {

@@ -400,3 +400,52 @@ async fn websocket_handshake_errors_use_the_envelope() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
 }
+
+async fn metric(server: &Server, series: &str) -> f64 {
+    let text = server.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn wait_for_metric(server: &Server, series: &str, want: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(server, series).await != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_unregister_when_clients_leave() {
+    let server = Server::start();
+    let client = server.http1();
+    let mut readers = Vec::new();
+    for topic in ["u/1", "u/1", "u/2"] {
+        let mut reader = SseReader::open(&server, &client, topic, None).await;
+        assert_eq!(reader.next_event().await.unwrap().event, "connected");
+        readers.push(reader);
+    }
+    let mut ws = WsClient::connect(&server).await;
+    ws.send(json!({ "op": "subscribe", "topic": "u/3" })).await;
+    assert_eq!(ws.next_json().await["op"], "subscribed");
+    wait_for_metric(&server, "tidings_hub_subscriptions", 4.0).await;
+    assert_eq!(metric(&server, "tidings_hub_topics").await, 3.0);
+    assert_eq!(
+        metric(&server, "tidings_open_streams{transport=\"sse\"}").await,
+        3.0
+    );
+    assert_eq!(
+        metric(&server, "tidings_open_streams{transport=\"ws\"}").await,
+        1.0
+    );
+    drop(readers);
+    drop(ws);
+    wait_for_metric(&server, "tidings_hub_subscriptions", 0.0).await;
+    wait_for_metric(&server, "tidings_hub_topics", 0.0).await;
+    wait_for_metric(&server, "tidings_open_streams{transport=\"sse\"}", 0.0).await;
+    wait_for_metric(&server, "tidings_open_streams{transport=\"ws\"}", 0.0).await;
+}
