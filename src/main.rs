@@ -2,6 +2,12 @@
 //! maps failures to exit codes (1 runtime, 2 configuration, 3 data directory in use).
 
 use clap::Parser;
+
+/// mimalloc: fewer page faults and less lock contention than glibc malloc under
+/// many small per-event allocations (measured in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use tidings::config::{Cli, Command, LogFormat};
 use tidings::error::StartupError;
@@ -10,7 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Init(args) => {
-            tidings::logging::init(LogFormat::Text);
+            let _log = tidings::logging::init(LogFormat::Text);
             tidings::app::init(&args.data.data_dir).map(|report| println!("{report}"))
         }
         Command::Serve(args) => serve(*args),
@@ -26,7 +32,7 @@ fn main() -> ExitCode {
 
 fn serve(args: tidings::config::ServeArgs) -> Result<(), StartupError> {
     let config = args.into_config()?;
-    tidings::logging::init(config.log_format);
+    let _log = tidings::logging::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

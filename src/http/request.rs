@@ -105,7 +105,7 @@ impl Request {
         if let Some(declared) = self.declared_length()
             && declared > max
         {
-            return Err(too_large(max));
+            return Err(self.abandon_body(too_large(max)));
         }
         let body = self
             .body
@@ -123,7 +123,9 @@ impl Request {
             })?;
         match collected {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                Err(self.abandon_body(too_large(max)))
+            }
             Err(err) => Err(ApiError::validation(format!(
                 "reading the request body failed: {err}"
             ))),
@@ -135,6 +137,16 @@ impl Request {
         self.require_json_content_type()?;
         let bytes = self.body_bytes().await?;
         serde_json::from_slice(&bytes).map_err(json_error)
+    }
+
+    /// The body will not be read to its end, so an HTTP/1.1 connection cannot
+    /// carry another request: say so, so clients do not reuse it.
+    fn abandon_body(&self, err: ApiError) -> ApiError {
+        if self.head.version <= http::Version::HTTP_11 {
+            err.with_header(header::CONNECTION, http::HeaderValue::from_static("close"))
+        } else {
+            err
+        }
     }
 
     fn declared_length(&self) -> Option<u64> {

@@ -100,6 +100,11 @@ async fn bodies_over_the_limit_are_413_whether_declared_or_streamed() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["connection"],
+        "close",
+        "the unread body ends the connection"
+    );
     assert_envelope(&json(response).await, "PAYLOAD_TOO_LARGE");
 
     let chunks: Vec<Result<String, std::io::Error>> = big
