@@ -36,6 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create the data directory and its config with fresh secrets, without serving.
     Init(InitArgs),
+    /// Measure a running server (publish, fanout, connections, reconnect).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the data lives; shared by every subcommand that touches it.

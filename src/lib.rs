@@ -15,6 +15,7 @@
 //! * [`logging`]: log output.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod datadir;
 pub mod error;
