@@ -302,3 +302,66 @@ pub fn processes_text(processes: usize) -> String {
         format!("{processes} worker processes")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::protocol::Snapshot;
+
+    fn run_with(delivery: GroupResult) -> DeliveryRun {
+        DeliveryRun {
+            publish: PublishOutcome {
+                requests: 3,
+                events: 3,
+                throttled: 0,
+                failed: 0,
+                elapsed: Duration::from_secs(1),
+                ack: Default::default(),
+                problems: vec![],
+                expectations: vec![],
+            },
+            delivery,
+            expected: 6,
+            window: Duration::from_secs(1),
+            processes: 0,
+        }
+    }
+
+    #[test]
+    fn lost_and_duplicated_deliveries_fail_the_run_loudly() {
+        let delivery = GroupResult {
+            lost: 1,
+            incomplete: 1,
+            totals: Snapshot {
+                deliveries: 6,
+                duplicates: 1,
+                ..Snapshot::default()
+            },
+            ..GroupResult::default()
+        };
+        let mut report = Report::new("fanout", json!({}));
+        let json = delivery_section(&mut report, &run_with(delivery));
+        assert_eq!(json["lost"], 1);
+        assert_eq!(json["duplicated"], 1);
+        assert_eq!(report.failures.len(), 2);
+        assert!(report.failures[0].contains("1 deliveries LOST"));
+        assert!(report.failures[1].contains("1 deliveries DUPLICATED"));
+        assert!(report.table().contains("<-- MUST BE 0"));
+        let err = report.emit(true).expect_err("a failed run exits non-zero");
+        assert!(matches!(err, BenchError::Run(_)));
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let delivery = GroupResult {
+            totals: Snapshot {
+                deliveries: 6,
+                ..Snapshot::default()
+            },
+            ..GroupResult::default()
+        };
+        let mut report = Report::new("fanout", json!({}));
+        delivery_section(&mut report, &run_with(delivery));
+        assert!(report.failures.is_empty());
+    }
+}
