@@ -265,12 +265,32 @@ fn require(ok: bool, flag: &str, rule: &str) -> Result<(), BenchError> {
     }
 }
 
-/// Checks a positive, finite rate.
+/// Smallest and largest rates accepted (per second).
+const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.01..=1e9;
+
+/// Longest duration any flag accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks a rate between 0.01 and 10^9 per second.
 fn require_rate(rate: f64, flag: &str) -> Result<(), BenchError> {
     require(
-        rate.is_finite() && rate > 0.0,
+        RATE_RANGE.contains(&rate),
         flag,
-        "must be a positive number per second",
+        "must be a number per second between 0.01 and 1000000000",
+    )
+}
+
+/// Checks a duration of at most a day (and more than zero when `positive`).
+fn require_duration(duration: Duration, flag: &str, positive: bool) -> Result<(), BenchError> {
+    let rule = if positive {
+        "must be longer than 0s and at most 24h"
+    } else {
+        "must be at most 24h"
+    };
+    require(
+        duration <= MAX_DURATION && !(positive && duration.is_zero()),
+        flag,
+        rule,
     )
 }
 
@@ -285,11 +305,7 @@ impl SubscriberArgs {
             "must not exceed --subscribers (every topic needs a subscriber)",
         )?;
         require_rate(self.connect_rate, "--connect-rate")?;
-        require(
-            !self.connect_timeout.is_zero(),
-            "--connect-timeout",
-            "must be longer than 0s",
-        )?;
+        require_duration(self.connect_timeout, "--connect-timeout", true)?;
         require(
             self.sockets_per_process >= 1,
             "--sockets-per-process",
@@ -315,10 +331,12 @@ impl StreamArgs {
         )?;
         require(self.publishers >= 1, "--publishers", "must be at least 1")?;
         require(
-            !self.duration.is_zero(),
-            "--duration",
-            "must be longer than 0s",
-        )
+            self.publishers <= 19_000,
+            "--publishers",
+            "must be at most 19000 (one process holds about 19.9k sockets)",
+        )?;
+        require_duration(self.duration, "--duration", true)?;
+        require_duration(self.drain_timeout, "--drain-timeout", false)
     }
 }
 
@@ -338,11 +356,15 @@ impl PublishArgs {
             "must be between 1 and 10000",
         )?;
         require(self.topics >= 1, "--topics", "must be at least 1")?;
-        require(
-            !self.duration.is_zero(),
-            "--duration",
-            "must be longer than 0s",
-        )
+        require_duration(self.duration, "--duration", true)
+    }
+}
+
+impl ConnectionsArgs {
+    /// Checks the flags of the connections scenario.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        self.subscribers.validate()?;
+        require_duration(self.hold, "--hold", false)
     }
 }
 
@@ -475,6 +497,24 @@ mod tests {
             panic!("parses");
         };
         assert!(args.stream.validate().is_err());
+        let Ok(Scenario::Fanout(args)) = parse(&["fanout", "--connect-rate", "1e-300"]) else {
+            panic!("parses");
+        };
+        assert!(args.subscribers.validate().is_err());
+        let Ok(Scenario::Fanout(args)) = parse(&["fanout", "--duration", "100000000s"]) else {
+            panic!("parses");
+        };
+        assert!(
+            args.stream
+                .validate()
+                .expect_err("too long")
+                .to_string()
+                .contains("24h")
+        );
+        let Ok(Scenario::Connections(args)) = parse(&["connections", "--hold", "2days"]) else {
+            panic!("parses");
+        };
+        assert!(args.validate().is_err());
         let Ok(Scenario::Reconnect(args)) =
             parse(&["reconnect", "--duration", "2s", "--drop-after", "5s"])
         else {

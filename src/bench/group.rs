@@ -29,6 +29,10 @@ pub async fn run_group(mut commands: mpsc::Receiver<Command>, events: mpsc::Send
             return;
         }
     };
+    if let Some(message) = job.problem() {
+        let _ = events.send(GroupEvent::Failed { message }).await;
+        return;
+    }
     let result = drive(job, commands, &events).await;
     let _ = events
         .send(GroupEvent::Done {

@@ -5,6 +5,24 @@
 //! latency, loss and duplicates), `connections` (server memory per idle
 //! connection), `reconnect` (catch-up after every subscriber drops at once).
 //!
+//! Run it against a server started separately (plain http://), for example:
+//!
+//! ```text
+//! tidings bench publish --url http://127.0.0.1:8080 --data-dir ./data -c 128 --duration 10s
+//! tidings bench publish --h2 --connections 2 -c 64 --batch 100
+//! tidings bench fanout --subscribers 1000 --transport sse --topics 1 --rate 2000 --size 200 --duration 10s
+//! tidings bench fanout --subscribers 10000 --transport ws --rate 50 --publishers 2
+//! tidings bench connections --connections 19000 --transport ws --connect-rate 2000 --hold 10s
+//! tidings bench reconnect --subscribers 10000 --rate 200 --duration 10s --drop-after 3s --json
+//! ```
+//!
+//! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
+//! live progress line goes to stderr, the summary table (or `--json`) to
+//! stdout. Lost or duplicated deliveries, failed publishes and failed
+//! connections are printed in a banner on stderr and make the exit status 1
+//! (2 for unusable flags). More subscribers than `--sockets-per-process`
+//! (default 19 000) are spread over worker processes automatically.
+//!
 //! Module map:
 //!
 //! * [`args`]: the command line; [`error`]: the error type and exit codes.

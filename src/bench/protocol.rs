@@ -30,6 +30,22 @@ pub struct GroupJob {
     pub connect_timeout_ms: u64,
 }
 
+impl GroupJob {
+    /// Why this job cannot run, if it cannot (it may come from another process).
+    pub fn problem(&self) -> Option<String> {
+        if self.topics.is_empty() {
+            return Some("the job has no topics".into());
+        }
+        if !(self.connect_rate.is_finite() && self.connect_rate >= 0.001) {
+            return Some(format!("unusable connect rate {}", self.connect_rate));
+        }
+        if self.connect_timeout_ms == 0 {
+            return Some("the connect timeout is zero".into());
+        }
+        None
+    }
+}
+
 /// What the coordinator tells a group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "camelCase")]

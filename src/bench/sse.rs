@@ -129,7 +129,10 @@ impl SseParser {
 
     /// Applies one `name: value` field to the frame being assembled.
     fn apply_field(&mut self, name: &[u8], value: &[u8]) {
-        let value = String::from_utf8_lossy(value);
+        let value = match std::str::from_utf8(value) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match name {
             b"data" => {
                 self.frame.data.push_str(&value);
@@ -243,6 +246,12 @@ data\n\n";
     fn unfinished_frame_is_not_dispatched() {
         assert!(parse_chunks(&[b"data: half"]).is_empty());
         assert!(parse_chunks(&[b"data: half\n"]).is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let items = parse_chunks(&[b"data: a\xffb\n\n"]);
+        assert_eq!(items, vec![frame(None, None, "a\u{fffd}b")]);
     }
 
     #[test]

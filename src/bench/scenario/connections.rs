@@ -25,7 +25,7 @@ struct Memory {
 
 /// Runs the connections scenario and prints its report.
 pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
-    args.subscribers.validate()?;
+    args.validate()?;
     let total = args.subscribers.subscribers;
     let Setup { target, topics } =
         setup(&args.server, "connections", args.subscribers.topics).await?;
