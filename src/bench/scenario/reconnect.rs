@@ -1,6 +1,11 @@
 //! `tidings bench reconnect`: while publishing goes on, every subscriber drops
 //! its connection at the same moment and resumes after its last event id;
 //! reports how long until all have caught up, and losses and duplicates.
+//!
+//! A subscriber has caught up when it holds, without a hole, every event up
+//! to one that was published after the drop command: it is live again with
+//! its full history. The time is measured from the command, so its
+//! resolution is the interval between events on one topic (rate / topics).
 
 use super::delivery::{self, DeliveryPlan, DeliveryRun};
 use crate::bench::args::ReconnectArgs;
