@@ -115,15 +115,18 @@ async fn publish_phase(
                 let totals = coordinator.totals();
                 let acked = publisher.stats().events.load(Ordering::Relaxed);
                 let elapsed = started.elapsed();
+                let caught_up = match drop_after {
+                    Some(_) => format!(" · caught up {}", totals.caught_up),
+                    None => String::new(),
+                };
                 progress.update(&format!(
-                    "publishing · acked {} ({}) · delivered {} ({}) · dup {} · open {} · caught up {}",
+                    "publishing · acked {} ({}) · delivered {} ({}) · dup {} · open {}{caught_up}",
                     si(acked as f64),
                     rate(acked, elapsed),
                     si(totals.deliveries as f64),
                     rate(totals.deliveries, elapsed),
                     totals.duplicates,
                     totals.connected,
-                    totals.caught_up,
                 ));
             }
         }
