@@ -19,14 +19,6 @@ pub const MAX_EVENT_SIZE: usize = 1 << 20;
 
 /// Flags of `tidings bench`.
 #[derive(Debug, Args)]
-#[command(
-    about = "Measure a running Tidings server (run it as its own process, pointed at the server)",
-    long_about = "Measure a running Tidings server from a separate process: publish throughput, \
-fan-out latency and loss, memory per idle connection, and reconnect catch-up.\n\n\
-Point it at the server with --url and give it the admin key (--api-key, or --data-dir to read \
-it from the server's config.json). A live progress line goes to stderr, the summary table to \
-stdout (--json for scripts). Exit status 1 when deliveries were lost or duplicated."
-)]
 pub struct BenchArgs {
     /// The scenario to run.
     #[command(subcommand)]
@@ -128,7 +120,7 @@ pub struct SubscriberArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
 
-    /// Subscriber processes to use (default: 0 = in this process when the sockets fit, else as many as needed).
+    /// Worker processes for the subscribers (default: none while the sockets fit in this process, else as many as needed).
     #[arg(long)]
     pub workers: Option<usize>,
 
