@@ -37,6 +37,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Create the data directory and its config with fresh secrets, without serving.
     Init(InitArgs),
+    /// Measure a running server (publish, fanout, connections, reconnect).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Where the data lives; shared by every subcommand that touches it.

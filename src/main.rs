@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             tidings::app::init(&args.data.data_dir).map(|report| println!("{report}"))
         }
         Command::Serve(args) => serve(*args),
+        Command::Bench(args) => tidings::bench::run(*args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

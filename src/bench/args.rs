@@ -1,0 +1,530 @@
+//! Command line of `tidings bench`: one subcommand per scenario.
+//!
+//! Flag groups shared by several scenarios are separate structs flattened into
+//! each scenario ([`ServerArgs`], [`OutputArgs`], [`SubscriberArgs`],
+//! [`StreamArgs`]); every group validates its own values once, so the
+//! scenarios receive numbers that make sense.
+
+use super::error::BenchError;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Most events one batch request may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Largest event payload the tool builds.
+pub const MAX_EVENT_SIZE: usize = 1 << 20;
+
+/// Flags of `tidings bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Durable publishes: C concurrent publishers, events/s and acknowledgement latency.
+    Publish(PublishArgs),
+    /// S subscribers on T topics receive a paced publish stream: delivery rate, latency, loss.
+    Fanout(FanoutArgs),
+    /// Open N idle streams, hold them, and report server memory per connection.
+    Connections(ConnectionsArgs),
+    /// Subscribers drop and resume at once while publishing goes on: catch-up time, loss.
+    Reconnect(ReconnectArgs),
+    /// Internal: hosts subscribers for a coordinating bench process (JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// Which server and credentials to use.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Base URL of the server (plain http://; the bench does not speak TLS).
+    #[arg(
+        long,
+        env = "TIDINGS_BENCH_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+
+    /// Admin API key sent as X-API-Key (default: adminKey from DATA_DIR/config.json).
+    #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// The server's data directory, read for the admin key when --api-key is not given.
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Prefix of the topic names used (default: `bench.<random>` so runs never share topics).
+    #[arg(long)]
+    pub topic_prefix: Option<String>,
+}
+
+/// How results are shown.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print the result as one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not show the live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The streaming transport subscribers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Server-Sent Events: one GET stream per subscriber.
+    Sse,
+    /// WebSocket: one connection per subscriber, subscribed to its topic.
+    Ws,
+}
+
+impl Transport {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sse => "sse",
+            Self::Ws => "ws",
+        }
+    }
+}
+
+/// Flags of the subscriber side (fanout, connections, reconnect).
+#[derive(Debug, Args, Clone)]
+pub struct SubscriberArgs {
+    /// Number of subscribers, each on its own TCP connection.
+    #[arg(long, visible_alias = "connections", default_value_t = 1000)]
+    pub subscribers: usize,
+
+    /// Streaming transport.
+    #[arg(long, value_enum, default_value_t = Transport::Sse)]
+    pub transport: Transport,
+
+    /// Number of topics; subscriber i listens on topic i mod T.
+    #[arg(long, default_value_t = 1)]
+    pub topics: usize,
+
+    /// New connections opened per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub connect_rate: f64,
+
+    /// Deadline for one connection to be established and subscribed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Worker processes for the subscribers (default: none while the sockets fit in this process, else as many as needed).
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Sockets one process may hold (stay under `ulimit -n`).
+    #[arg(long, default_value_t = 19_000)]
+    pub sockets_per_process: usize,
+}
+
+/// Flags of the publishing side of fanout and reconnect.
+#[derive(Debug, Args, Clone)]
+pub struct StreamArgs {
+    /// Events published per second, over all topics.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+
+    /// Size of each event's data in bytes (e.g. 200, 1KiB).
+    #[arg(long, default_value = "200", value_parser = parse_size)]
+    pub size: usize,
+
+    /// Events per publish request.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+
+    /// Publishing connections (each sends its share of the rate).
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// After publishing stops, how long to wait for the last deliveries.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// Flags of `tidings bench publish`.
+#[derive(Debug, Args, Clone)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Concurrent publishers; each waits for its acknowledgement before sending again.
+    #[arg(long, short = 'c', default_value_t = 128)]
+    pub publishers: usize,
+
+    /// Use HTTP/2 (prior knowledge, h2c): publishers share --connections connections.
+    #[arg(long)]
+    pub h2: bool,
+
+    /// HTTP/2 connections the publishers share (only with --h2).
+    #[arg(long, default_value_t = 1, requires = "h2")]
+    pub connections: usize,
+
+    /// Events per publish request.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+
+    /// Number of topics published to, round robin.
+    #[arg(long, default_value_t = 16)]
+    pub topics: usize,
+
+    /// Size of each event's data in bytes (e.g. 200, 1KiB).
+    #[arg(long, default_value = "200", value_parser = parse_size)]
+    pub size: usize,
+
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+}
+
+/// Flags of `tidings bench fanout`.
+#[derive(Debug, Args, Clone)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub subscribers: SubscriberArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Flags of `tidings bench connections`.
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub subscribers: SubscriberArgs,
+
+    /// How long to hold the connections open once all are up.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub hold: Duration,
+}
+
+/// Flags of `tidings bench reconnect`.
+#[derive(Debug, Args, Clone)]
+pub struct ReconnectArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub subscribers: SubscriberArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+
+    /// When (after publishing starts) every subscriber drops its connection and resumes.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub drop_after: Duration,
+}
+
+/// Parses an event size such as `200`, `1KiB` or `4KB` (at most 1 MiB).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let bytes = crate::config::parse_byte_size(text)?;
+    usize::try_from(bytes)
+        .ok()
+        .filter(|size| *size <= MAX_EVENT_SIZE)
+        .ok_or_else(|| format!("`{text}` is larger than the 1MiB the bench supports"))
+}
+
+/// Fails with a usage error naming `flag` unless `ok`.
+fn require(ok: bool, flag: &str, rule: &str) -> Result<(), BenchError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(BenchError::usage(format!("{flag} {rule}")))
+    }
+}
+
+/// Smallest and largest rates accepted (per second).
+const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.01..=1e9;
+
+/// Longest duration any flag accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks a rate between 0.01 and 10^9 per second.
+fn require_rate(rate: f64, flag: &str) -> Result<(), BenchError> {
+    require(
+        RATE_RANGE.contains(&rate),
+        flag,
+        "must be a number per second between 0.01 and 1000000000",
+    )
+}
+
+/// Checks a duration of at most a day (and more than zero when `positive`).
+fn require_duration(duration: Duration, flag: &str, positive: bool) -> Result<(), BenchError> {
+    let rule = if positive {
+        "must be longer than 0s and at most 24h"
+    } else {
+        "must be at most 24h"
+    };
+    require(
+        duration <= MAX_DURATION && !(positive && duration.is_zero()),
+        flag,
+        rule,
+    )
+}
+
+impl SubscriberArgs {
+    /// Checks the subscriber flags.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        require(self.subscribers >= 1, "--subscribers", "must be at least 1")?;
+        require(self.topics >= 1, "--topics", "must be at least 1")?;
+        require(
+            self.topics <= self.subscribers,
+            "--topics",
+            "must not exceed --subscribers (every topic needs a subscriber)",
+        )?;
+        require_rate(self.connect_rate, "--connect-rate")?;
+        require_duration(self.connect_timeout, "--connect-timeout", true)?;
+        require(
+            self.sockets_per_process >= 1,
+            "--sockets-per-process",
+            "must be at least 1",
+        )?;
+        require(
+            self.workers
+                .is_none_or(|workers| workers <= self.subscribers),
+            "--workers",
+            "must not exceed --subscribers",
+        )
+    }
+}
+
+impl StreamArgs {
+    /// Checks the publishing flags.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        require_rate(self.rate, "--rate")?;
+        require(
+            (1..=MAX_BATCH).contains(&self.batch),
+            "--batch",
+            "must be between 1 and 10000",
+        )?;
+        require(self.publishers >= 1, "--publishers", "must be at least 1")?;
+        require(
+            self.publishers <= 19_000,
+            "--publishers",
+            "must be at most 19000 (one process holds about 19.9k sockets)",
+        )?;
+        require_duration(self.duration, "--duration", true)?;
+        require_duration(self.drain_timeout, "--drain-timeout", false)
+    }
+}
+
+impl PublishArgs {
+    /// Checks the flags of the publish scenario.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        require(self.publishers >= 1, "--publishers", "must be at least 1")?;
+        require(
+            self.publishers <= 19_000,
+            "--publishers",
+            "must be at most 19000 (one process holds about 19.9k sockets)",
+        )?;
+        require(self.connections >= 1, "--connections", "must be at least 1")?;
+        require(
+            (1..=MAX_BATCH).contains(&self.batch),
+            "--batch",
+            "must be between 1 and 10000",
+        )?;
+        require(self.topics >= 1, "--topics", "must be at least 1")?;
+        require_duration(self.duration, "--duration", true)
+    }
+}
+
+impl ConnectionsArgs {
+    /// Checks the flags of the connections scenario.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        self.subscribers.validate()?;
+        require_duration(self.hold, "--hold", false)
+    }
+}
+
+impl ReconnectArgs {
+    /// Checks the flags of the reconnect scenario.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        self.subscribers.validate()?;
+        self.stream.validate()?;
+        require(
+            self.drop_after < self.stream.duration,
+            "--drop-after",
+            "must be shorter than --duration (publishing must go on after the drop)",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Scenario, clap::Error> {
+        let argv = std::iter::once("bench").chain(args.iter().copied());
+        TestCli::try_parse_from(argv).map(|cli| cli.bench.scenario)
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        TestCli::command().debug_assert();
+    }
+
+    #[test]
+    fn publish_defaults_and_flags() {
+        let Ok(Scenario::Publish(args)) = parse(&["publish"]) else {
+            panic!("publish parses");
+        };
+        assert_eq!(args.publishers, 128);
+        assert_eq!(args.batch, 1);
+        assert!(!args.h2);
+        assert_eq!(args.server.url, "http://127.0.0.1:8080");
+        let Ok(Scenario::Publish(args)) = parse(&[
+            "publish",
+            "-c",
+            "8",
+            "--h2",
+            "--connections",
+            "2",
+            "--batch",
+            "100",
+            "--size",
+            "1KiB",
+            "--duration",
+            "2s",
+            "--json",
+            "--api-key",
+            "k",
+        ]) else {
+            panic!("publish flags parse");
+        };
+        assert_eq!((args.publishers, args.connections, args.batch), (8, 2, 100));
+        assert_eq!(args.size, 1024);
+        assert_eq!(args.duration, Duration::from_secs(2));
+        assert!(args.output.json && args.h2);
+        assert_eq!(args.server.api_key.as_deref(), Some("k"));
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn fanout_flags() {
+        let Ok(Scenario::Fanout(args)) = parse(&[
+            "fanout",
+            "--subscribers",
+            "10000",
+            "--transport",
+            "ws",
+            "--topics",
+            "10",
+            "--rate",
+            "50",
+            "--duration",
+            "500ms",
+            "--workers",
+            "2",
+        ]) else {
+            panic!("fanout parses");
+        };
+        assert_eq!(args.subscribers.subscribers, 10_000);
+        assert_eq!(args.subscribers.transport, Transport::Ws);
+        assert_eq!(args.subscribers.workers, Some(2));
+        assert_eq!(args.stream.rate, 50.0);
+        assert_eq!(args.stream.duration, Duration::from_millis(500));
+        assert!(args.subscribers.validate().is_ok());
+        assert!(args.stream.validate().is_ok());
+    }
+
+    #[test]
+    fn connections_accepts_its_own_word_for_the_count() {
+        let Ok(Scenario::Connections(args)) =
+            parse(&["connections", "--connections", "19000", "--hold", "1m"])
+        else {
+            panic!("connections parses");
+        };
+        assert_eq!(args.subscribers.subscribers, 19_000);
+        assert_eq!(args.hold, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        assert!(parse(&["fanout", "--transport", "carrier-pigeon"]).is_err());
+        assert!(parse(&["publish", "--size", "2MiB"]).is_err());
+        assert!(
+            parse(&["publish", "--connections", "2"]).is_err(),
+            "needs --h2"
+        );
+        assert!(parse(&["publish", "--duration", "soon"]).is_err());
+        let Ok(Scenario::Fanout(args)) = parse(&["fanout", "--subscribers", "2", "--topics", "3"])
+        else {
+            panic!("parses");
+        };
+        let err = args.subscribers.validate().expect_err("too many topics");
+        assert!(err.to_string().contains("--topics"));
+        let Ok(Scenario::Fanout(args)) = parse(&["fanout", "--rate", "0"]) else {
+            panic!("parses");
+        };
+        assert!(args.stream.validate().is_err());
+        let Ok(Scenario::Fanout(args)) = parse(&["fanout", "--connect-rate", "1e-300"]) else {
+            panic!("parses");
+        };
+        assert!(args.subscribers.validate().is_err());
+        let Ok(Scenario::Fanout(args)) = parse(&["fanout", "--duration", "100000000s"]) else {
+            panic!("parses");
+        };
+        assert!(
+            args.stream
+                .validate()
+                .expect_err("too long")
+                .to_string()
+                .contains("24h")
+        );
+        let Ok(Scenario::Connections(args)) = parse(&["connections", "--hold", "2days"]) else {
+            panic!("parses");
+        };
+        assert!(args.validate().is_err());
+        let Ok(Scenario::Reconnect(args)) =
+            parse(&["reconnect", "--duration", "2s", "--drop-after", "5s"])
+        else {
+            panic!("parses");
+        };
+        assert!(
+            args.validate()
+                .expect_err("drop after end")
+                .to_string()
+                .contains("--drop-after")
+        );
+    }
+
+    #[test]
+    fn worker_mode_is_hidden_but_parses() {
+        assert!(matches!(parse(&["worker"]), Ok(Scenario::Worker)));
+        use clap::CommandFactory;
+        let help = TestCli::command().render_help().to_string();
+        assert!(!help.contains("worker"));
+    }
+}

@@ -1,0 +1,89 @@
+//! `tidings bench`: measures a running Tidings server from its own process.
+//!
+//! Scenarios (see [`args::Scenario`]): `publish` (durable publish throughput
+//! and acknowledgement latency), `fanout` (delivery rate, publish-to-delivery
+//! latency, loss and duplicates), `connections` (server memory per idle
+//! connection), `reconnect` (catch-up after every subscriber drops at once).
+//!
+//! Run it against a server started separately (plain http://), for example:
+//!
+//! ```text
+//! tidings bench publish --url http://127.0.0.1:8080 --data-dir ./data -c 128 --duration 10s
+//! tidings bench publish --h2 --connections 2 -c 64 --batch 100
+//! tidings bench fanout --subscribers 1000 --transport sse --topics 1 --rate 2000 --size 200 --duration 10s
+//! tidings bench fanout --subscribers 10000 --transport ws --rate 50 --publishers 2
+//! tidings bench connections --connections 19000 --transport ws --connect-rate 2000 --hold 10s
+//! tidings bench reconnect --subscribers 10000 --rate 200 --duration 10s --drop-after 3s --json
+//! ```
+//!
+//! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
+//! live progress line goes to stderr, the summary table (or `--json`) to
+//! stdout. Lost or duplicated deliveries, failed publishes and failed
+//! connections are printed in a banner on stderr and make the exit status 1
+//! (2 for unusable flags). More subscribers than `--sockets-per-process`
+//! (default 19 000) are spread over worker processes automatically.
+//!
+//! Module map:
+//!
+//! * [`args`]: the command line; [`error`]: the error type and exit codes.
+//! * [`target`]: server address, API key, topic names and paths.
+//! * [`http`]: hyper client connections (HTTP/1.1, h2c) and `/metrics`.
+//! * [`sse`]: the SSE frame parser; [`sse_client`], [`ws_client`]: the two
+//!   subscriber transports behind [`stream`].
+//! * [`payload`]: the stamp (topic, sequence, send time) events carry.
+//! * [`ledger`]: loss and duplicate accounting; [`histogram`]: latencies.
+//! * [`publisher`]: concurrent, paced or closed-loop publishing.
+//! * [`subscriber`], [`group`]: subscribers and the group that drives them.
+//! * [`protocol`], [`workers`]: groups in worker processes (JSON lines).
+//! * [`scenario`]: the four scenarios; [`progress`], [`report`]: output.
+
+pub mod args;
+pub mod error;
+pub mod group;
+pub mod histogram;
+pub mod http;
+pub mod ledger;
+pub mod payload;
+pub mod progress;
+pub mod protocol;
+pub mod publisher;
+pub mod report;
+pub mod scenario;
+pub mod sse;
+pub mod sse_client;
+pub mod stream;
+pub mod subscriber;
+pub mod target;
+pub mod workers;
+pub mod ws_client;
+
+pub use args::BenchArgs;
+
+use crate::error::StartupError;
+use args::Scenario;
+use error::BenchError;
+
+/// Runs `tidings bench …` to completion; errors carry the exit code.
+pub fn run(args: BenchArgs) -> Result<(), StartupError> {
+    if let Scenario::Worker = args.scenario {
+        return workers::worker_main().map_err(StartupError::from);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| StartupError::io("starting the async runtime", err))?;
+    runtime
+        .block_on(run_scenario(args.scenario))
+        .map_err(StartupError::from)
+}
+
+/// Dispatches to the scenario.
+async fn run_scenario(scenario: Scenario) -> Result<(), BenchError> {
+    match scenario {
+        Scenario::Publish(args) => scenario::publish::run(args).await,
+        Scenario::Fanout(args) => scenario::fanout::run(args).await,
+        Scenario::Connections(args) => scenario::connections::run(args).await,
+        Scenario::Reconnect(args) => scenario::reconnect::run(args).await,
+        Scenario::Worker => workers::worker_main(),
+    }
+}

@@ -1,0 +1,134 @@
+//! What the benchmark publishes and how a receiver reads it back.
+//!
+//! Every event's `data` carries one string field, the *stamp*:
+//! `"tidingsBenchStamp":"<topic index>.<sequence>.<send time, unix µs>"`,
+//! followed by padding up to the requested size. Receivers find the stamp
+//! with a plain substring search, so they neither parse nor depend on the
+//! shape of the rest of the event (field order, spacing, envelope).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The key of the stamp field inside `data`.
+pub const STAMP_KEY: &str = "\"tidingsBenchStamp\"";
+
+/// The event type the benchmark publishes.
+pub const EVENT_TYPE: &str = "bench";
+
+/// Identity and send time of one published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Index of the topic the event was published to.
+    pub topic: u32,
+    /// Sequence number within that topic, from 0 without gaps.
+    pub seq: u64,
+    /// When the publisher sent it, in microseconds since the Unix epoch.
+    pub sent_us: u64,
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The `data` object for an event of about `size` bytes (never smaller than the stamp).
+pub fn data_json(stamp: Stamp, size: usize) -> String {
+    let head = format!(
+        "{{{STAMP_KEY}:\"{}.{}.{}\"",
+        stamp.topic, stamp.seq, stamp.sent_us
+    );
+    const PAD_OVERHEAD: usize = ",\"pad\":\"\"}".len();
+    match size.checked_sub(head.len() + PAD_OVERHEAD) {
+        Some(pad) if pad > 0 => format!("{head},\"pad\":\"{}\"}}", "x".repeat(pad)),
+        _ => format!("{head}}}"),
+    }
+}
+
+/// One event object for a publish request: `{"type":"bench","data":{…}}`.
+pub fn event_json(stamp: Stamp, size: usize) -> String {
+    format!(
+        "{{\"type\":\"{EVENT_TYPE}\",\"data\":{}}}",
+        data_json(stamp, size)
+    )
+}
+
+/// The request body for one event, or for a batch when `stamps` has several.
+pub fn publish_body(stamps: &[Stamp], size: usize) -> String {
+    if let [single] = stamps {
+        return event_json(*single, size);
+    }
+    let events: Vec<String> = stamps.iter().map(|s| event_json(*s, size)).collect();
+    format!("{{\"events\":[{}]}}", events.join(","))
+}
+
+/// Finds the stamp in received text (an SSE data line or a WebSocket frame).
+pub fn find_stamp(text: &str) -> Option<Stamp> {
+    let after_key = &text[text.find(STAMP_KEY)? + STAMP_KEY.len()..];
+    let value = after_key.trim_start().strip_prefix(':')?.trim_start();
+    let value = value.strip_prefix('"')?;
+    let value = &value[..value.find('"')?];
+    let mut parts = value.splitn(3, '.');
+    let topic = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let sent_us = parts.next()?.parse().ok()?;
+    Some(Stamp {
+        topic,
+        seq,
+        sent_us,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAMP: Stamp = Stamp {
+        topic: 3,
+        seq: 42,
+        sent_us: 1_700_000_000_123_456,
+    };
+
+    #[test]
+    fn data_has_the_requested_size() {
+        for size in [200, 1024] {
+            let data = data_json(STAMP, size);
+            assert_eq!(data.len(), size);
+            let parsed: serde_json::Value = serde_json::from_str(&data).expect("valid JSON");
+            assert!(parsed["pad"].is_string());
+        }
+        let tiny = data_json(STAMP, 1);
+        assert!(serde_json::from_str::<serde_json::Value>(&tiny).is_ok());
+    }
+
+    #[test]
+    fn stamp_survives_a_round_trip_through_an_event() {
+        let event = format!(
+            "{{\"id\":\"01J\",\"topic\":\"t\",\"type\":\"bench\",\"data\":{}}}",
+            data_json(STAMP, 300)
+        );
+        assert_eq!(find_stamp(&event), Some(STAMP));
+        let spaced = event.replace("Stamp\":", "Stamp\" : ");
+        assert_eq!(find_stamp(&spaced), Some(STAMP));
+    }
+
+    #[test]
+    fn foreign_or_broken_text_has_no_stamp() {
+        assert_eq!(find_stamp("{\"data\":{\"x\":1}}"), None);
+        assert_eq!(find_stamp("{\"tidingsBenchStamp\":\"1.2\"}"), None);
+        assert_eq!(find_stamp("{\"tidingsBenchStamp\":\"a.b.c\"}"), None);
+        assert_eq!(find_stamp("{\"tidingsBenchStamp\":7}"), None);
+    }
+
+    #[test]
+    fn batch_bodies_are_valid_json() {
+        let single: serde_json::Value =
+            serde_json::from_str(&publish_body(&[STAMP], 100)).expect("single");
+        assert_eq!(single["type"], "bench");
+        let stamps = [STAMP, Stamp { seq: 43, ..STAMP }];
+        let batch: serde_json::Value =
+            serde_json::from_str(&publish_body(&stamps, 100)).expect("batch");
+        assert_eq!(batch["events"].as_array().map(Vec::len), Some(2));
+    }
+}
