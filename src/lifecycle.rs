@@ -12,7 +12,9 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 use tokio_util::task::TaskTracker;
 
 /// The shared lifecycle state; one per server.
@@ -49,6 +51,12 @@ impl Lifecycle {
     /// this to send their final message and end.
     pub fn stopping(&self) -> WaitForCancellationFuture<'_> {
         self.stopping.cancelled()
+    }
+
+    /// Like [`Lifecycle::stopping`], but owning: a stream can keep it pinned
+    /// for its whole life instead of registering anew on every poll.
+    pub fn stopping_owned(&self) -> WaitForCancellationFutureOwned {
+        self.stopping.clone().cancelled_owned()
     }
 
     /// True once stopping began.

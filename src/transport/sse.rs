@@ -24,9 +24,11 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use ulid::Ulid;
 
 /// Transport label in metrics.
@@ -123,7 +125,8 @@ pub fn response(stream: SseStream) -> Response {
 struct State {
     stream: SseStream,
     heartbeat: Interval,
-    deadline: Instant,
+    lifetime: Pin<Box<Sleep>>,
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     opened: bool,
     finished: bool,
     _open: OpenGuard,
@@ -136,7 +139,8 @@ fn body(stream: SseStream) -> Body {
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let state = State {
         _open: stream.metrics.stream_opened(TRANSPORT),
-        deadline: Instant::now() + settings.lifetime,
+        lifetime: Box::pin(tokio::time::sleep(settings.lifetime)),
+        stopping: Box::pin(stream.lifecycle.stopping_owned()),
         heartbeat,
         stream,
         opened: false,
@@ -165,10 +169,10 @@ impl State {
             let stream = &mut self.stream;
             tokio::select! {
                 biased;
-                () = stream.lifecycle.stopping() => {
+                () = self.stopping.as_mut() => {
                     return Some(self.finish("shutdown", "server shutting down; reconnect"));
                 }
-                () = tokio::time::sleep_until(self.deadline) => {
+                () = self.lifetime.as_mut() => {
                     return Some(self.finish("connection-timeout", "connection lifetime reached; reconnect"));
                 }
                 delivery = stream.subscription.next(stream.settings.max_batch) => match delivery {
