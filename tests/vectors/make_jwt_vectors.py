@@ -20,6 +20,7 @@ Output layout:
     policies: name -> {keys: [key names], audience, issuer, leeway_secs}
     tokens:   [{name, policy, token, expect: "ok" | "error",
                 error (when refused), claims (expected, when accepted)}]
+    bad_keys: [{name, key}]   keys a realm must refuse to load
 
 Error names: Malformed, UnknownKey, AlgorithmNotAllowed, BadSignature,
 Expired, NotYetValid, WrongAudience, WrongIssuer, MissingClaim:<claim>.
@@ -32,9 +33,12 @@ import json
 import secrets
 import sys
 
+import datetime
+
 import cryptography
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 # 2100-01-01T00:00:00Z and 2101-01-01T00:00:00Z: valid tokens expire then.
@@ -77,6 +81,55 @@ def flip_char(token: str, index: int) -> str:
     old = token[index]
     new = "A" if old != "A" else "B"
     return token[:index] + new + token[index + 1 :]
+
+
+def self_signed_cert_pem(private_key) -> str:
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "tidings-test")])
+    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private_key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=3650))
+        .sign(private_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def bad_keys(rsa_key, rsa_pem, rsa_pkcs1_pem, ec_pem, ed_pem) -> list:
+    """Key material that Verifier::new must refuse, each with a reason."""
+    rsa_1024 = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    rsa_private_pem = rsa_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    cases = [
+        ("rsa_1024_bits", "RS256", public_pem(rsa_1024)),
+        ("rsa_private_key_pem", "RS256", rsa_private_pem),
+        ("rsa_certificate_pem", "RS256", self_signed_cert_pem(rsa_key)),
+        ("ec_key_as_rs256", "RS256", ec_pem),
+        ("ed_key_as_rs256", "RS256", ed_pem),
+        ("rsa_key_as_es256", "ES256", rsa_pem),
+        ("rsa_pkcs1_as_es256", "ES256", rsa_pkcs1_pem),
+        ("p384_key_as_es256", "ES256", public_pem(p384)),
+        ("ed_key_as_es256", "ES256", ed_pem),
+        ("ec_key_as_eddsa", "EdDSA", ec_pem),
+        ("rsa_key_as_eddsa", "EdDSA", rsa_pem),
+        ("garbage_pem", "EdDSA", "-----BEGIN PUBLIC KEY-----\nnot base64 at all!\n-----END PUBLIC KEY-----\n"),
+        ("not_pem", "RS256", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ tidings@test"),
+        ("rsa_pem_as_hs256_secret", "HS256", rsa_pem),
+        ("short_hs256_secret", "HS256", "too-short"),
+        ("empty_hs256_secret", "HS256", ""),
+    ]
+    return [
+        {"name": name, "key": {"kid": name, "algorithm": alg, "material": material}}
+        for name, alg, material in cases
+    ]
 
 
 def valid_claims(sub: str, **extra) -> dict:
@@ -279,6 +332,7 @@ def main() -> None:
         "keys": keys,
         "policies": policies,
         "tokens": tokens,
+        "bad_keys": bad_keys(rsa_key, rsa_pem, rsa_pkcs1_pem, ec_pem, ed_pem),
     }
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
