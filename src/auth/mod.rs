@@ -6,6 +6,8 @@
 //! Invariants: secrets are compared in constant time; a missing or wrong key
 //! is 401 with the error envelope; the key itself is never logged.
 
+pub mod jwt;
+
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
 use subtle::ConstantTimeEq;
