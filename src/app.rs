@@ -8,6 +8,7 @@
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
 use crate::auth::Authenticator;
+use crate::auth::registry::Registry;
 use crate::config::{CoreSettings, ServeConfig, TlsSetting};
 use crate::datadir::InstanceConfig;
 use crate::datadir::{self, DataDir};
@@ -61,7 +62,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         )),
         None => None,
     };
-    let core = Core::start(&config, store.clone(), &loaded.config)?;
+    let core = Core::start(&config, store.clone(), &loaded.config).await?;
     let router = core.router(&config);
     core.spawn_pruner(&config.core);
     let metrics = core.metrics.clone();
@@ -114,7 +115,7 @@ struct Core {
 }
 
 impl Core {
-    fn start(
+    async fn start(
         config: &ServeConfig,
         store: Store,
         instance: &InstanceConfig,
@@ -131,13 +132,21 @@ impl Core {
             limits,
         )
         .map_err(|err| StartupError::io("starting the writer", err))?;
+        let registry = Registry::load(&store, writer.clone(), instance)
+            .await
+            .map_err(|err| StartupError::io("loading tenants, keys and realms", err))?;
+        let auth = Authenticator::new(
+            instance.admin_key.clone(),
+            config.base_domain.clone(),
+            registry,
+        );
         Ok(Self {
             store,
             writer,
             hub,
             metrics: Arc::new(Metrics::new()),
             lifecycle: Arc::new(Lifecycle::new()),
-            auth: Authenticator::new(instance.admin_key.clone(), instance.default_tenant.id),
+            auth,
         })
     }
 

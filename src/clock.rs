@@ -17,6 +17,21 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// The monotonic instant at which a unix time (seconds) arrives; now when it is past.
+pub fn instant_of_unix_seconds(unix_seconds: u64) -> tokio::time::Instant {
+    let now_ms = unix_millis();
+    let then_ms = unix_seconds.saturating_mul(1000);
+    tokio::time::Instant::now() + Duration::from_millis(then_ms.saturating_sub(now_ms))
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+pub async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

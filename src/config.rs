@@ -123,6 +123,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Serve tenants as `{slug}.DOMAIN` (the Host's subdomain picks the tenant).
+    #[arg(long, env = "TIDINGS_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+
     /// Events each subscribed topic keeps in memory for its subscribers; slower ones read the log.
     #[arg(long, env = "TIDINGS_TOPIC_BUFFER", default_value_t = 1024)]
     pub topic_buffer: usize,
@@ -218,6 +222,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Whether the debug-only test routes are served.
     pub test_routes: bool,
+    /// Base domain for tenant subdomains.
+    pub base_domain: Option<String>,
     /// Event core settings.
     pub core: CoreSettings,
 }
@@ -311,6 +317,7 @@ impl ServeArgs {
             store_cache_bytes: self.store_cache,
             log_format: self.log_format,
             test_routes,
+            base_domain: self.base_domain,
             core: CoreSettings {
                 topic_buffer: self.topic_buffer.max(1),
                 writer_queue: self.writer_queue.max(1),

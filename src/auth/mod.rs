@@ -1,64 +1,241 @@
-//! Authentication. Today: the admin key from the data directory's config,
-//! sent as `X-API-Key`, which grants everything on the default tenant.
-//! Tenants, scoped API keys, JWT realms and stream tickets come next and
-//! will answer the same question: which [`Principal`] is making this request.
+//! Authentication and tenancy: which [`Principal`] makes a request, for which
+//! tenant, and what it may do.
 //!
-//! Invariants: secrets are compared in constant time; a missing or wrong key
-//! is 401 with the error envelope; the key itself is never logged.
+//! Credentials: the instance admin key (`config.json`, everything on every
+//! tenant); API keys (`X-API-Key: ek_…`, scoped, one tenant); JWTs
+//! (`Authorization: Bearer …`, verified by a realm of the tenant, chosen with
+//! the `realmname` header, else `default`).
+//!
+//! The tenant comes from, in order: `x-tenantid` (a UUID), the Host's
+//! subdomain under `--base-domain`, the credential's own tenant.
+//!
+//! Invariants: a credential of one tenant never reaches another tenant's data
+//! (403); missing or invalid credentials are 401, valid ones without the
+//! right are 403, both with the error envelope; secrets are compared in
+//! constant time or by hash and never logged.
 
 pub mod jwt;
+pub mod keys;
+pub mod realms;
+pub mod registry;
+pub mod tenants;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
+use jwt::Claims;
+use keys::{ApiKey, Scope};
+use registry::Registry;
+use serde_json::json;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 /// Header carrying API keys.
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// Header naming the tenant.
+pub const TENANT_HEADER: &str = "x-tenantid";
+/// Header naming the JWT realm.
+pub const REALM_HEADER: &str = "realmname";
 
-/// Who is making a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The credential behind a principal.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The instance admin key.
+    Admin,
+    /// A tenant's API key.
+    Key(ApiKey),
+    /// A verified JWT.
+    Token(Box<Claims>),
+}
+
+/// Who is making a request, for which tenant.
+#[derive(Debug, Clone)]
 pub struct Principal {
-    /// The tenant the credential belongs to.
+    /// The tenant the request acts on.
     pub tenant: Uuid,
-    /// A name for the credential, recorded as the actor of what it writes.
+    /// A name for the actor (key name, token subject, `admin`).
     pub name: String,
+    /// The credential used.
+    pub credential: Credential,
 }
 
-/// Verifies credentials.
-#[derive(Clone)]
-pub struct Authenticator {
-    admin_key: String,
-    default_tenant: Uuid,
-}
-
-impl Authenticator {
-    /// An authenticator knowing the admin key and the default tenant.
-    pub fn new(admin_key: String, default_tenant: Uuid) -> Self {
-        Self {
-            admin_key,
-            default_tenant,
+impl Principal {
+    /// True when the principal has `scope` (the admin key has every scope;
+    /// tokens have none: they read what their topic patterns allow).
+    pub fn has(&self, scope: Scope) -> bool {
+        match &self.credential {
+            Credential::Admin => true,
+            Credential::Key(key) => key.allows(scope),
+            Credential::Token(_) => false,
         }
     }
 
-    /// The principal behind the request's `X-API-Key`, or 401.
-    pub fn api_key(&self, request: &Request) -> Result<Principal, ApiError> {
-        let supplied = request.header(API_KEY_HEADER).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "send the API key in the X-API-Key header",
-            )
-        })?;
-        if bool::from(supplied.as_bytes().ct_eq(self.admin_key.as_bytes())) {
-            Ok(Principal {
-                tenant: self.default_tenant,
-                name: "admin".into(),
-            })
+    /// 403 unless the principal has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.has(scope) {
+            Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "the API key is not valid",
+            Err(forbidden(
+                format!("this credential lacks the {scope:?} scope").to_lowercase(),
             ))
         }
     }
+
+    /// 403 unless the principal may read `topic` (scope `read`, or a token whose topic patterns match).
+    pub fn require_read(&self, topic: &str) -> Result<(), ApiError> {
+        let allowed = match &self.credential {
+            Credential::Token(claims) => jwt::topic_allowed(&claims.topics, topic),
+            _ => self.has(Scope::Read),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(forbidden(format!("this credential may not read {topic}")))
+        }
+    }
+
+    /// When the credential expires (unix seconds), for tokens.
+    pub fn expires_at(&self) -> Option<u64> {
+        match &self.credential {
+            Credential::Token(claims) => Some(claims.exp),
+            _ => None,
+        }
+    }
+
+    /// True for the instance admin key.
+    pub fn is_instance_admin(&self) -> bool {
+        matches!(self.credential, Credential::Admin)
+    }
+}
+
+fn forbidden(message: String) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, message)
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+/// Verifies credentials against the registry.
+#[derive(Clone)]
+pub struct Authenticator {
+    admin_key: String,
+    base_domain: Option<String>,
+    registry: Arc<Registry>,
+}
+
+impl Authenticator {
+    /// An authenticator for the instance admin key, an optional base domain and the registry.
+    pub fn new(admin_key: String, base_domain: Option<String>, registry: Arc<Registry>) -> Self {
+        Self {
+            admin_key,
+            base_domain: base_domain
+                .map(|domain| domain.trim_start_matches('.').to_ascii_lowercase()),
+            registry,
+        }
+    }
+
+    /// The registry of tenants, keys and realms.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The principal behind the request's credentials, or 401/403.
+    pub fn authenticate(&self, request: &Request) -> Result<Principal, ApiError> {
+        let requested = self.requested_tenant(request)?;
+        if let Some(secret) = request.header(API_KEY_HEADER) {
+            return self.api_key(secret, requested);
+        }
+        if let Some(token) = bearer_token(request) {
+            return self.token(token, requested, request.header(REALM_HEADER));
+        }
+        Err(unauthorized(
+            "send an API key in X-API-Key or a JWT in Authorization: Bearer",
+        ))
+    }
+
+    fn api_key(&self, secret: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
+        if bool::from(secret.as_bytes().ct_eq(self.admin_key.as_bytes())) {
+            return Ok(Principal {
+                tenant: requested.unwrap_or_else(|| self.registry.default_tenant()),
+                name: "admin".into(),
+                credential: Credential::Admin,
+            });
+        }
+        let key = self
+            .registry
+            .key_by_secret(secret)
+            .ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
+        if requested.is_some_and(|tenant| tenant != key.tenant) {
+            return Err(forbidden("this API key belongs to another tenant".into()));
+        }
+        Ok(Principal {
+            tenant: key.tenant,
+            name: key.name.clone(),
+            credential: Credential::Key(key),
+        })
+    }
+
+    fn token(
+        &self,
+        token: &str,
+        requested: Option<Uuid>,
+        realm: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let tenant = requested.unwrap_or_else(|| self.registry.default_tenant());
+        let verifier = self.registry.verifier(&tenant, realm).ok_or_else(|| {
+            unauthorized(format!(
+                "no JWT realm {} for this tenant",
+                realm.unwrap_or(realms::DEFAULT_REALM)
+            ))
+        })?;
+        let claims = verifier.verify(token).map_err(|err| {
+            unauthorized(err.message()).with_details(json!({ "reason": err.code() }))
+        })?;
+        if let Some(claimed) = &claims.tenant {
+            let matches = self
+                .registry
+                .tenant(&tenant)
+                .is_some_and(|t| *claimed == t.id.to_string() || *claimed == t.slug);
+            if !matches {
+                return Err(forbidden("this token was issued for another tenant".into()));
+            }
+        }
+        Ok(Principal {
+            tenant,
+            name: claims.sub.clone(),
+            credential: Credential::Token(Box::new(claims)),
+        })
+    }
+
+    fn requested_tenant(&self, request: &Request) -> Result<Option<Uuid>, ApiError> {
+        if let Some(text) = request.header(TENANT_HEADER) {
+            let id = Uuid::parse_str(text.trim())
+                .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
+            return match self.registry.tenant(&id) {
+                Some(_) => Ok(Some(id)),
+                None => Err(ApiError::not_found("no such tenant")),
+            };
+        }
+        let (Some(base), Some(host)) = (&self.base_domain, request.header("host")) else {
+            return Ok(None);
+        };
+        let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let Some(slug) = host
+            .strip_suffix(base.as_str())
+            .and_then(|rest| rest.strip_suffix('.'))
+        else {
+            return Ok(None);
+        };
+        match self.registry.tenant_by_slug(slug) {
+            Some(tenant) => Ok(Some(tenant.id)),
+            None => Err(ApiError::not_found(format!("no tenant {slug}"))),
+        }
+    }
+}
+
+fn bearer_token(request: &Request) -> Option<&str> {
+    let value = request.header("authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

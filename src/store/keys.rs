@@ -4,6 +4,9 @@
 //! m <name>                                   store records: schema version, newest id, probe
 //! t <tenant:16> <topic>                      topic record: event count, pruned-through id
 //! e <tenant:16> <topic> 0x00 <id:16>         event (JSON), ordered by id within a topic
+//! a t <tenant:16>                           tenant (JSON)
+//! a k <key id:16>                            API key record (JSON, secret hashed)
+//! a r <tenant:16> <realm name>               JWT realm (JSON)
 //! s <module> 0x00 …                          module state (owned by each module)
 //! ```
 //!
@@ -19,6 +22,36 @@ pub const META: u8 = b'm';
 pub const TOPIC: u8 = b't';
 /// Prefix of events.
 pub const EVENT: u8 = b'e';
+
+/// Prefix of auth records.
+pub const AUTH: u8 = b'a';
+/// Auth record kind: tenant.
+pub const AUTH_TENANT: u8 = b't';
+/// Auth record kind: API key.
+pub const AUTH_KEY: u8 = b'k';
+/// Auth record kind: JWT realm.
+pub const AUTH_REALM: u8 = b'r';
+
+/// Key of a realm record.
+pub fn auth_realm(tenant: &Uuid, name: &str) -> Vec<u8> {
+    let mut key = auth(AUTH_REALM, tenant);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// Key of an auth record of `kind` with a 16-byte id.
+pub fn auth(kind: u8, id: &Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18);
+    key.push(AUTH);
+    key.push(kind);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Prefix of every auth record of `kind`.
+pub fn auth_prefix(kind: u8) -> [u8; 2] {
+    [AUTH, kind]
+}
 
 /// Key of a store record.
 pub fn meta(name: &str) -> Vec<u8> {

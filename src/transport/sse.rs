@@ -24,6 +24,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +103,9 @@ pub struct SseStream {
     pub lifecycle: Arc<Lifecycle>,
     /// Metrics for stream counts and end reasons.
     pub metrics: Arc<Metrics>,
+    /// When the credential that opened the stream expires (unix seconds): the
+    /// stream then ends with an `error` event carrying `TOKEN_EXPIRED`.
+    pub expires_at: Option<u64>,
 }
 
 /// The `200 text/event-stream` response carrying the stream.
@@ -127,6 +131,7 @@ struct State {
     heartbeat: Interval,
     lifetime: Pin<Box<Sleep>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    expiry: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
     opened: bool,
     finished: bool,
     _open: OpenGuard,
@@ -141,6 +146,9 @@ fn body(stream: SseStream) -> Body {
         _open: stream.metrics.stream_opened(TRANSPORT),
         lifetime: Box::pin(tokio::time::sleep(settings.lifetime)),
         stopping: Box::pin(stream.lifecycle.stopping_owned()),
+        expiry: Box::pin(crate::clock::sleep_until_or_forever(
+            stream.expires_at.map(crate::clock::instant_of_unix_seconds),
+        )),
         heartbeat,
         stream,
         opened: false,
@@ -172,6 +180,9 @@ impl State {
                 () = self.stopping.as_mut() => {
                     return Some(self.finish("shutdown", "server shutting down; reconnect"));
                 }
+                () = self.expiry.as_mut() => {
+                    return Some(self.expire());
+                }
                 () = self.lifetime.as_mut() => {
                     return Some(self.finish("connection-timeout", "connection lifetime reached; reconnect"));
                 }
@@ -202,6 +213,15 @@ impl State {
             }
         }
         (!chunk.is_empty()).then(|| chunk.freeze())
+    }
+
+    fn expire(&mut self) -> Bytes {
+        self.finished = true;
+        self.stream.metrics.stream_ended(TRANSPORT, "expired");
+        frame(
+            "error",
+            &json!({ "code": "TOKEN_EXPIRED", "message": "the token that opened this stream expired; reconnect with a fresh one" }),
+        )
     }
 
     fn finish(&mut self, name: &'static str, message: &str) -> Bytes {

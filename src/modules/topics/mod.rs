@@ -60,7 +60,7 @@ pub struct TopicsApi {
 impl TopicsApi {
     /// The caller and the topic named in the path.
     fn authorize(&self, request: &Request) -> Result<(Principal, TopicRef), ApiError> {
-        let principal = self.auth.api_key(request)?;
+        let principal = self.auth.authenticate(request)?;
         let name = request.param("topic").unwrap_or_default();
         let topic = TopicRef::new(principal.tenant, name).map_err(ApiError::validation)?;
         Ok((principal, topic))

@@ -1,6 +1,7 @@
 //! HTTP handlers of the topics API: publish, history page, SSE stream.
 
 use super::TopicsApi;
+use crate::auth::keys::Scope;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::log::read::{self, Cursor};
@@ -92,6 +93,7 @@ pub(super) async fn publish(
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let (principal, topic) = api.authorize(&request)?;
+    principal.require(Scope::Publish)?;
     let body: Value = request.json().await?;
     let (inputs, batch) = parse_events(body, api.limits.max_batch_events)?;
     let events = commit_events(&api, topic, principal.name, inputs).await?;
@@ -111,7 +113,8 @@ pub(super) async fn publish(
 
 /// `GET /api/v1/topics/{topic}/events?after=ID&limit=N`
 pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Response, ApiError> {
-    let (_, topic) = api.authorize(&request)?;
+    let (principal, topic) = api.authorize(&request)?;
+    principal.require_read(&topic.name)?;
     let cursor = match request
         .query_param("after")
         .filter(|after| !after.is_empty())
@@ -152,7 +155,8 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
 
 /// `GET /api/v1/topics/{topic}/stream`
 pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Response, ApiError> {
-    let (_, topic) = api.authorize(&request)?;
+    let (principal, topic) = api.authorize(&request)?;
+    principal.require_read(&topic.name)?;
     let start = sse::resume_start(&request)?;
     let connected = json!({ "topic": topic.name });
     let subscription = api.hub.subscribe(topic, start);
@@ -162,6 +166,7 @@ pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Resp
         settings: api.sse,
         lifecycle: api.lifecycle.clone(),
         metrics: api.metrics.clone(),
+        expires_at: principal.expires_at(),
     }))
 }
 

@@ -14,6 +14,7 @@
 use super::TopicsApi;
 use super::rest::{commit_events, parse_events};
 use crate::auth::Principal;
+use crate::auth::keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
 use crate::hub::{Delivery, Start};
@@ -35,6 +36,8 @@ use ulid::Ulid;
 
 /// Deliveries queued per connection before forwarders wait (and their subscriptions lag).
 const QUEUE: usize = 64;
+/// Close code sent when the JWT that opened the connection expires.
+const TOKEN_EXPIRED_CLOSE: u16 = 4001;
 /// Most events taken from a subscription at once.
 const MAX_BATCH: usize = 512;
 
@@ -62,7 +65,7 @@ enum ClientOp {
 
 /// `GET /api/v1/topics/ws`
 pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Response, ApiError> {
-    let principal = api.auth.api_key(&request)?;
+    let principal = api.auth.authenticate(&request)?;
     let settings = api.ws;
     let lifecycle = api.lifecycle.clone();
     ws::upgrade(
@@ -125,10 +128,16 @@ impl Session {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let lifecycle = self.api.lifecycle.clone();
+        let expiry = self
+            .principal
+            .expires_at()
+            .map(crate::clock::instant_of_unix_seconds);
+        let mut expired = std::pin::pin!(crate::clock::sleep_until_or_forever(expiry));
         loop {
             tokio::select! {
                 biased;
                 () = lifecycle.stopping() => return End::Close(CloseCode::Away, "server shutting down; reconnect", "shutdown"),
+                () = expired.as_mut() => return End::Close(CloseCode::Library(TOKEN_EXPIRED_CLOSE), "token expired; reconnect with a fresh token", "expired"),
                 incoming = self.socket.next() => {
                     last_heard = Instant::now();
                     match incoming {
@@ -235,6 +244,7 @@ impl Session {
         let fail = |error: ApiError| (error, reference.clone());
         let topic = TopicRef::new(self.principal.tenant, &name)
             .map_err(|e| fail(ApiError::validation(e)))?;
+        self.principal.require_read(&name).map_err(fail)?;
         let start = match after.as_deref() {
             None | Some("") => Start::Live,
             Some(text) => Start::After(Ulid::from_string(text).map_err(|_| {
@@ -298,6 +308,7 @@ impl Session {
         let fail = |error: ApiError| (error, reference.clone());
         let topic = TopicRef::new(self.principal.tenant, &name)
             .map_err(|e| fail(ApiError::validation(e)))?;
+        self.principal.require(Scope::Publish).map_err(fail)?;
         let (inputs, _) = parse_events(event, 1).map_err(fail)?;
         let events = commit_events(&self.api, topic, self.principal.name.clone(), inputs)
             .await

@@ -1,0 +1,67 @@
+//! JWT realms: a tenant's named sets of verification keys (`realmname` header).
+//!
+//! Invariants: a realm is stored only if a [`Verifier`] can be built from it
+//! (every key parses, allow-lists are explicit); names are 1–64 characters of
+//! `A-Z a-z 0-9 . _ -`; the default realm of the default tenant holds the
+//! HS256 secret from `config.json`.
+
+use super::jwt::{RealmPolicy, VerificationKey, Verifier};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Name of the realm used when a request names none.
+pub const DEFAULT_REALM: &str = "default";
+/// Leeway applied to `exp`/`nbf` unless a realm sets its own.
+pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+
+/// A stored realm.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Realm {
+    /// Owning tenant.
+    pub tenant: Uuid,
+    /// Realm name.
+    pub name: String,
+    /// Verification keys.
+    pub keys: Vec<VerificationKey>,
+    /// Accepted audiences (checked when set).
+    #[serde(default)]
+    pub audience: Option<Vec<String>>,
+    /// Required issuer (checked when set).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Clock leeway for `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    DEFAULT_LEEWAY_SECONDS
+}
+
+impl Realm {
+    /// Builds the verifier, or says which key is unusable.
+    pub fn verifier(&self) -> Result<Verifier, String> {
+        Verifier::new(&RealmPolicy {
+            keys: self.keys.clone(),
+            audience: self.audience.clone(),
+            issuer: self.issuer.clone(),
+            leeway: Duration::from_secs(self.leeway_seconds),
+        })
+    }
+}
+
+/// Checks a realm name.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err("a realm name is 1 to 64 characters of A-Z a-z 0-9 . _ -".into())
+    }
+}
