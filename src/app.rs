@@ -20,6 +20,7 @@ use crate::http::tls::{self, ReloadableCertificate};
 use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::modules::admin::{self, AdminApi};
 use crate::modules::topics::{self, TopicsApi, TopicsLimits};
 use crate::ops::{self, OpsState};
 use crate::pruner;
@@ -162,6 +163,13 @@ impl Core {
             },
         );
         topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));
+        admin::routes(
+            &mut router,
+            Arc::new(AdminApi {
+                auth: self.auth.clone(),
+                hub: self.hub.clone(),
+            }),
+        );
         #[cfg(debug_assertions)]
         if config.test_routes {
             crate::test_routes::routes(

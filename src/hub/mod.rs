@@ -110,6 +110,20 @@ impl Hub {
         self.subscriptions.load(Ordering::Relaxed)
     }
 
+    /// Live subscriptions per tenant.
+    pub fn subscriptions_by_tenant(&self) -> HashMap<uuid::Uuid, usize> {
+        let mut counts = HashMap::new();
+        for (topic, channel) in self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            *counts.entry(topic.tenant).or_insert(0) += channel.subscribers.load(Ordering::Relaxed);
+        }
+        counts
+    }
+
     /// Number of topics with at least one subscriber.
     pub fn topic_count(&self) -> usize {
         self.channels

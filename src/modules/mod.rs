@@ -1,7 +1,9 @@
 //! Product surfaces built on the core (store, writer, log, hub, transports, auth).
 //!
 //! * [`topics`]: the generic topics API, the core's own public surface.
+//! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
 //!
 //! Modules never import hyper; they use `http::Request`/`Response` helpers.
 
+pub mod admin;
 pub mod topics;

@@ -4,6 +4,7 @@
 mod clients;
 mod harness;
 
+mod auth;
 mod cli;
 mod conformance;
 mod durability;

@@ -1,0 +1,320 @@
+//! The admin API under `/admin/v1`: tenants, API keys, JWT realms, live stats.
+//!
+//! The instance admin key may do everything; an API key with the `admin`
+//! scope may manage its own tenant's keys and realms. Key secrets appear only
+//! in the response that creates them; HS256 realm secrets are never returned.
+
+use crate::auth::jwt::{JwtAlgorithm, VerificationKey};
+use crate::auth::keys::{ApiKey, Scope};
+use crate::auth::realms::Realm;
+use crate::auth::tenants::Tenant;
+use crate::auth::{Authenticator, Credential, Principal};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::router::Router;
+use crate::http::{Request, Response, response};
+use crate::hub::Hub;
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What the admin API works on.
+pub struct AdminApi {
+    /// Credentials and the registry.
+    pub auth: Authenticator,
+    /// For live stats.
+    pub hub: Arc<Hub>,
+}
+
+/// Registers the admin routes.
+pub fn routes(router: &mut Router, api: Arc<AdminApi>) {
+    macro_rules! route {
+        ($method:expr, $path:expr, $handler:path) => {{
+            let api = api.clone();
+            router.route($method, $path, move |request| {
+                $handler(api.clone(), request)
+            });
+        }};
+    }
+    route!(Method::GET, "/admin/v1/tenants", list_tenants);
+    route!(Method::POST, "/admin/v1/tenants", create_tenant);
+    route!(Method::GET, "/admin/v1/tenants/{tenant}", get_tenant);
+    route!(Method::PATCH, "/admin/v1/tenants/{tenant}", update_tenant);
+    route!(Method::DELETE, "/admin/v1/tenants/{tenant}", delete_tenant);
+    route!(Method::GET, "/admin/v1/tenants/{tenant}/keys", list_keys);
+    route!(Method::POST, "/admin/v1/tenants/{tenant}/keys", create_key);
+    route!(
+        Method::DELETE,
+        "/admin/v1/tenants/{tenant}/keys/{key}",
+        revoke_key
+    );
+    route!(
+        Method::GET,
+        "/admin/v1/tenants/{tenant}/realms",
+        list_realms
+    );
+    route!(
+        Method::GET,
+        "/admin/v1/tenants/{tenant}/realms/{realm}",
+        get_realm
+    );
+    route!(
+        Method::PUT,
+        "/admin/v1/tenants/{tenant}/realms/{realm}",
+        put_realm
+    );
+    route!(
+        Method::DELETE,
+        "/admin/v1/tenants/{tenant}/realms/{realm}",
+        delete_realm
+    );
+    route!(Method::GET, "/admin/v1/stats", stats);
+}
+
+type Reply = Result<Response, ApiError>;
+
+/// The instance admin, or 403.
+fn instance_admin(api: &AdminApi, request: &Request) -> Result<Principal, ApiError> {
+    let principal = api.auth.authenticate(request)?;
+    if principal.is_instance_admin() {
+        Ok(principal)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the instance admin key may do this",
+        ))
+    }
+}
+
+/// The tenant named in the path, if the caller may administer it.
+fn tenant_admin(api: &AdminApi, request: &Request) -> Result<Tenant, ApiError> {
+    let principal = api.auth.authenticate(request)?;
+    let tenant = find_tenant(api, request.param("tenant").unwrap_or_default())?;
+    let allowed = match &principal.credential {
+        Credential::Admin => true,
+        Credential::Key(key) => key.allows(Scope::Admin) && key.tenant == tenant.id,
+        Credential::Token(_) => false,
+    };
+    if allowed {
+        Ok(tenant)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this credential may not administer that tenant",
+        ))
+    }
+}
+
+fn find_tenant(api: &AdminApi, id_or_slug: &str) -> Result<Tenant, ApiError> {
+    let registry = api.auth.registry();
+    let found = match Uuid::parse_str(id_or_slug) {
+        Ok(id) => registry.tenant(&id),
+        Err(_) => registry.tenant_by_slug(id_or_slug),
+    };
+    found.ok_or_else(|| ApiError::not_found(format!("no tenant {id_or_slug}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantInput {
+    slug: Option<String>,
+    name: Option<String>,
+}
+
+async fn list_tenants(api: Arc<AdminApi>, request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    Ok(response::data(
+        StatusCode::OK,
+        &api.auth.registry().tenants(),
+    ))
+}
+
+async fn create_tenant(api: Arc<AdminApi>, mut request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    let input: TenantInput = request.json().await?;
+    let slug = input
+        .slug
+        .ok_or_else(|| ApiError::validation("slug is required"))?;
+    let tenant = Tenant {
+        id: Uuid::new_v4(),
+        slug,
+        name: input.name.unwrap_or_default(),
+        created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
+    };
+    let tenant = api.auth.registry().save_tenant(tenant).await?;
+    Ok(response::data(StatusCode::CREATED, &tenant))
+}
+
+async fn get_tenant(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    Ok(response::data(StatusCode::OK, &tenant))
+}
+
+async fn update_tenant(api: Arc<AdminApi>, mut request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    let mut tenant = find_tenant(&api, request.param("tenant").unwrap_or_default())?;
+    let input: TenantInput = request.json().await?;
+    if let Some(slug) = input.slug {
+        tenant.slug = slug;
+    }
+    if let Some(name) = input.name {
+        tenant.name = name;
+    }
+    let tenant = api.auth.registry().save_tenant(tenant).await?;
+    Ok(response::data(StatusCode::OK, &tenant))
+}
+
+async fn delete_tenant(api: Arc<AdminApi>, request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    let tenant = find_tenant(&api, request.param("tenant").unwrap_or_default())?;
+    api.auth.registry().delete_tenant(&tenant.id).await?;
+    Ok(response::data(
+        StatusCode::OK,
+        &json!({ "deleted": tenant.id }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyInput {
+    name: String,
+    scopes: Vec<Scope>,
+}
+
+fn key_json(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id, "tenant": key.tenant, "name": key.name, "scopes": key.scopes,
+        "prefix": key.prefix, "createdAt": key.created_at, "revokedAt": key.revoked_at,
+    })
+}
+
+async fn list_keys(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let keys: Vec<Value> = api
+        .auth
+        .registry()
+        .keys(&tenant.id)
+        .iter()
+        .map(key_json)
+        .collect();
+    Ok(response::data(StatusCode::OK, &keys))
+}
+
+async fn create_key(api: Arc<AdminApi>, mut request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let input: KeyInput = request.json().await?;
+    let (key, secret) = api
+        .auth
+        .registry()
+        .create_key(tenant.id, input.name, input.scopes)
+        .await?;
+    let mut body = key_json(&key);
+    body["secret"] = Value::String(secret);
+    Ok(response::data(StatusCode::CREATED, &body))
+}
+
+async fn revoke_key(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let id = Uuid::parse_str(request.param("key").unwrap_or_default())
+        .map_err(|_| ApiError::not_found("no such key"))?;
+    let key = api.auth.registry().revoke_key(&tenant.id, &id).await?;
+    Ok(response::data(StatusCode::OK, &key_json(&key)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RealmInput {
+    keys: Vec<VerificationKey>,
+    #[serde(default)]
+    audience: Option<Vec<String>>,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    leeway_seconds: Option<u64>,
+}
+
+/// A realm as the API shows it: HS256 secrets are replaced by a marker.
+fn realm_json(realm: &Realm) -> Value {
+    let keys: Vec<Value> = realm
+        .keys
+        .iter()
+        .map(|key| {
+            let material = match key.algorithm {
+                JwtAlgorithm::Hs256 => Value::String("<secret>".into()),
+                _ => Value::String(key.material.clone()),
+            };
+            json!({ "kid": key.kid, "algorithm": key.algorithm, "material": material })
+        })
+        .collect();
+    json!({
+        "tenant": realm.tenant, "name": realm.name, "keys": keys, "audience": realm.audience,
+        "issuer": realm.issuer, "leewaySeconds": realm.leeway_seconds,
+    })
+}
+
+async fn list_realms(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let realms: Vec<Value> = api
+        .auth
+        .registry()
+        .realms(&tenant.id)
+        .iter()
+        .map(realm_json)
+        .collect();
+    Ok(response::data(StatusCode::OK, &realms))
+}
+
+async fn get_realm(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let name = request.param("realm").unwrap_or_default();
+    let realm = api
+        .auth
+        .registry()
+        .realm(&tenant.id, name)
+        .ok_or_else(|| ApiError::not_found(format!("no realm {name}")))?;
+    Ok(response::data(StatusCode::OK, &realm_json(&realm)))
+}
+
+async fn put_realm(api: Arc<AdminApi>, mut request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let name = request.param("realm").unwrap_or_default().to_string();
+    let input: RealmInput = request.json().await?;
+    let realm = Realm {
+        tenant: tenant.id,
+        name,
+        keys: input.keys,
+        audience: input.audience,
+        issuer: input.issuer,
+        leeway_seconds: input
+            .leeway_seconds
+            .unwrap_or(crate::auth::realms::DEFAULT_LEEWAY_SECONDS),
+    };
+    let realm = api.auth.registry().put_realm(realm).await?;
+    Ok(response::data(StatusCode::OK, &realm_json(&realm)))
+}
+
+async fn delete_realm(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let name = request.param("realm").unwrap_or_default();
+    api.auth.registry().delete_realm(&tenant.id, name).await?;
+    Ok(response::data(StatusCode::OK, &json!({ "deleted": name })))
+}
+
+async fn stats(api: Arc<AdminApi>, request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    let by_tenant: serde_json::Map<String, Value> = api
+        .hub
+        .subscriptions_by_tenant()
+        .into_iter()
+        .map(|(tenant, count)| (tenant.to_string(), json!(count)))
+        .collect();
+    Ok(response::data(
+        StatusCode::OK,
+        &json!({
+            "subscriptions": api.hub.subscription_count(),
+            "topics": api.hub.topic_count(),
+            "subscriptionsByTenant": by_tenant,
+        }),
+    ))
+}
