@@ -8,7 +8,9 @@
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
 use crate::auth::Authenticator;
+use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
+use crate::auth::tickets::Tickets;
 use crate::config::{CoreSettings, ServeConfig, TlsSetting};
 use crate::datadir::InstanceConfig;
 use crate::datadir::{self, DataDir};
@@ -136,10 +138,14 @@ impl Core {
         let registry = Registry::load(&store, writer.clone(), instance)
             .await
             .map_err(|err| StartupError::io("loading tenants, keys and realms", err))?;
+        let tickets = Arc::new(Tickets::new(writer.clone(), config.tickets));
+        let limits = Arc::new(StreamLimits::new(config.max_streams_per_user));
         let auth = Authenticator::new(
             instance.admin_key.clone(),
             config.base_domain.clone(),
             registry,
+            tickets,
+            limits,
         );
         Ok(Self {
             store,

@@ -127,6 +127,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_BASE_DOMAIN")]
     pub base_domain: Option<String>,
 
+    /// A stream ticket must be used within this time after it was minted.
+    #[arg(long, env = "TIDINGS_TICKET_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ticket_ttl: Duration,
+
+    /// A used ticket may resume its stream within this time after its last connection.
+    #[arg(long, env = "TIDINGS_TICKET_RESUME_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ticket_resume_window: Duration,
+
+    /// Most concurrent streams per end user (token subject or ticket viewer) per tenant.
+    #[arg(long, env = "TIDINGS_MAX_STREAMS_PER_USER", default_value_t = 5)]
+    pub max_streams_per_user: usize,
+
     /// Events each subscribed topic keeps in memory for its subscribers; slower ones read the log.
     #[arg(long, env = "TIDINGS_TOPIC_BUFFER", default_value_t = 1024)]
     pub topic_buffer: usize,
@@ -224,6 +236,10 @@ pub struct ServeConfig {
     pub test_routes: bool,
     /// Base domain for tenant subdomains.
     pub base_domain: Option<String>,
+    /// Ticket lifetimes.
+    pub tickets: crate::auth::tickets::TicketSettings,
+    /// Concurrent streams per user per tenant.
+    pub max_streams_per_user: usize,
     /// Event core settings.
     pub core: CoreSettings,
 }
@@ -318,6 +334,11 @@ impl ServeArgs {
             log_format: self.log_format,
             test_routes,
             base_domain: self.base_domain,
+            tickets: crate::auth::tickets::TicketSettings {
+                ttl: self.ticket_ttl,
+                resume_window: self.ticket_resume_window,
+            },
+            max_streams_per_user: self.max_streams_per_user.max(1),
             core: CoreSettings {
                 topic_buffer: self.topic_buffer.max(1),
                 writer_queue: self.writer_queue.max(1),

@@ -16,18 +16,22 @@
 
 pub mod jwt;
 pub mod keys;
+pub mod limits;
 pub mod realms;
 pub mod registry;
 pub mod tenants;
+pub mod tickets;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
 use jwt::Claims;
 use keys::{ApiKey, Scope};
+use limits::{StreamLimits, UserSlot};
 use registry::Registry;
 use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use tickets::{Target, Ticket, TicketSession, Tickets};
 use uuid::Uuid;
 
 /// Header carrying API keys.
@@ -46,6 +50,8 @@ pub enum Credential {
     Key(ApiKey),
     /// A verified JWT.
     Token(Box<Claims>),
+    /// A claimed stream ticket.
+    Ticket(Box<Ticket>),
 }
 
 /// Who is making a request, for which tenant.
@@ -66,7 +72,7 @@ impl Principal {
         match &self.credential {
             Credential::Admin => true,
             Credential::Key(key) => key.allows(scope),
-            Credential::Token(_) => false,
+            Credential::Token(_) | Credential::Ticket(_) => false,
         }
     }
 
@@ -85,6 +91,7 @@ impl Principal {
     pub fn require_read(&self, topic: &str) -> Result<(), ApiError> {
         let allowed = match &self.credential {
             Credential::Token(claims) => jwt::topic_allowed(&claims.topics, topic),
+            Credential::Ticket(ticket) => ticket.target == Target::Topic(topic.to_string()),
             _ => self.has(Scope::Read),
         };
         if allowed {
@@ -98,6 +105,15 @@ impl Principal {
     pub fn expires_at(&self) -> Option<u64> {
         match &self.credential {
             Credential::Token(claims) => Some(claims.exp),
+            _ => None,
+        }
+    }
+
+    /// The end user behind a token or ticket (counted by the per-user stream limit).
+    pub fn user(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Token(claims) => Some(&claims.sub),
+            Credential::Ticket(ticket) => ticket.viewer.id.as_deref(),
             _ => None,
         }
     }
@@ -116,23 +132,96 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, message)
 }
 
+/// A stream allowed to open: who opens it, until when, and what it holds
+/// (a ticket session, a per-user slot) until it ends.
+pub struct Admission {
+    /// The principal.
+    pub principal: Principal,
+    /// When the stream must end (unix seconds): token expiry or ticket window.
+    pub expires_at: Option<u64>,
+    _ticket: Option<TicketSession>,
+    _slot: Option<UserSlot>,
+}
+
 /// Verifies credentials against the registry.
 #[derive(Clone)]
 pub struct Authenticator {
     admin_key: String,
     base_domain: Option<String>,
     registry: Arc<Registry>,
+    tickets: Arc<Tickets>,
+    limits: Arc<StreamLimits>,
 }
 
 impl Authenticator {
-    /// An authenticator for the instance admin key, an optional base domain and the registry.
-    pub fn new(admin_key: String, base_domain: Option<String>, registry: Arc<Registry>) -> Self {
+    /// An authenticator for the instance admin key, an optional base domain,
+    /// the registry, tickets and per-user stream limits.
+    pub fn new(
+        admin_key: String,
+        base_domain: Option<String>,
+        registry: Arc<Registry>,
+        tickets: Arc<Tickets>,
+        limits: Arc<StreamLimits>,
+    ) -> Self {
         Self {
             admin_key,
             base_domain: base_domain
                 .map(|domain| domain.trim_start_matches('.').to_ascii_lowercase()),
             registry,
+            tickets,
+            limits,
         }
+    }
+
+    /// The ticket service.
+    pub fn tickets(&self) -> &Arc<Tickets> {
+        &self.tickets
+    }
+
+    /// Admits a long-lived stream on `target`: a `ticket` query parameter, or
+    /// any credential [`Authenticator::authenticate`] accepts; then the per-user limit.
+    pub async fn admit_stream(
+        &self,
+        request: &Request,
+        target: &Target,
+    ) -> Result<Admission, ApiError> {
+        let Some(secret) = request.query_param("ticket") else {
+            return self.admit(self.authenticate(request)?, None);
+        };
+        let session = self.tickets.claim(&secret, target).await?;
+        let principal = Principal {
+            tenant: session.ticket.tenant,
+            name: session
+                .ticket
+                .viewer
+                .id
+                .clone()
+                .unwrap_or_else(|| "viewer".into()),
+            credential: Credential::Ticket(Box::new(session.ticket.clone())),
+        };
+        self.admit(principal, Some(session))
+    }
+
+    /// Applies the per-user stream limit to an authenticated principal.
+    pub fn admit(
+        &self,
+        principal: Principal,
+        session: Option<TicketSession>,
+    ) -> Result<Admission, ApiError> {
+        let slot = match principal.user() {
+            Some(user) => Some(self.limits.acquire(principal.tenant, user)?),
+            None => None,
+        };
+        let expires_at = session
+            .as_ref()
+            .map(|s| s.ends_at)
+            .or_else(|| principal.expires_at());
+        Ok(Admission {
+            principal,
+            expires_at,
+            _ticket: session,
+            _slot: slot,
+        })
     }
 
     /// The registry of tenants, keys and realms.

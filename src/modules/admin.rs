@@ -94,7 +94,7 @@ fn tenant_admin(api: &AdminApi, request: &Request) -> Result<Tenant, ApiError> {
     let allowed = match &principal.credential {
         Credential::Admin => true,
         Credential::Key(key) => key.allows(Scope::Admin) && key.tenant == tenant.id,
-        Credential::Token(_) => false,
+        Credential::Token(_) | Credential::Ticket(_) => false,
     };
     if allowed {
         Ok(tenant)

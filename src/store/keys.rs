@@ -7,6 +7,7 @@
 //! a t <tenant:16>                           tenant (JSON)
 //! a k <key id:16>                            API key record (JSON, secret hashed)
 //! a r <tenant:16> <realm name>               JWT realm (JSON)
+//! a x <ticket hash>                          stream ticket (JSON, secret hashed)
 //! s <module> 0x00 …                          module state (owned by each module)
 //! ```
 //!
@@ -31,6 +32,16 @@ pub const AUTH_TENANT: u8 = b't';
 pub const AUTH_KEY: u8 = b'k';
 /// Auth record kind: JWT realm.
 pub const AUTH_REALM: u8 = b'r';
+
+/// Auth record kind: stream ticket.
+pub const AUTH_TICKET: u8 = b'x';
+
+/// Key of a ticket record by the hex hash of its secret.
+pub fn auth_ticket(hash: &str) -> Vec<u8> {
+    let mut key = vec![AUTH, AUTH_TICKET];
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
 
 /// Key of a realm record.
 pub fn auth_realm(tenant: &Uuid, name: &str) -> Vec<u8> {

@@ -11,6 +11,7 @@
 //! ready (no buffering delay); `data:` never contains a raw newline (JSON is
 //! encoded on one line); each event's frame bytes are built once and shared.
 
+use crate::auth::Admission;
 use crate::error::ApiError;
 use crate::http::{Body, Request, Response};
 use crate::hub::{Delivery, Start, Subscription};
@@ -103,9 +104,10 @@ pub struct SseStream {
     pub lifecycle: Arc<Lifecycle>,
     /// Metrics for stream counts and end reasons.
     pub metrics: Arc<Metrics>,
-    /// When the credential that opened the stream expires (unix seconds): the
-    /// stream then ends with an `error` event carrying `TOKEN_EXPIRED`.
-    pub expires_at: Option<u64>,
+    /// Who opened the stream and what it holds until it ends (ticket session,
+    /// per-user slot); its expiry ends the stream with an `error` event
+    /// carrying `TOKEN_EXPIRED`.
+    pub admission: Admission,
 }
 
 /// The `200 text/event-stream` response carrying the stream.
@@ -147,7 +149,10 @@ fn body(stream: SseStream) -> Body {
         lifetime: Box::pin(tokio::time::sleep(settings.lifetime)),
         stopping: Box::pin(stream.lifecycle.stopping_owned()),
         expiry: Box::pin(crate::clock::sleep_until_or_forever(
-            stream.expires_at.map(crate::clock::instant_of_unix_seconds),
+            stream
+                .admission
+                .expires_at
+                .map(crate::clock::instant_of_unix_seconds),
         )),
         heartbeat,
         stream,

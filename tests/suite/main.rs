@@ -14,4 +14,5 @@ mod protocols;
 mod shutdown;
 mod slow;
 mod streams;
+mod tickets;
 mod topics;

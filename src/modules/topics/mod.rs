@@ -4,7 +4,9 @@
 //!   `{"events":[…]}` (an atomic batch) → 201 once durable.
 //! * `GET /api/v1/topics/{topic}/events?after=ID&limit=N` → a page of history
 //!   with `next` and `gap`.
-//! * `GET /api/v1/topics/{topic}/stream` → SSE (resume with `Last-Event-ID`).
+//! * `POST /api/v1/topics/{topic}/tickets` → a single-use stream ticket for a browser.
+//! * `GET /api/v1/topics/{topic}/stream` → SSE (resume with `Last-Event-ID`;
+//!   credential or `?ticket=`).
 //! * `GET /api/v1/topics/ws` → WebSocket with subscribe/unsubscribe/publish ops.
 //!
 //! `{topic}` is one path segment: percent-encode `/` as `%2F`.
@@ -80,6 +82,12 @@ pub fn routes(router: &mut Router, api: Arc<TopicsApi>) {
         Method::GET,
         "/api/v1/topics/{topic}/events",
         move |request| rest::history(history.clone(), request),
+    );
+    let tickets = api.clone();
+    router.route(
+        Method::POST,
+        "/api/v1/topics/{topic}/tickets",
+        move |request| rest::mint_ticket(tickets.clone(), request),
     );
     let stream = api.clone();
     router.route(

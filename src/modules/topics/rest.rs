@@ -2,6 +2,7 @@
 
 use super::TopicsApi;
 use crate::auth::keys::Scope;
+use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::log::read::{self, Cursor};
@@ -153,9 +154,15 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
     Ok(response::raw_data(StatusCode::OK, &out))
 }
 
-/// `GET /api/v1/topics/{topic}/stream`
+/// `GET /api/v1/topics/{topic}/stream` (credential, or `?ticket=`)
 pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Response, ApiError> {
-    let (principal, topic) = api.authorize(&request)?;
+    let name = request.param("topic").unwrap_or_default().to_string();
+    let admission = api
+        .auth
+        .admit_stream(&request, &Target::Topic(name.clone()))
+        .await?;
+    let principal = &admission.principal;
+    let topic = TopicRef::new(principal.tenant, &name).map_err(ApiError::validation)?;
     principal.require_read(&topic.name)?;
     let start = sse::resume_start(&request)?;
     let connected = json!({ "topic": topic.name });
@@ -166,8 +173,46 @@ pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Resp
         settings: api.sse,
         lifecycle: api.lifecycle.clone(),
         metrics: api.metrics.clone(),
-        expires_at: principal.expires_at(),
+        admission,
     }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketInput {
+    #[serde(default)]
+    viewer: Viewer,
+}
+
+/// `POST /api/v1/topics/{topic}/tickets`: a single-use ticket for one viewer's stream.
+pub(super) async fn mint_ticket(
+    api: Arc<TopicsApi>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let (principal, topic) = api.authorize(&request)?;
+    principal.require(Scope::Read)?;
+    let input: TicketInput = if request
+        .header("content-length")
+        .is_some_and(|len| len != "0")
+    {
+        request.json().await?
+    } else {
+        TicketInput::default()
+    };
+    let target = Target::Topic(topic.name.clone());
+    let (secret, ticket) = api
+        .auth
+        .tickets()
+        .mint(principal.tenant, target, input.viewer)
+        .await?;
+    Ok(response::data(
+        StatusCode::CREATED,
+        &json!({
+            "ticket": secret,
+            "topic": topic.name,
+            "expiresAt": crate::clock::rfc3339_millis(ticket.first_use_by),
+        }),
+    ))
 }
 
 /// `[e1,e2,…]` from stored event JSON, without re-encoding.

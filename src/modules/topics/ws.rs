@@ -13,7 +13,7 @@
 
 use super::TopicsApi;
 use super::rest::{commit_events, parse_events};
-use crate::auth::Principal;
+use crate::auth::Admission;
 use crate::auth::keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
@@ -65,7 +65,7 @@ enum ClientOp {
 
 /// `GET /api/v1/topics/ws`
 pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Response, ApiError> {
-    let principal = api.auth.authenticate(&request)?;
+    let admission = api.auth.admit(api.auth.authenticate(&request)?, None)?;
     let settings = api.ws;
     let lifecycle = api.lifecycle.clone();
     ws::upgrade(
@@ -76,7 +76,7 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
             let _open = api.metrics.stream_opened("ws");
             let session = Session {
                 api,
-                principal,
+                admission,
                 socket,
                 subscriptions: HashMap::new(),
                 queue: mpsc::channel(QUEUE),
@@ -91,7 +91,7 @@ type Queued = (String, Delivery);
 
 struct Session {
     api: Arc<TopicsApi>,
-    principal: Principal,
+    admission: Admission,
     socket: WsSocket,
     subscriptions: HashMap<String, JoinHandle<()>>,
     queue: (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
@@ -129,8 +129,8 @@ impl Session {
         let mut last_heard = Instant::now();
         let lifecycle = self.api.lifecycle.clone();
         let expiry = self
-            .principal
-            .expires_at()
+            .admission
+            .expires_at
             .map(crate::clock::instant_of_unix_seconds);
         let mut expired = std::pin::pin!(crate::clock::sleep_until_or_forever(expiry));
         loop {
@@ -242,9 +242,9 @@ impl Session {
         reference: Option<Value>,
     ) -> Result<Value, (ApiError, Option<Value>)> {
         let fail = |error: ApiError| (error, reference.clone());
-        let topic = TopicRef::new(self.principal.tenant, &name)
+        let topic = TopicRef::new(self.admission.principal.tenant, &name)
             .map_err(|e| fail(ApiError::validation(e)))?;
-        self.principal.require_read(&name).map_err(fail)?;
+        self.admission.principal.require_read(&name).map_err(fail)?;
         let start = match after.as_deref() {
             None | Some("") => Start::Live,
             Some(text) => Start::After(Ulid::from_string(text).map_err(|_| {
@@ -306,13 +306,21 @@ impl Session {
     ) -> Result<Value, (ApiError, Option<Value>)> {
         let reference = event.as_object_mut().and_then(|map| map.remove("ref"));
         let fail = |error: ApiError| (error, reference.clone());
-        let topic = TopicRef::new(self.principal.tenant, &name)
+        let topic = TopicRef::new(self.admission.principal.tenant, &name)
             .map_err(|e| fail(ApiError::validation(e)))?;
-        self.principal.require(Scope::Publish).map_err(fail)?;
-        let (inputs, _) = parse_events(event, 1).map_err(fail)?;
-        let events = commit_events(&self.api, topic, self.principal.name.clone(), inputs)
-            .await
+        self.admission
+            .principal
+            .require(Scope::Publish)
             .map_err(fail)?;
+        let (inputs, _) = parse_events(event, 1).map_err(fail)?;
+        let events = commit_events(
+            &self.api,
+            topic,
+            self.admission.principal.name.clone(),
+            inputs,
+        )
+        .await
+        .map_err(fail)?;
         let event: Value = events
             .first()
             .and_then(|event| serde_json::from_slice(&event.json).ok())
