@@ -39,6 +39,14 @@ pub enum Command {
     Init(InitArgs),
     /// Measure a running server (publish, fanout, connections, reconnect).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Mint a development JWT from a realm secret in config.json.
+    Token(crate::cli::TokenArgs),
+    /// Create, list and revoke API keys (through the running server, or on the data directory).
+    #[command(subcommand)]
+    Keys(crate::cli::KeysCommand),
+    /// List, create and delete tenants (through the running server, or on the data directory).
+    #[command(subcommand)]
+    Tenants(crate::cli::TenantsCommand),
 }
 
 /// Where the data lives; shared by every subcommand that touches it.

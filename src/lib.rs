@@ -3,6 +3,7 @@
 //! Module map (dependencies point down the list):
 //!
 //! * [`app`]: wires everything and runs the server until a signal stops it.
+//! * [`cli`]: `tidings token`, `tidings keys`, `tidings tenants`.
 //! * [`bench`]: `tidings bench`, the load generator (a separate process from the server).
 //! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`.
 //! * [`http`]: server (accept, TLS, HTTP/1.1 + HTTP/2, drain), router, request and response types.
@@ -18,6 +19,7 @@
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod datadir;

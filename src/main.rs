@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(*args),
         Command::Bench(args) => tidings::bench::run(*args),
+        Command::Token(args) => tidings::cli::token(args),
+        Command::Keys(command) => with_logs(|| tidings::cli::keys(command)),
+        Command::Tenants(command) => with_logs(|| tidings::cli::tenants(command)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -29,6 +32,11 @@ fn main() -> ExitCode {
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }
     }
+}
+
+fn with_logs(command: impl FnOnce() -> Result<(), StartupError>) -> Result<(), StartupError> {
+    let _log = tidings::logging::init(LogFormat::Text);
+    command()
 }
 
 fn serve(args: tidings::config::ServeArgs) -> Result<(), StartupError> {

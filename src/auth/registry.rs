@@ -133,6 +133,26 @@ impl Registry {
         all
     }
 
+    /// Creates a new tenant with a fresh id.
+    pub async fn create_tenant(&self, slug: String, name: String) -> Result<Tenant, ApiError> {
+        self.save_tenant(Tenant {
+            id: Uuid::new_v4(),
+            slug,
+            name,
+            created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
+        })
+        .await
+    }
+
+    /// A tenant by id or slug.
+    pub fn find_tenant(&self, id_or_slug: &str) -> Result<Tenant, ApiError> {
+        let found = match Uuid::parse_str(id_or_slug) {
+            Ok(id) => self.tenant(&id),
+            Err(_) => self.tenant_by_slug(id_or_slug),
+        };
+        found.ok_or_else(|| ApiError::not_found(format!("no tenant {id_or_slug}")))
+    }
+
     /// Creates or replaces a tenant (slugs stay unique).
     pub async fn save_tenant(&self, tenant: Tenant) -> Result<Tenant, ApiError> {
         tenants::validate_slug(&tenant.slug).map_err(ApiError::validation)?;

@@ -107,12 +107,7 @@ fn tenant_admin(api: &AdminApi, request: &Request) -> Result<Tenant, ApiError> {
 }
 
 fn find_tenant(api: &AdminApi, id_or_slug: &str) -> Result<Tenant, ApiError> {
-    let registry = api.auth.registry();
-    let found = match Uuid::parse_str(id_or_slug) {
-        Ok(id) => registry.tenant(&id),
-        Err(_) => registry.tenant_by_slug(id_or_slug),
-    };
-    found.ok_or_else(|| ApiError::not_found(format!("no tenant {id_or_slug}")))
+    api.auth.registry().find_tenant(id_or_slug)
 }
 
 #[derive(Deserialize)]
@@ -136,13 +131,8 @@ async fn create_tenant(api: Arc<AdminApi>, mut request: Request) -> Reply {
     let slug = input
         .slug
         .ok_or_else(|| ApiError::validation("slug is required"))?;
-    let tenant = Tenant {
-        id: Uuid::new_v4(),
-        slug,
-        name: input.name.unwrap_or_default(),
-        created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
-    };
-    let tenant = api.auth.registry().save_tenant(tenant).await?;
+    let name = input.name.unwrap_or_default();
+    let tenant = api.auth.registry().create_tenant(slug, name).await?;
     Ok(response::data(StatusCode::CREATED, &tenant))
 }
 
@@ -182,7 +172,8 @@ struct KeyInput {
     scopes: Vec<Scope>,
 }
 
-fn key_json(key: &ApiKey) -> Value {
+/// A key as the API and CLI show it (never the secret or its hash).
+pub fn key_json(key: &ApiKey) -> Value {
     json!({
         "id": key.id, "tenant": key.tenant, "name": key.name, "scopes": key.scopes,
         "prefix": key.prefix, "createdAt": key.created_at, "revokedAt": key.revoked_at,

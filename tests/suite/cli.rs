@@ -213,3 +213,148 @@ fn the_systemd_unit_passes_systemd_analyze() {
         "systemd-analyze verify: {stderr}"
     );
 }
+
+fn tidings(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn keys_and_tenants_commands_go_through_the_running_server() {
+    let server = Server::start();
+    let url = server.base.clone();
+    let tenant = stdout_json(&tidings(
+        &["tenants", "create", "acme", "--url", &url],
+        &server.data_dir,
+    ));
+    assert_eq!(tenant["slug"], "acme");
+    let key = stdout_json(&tidings(
+        &[
+            "keys", "create", "--tenant", "acme", "--name", "backend", "--scope", "publish",
+            "--url", &url,
+        ],
+        &server.data_dir,
+    ));
+    let secret = key["secret"].as_str().unwrap().to_string();
+    let publish = |secret: String| {
+        let client = server.http1();
+        let url = server.url("/api/v1/topics/cli/events");
+        async move {
+            client
+                .post(url)
+                .header("x-api-key", secret)
+                .json(&serde_json::json!({ "type": "x" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(publish(secret.clone()).await, 201);
+    let listed = stdout_json(&tidings(
+        &["keys", "list", "--tenant", "acme", "--url", &url],
+        &server.data_dir,
+    ));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(
+        !listed.to_string().contains(&secret),
+        "listing never shows secrets"
+    );
+    let id = key["id"].as_str().unwrap();
+    stdout_json(&tidings(
+        &["keys", "revoke", "--tenant", "acme", id, "--url", &url],
+        &server.data_dir,
+    ));
+    assert_eq!(publish(secret).await, 401);
+    let refused = tidings(
+        &["tenants", "delete", "default", "--url", &url],
+        &server.data_dir,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot be deleted"));
+    let wrong_url = tidings(
+        &["tenants", "list", "--url", "http://127.0.0.1:1"],
+        &server.data_dir,
+    );
+    assert_eq!(
+        wrong_url.status.code(),
+        Some(3),
+        "the data dir is held and nothing answers at that URL"
+    );
+    assert!(String::from_utf8_lossy(&wrong_url.stderr).contains("pass --url"));
+}
+
+#[tokio::test]
+async fn without_a_server_the_commands_act_on_the_data_dir_and_tokens_work() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    assert!(
+        Command::new(binary())
+            .args(["init", "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let offline = ["--url", "http://127.0.0.1:1"];
+    let created = stdout_json(&tidings(
+        &["tenants", "create", "edge", offline[0], offline[1]],
+        &dir,
+    ));
+    let token_output = tidings(
+        &[
+            "token",
+            "--sub",
+            "alice",
+            "--ttl",
+            "10m",
+            "--claim",
+            r#"topics=["room/*"]"#,
+        ],
+        &dir,
+    );
+    assert!(token_output.status.success());
+    let token = String::from_utf8(token_output.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let server = Server::builder().data_dir(&dir).start();
+    let tenants = server
+        .http1()
+        .get(server.url("/admin/v1/tenants/edge"))
+        .header("x-api-key", crate::clients::admin_key(&server))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::harness::json(tenants).await["data"]["id"],
+        created["id"]
+    );
+    let read = |topic: &'static str| {
+        let request = server
+            .http1()
+            .get(server.url(&format!(
+                "/api/v1/topics/{}/events",
+                topic.replace('/', "%2F")
+            )))
+            .header("authorization", format!("Bearer {token}"));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(read("room/1").await, 200);
+    assert_eq!(read("other").await, 403);
+}
