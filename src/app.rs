@@ -174,6 +174,7 @@ impl Core {
             Arc::new(AdminApi {
                 auth: self.auth.clone(),
                 hub: self.hub.clone(),
+                metrics: self.metrics.clone(),
             }),
         );
         #[cfg(debug_assertions)]

@@ -183,6 +183,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Open connections by protocol and open streams by transport, for the admin stats.
+    pub fn open_counts(&self) -> serde_json::Value {
+        let connection = |protocol| {
+            self.connections
+                .get_or_create(&ProtocolLabels { protocol })
+                .get()
+        };
+        let stream = |transport| {
+            self.streams
+                .get_or_create(&TransportLabels { transport })
+                .get()
+        };
+        serde_json::json!({
+            "connections": { "http1": connection("http1"), "h2": connection("h2") },
+            "streams": { "sse": stream("sse"), "ws": stream("ws") },
+        })
+    }
+
     /// Records one finished request.
     pub fn observe_request(
         &self,

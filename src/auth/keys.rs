@@ -45,6 +45,9 @@ pub struct ApiKey {
     /// Revocation time, once revoked.
     #[serde(default)]
     pub revoked_at: Option<String>,
+    /// Last time the key authenticated a request (recorded at most once a minute).
+    #[serde(default)]
+    pub last_used_at: Option<String>,
 }
 
 impl ApiKey {

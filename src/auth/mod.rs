@@ -258,6 +258,7 @@ impl Authenticator {
         if requested.is_some_and(|tenant| tenant != key.tenant) {
             return Err(forbidden("this API key belongs to another tenant".into()));
         }
+        self.registry.touch_key(&key);
         Ok(Principal {
             tenant: key.tenant,
             name: key.name.clone(),

@@ -26,11 +26,15 @@ struct View {
     realms: HashMap<(Uuid, String), (Realm, Arc<Verifier>)>,
 }
 
+/// How often a key's last-used time is written to the store.
+const LAST_USED_PERSIST_MS: u64 = 60_000;
+
 /// Tenants, keys and realms.
 pub struct Registry {
     writer: Writer,
     default_tenant: Uuid,
     view: RwLock<View>,
+    last_persisted_use: std::sync::Mutex<HashMap<Uuid, u64>>,
 }
 
 impl Registry {
@@ -46,6 +50,7 @@ impl Registry {
             writer,
             default_tenant: instance.default_tenant.id,
             view: RwLock::new(view),
+            last_persisted_use: std::sync::Mutex::default(),
         });
         registry
             .seed(instance)
@@ -237,6 +242,7 @@ impl Registry {
             prefix: keys::display_prefix(&secret),
             created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
             revoked_at: None,
+            last_used_at: None,
         };
         self.store_key(key.clone()).await?;
         Ok((key, secret))
@@ -277,6 +283,57 @@ impl Registry {
             self.store_key(key.clone()).await?;
         }
         Ok(key)
+    }
+
+    /// Records that `key` was just used: in memory at once, in the store at
+    /// most once a minute (in the background, never delaying the request).
+    pub fn touch_key(self: &Arc<Self>, key: &ApiKey) {
+        let now = crate::clock::unix_millis();
+        {
+            let mut persisted = self
+                .last_persisted_use
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if persisted
+                .get(&key.id)
+                .is_some_and(|at| now.saturating_sub(*at) < LAST_USED_PERSIST_MS)
+            {
+                return;
+            }
+            persisted.insert(key.id, now);
+        }
+        let (registry, id, hash) = (self.clone(), key.id, key.hash.clone());
+        let used_at = crate::clock::rfc3339_millis(now);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = registry.record_use(id, hash, used_at).await {
+                    tracing::warn!(error = %err.message, "recording a key's last use failed");
+                }
+            });
+        }
+    }
+
+    /// Sets only `lastUsedAt` of the stored record (read and written on the
+    /// writer thread, so a concurrent revocation is never undone).
+    async fn record_use(&self, id: Uuid, hash: String, used_at: String) -> Result<(), ApiError> {
+        let stamp = used_at.clone();
+        self.writer
+            .commit(move |change| {
+                let key = store_keys::auth(store_keys::AUTH_KEY, &id);
+                let Some(bytes) = change.get(&key)? else {
+                    return Ok(());
+                };
+                let mut record: ApiKey = serde_json::from_slice(&bytes)
+                    .map_err(|err| ApiError::internal(format!("stored key unreadable: {err}")))?;
+                record.last_used_at = Some(stamp);
+                change.put(key, to_json(&record)?);
+                Ok(())
+            })
+            .await?;
+        if let Some(key) = self.write().keys.get_mut(&hash) {
+            key.last_used_at = Some(used_at);
+        }
+        Ok(())
     }
 
     /// The active key whose secret is `secret`.

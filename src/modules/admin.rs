@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::router::Router;
 use crate::http::{Request, Response, response};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +26,8 @@ pub struct AdminApi {
     pub auth: Authenticator,
     /// For live stats.
     pub hub: Arc<Hub>,
+    /// For live stats.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Registers the admin routes.
@@ -177,6 +180,7 @@ pub fn key_json(key: &ApiKey) -> Value {
     json!({
         "id": key.id, "tenant": key.tenant, "name": key.name, "scopes": key.scopes,
         "prefix": key.prefix, "createdAt": key.created_at, "revokedAt": key.revoked_at,
+        "lastUsedAt": key.last_used_at,
     })
 }
 
@@ -303,6 +307,7 @@ async fn stats(api: Arc<AdminApi>, request: Request) -> Reply {
     Ok(response::data(
         StatusCode::OK,
         &json!({
+            "open": api.metrics.open_counts(),
             "subscriptions": api.hub.subscription_count(),
             "topics": api.hub.topic_count(),
             "subscriptionsByTenant": by_tenant,
