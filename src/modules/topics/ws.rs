@@ -86,8 +86,9 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
     )
 }
 
-/// A delivery waiting to be written, with its topic name.
-type Queued = (String, Delivery);
+/// A delivery waiting to be written, with its topic name. Boxed: the queue
+/// allocates its slots up front, so small slots keep idle connections cheap.
+type Queued = Box<(String, Delivery)>;
 
 struct Session {
     api: Arc<TopicsApi>,
@@ -175,9 +176,10 @@ impl Session {
     }
 
     /// Writes the delivery and everything else already queued, then flushes once.
-    async fn deliver(&mut self, first: (String, Delivery)) -> Result<(), End> {
+    async fn deliver(&mut self, first: Queued) -> Result<(), End> {
         let mut next = Some(first);
-        while let Some((topic, delivery)) = next {
+        while let Some(queued) = next {
+            let (topic, delivery) = *queued;
             if let Some(gap) = delivery.gap {
                 let mut notice = json!({ "op": "gap", "topic": topic });
                 if let (Some(map), Ok(Value::Object(gap))) =
@@ -280,7 +282,11 @@ impl Session {
                         return;
                     }
                 };
-                if sender.send((label.clone(), delivery)).await.is_err() {
+                if sender
+                    .send(Box::new((label.clone(), delivery)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
