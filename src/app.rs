@@ -215,6 +215,7 @@ impl Core {
             self.store.clone(),
             self.writer.clone(),
             Arc::new(core.retention.clone()),
+            self.auth.tickets().clone(),
             core.prune_interval,
             self.lifecycle.clone(),
         ));

@@ -2,10 +2,13 @@
 //! topic, which oldest events exceed the retention policy and removes them
 //! through the writer (so removals are ordered with appends and durable).
 //!
+//! It also sweeps stream tickets that can never be used again.
+//!
 //! Invariants: only the oldest events of a topic are removed; the topic's
 //! pruned-through id is recorded in the same commit, so readers report an
 //! expired gap instead of a silent partial history.
 
+use crate::auth::tickets::Tickets;
 use crate::lifecycle::Lifecycle;
 use crate::log::retention::{self, Policy};
 use crate::log::{TopicRecord, TopicRef};
@@ -21,11 +24,12 @@ const MAX_REMOVALS_PER_COMMIT: usize = 5_000;
 /// Topic records read per store call.
 const TOPIC_PAGE: usize = 1_000;
 
-/// Runs until the server stops.
+/// Runs until the server stops; also sweeps stream tickets that can no longer be used.
 pub async fn run(
     store: Store,
     writer: Writer,
     policy: Arc<Policy>,
+    tickets: Arc<Tickets>,
     interval: Duration,
     lifecycle: Arc<Lifecycle>,
 ) {
@@ -39,6 +43,15 @@ pub async fn run(
             Ok(removed) => tracing::info!(removed, "retention removed old events"),
             Err(err) => {
                 tracing::error!(error = %err, "retention cycle failed; retrying next interval")
+            }
+        }
+        match tickets.sweep(&store).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(removed, "removed stream tickets that can no longer be used")
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "ticket sweep failed; retrying next interval")
             }
         }
     }

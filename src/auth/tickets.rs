@@ -10,11 +10,13 @@
 //!   (EventSource reconnecting with `Last-Event-ID`) while no other connection
 //!   holds it and within `--ticket-resume-window` (24 h) of its last connection;
 //! * ticket state is durable (it survives restarts); which session is open right
-//!   now is in memory (after a restart nothing is held).
+//!   now is in memory (after a restart nothing is held);
+//! * tickets that can never open a stream again are swept by the pruner.
 
 use super::keys::hash_secret;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::keys as store_keys;
+use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -186,6 +188,35 @@ impl Tickets {
         }
     }
 
+    /// Deletes tickets that can never open a stream again (unused past their
+    /// first-use deadline, or past their resume window) and are not held.
+    pub async fn sweep(&self, store: &Store) -> Result<usize, StoreError> {
+        let window = u64::try_from(self.settings.resume_window.as_millis()).unwrap_or(u64::MAX);
+        let now = crate::clock::unix_millis();
+        let dead = store
+            .run(move |store| dead_tickets(store, now, window))
+            .await?;
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let doomed: Vec<Vec<u8>> = dead
+            .into_iter()
+            .filter(|(hash, _)| !held.contains(hash))
+            .map(|(_, key)| key)
+            .collect();
+        let count = doomed.len();
+        if count > 0 {
+            self.writer
+                .commit(move |change| {
+                    for key in doomed {
+                        change.delete(key);
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|err| StoreError(err.message))?;
+        }
+        Ok(count)
+    }
+
     fn session(&self, hash: String, ticket: Ticket) -> TicketSession {
         let window = self.settings.resume_window.as_secs();
         TicketSession {
@@ -196,6 +227,39 @@ impl Tickets {
             ticket,
         }
     }
+}
+
+/// Most tickets removed by one sweep.
+const MAX_SWEEP: usize = 10_000;
+
+/// `(hash, key)` of stored tickets that can no longer be used (blocking).
+fn dead_tickets(
+    store: &Store,
+    now: u64,
+    window: u64,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let prefix = [store_keys::AUTH, store_keys::AUTH_TICKET];
+    let mut dead = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    while dead.len() < MAX_SWEEP {
+        let page = store.scan_blocking(&prefix, after.as_deref(), 1000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.to_vec());
+        for (key, value) in &page {
+            let Ok(ticket) = serde_json::from_slice::<Ticket>(value) else {
+                continue;
+            };
+            let expired = match ticket.last_seen_at {
+                None => now > ticket.first_use_by,
+                Some(last) => now > last.saturating_add(window),
+            };
+            if expired {
+                let hash = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                dead.push((hash, key.to_vec()));
+            }
+        }
+    }
+    Ok(dead)
 }
 
 /// Refuses a claim that the ticket's state does not allow.

@@ -252,3 +252,22 @@ async fn the_sixth_stream_of_a_user_is_refused_until_one_closes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn tickets_that_can_never_be_used_again_are_swept() {
+    let server = Server::builder()
+        .args(&["--ticket-ttl", "500ms", "--prune-interval", "200ms"])
+        .start();
+    let ticket = mint(&server, "swept", "viewer-5").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("removed stream tickets") {
+        assert!(
+            Instant::now() < deadline,
+            "the expired ticket was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = open(&server, "swept", &ticket, None).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(json(refused).await["error"]["message"], "unknown ticket");
+}
