@@ -3,7 +3,8 @@
 //! Values (microseconds, usually) below 128 get a bucket each; above that every
 //! power of two is split into 64 equal buckets. [`Histogram`] is the plain,
 //! mergeable and serialisable form that worker processes send to the
-//! coordinator; [`AtomicHistogram`] is the lock-free recorder many tasks share.
+//! coordinator; [`AtomicHistogram`] is the lock-free recorder many tasks share,
+//! and a task on a hot path collects values in a [`Batch`] and adds them at once.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,6 +150,33 @@ impl Histogram {
     }
 }
 
+/// Values one task collects before adding them to an [`AtomicHistogram`] at once.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    values: [u64; Batch::CAPACITY],
+    len: usize,
+}
+
+impl Batch {
+    /// Values held before the batch must be flushed.
+    pub const CAPACITY: usize = 32;
+
+    /// Adds a value, flushing into `into` first when the batch is full.
+    pub fn push(&mut self, value: u64, into: &AtomicHistogram) {
+        if self.len == Self::CAPACITY {
+            self.flush(into);
+        }
+        self.values[self.len] = value;
+        self.len += 1;
+    }
+
+    /// Records every held value into `into` and empties the batch.
+    pub fn flush(&mut self, into: &AtomicHistogram) {
+        into.record_all(&self.values[..self.len]);
+        self.len = 0;
+    }
+}
+
 /// A histogram many tasks record into at once without locks.
 #[derive(Debug)]
 pub struct AtomicHistogram {
@@ -177,10 +205,29 @@ impl AtomicHistogram {
 
     /// Records one value.
     pub fn record(&self, value: u64) {
-        self.counts[bucket_of(value)].fetch_add(1, Ordering::Relaxed);
-        self.min.fetch_min(value, Ordering::Relaxed);
-        self.max.fetch_max(value, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.record_all(&[value]);
+    }
+
+    /// Records several values: one counter update each, and the minimum,
+    /// maximum and sum once for all (only written when they change).
+    pub fn record_all(&self, values: &[u64]) {
+        if values.is_empty() {
+            return;
+        }
+        let (mut min, mut max, mut sum) = (u64::MAX, 0u64, 0u64);
+        for value in values {
+            self.counts[bucket_of(*value)].fetch_add(1, Ordering::Relaxed);
+            min = min.min(*value);
+            max = max.max(*value);
+            sum = sum.wrapping_add(*value);
+        }
+        if min < self.min.load(Ordering::Relaxed) {
+            self.min.fetch_min(min, Ordering::Relaxed);
+        }
+        if max > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(max, Ordering::Relaxed);
+        }
+        self.sum.fetch_add(sum, Ordering::Relaxed);
     }
 
     /// A consistent-enough copy for reports (values recorded meanwhile may be half counted).
@@ -260,6 +307,21 @@ mod tests {
         let text = serde_json::to_string(&a).expect("serialises");
         let back: Histogram = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn batches_record_the_same_as_single_values() {
+        let single = AtomicHistogram::new();
+        let batched = AtomicHistogram::new();
+        let mut batch = Batch::default();
+        for value in (0..100).map(|v| v * 37 % 1000 + 3) {
+            single.record(value);
+            batch.push(value, &batched);
+        }
+        assert!(batched.snapshot().count() < 100, "not flushed yet");
+        batch.flush(&batched);
+        batch.flush(&batched);
+        assert_eq!(batched.snapshot(), single.snapshot());
     }
 
     #[test]

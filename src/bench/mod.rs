@@ -28,8 +28,10 @@
 //! * [`args`]: the command line; [`error`]: the error type and exit codes.
 //! * [`target`]: server address, API key, topic names and paths.
 //! * [`http`]: hyper client connections (HTTP/1.1, h2c) and `/metrics`.
-//! * [`sse`]: the SSE frame parser; [`sse_client`], [`ws_client`]: the two
-//!   subscriber transports behind [`stream`].
+//! * [`sse`]: the zero-copy SSE frame scanner; [`h1`] and [`chunked`]: the
+//!   bare HTTP/1.1 streaming GET the SSE subscriber reads from its own task;
+//!   [`sse_client`], [`ws_client`]: the two subscriber transports behind
+//!   [`stream`].
 //! * [`payload`]: the stamp (topic, sequence, send time) events carry.
 //! * [`ledger`]: loss and duplicate accounting; [`histogram`]: latencies.
 //! * [`publisher`]: concurrent, paced or closed-loop publishing.
@@ -38,8 +40,10 @@
 //! * [`scenario`]: the four scenarios; [`progress`], [`report`]: output.
 
 pub mod args;
+pub mod chunked;
 pub mod error;
 pub mod group;
+pub mod h1;
 pub mod histogram;
 pub mod http;
 pub mod ledger;

@@ -3,9 +3,12 @@
 //! Every event's `data` carries one string field, the *stamp*:
 //! `"tidingsBenchStamp":"<topic index>.<sequence>.<send time, unix µs>"`,
 //! followed by padding up to the requested size. Receivers find the stamp
-//! with a plain substring search, so they neither parse nor depend on the
-//! shape of the rest of the event (field order, spacing, envelope).
+//! with a plain substring search over the raw bytes (no UTF-8 check, no JSON
+//! parse), so they neither pay for nor depend on the shape of the rest of the
+//! event (field order, spacing, envelope).
 
+use memchr::memmem;
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The key of the stamp field inside `data`.
@@ -63,21 +66,37 @@ pub fn publish_body(stamps: &[Stamp], size: usize) -> String {
     format!("{{\"events\":[{}]}}", events.join(","))
 }
 
-/// Finds the stamp in received text (an SSE data line or a WebSocket frame).
-pub fn find_stamp(text: &str) -> Option<Stamp> {
-    let after_key = &text[text.find(STAMP_KEY)? + STAMP_KEY.len()..];
-    let value = after_key.trim_start().strip_prefix(':')?.trim_start();
-    let value = value.strip_prefix('"')?;
-    let value = &value[..value.find('"')?];
-    let mut parts = value.splitn(3, '.');
-    let topic = parts.next()?.parse().ok()?;
-    let seq = parts.next()?.parse().ok()?;
-    let sent_us = parts.next()?.parse().ok()?;
+/// Finds the stamp in received bytes (an SSE data line or a WebSocket frame).
+pub fn find_stamp(text: &[u8]) -> Option<Stamp> {
+    static KEY: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(STAMP_KEY.as_bytes()));
+    let after_key = &text[KEY.find(text)? + STAMP_KEY.len()..];
+    let value = after_key.trim_ascii_start().strip_prefix(b":")?;
+    let value = value.trim_ascii_start().strip_prefix(b"\"")?;
+    let (topic, value) = leading_number(value, b'.')?;
+    let (seq, value) = leading_number(value, b'.')?;
+    let (sent_us, _) = leading_number(value, b'"')?;
     Some(Stamp {
-        topic,
+        topic: u32::try_from(topic).ok()?,
         seq,
         sent_us,
     })
+}
+
+/// A decimal number of at least one digit ended by `end`, and the text after `end`.
+fn leading_number(text: &[u8], end: u8) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (index, byte) in text.iter().enumerate() {
+        if *byte == end && index > 0 {
+            return Some((value, &text[index + 1..]));
+        }
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -108,17 +127,30 @@ mod tests {
             "{{\"id\":\"01J\",\"topic\":\"t\",\"type\":\"bench\",\"data\":{}}}",
             data_json(STAMP, 300)
         );
-        assert_eq!(find_stamp(&event), Some(STAMP));
+        assert_eq!(find_stamp(event.as_bytes()), Some(STAMP));
         let spaced = event.replace("Stamp\":", "Stamp\" : ");
-        assert_eq!(find_stamp(&spaced), Some(STAMP));
+        assert_eq!(find_stamp(spaced.as_bytes()), Some(STAMP));
     }
 
     #[test]
     fn foreign_or_broken_text_has_no_stamp() {
-        assert_eq!(find_stamp("{\"data\":{\"x\":1}}"), None);
-        assert_eq!(find_stamp("{\"tidingsBenchStamp\":\"1.2\"}"), None);
-        assert_eq!(find_stamp("{\"tidingsBenchStamp\":\"a.b.c\"}"), None);
-        assert_eq!(find_stamp("{\"tidingsBenchStamp\":7}"), None);
+        assert_eq!(find_stamp(b"{\"data\":{\"x\":1}}"), None);
+        assert_eq!(find_stamp(b"{\"tidingsBenchStamp\":\"1.2\"}"), None);
+        assert_eq!(find_stamp(b"{\"tidingsBenchStamp\":\"a.b.c\"}"), None);
+        assert_eq!(find_stamp(b"{\"tidingsBenchStamp\":7}"), None);
+        assert_eq!(find_stamp(b"{\"tidingsBenchStamp\":\"1.2.3.4\"}"), None);
+        assert_eq!(find_stamp(b"{\"tidingsBenchStamp\":\"1..3\"}"), None);
+        assert_eq!(find_stamp(b"{\"tidingsBenchStamp\":\"1.2.3"), None);
+        assert_eq!(
+            find_stamp(b"{\"tidingsBenchStamp\":\"4294967296.2.3\"}"),
+            None,
+            "topic beyond u32"
+        );
+        assert_eq!(
+            find_stamp(b"{\"tidingsBenchStamp\":\"1.99999999999999999999.3\"}"),
+            None,
+            "sequence beyond u64"
+        );
     }
 
     #[test]

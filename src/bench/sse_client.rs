@@ -1,26 +1,46 @@
-//! SSE subscriber: `GET /api/v1/topics/{topic}/stream` over its own HTTP/1.1
-//! connection, frames parsed with [`SseParser`] and classified into
-//! [`Delivery`] items.
+//! SSE subscriber: `GET /api/v1/topics/{topic}/stream` over its own TCP
+//! connection, read in the subscriber's task (see [`super::h1`]), frames
+//! scanned in place with [`SseScanner`] and classified into [`Delivery`] items.
+//!
+//! Per event the hot path is: one socket read (often several events), the
+//! chunk framing stripped in place, a line scan with `memchr`, and a substring
+//! search for the stamp; no allocation, no UTF-8 check, no JSON parse.
 
 use super::error::BenchError;
-use super::http::{Body, HttpClient, Protocol};
-use super::payload::find_stamp;
-use super::sse::{SseFrame, SseItem, SseParser};
-use super::stream::{Cursor, Delivery};
+use super::h1::{self, Framing};
+use super::http::connect_tcp;
+use super::payload::{find_stamp, unix_micros};
+use super::sse::{Frame, SseFrame, SseScanner};
+use super::stream::{CursorRef, Delivery, DeliverySink};
 use super::target::Target;
-use http::{Method, StatusCode, header};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::task::{Context, Poll};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// First read size: small, so that idle connections stay cheap.
+const FIRST_READ: usize = 4 << 10;
+
+/// Largest read size, reached when reads keep filling the buffer.
+const MAX_READ: usize = 64 << 10;
+
+/// Reads handled in one wake-up before yielding to other subscribers.
+const READS_PER_WAKE: usize = 16;
 
 /// An open SSE stream.
 #[derive(Debug)]
 pub struct SseConn {
-    /// Keeps the connection's sending half alive while the body streams.
-    _client: HttpClient,
-    body: Incoming,
-    parser: SseParser,
-    pending: VecDeque<SseItem>,
+    stream: TcpStream,
+    framing: Framing,
+    scanner: SseScanner,
+    /// Bytes offered to the next read; doubles while reads fill it.
+    read_size: usize,
+    /// Frames that arrived before `event: connected`, delivered first.
+    early: VecDeque<SseFrame>,
+    /// The body has ended (end of stream or terminating chunk).
+    ended: bool,
 }
 
 impl SseConn {
@@ -30,45 +50,48 @@ impl SseConn {
         topic: &str,
         after: Option<&str>,
     ) -> Result<Self, BenchError> {
-        let mut client = HttpClient::connect(target, Protocol::Http1).await?;
-        let mut request = client
-            .request(Method::GET, &target.stream_path(topic))
-            .header(header::ACCEPT, "text/event-stream");
+        let mut stream = connect_tcp(target).await?;
+        let mut headers = vec![
+            ("Accept", "text/event-stream"),
+            ("X-API-Key", target.api_key.as_str()),
+        ];
         if let Some(id) = after {
-            request = request.header("last-event-id", id);
+            headers.push(("Last-Event-ID", id));
         }
-        let request = request
-            .body(Body::default())
-            .map_err(|err| BenchError::context("building the stream request", err))?;
-        let response = client.send(request).await?;
-        let status = response.status();
-        let (_, body) = response.into_parts();
-        if status != StatusCode::OK {
-            let excerpt = read_excerpt(body).await;
+        let path = target.stream_path(topic);
+        h1::send_get(&mut stream, &target.authority, &path, &headers).await?;
+        let head = h1::read_head(&mut stream).await?;
+        let mut conn = Self {
+            stream,
+            framing: head.framing,
+            scanner: SseScanner::with_capacity(FIRST_READ),
+            read_size: FIRST_READ,
+            early: VecDeque::new(),
+            ended: false,
+        };
+        conn.scanner.extend(&head.leftover);
+        conn.framing.decode_in_place(conn.scanner.buffer(), 0)?;
+        if head.status != 200 {
+            let excerpt = conn.read_excerpt().await;
             return Err(BenchError::run(format!(
-                "GET stream of {topic} answered {status}: {excerpt}"
+                "GET stream of {topic} answered {}: {excerpt}",
+                head.status
             )));
         }
-        let mut conn = Self {
-            _client: client,
-            body,
-            parser: SseParser::new(),
-            pending: VecDeque::new(),
-        };
         conn.await_connected(topic).await?;
         Ok(conn)
     }
 
-    /// Reads until the `connected` frame, keeping any earlier items queued.
+    /// Reads until the `connected` frame, keeping any earlier frames for delivery.
     async fn await_connected(&mut self, topic: &str) -> Result<(), BenchError> {
-        let mut scanned = 0;
         loop {
-            if let Some(at) = self.pending.iter().skip(scanned).position(is_connected) {
-                self.pending.remove(scanned + at);
-                return Ok(());
+            while let Some(frame) = self.scanner.next_frame().map_err(run_error)? {
+                if frame.event == Some(b"connected") {
+                    return Ok(());
+                }
+                self.early.push_back(frame.to_owned_frame());
             }
-            scanned = self.pending.len();
-            if !self.read_chunk().await? {
+            if self.ended || !poll_fn(|cx| self.poll_fill(cx)).await? {
                 return Err(BenchError::run(format!(
                     "the stream of {topic} closed before `event: connected`"
                 )));
@@ -76,121 +99,184 @@ impl SseConn {
         }
     }
 
-    /// Reads one body chunk into the parser; false at the end of the stream.
-    async fn read_chunk(&mut self) -> Result<bool, BenchError> {
-        loop {
-            match self.body.frame().await {
-                None => return Ok(false),
-                Some(Err(err)) => return Err(BenchError::context("reading the SSE stream", err)),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.parser
-                            .feed(&data, &mut self.pending)
-                            .map_err(|err| BenchError::run(err.to_string()))?;
-                        return Ok(true);
+    /// The start of an error body, for messages.
+    async fn read_excerpt(&mut self) -> String {
+        while self.scanner.buffer().len() < 300 && !self.ended {
+            match poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(err) => return format!("(body unreadable: {err})"),
+            }
+        }
+        String::from_utf8_lossy(self.scanner.buffer())
+            .chars()
+            .take(300)
+            .collect()
+    }
+
+    /// Waits for data, then delivers every complete frame; `Ok(false)` at the end of the stream.
+    pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+        if self.deliver_buffered(sink)? {
+            return Ok(true);
+        }
+        if self.ended {
+            return Ok(false);
+        }
+        poll_fn(|cx| self.poll_read_into(cx, sink)).await
+    }
+
+    /// Delivers frames already buffered, all stamped with one clock reading; whether there were any.
+    fn deliver_buffered(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+        let mut now = None;
+        while let Some(frame) = self.early.pop_front() {
+            sink.deliver(
+                classify(Frame::of(&frame)),
+                *now.get_or_insert_with(unix_micros),
+            );
+        }
+        while let Some(frame) = self.scanner.next_frame().map_err(run_error)? {
+            sink.deliver(classify(frame), *now.get_or_insert_with(unix_micros));
+        }
+        Ok(now.is_some())
+    }
+
+    /// Reads while data is ready (up to [`READS_PER_WAKE`]), delivering as it goes.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        sink: &mut impl DeliverySink,
+    ) -> Poll<Result<bool, BenchError>> {
+        let mut progressed = false;
+        for _ in 0..READS_PER_WAKE {
+            match self.poll_fill(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(open)) => {
+                    if let Err(err) = self.deliver_buffered(sink) {
+                        return Poll::Ready(Err(err));
                     }
+                    if !open {
+                        return Poll::Ready(Ok(false));
+                    }
+                    progressed = true;
                 }
             }
         }
-    }
-
-    /// The next delivery; `Ok(None)` when the server ended the stream.
-    pub async fn next(&mut self) -> Result<Option<Delivery>, BenchError> {
-        loop {
-            if let Some(item) = self.pending.pop_front() {
-                return Ok(Some(classify(item)));
-            }
-            if !self.read_chunk().await? {
-                return Ok(None);
-            }
+        if progressed {
+            Poll::Ready(Ok(true))
+        } else {
+            Poll::Pending
         }
     }
+
+    /// One socket read, decoded into the scanner; `Ok(false)` when the body has ended.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, BenchError>> {
+        self.scanner.reserve(self.read_size);
+        let buf = self.scanner.buffer();
+        let from = buf.len();
+        let offered = buf.capacity() - from;
+        let read = std::pin::pin!(self.stream.read_buf(buf)).poll(cx);
+        let count = match read {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(err)) => {
+                return Poll::Ready(Err(BenchError::context("reading the SSE stream", err)));
+            }
+            Poll::Ready(Ok(count)) => count,
+        };
+        if count == offered {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
+        }
+        self.framing
+            .decode_in_place(self.scanner.buffer(), from)
+            .map_err(|err| BenchError::run(format!("reading the SSE stream: {err}")))?;
+        self.ended = count == 0 || self.framing.is_done();
+        Poll::Ready(Ok(!self.ended))
+    }
 }
 
-/// Whether an item is the `event: connected` frame.
-fn is_connected(item: &SseItem) -> bool {
-    matches!(item, SseItem::Frame(frame) if frame.event.as_deref() == Some("connected"))
+/// An SSE format error as a run failure.
+fn run_error(err: super::sse::SseError) -> BenchError {
+    BenchError::run(err.to_string())
 }
 
-/// Turns a parsed item into a delivery.
-fn classify(item: SseItem) -> Delivery {
-    let SseItem::Frame(frame) = item else {
-        return Delivery::Control;
-    };
-    match frame.event.as_deref() {
-        Some("connected") => Delivery::Control,
-        Some("reset") => Delivery::Gap { reason: frame.data },
-        Some(reason @ ("connection-timeout" | "shutdown")) => Delivery::Closing {
-            reason: reason.to_string(),
+/// Text of a frame field, borrowed when it is valid UTF-8.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// Turns a frame into a delivery.
+fn classify(frame: Frame<'_>) -> Delivery<'_> {
+    match frame.event {
+        Some(b"connected") => Delivery::Control,
+        Some(b"reset") => Delivery::Gap {
+            reason: text(frame.data),
+        },
+        Some(reason @ (b"connection-timeout" | b"shutdown")) => Delivery::Closing {
+            reason: text(reason),
         },
         _ => classify_event(frame),
     }
 }
 
 /// An ordinary frame: a bench event, someone else's event, or a bare control frame.
-fn classify_event(frame: SseFrame) -> Delivery {
-    let cursor = frame.id.map(Cursor::Id);
-    match find_stamp(&frame.data) {
+fn classify_event(frame: Frame<'_>) -> Delivery<'_> {
+    let cursor = frame.id.map(CursorRef::Id);
+    match find_stamp(frame.data) {
         Some(stamp) => Delivery::Event { stamp, cursor },
         None if cursor.is_some() => Delivery::Foreign { cursor },
         None => Delivery::Control,
     }
 }
 
-/// The start of an error body, for messages.
-async fn read_excerpt(body: Incoming) -> String {
-    match body.collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
-            String::from_utf8_lossy(&bytes).chars().take(300).collect()
-        }
-        Err(err) => format!("(body unreadable: {err})"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::stream::Cursor;
 
-    fn frame(event: Option<&str>, id: Option<&str>, data: &str) -> SseItem {
-        SseItem::Frame(SseFrame {
+    fn frame(event: Option<&str>, id: Option<&str>, data: &str) -> SseFrame {
+        SseFrame {
             id: id.map(str::to_string),
             event: event.map(str::to_string),
             data: data.to_string(),
             retry: None,
-        })
+        }
+    }
+
+    fn classify_owned(frame: &SseFrame) -> Delivery<'_> {
+        classify(Frame::of(frame))
     }
 
     #[test]
     fn frames_are_classified() {
         let stamped = r#"{"id":"01J","data":{"tidingsBenchStamp":"0.5.100"}}"#;
-        match classify(frame(Some("bench"), Some("01J"), stamped)) {
+        match classify_owned(&frame(Some("bench"), Some("01J"), stamped)) {
             Delivery::Event { stamp, cursor } => {
                 assert_eq!(stamp.seq, 5);
-                assert_eq!(cursor.and_then(|c| c.event_id()), Some("01J".to_string()));
+                let mut slot = None;
+                Cursor::remember(&mut slot, cursor.expect("a cursor"));
+                assert_eq!(slot.and_then(|c| c.event_id()), Some("01J".to_string()));
             }
             other => panic!("expected an event, got {other:?}"),
         }
         assert!(matches!(
-            classify(frame(Some("other"), Some("01K"), "{}")),
+            classify_owned(&frame(Some("other"), Some("01K"), "{}")),
             Delivery::Foreign { .. }
         ));
         assert!(matches!(
-            classify(frame(Some("reset"), None, r#"{"reason":"expired"}"#)),
+            classify_owned(&frame(Some("reset"), None, r#"{"reason":"expired"}"#)),
             Delivery::Gap { .. }
         ));
         assert!(matches!(
-            classify(frame(Some("shutdown"), None, "{}")),
+            classify_owned(&frame(Some("shutdown"), None, "{}")),
             Delivery::Closing { .. }
         ));
         assert!(matches!(
-            classify(frame(Some("connected"), None, "{}")),
+            classify_owned(&frame(Some("connected"), None, "{}")),
             Delivery::Control
         ));
         assert!(matches!(
-            classify(SseItem::Comment("hb".into())),
+            classify_owned(&frame(None, None, "")),
             Delivery::Control
         ));
-        assert!(is_connected(&frame(Some("connected"), None, "")));
     }
 }

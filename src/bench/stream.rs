@@ -2,8 +2,10 @@
 //!
 //! [`StreamConn::open`] connects, subscribes and returns once the server has
 //! confirmed the subscription (`event: connected` on SSE, `subscribed` on
-//! WebSocket); [`StreamConn::next`] then yields [`Delivery`] items until the
-//! server closes. Resuming passes the last seen event id (`Last-Event-ID` on
+//! WebSocket); [`StreamConn::read_into`] then hands every [`Delivery`] that
+//! one wake-up brings to a [`DeliverySink`] until the server closes. The
+//! deliveries borrow from the connection's buffer: nothing is allocated per
+//! event. Resuming passes the last seen event id (`Last-Event-ID` on
 //! SSE, `after` on WebSocket).
 
 use super::args::Transport;
@@ -12,59 +14,87 @@ use super::payload::Stamp;
 use super::sse_client::SseConn;
 use super::target::Target;
 use super::ws_client::WsConn;
+use std::borrow::Cow;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Where a subscriber is in its stream: enough to resume after it.
 #[derive(Debug, Clone)]
 pub enum Cursor {
-    /// The SSE `id:` of the last event.
-    Id(String),
+    /// The SSE `id:` of the last event, as received (decoded only to resume).
+    Id(Vec<u8>),
     /// The last WebSocket event frame; its id is read only when needed.
     WsFrame(Utf8Bytes),
+}
+
+/// A cursor borrowed from the frame being handled.
+#[derive(Debug, Clone, Copy)]
+pub enum CursorRef<'a> {
+    /// An SSE `id:` field.
+    Id(&'a [u8]),
+    /// A WebSocket event frame.
+    WsFrame(&'a Utf8Bytes),
 }
 
 impl Cursor {
     /// The event id to resume after, if it can be found.
     pub fn event_id(&self) -> Option<String> {
         match self {
-            Self::Id(id) => Some(id.clone()),
+            Self::Id(id) => Some(String::from_utf8_lossy(id).into_owned()),
             Self::WsFrame(text) => super::ws_client::event_id_of(text),
+        }
+    }
+
+    /// Stores `new` in `slot`, reusing the allocation of an SSE id already there.
+    pub fn remember(slot: &mut Option<Cursor>, new: CursorRef<'_>) {
+        match (slot.as_mut(), new) {
+            (Some(Self::Id(id)), CursorRef::Id(bytes)) => {
+                id.clear();
+                id.extend_from_slice(bytes);
+            }
+            (_, CursorRef::Id(bytes)) => *slot = Some(Self::Id(bytes.to_vec())),
+            (_, CursorRef::WsFrame(text)) => *slot = Some(Self::WsFrame(text.clone())),
         }
     }
 }
 
-/// Something a subscriber received.
+/// Something a subscriber received, borrowed from the connection's buffer.
 #[derive(Debug, Clone)]
-pub enum Delivery {
+pub enum Delivery<'a> {
     /// An event the bench published.
     Event {
         /// Its stamp (topic index, sequence, send time).
         stamp: Stamp,
         /// Where to resume after it (SSE events without `id:` carry none).
-        cursor: Option<Cursor>,
+        cursor: Option<CursorRef<'a>>,
     },
     /// An event without a bench stamp (someone else published on the topic).
     Foreign {
         /// Where to resume after it.
-        cursor: Option<Cursor>,
+        cursor: Option<CursorRef<'a>>,
     },
     /// The server says history is missing (SSE `reset`, WebSocket `gap`).
     Gap {
         /// The server's explanation.
-        reason: String,
+        reason: Cow<'a, str>,
     },
     /// The server reported an error (WebSocket `error` frame).
     ServerError {
         /// Code and message.
-        message: String,
+        message: Cow<'a, str>,
     },
     /// The server announced that it is closing the stream.
     Closing {
         /// Why (`connection-timeout`, `shutdown`, a close frame's reason).
-        reason: String,
+        reason: Cow<'a, str>,
     },
     /// Anything else: heartbeats, confirmations, retry hints.
     Control,
+}
+
+/// Receives the deliveries of one read, synchronously, in order.
+pub trait DeliverySink {
+    /// Handles one delivery; `received_us` is when its bytes were read (unix µs).
+    fn deliver(&mut self, delivery: Delivery<'_>, received_us: u64);
 }
 
 /// An open, subscribed connection.
@@ -94,11 +124,13 @@ impl StreamConn {
         }
     }
 
-    /// The next item; `Ok(None)` when the server closed the stream.
-    pub async fn next(&mut self) -> Result<Option<Delivery>, BenchError> {
+    /// Waits until something arrives and hands everything that is ready to
+    /// `sink`; `Ok(false)` once the server has closed the stream. Cancel-safe:
+    /// nothing is consumed unless it is delivered in the same poll.
+    pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
         match self {
-            Self::Sse(conn) => conn.next().await,
-            Self::Ws(conn) => conn.next().await,
+            Self::Sse(conn) => conn.read_into(sink).await,
+            Self::Ws(conn) => conn.read_into(sink).await,
         }
     }
 }

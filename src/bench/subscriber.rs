@@ -4,14 +4,20 @@
 //! follows a shared [`Control`] (reconnect now, publishing finished, stop) and
 //! records into the group's [`GroupStats`]. When the server closes its stream
 //! it resumes after the last event it saw, as a real client would.
+//!
+//! Hot path: the connection hands every delivery of one wake-up to the
+//! subscriber's [`State`] synchronously; the delivery count and latencies are
+//! collected locally and added to the shared counters once per wake-up, and
+//! the control channel is watched by one long-lived future per connection,
+//! not re-armed per read.
 
 use super::args::Transport;
 use super::error::BenchError;
-use super::histogram::AtomicHistogram;
+use super::histogram::{AtomicHistogram, Batch};
 use super::ledger::{Receipt, SeqTracker, TopicExpectation};
 use super::payload::{Stamp, unix_micros};
 use super::protocol::{Snapshot, note_problem};
-use super::stream::{Cursor, Delivery, StreamConn};
+use super::stream::{Cursor, Delivery, DeliverySink, StreamConn};
 use super::target::Target;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,21 +161,38 @@ struct State {
     cursor: Option<Cursor>,
     epoch: u64,
     reconnect_at: Option<u64>,
+    /// Deliveries not yet added to the group's counter.
+    unflushed: u64,
+    /// Latencies not yet added to the group's histogram.
+    latencies: Batch,
 }
 
 impl State {
-    /// Accounts for one delivery.
-    fn handle(&mut self, delivery: Delivery, stats: &GroupStats) {
+    /// A subscriber of topic `topic_index` that has received nothing.
+    fn new(topic_index: u32, epoch: u64) -> Self {
+        Self {
+            topic_index,
+            tracker: SeqTracker::new(),
+            cursor: None,
+            epoch,
+            reconnect_at: None,
+            unflushed: 0,
+            latencies: Batch::default(),
+        }
+    }
+
+    /// Accounts for one delivery whose bytes were read at `received_us`.
+    fn handle(&mut self, delivery: Delivery<'_>, received_us: u64, stats: &GroupStats) {
         match delivery {
             Delivery::Event { stamp, cursor } => {
-                if cursor.is_some() {
-                    self.cursor = cursor;
+                if let Some(cursor) = cursor {
+                    Cursor::remember(&mut self.cursor, cursor);
                 }
-                self.on_event(stamp, stats);
+                self.on_event(stamp, received_us, stats);
             }
             Delivery::Foreign { cursor } => {
-                if cursor.is_some() {
-                    self.cursor = cursor;
+                if let Some(cursor) = cursor {
+                    Cursor::remember(&mut self.cursor, cursor);
                 }
                 bump(&stats.foreign);
             }
@@ -186,14 +209,14 @@ impl State {
     }
 
     /// Accounts for one bench event.
-    fn on_event(&mut self, stamp: Stamp, stats: &GroupStats) {
-        bump(&stats.deliveries);
+    fn on_event(&mut self, stamp: Stamp, now: u64, stats: &GroupStats) {
+        self.unflushed += 1;
         if stamp.topic != self.topic_index {
             bump(&stats.misrouted);
             return;
         }
-        let now = unix_micros();
-        stats.latency.record(now.saturating_sub(stamp.sent_us));
+        self.latencies
+            .push(now.saturating_sub(stamp.sent_us), &stats.latency);
         match self.tracker.record(stamp.seq) {
             Receipt::New => {}
             Receipt::Duplicate => bump(&stats.duplicates),
@@ -205,6 +228,16 @@ impl State {
         {
             self.caught_up(now, stats);
         }
+    }
+
+    /// Adds the locally collected deliveries and latencies to the group's figures.
+    fn flush(&mut self, stats: &GroupStats) {
+        if self.unflushed > 0 {
+            stats
+                .deliveries
+                .fetch_add(std::mem::take(&mut self.unflushed), Ordering::Relaxed);
+        }
+        self.latencies.flush(&stats.latency);
     }
 
     /// Records the catch-up after a reconnect command.
@@ -280,16 +313,70 @@ async fn reopen(
     }
 }
 
-/// Runs one subscriber until the group stops it or it has received everything.
-pub async fn run(
-    spec: SubscriberSpec,
-    ctx: Arc<Context>,
-    mut control: watch::Receiver<Control>,
-    start_at: Instant,
-) -> Outcome {
-    tokio::time::sleep_until(start_at).await;
+/// Hands a connection's deliveries to a subscriber's state.
+struct Receiver<'a> {
+    state: &'a mut State,
+    stats: &'a GroupStats,
+}
+
+impl DeliverySink for Receiver<'_> {
+    fn deliver(&mut self, delivery: Delivery<'_>, received_us: u64) {
+        self.state.handle(delivery, received_us, self.stats);
+    }
+}
+
+/// Why a subscriber stopped reading its connection.
+enum Pause {
+    /// The group's instructions changed (or the group is gone).
+    Control,
+    /// Everything acknowledged has arrived.
+    Complete,
+    /// The server ended the stream.
+    Closed,
+    /// Reading failed.
+    Failed(BenchError),
+}
+
+/// Reads deliveries until the stream ends, the subscriber is complete or the control changes.
+async fn read_until_paused(
+    conn: &mut StreamConn,
+    state: &mut State,
+    stats: &GroupStats,
+    control: &watch::Receiver<Control>,
+    now: &Control,
+) -> Pause {
+    let mut watcher = control.clone();
+    let changed = watcher.changed();
+    tokio::pin!(changed);
+    loop {
+        let mut sink = Receiver {
+            state: &mut *state,
+            stats,
+        };
+        let read = tokio::select! {
+            biased;
+            read = conn.read_into(&mut sink) => read,
+            _ = &mut changed => return Pause::Control,
+        };
+        state.flush(stats);
+        match read {
+            Ok(true) => {}
+            Ok(false) => return Pause::Closed,
+            Err(err) => return Pause::Failed(err),
+        }
+        if control.has_changed().unwrap_or(true) {
+            return Pause::Control;
+        }
+        if now.expect.is_some() && state.is_complete(now) {
+            return Pause::Complete;
+        }
+    }
+}
+
+/// The first connection; `None` (counted and explained) when it failed.
+async fn connect_first(ctx: &Context, spec: &SubscriberSpec) -> Option<StreamConn> {
     let began = Instant::now();
-    let first = open(&ctx, &spec, None).await;
+    let first = open(ctx, spec, None).await;
     let stats = &ctx.stats;
     if first.is_ok() {
         stats
@@ -299,23 +386,44 @@ pub async fn run(
     }
     bump(&stats.attempted);
     stats.attempted_changed.notify_one();
-    let conn = match first {
-        Ok(conn) => conn,
+    match first {
+        Ok(conn) => Some(conn),
         Err(err) => {
             bump(&stats.connect_failures);
             stats.problem(&format!("connect failed: {err}"));
-            return Outcome::default();
+            None
         }
+    }
+}
+
+/// Counts a connection that ended while the subscriber still wanted it.
+fn lost_connection(pause: Pause, stats: &GroupStats) {
+    stats.connected.fetch_sub(1, Ordering::Relaxed);
+    match pause {
+        Pause::Closed => bump(&stats.server_closes),
+        Pause::Failed(err) => {
+            bump(&stats.read_errors);
+            stats.problem(&err.to_string());
+        }
+        Pause::Control | Pause::Complete => {}
+    }
+}
+
+/// Runs one subscriber until the group stops it or it has received everything.
+pub async fn run(
+    spec: SubscriberSpec,
+    ctx: Arc<Context>,
+    mut control: watch::Receiver<Control>,
+    start_at: Instant,
+) -> Outcome {
+    tokio::time::sleep_until(start_at).await;
+    let Some(first) = connect_first(&ctx, &spec).await else {
+        return Outcome::default();
     };
+    let stats = &ctx.stats;
     let mut now = control.borrow_and_update().clone();
-    let mut state = State {
-        topic_index: spec.topic_index,
-        tracker: SeqTracker::new(),
-        cursor: None,
-        epoch: now.reconnect_epoch,
-        reconnect_at: None,
-    };
-    let mut conn = Some(conn);
+    let mut state = State::new(spec.topic_index, now.reconnect_epoch);
+    let mut conn = Some(first);
     loop {
         if now.stop || state.is_complete(&now) {
             break;
@@ -337,27 +445,14 @@ pub async fn run(
             now = control.borrow_and_update().clone();
             continue;
         };
-        tokio::select! {
-            changed = control.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                now = control.borrow_and_update().clone();
+        match read_until_paused(active, &mut state, stats, &control, &now).await {
+            Pause::Control if control.has_changed().is_err() => break,
+            Pause::Control => now = control.borrow_and_update().clone(),
+            Pause::Complete => {}
+            ended => {
+                conn = None;
+                lost_connection(ended, stats);
             }
-            item = active.next() => match item {
-                Ok(Some(delivery)) => state.handle(delivery, stats),
-                Ok(None) => {
-                    conn = None;
-                    stats.connected.fetch_sub(1, Ordering::Relaxed);
-                    bump(&stats.server_closes);
-                }
-                Err(err) => {
-                    conn = None;
-                    stats.connected.fetch_sub(1, Ordering::Relaxed);
-                    bump(&stats.read_errors);
-                    stats.problem(&err.to_string());
-                }
-            },
         }
     }
     if conn.is_some() {
@@ -372,26 +467,25 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::stream::CursorRef;
 
     fn state() -> State {
-        State {
-            topic_index: 0,
-            tracker: SeqTracker::new(),
-            cursor: None,
-            epoch: 0,
-            reconnect_at: None,
-        }
+        State::new(0, 0)
     }
 
-    fn event(seq: u64, sent_us: u64) -> Delivery {
-        Delivery::Event {
+    /// Delivers bench event `seq` of topic 0 with SSE id `id<seq>`, flushing the figures.
+    fn deliver(state: &mut State, seq: u64, sent_us: u64, stats: &GroupStats) {
+        let id = format!("id{seq}");
+        let event = Delivery::Event {
             stamp: Stamp {
                 topic: 0,
                 seq,
                 sent_us,
             },
-            cursor: Some(Cursor::Id(format!("id{seq}"))),
-        }
+            cursor: Some(CursorRef::Id(id.as_bytes())),
+        };
+        state.handle(event, unix_micros(), stats);
+        state.flush(stats);
     }
 
     fn control(issued: u64) -> Control {
@@ -409,7 +503,7 @@ mod tests {
         let stats = GroupStats::default();
         let mut state = state();
         for seq in [0, 1, 2, 4, 4, 5] {
-            state.handle(event(seq, unix_micros()), &stats);
+            deliver(&mut state, seq, unix_micros(), &stats);
         }
         let outcome = state.outcome(&control(6));
         assert_eq!(outcome.lost, 1);
@@ -434,13 +528,15 @@ mod tests {
                 },
                 cursor: None,
             },
+            0,
             &stats,
         );
-        state.handle(Delivery::Foreign { cursor: None }, &stats);
+        state.handle(Delivery::Foreign { cursor: None }, 0, &stats);
         state.handle(
             Delivery::Gap {
                 reason: "expired".into(),
             },
+            0,
             &stats,
         );
         assert_eq!(read(&stats.misrouted), 1);
@@ -454,13 +550,13 @@ mod tests {
     fn catch_up_needs_a_complete_prefix_up_to_a_post_drop_event() {
         let stats = GroupStats::default();
         let mut state = state();
-        state.handle(event(0, 10), &stats);
+        deliver(&mut state, 0, 10, &stats);
         state.reconnect_at = Some(100);
-        state.handle(event(2, 150), &stats);
+        deliver(&mut state, 2, 150, &stats);
         assert_eq!(read(&stats.caught_up), 0, "seq 1 still missing");
-        state.handle(event(1, 90), &stats);
+        deliver(&mut state, 1, 90, &stats);
         assert_eq!(read(&stats.caught_up), 0, "seq 1 was sent before the drop");
-        state.handle(event(3, 160), &stats);
+        deliver(&mut state, 3, 160, &stats);
         assert_eq!(read(&stats.caught_up), 1);
         assert_eq!(stats.catch_up.snapshot().count(), 1);
     }

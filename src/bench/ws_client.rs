@@ -4,16 +4,21 @@
 //!
 //! Event frames are recognised by the bench stamp without parsing the JSON;
 //! the event id is parsed only when a resume needs it ([`event_id_of`]).
+//! [`WsConn::read_into`] drains every message that is ready in one poll, so
+//! a burst of events costs one task wake-up, not one per message.
 
 use super::error::BenchError;
 use super::http::connect_tcp;
-use super::payload::{STAMP_KEY, find_stamp};
-use super::stream::{Cursor, Delivery};
+use super::payload::{find_stamp, unix_micros};
+use super::stream::{CursorRef, Delivery, DeliverySink};
 use super::target::Target;
 use futures_util::{SinkExt, StreamExt};
 use http::HeaderValue;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -23,11 +28,15 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 /// Read buffer per connection: small, so that many idle connections stay cheap.
 const READ_BUFFER: usize = 4096;
 
+/// Messages handled in one wake-up before yielding to other subscribers.
+const MESSAGES_PER_WAKE: usize = 256;
+
 /// An open, subscribed WebSocket.
 #[derive(Debug)]
 pub struct WsConn {
     ws: WebSocketStream<TcpStream>,
-    pending: VecDeque<Delivery>,
+    /// Frames that arrived before the subscription was confirmed, delivered first.
+    early: VecDeque<Utf8Bytes>,
 }
 
 /// A server frame other than an event, as far as the bench cares.
@@ -66,7 +75,7 @@ impl WsConn {
             .map_err(describe_handshake_error)?;
         let mut conn = Self {
             ws,
-            pending: VecDeque::new(),
+            early: VecDeque::new(),
         };
         conn.subscribe(topic, after).await?;
         Ok(conn)
@@ -96,7 +105,7 @@ impl WsConn {
                         error_text(&frame)
                     )));
                 }
-                _ => self.pending.push_back(classify(text)),
+                _ => self.early.push_back(text),
             }
         }
     }
@@ -114,12 +123,53 @@ impl WsConn {
         }
     }
 
-    /// The next delivery; `Ok(None)` when the server closed the connection.
-    pub async fn next(&mut self) -> Result<Option<Delivery>, BenchError> {
-        if let Some(delivery) = self.pending.pop_front() {
-            return Ok(Some(delivery));
+    /// Waits for a message, then delivers every message that is ready;
+    /// `Ok(false)` once the connection is closed.
+    pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+        if !self.early.is_empty() {
+            let now = unix_micros();
+            for text in std::mem::take(&mut self.early) {
+                sink.deliver(classify(&text), now);
+            }
+            return Ok(true);
         }
-        Ok(self.read_text().await?.map(classify))
+        poll_fn(|cx| self.poll_read_into(cx, sink)).await
+    }
+
+    /// Delivers ready messages (up to [`MESSAGES_PER_WAKE`]).
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        sink: &mut impl DeliverySink,
+    ) -> Poll<Result<bool, BenchError>> {
+        let mut received = None;
+        for _ in 0..MESSAGES_PER_WAKE {
+            let message = match self.ws.poll_next_unpin(cx) {
+                Poll::Pending if received.is_some() => return Poll::Ready(Ok(true)),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(message) => message,
+            };
+            match message {
+                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(false)),
+                Some(Ok(Message::Text(text))) => {
+                    let at = *received.get_or_insert_with(unix_micros);
+                    sink.deliver(classify(&text), at);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    return Poll::Ready(Ok(false));
+                }
+                Some(Err(err)) => {
+                    return Poll::Ready(Err(BenchError::context("reading the WebSocket", err)));
+                }
+            }
+        }
+        if received.is_none() {
+            // Only control messages so far and more are ready: come back soon.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(true))
     }
 }
 
@@ -165,35 +215,33 @@ fn error_text(frame: &ControlFrame) -> String {
 }
 
 /// Classifies one server text frame.
-fn classify(text: Utf8Bytes) -> Delivery {
-    if text.contains(STAMP_KEY)
-        && let Some(stamp) = find_stamp(&text)
-    {
+fn classify(text: &Utf8Bytes) -> Delivery<'_> {
+    if let Some(stamp) = find_stamp(text.as_bytes()) {
         return Delivery::Event {
             stamp,
-            cursor: Some(Cursor::WsFrame(text)),
+            cursor: Some(CursorRef::WsFrame(text)),
         };
     }
-    let Some(frame) = parse_control(&text) else {
+    let Some(frame) = parse_control(text) else {
         return Delivery::ServerError {
-            message: format!(
+            message: Cow::Owned(format!(
                 "unreadable frame: {}",
                 text.chars().take(200).collect::<String>()
-            ),
+            )),
         };
     };
     match frame.op.as_str() {
         "event" => Delivery::Foreign {
-            cursor: Some(Cursor::WsFrame(text)),
+            cursor: Some(CursorRef::WsFrame(text)),
         },
         "gap" => Delivery::Gap {
-            reason: frame.reason.unwrap_or_else(|| "gap".into()),
+            reason: Cow::Owned(frame.reason.unwrap_or_else(|| "gap".into())),
         },
         "error" => Delivery::ServerError {
-            message: error_text(&frame),
+            message: Cow::Owned(error_text(&frame)),
         },
         "closing" | "shutdown" => Delivery::Closing {
-            reason: frame.reason.or(frame.topic).unwrap_or(frame.op),
+            reason: Cow::Owned(frame.reason.or(frame.topic).unwrap_or(frame.op)),
         },
         _ => Delivery::Control,
     }
@@ -217,37 +265,41 @@ pub fn event_id_of(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::stream::Cursor;
 
     #[test]
     fn frames_are_classified() {
         let event = r#"{"op":"event","event":{"id":"01J","topic":"t","type":"bench","actor":{"id":"x"},"data":{"tidingsBenchStamp":"1.9.5"}}}"#;
-        match classify(Utf8Bytes::from(event)) {
+        let event = Utf8Bytes::from(event);
+        match classify(&event) {
             Delivery::Event { stamp, cursor } => {
                 assert_eq!((stamp.topic, stamp.seq, stamp.sent_us), (1, 9, 5));
-                assert_eq!(cursor.and_then(|c| c.event_id()), Some("01J".into()));
+                let mut slot = None;
+                Cursor::remember(&mut slot, cursor.expect("a cursor"));
+                assert_eq!(slot.and_then(|c| c.event_id()), Some("01J".into()));
             }
             other => panic!("expected an event, got {other:?}"),
         }
         let foreign = r#"{"op":"event","event":{"id":"01K","data":{}}}"#;
         assert!(matches!(
-            classify(Utf8Bytes::from(foreign)),
+            classify(&Utf8Bytes::from(foreign)),
             Delivery::Foreign { .. }
         ));
         let gap = r#"{"op":"gap","topic":"t","reason":"expired","oldestId":"01A"}"#;
         assert!(
-            matches!(classify(Utf8Bytes::from(gap)), Delivery::Gap { reason } if reason == "expired")
+            matches!(classify(&Utf8Bytes::from(gap)), Delivery::Gap { reason } if reason == "expired")
         );
         let error = r#"{"op":"error","code":"FORBIDDEN","message":"no"}"#;
         assert!(matches!(
-            classify(Utf8Bytes::from(error)),
+            classify(&Utf8Bytes::from(error)),
             Delivery::ServerError { message } if message == "FORBIDDEN: no"
         ));
         assert!(matches!(
-            classify(Utf8Bytes::from(r#"{"op":"subscribed","topic":"t"}"#)),
+            classify(&Utf8Bytes::from(r#"{"op":"subscribed","topic":"t"}"#)),
             Delivery::Control
         ));
         assert!(matches!(
-            classify(Utf8Bytes::from("not json")),
+            classify(&Utf8Bytes::from("not json")),
             Delivery::ServerError { .. }
         ));
     }
