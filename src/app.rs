@@ -200,6 +200,7 @@ impl Core {
                 heartbeat: core.sse_heartbeat,
                 lifetime: core.sse_lifetime,
                 max_batch: 1024,
+                write_interval: core.stream_write_interval,
             },
             ws: ws_settings(core),
             limits: TopicsLimits {
@@ -227,6 +228,7 @@ fn ws_settings(core: &CoreSettings) -> WsSettings {
         max_message_bytes: core.ws_max_message,
         read_buffer_bytes: core.ws_read_buffer,
         ping_interval: core.ws_ping_interval,
+        write_interval: core.stream_write_interval,
     }
 }
 

@@ -183,6 +183,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_SSE_LIFETIME", default_value = "30m", value_parser = humantime::parse_duration)]
     pub sse_lifetime: Duration,
 
+    /// Least time between two writes to a busy SSE or WebSocket stream: events
+    /// arriving in between go out together (far fewer writes at high fan-out).
+    /// 0 writes every delivery at once; the first event after a quiet spell is never delayed.
+    #[arg(long, env = "TIDINGS_STREAM_WRITE_INTERVAL", default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub stream_write_interval: Duration,
+
     /// Largest incoming WebSocket message, e.g. 64KiB.
     #[arg(long, env = "TIDINGS_WS_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_byte_size)]
     pub ws_max_message: u64,
@@ -273,6 +279,8 @@ pub struct CoreSettings {
     pub sse_heartbeat: Duration,
     /// SSE connection lifetime.
     pub sse_lifetime: Duration,
+    /// Least time between two writes of a busy stream.
+    pub stream_write_interval: Duration,
     /// Largest WebSocket message.
     pub ws_max_message: usize,
     /// WebSocket read buffer.
@@ -357,6 +365,7 @@ impl ServeArgs {
                 sse_retry_ms: self.sse_retry_ms,
                 sse_heartbeat: self.sse_heartbeat.max(Duration::from_millis(100)),
                 sse_lifetime: self.sse_lifetime,
+                stream_write_interval: self.stream_write_interval,
                 ws_max_message: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
                 ws_read_buffer: usize::try_from(self.ws_read_buffer.max(1024)).unwrap_or(4096),
                 ws_ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),

@@ -286,6 +286,15 @@ impl Subscription {
         }
     }
 
+    /// Takes what is ready right now without waiting (nothing while repairing).
+    /// Transports use it to add late arrivals to a write they are about to make.
+    pub fn take_ready(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
+        match self.mode {
+            Mode::Live => self.take_from_ring(max),
+            Mode::Repair(_) => Vec::new(),
+        }
+    }
+
     /// Takes what is ready in the ring; switches to repair when the ring moved past us.
     fn take_from_ring(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
         let ring = self.channel.lock();

@@ -47,6 +47,10 @@ pub struct SseSettings {
     pub lifetime: Duration,
     /// Most events written in one chunk.
     pub max_batch: usize,
+    /// Least time between two writes of a busy stream; events arriving in
+    /// between go out in the same chunk. Zero (the default) writes every
+    /// delivery at once; the first event after a quiet spell is never delayed.
+    pub write_interval: Duration,
 }
 
 /// How one surface names its framing events and encodes its events.
@@ -134,6 +138,7 @@ struct State {
     lifetime: Pin<Box<Sleep>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     expiry: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    last_write: Instant,
     opened: bool,
     finished: bool,
     _open: OpenGuard,
@@ -154,6 +159,7 @@ fn body(stream: SseStream) -> Body {
                 .expires_at
                 .map(crate::clock::instant_of_unix_seconds),
         )),
+        last_write: Instant::now(),
         heartbeat,
         stream,
         opened: false,
@@ -193,7 +199,9 @@ impl State {
                 }
                 delivery = stream.subscription.next(stream.settings.max_batch) => match delivery {
                     Ok(delivery) => {
+                        let delivery = self.coalesce(delivery).await;
                         if let Some(chunk) = self.encode(delivery) {
+                            self.last_write = Instant::now();
                             return Some(chunk);
                         }
                     }
@@ -205,6 +213,21 @@ impl State {
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": heartbeat\n\n")),
             }
         }
+    }
+
+    /// On a busy stream, waits out the write interval and adds what arrived meanwhile.
+    async fn coalesce(&mut self, mut delivery: Delivery) -> Delivery {
+        let settings = self.stream.settings;
+        let next_write = self.last_write + settings.write_interval;
+        if settings.write_interval.is_zero() || Instant::now() >= next_write {
+            return delivery;
+        }
+        tokio::time::sleep_until(next_write).await;
+        let room = settings.max_batch.saturating_sub(delivery.events.len());
+        delivery
+            .events
+            .extend(self.stream.subscription.take_ready(room));
+        delivery
     }
 
     fn encode(&self, delivery: Delivery) -> Option<Bytes> {

@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
+/// Outgoing frames collected before a write (see [`WsSettings`]).
+const WRITE_BUFFER_BYTES: usize = 32 * 1024;
+
 /// The socket a session works on.
 pub type WsSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -37,13 +40,18 @@ pub struct WsSettings {
     pub read_buffer_bytes: usize,
     /// Interval of server pings; a client silent for two intervals is dropped.
     pub ping_interval: Duration,
+    /// Least time between two flushes of a busy session (see the SSE setting).
+    pub write_interval: Duration,
 }
 
 impl WsSettings {
     fn tungstenite_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_bytes)
-            .write_buffer_size(0)
+            // Frames are collected up to this size and written together on flush:
+            // one write per batch of events, not one per event. The buffer grows
+            // only when there is something to send.
+            .write_buffer_size(WRITE_BUFFER_BYTES)
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))
     }

@@ -449,3 +449,29 @@ async fn subscriptions_unregister_when_clients_leave() {
     wait_for_metric(&server, "tidings_open_streams{transport=\"sse\"}", 0.0).await;
     wait_for_metric(&server, "tidings_open_streams{transport=\"ws\"}", 0.0).await;
 }
+
+#[tokio::test]
+async fn a_write_interval_batches_busy_streams_but_never_delays_the_first_event() {
+    let server = Server::builder()
+        .args(&["--stream-write-interval", "400ms"])
+        .start();
+    let client = server.http1();
+    let mut reader = SseReader::open(&server, &client, "paced", None).await;
+    assert_eq!(reader.next_event().await.unwrap().event, "connected");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    publish(&server, &client, "paced", json!("first")).await;
+    reader.next_event().await.unwrap();
+    let first = started.elapsed();
+    assert!(
+        first < Duration::from_millis(300),
+        "the first event after a quiet spell goes out at once ({first:?})"
+    );
+    publish(&server, &client, "paced", json!("second")).await;
+    reader.next_event().await.unwrap();
+    let second = started.elapsed();
+    assert!(
+        second >= Duration::from_millis(380),
+        "a busy stream waits out the interval ({second:?})"
+    );
+}

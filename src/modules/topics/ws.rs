@@ -80,6 +80,7 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
                 socket,
                 subscriptions: HashMap::new(),
                 queue: mpsc::channel(QUEUE),
+                last_flush: Instant::now(),
             };
             session.run().await;
         },
@@ -96,6 +97,7 @@ struct Session {
     socket: WsSocket,
     subscriptions: HashMap<String, JoinHandle<()>>,
     queue: (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
+    last_flush: Instant,
 }
 
 /// Why a session ended.
@@ -193,8 +195,24 @@ impl Session {
                 self.feed(event.ws_text().clone()).await?;
             }
             next = self.queue.1.try_recv().ok();
+            if next.is_none() {
+                next = self.linger().await;
+            }
         }
+        self.last_flush = Instant::now();
         self.socket.flush().await.map_err(|_| End::Client)
+    }
+
+    /// On a busy session, waits out the write interval for more deliveries.
+    async fn linger(&mut self) -> Option<Queued> {
+        let flush_at = self.last_flush + self.api.ws.write_interval;
+        if self.api.ws.write_interval.is_zero() || Instant::now() >= flush_at {
+            return None;
+        }
+        tokio::time::timeout_at(flush_at, self.queue.1.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn feed(&mut self, text: Bytes) -> Result<(), End> {
