@@ -7,9 +7,9 @@
 //! `{"op":"event","event":{…}}`, `{"op":"gap","topic","reason","oldestId"}`,
 //! `{"op":"published","event":{…}}`, `{"op":"error","code","message"}`.
 //!
-//! Invariants: each subscription is forwarded by its own task into a bounded
-//! queue, and the session writes everything queued in one flush; a slow
-//! client makes its subscriptions fall back to the log, never the hub wait.
+//! Invariants: the session polls its subscriptions itself (a `StreamMap`, no
+//! task or queue per subscription) and writes everything ready in one flush;
+//! a slow client makes its subscriptions fall back to the log, never the hub wait.
 
 use super::TopicsApi;
 use super::rest::{commit_events, parse_events};
@@ -17,25 +17,24 @@ use crate::auth::Admission;
 use crate::auth::keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
-use crate::hub::{Delivery, Start};
+use crate::hub::{Delivery, Start, Subscription};
 use crate::log::TopicRef;
+use crate::log::read::Gap;
+use crate::store::StoreError;
 use crate::transport::ws::{self, WsSocket};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::StreamMap;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use ulid::Ulid;
 
-/// Deliveries queued per connection before forwarders wait (and their subscriptions lag).
-const QUEUE: usize = 64;
 /// Close code sent when the JWT that opened the connection expires.
 const TOKEN_EXPIRED_CLOSE: u16 = 4001;
 /// Most events taken from a subscription at once.
@@ -78,8 +77,7 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
                 api,
                 admission,
                 socket,
-                subscriptions: HashMap::new(),
-                queue: mpsc::channel(QUEUE),
+                subscriptions: StreamMap::new(),
                 last_flush: Instant::now(),
             };
             session.run().await;
@@ -87,16 +85,28 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
     )
 }
 
-/// A delivery waiting to be written, with its topic name. Boxed: the queue
-/// allocates its slots up front, so small slots keep idle connections cheap.
-type Queued = Box<(String, Delivery)>;
+/// One subscription as a stream of deliveries (polled by the session itself:
+/// no task or queue per subscription).
+type Deliveries = Pin<Box<dyn Stream<Item = Result<Delivery, StoreError>> + Send>>;
+
+/// A delivery ready to be written, with its topic name.
+type Ready = (String, Result<Delivery, StoreError>);
+
+fn deliveries(subscription: Subscription) -> Deliveries {
+    Box::pin(futures_util::stream::unfold(
+        subscription,
+        |mut subscription| async move {
+            let delivery = subscription.next(MAX_BATCH).await;
+            Some((delivery, subscription))
+        },
+    ))
+}
 
 struct Session {
     api: Arc<TopicsApi>,
     admission: Admission,
     socket: WsSocket,
-    subscriptions: HashMap<String, JoinHandle<()>>,
-    queue: (mpsc::Sender<Queued>, mpsc::Receiver<Queued>),
+    subscriptions: StreamMap<String, Deliveries>,
     last_flush: Instant,
 }
 
@@ -109,9 +119,7 @@ enum End {
 impl Session {
     async fn run(mut self) {
         let end = self.serve().await;
-        for (_, forwarder) in self.subscriptions.drain() {
-            forwarder.abort();
-        }
+        self.subscriptions.clear();
         let reason = match end {
             End::Client => {
                 ws::finish_client_close(&mut self.socket).await;
@@ -160,7 +168,7 @@ impl Session {
                         Some(Ok(_)) => {}
                     }
                 }
-                Some(first) = self.queue.1.recv() => {
+                Some(first) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
                     if let Err(end) = self.deliver(first).await {
                         return end;
                     }
@@ -177,39 +185,36 @@ impl Session {
         }
     }
 
-    /// Writes the delivery and everything else already queued, then flushes once.
-    async fn deliver(&mut self, first: Queued) -> Result<(), End> {
+    /// Writes the delivery and everything else already ready, then flushes once.
+    async fn deliver(&mut self, first: Ready) -> Result<(), End> {
         let mut next = Some(first);
-        while let Some(queued) = next {
-            let (topic, delivery) = *queued;
+        while let Some((topic, delivery)) = next {
+            let delivery = delivery.map_err(|err| {
+                tracing::error!(error = %err, topic = %topic, "WebSocket subscription could not read the log");
+                End::Close(CloseCode::Error, "the server could not read the event log; reconnect", "error")
+            })?;
             if let Some(gap) = delivery.gap {
-                let mut notice = json!({ "op": "gap", "topic": topic });
-                if let (Some(map), Ok(Value::Object(gap))) =
-                    (notice.as_object_mut(), serde_json::to_value(gap))
-                {
-                    map.extend(gap);
-                }
-                self.feed(notice.to_string().into()).await?;
+                self.feed(gap_notice(&topic, &gap).into()).await?;
             }
             for event in &delivery.events {
                 self.feed(event.ws_text().clone()).await?;
             }
-            next = self.queue.1.try_recv().ok();
-            if next.is_none() {
-                next = self.linger().await;
-            }
+            next = match self.subscriptions.next().now_or_never() {
+                Some(ready) => ready,
+                None => self.linger().await,
+            };
         }
         self.last_flush = Instant::now();
         self.socket.flush().await.map_err(|_| End::Client)
     }
 
     /// On a busy session, waits out the write interval for more deliveries.
-    async fn linger(&mut self) -> Option<Queued> {
+    async fn linger(&mut self) -> Option<Ready> {
         let flush_at = self.last_flush + self.api.ws.write_interval;
         if self.api.ws.write_interval.is_zero() || Instant::now() >= flush_at {
             return None;
         }
-        tokio::time::timeout_at(flush_at, self.queue.1.recv())
+        tokio::time::timeout_at(flush_at, self.subscriptions.next())
             .await
             .ok()
             .flatten()
@@ -288,28 +293,9 @@ impl Session {
                 ),
             )));
         }
-        let mut subscription = self.api.hub.subscribe(topic, start);
-        let sender = self.queue.0.clone();
-        let label = name.clone();
-        let forwarder = tokio::spawn(async move {
-            loop {
-                let delivery = match subscription.next(MAX_BATCH).await {
-                    Ok(delivery) => delivery,
-                    Err(err) => {
-                        tracing::error!(error = %err, topic = %label, "WebSocket subscription could not read the log");
-                        return;
-                    }
-                };
-                if sender
-                    .send(Box::new((label.clone(), delivery)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        self.subscriptions.insert(name.clone(), forwarder);
+        let subscription = self.api.hub.subscribe(topic, start);
+        self.subscriptions
+            .insert(name.clone(), deliveries(subscription));
         Ok(with_ref(
             json!({ "op": "subscribed", "topic": name }),
             reference,
@@ -317,9 +303,7 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, name: String, reference: Option<Value>) -> Value {
-        if let Some(forwarder) = self.subscriptions.remove(&name) {
-            forwarder.abort();
-        }
+        self.subscriptions.remove(&name);
         with_ref(json!({ "op": "unsubscribed", "topic": name }), reference)
     }
 
@@ -354,6 +338,15 @@ impl Session {
             reference,
         ))
     }
+}
+
+fn gap_notice(topic: &str, gap: &Gap) -> String {
+    let mut notice = json!({ "op": "gap", "topic": topic });
+    if let (Some(map), Ok(Value::Object(gap))) = (notice.as_object_mut(), serde_json::to_value(gap))
+    {
+        map.extend(gap);
+    }
+    notice.to_string()
 }
 
 fn with_ref(mut value: Value, reference: Option<Value>) -> Value {
