@@ -30,6 +30,7 @@ use uuid::Uuid;
 /// Flags of `tidings token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// The data directory.
     #[command(flatten)]
     data: DataDirArgs,
     /// The user id (`sub` claim).
@@ -49,6 +50,7 @@ pub struct TokenArgs {
 /// Where management commands find the server and its data.
 #[derive(Debug, Args)]
 pub struct AdminTarget {
+    /// The data directory.
     #[command(flatten)]
     data: DataDirArgs,
     /// The running server's base URL (plain http on this machine).
@@ -61,6 +63,7 @@ pub struct AdminTarget {
 pub enum KeysCommand {
     /// Create an API key and print its secret (shown only now).
     Create {
+        /// Where the server and its data are.
         #[command(flatten)]
         target: AdminTarget,
         /// Tenant id or slug.
@@ -75,6 +78,7 @@ pub enum KeysCommand {
     },
     /// List a tenant's keys (never their secrets).
     List {
+        /// Where the server and its data are.
         #[command(flatten)]
         target: AdminTarget,
         /// Tenant id or slug.
@@ -83,6 +87,7 @@ pub enum KeysCommand {
     },
     /// Revoke a key; it is refused from the next request on.
     Revoke {
+        /// Where the server and its data are.
         #[command(flatten)]
         target: AdminTarget,
         /// Tenant id or slug.
@@ -98,11 +103,13 @@ pub enum KeysCommand {
 pub enum TenantsCommand {
     /// List tenants.
     List {
+        /// Where the server and its data are.
         #[command(flatten)]
         target: AdminTarget,
     },
     /// Create a tenant.
     Create {
+        /// Where the server and its data are.
         #[command(flatten)]
         target: AdminTarget,
         /// DNS-label slug.
@@ -113,6 +120,7 @@ pub enum TenantsCommand {
     },
     /// Delete a tenant with its keys and realms.
     Delete {
+        /// Where the server and its data are.
         #[command(flatten)]
         target: AdminTarget,
         /// Tenant id or slug.

@@ -60,6 +60,7 @@ pub struct DataDirArgs {
 /// Flags of `tidings init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
+    /// The data directory.
     #[command(flatten)]
     pub data: DataDirArgs,
 }
@@ -76,6 +77,7 @@ pub enum LogFormat {
 /// Flags of `tidings serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// The data directory.
     #[command(flatten)]
     pub data: DataDirArgs,
 

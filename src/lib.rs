@@ -16,6 +16,8 @@
 //! * [`error`]: error types and the one mapping of API errors to HTTP.
 //! * [`logging`]: log output.
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod auth;
 pub mod bench;

@@ -160,8 +160,10 @@ pub struct StreamArgs {
 /// Flags of `tidings bench publish`.
 #[derive(Debug, Args, Clone)]
 pub struct PublishArgs {
+    /// The server to measure.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// How results are shown.
     #[command(flatten)]
     pub output: OutputArgs,
 
@@ -197,12 +199,16 @@ pub struct PublishArgs {
 /// Flags of `tidings bench fanout`.
 #[derive(Debug, Args, Clone)]
 pub struct FanoutArgs {
+    /// The server to measure.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// How results are shown.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The subscribers.
     #[command(flatten)]
     pub subscribers: SubscriberArgs,
+    /// The published stream.
     #[command(flatten)]
     pub stream: StreamArgs,
 }
@@ -210,10 +216,13 @@ pub struct FanoutArgs {
 /// Flags of `tidings bench connections`.
 #[derive(Debug, Args, Clone)]
 pub struct ConnectionsArgs {
+    /// The server to measure.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// How results are shown.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The subscribers.
     #[command(flatten)]
     pub subscribers: SubscriberArgs,
 
@@ -225,12 +234,16 @@ pub struct ConnectionsArgs {
 /// Flags of `tidings bench reconnect`.
 #[derive(Debug, Args, Clone)]
 pub struct ReconnectArgs {
+    /// The server to measure.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// How results are shown.
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The subscribers.
     #[command(flatten)]
     pub subscribers: SubscriberArgs,
+    /// The published stream.
     #[command(flatten)]
     pub stream: StreamArgs,
 
