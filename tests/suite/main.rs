@@ -5,6 +5,7 @@ mod clients;
 mod harness;
 
 mod auth;
+mod bench;
 mod cli;
 mod conformance;
 mod durability;
