@@ -70,8 +70,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     core.spawn_pruner(&config.core);
     let metrics = core.metrics.clone();
     let lifecycle = core.lifecycle.clone();
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen, config.listen_backlog)
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
     let address = listener
         .local_addr()
@@ -221,6 +220,19 @@ impl Core {
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// Binds the listening socket with an explicit accept backlog (the kernel caps
+/// it at `net.core.somaxconn`), so connection bursts are not dropped.
+fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
 }
 
 fn ws_settings(core: &CoreSettings) -> WsSettings {

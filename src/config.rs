@@ -121,6 +121,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
+    /// Accept backlog of the listening socket (capped by the kernel's net.core.somaxconn).
+    #[arg(long, env = "TIDINGS_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// Most simultaneously open client connections; further ones wait in the kernel's backlog.
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
@@ -236,6 +240,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Listening address.
     pub listen: SocketAddr,
+    /// Accept backlog.
+    pub listen_backlog: u32,
     /// TLS mode.
     pub tls: TlsSetting,
     /// Request limits and timeouts.
@@ -338,6 +344,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             data_dir: self.data.data_dir,
             listen: self.listen,
+            listen_backlog: self.listen_backlog.max(1),
             tls,
             limits: HttpLimits {
                 max_body_bytes: self.max_body,
