@@ -161,7 +161,7 @@ impl Core {
         ops::routes(
             &mut router,
             OpsState {
-                store: self.store.clone(),
+                writer: self.writer.clone(),
                 metrics: self.metrics.clone(),
                 lifecycle: self.lifecycle.clone(),
                 hub: self.hub.clone(),

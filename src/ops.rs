@@ -1,8 +1,8 @@
 //! Operations endpoints: liveness, readiness, metrics and clock sync.
 //!
 //! * `GET /healthz`: 200 while the process serves.
-//! * `GET /readyz`: 200 when the store accepts a durable write; 503 while
-//!   draining or when the store fails.
+//! * `GET /readyz`: 200 when the commit pipeline makes a probe write durable;
+//!   503 while draining or when the pipeline or store fails.
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
@@ -12,7 +12,9 @@ use crate::http::router::Router;
 use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
-use crate::store::Store;
+use crate::store::PROBE_RECORD;
+use crate::store::keys;
+use crate::writer::Writer;
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
@@ -23,8 +25,8 @@ pub const INTERVAL_MS: u64 = 250;
 /// What the operations endpoints look at.
 #[derive(Clone)]
 pub struct OpsState {
-    /// The store probed by `/readyz`.
-    pub store: Store,
+    /// The commit pipeline probed by `/readyz` (a durable write of a probe record).
+    pub writer: Writer,
     /// The metrics rendered by `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The lifecycle consulted by `/readyz`.
@@ -69,9 +71,20 @@ async fn readyz(state: OpsState) -> Result<crate::http::Response, ApiError> {
             "shutting down; send new traffic elsewhere",
         ));
     }
-    state.store.check_writable().await.map_err(|reason| {
-        ApiError::unavailable(format!("the store does not accept writes: {reason}"))
-    })?;
+    let now = crate::clock::unix_millis();
+    state
+        .writer
+        .commit(move |change| {
+            change.put(keys::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
+            Ok(())
+        })
+        .await
+        .map_err(|err| {
+            ApiError::unavailable(format!(
+                "the commit pipeline does not accept writes: {}",
+                err.message
+            ))
+        })?;
     Ok(response::data(
         StatusCode::OK,
         &json!({ "status": "ready" }),

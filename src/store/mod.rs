@@ -23,7 +23,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// Name of the schema version record.
 const SCHEMA_RECORD: &str = "schema-version";
 /// Name of the record rewritten by the readiness probe.
-const PROBE_RECORD: &str = "readiness-probe";
+pub const PROBE_RECORD: &str = "readiness-probe";
 
 /// A migration from `version - 1` to `version`; runs once, inside one batch.
 struct Migration {
@@ -198,18 +198,6 @@ impl Store {
         tokio::task::spawn_blocking(move || operation(&store))
             .await
             .map_err(|err| StoreError(format!("store task failed: {err}")))?
-    }
-
-    /// Writes and flushes a probe record: succeeds only if the store accepts durable writes.
-    pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let now = crate::clock::unix_millis();
-        self.run(move |store| {
-            let mut batch = WriteBatch::default();
-            batch.put(keys::meta(PROBE_RECORD), now.to_be_bytes());
-            store.apply_blocking(batch)?;
-            store.flush_blocking()
-        })
-        .await
     }
 
     /// Makes everything written so far durable.
