@@ -141,7 +141,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 
 /// `tidings token`: prints a JWT for local development.
 pub fn token(args: TokenArgs) -> Result<(), StartupError> {
-    let config = read_config(&args.data)?;
+    let config = crate::datadir::read_existing_config(&args.data.data_dir)?;
     let realm = config
         .jwt_realms
         .iter()
@@ -167,18 +167,6 @@ pub fn token(args: TokenArgs) -> Result<(), StartupError> {
 fn print_line(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{text}");
-}
-
-fn read_config(data: &DataDirArgs) -> Result<InstanceConfig, StartupError> {
-    let path = data.data_dir.join("config.json");
-    let bytes = std::fs::read(&path).map_err(|err| {
-        StartupError::Config(format!(
-            "reading {}: {err} (run `tidings init` first)",
-            path.display()
-        ))
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|err| StartupError::Config(format!("{} is not valid: {err}", path.display())))
 }
 
 /// One management operation, runnable over HTTP or on the data directory.
@@ -325,7 +313,7 @@ fn run(target: AdminTarget, operation: Operation) -> Result<(), StartupError> {
 }
 
 async fn execute(target: AdminTarget, operation: Operation) -> Result<Value, StartupError> {
-    let config = read_config(&target.data)?;
+    let config = crate::datadir::read_existing_config(&target.data.data_dir)?;
     let (method, path, body) = operation.http();
     match call_server(&target.url, &config.admin_key, method, &path, body).await {
         Ok(data) => return data,

@@ -183,6 +183,19 @@ pub fn write_private_file_atomically(path: &Path, contents: &[u8]) -> Result<(),
     Ok(())
 }
 
+/// Reads an existing `config.json` without taking the data directory's lock
+/// (for commands that run beside a server, such as `tidings token`).
+pub fn read_existing_config(root: &Path) -> Result<InstanceConfig, StartupError> {
+    let path = root.join("config.json");
+    if !path.exists() {
+        return Err(StartupError::Config(format!(
+            "{} does not exist; run `tidings init` first",
+            path.display()
+        )));
+    }
+    read_config(&path)
+}
+
 fn read_config(path: &Path) -> Result<InstanceConfig, StartupError> {
     let bytes = fs::read(path)
         .map_err(|err| StartupError::io(format!("reading {}", path.display()), err))?;
