@@ -23,7 +23,6 @@ use std::sync::Arc;
 pub const INTERVAL_MS: u64 = 250;
 
 /// What the operations endpoints look at.
-#[derive(Clone)]
 pub struct OpsState {
     /// The commit pipeline probed by `/readyz` (a durable write of a probe record).
     pub writer: Writer,
@@ -37,25 +36,22 @@ pub struct OpsState {
 
 /// Registers the operations routes.
 pub fn routes(router: &mut Router, state: OpsState) {
+    let state = Arc::new(state);
     router.route(Method::GET, "/healthz", |_| async {
         Ok(response::data(StatusCode::OK, &json!({ "status": "ok" })))
     });
-    let ready_state = state.clone();
-    router.route(Method::GET, "/readyz", move |_| readyz(ready_state.clone()));
-    let metrics_state = state.clone();
-    router.route(Method::GET, "/metrics", move |_| {
-        let hub = &metrics_state.hub;
-        metrics_state
+    router.route_with(Method::GET, "/readyz", &state, |state, _| readyz(state));
+    router.route_with(Method::GET, "/metrics", &state, |state, _| async move {
+        let hub = &state.hub;
+        state
             .metrics
             .set_hub_size(hub.subscription_count(), hub.topic_count());
-        let text = metrics_state.metrics.render();
-        async move {
-            Ok(response::with_content_type(
-                StatusCode::OK,
-                metrics::CONTENT_TYPE,
-                text,
-            ))
-        }
+        let text = state.metrics.render();
+        Ok(response::with_content_type(
+            StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            text,
+        ))
     });
     router.route(Method::GET, "/api/v1/time", |_| async {
         Ok(response::data(
@@ -65,7 +61,7 @@ pub fn routes(router: &mut Router, state: OpsState) {
     });
 }
 
-async fn readyz(state: OpsState) -> Result<crate::http::Response, ApiError> {
+async fn readyz(state: Arc<OpsState>) -> Result<crate::http::Response, ApiError> {
     if state.lifecycle.is_draining() {
         return Err(ApiError::unavailable(
             "shutting down; send new traffic elsewhere",

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use http::Method;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// The future a handler returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send>>;
@@ -90,6 +91,25 @@ impl Router {
         entry
             .handlers
             .push((method, Box::new(move |request| Box::pin(handler(request)))));
+    }
+
+    /// Adds `handler` for `method` on `pattern`; each call gets its own handle
+    /// on the shared `state`.
+    pub fn route_with<S, F, Fut>(
+        &mut self,
+        method: Method,
+        pattern: &'static str,
+        state: &Arc<S>,
+        handler: F,
+    ) where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
+    {
+        let state = state.clone();
+        self.route(method, pattern, move |request| {
+            handler(state.clone(), request)
+        });
     }
 
     /// Finds the handler for a request.

@@ -32,47 +32,64 @@ pub struct AdminApi {
 
 /// Registers the admin routes.
 pub fn routes(router: &mut Router, api: Arc<AdminApi>) {
-    macro_rules! route {
-        ($method:expr, $path:expr, $handler:path) => {{
-            let api = api.clone();
-            router.route($method, $path, move |request| {
-                $handler(api.clone(), request)
-            });
-        }};
-    }
-    route!(Method::GET, "/admin/v1/tenants", list_tenants);
-    route!(Method::POST, "/admin/v1/tenants", create_tenant);
-    route!(Method::GET, "/admin/v1/tenants/{tenant}", get_tenant);
-    route!(Method::PATCH, "/admin/v1/tenants/{tenant}", update_tenant);
-    route!(Method::DELETE, "/admin/v1/tenants/{tenant}", delete_tenant);
-    route!(Method::GET, "/admin/v1/tenants/{tenant}/keys", list_keys);
-    route!(Method::POST, "/admin/v1/tenants/{tenant}/keys", create_key);
-    route!(
+    router.route_with(Method::GET, "/admin/v1/tenants", &api, list_tenants);
+    router.route_with(Method::POST, "/admin/v1/tenants", &api, create_tenant);
+    router.route_with(Method::GET, "/admin/v1/tenants/{tenant}", &api, get_tenant);
+    router.route_with(
+        Method::PATCH,
+        "/admin/v1/tenants/{tenant}",
+        &api,
+        update_tenant,
+    );
+    router.route_with(
+        Method::DELETE,
+        "/admin/v1/tenants/{tenant}",
+        &api,
+        delete_tenant,
+    );
+    router.route_with(
+        Method::GET,
+        "/admin/v1/tenants/{tenant}/keys",
+        &api,
+        list_keys,
+    );
+    router.route_with(
+        Method::POST,
+        "/admin/v1/tenants/{tenant}/keys",
+        &api,
+        create_key,
+    );
+    router.route_with(
         Method::DELETE,
         "/admin/v1/tenants/{tenant}/keys/{key}",
-        revoke_key
+        &api,
+        revoke_key,
     );
-    route!(
+    router.route_with(
         Method::GET,
         "/admin/v1/tenants/{tenant}/realms",
-        list_realms
+        &api,
+        list_realms,
     );
-    route!(
+    router.route_with(
         Method::GET,
         "/admin/v1/tenants/{tenant}/realms/{realm}",
-        get_realm
+        &api,
+        get_realm,
     );
-    route!(
+    router.route_with(
         Method::PUT,
         "/admin/v1/tenants/{tenant}/realms/{realm}",
-        put_realm
+        &api,
+        put_realm,
     );
-    route!(
+    router.route_with(
         Method::DELETE,
         "/admin/v1/tenants/{tenant}/realms/{realm}",
-        delete_realm
+        &api,
+        delete_realm,
     );
-    route!(Method::GET, "/admin/v1/stats", stats);
+    router.route_with(Method::GET, "/admin/v1/stats", &api, stats);
 }
 
 type Reply = Result<Response, ApiError>;

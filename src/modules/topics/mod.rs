@@ -71,31 +71,29 @@ impl TopicsApi {
 
 /// Registers the topics routes.
 pub fn routes(router: &mut Router, api: Arc<TopicsApi>) {
-    let publish = api.clone();
-    router.route(
+    router.route_with(
         Method::POST,
         "/api/v1/topics/{topic}/events",
-        move |request| rest::publish(publish.clone(), request),
+        &api,
+        rest::publish,
     );
-    let history = api.clone();
-    router.route(
+    router.route_with(
         Method::GET,
         "/api/v1/topics/{topic}/events",
-        move |request| rest::history(history.clone(), request),
+        &api,
+        rest::history,
     );
-    let tickets = api.clone();
-    router.route(
+    router.route_with(
         Method::POST,
         "/api/v1/topics/{topic}/tickets",
-        move |request| rest::mint_ticket(tickets.clone(), request),
+        &api,
+        rest::mint_ticket,
     );
-    let stream = api.clone();
-    router.route(
+    router.route_with(
         Method::GET,
         "/api/v1/topics/{topic}/stream",
-        move |request| rest::stream(stream.clone(), request),
+        &api,
+        rest::stream,
     );
-    router.route(Method::GET, "/api/v1/topics/ws", move |request| {
-        ws::open(api.clone(), request)
-    });
+    router.route_with(Method::GET, "/api/v1/topics/ws", &api, ws::open);
 }
