@@ -267,6 +267,12 @@ impl Server {
         self.http1().get(self.url(path)).send().await.expect("GET")
     }
 
+    /// The value of one series from `/metrics` (0 when the series is absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        sample(&text, series).unwrap_or(0.0)
+    }
+
     /// An HTTP/1.1-only client.
     pub fn http1(&self) -> reqwest::Client {
         reqwest::Client::builder().http1_only().build().unwrap()
@@ -315,6 +321,12 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// The value of `series` in a metrics exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The `x-request-id` of a response.

@@ -1,6 +1,6 @@
 //! `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`.
 
-use crate::harness::{Server, json};
+use crate::harness::{Server, json, sample};
 
 #[tokio::test]
 async fn health_and_readiness_answer_200_while_serving() {
@@ -62,15 +62,9 @@ async fn metrics_expose_process_connection_and_request_series() {
     ] {
         assert!(text.contains(needle), "metrics contain {needle}:\n{text}");
     }
-    let rss = sample(&text, "process_resident_memory_bytes");
+    let rss = sample(&text, "process_resident_memory_bytes").expect("RSS series");
     assert!(rss > 1_000_000.0 && rss < 2e9, "plausible RSS {rss}");
-    assert!(sample(&text, "process_open_fds") >= 3.0);
-}
-
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name}"))
+    assert!(sample(&text, "process_open_fds").expect("fd series") >= 3.0);
 }
 
 fn unix_millis() -> u64 {

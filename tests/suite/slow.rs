@@ -7,17 +7,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
-async fn resident_bytes(server: &Server) -> f64 {
-    let text = server.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix("process_resident_memory_bytes ")?
-                .parse()
-                .ok()
-        })
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_stalled_subscriber_is_cut_off_without_slowing_the_others() {
     let server = Server::builder()
@@ -36,7 +25,7 @@ async fn a_stalled_subscriber_is_cut_off_without_slowing_the_others() {
     stalled.write_all(request.as_bytes()).await.unwrap();
     let mut healthy = SseReader::open(&server, &client, "flood", None).await;
     assert_eq!(healthy.next_event().await.unwrap().event, "connected");
-    let before = resident_bytes(&server).await;
+    let before = server.metric("process_resident_memory_bytes").await;
 
     let padding = "x".repeat(1000);
     let started = Instant::now();
@@ -78,7 +67,7 @@ async fn a_stalled_subscriber_is_cut_off_without_slowing_the_others() {
         metrics.contains("tidings_stream_ends_total{transport=\"http1\",reason=\"slow-client\"} 1"),
         "{metrics}"
     );
-    let after = resident_bytes(&server).await;
+    let after = server.metric("process_resident_memory_bytes").await;
     assert!(
         after - before < 64e6,
         "memory stayed bounded: {before} -> {after}"
