@@ -401,16 +401,9 @@ async fn websocket_handshake_errors_use_the_envelope() {
     assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
 }
 
-async fn metric(server: &Server, series: &str) -> f64 {
-    let text = server.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn wait_for_metric(server: &Server, series: &str, want: f64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(server, series).await != want {
+    while server.metric(series).await != want {
         assert!(
             std::time::Instant::now() < deadline,
             "{series} never became {want}"
@@ -433,13 +426,17 @@ async fn subscriptions_unregister_when_clients_leave() {
     ws.send(json!({ "op": "subscribe", "topic": "u/3" })).await;
     assert_eq!(ws.next_json().await["op"], "subscribed");
     wait_for_metric(&server, "tidings_hub_subscriptions", 4.0).await;
-    assert_eq!(metric(&server, "tidings_hub_topics").await, 3.0);
+    assert_eq!(server.metric("tidings_hub_topics").await, 3.0);
     assert_eq!(
-        metric(&server, "tidings_open_streams{transport=\"sse\"}").await,
+        server
+            .metric("tidings_open_streams{transport=\"sse\"}")
+            .await,
         3.0
     );
     assert_eq!(
-        metric(&server, "tidings_open_streams{transport=\"ws\"}").await,
+        server
+            .metric("tidings_open_streams{transport=\"ws\"}")
+            .await,
         1.0
     );
     drop(readers);
@@ -474,4 +471,32 @@ async fn a_write_interval_batches_busy_streams_but_never_delays_the_first_event(
         second >= Duration::from_millis(380),
         "a busy stream waits out the interval ({second:?})"
     );
+}
+
+#[tokio::test]
+async fn retention_by_age_removes_old_events_and_reports_the_cursor_as_expired() {
+    let server = Server::builder()
+        .args(&["--retention", "aged/=1000,1s", "--prune-interval", "200ms"])
+        .start();
+    let client = server.http1();
+    let old = publish(&server, &client, "aged/x", json!("old")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !all_ids(&server, "aged/x").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events older than 1s were never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fresh = publish(&server, &client, "aged/x", json!("fresh")).await;
+    let page: Value = history(&server, "aged/x", &format!("?after={old}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["data"]["gap"],
+        json!({ "reason": "expired", "oldestId": fresh })
+    );
+    assert_eq!(page["data"]["events"][0]["id"], fresh.as_str());
 }
