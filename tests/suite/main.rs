@@ -4,6 +4,7 @@
 mod clients;
 mod harness;
 
+mod bench;
 mod cli;
 mod conformance;
 mod durability;

@@ -1,0 +1,81 @@
+//! `tidings bench` end to end: the tool, as its own process, against a real
+//! server, over both transports; every run must account for every delivery.
+
+use crate::harness::{Server, binary};
+use serde_json::Value;
+use std::process::Command;
+
+/// Runs `tidings bench ARGS --json` against `server` and returns its result.
+fn bench(server: &Server, args: &[&str]) -> Value {
+    let data_dir = server.data_dir.to_string_lossy().into_owned();
+    let output = Command::new(binary())
+        .arg("bench")
+        .args(args)
+        .args(["--url", &server.base, "--data-dir", &data_dir])
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("the bench runs");
+    assert!(
+        output.status.success(),
+        "bench {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the bench prints JSON")
+}
+
+/// Asserts that a delivery run received exactly what it had to.
+fn assert_complete(result: &Value) {
+    let delivery = &result["delivery"];
+    assert_eq!(result["passed"], true, "{result}");
+    assert_eq!(delivery["lost"], 0);
+    assert_eq!(delivery["duplicated"], 0);
+    assert!(delivery["expected"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(delivery["deliveries"], delivery["expected"]);
+    assert!(delivery["latency"]["count"].as_u64().is_some_and(|n| n > 0));
+}
+
+#[test]
+fn fanout_delivers_everything_over_sse_and_websocket() {
+    let server = Server::start();
+    for transport in ["sse", "ws"] {
+        let result = bench(
+            &server,
+            &[
+                "fanout",
+                "--subscribers",
+                "20",
+                "--topics",
+                "2",
+                "--rate",
+                "200",
+                "--duration",
+                "1s",
+                "--transport",
+                transport,
+            ],
+        );
+        assert_complete(&result);
+        assert_eq!(result["setup"]["server"], "tidings");
+    }
+}
+
+#[test]
+fn reconnect_resumes_after_the_last_event_without_loss() {
+    let server = Server::start();
+    let result = bench(
+        &server,
+        &[
+            "reconnect",
+            "--subscribers",
+            "20",
+            "--rate",
+            "100",
+            "--duration",
+            "2s",
+            "--drop-after",
+            "1s",
+        ],
+    );
+    assert_complete(&result);
+    assert_eq!(result["catchUp"]["caughtUp"], 20);
+}
