@@ -6,6 +6,7 @@
 //! scenarios receive numbers that make sense.
 
 use super::error::BenchError;
+use super::peer::Peer;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -196,12 +197,31 @@ pub struct PublishArgs {
     pub duration: Duration,
 }
 
+/// Flags that point the fanout scenario at another server, for comparisons.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PeerArgs {
+    /// Measure this server instead of Tidings (with --publish-url and --stream-url; --url, --api-key and --data-dir are then unused).
+    #[arg(long, value_enum, requires_all = ["publish_url", "stream_url"])]
+    pub peer: Option<Peer>,
+
+    /// The peer's publish endpoint, e.g. http://127.0.0.1:5561/publish/ for Pushpin.
+    #[arg(long, requires = "peer")]
+    pub publish_url: Option<String>,
+
+    /// The peer's SSE URL with {topic} for the topic name, e.g. 'http://127.0.0.1:7999/stream/{topic}'.
+    #[arg(long, requires = "peer")]
+    pub stream_url: Option<String>,
+}
+
 /// Flags of `tidings bench fanout`.
 #[derive(Debug, Args, Clone)]
 pub struct FanoutArgs {
     /// The server to measure.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Another server to measure instead (side by side).
+    #[command(flatten)]
+    pub peer: PeerArgs,
     /// How results are shown.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -365,6 +385,17 @@ impl PublishArgs {
     }
 }
 
+impl FanoutArgs {
+    /// Checks that a peer run uses what a peer supports.
+    pub fn validate_peer(&self) -> Result<(), BenchError> {
+        require(
+            self.peer.peer.is_none() || self.subscribers.transport == Transport::Sse,
+            "--peer",
+            "measures SSE subscribers only (use --transport sse)",
+        )
+    }
+}
+
 impl ConnectionsArgs {
     /// Checks the flags of the connections scenario.
     pub fn validate(&self) -> Result<(), BenchError> {
@@ -470,6 +501,31 @@ mod tests {
         assert_eq!(args.stream.duration, Duration::from_millis(500));
         assert!(args.subscribers.validate().is_ok());
         assert!(args.stream.validate().is_ok());
+    }
+
+    #[test]
+    fn peer_flags_come_together() {
+        let Ok(Scenario::Fanout(args)) = parse(&[
+            "fanout",
+            "--peer",
+            "pushpin",
+            "--publish-url",
+            "http://127.0.0.1:5561/publish/",
+            "--stream-url",
+            "http://127.0.0.1:7999/stream/{topic}",
+        ]) else {
+            panic!("peer flags parse");
+        };
+        assert_eq!(args.peer.peer, Some(Peer::Pushpin));
+        assert!(
+            parse(&["fanout", "--peer", "pushpin"]).is_err(),
+            "URLs missing"
+        );
+        assert!(
+            parse(&["fanout", "--publish-url", "http://x/"]).is_err(),
+            "no peer"
+        );
+        assert!(parse(&["fanout", "--peer", "mercure"]).is_err());
     }
 
     #[test]

@@ -118,9 +118,12 @@ impl HttpClient {
                 Request::builder().uri(format!("http://{}{path}", self.target.authority))
             }
         };
-        builder
-            .method(method)
-            .header("x-api-key", &self.target.api_key)
+        let builder = builder.method(method);
+        if self.target.api_key.is_empty() {
+            builder
+        } else {
+            builder.header("x-api-key", &self.target.api_key)
+        }
     }
 
     /// Sends a request and returns the response head with its streaming body.

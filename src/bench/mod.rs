@@ -33,6 +33,7 @@
 //!   [`sse_client`], [`ws_client`]: the two subscriber transports behind
 //!   [`stream`].
 //! * [`payload`]: the stamp (topic, sequence, send time) events carry.
+//! * [`peer`]: other servers (Pushpin) the fanout can measure side by side.
 //! * [`ledger`]: loss and duplicate accounting; [`histogram`]: latencies.
 //! * [`publisher`]: concurrent, paced or closed-loop publishing.
 //! * [`subscriber`], [`group`]: subscribers and the group that drives them.
@@ -48,6 +49,7 @@ pub mod histogram;
 pub mod http;
 pub mod ledger;
 pub mod payload;
+pub mod peer;
 pub mod progress;
 pub mod protocol;
 pub mod publisher;

@@ -11,6 +11,7 @@ use super::histogram::{AtomicHistogram, Histogram};
 use super::http::{Body, HttpClient, Protocol, Reply};
 use super::ledger::TopicExpectation;
 use super::payload::{Stamp, publish_body, unix_micros};
+use super::peer;
 use super::protocol::note_problem;
 use super::target::Target;
 use bytes::Bytes;
@@ -114,6 +115,8 @@ pub struct Publisher {
 /// One publisher task's fixed inputs.
 struct Lane {
     client: HttpClient,
+    /// The last reply said `Connection: close` (Pushpin's publish API always does).
+    closing: bool,
     target: Target,
     plan: Arc<PublishPlan>,
     stats: Arc<PublishStats>,
@@ -124,6 +127,7 @@ struct Lane {
 impl Publisher {
     /// Opens the connections (failing fast if the server is unreachable) and starts publishing.
     pub async fn start(target: &Target, plan: PublishPlan) -> Result<Self, BenchError> {
+        let target = &target.publish_target();
         let clients = open_clients(target, &plan).await?;
         let stats = Arc::new(PublishStats {
             books: (0..plan.topics.len())
@@ -138,6 +142,7 @@ impl Publisher {
         for client in clients {
             let lane = Lane {
                 client,
+                closing: false,
                 target: target.clone(),
                 plan: plan.clone(),
                 stats: stats.clone(),
@@ -298,7 +303,7 @@ impl Lane {
 
     /// One request with fresh send times.
     async fn attempt(&mut self, topic: usize, first: u64) -> Result<(), Failure> {
-        if self.client.is_closed() {
+        if std::mem::take(&mut self.closing) || self.client.is_closed() {
             self.client = HttpClient::connect(&self.target, self.plan.protocol)
                 .await
                 .map_err(|err| Failure::Final(err.to_string()))?;
@@ -311,13 +316,17 @@ impl Lane {
                 sent_us,
             })
             .collect();
-        let body = Bytes::from(publish_body(&stamps, self.plan.size));
-        let path = self.target.events_path(&self.plan.topics[topic]);
+        let name = &self.plan.topics[topic];
+        let body = match &self.target.peer {
+            Some(_) => peer::publish_body(name, &stamps, self.plan.size),
+            None => publish_body(&stamps, self.plan.size),
+        };
+        let path = self.target.events_path(name);
         let request = self
             .client
             .request(Method::POST, &path)
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::new(body))
+            .body(Body::new(Bytes::from(body)))
             .map_err(|err| Failure::Final(format!("building a publish request: {err}")))?;
         let began = Instant::now();
         let reply = self
@@ -325,7 +334,11 @@ impl Lane {
             .fetch(request)
             .await
             .map_err(|err| Failure::Final(err.to_string()))?;
-        check_ack(&reply, stamps.len())?;
+        self.closing = announces_close(&reply.headers);
+        match &self.target.peer {
+            Some(_) => check_peer_ack(&reply)?,
+            None => check_ack(&reply, stamps.len())?,
+        }
         let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats.ack.record(micros);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -362,6 +375,30 @@ fn check_ack(reply: &Reply, count: usize) -> Result<(), Failure> {
         Err(Failure::Final(format!(
             "publish acknowledged {acknowledged} events of {count}"
         )))
+    }
+}
+
+/// Whether a reply ends its connection (`Connection: close`).
+fn announces_close(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Checks that a peer accepted a publish (it acknowledges the request, not each event).
+fn check_peer_ack(reply: &Reply) -> Result<(), Failure> {
+    match reply.status {
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+            Err(Failure::Throttled(retry_after(reply)))
+        }
+        status if peer::accepted(status) => Ok(()),
+        status => Err(Failure::Final(format!(
+            "publish answered {status}: {}",
+            reply.body_excerpt()
+        ))),
     }
 }
 
@@ -449,6 +486,22 @@ mod tests {
         assert!(
             matches!(throttled(None), Err(Failure::Throttled(d)) if d == Duration::from_millis(100))
         );
+    }
+
+    #[test]
+    fn closing_replies_are_noticed_and_peer_acks_need_a_success() {
+        let mut closing = reply(StatusCode::OK, "Published\n", None);
+        closing.headers.insert(
+            header::CONNECTION,
+            "keep-alive, Close".parse().expect("header"),
+        );
+        assert!(announces_close(&closing.headers));
+        assert!(!announces_close(&HeaderMap::new()));
+        assert!(check_peer_ack(&closing).is_ok());
+        assert!(matches!(
+            check_peer_ack(&reply(StatusCode::BAD_REQUEST, "bad", None)),
+            Err(Failure::Final(_))
+        ));
     }
 
     #[test]

@@ -51,10 +51,10 @@ impl SseConn {
         after: Option<&str>,
     ) -> Result<Self, BenchError> {
         let mut stream = connect_tcp(target).await?;
-        let mut headers = vec![
-            ("Accept", "text/event-stream"),
-            ("X-API-Key", target.api_key.as_str()),
-        ];
+        let mut headers = vec![("Accept", "text/event-stream")];
+        if !target.api_key.is_empty() {
+            headers.push(("X-API-Key", target.api_key.as_str()));
+        }
         if let Some(id) = after {
             headers.push(("Last-Event-ID", id));
         }

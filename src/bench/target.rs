@@ -3,10 +3,12 @@
 //! A [`Target`] is resolved once from [`ServerArgs`] (URL, API key or data
 //! directory) and then copied to every task and worker process. Topic names
 //! are generated here too, unique per run so that runs never see each other's
-//! history.
+//! history. With `--peer` the target points at another server
+//! ([`super::peer`]): streams at its stream URL, publishes at its publish URL.
 
-use super::args::ServerArgs;
+use super::args::{PeerArgs, ServerArgs};
 use super::error::BenchError;
+use super::peer::{Endpoint, PeerTarget, check_stream_url};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,19 +25,18 @@ pub struct Target {
     pub authority: String,
     /// Path prefix from the URL, without a trailing slash (usually empty).
     pub base_path: String,
-    /// Admin key sent as `X-API-Key`.
+    /// Admin key sent as `X-API-Key` (empty for a peer: none is sent).
     pub api_key: String,
+    /// Set when the run measures another server (`--peer`) instead of Tidings.
+    #[serde(default)]
+    pub peer: Option<Box<PeerTarget>>,
 }
 
 impl Target {
     /// Resolves the URL and reads the API key.
     pub async fn resolve(args: &ServerArgs) -> Result<Self, BenchError> {
         let (authority, base_path) = parse_base_url(&args.url)?;
-        let addr = tokio::net::lookup_host(authority_with_port(&authority))
-            .await
-            .map_err(|err| BenchError::usage(format!("cannot resolve {authority}: {err}")))?
-            .next()
-            .ok_or_else(|| BenchError::usage(format!("{authority} has no address")))?;
+        let addr = lookup(&authority).await?;
         let api_key = match &args.api_key {
             Some(key) if !key.trim().is_empty() => key.trim().to_string(),
             Some(_) => return Err(BenchError::usage("--api-key is empty")),
@@ -46,7 +47,46 @@ impl Target {
             authority,
             base_path,
             api_key,
+            peer: None,
         })
+    }
+
+    /// The target of a `--peer` run: connections go to the stream endpoint.
+    pub async fn for_peer(args: &PeerArgs) -> Result<Option<Self>, BenchError> {
+        let Some(peer) = args.peer else {
+            return Ok(None);
+        };
+        let (Some(publish_url), Some(stream_url)) = (&args.publish_url, &args.stream_url) else {
+            return Err(BenchError::usage(
+                "--peer needs --publish-url and --stream-url",
+            ));
+        };
+        check_stream_url(stream_url)?;
+        let publish = Endpoint::resolve(publish_url, "--publish-url").await?;
+        let stream = Endpoint::resolve(stream_url, "--stream-url").await?;
+        Ok(Some(Self {
+            addr: stream.addr,
+            authority: stream.authority.clone(),
+            base_path: String::new(),
+            api_key: String::new(),
+            peer: Some(Box::new(PeerTarget {
+                peer,
+                publish,
+                stream,
+            })),
+        }))
+    }
+
+    /// Where publishes go: this target, or a peer's publish endpoint.
+    pub fn publish_target(&self) -> Self {
+        match &self.peer {
+            None => self.clone(),
+            Some(peer) => Self {
+                addr: peer.publish.addr,
+                authority: peer.publish.authority.clone(),
+                ..self.clone()
+            },
+        }
     }
 
     /// A path under the server's base path.
@@ -54,14 +94,20 @@ impl Target {
         format!("{}{rest}", self.base_path)
     }
 
-    /// `POST` path that publishes to `topic`.
+    /// `POST` path that publishes to `topic` (a peer's publish path for every topic).
     pub fn events_path(&self, topic: &str) -> String {
-        self.path(&format!("/api/v1/topics/{}/events", encode_segment(topic)))
+        match &self.peer {
+            Some(peer) => peer.publish.path.clone(),
+            None => self.path(&format!("/api/v1/topics/{}/events", encode_segment(topic))),
+        }
     }
 
     /// `GET` path of the SSE stream of `topic`.
     pub fn stream_path(&self, topic: &str) -> String {
-        self.path(&format!("/api/v1/topics/{}/stream", encode_segment(topic)))
+        match &self.peer {
+            Some(peer) => peer.stream_path(topic),
+            None => self.path(&format!("/api/v1/topics/{}/stream", encode_segment(topic))),
+        }
     }
 
     /// `GET` path of the WebSocket endpoint.
@@ -98,6 +144,15 @@ fn parse_base_url(url: &str) -> Result<(String, String), BenchError> {
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok((authority.as_str().to_string(), base_path))
+}
+
+/// Resolves `host[:port]` (port 80 when none is given) to its first address.
+pub async fn lookup(authority: &str) -> Result<SocketAddr, BenchError> {
+    tokio::net::lookup_host(authority_with_port(authority))
+        .await
+        .map_err(|err| BenchError::usage(format!("cannot resolve {authority}: {err}")))?
+        .next()
+        .ok_or_else(|| BenchError::usage(format!("{authority} has no address")))
 }
 
 /// `host:port`, adding port 80 when the authority has none.

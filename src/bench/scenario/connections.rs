@@ -3,7 +3,7 @@
 //! connection (from `/metrics`, before and after) and connect-time percentiles.
 
 use super::{Coordinator, Setup, setup};
-use crate::bench::args::ConnectionsArgs;
+use crate::bench::args::{ConnectionsArgs, PeerArgs};
 use crate::bench::error::BenchError;
 use crate::bench::http::fetch_rss;
 use crate::bench::progress::Progress;
@@ -27,8 +27,13 @@ struct Memory {
 pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
     args.validate()?;
     let total = args.subscribers.subscribers;
-    let Setup { target, topics } =
-        setup(&args.server, "connections", args.subscribers.topics).await?;
+    let Setup { target, topics } = setup(
+        &args.server,
+        &PeerArgs::default(),
+        "connections",
+        args.subscribers.topics,
+    )
+    .await?;
     let mut progress = Progress::new(args.output.quiet);
     let before = fetch_rss(&target).await?;
     let mut coordinator = Coordinator::start(&target, &args.subscribers, topics)?;

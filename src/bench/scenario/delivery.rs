@@ -4,7 +4,7 @@
 //! report sections both scenarios print.
 
 use super::{Coordinator, Setup, expected_deliveries, setup};
-use crate::bench::args::{OutputArgs, ServerArgs, StreamArgs, SubscriberArgs};
+use crate::bench::args::{OutputArgs, PeerArgs, ServerArgs, StreamArgs, SubscriberArgs};
 use crate::bench::error::BenchError;
 use crate::bench::group::sleep_until_some;
 use crate::bench::http::Protocol;
@@ -26,6 +26,8 @@ pub struct DeliveryPlan<'a> {
     pub scenario: &'static str,
     /// Server flags.
     pub server: &'a ServerArgs,
+    /// Another server to measure instead (fanout only).
+    pub peer: &'a PeerArgs,
     /// Output flags.
     pub output: OutputArgs,
     /// Subscriber flags.
@@ -53,13 +55,18 @@ pub struct DeliveryRun {
 /// Runs the scenario's common part.
 pub async fn run(plan: DeliveryPlan<'_>) -> Result<DeliveryRun, BenchError> {
     let subs = plan.subscribers;
-    let Setup { target, topics } = setup(plan.server, plan.scenario, subs.topics).await?;
+    let Setup { target, topics } =
+        setup(plan.server, plan.peer, plan.scenario, subs.topics).await?;
     let mut progress = Progress::new(plan.output.quiet);
     let mut coordinator = Coordinator::start(&target, subs, topics.clone())?;
     coordinator
         .wait_ready(&mut progress, subs.subscribers)
         .await?;
     coordinator.require_all_connected(subs.subscribers).await?;
+    if plan.peer.peer.is_some() {
+        progress.note("waiting for the peer's subscriptions to settle");
+        tokio::time::sleep(crate::bench::peer::SETTLE).await;
+    }
     let publish_plan = PublishPlan {
         topics,
         batch: plan.stream.batch,

@@ -7,10 +7,11 @@ pub mod fanout;
 pub mod publish;
 pub mod reconnect;
 
-use super::args::{ServerArgs, SubscriberArgs};
+use super::args::{PeerArgs, ServerArgs, SubscriberArgs};
 use super::error::BenchError;
 use super::http::{Body, HttpClient, Protocol};
 use super::ledger::TopicExpectation;
+use super::peer;
 use super::progress::Progress;
 use super::protocol::{Command, GroupEvent, GroupJob, GroupResult, Snapshot};
 use super::target::{Target, random_prefix, topic_names};
@@ -25,29 +26,65 @@ pub struct Setup {
     pub topics: Vec<String>,
 }
 
-/// Names the topics, resolves the server and checks that it takes a publish with our key.
+/// Names the topics, resolves the server (or `--peer`) and checks that it takes a publish.
 pub async fn setup(
     server: &ServerArgs,
+    peer: &PeerArgs,
     scenario: &str,
     topics: usize,
 ) -> Result<Setup, BenchError> {
     let prefix = server.topic_prefix.clone().unwrap_or_else(random_prefix);
     let topics = topic_names(&prefix, scenario, topics)?;
-    let target = Target::resolve(server).await?;
-    preflight(&target, &format!("{prefix}.preflight")).await?;
+    let preflight_topic = format!("{prefix}.preflight");
+    let target = match Target::for_peer(peer).await? {
+        Some(target) => {
+            preflight_peer(&target, &preflight_topic).await?;
+            target
+        }
+        None => {
+            let target = Target::resolve(server).await?;
+            preflight(&target, &preflight_topic).await?;
+            target
+        }
+    };
     Ok(Setup { target, topics })
 }
 
-/// Publishes one unstamped event so that a wrong URL, key or server build fails clearly and early.
-async fn preflight(target: &Target, topic: &str) -> Result<(), BenchError> {
-    let mut client = HttpClient::connect(target, Protocol::Http1)
+/// A client to the server's publish endpoint, failing with a clear message.
+async fn publish_client(target: &Target) -> Result<HttpClient, BenchError> {
+    let publish = target.publish_target();
+    HttpClient::connect(&publish, Protocol::Http1)
         .await
         .map_err(|err| {
             BenchError::run(format!(
                 "the server at {} is not reachable: {err}",
-                target.addr
+                publish.addr
             ))
-        })?;
+        })
+}
+
+/// Publishes one comment through a peer so that a wrong publish URL fails early.
+async fn preflight_peer(target: &Target, topic: &str) -> Result<(), BenchError> {
+    let mut client = publish_client(target).await?;
+    let request = client
+        .request(Method::POST, &target.events_path(topic))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(peer::preflight_body(topic)?))
+        .map_err(|err| BenchError::context("building the pre-flight request", err))?;
+    let reply = client.fetch(request).await?;
+    if peer::accepted(reply.status) {
+        return Ok(());
+    }
+    Err(BenchError::run(format!(
+        "pre-flight publish to the peer answered {}: {}",
+        reply.status,
+        reply.body_excerpt()
+    )))
+}
+
+/// Publishes one unstamped event so that a wrong URL, key or server build fails clearly and early.
+async fn preflight(target: &Target, topic: &str) -> Result<(), BenchError> {
+    let mut client = publish_client(target).await?;
     let request = client
         .request(Method::POST, &target.events_path(topic))
         .header(header::CONTENT_TYPE, "application/json")

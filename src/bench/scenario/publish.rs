@@ -3,7 +3,7 @@
 //! durable events/s and acknowledgement latency.
 
 use super::{Setup, setup};
-use crate::bench::args::PublishArgs;
+use crate::bench::args::{PeerArgs, PublishArgs};
 use crate::bench::error::BenchError;
 use crate::bench::http::Protocol;
 use crate::bench::progress::{Progress, rate, si};
@@ -16,7 +16,8 @@ use std::time::Duration;
 /// Runs the publish scenario and prints its report.
 pub async fn run(args: PublishArgs) -> Result<(), BenchError> {
     args.validate()?;
-    let Setup { target, topics } = setup(&args.server, "publish", args.topics).await?;
+    let Setup { target, topics } =
+        setup(&args.server, &PeerArgs::default(), "publish", args.topics).await?;
     let protocol = if args.h2 {
         Protocol::Http2
     } else {

@@ -8,7 +8,7 @@
 //! resolution is the interval between events on one topic (rate / topics).
 
 use super::delivery::{self, DeliveryPlan, DeliveryRun};
-use crate::bench::args::ReconnectArgs;
+use crate::bench::args::{PeerArgs, ReconnectArgs};
 use crate::bench::error::BenchError;
 use crate::bench::report::{Latency, Report, micros};
 use serde_json::{Value, json};
@@ -19,6 +19,7 @@ pub async fn run(args: ReconnectArgs) -> Result<(), BenchError> {
     let run = delivery::run(DeliveryPlan {
         scenario: "reconnect",
         server: &args.server,
+        peer: &PeerArgs::default(),
         output: args.output,
         subscribers: &args.subscribers,
         stream: &args.stream,
