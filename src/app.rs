@@ -23,6 +23,7 @@ use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::modules::admin::{self, AdminApi};
+use crate::modules::discussions::{self, DiscussionsApi};
 use crate::modules::topics::{self, TopicsApi, TopicsLimits};
 use crate::ops::{self, OpsState};
 use crate::pruner;
@@ -168,6 +169,7 @@ impl Core {
             },
         );
         topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));
+        discussions::routes(&mut router, Arc::new(self.discussions_api(&config.core)));
         admin::routes(
             &mut router,
             Arc::new(AdminApi {
@@ -187,6 +189,18 @@ impl Core {
         router
     }
 
+    fn discussions_api(&self, core: &CoreSettings) -> DiscussionsApi {
+        DiscussionsApi {
+            writer: self.writer.clone(),
+            hub: self.hub.clone(),
+            auth: self.auth.clone(),
+            lifecycle: self.lifecycle.clone(),
+            metrics: self.metrics.clone(),
+            sse: sse_settings(core),
+            limits: core.discussions,
+        }
+    }
+
     fn topics_api(&self, core: &CoreSettings) -> TopicsApi {
         TopicsApi {
             writer: self.writer.clone(),
@@ -194,13 +208,7 @@ impl Core {
             auth: self.auth.clone(),
             lifecycle: self.lifecycle.clone(),
             metrics: self.metrics.clone(),
-            sse: SseSettings {
-                retry_ms: core.sse_retry_ms,
-                heartbeat: core.sse_heartbeat,
-                lifetime: core.sse_lifetime,
-                max_batch: 1024,
-                write_interval: core.stream_write_interval,
-            },
+            sse: sse_settings(core),
             ws: ws_settings(core),
             limits: TopicsLimits {
                 max_batch_events: core.publish_batch_max,
@@ -233,6 +241,16 @@ fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListe
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(backlog)
+}
+
+fn sse_settings(core: &CoreSettings) -> SseSettings {
+    SseSettings {
+        retry_ms: core.sse_retry_ms,
+        heartbeat: core.sse_heartbeat,
+        lifetime: core.sse_lifetime,
+        max_batch: 1024,
+        write_interval: core.stream_write_interval,
+    }
 }
 
 fn ws_settings(core: &CoreSettings) -> WsSettings {

@@ -6,6 +6,7 @@
 
 use crate::error::StartupError;
 use crate::log::retention;
+use crate::modules::discussions::service::DiscussionLimits;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -211,6 +212,30 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WS_MAX_TOPICS", default_value_t = 100)]
     pub ws_max_topics: usize,
 
+    /// Longest discussion comment, in characters.
+    #[arg(
+        long,
+        env = "TIDINGS_DISCUSSION_MAX_COMMENT_CHARS",
+        default_value_t = 10_000
+    )]
+    pub discussion_max_comment_chars: usize,
+
+    /// Longest discussion title, in characters.
+    #[arg(
+        long,
+        env = "TIDINGS_DISCUSSION_MAX_TITLE_CHARS",
+        default_value_t = 300
+    )]
+    pub discussion_max_title_chars: usize,
+
+    /// Most different reactions on one discussion comment.
+    #[arg(
+        long,
+        env = "TIDINGS_DISCUSSION_MAX_REACTION_KINDS",
+        default_value_t = 20
+    )]
+    pub discussion_max_reaction_kinds: usize,
+
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -297,6 +322,8 @@ pub struct CoreSettings {
     pub ws_ping_interval: Duration,
     /// Topics per WebSocket connection.
     pub ws_max_topics: usize,
+    /// Limits of the discussions module.
+    pub discussions: DiscussionLimits,
 }
 
 /// Limits the HTTP layer enforces on every request and connection.
@@ -379,6 +406,12 @@ impl ServeArgs {
                 ws_read_buffer: usize::try_from(self.ws_read_buffer.max(1024)).unwrap_or(4096),
                 ws_ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
                 ws_max_topics: self.ws_max_topics.max(1),
+                discussions: DiscussionLimits {
+                    max_comment_chars: self.discussion_max_comment_chars.max(1),
+                    max_title_chars: self.discussion_max_title_chars.max(1),
+                    max_reaction_kinds: self.discussion_max_reaction_kinds.max(1),
+                    max_page: 100,
+                },
             },
         })
     }

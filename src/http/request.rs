@@ -139,6 +139,20 @@ impl Request {
         serde_json::from_slice(&bytes).map_err(json_error)
     }
 
+    /// Reads the body as JSON of type `T`, or `T::default()` when the request
+    /// has no body.
+    pub async fn json_or_default<T: DeserializeOwned + Default>(&mut self) -> Result<T, ApiError> {
+        let empty = self
+            .body
+            .as_ref()
+            .is_none_or(hyper::body::Body::is_end_stream);
+        if empty {
+            Ok(T::default())
+        } else {
+            self.json().await
+        }
+    }
+
     /// The body will not be read to its end, so an HTTP/1.1 connection cannot
     /// carry another request: say so, so clients do not reuse it.
     fn abandon_body(&self, err: ApiError) -> ApiError {

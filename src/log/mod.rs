@@ -52,6 +52,21 @@ impl TopicRef {
     }
 }
 
+/// First character of the topics product modules keep for themselves; the
+/// generic topics API cannot name them (it is outside the allowed characters).
+pub const INTERNAL_TOPIC_MARK: char = '~';
+
+impl TopicRef {
+    /// A module's own topic `~<module>/<id>` (e.g. one discussion's events),
+    /// unreachable through the generic topics API.
+    pub fn internal(tenant: Uuid, module: &str, id: &str) -> Self {
+        Self {
+            tenant,
+            name: format!("{INTERNAL_TOPIC_MARK}{module}/{id}"),
+        }
+    }
+}
+
 /// Checks an event type: 1 to 100 characters of `[A-Za-z0-9._:-]`.
 pub fn validate_event_type(event_type: &str) -> Result<(), String> {
     let valid_chars = event_type
@@ -98,6 +113,7 @@ pub struct LogEvent {
     /// The event's JSON, exactly as stored.
     pub json: Bytes,
     sse: OnceLock<Bytes>,
+    payload: OnceLock<Bytes>,
     ws: OnceLock<Bytes>,
 }
 
@@ -109,6 +125,7 @@ impl LogEvent {
             event,
             json,
             sse: OnceLock::new(),
+            payload: OnceLock::new(),
             ws: OnceLock::new(),
         }
     }
@@ -126,18 +143,29 @@ impl LogEvent {
 
     /// The generic SSE frame (`id:`, `event:`, `data:` with the event JSON), built once.
     pub fn sse_frame(&self) -> &Bytes {
-        self.sse.get_or_init(|| {
-            let id = self.event.id.to_string();
-            let mut frame = Vec::with_capacity(self.json.len() + self.event.event_type.len() + 48);
-            frame.extend_from_slice(b"id: ");
-            frame.extend_from_slice(id.as_bytes());
-            frame.extend_from_slice(b"\nevent: ");
-            frame.extend_from_slice(self.event.event_type.as_bytes());
-            frame.extend_from_slice(b"\ndata: ");
-            frame.extend_from_slice(&self.json);
-            frame.extend_from_slice(b"\n\n");
-            Bytes::from(frame)
+        self.sse.get_or_init(|| self.build_sse_frame(&self.json))
+    }
+
+    /// The SSE frame of a product surface (`id:`, `event:`, `data:` with only
+    /// the event's `data` JSON, the payload its spec shows), built once.
+    pub fn payload_frame(&self) -> &Bytes {
+        self.payload.get_or_init(|| {
+            let data = serde_json::to_vec(&self.event.data).unwrap_or_else(|_| b"null".to_vec());
+            self.build_sse_frame(&data)
         })
+    }
+
+    fn build_sse_frame(&self, data: &[u8]) -> Bytes {
+        let id = self.event.id.to_string();
+        let mut frame = Vec::with_capacity(data.len() + self.event.event_type.len() + 48);
+        frame.extend_from_slice(b"id: ");
+        frame.extend_from_slice(id.as_bytes());
+        frame.extend_from_slice(b"\nevent: ");
+        frame.extend_from_slice(self.event.event_type.as_bytes());
+        frame.extend_from_slice(b"\ndata: ");
+        frame.extend_from_slice(data);
+        frame.extend_from_slice(b"\n\n");
+        Bytes::from(frame)
     }
 
     /// The generic WebSocket text (`{"op":"event","event":<event JSON>}`), built once.

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Invariants: topic names never contain 0x00 (they are validated to
-//! `[A-Za-z0-9._:/-]`), so `<topic> 0x00` is a prefix of exactly one topic's
+//! `[A-Za-z0-9._:/-]`, or are a module's own `~<module>/<id>`), so `<topic> 0x00` is a prefix of exactly one topic's
 //! events; ids are big-endian ULIDs, so byte order is id order.
 
 use uuid::Uuid;
@@ -23,6 +23,18 @@ pub const META: u8 = b'm';
 pub const TOPIC: u8 = b't';
 /// Prefix of events.
 pub const EVENT: u8 = b'e';
+
+/// Prefix of module state.
+pub const MODULE: u8 = b's';
+
+/// Prefix of everything module `name` stores: `s <name> 0x00`.
+pub fn module(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + name.len());
+    key.push(MODULE);
+    key.extend_from_slice(name.as_bytes());
+    key.push(0);
+    key
+}
 
 /// Prefix of auth records.
 pub const AUTH: u8 = b'a';

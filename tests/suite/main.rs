@@ -2,12 +2,14 @@
 //! (see [`harness`]) and talks to it as a client would.
 
 mod clients;
+mod eventsource;
 mod harness;
 
 mod auth;
 mod bench;
 mod cli;
 mod conformance;
+mod discussions;
 mod durability;
 mod errors;
 mod ops;

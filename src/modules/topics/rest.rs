@@ -191,14 +191,7 @@ pub(super) async fn mint_ticket(
 ) -> Result<Response, ApiError> {
     let (principal, topic) = api.authorize(&request)?;
     principal.require(Scope::Read)?;
-    let input: TicketInput = if request
-        .header("content-length")
-        .is_some_and(|len| len != "0")
-    {
-        request.json().await?
-    } else {
-        TicketInput::default()
-    };
+    let input: TicketInput = request.json_or_default().await?;
     let target = Target::Topic(topic.name.clone());
     let (secret, ticket) = api
         .auth

@@ -1,0 +1,106 @@
+//! The discussions module's key space, inside `s discussions 0x00 <tenant:16>`:
+//!
+//! ```text
+//! d <discussion:16>                               discussion (JSON)
+//! x <external id>                                 discussion id by the backend's external id
+//! c <comment:16>                                  comment (JSON)
+//! k <discussion:16> <parent:16> <comment:16>      children index (nil parent = top level)
+//! u <external user id>                            reader (JSON): stable internal id
+//! r <comment:16> <user:16> <reaction>             one reader's reaction (empty value)
+//! ```
+//!
+//! Invariants: comment ids are UUID v7 (time ordered), so a parent's children
+//! index lists its replies oldest first; every key starts with the tenant, so
+//! one tenant's keys never reach another's.
+
+use crate::store::keys as store_keys;
+use uuid::Uuid;
+
+/// The module's name in the store.
+const MODULE: &str = "discussions";
+
+fn base(tenant: &Uuid, kind: u8) -> Vec<u8> {
+    let mut key = store_keys::module(MODULE);
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(kind);
+    key
+}
+
+/// Key of a discussion.
+pub fn discussion(tenant: &Uuid, id: &Uuid) -> Vec<u8> {
+    let mut key = base(tenant, b'd');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Key of the external-id index entry.
+pub fn external(tenant: &Uuid, external_id: &str) -> Vec<u8> {
+    let mut key = base(tenant, b'x');
+    key.extend_from_slice(external_id.as_bytes());
+    key
+}
+
+/// Key of a comment.
+pub fn comment(tenant: &Uuid, id: &Uuid) -> Vec<u8> {
+    let mut key = base(tenant, b'c');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Prefix of the children of `parent` (`None`: top-level comments) in a discussion.
+pub fn children(tenant: &Uuid, discussion: &Uuid, parent: Option<&Uuid>) -> Vec<u8> {
+    let mut key = base(tenant, b'k');
+    key.extend_from_slice(discussion.as_bytes());
+    key.extend_from_slice(parent.unwrap_or(&Uuid::nil()).as_bytes());
+    key
+}
+
+/// Key of one child entry.
+pub fn child(tenant: &Uuid, discussion: &Uuid, parent: Option<&Uuid>, id: &Uuid) -> Vec<u8> {
+    let mut key = children(tenant, discussion, parent);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The comment id at the end of a children-index key.
+pub fn child_id(key: &[u8]) -> Option<Uuid> {
+    let tail = key.get(key.len().checked_sub(16)?..)?;
+    Uuid::from_slice(tail).ok()
+}
+
+/// Key of a reader record.
+pub fn reader(tenant: &Uuid, external_user_id: &str) -> Vec<u8> {
+    let mut key = base(tenant, b'u');
+    key.extend_from_slice(external_user_id.as_bytes());
+    key
+}
+
+/// Key of one reader's reaction to a comment.
+pub fn reaction(tenant: &Uuid, comment: &Uuid, user: &Uuid, reaction: &str) -> Vec<u8> {
+    let mut key = base(tenant, b'r');
+    key.extend_from_slice(comment.as_bytes());
+    key.extend_from_slice(user.as_bytes());
+    key.extend_from_slice(reaction.as_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_of_one_parent_share_a_prefix_and_sort_by_id() {
+        let (tenant, discussion, parent) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let first = Uuid::now_v7();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = Uuid::now_v7();
+        let a = child(&tenant, &discussion, Some(&parent), &first);
+        let b = child(&tenant, &discussion, Some(&parent), &second);
+        let prefix = children(&tenant, &discussion, Some(&parent));
+        assert!(a.starts_with(&prefix) && b.starts_with(&prefix));
+        assert!(a < b);
+        assert_eq!(child_id(&b), Some(second));
+        let top = children(&tenant, &discussion, None);
+        assert!(!a.starts_with(&top));
+    }
+}

@@ -1,0 +1,174 @@
+//! Discussions (spec 000): article discussions with comments, replies,
+//! moderation, pins, reactions, a lifecycle (open, locked, archived), reply
+//! notifications, stream tickets and the SSE stream.
+//!
+//! * [`model`]: records and their state rules; [`keys`]: the module's key space;
+//! * [`actor`]: who acts (reader or moderator) and the reader's internal id;
+//! * [`service`]: write operations, each one atomic change with its events;
+//! * [`events`]: event types and payloads; [`query`]: the read side;
+//! * `api` and `stream`: the HTTP handlers.
+//!
+//! Invariants: every state change and the events describing it commit in one
+//! writer change (nothing visible before durable, never half applied); each
+//! discussion's events go to its own topic, in commit order, and a stream
+//! resumes from `Last-Event-ID` without gap or duplicate; readers never see
+//! the body of a comment that is not published.
+
+pub mod actor;
+mod api;
+pub mod events;
+pub mod keys;
+pub mod model;
+pub mod query;
+pub mod service;
+mod stream;
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::http::Request;
+use crate::http::router::Router;
+use crate::hub::Hub;
+use crate::lifecycle::Lifecycle as ServerLifecycle;
+use crate::metrics::Metrics;
+use crate::transport::sse::SseSettings;
+use crate::writer::Writer;
+use actor::Actor;
+use http::Method;
+use model::Discussion;
+use service::{DiscussionLimits, Lifecycle, Moderate};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Everything the discussions module uses.
+pub struct DiscussionsApi {
+    /// The commit pipeline.
+    pub writer: Writer,
+    /// Fan-out and the store.
+    pub hub: Arc<Hub>,
+    /// Credentials and tickets.
+    pub auth: Authenticator,
+    /// Server lifecycle (streams end on shutdown).
+    pub lifecycle: Arc<ServerLifecycle>,
+    /// Stream metrics.
+    pub metrics: Arc<Metrics>,
+    /// SSE timing.
+    pub sse: SseSettings,
+    /// Module limits.
+    pub limits: DiscussionLimits,
+}
+
+impl DiscussionsApi {
+    /// The request's actor; `write` for changes.
+    fn actor(&self, request: &Request, write: bool) -> Result<Actor, ApiError> {
+        let principal = self.auth.authenticate(request)?;
+        Actor::of(&principal, request, write)
+    }
+
+    /// A discussion of `tenant` (committed state).
+    async fn read_discussion(&self, tenant: Uuid, id: Uuid) -> Result<Discussion, ApiError> {
+        self.hub
+            .store()
+            .run(move |store| Ok(query::discussion(store, &tenant, &id)))
+            .await
+            .map_err(|err| ApiError::internal(err.to_string()))?
+    }
+}
+
+/// Registers the discussions routes.
+pub fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
+    router.route_with(Method::POST, "/api/v1/discussions", &api, api::create);
+    router.route_with(
+        Method::GET,
+        "/api/v1/discussions/{discussionId}",
+        &api,
+        api::get,
+    );
+    router.route_with(
+        Method::GET,
+        "/api/v1/discussions/by-external/{externalId}",
+        &api,
+        api::get_by_external,
+    );
+    lifecycle_routes(router, &api);
+    router.route_with(
+        Method::GET,
+        "/api/v1/discussions/{discussionId}/comments",
+        &api,
+        api::list_comments,
+    );
+    router.route_with(
+        Method::POST,
+        "/api/v1/discussions/{discussionId}/comments",
+        &api,
+        api::post_comment,
+    );
+    const COMMENT: &str = "/api/v1/discussions/{discussionId}/comments/{commentId}";
+    router.route_with(Method::GET, COMMENT, &api, api::get_comment);
+    router.route_with(Method::PATCH, COMMENT, &api, api::edit_comment);
+    router.route_with(Method::DELETE, COMMENT, &api, api::delete_comment);
+    router.route_with(
+        Method::POST,
+        "/api/v1/discussions/{discussionId}/comments/{commentId}/reactions",
+        &api,
+        api::toggle_reaction,
+    );
+    moderation_routes(router, &api);
+    router.route_with(
+        Method::POST,
+        "/api/v1/stream/ticket-by-external",
+        &api,
+        stream::ticket_by_external,
+    );
+    router.route_with(Method::POST, "/api/v1/stream/ticket", &api, stream::ticket);
+    router.route_with(
+        Method::GET,
+        "/api/v1/stream/{discussionId}",
+        &api,
+        stream::stream,
+    );
+}
+
+fn lifecycle_routes(router: &mut Router, api: &Arc<DiscussionsApi>) {
+    let actions: [(&'static str, Lifecycle); 3] = [
+        ("/api/v1/discussions/{discussionId}/lock", Lifecycle::Lock),
+        (
+            "/api/v1/discussions/{discussionId}/unlock",
+            Lifecycle::Unlock,
+        ),
+        (
+            "/api/v1/discussions/{discussionId}/archive",
+            Lifecycle::Archive,
+        ),
+    ];
+    for (path, action) in actions {
+        router.route_with(Method::POST, path, api, move |api, request| {
+            api::lifecycle(api, request, action)
+        });
+    }
+}
+
+fn moderation_routes(router: &mut Router, api: &Arc<DiscussionsApi>) {
+    let actions: [(&'static str, Moderate); 4] = [
+        (
+            "/api/v1/discussions/{discussionId}/comments/{commentId}/approve",
+            Moderate::Approve,
+        ),
+        (
+            "/api/v1/discussions/{discussionId}/comments/{commentId}/reject",
+            Moderate::Reject,
+        ),
+        (
+            "/api/v1/discussions/{discussionId}/comments/{commentId}/pin",
+            Moderate::Pin,
+        ),
+        (
+            "/api/v1/discussions/{discussionId}/comments/{commentId}/unpin",
+            Moderate::Unpin,
+        ),
+    ];
+    for (path, action) in actions {
+        router.route_with(Method::POST, path, api, move |api, request| {
+            api::moderate(api, request, action)
+        });
+    }
+}

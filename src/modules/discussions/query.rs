@@ -1,0 +1,136 @@
+//! The discussions' read side: discussions by id or external id, and comment
+//! threads page by page. Reads see committed state.
+//!
+//! Invariant: readers get reader views only (no pending or rejected
+//! comments, no unpublished body); moderators see everything.
+
+use super::keys;
+use super::model::{Comment, Discussion, decode};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::Store;
+use serde::Serialize;
+use uuid::Uuid;
+
+fn store_error(err: crate::store::StoreError) -> ApiError {
+    ApiError::internal(format!("reading discussions failed: {err}"))
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no such {what}"))
+}
+
+/// A discussion by id (blocking).
+pub fn discussion(store: &Store, tenant: &Uuid, id: &Uuid) -> Result<Discussion, ApiError> {
+    let bytes = store
+        .get_blocking(&keys::discussion(tenant, id))
+        .map_err(store_error)?
+        .ok_or_else(|| not_found("discussion"))?;
+    decode(&bytes)
+}
+
+/// A discussion by the backend's external id (blocking).
+pub fn discussion_by_external(
+    store: &Store,
+    tenant: &Uuid,
+    external_id: &str,
+) -> Result<Discussion, ApiError> {
+    let id = store
+        .get_blocking(&keys::external(tenant, external_id))
+        .map_err(store_error)?
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| not_found("discussion with this externalId"))?;
+    discussion(store, tenant, &id)
+}
+
+/// A comment of `discussion` as `moderator` or a reader may see it (blocking).
+pub fn comment(
+    store: &Store,
+    tenant: &Uuid,
+    discussion: &Uuid,
+    id: &Uuid,
+    moderator: bool,
+) -> Result<Comment, ApiError> {
+    store
+        .get_blocking(&keys::comment(tenant, id))
+        .map_err(store_error)?
+        .map(|bytes| decode::<Comment>(&bytes))
+        .transpose()?
+        .filter(|c| c.discussion_id == *discussion && (moderator || c.visible_to_readers()))
+        .map(|c| c.view(moderator))
+        .ok_or_else(|| not_found("comment in this discussion"))
+}
+
+/// Which comments a page lists.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// Replies of this comment; top-level comments when `None`.
+    pub parent: Option<Uuid>,
+    /// Continue after this comment id.
+    pub after: Option<Uuid>,
+    /// Most comments returned.
+    pub limit: usize,
+    /// Moderator view.
+    pub moderator: bool,
+}
+
+/// A page of comments, oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentPage {
+    /// The comments.
+    pub comments: Vec<Comment>,
+    /// Cursor of the next page, `null` at the end.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Entries of the children index read per store scan.
+const SCAN: usize = 256;
+
+/// One page of a discussion's comments under one parent (blocking).
+pub fn comments(
+    store: &Store,
+    tenant: &Uuid,
+    discussion: &Uuid,
+    request: &PageRequest,
+) -> Result<CommentPage, ApiError> {
+    let prefix = keys::children(tenant, discussion, request.parent.as_ref());
+    let mut after = request
+        .after
+        .map(|id| keys::child(tenant, discussion, request.parent.as_ref(), &id));
+    let mut comments = Vec::new();
+    loop {
+        let entries = store
+            .scan_blocking(&prefix, after.as_deref(), SCAN)
+            .map_err(store_error)?;
+        let exhausted = entries.len() < SCAN;
+        for (key, _) in &entries {
+            after = Some(key.to_vec());
+            let Some(id) = keys::child_id(key) else {
+                continue;
+            };
+            if let Ok(comment) = self::comment(store, tenant, discussion, &id, request.moderator) {
+                comments.push(comment);
+                if comments.len() == request.limit {
+                    let more = has_more(store, &prefix, key)?;
+                    return Ok(CommentPage {
+                        next_cursor: more.then_some(id),
+                        comments,
+                    });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(CommentPage {
+                comments,
+                next_cursor: None,
+            });
+        }
+    }
+}
+
+fn has_more(store: &Store, prefix: &[u8], after: &[u8]) -> Result<bool, ApiError> {
+    Ok(!store
+        .scan_blocking(prefix, Some(after), 1)
+        .map_err(store_error)?
+        .is_empty())
+}

@@ -1,0 +1,164 @@
+//! The stream side of spec 000: stream tickets minted by the backend and the
+//! browser's SSE stream of one discussion.
+//!
+//! * `POST /api/v1/stream/ticket-by-external` `{externalId}` and
+//!   `POST /api/v1/stream/ticket` `{discussionId}` (API key with `read`;
+//!   optionally `externalUserId` and `displayName` of the viewer) →
+//!   `{ticket, discussionId, expiresAt, discussionStatus}`.
+//! * `GET /api/v1/stream/{discussionId}?ticket=…` → SSE: `retry: 5000`,
+//!   `connected`, the discussion's events (`data:` is the payload), and
+//!   `connection-timeout` when the connection is cycled.
+//!
+//! Ticket semantics (see the auth tickets module): a ticket opens one stream
+//! session of one discussion. It must first be used within `--ticket-ttl`;
+//! afterwards the same session may be resumed with the same ticket and
+//! `Last-Event-ID` (what EventSource does by itself) while no other
+//! connection holds it, within `--ticket-resume-window` of its last
+//! connection. A second concurrent stream is refused (409).
+
+use super::DiscussionsApi;
+use super::api::uuid_param;
+use super::events;
+use super::model::Discussion;
+use super::query;
+use crate::auth::keys::Scope;
+use crate::auth::tickets::{Target, Viewer};
+use crate::auth::{Credential, Principal};
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::log::LogEvent;
+use crate::transport::sse::{self, SseFormat, SseStream};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The spec's SSE encoding: `event:` is the event type, `data:` its payload.
+struct DiscussionFormat {
+    connected: Value,
+}
+
+impl SseFormat for DiscussionFormat {
+    fn connected(&self) -> Value {
+        self.connected.clone()
+    }
+
+    fn event(&self, event: &LogEvent) -> Option<Bytes> {
+        Some(event.payload_frame().clone())
+    }
+}
+
+/// The viewer a backend names when minting.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TicketRequest {
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    discussion_id: Option<String>,
+    #[serde(default)]
+    external_user_id: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// `POST /api/v1/stream/ticket-by-external`
+pub(super) async fn ticket_by_external(
+    api: Arc<DiscussionsApi>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    mint(api, request, |input, store, tenant| {
+        let external = input
+            .external_id
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("`externalId` is required"))?;
+        query::discussion_by_external(store, tenant, external)
+    })
+    .await
+}
+
+/// `POST /api/v1/stream/ticket`
+pub(super) async fn ticket(
+    api: Arc<DiscussionsApi>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    mint(api, request, |input, store, tenant| {
+        let id = uuid_param("discussionId", input.discussion_id.as_deref())?;
+        query::discussion(store, tenant, &id)
+    })
+    .await
+}
+
+type Find = fn(&TicketRequest, &crate::store::Store, &uuid::Uuid) -> Result<Discussion, ApiError>;
+
+async fn mint(
+    api: Arc<DiscussionsApi>,
+    mut request: Request,
+    find: Find,
+) -> Result<Response, ApiError> {
+    let principal = api.auth.authenticate(&request)?;
+    principal.require(Scope::Read)?;
+    let input: TicketRequest = request.json().await?;
+    let tenant = principal.tenant;
+    let (discussion, input) = api
+        .hub
+        .store()
+        .run(move |store| Ok((find(&input, store, &tenant), input)))
+        .await
+        .map_err(|err| ApiError::internal(err.to_string()))?;
+    let discussion = discussion?;
+    let viewer = Viewer {
+        id: input.external_user_id,
+        name: input.display_name,
+    };
+    let target = Target::Discussion(discussion.id.to_string());
+    let (secret, ticket) = api.auth.tickets().mint(tenant, target, viewer).await?;
+    Ok(response::data(
+        StatusCode::CREATED,
+        &json!({
+            "ticket": secret,
+            "discussionId": discussion.id,
+            "expiresAt": crate::clock::rfc3339_millis(ticket.first_use_by),
+            "discussionStatus": discussion.status,
+        }),
+    ))
+}
+
+/// `GET /api/v1/stream/{discussionId}` (`?ticket=`, or an API key with `read`
+/// or a JWT of the tenant)
+pub(super) async fn stream(
+    api: Arc<DiscussionsApi>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = uuid_param("discussionId", request.param("discussionId"))?;
+    let admission = api
+        .auth
+        .admit_stream(&request, &Target::Discussion(id.to_string()))
+        .await?;
+    require_stream_read(&admission.principal)?;
+    let tenant = admission.principal.tenant;
+    let start = sse::resume_start(&request)?;
+    let discussion = api.read_discussion(tenant, id).await?;
+    let subscription = api.hub.subscribe(events::topic(tenant, &id), start);
+    let connected = json!({
+        "discussionId": discussion.id,
+        "discussionStatus": discussion.status,
+    });
+    Ok(sse::response(SseStream {
+        subscription,
+        format: Arc::new(DiscussionFormat { connected }),
+        settings: api.sse,
+        lifecycle: api.lifecycle.clone(),
+        metrics: api.metrics.clone(),
+        admission,
+    }))
+}
+
+/// Tickets were checked on claim; keys need `read`; tenant JWTs may read.
+fn require_stream_read(principal: &Principal) -> Result<(), ApiError> {
+    match principal.credential {
+        Credential::Ticket(_) | Credential::Token(_) => Ok(()),
+        Credential::Admin | Credential::Key(_) => principal.require(Scope::Read),
+    }
+}

@@ -1,0 +1,18 @@
+// An independent SSE client for the integration suite: the `eventsource`
+// npm package (the WHATWG EventSource for Node: reconnects by itself after
+// `retry:`, resends `Last-Event-ID`) opens URL and prints every event it
+// receives, and every open and error, as one JSON line on stdout.
+//
+// usage: node eventsource-client.cjs MODULE_DIR URL EVENT_TYPE...
+const [moduleDir, url, ...types] = process.argv.slice(2);
+const { EventSource } = require(require.resolve('eventsource', { paths: [moduleDir] }));
+
+const print = (line) => process.stdout.write(JSON.stringify(line) + '\n');
+const source = new EventSource(url);
+source.onopen = () => print({ type: 'open' });
+source.onerror = (event) =>
+  print({ type: 'error', code: event.code ?? null, readyState: source.readyState });
+for (const type of types) {
+  source.addEventListener(type, (event) =>
+    print({ type, id: event.lastEventId, data: JSON.parse(event.data) }));
+}
