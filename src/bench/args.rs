@@ -5,6 +5,7 @@
 //! [`StreamArgs`]); every group validates its own values once, so the
 //! scenarios receive numbers that make sense.
 
+use super::discussions::Surface;
 use super::error::BenchError;
 use super::peer::Peer;
 use clap::{Args, Subcommand, ValueEnum};
@@ -197,9 +198,14 @@ pub struct PublishArgs {
     pub duration: Duration,
 }
 
-/// Flags that point the fanout scenario at another server, for comparisons.
+/// Flags that say what the fanout scenario measures: a surface of Tidings,
+/// or another server for comparisons.
 #[derive(Debug, Args, Clone, Default)]
 pub struct PeerArgs {
+    /// Which API of Tidings to measure: the topics API, or discussions (comments posted, streamed over the spec's SSE stream).
+    #[arg(long, value_enum, default_value = "topics")]
+    pub surface: Surface,
+
     /// Measure this server instead of Tidings (with --publish-url and --stream-url; --url, --api-key and --data-dir are then unused).
     #[arg(long, value_enum, requires_all = ["publish_url", "stream_url"])]
     pub peer: Option<Peer>,
@@ -392,6 +398,19 @@ impl FanoutArgs {
             self.peer.peer.is_none() || self.subscribers.transport == Transport::Sse,
             "--peer",
             "measures SSE subscribers only (use --transport sse)",
+        )?;
+        if self.peer.surface == Surface::Topics {
+            return Ok(());
+        }
+        require(
+            self.peer.peer.is_none() && self.subscribers.transport == Transport::Sse,
+            "--surface discussions",
+            "measures Tidings' SSE stream (use --transport sse, no --peer)",
+        )?;
+        require(
+            self.stream.batch == 1,
+            "--surface discussions",
+            "posts one comment per request (use --batch 1)",
         )
     }
 }

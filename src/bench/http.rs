@@ -5,6 +5,7 @@
 //! what the scenarios measure. Also here: reading the server's resident memory
 //! from `/metrics`.
 
+use super::discussions;
 use super::error::BenchError;
 use super::target::Target;
 use bytes::Bytes;
@@ -118,12 +119,14 @@ impl HttpClient {
                 Request::builder().uri(format!("http://{}{path}", self.target.authority))
             }
         };
-        let builder = builder.method(method);
-        if self.target.api_key.is_empty() {
-            builder
-        } else {
-            builder.header("x-api-key", &self.target.api_key)
+        let mut builder = builder.method(method);
+        if !self.target.api_key.is_empty() {
+            builder = builder.header("x-api-key", &self.target.api_key);
         }
+        if !self.target.discussions.is_empty() {
+            builder = builder.header("x-external-user-id", discussions::READER);
+        }
+        builder
     }
 
     /// Sends a request and returns the response head with its streaming body.

@@ -42,6 +42,7 @@
 
 pub mod args;
 pub mod chunked;
+pub mod discussions;
 pub mod error;
 pub mod group;
 pub mod h1;

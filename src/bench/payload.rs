@@ -66,16 +66,18 @@ pub fn publish_body(stamps: &[Stamp], size: usize) -> String {
     format!("{{\"events\":[{}]}}", events.join(","))
 }
 
-/// Finds the stamp in received bytes (an SSE data line or a WebSocket frame).
+/// Finds the stamp in received bytes (an SSE data line or a WebSocket frame),
+/// also when the stamped data travels JSON-escaped inside a string (a
+/// discussion comment's body: `\"tidingsBenchStamp\":\"…\"`).
 pub fn find_stamp(text: &[u8]) -> Option<Stamp> {
     static KEY: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(STAMP_KEY.as_bytes()));
-    let after_key = &text[KEY.find(text)? + STAMP_KEY.len()..];
+        LazyLock::new(|| memmem::Finder::new(STAMP_NAME.as_bytes()));
+    let after_key = strip_quote(&text[KEY.find(text)? + STAMP_NAME.len()..])?;
     let value = after_key.trim_ascii_start().strip_prefix(b":")?;
-    let value = value.trim_ascii_start().strip_prefix(b"\"")?;
-    let (topic, value) = leading_number(value, b'.')?;
-    let (seq, value) = leading_number(value, b'.')?;
-    let (sent_us, _) = leading_number(value, b'"')?;
+    let value = strip_quote(value.trim_ascii_start())?;
+    let (topic, value) = leading_number(value, b".")?;
+    let (seq, value) = leading_number(value, b".")?;
+    let (sent_us, _) = leading_number(value, b"\"\\")?;
     Some(Stamp {
         topic: u32::try_from(topic).ok()?,
         seq,
@@ -83,11 +85,21 @@ pub fn find_stamp(text: &[u8]) -> Option<Stamp> {
     })
 }
 
-/// A decimal number of at least one digit ended by `end`, and the text after `end`.
-fn leading_number(text: &[u8], end: u8) -> Option<(u64, &[u8])> {
+/// The stamp's field name, found with or without escaping around it.
+const STAMP_NAME: &str = "tidingsBenchStamp";
+
+/// `text` after a leading `"` or escaped `\"`.
+fn strip_quote(text: &[u8]) -> Option<&[u8]> {
+    text.strip_prefix(b"\\\"")
+        .or_else(|| text.strip_prefix(b"\""))
+}
+
+/// A decimal number of at least one digit ended by one of `ends`, and the
+/// text after that byte.
+fn leading_number<'a>(text: &'a [u8], ends: &[u8]) -> Option<(u64, &'a [u8])> {
     let mut value: u64 = 0;
     for (index, byte) in text.iter().enumerate() {
-        if *byte == end && index > 0 {
+        if ends.contains(byte) && index > 0 {
             return Some((value, &text[index + 1..]));
         }
         let digit = byte.wrapping_sub(b'0');

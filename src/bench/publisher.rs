@@ -6,6 +6,7 @@
 //! that receivers can tell a loss from an event that was never stored: see
 //! [`TopicExpectation`].
 
+use super::discussions;
 use super::error::BenchError;
 use super::histogram::{AtomicHistogram, Histogram};
 use super::http::{Body, HttpClient, Protocol, Reply};
@@ -317,9 +318,12 @@ impl Lane {
             })
             .collect();
         let name = &self.plan.topics[topic];
-        let body = match &self.target.peer {
-            Some(_) => peer::publish_body(name, &stamps, self.plan.size),
-            None => publish_body(&stamps, self.plan.size),
+        let body = match (&self.target.peer, stamps.as_slice()) {
+            (Some(_), _) => peer::publish_body(name, &stamps, self.plan.size),
+            (None, [single]) if !self.target.discussions.is_empty() => {
+                discussions::publish_body(*single, self.plan.size)
+            }
+            (None, _) => publish_body(&stamps, self.plan.size),
         };
         let path = self.target.events_path(name);
         let request = self

@@ -10,6 +10,7 @@ use super::args::{PeerArgs, ServerArgs};
 use super::error::BenchError;
 use super::peer::{Endpoint, PeerTarget, check_stream_url};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -30,6 +31,10 @@ pub struct Target {
     /// Set when the run measures another server (`--peer`) instead of Tidings.
     #[serde(default)]
     pub peer: Option<Box<PeerTarget>>,
+    /// Discussion id per topic name when the run measures discussions
+    /// (`--surface discussions`); empty for the topics API.
+    #[serde(default)]
+    pub discussions: BTreeMap<String, String>,
 }
 
 impl Target {
@@ -48,6 +53,7 @@ impl Target {
             base_path,
             api_key,
             peer: None,
+            discussions: BTreeMap::new(),
         })
     }
 
@@ -74,6 +80,7 @@ impl Target {
                 publish,
                 stream,
             })),
+            discussions: BTreeMap::new(),
         }))
     }
 
@@ -96,6 +103,9 @@ impl Target {
 
     /// `POST` path that publishes to `topic` (a peer's publish path for every topic).
     pub fn events_path(&self, topic: &str) -> String {
+        if let Some(id) = self.discussions.get(topic) {
+            return self.path(&format!("/api/v1/discussions/{id}/comments"));
+        }
         match &self.peer {
             Some(peer) => peer.publish.path.clone(),
             None => self.path(&format!("/api/v1/topics/{}/events", encode_segment(topic))),
@@ -104,6 +114,9 @@ impl Target {
 
     /// `GET` path of the SSE stream of `topic`.
     pub fn stream_path(&self, topic: &str) -> String {
+        if let Some(id) = self.discussions.get(topic) {
+            return self.path(&format!("/api/v1/stream/{id}"));
+        }
         match &self.peer {
             Some(peer) => peer.stream_path(topic),
             None => self.path(&format!("/api/v1/topics/{}/stream", encode_segment(topic))),

@@ -74,6 +74,29 @@ fn fanout_delivers_everything_over_sse_and_websocket() {
 }
 
 #[test]
+fn fanout_measures_discussion_comments_to_their_stream() {
+    let server = Server::start();
+    let result = bench(
+        &server,
+        &[
+            "fanout",
+            "--surface",
+            "discussions",
+            "--subscribers",
+            "20",
+            "--topics",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_complete(&result);
+    assert_eq!(result["setup"]["surface"], "discussions");
+}
+
+#[test]
 fn reconnect_resumes_after_the_last_event_without_loss() {
     let server = Server::start();
     let result = bench(

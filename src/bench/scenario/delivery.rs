@@ -5,6 +5,7 @@
 
 use super::{Coordinator, Setup, expected_deliveries, setup};
 use crate::bench::args::{OutputArgs, PeerArgs, ServerArgs, StreamArgs, SubscriberArgs};
+use crate::bench::discussions::{self, Surface};
 use crate::bench::error::BenchError;
 use crate::bench::group::sleep_until_some;
 use crate::bench::http::Protocol;
@@ -55,8 +56,11 @@ pub struct DeliveryRun {
 /// Runs the scenario's common part.
 pub async fn run(plan: DeliveryPlan<'_>) -> Result<DeliveryRun, BenchError> {
     let subs = plan.subscribers;
-    let Setup { target, topics } =
+    let Setup { mut target, topics } =
         setup(plan.server, plan.peer, plan.scenario, subs.topics).await?;
+    if plan.peer.surface == Surface::Discussions {
+        target.discussions = discussions::create(&target, &topics).await?;
+    }
     let mut progress = Progress::new(plan.output.quiet);
     let mut coordinator = Coordinator::start(&target, subs, topics.clone())?;
     coordinator

@@ -4,6 +4,7 @@
 
 use super::delivery::{self, DeliveryPlan};
 use crate::bench::args::FanoutArgs;
+use crate::bench::discussions::Surface;
 use crate::bench::error::BenchError;
 use crate::bench::report::Report;
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ pub async fn run(args: FanoutArgs) -> Result<(), BenchError> {
     let mut setup =
         delivery::setup_section(&mut report, &args.subscribers, &args.stream, run.processes);
     setup["server"] = server;
+    setup["surface"] = json!(args.peer.surface);
     let publishing = delivery::publishing_section(&mut report, &args.stream, &run.publish);
     let delivered = delivery::delivery_section(&mut report, &run);
     report.json = json!({ "setup": setup, "publishing": publishing, "delivery": delivered });
@@ -37,9 +39,18 @@ pub async fn run(args: FanoutArgs) -> Result<(), BenchError> {
 /// What was measured: Tidings, or a peer and what its figures do not cover.
 fn server_section(report: &mut Report, args: &FanoutArgs) -> Value {
     let Some(peer) = args.peer.peer else {
+        let surface = match args.peer.surface {
+            Surface::Topics => "topics API",
+            Surface::Discussions => {
+                "discussions: comments → comment_created on /api/v1/stream/{id}"
+            }
+        };
         report.section(
             "server",
-            vec![("measured", format!("tidings at {}", args.server.url))],
+            vec![
+                ("measured", format!("tidings at {}", args.server.url)),
+                ("surface", surface.into()),
+            ],
         );
         return json!("tidings");
     };
