@@ -135,8 +135,10 @@ impl Webhooks {
 
     fn resume(self: &Arc<Self>, endpoint: Endpoint) {
         if !endpoint.deleted {
-            self.dispatcher.start_lane(endpoint.tenant, endpoint.id);
+            let (tenant, id) = (endpoint.tenant, endpoint.id);
+            // In the index first: a lane whose endpoint is missing ends.
             self.index.insert(endpoint);
+            self.dispatcher.start_lane(tenant, id);
             return;
         }
         let webhooks = self.clone();
