@@ -17,3 +17,4 @@ mod slow;
 mod streams;
 mod tickets;
 mod topics;
+mod webhooks;
