@@ -84,26 +84,72 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A receiver on `https://127.0.0.1:PORT/hook` with a certificate signed
+    /// by a fresh private CA; returns it and the CA certificate (PEM).
+    async fn start_tls() -> (Self, String) {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        (Self::start_with(Some(acceptor)).await, ca.pem())
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hook", listener.local_addr().unwrap());
         let receiver = Self {
             url,
             state: Arc::default(),
         };
-        tokio::spawn(receiver.clone().serve(listener));
+        tokio::spawn(receiver.clone().serve(listener, tls));
         receiver
     }
 
-    async fn serve(self, listener: TcpListener) {
+    async fn serve(self, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
         while let Ok((stream, _)) = listener.accept().await {
-            let receiver = self.clone();
+            let (receiver, tls) = (self.clone(), tls.clone());
             tokio::spawn(async move {
-                let service = service_fn(move |request| receiver.clone().handle(request));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match tls {
+                    None => receiver.serve_connection(stream).await,
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            receiver.serve_connection(stream).await;
+                        }
+                    }
+                }
             });
         }
+    }
+
+    async fn serve_connection<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request| self.clone().handle(request));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 
     async fn handle(
@@ -333,6 +379,38 @@ async fn deliveries_are_signed_posts_of_the_stored_event() {
         "one delivery per endpoint"
     );
     assert_eq!(theirs.header("tidings-event-id"), event_id(&stored));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_are_verified_against_the_extra_ca_file() {
+    let (receiver, ca_pem) = Receiver::start_tls().await;
+    let temp = tempfile::tempdir().unwrap();
+    let ca_file = temp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+
+    let untrusting = server(&[]);
+    let (endpoint, _) = create_endpoint(&untrusting, json!({ "url": receiver.url })).await;
+    publish(&untrusting, "tls", "t", json!(1)).await;
+    let record = until("a refused certificate", || async {
+        let record = endpoint_record(&untrusting, &endpoint).await;
+        record["lastError"].is_string().then_some(record)
+    })
+    .await;
+    assert!(
+        record["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{record}"
+    );
+    assert!(receiver.received().is_empty());
+
+    let trusting = server(&["--webhook-ca-file", ca_file.to_str().unwrap()]);
+    let (_, secret) = create_endpoint(&trusting, json!({ "url": receiver.url })).await;
+    let stored = publish(&trusting, "tls", "t", json!(2)).await;
+    let got = &receiver.wait_delivered(1).await[0];
+    assert_eq!(got.body, stored);
+    verify_signature(got, &secret);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
