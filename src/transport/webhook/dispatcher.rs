@@ -61,13 +61,21 @@ enum Step {
 
 /// What the dispatcher works with.
 pub(super) struct Parts {
+    /// Outbox reads.
     pub store: Store,
+    /// Outcome writes.
     pub writer: Writer,
+    /// The durable mark `wake` compares notes with.
     pub hub: Arc<Hub>,
+    /// Endpoints as the lanes see them.
     pub index: Arc<Index>,
+    /// Outbound HTTP.
     pub client: HttpClient,
+    /// Timeout, retry policy, disable rule, concurrency.
     pub settings: WebhookSettings,
+    /// Attempt and disable counters.
     pub metrics: Arc<Metrics>,
+    /// Lanes end when the server stops.
     pub lifecycle: Arc<Lifecycle>,
 }
 
@@ -81,6 +89,7 @@ pub(super) struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// A dispatcher with no lanes yet.
     pub fn new(parts: Parts) -> Arc<Self> {
         Arc::new(Self {
             permits: Semaphore::new(parts.settings.concurrency),
