@@ -2,7 +2,8 @@
 //! signal stops the process.
 //!
 //! Shutdown order (first SIGTERM or SIGINT): readiness turns 503 → after
-//! `--drain-delay` the listener closes and long-lived streams are told to end →
+//! `--drain-delay` the listener closes, long-lived streams are told to end and
+//! webhook lanes abandon their attempt in flight (it stays pending) →
 //! in-flight requests get up to `--shutdown-grace` → the store is flushed →
 //! `run` returns. A second signal exits at once (exit code 1); nothing
 //! acknowledged is lost by that, because acknowledged writes are already durable.
@@ -29,6 +30,7 @@ use crate::ops::{self, OpsState};
 use crate::pruner;
 use crate::store::Store;
 use crate::transport::sse::SseSettings;
+use crate::transport::webhook::{self, Webhooks};
 use crate::transport::ws::WsSettings;
 use crate::writer::{Writer, WriterLimits};
 use std::io::Write;
@@ -71,6 +73,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     core.spawn_pruner(&config.core);
     let metrics = core.metrics.clone();
     let lifecycle = core.lifecycle.clone();
+    let webhooks = core.webhooks.clone();
     let listener = bind(config.listen, config.listen_backlog)
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
     let address = listener
@@ -99,6 +102,14 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     tokio::time::sleep(config.drain_delay).await;
     lifecycle.stop();
     drain(server, &lifecycle, config.shutdown_grace).await;
+    if tokio::time::timeout(config.shutdown_grace, webhooks.finished())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "webhook lanes still busy after the shutdown grace; their deliveries stay pending"
+        );
+    }
     store
         .flush()
         .await
@@ -115,6 +126,7 @@ struct Core {
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
     auth: Authenticator,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Core {
@@ -147,13 +159,27 @@ impl Core {
             tickets,
             limits,
         );
+        let metrics = Arc::new(Metrics::new());
+        let lifecycle = Arc::new(Lifecycle::new());
+        let webhooks = Webhooks::start(
+            config.webhooks.clone(),
+            webhook::Core {
+                store: store.clone(),
+                writer: writer.clone(),
+                hub: hub.clone(),
+                metrics: metrics.clone(),
+                lifecycle: lifecycle.clone(),
+            },
+        )
+        .await?;
         Ok(Self {
             store,
             writer,
             hub,
-            metrics: Arc::new(Metrics::new()),
-            lifecycle: Arc::new(Lifecycle::new()),
+            metrics,
+            lifecycle,
             auth,
+            webhooks,
         })
     }
 
@@ -176,6 +202,7 @@ impl Core {
                 auth: self.auth.clone(),
                 hub: self.hub.clone(),
                 metrics: self.metrics.clone(),
+                webhooks: self.webhooks.clone(),
             }),
         );
         #[cfg(debug_assertions)]
@@ -198,6 +225,7 @@ impl Core {
             metrics: self.metrics.clone(),
             sse: sse_settings(core),
             limits: core.discussions,
+            webhooks: self.webhooks.clone(),
         }
     }
 
@@ -215,6 +243,7 @@ impl Core {
                 max_page: 1000,
                 ws_max_topics: core.ws_max_topics,
             },
+            webhooks: self.webhooks.clone(),
         }
     }
 

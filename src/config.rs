@@ -7,6 +7,8 @@
 use crate::error::StartupError;
 use crate::log::retention;
 use crate::modules::discussions::service::DiscussionLimits;
+use crate::transport::webhook::WebhookSettings;
+use crate::transport::webhook::backoff::RetryPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -235,6 +237,41 @@ pub struct ServeArgs {
         default_value_t = 20
     )]
     pub discussion_max_reaction_kinds: usize,
+    /// Webhooks: time one delivery attempt may take (connect, send, response head and a little body).
+    #[arg(long, env = "TIDINGS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Webhooks: a delivery is retried for this long after it was queued, then kept as failed.
+    #[arg(long, env = "TIDINGS_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_retry_for: Duration,
+
+    /// Webhooks: first retry waits up to this long; each further one up to twice as long (full jitter).
+    #[arg(long, env = "TIDINGS_WEBHOOK_BACKOFF_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub webhook_backoff_base: Duration,
+
+    /// Webhooks: the longest wait between two attempts.
+    #[arg(long, env = "TIDINGS_WEBHOOK_BACKOFF_CAP", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub webhook_backoff_cap: Duration,
+
+    /// Webhooks: an endpoint is disabled after this many consecutive given-up deliveries (0: never).
+    #[arg(long, env = "TIDINGS_WEBHOOK_DISABLE_AFTER", default_value_t = 5)]
+    pub webhook_disable_after: u32,
+
+    /// Webhooks: most endpoints per tenant.
+    #[arg(long, env = "TIDINGS_WEBHOOK_MAX_ENDPOINTS", default_value_t = 20)]
+    pub webhook_max_endpoints: usize,
+
+    /// Webhooks: largest delivery body; a larger event fails its write with 413 while a matching endpoint exists.
+    #[arg(long, env = "TIDINGS_WEBHOOK_MAX_BODY", default_value = "1MiB", value_parser = parse_byte_size)]
+    pub webhook_max_body: u64,
+
+    /// Webhooks: most delivery attempts in flight at once, across all endpoints (each endpoint has at most one).
+    #[arg(long, env = "TIDINGS_WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    pub webhook_concurrency: usize,
+
+    /// Webhooks: PEM file of extra CA certificates to trust for https endpoints (besides the Mozilla roots).
+    #[arg(long, env = "TIDINGS_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
@@ -289,6 +326,8 @@ pub struct ServeConfig {
     pub max_streams_per_user: usize,
     /// Event core settings.
     pub core: CoreSettings,
+    /// Webhook delivery settings.
+    pub webhooks: WebhookSettings,
 }
 
 /// Settings of the event core and its streams.
@@ -344,6 +383,7 @@ pub struct HttpLimits {
 impl ServeArgs {
     /// Checks cross-field rules and produces the config the server runs with.
     pub fn into_config(self) -> Result<ServeConfig, StartupError> {
+        let webhooks = self.webhook_settings()?;
         if self.max_connections == 0 {
             return Err(StartupError::Config(
                 "--max-connections must be at least 1".into(),
@@ -413,6 +453,29 @@ impl ServeArgs {
                     max_page: 100,
                 },
             },
+            webhooks,
+        })
+    }
+
+    fn webhook_settings(&self) -> Result<WebhookSettings, StartupError> {
+        if self.webhook_backoff_cap < self.webhook_backoff_base {
+            return Err(StartupError::Config(
+                "--webhook-backoff-cap must be at least --webhook-backoff-base".into(),
+            ));
+        }
+        let least = Duration::from_millis(1);
+        Ok(WebhookSettings {
+            timeout: self.webhook_timeout.max(least),
+            retry: RetryPolicy {
+                base: self.webhook_backoff_base.max(least),
+                cap: self.webhook_backoff_cap.max(least),
+                retry_for: self.webhook_retry_for,
+            },
+            disable_after: self.webhook_disable_after,
+            max_endpoints: self.webhook_max_endpoints,
+            max_body: usize::try_from(self.webhook_max_body).unwrap_or(usize::MAX),
+            concurrency: self.webhook_concurrency.max(1),
+            ca_file: self.webhook_ca_file.clone(),
         })
     }
 }

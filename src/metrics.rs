@@ -3,7 +3,8 @@
 //! Series (all prefixed `tidings_` except the standard `process_*` ones):
 //! build info; process resident memory and open file descriptors (read from
 //! `/proc` at scrape time); open connections by protocol; requests by route,
-//! method and status; request latency by route. Route labels are the router's
+//! method and status; request latency by route; webhook delivery attempts by
+//! outcome, their duration, and endpoints disabled for failing. Route labels are the router's
 //! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
 //! cardinality stays bounded.
 //!
@@ -51,6 +52,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
 }
@@ -72,6 +78,9 @@ pub struct Metrics {
     hub_topics: Gauge,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
+    webhook_duration: Histogram,
+    webhook_disabled: Counter,
 }
 
 impl Default for Metrics {
@@ -144,6 +153,24 @@ impl Metrics {
             "Time from request head to response head, by route",
             latency.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "tidings_webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retry, failed = given up)",
+            webhook_attempts.clone(),
+        );
+        let webhook_duration = latency_histogram();
+        registry.register(
+            "tidings_webhook_attempt_duration_seconds",
+            "Time from sending a webhook delivery to its outcome",
+            webhook_duration.clone(),
+        );
+        let webhook_disabled = Counter::default();
+        registry.register(
+            "tidings_webhook_endpoints_disabled",
+            "Webhook endpoints disabled because their deliveries kept failing",
+            webhook_disabled.clone(),
+        );
         Self {
             registry,
             resident_memory,
@@ -155,7 +182,23 @@ impl Metrics {
             hub_topics,
             requests,
             latency,
+            webhook_attempts,
+            webhook_duration,
+            webhook_disabled,
         }
+    }
+
+    /// Records one webhook delivery attempt: `delivered`, `retry` or `failed` (given up).
+    pub fn webhook_attempt(&self, outcome: &'static str, elapsed: Duration) {
+        self.webhook_attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.webhook_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an endpoint disabled for failing continuously.
+    pub fn webhook_endpoint_disabled(&self) {
+        self.webhook_disabled.inc();
     }
 
     /// Counts a connection as open until the returned guard drops.

@@ -1,4 +1,5 @@
-//! Random secrets: admin keys, JWT signing secrets and, later, API keys and tickets.
+//! Random secrets: admin keys, JWT signing secrets, API keys, tickets and
+//! webhook signing secrets; and the hex encoding they use.
 //!
 //! Invariant: every secret comes from the operating system's CSPRNG and carries
 //! at least 256 bits of entropy; a prefix says what kind of secret it is, so a
@@ -15,14 +16,17 @@ pub fn generate(prefix: &str) -> std::io::Result<String> {
             "the operating system's random source failed: {err}"
         ))
     })?;
-    let mut out = String::with_capacity(prefix.len() + 1 + SECRET_BYTES * 2);
-    out.push_str(prefix);
-    out.push('_');
+    Ok(format!("{prefix}_{}", hex(&bytes)))
+}
+
+/// Lowercase hex of `bytes` (two digits per byte).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
         out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -37,5 +41,6 @@ mod tests {
         assert_eq!(first.len(), 4 + 64);
         assert!(first[4..].chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(first, second);
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 }

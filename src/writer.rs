@@ -207,6 +207,19 @@ impl Change<'_> {
         Ok(&self.events[self.events.len() - 1].event)
     }
 
+    /// The events this change appended so far, with their stored JSON (for
+    /// callers that need the exact bytes, e.g. to stage a webhook delivery).
+    pub fn appended(&self) -> &[Arc<LogEvent>] {
+        &self.events
+    }
+
+    /// A fresh id from the pipeline's generator, for records other than
+    /// events that need ids ordered by commit and never reused (webhook
+    /// deliveries): greater than every id issued before, events included.
+    pub fn next_id(&mut self) -> Ulid {
+        self.ids.next(self.now_ms)
+    }
+
     /// Removes the oldest events of a topic (retention); `ids` must be stored
     /// events of the topic in ascending order.
     pub fn prune(&mut self, topic: &TopicRef, ids: &[u128]) -> Result<(), ApiError> {

@@ -64,8 +64,7 @@ impl ApiKey {
 
 /// SHA-256 of a presented secret, hex.
 pub fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::secret::hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// The part of a secret shown in listings (`ek_1a2b3c4d…`).

@@ -437,19 +437,12 @@ fn load_view(store: &Store) -> Result<View, StoreError> {
 }
 
 fn load_all<T: DeserializeOwned>(store: &Store, kind: u8) -> Result<Vec<T>, StoreError> {
-    let prefix = store_keys::auth_prefix(kind);
     let mut out = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.scan_blocking(&prefix, after.as_deref(), 1000)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(out);
-        };
-        after = Some(last.to_vec());
-        for (_, value) in &page {
-            let record = serde_json::from_slice(value)
-                .map_err(|err| StoreError(format!("auth record unreadable: {err}")))?;
-            out.push(record);
-        }
-    }
+    store.for_each_blocking(&store_keys::auth_prefix(kind), |_, value| {
+        let record = serde_json::from_slice(value)
+            .map_err(|err| StoreError(format!("auth record unreadable: {err}")))?;
+        out.push(record);
+        Ok(())
+    })?;
+    Ok(out)
 }

@@ -89,6 +89,19 @@ impl Request {
             .map(|(_, value)| value.into_owned())
     }
 
+    /// The `limit` query parameter of a paged read: `default` when absent,
+    /// else 1 to `max` (400 otherwise).
+    pub fn limit_param(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.query_param("limit") {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|limit| (1..=max).contains(limit))
+                .ok_or_else(|| ApiError::validation(format!("limit must be 1 to {max}"))),
+        }
+    }
+
     /// The id of this request (also sent back as `x-request-id`).
     pub fn request_id(&self) -> &str {
         &self.request_id

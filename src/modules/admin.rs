@@ -1,4 +1,5 @@
-//! The admin API under `/admin/v1`: tenants, API keys, JWT realms, live stats.
+//! The admin API under `/admin/v1`: tenants, API keys, JWT realms, webhook
+//! endpoints and their deliveries ([`webhooks`]), live stats.
 //!
 //! The instance admin key may do everything; an API key with the `admin`
 //! scope may manage its own tenant's keys and realms. Key secrets appear only
@@ -14,6 +15,7 @@ use crate::http::router::Router;
 use crate::http::{Request, Response, response};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::transport::webhook::Webhooks;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,7 +30,11 @@ pub struct AdminApi {
     pub hub: Arc<Hub>,
     /// For live stats.
     pub metrics: Arc<Metrics>,
+    /// Tenants' webhook endpoints.
+    pub webhooks: Arc<Webhooks>,
 }
+
+mod webhooks;
 
 /// Registers the admin routes.
 pub fn routes(router: &mut Router, api: Arc<AdminApi>) {
@@ -90,6 +96,7 @@ pub fn routes(router: &mut Router, api: Arc<AdminApi>) {
         delete_realm,
     );
     router.route_with(Method::GET, "/admin/v1/stats", &api, stats);
+    webhooks::routes(router, &api);
 }
 
 type Reply = Result<Response, ApiError>;
@@ -179,6 +186,7 @@ async fn delete_tenant(api: Arc<AdminApi>, request: Request) -> Reply {
     instance_admin(&api, &request)?;
     let tenant = find_tenant(&api, request.param("tenant").unwrap_or_default())?;
     api.auth.registry().delete_tenant(&tenant.id).await?;
+    api.webhooks.delete_tenant(tenant.id).await?;
     Ok(response::data(
         StatusCode::OK,
         &json!({ "deleted": tenant.id }),

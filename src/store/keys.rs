@@ -9,11 +9,16 @@
 //! a r <tenant:16> <realm name>               JWT realm (JSON)
 //! a x <ticket hash>                          stream ticket (JSON, secret hashed)
 //! s <module> 0x00 …                          module state (owned by each module)
+//! w e <tenant:16> <endpoint:16>              webhook endpoint (JSON, with its signing secret)
+//! w p <endpoint:16> <delivery:16>            pending webhook delivery (outbox row), in delivery order
+//! w f <endpoint:16> <delivery:16>            failed webhook delivery (given up), same layout
 //! ```
 //!
 //! Invariants: topic names never contain 0x00 (they are validated to
-//! `[A-Za-z0-9._:/-]`, or are a module's own `~<module>/<id>`), so `<topic> 0x00` is a prefix of exactly one topic's
-//! events; ids are big-endian ULIDs, so byte order is id order.
+//! `[A-Za-z0-9._:/-]`, or are a module's own `~<module>/<id>`), so `<topic> 0x00`
+//! is a prefix of exactly one topic's events; ids are big-endian ULIDs, so byte
+//! order is id order. Delivery ids come from the writer's id generator, so an
+//! endpoint's pending rows are in the order they were committed.
 
 use uuid::Uuid;
 
@@ -47,6 +52,38 @@ pub const AUTH_REALM: u8 = b'r';
 
 /// Auth record kind: stream ticket.
 pub const AUTH_TICKET: u8 = b'x';
+
+/// Prefix of webhook records.
+pub const WEBHOOK: u8 = b'w';
+/// Webhook record kind: endpoint.
+pub const WEBHOOK_ENDPOINT: u8 = b'e';
+/// Webhook record kind: pending delivery.
+pub const WEBHOOK_PENDING: u8 = b'p';
+/// Webhook record kind: failed delivery.
+pub const WEBHOOK_FAILED: u8 = b'f';
+
+/// Key of a webhook endpoint; `None` for the prefix of every endpoint of
+/// `tenant`. With no tenant either, the prefix of all endpoints.
+pub fn webhook_endpoint(tenant: Option<&Uuid>, endpoint: Option<&Uuid>) -> Vec<u8> {
+    let mut key = vec![WEBHOOK, WEBHOOK_ENDPOINT];
+    for id in [tenant, endpoint].into_iter().flatten() {
+        key.extend_from_slice(id.as_bytes());
+    }
+    key
+}
+
+/// Key of a delivery of `kind` ([`WEBHOOK_PENDING`] or [`WEBHOOK_FAILED`]);
+/// `None` for the prefix of all of an endpoint's deliveries of that kind.
+pub fn webhook_delivery(kind: u8, endpoint: &Uuid, delivery: Option<u128>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(34);
+    key.push(WEBHOOK);
+    key.push(kind);
+    key.extend_from_slice(endpoint.as_bytes());
+    if let Some(delivery) = delivery {
+        key.extend_from_slice(&delivery.to_be_bytes());
+    }
+    key
+}
 
 /// Key of a ticket record by the hex hash of its secret.
 pub fn auth_ticket(hash: &str) -> Vec<u8> {
@@ -118,7 +155,7 @@ pub fn event(tenant: &Uuid, topic: &str, id: u128) -> Vec<u8> {
     key
 }
 
-/// The id at the end of an event key.
+/// The id at the end of an event or webhook delivery key.
 pub fn event_id(key: &[u8]) -> Option<u128> {
     let tail: [u8; 16] = key.get(key.len().checked_sub(16)?..)?.try_into().ok()?;
     Some(u128::from_be_bytes(tail))
@@ -137,6 +174,20 @@ mod tests {
         assert!(first.starts_with(&event_prefix(&tenant, "room")));
         assert!(!event(&tenant, "room2", 1).starts_with(&event_prefix(&tenant, "room")));
         assert_eq!(event_id(&second), Some(2));
+    }
+
+    #[test]
+    fn webhook_keys_nest_and_order_deliveries_by_id() {
+        let (tenant, endpoint) = (Uuid::new_v4(), Uuid::new_v4());
+        let record = webhook_endpoint(Some(&tenant), Some(&endpoint));
+        assert!(record.starts_with(&webhook_endpoint(Some(&tenant), None)));
+        assert!(record.starts_with(&webhook_endpoint(None, None)));
+        let first = webhook_delivery(WEBHOOK_PENDING, &endpoint, Some(1));
+        let second = webhook_delivery(WEBHOOK_PENDING, &endpoint, Some(2));
+        assert!(first < second);
+        assert!(first.starts_with(&webhook_delivery(WEBHOOK_PENDING, &endpoint, None)));
+        assert_eq!(event_id(&second), Some(2));
+        assert!(!first.starts_with(&webhook_delivery(WEBHOOK_FAILED, &endpoint, None)));
     }
 
     #[test]

@@ -169,6 +169,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `visit` with every pair under `prefix`, in key order, reading
+    /// a page at a time (blocking).
+    pub fn for_each_blocking(
+        &self,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.scan_blocking(prefix, after.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.to_vec());
+            for (key, value) in &page {
+                visit(key, value)?;
+            }
+        }
+    }
+
     /// The first pair under `prefix` (blocking).
     pub fn first_blocking(
         &self,

@@ -2,12 +2,14 @@
 //!
 //! * [`sse`]: Server-Sent Events over a streaming HTTP body (HTTP/1.1, HTTP/2, TLS).
 //! * [`ws`]: WebSocket (RFC 6455) on hyper's upgrade.
+//! * [`webhook`]: signed POSTs to tenants' endpoints from a durable outbox.
 //!
-//! Both drain everything a subscription has ready into one write, end when
+//! SSE and WebSocket drain everything a subscription has ready into one write, end when
 //! the server stops (with a final message telling the client to reconnect),
 //! and never hold up the publisher: a slow client falls back to reading the
 //! log, and a client whose socket does not drain is disconnected by the
 //! connection's write timeout.
 
 pub mod sse;
+pub mod webhook;
 pub mod ws;

@@ -19,3 +19,4 @@ mod slow;
 mod streams;
 mod tickets;
 mod topics;
+mod webhooks;

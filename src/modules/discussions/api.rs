@@ -3,7 +3,7 @@
 use super::DiscussionsApi;
 use super::actor::{Acting, Actor};
 use super::query::{self, PageRequest};
-use super::service::{self, Lifecycle, Moderate, NewComment, NewDiscussion};
+use super::service::{self, Context, Lifecycle, Moderate, NewComment, NewDiscussion};
 use crate::auth::keys::Scope;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
@@ -32,19 +32,33 @@ fn comment_id(request: &Request) -> Result<Uuid, ApiError> {
 }
 
 impl DiscussionsApi {
-    /// Runs `operation` for `actor` in one atomic change.
+    /// The context of a write for `tenant`.
+    fn context(&self, tenant: Uuid) -> Context {
+        Context {
+            tenant,
+            limits: self.limits,
+            webhooks: self.webhooks.clone(),
+        }
+    }
+
+    /// Runs `operation` for `actor` in one atomic change and wakes the
+    /// webhook dispatcher when it emitted events.
     async fn act<T, F>(&self, actor: Actor, operation: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Change<'_>, &Acting) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut Change<'_>, &Context, &Acting) -> Result<T, ApiError> + Send + 'static,
     {
+        let context = self.context(actor.tenant);
         let committed = self
             .writer
             .commit(move |change| {
                 let acting = actor.resolve(change)?;
-                operation(change, &acting)
+                operation(change, &context, &acting)
             })
             .await?;
+        if !committed.events.is_empty() {
+            self.webhooks.wake();
+        }
         Ok(committed.value)
     }
 
@@ -70,10 +84,10 @@ pub(super) async fn create(
     let principal = api.auth.authenticate(&request)?;
     principal.require(Scope::Publish)?;
     let input: NewDiscussion = request.json().await?;
-    let (tenant, limits) = (principal.tenant, api.limits);
+    let context = api.context(principal.tenant);
     let discussion = api
         .writer
-        .commit(move |change| service::create_discussion(change, &tenant, input, &limits))
+        .commit(move |change| service::create_discussion(change, &context, input))
         .await?
         .value;
     Ok(response::data(StatusCode::CREATED, &discussion))
@@ -118,10 +132,9 @@ pub(super) async fn lifecycle(
     let actor = api.actor(&request, true)?;
     let id = discussion_id(&request)?;
     let input: ReasonInput = request.json_or_default().await?;
-    let tenant = actor.tenant;
     let discussion = api
-        .act(actor, move |change, acting| {
-            service::change_lifecycle(change, &tenant, &id, action, input.reason, acting)
+        .act(actor, move |change, context, acting| {
+            service::change_lifecycle(change, context, &id, action, input.reason, acting)
         })
         .await?;
     Ok(response::data(StatusCode::OK, &discussion))
@@ -156,11 +169,10 @@ pub(super) async fn list_comments(
         limit,
         moderator: actor.moderator,
     };
-    let tenant = actor.tenant;
     let page = api
         .read(move |store| {
-            query::discussion(store, &tenant, &id)?;
-            query::comments(store, &tenant, &id, &page)
+            query::discussion(store, &actor.tenant, &id)?;
+            query::comments(store, &actor.tenant, &id, &page)
         })
         .await?;
     Ok(response::data(StatusCode::OK, &page))
@@ -188,10 +200,9 @@ pub(super) async fn post_comment(
     let id = discussion_id(&request)?;
     let input: NewComment = request.json().await?;
     let actor = actor.with_display_name(input.display_name.clone());
-    let (tenant, limits) = (actor.tenant, api.limits);
     let comment = api
-        .act(actor, move |change, acting| {
-            service::post_comment(change, &tenant, &id, input, acting, &limits)
+        .act(actor, move |change, context, acting| {
+            service::post_comment(change, context, &id, input, acting)
         })
         .await?;
     Ok(response::data(StatusCode::CREATED, &comment))
@@ -211,10 +222,9 @@ pub(super) async fn edit_comment(
     let actor = api.actor(&request, true)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
     let input: EditInput = request.json().await?;
-    let (tenant, limits) = (actor.tenant, api.limits);
     let comment = api
-        .act(actor, move |change, acting| {
-            service::edit_comment(change, &tenant, &id, &comment, input.body, acting, &limits)
+        .act(actor, move |change, context, acting| {
+            service::edit_comment(change, context, &id, &comment, input.body, acting)
         })
         .await?;
     Ok(response::data(StatusCode::OK, &comment))
@@ -227,10 +237,9 @@ pub(super) async fn delete_comment(
 ) -> Result<Response, ApiError> {
     let actor = api.actor(&request, true)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let tenant = actor.tenant;
     let comment = api
-        .act(actor, move |change, acting| {
-            service::delete_comment(change, &tenant, &id, &comment, acting)
+        .act(actor, move |change, context, acting| {
+            service::delete_comment(change, context, &id, &comment, acting)
         })
         .await?;
     Ok(response::data(StatusCode::OK, &comment))
@@ -245,10 +254,9 @@ pub(super) async fn moderate(
     let actor = api.actor(&request, true)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
     let input: ReasonInput = request.json_or_default().await?;
-    let tenant = actor.tenant;
     let comment = api
-        .act(actor, move |change, acting| {
-            service::moderate(change, &tenant, &id, &comment, action, input.reason, acting)
+        .act(actor, move |change, context, acting| {
+            service::moderate(change, context, &id, &comment, action, input.reason, acting)
         })
         .await?;
     Ok(response::data(StatusCode::OK, &comment))
@@ -268,18 +276,9 @@ pub(super) async fn toggle_reaction(
     let actor = api.actor(&request, true)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
     let input: ReactionInput = request.json().await?;
-    let (tenant, limits) = (actor.tenant, api.limits);
     let toggled = api
-        .act(actor, move |change, acting| {
-            service::toggle_reaction(
-                change,
-                &tenant,
-                &id,
-                &comment,
-                input.reaction,
-                acting,
-                &limits,
-            )
+        .act(actor, move |change, context, acting| {
+            service::toggle_reaction(change, context, &id, &comment, input.reaction, acting)
         })
         .await?;
     Ok(response::data(StatusCode::OK, &toggled))

@@ -1,8 +1,9 @@
 //! The events of a discussion (spec 000) and their payloads.
 //!
-//! Every event goes to the discussion's own topic `~discussion/<id>` in the
-//! same atomic change as the state it describes. Its `data` is the payload
-//! the spec's clients receive as SSE `data:` (and webhooks as their body):
+//! Every event goes to the discussion's own topic `~discussion/<id>`, and is
+//! staged for the tenant's webhook endpoints, in the same atomic change as the
+//! state it describes. Its `data` is the payload the spec's clients receive as
+//! SSE `data:` and webhooks as their POST body:
 //!
 //! * comment and reaction events carry `originatedBy: {userId}` (internal
 //!   id; `null` when the backend or an operator acts);
@@ -17,6 +18,7 @@ use super::actor::Acting;
 use super::model::{Comment, DeletedBy, Discussion};
 use crate::error::ApiError;
 use crate::log::TopicRef;
+use crate::transport::webhook::Webhooks;
 use crate::writer::Change;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -34,15 +36,23 @@ pub struct Emitter<'a> {
     topic: TopicRef,
     discussion_id: Uuid,
     acting: &'a Acting,
+    webhooks: &'a Webhooks,
 }
 
 impl<'a> Emitter<'a> {
-    /// An emitter for `discussion`'s events caused by `acting`.
-    pub fn new(tenant: Uuid, discussion: &Discussion, acting: &'a Acting) -> Self {
+    /// An emitter for `discussion`'s events caused by `acting`, staged for
+    /// the tenant's `webhooks` too.
+    pub fn new(
+        tenant: Uuid,
+        discussion: &Discussion,
+        acting: &'a Acting,
+        webhooks: &'a Webhooks,
+    ) -> Self {
         Self {
             topic: topic(tenant, &discussion.id),
             discussion_id: discussion.id,
             acting,
+            webhooks,
         }
     }
 
@@ -51,8 +61,11 @@ impl<'a> Emitter<'a> {
             Some(user) => Value::String(user.to_string()),
             None => Value::String(self.acting.name.clone()),
         };
-        change.append(&self.topic, event_type, actor, data)?;
-        Ok(())
+        let body = serde_json::to_vec(&data)
+            .map_err(|err| ApiError::internal(format!("encoding a payload: {err}")))?;
+        let event = change.append(&self.topic, event_type, actor, data)?.clone();
+        self.webhooks
+            .stage(change, self.topic.tenant, &event, &body)
     }
 
     fn originated_by(&self) -> Value {

@@ -31,6 +31,7 @@ use crate::hub::Hub;
 use crate::lifecycle::Lifecycle as ServerLifecycle;
 use crate::metrics::Metrics;
 use crate::transport::sse::SseSettings;
+use crate::transport::webhook::Webhooks;
 use crate::writer::Writer;
 use actor::Actor;
 use http::Method;
@@ -55,6 +56,8 @@ pub struct DiscussionsApi {
     pub sse: SseSettings,
     /// Module limits.
     pub limits: DiscussionLimits,
+    /// Every event is also delivered to the tenant's webhooks.
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl DiscussionsApi {

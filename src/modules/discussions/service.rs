@@ -10,10 +10,12 @@ use super::model::{
     Moderation, decode, encode, require_text, state_conflict,
 };
 use crate::error::{ApiError, ErrorCode};
+use crate::transport::webhook::Webhooks;
 use crate::writer::Change;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Longest external id of a discussion.
@@ -36,6 +38,24 @@ pub struct DiscussionLimits {
     pub max_reaction_kinds: usize,
     /// Most comments in one page.
     pub max_page: usize,
+}
+
+/// What every write operation runs with: the tenant acted on, the limits,
+/// and the webhooks its events are staged for.
+#[derive(Clone)]
+pub struct Context {
+    /// The tenant.
+    pub tenant: Uuid,
+    /// Module limits.
+    pub limits: DiscussionLimits,
+    /// The tenant's webhook endpoints receive every event.
+    pub webhooks: Arc<Webhooks>,
+}
+
+impl Context {
+    fn emitter<'a>(&'a self, discussion: &Discussion, acting: &'a Acting) -> Emitter<'a> {
+        Emitter::new(self.tenant, discussion, acting, &self.webhooks)
+    }
 }
 
 /// A new discussion.
@@ -134,12 +154,12 @@ fn save_comment(change: &mut Change<'_>, tenant: &Uuid, comment: &Comment) -> Re
 /// Creates a discussion; 409 when the external id is taken.
 pub fn create_discussion(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     input: NewDiscussion,
-    limits: &DiscussionLimits,
 ) -> Result<Discussion, ApiError> {
+    let tenant = &ctx.tenant;
     require_text("externalId", &input.external_id, MAX_EXTERNAL_ID, false)?;
-    require_text("title", &input.title, limits.max_title_chars, false)?;
+    require_text("title", &input.title, ctx.limits.max_title_chars, false)?;
     if let Some(url) = &input.url {
         require_text("url", url, MAX_URL, false)?;
     }
@@ -173,12 +193,13 @@ pub fn create_discussion(
 /// Applies a lifecycle action and emits its event.
 pub fn change_lifecycle(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     id: &Uuid,
     action: Lifecycle,
     reason: Option<String>,
     acting: &Acting,
 ) -> Result<Discussion, ApiError> {
+    let tenant = &ctx.tenant;
     acting.require_moderator()?;
     if let Some(reason) = &reason {
         require_text("reason", reason, MAX_REASON, true)?;
@@ -213,7 +234,8 @@ pub fn change_lifecycle(
     discussion.status_reason = reason;
     discussion.updated_at = at.clone();
     save_discussion(change, tenant, &discussion)?;
-    Emitter::new(*tenant, &discussion, acting).lifecycle(change, event_type, &discussion, &at)?;
+    ctx.emitter(&discussion, acting)
+        .lifecycle(change, event_type, &discussion, &at)?;
     Ok(discussion)
 }
 
@@ -234,14 +256,14 @@ pub struct NewComment {
 /// Posts a comment (pending under `pre` moderation unless a moderator posts).
 pub fn post_comment(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     discussion_id: &Uuid,
     input: NewComment,
     acting: &Acting,
-    limits: &DiscussionLimits,
 ) -> Result<Comment, ApiError> {
+    let tenant = &ctx.tenant;
     let reader = acting.require_reader()?;
-    require_text("body", &input.body, limits.max_comment_chars, true)?;
+    require_text("body", &input.body, ctx.limits.max_comment_chars, true)?;
     let mut discussion = load_discussion(change, tenant, discussion_id)?;
     discussion.require_writable(acting.moderator)?;
     let parent = match &input.parent_id {
@@ -290,7 +312,7 @@ pub fn post_comment(
         Vec::new(),
     );
     save_comment(change, tenant, &comment)?;
-    let emitter = Emitter::new(*tenant, &discussion, acting);
+    let emitter = ctx.emitter(&discussion, acting);
     emitter.comment(change, "comment_created", &comment)?;
     if !pending {
         publish_effects(change, tenant, &mut discussion, parent, &comment, &emitter)?;
@@ -320,14 +342,14 @@ fn publish_effects(
 /// Edits a comment's body (its author or a moderator).
 pub fn edit_comment(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     discussion_id: &Uuid,
     comment_id: &Uuid,
     body: String,
     acting: &Acting,
-    limits: &DiscussionLimits,
 ) -> Result<Comment, ApiError> {
-    require_text("body", &body, limits.max_comment_chars, true)?;
+    let tenant = &ctx.tenant;
+    require_text("body", &body, ctx.limits.max_comment_chars, true)?;
     let (discussion, mut comment) =
         writable_comment(change, tenant, discussion_id, comment_id, acting)?;
     if matches!(
@@ -341,7 +363,8 @@ pub fn edit_comment(
     comment.body = Some(body);
     comment.edited_at = Some(now());
     save_comment(change, tenant, &comment)?;
-    Emitter::new(*tenant, &discussion, acting).comment(change, "comment_edited", &comment)?;
+    ctx.emitter(&discussion, acting)
+        .comment(change, "comment_edited", &comment)?;
     Ok(comment)
 }
 
@@ -368,11 +391,12 @@ fn writable_comment(
 /// Deletes a comment (a tombstone stays); deleting twice changes nothing.
 pub fn delete_comment(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     discussion_id: &Uuid,
     comment_id: &Uuid,
     acting: &Acting,
 ) -> Result<Comment, ApiError> {
+    let tenant = &ctx.tenant;
     let (mut discussion, mut comment) =
         writable_comment(change, tenant, discussion_id, comment_id, acting)?;
     if comment.status == CommentStatus::Deleted {
@@ -397,7 +421,8 @@ pub fn delete_comment(
     comment.deleted_at = Some(now());
     comment.deleted_by = Some(deleted_by.clone());
     save_comment(change, tenant, &comment)?;
-    Emitter::new(*tenant, &discussion, acting).deleted(change, &comment, &deleted_by)?;
+    ctx.emitter(&discussion, acting)
+        .deleted(change, &comment, &deleted_by)?;
     Ok(comment)
 }
 
@@ -405,13 +430,14 @@ pub fn delete_comment(
 /// pinned comment (or unpinning an unpinned one) changes nothing.
 pub fn moderate(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     discussion_id: &Uuid,
     comment_id: &Uuid,
     action: Moderate,
     reason: Option<String>,
     acting: &Acting,
 ) -> Result<Comment, ApiError> {
+    let tenant = &ctx.tenant;
     acting.require_moderator()?;
     if let Some(reason) = &reason {
         require_text("reason", reason, MAX_REASON, true)?;
@@ -419,7 +445,7 @@ pub fn moderate(
     let mut discussion = load_discussion(change, tenant, discussion_id)?;
     discussion.require_writable(true)?;
     let mut comment = load_comment(change, tenant, discussion_id, comment_id)?;
-    let emitter = Emitter::new(*tenant, &discussion, acting);
+    let emitter = ctx.emitter(&discussion, acting);
     match action {
         Moderate::Approve | Moderate::Reject if comment.status != CommentStatus::Pending => Err(
             state_conflict("only pending comments can be approved or rejected"),
@@ -482,13 +508,13 @@ pub struct Toggled {
 /// Adds the reader's reaction, or removes it when present.
 pub fn toggle_reaction(
     change: &mut Change<'_>,
-    tenant: &Uuid,
+    ctx: &Context,
     discussion_id: &Uuid,
     comment_id: &Uuid,
     reaction: String,
     acting: &Acting,
-    limits: &DiscussionLimits,
 ) -> Result<Toggled, ApiError> {
+    let tenant = &ctx.tenant;
     let reader = acting.require_reader()?;
     require_text("reaction", &reaction, MAX_REACTION, false)?;
     if reaction.len() > MAX_REACTION {
@@ -513,14 +539,15 @@ pub fn toggle_reaction(
         change.delete(key);
     }
     comment.reactions.retain(|_, count| *count > 0);
-    if comment.reactions.len() > limits.max_reaction_kinds {
+    if comment.reactions.len() > ctx.limits.max_reaction_kinds {
         return Err(ApiError::validation(format!(
             "a comment holds at most {} different reactions",
-            limits.max_reaction_kinds
+            ctx.limits.max_reaction_kinds
         )));
     }
     save_comment(change, tenant, &comment)?;
-    Emitter::new(*tenant, &discussion, acting).reaction(change, &comment, &reaction, active)?;
+    ctx.emitter(&discussion, acting)
+        .reaction(change, &comment, &reaction, active)?;
     Ok(Toggled {
         comment_id: comment.id,
         count: comment.reactions.get(&reaction).copied().unwrap_or(0),

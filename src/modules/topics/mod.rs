@@ -9,7 +9,9 @@
 //!   credential or `?ticket=`).
 //! * `GET /api/v1/topics/ws` → WebSocket with subscribe/unsubscribe/publish ops.
 //!
-//! `{topic}` is one path segment: percent-encode `/` as `%2F`.
+//! `{topic}` is one path segment: percent-encode `/` as `%2F`. Every
+//! published event is also staged for the tenant's webhook endpoints (body:
+//! the event's stored JSON), in the same atomic change.
 
 mod rest;
 mod ws;
@@ -23,6 +25,7 @@ use crate::lifecycle::Lifecycle;
 use crate::log::TopicRef;
 use crate::metrics::Metrics;
 use crate::transport::sse::SseSettings;
+use crate::transport::webhook::Webhooks;
 use crate::transport::ws::WsSettings;
 use crate::writer::Writer;
 use http::Method;
@@ -57,6 +60,8 @@ pub struct TopicsApi {
     pub ws: WsSettings,
     /// API limits.
     pub limits: TopicsLimits,
+    /// Published events are also delivered to the tenant's webhooks.
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl TopicsApi {

@@ -66,13 +66,15 @@ pub(super) fn parse_events(body: Value, max: usize) -> Result<(Vec<EventInput>, 
     Ok((events, batch))
 }
 
-/// Commits events to a topic atomically; all or none.
+/// Commits events to a topic atomically, all or none, with a webhook
+/// delivery of each (its stored JSON) to the tenant's matching endpoints.
 pub(super) async fn commit_events(
     api: &TopicsApi,
     topic: TopicRef,
     default_actor: String,
     events: Vec<EventInput>,
 ) -> Result<Vec<Arc<LogEvent>>, ApiError> {
+    let webhooks = api.webhooks.clone();
     let committed = api
         .writer
         .commit(move |change| {
@@ -81,10 +83,14 @@ pub(super) async fn commit_events(
                     .actor
                     .unwrap_or_else(|| Value::String(default_actor.clone()));
                 change.append(&topic, &input.event_type, actor, input.data)?;
+                if let Some(appended) = change.appended().last().cloned() {
+                    webhooks.stage(change, topic.tenant, &appended.event, &appended.json)?;
+                }
             }
             Ok(())
         })
         .await?;
+    api.webhooks.wake();
     Ok(committed.events)
 }
 
@@ -126,16 +132,7 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
                 .map_err(|_| ApiError::validation(format!("after=`{text}` is not an event id")))?,
         ),
     };
-    let limit = match request.query_param("limit") {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| (1..=api.limits.max_page).contains(limit))
-            .ok_or_else(|| {
-                ApiError::validation(format!("limit must be 1 to {}", api.limits.max_page))
-            })?,
-    };
+    let limit = request.limit_param(DEFAULT_PAGE, api.limits.max_page)?;
     let durable = api.hub.durable_mark();
     let page = api
         .hub
