@@ -495,9 +495,7 @@ async fn streams_opened_with_a_token_end_when_it_expires() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut reader = SseReader::from_response(response);
-    assert_eq!(reader.next_event().await.unwrap().event, "connected");
+    let mut reader = SseReader::connected(response).await;
     let started = std::time::Instant::now();
     let last = reader.next_event().await.unwrap();
     assert_eq!(last.event, "error");

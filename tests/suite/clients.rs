@@ -156,6 +156,14 @@ impl SseReader {
         }
     }
 
+    /// Wraps a `200 text/event-stream` response and reads past its `connected` frame.
+    pub async fn connected(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), 200);
+        let mut reader = Self::from_response(response);
+        assert_eq!(reader.next_event().await.unwrap().event, "connected");
+        reader
+    }
+
     /// The next frame; `None` when the stream ended.
     pub async fn next(&mut self) -> Option<Frame> {
         loop {

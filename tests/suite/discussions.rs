@@ -143,10 +143,7 @@ impl<'a> Backend<'a> {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut reader = SseReader::from_response(response);
-        assert_eq!(reader.next_event().await.unwrap().event, "connected");
-        reader
+        SseReader::connected(response).await
     }
 }
 

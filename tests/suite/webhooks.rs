@@ -608,17 +608,24 @@ async fn shutdown_leaves_an_attempt_in_flight_pending() {
     assert_eq!(delivered[0].body, stored);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_up_deliveries_are_listed_and_redelivered() {
+/// A server giving deliveries up after `retry_for`, disabling endpoints after
+/// `disable_after` of them, with one endpoint whose receiver fails every request.
+async fn failing_endpoint(retry_for: &str, disable_after: &str) -> (Server, Receiver, String) {
     let server = server(&[
         "--webhook-retry-for",
-        "300ms",
+        retry_for,
         "--webhook-disable-after",
-        "0",
+        disable_after,
     ]);
     let receiver = Receiver::start().await;
     receiver.set_default(Answer::Fail);
     let (endpoint, _) = create_endpoint(&server, json!({ "url": receiver.url })).await;
+    (server, receiver, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_up_deliveries_are_listed_and_redelivered() {
+    let (server, receiver, endpoint) = failing_endpoint("300ms", "0").await;
     let mut ids = Vec::new();
     for n in 0..3 {
         ids.push(event_id(&publish(&server, "given-up", "t", json!(n)).await));
@@ -700,15 +707,7 @@ async fn given_up_deliveries_are_listed_and_redelivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_continuously_is_disabled_and_can_be_re_enabled() {
-    let server = server(&[
-        "--webhook-retry-for",
-        "200ms",
-        "--webhook-disable-after",
-        "2",
-    ]);
-    let receiver = Receiver::start().await;
-    receiver.set_default(Answer::Fail);
-    let (endpoint, _) = create_endpoint(&server, json!({ "url": receiver.url })).await;
+    let (server, receiver, endpoint) = failing_endpoint("200ms", "2").await;
     // One batch, so all three are queued before the endpoint can be disabled.
     let batch = json!({ "events": [
         { "type": "t", "data": 0 }, { "type": "t", "data": 1 }, { "type": "t", "data": 2 },

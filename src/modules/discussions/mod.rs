@@ -92,7 +92,7 @@ pub fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
         &api,
         api::get_by_external,
     );
-    lifecycle_routes(router, &api);
+    action_routes(router, &api, &LIFECYCLE, api::lifecycle);
     router.route_with(
         Method::GET,
         "/api/v1/discussions/{discussionId}/comments",
@@ -115,7 +115,7 @@ pub fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
         &api,
         api::toggle_reaction,
     );
-    moderation_routes(router, &api);
+    action_routes(router, &api, &MODERATION, api::moderate);
     router.route_with(
         Method::POST,
         "/api/v1/stream/ticket-by-external",
@@ -131,47 +131,51 @@ pub fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
     );
 }
 
-fn lifecycle_routes(router: &mut Router, api: &Arc<DiscussionsApi>) {
-    let actions: [(&'static str, Lifecycle); 3] = [
-        ("/api/v1/discussions/{discussionId}/lock", Lifecycle::Lock),
-        (
-            "/api/v1/discussions/{discussionId}/unlock",
-            Lifecycle::Unlock,
-        ),
-        (
-            "/api/v1/discussions/{discussionId}/archive",
-            Lifecycle::Archive,
-        ),
-    ];
-    for (path, action) in actions {
+/// Registers `POST path` for each `(path, action)`, each calling `handler` with its action.
+fn action_routes<A, F, Fut>(
+    router: &mut Router,
+    api: &Arc<DiscussionsApi>,
+    actions: &[(&'static str, A)],
+    handler: F,
+) where
+    A: Copy + Send + Sync + 'static,
+    F: Fn(Arc<DiscussionsApi>, Request, A) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<crate::http::Response, ApiError>> + Send + 'static,
+{
+    for &(path, action) in actions {
         router.route_with(Method::POST, path, api, move |api, request| {
-            api::lifecycle(api, request, action)
+            handler(api, request, action)
         });
     }
 }
 
-fn moderation_routes(router: &mut Router, api: &Arc<DiscussionsApi>) {
-    let actions: [(&'static str, Moderate); 4] = [
-        (
-            "/api/v1/discussions/{discussionId}/comments/{commentId}/approve",
-            Moderate::Approve,
-        ),
-        (
-            "/api/v1/discussions/{discussionId}/comments/{commentId}/reject",
-            Moderate::Reject,
-        ),
-        (
-            "/api/v1/discussions/{discussionId}/comments/{commentId}/pin",
-            Moderate::Pin,
-        ),
-        (
-            "/api/v1/discussions/{discussionId}/comments/{commentId}/unpin",
-            Moderate::Unpin,
-        ),
-    ];
-    for (path, action) in actions {
-        router.route_with(Method::POST, path, api, move |api, request| {
-            api::moderate(api, request, action)
-        });
-    }
-}
+const LIFECYCLE: [(&str, Lifecycle); 3] = [
+    ("/api/v1/discussions/{discussionId}/lock", Lifecycle::Lock),
+    (
+        "/api/v1/discussions/{discussionId}/unlock",
+        Lifecycle::Unlock,
+    ),
+    (
+        "/api/v1/discussions/{discussionId}/archive",
+        Lifecycle::Archive,
+    ),
+];
+
+const MODERATION: [(&str, Moderate); 4] = [
+    (
+        "/api/v1/discussions/{discussionId}/comments/{commentId}/approve",
+        Moderate::Approve,
+    ),
+    (
+        "/api/v1/discussions/{discussionId}/comments/{commentId}/reject",
+        Moderate::Reject,
+    ),
+    (
+        "/api/v1/discussions/{discussionId}/comments/{commentId}/pin",
+        Moderate::Pin,
+    ),
+    (
+        "/api/v1/discussions/{discussionId}/comments/{commentId}/unpin",
+        Moderate::Unpin,
+    ),
+];
