@@ -219,16 +219,16 @@ impl Session {
             .map_err(|_| End::Client)
     }
 
-    /// On a busy session, waits out the write interval for more deliveries.
+    /// On a busy session, waits out the write interval, then takes what arrived
+    /// meanwhile (sleeping, not waiting on the subscriptions: one wake-up per
+    /// interval, not one per publish).
     async fn linger(&mut self) -> Option<Ready> {
         let flush_at = self.last_flush + self.api.ws.write_interval;
         if self.api.ws.write_interval.is_zero() || Instant::now() >= flush_at {
             return None;
         }
-        tokio::time::timeout_at(flush_at, self.subscriptions.next())
-            .await
-            .ok()
-            .flatten()
+        tokio::time::sleep_until(flush_at).await;
+        self.subscriptions.next().now_or_never().flatten()
     }
 
     async fn reply(&mut self, value: Value) -> Result<(), End> {
