@@ -10,6 +10,7 @@ mod cli;
 mod conformance;
 mod durability;
 mod errors;
+mod lean;
 mod ops;
 mod protocols;
 mod shutdown;
