@@ -3,7 +3,7 @@
 //! pipelined and garbage bytes, and release on client disconnect.
 
 use crate::clients::{admin_key, publish};
-use crate::harness::{Server, sample};
+use crate::harness::Server;
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,6 +53,19 @@ impl Raw {
         }
     }
 
+    /// Reads to the end of a stream cycled by `--sse-lifetime` (frame and last chunk).
+    async fn stream_end(&mut self) {
+        self.until("event: connection-timeout").await;
+        self.until("\r\n0\r\n\r\n").await;
+    }
+
+    /// Asserts that the connection answers another request.
+    async fn serves_another_request(&mut self) {
+        self.send(HEALTHZ).await;
+        let head = self.until("\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+
     /// Whether the server closes (or resets) the connection within the timeout.
     async fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
@@ -93,10 +106,8 @@ async fn a_lean_stream_is_chunked_beats_and_keeps_the_connection_alive_after_it_
     let id = publish(&server, &server.http1(), "lean", json!({ "n": 1 })).await;
     raw.until(&format!("id: {id}")).await;
     raw.until(": heartbeat").await;
-    raw.until("event: connection-timeout").await;
-    raw.until("\r\n0\r\n\r\n").await;
-    raw.send(HEALTHZ).await;
-    assert!(raw.until("\r\n\r\n").await.starts_with("HTTP/1.1 200"));
+    raw.stream_end().await;
+    raw.serves_another_request().await;
 }
 
 #[tokio::test]
@@ -106,8 +117,7 @@ async fn requests_pipelined_behind_a_stream_are_answered_after_it() {
     let mut both = stream_request(&server, "piped").into_bytes();
     both.extend_from_slice(HEALTHZ);
     raw.send(&both).await;
-    raw.until("event: connection-timeout").await;
-    raw.until("\r\n0\r\n\r\n").await;
+    raw.stream_end().await;
     let next = raw.until("\r\n\r\n").await;
     assert!(next.starts_with("HTTP/1.1 200"), "{next}");
 }
@@ -145,8 +155,7 @@ async fn refused_lean_requests_get_the_envelope_and_the_connection_goes_on() {
     );
     raw.until("\"UNAUTHORIZED\"").await;
     raw.until("}}").await;
-    raw.send(HEALTHZ).await;
-    assert!(raw.until("\r\n\r\n").await.starts_with("HTTP/1.1 200"));
+    raw.serves_another_request().await;
 }
 
 #[tokio::test]
@@ -162,18 +171,6 @@ async fn garbage_behind_a_stream_disconnects_the_client() {
 #[tokio::test]
 async fn a_client_closing_its_stream_releases_it_at_once() {
     let server = Server::start();
-    let client = server.http1();
-    let open_streams = || async {
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        sample(&text, "tidings_hub_subscriptions").unwrap_or(-1.0)
-    };
     let mut raws = Vec::new();
     for n in 0..3 {
         let mut raw = Raw::connect(&server).await;
@@ -182,10 +179,10 @@ async fn a_client_closing_its_stream_releases_it_at_once() {
         raw.until("event: connected").await;
         raws.push(raw);
     }
-    assert_eq!(open_streams().await, 3.0);
+    assert_eq!(server.metric("tidings_hub_subscriptions").await, 3.0);
     drop(raws);
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-    while open_streams().await != 0.0 {
+    while server.metric("tidings_hub_subscriptions").await != 0.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "subscriptions released"
