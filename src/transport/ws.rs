@@ -5,6 +5,8 @@
 //! lifecycle session (shutdown waits for it). Helpers here give every
 //! surface the same close codes: 1000 normal, 1001 going away (shutdown,
 //! keepalive timeout), 1008 policy, 1009 message too big, 1011 server error.
+//! [`FrameBatch`] writes event frames from the events' shared bytes, past
+//! tungstenite (which would clone, validate and copy each message).
 //!
 //! Invariants: the read buffer is small (`--ws-read-buffer`, a few KiB, not
 //! tungstenite's 128 KiB) so idle connections stay cheap; messages over
