@@ -202,8 +202,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WS_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_byte_size)]
     pub ws_max_message: u64,
 
-    /// WebSocket read buffer per connection.
-    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value = "4KiB", value_parser = parse_byte_size)]
+    /// WebSocket read buffer per connection (it is filled whole on every
+    /// read, so it is a large part of an idle connection's memory; a bigger
+    /// message grows it while it is read).
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value = "1KiB", value_parser = parse_byte_size)]
     pub ws_read_buffer: u64,
 
     /// Interval of WebSocket pings; clients silent for two intervals are dropped.

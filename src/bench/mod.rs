@@ -31,7 +31,8 @@
 //! * [`sse`]: the zero-copy SSE frame scanner; [`h1`] and [`chunked`]: the
 //!   bare HTTP/1.1 streaming GET the SSE subscriber reads from its own task;
 //!   [`sse_client`], [`ws_client`]: the two subscriber transports behind
-//!   [`stream`].
+//!   [`stream`]; [`ws_frame`]: the WebSocket framing the bench client reads
+//!   and writes itself.
 //! * [`payload`]: the stamp (topic, sequence, send time) events carry.
 //! * [`peer`]: other servers (Pushpin) the fanout can measure side by side.
 //! * [`ledger`]: loss and duplicate accounting; [`histogram`]: latencies.
@@ -63,6 +64,7 @@ pub mod subscriber;
 pub mod target;
 pub mod workers;
 pub mod ws_client;
+pub mod ws_frame;
 
 pub use args::BenchArgs;
 

@@ -15,7 +15,6 @@ use super::sse_client::SseConn;
 use super::target::Target;
 use super::ws_client::WsConn;
 use std::borrow::Cow;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Where a subscriber is in its stream: enough to resume after it.
 #[derive(Debug, Clone)]
@@ -23,7 +22,7 @@ pub enum Cursor {
     /// The SSE `id:` of the last event, as received (decoded only to resume).
     Id(Vec<u8>),
     /// The last WebSocket event frame; its id is read only when needed.
-    WsFrame(Utf8Bytes),
+    WsFrame(Vec<u8>),
 }
 
 /// A cursor borrowed from the frame being handled.
@@ -31,8 +30,8 @@ pub enum Cursor {
 pub enum CursorRef<'a> {
     /// An SSE `id:` field.
     Id(&'a [u8]),
-    /// A WebSocket event frame.
-    WsFrame(&'a Utf8Bytes),
+    /// A WebSocket event frame whose id is not at the usual place.
+    WsFrame(&'a [u8]),
 }
 
 impl Cursor {
@@ -52,7 +51,7 @@ impl Cursor {
                 id.extend_from_slice(bytes);
             }
             (_, CursorRef::Id(bytes)) => *slot = Some(Self::Id(bytes.to_vec())),
-            (_, CursorRef::WsFrame(text)) => *slot = Some(Self::WsFrame(text.clone())),
+            (_, CursorRef::WsFrame(text)) => *slot = Some(Self::WsFrame(text.to_vec())),
         }
     }
 }

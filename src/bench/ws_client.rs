@@ -2,41 +2,64 @@
 //! connection, sends `{"op":"subscribe"}` for one topic and classifies the
 //! server's frames into [`Delivery`] items.
 //!
-//! Event frames are recognised by the bench stamp without parsing the JSON;
-//! the event id is parsed only when a resume needs it ([`event_id_of`]).
-//! [`WsConn::read_into`] drains every message that is ready in one poll, so
-//! a burst of events costs one task wake-up, not one per message.
+//! Like the SSE client, it reads its socket in its own task and decodes in
+//! place (see [`super::ws_frame`]): per event the hot path is one socket read
+//! (often many frames), a frame header, and a substring search for the bench
+//! stamp; no allocation, no UTF-8 check, no JSON parse. Pings are answered,
+//! a close frame ends the stream. The event id is taken from the frame's
+//! fixed prefix, or parsed only when a resume needs it ([`event_id_of`]).
 
 use super::error::BenchError;
+use super::h1;
 use super::http::connect_tcp;
 use super::payload::{find_stamp, unix_micros};
 use super::stream::{CursorRef, Delivery, DeliverySink};
 use super::target::Target;
-use futures_util::{SinkExt, StreamExt};
-use http::HeaderValue;
+use super::ws_frame::{self, FrameSpan, OP_CLOSE, OP_PING, OP_TEXT};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::task::{Context, Poll};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 
-/// Read buffer per connection: small, so that many idle connections stay cheap.
-const READ_BUFFER: usize = 4096;
+/// First read size: small, so that idle connections stay cheap.
+const FIRST_READ: usize = 4 << 10;
 
-/// Messages handled in one wake-up before yielding to other subscribers.
-const MESSAGES_PER_WAKE: usize = 256;
+/// Largest read size, reached when reads keep filling the buffer.
+const MAX_READ: usize = 64 << 10;
+
+/// Reads handled in one wake-up before yielding to other subscribers.
+const READS_PER_WAKE: usize = 16;
+
+/// How every event frame of the topics API starts; the event id follows.
+const EVENT_PREFIX: &[u8] = br#"{"op":"event","event":{"id":""#;
 
 /// An open, subscribed WebSocket.
 #[derive(Debug)]
 pub struct WsConn {
-    ws: WebSocketStream<TcpStream>,
-    /// Frames that arrived before the subscription was confirmed, delivered first.
-    early: VecDeque<Utf8Bytes>,
+    stream: TcpStream,
+    /// Bytes read; complete frames start at `start`.
+    buf: Vec<u8>,
+    start: usize,
+    /// Bytes offered to the next read; doubles while reads fill it.
+    read_size: usize,
+    /// Frames to send (pongs, the close reply) not yet accepted by the socket.
+    out: Vec<u8>,
+    /// The server sent a close frame or closed the connection.
+    closed: bool,
+    /// Text messages that arrived before the subscription was confirmed, delivered first.
+    early: VecDeque<Vec<u8>>,
+}
+
+/// One frame taken from the buffer, as far as the subscriber cares.
+enum Taken {
+    /// A text message: `buf[start..end]`.
+    Text(usize, usize),
+    /// Anything handled already (ping, pong) or ignored.
+    Other,
 }
 
 /// A server frame other than an event, as far as the bench cares.
@@ -61,20 +84,36 @@ impl WsConn {
         topic: &str,
         after: Option<&str>,
     ) -> Result<Self, BenchError> {
-        let tcp = connect_tcp(target).await?;
-        let url = format!("ws://{}{}", target.authority, target.ws_path());
-        let mut request = url
-            .into_client_request()
-            .map_err(|err| BenchError::context("building the WebSocket request", err))?;
-        let key = HeaderValue::from_str(&target.api_key)
-            .map_err(|_| BenchError::usage("the API key is not a valid header value"))?;
-        request.headers_mut().insert("x-api-key", key);
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
-            .await
-            .map_err(describe_handshake_error)?;
+        let mut stream = connect_tcp(target).await?;
+        let key = generate_key();
+        let mut headers = vec![
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", key.as_str()),
+        ];
+        if !target.api_key.is_empty() {
+            headers.push(("X-API-Key", target.api_key.as_str()));
+        }
+        h1::send_get(&mut stream, &target.authority, &target.ws_path(), &headers).await?;
+        let head = h1::read_head(&mut stream).await?;
+        if head.status != 101 {
+            let excerpt = String::from_utf8_lossy(&head.leftover)
+                .chars()
+                .take(300)
+                .collect::<String>();
+            return Err(BenchError::run(format!(
+                "WebSocket upgrade refused with {}: {excerpt}",
+                head.status
+            )));
+        }
         let mut conn = Self {
-            ws,
+            stream,
+            buf: head.leftover,
+            start: 0,
+            read_size: FIRST_READ,
+            out: Vec::new(),
+            closed: false,
             early: VecDeque::new(),
         };
         conn.subscribe(topic, after).await?;
@@ -87,10 +126,8 @@ impl WsConn {
         if let Some(id) = after {
             op["after"] = serde_json::Value::from(id);
         }
-        self.ws
-            .send(Message::text(op.to_string()))
-            .await
-            .map_err(|err| BenchError::context("sending subscribe", err))?;
+        ws_frame::encode_client(OP_TEXT, op.to_string().as_bytes(), &mut self.out);
+        self.send_out().await?;
         loop {
             let Some(text) = self.read_text().await? else {
                 return Err(BenchError::run(format!(
@@ -110,21 +147,33 @@ impl WsConn {
         }
     }
 
-    /// The next text frame; `Ok(None)` once the connection is closed.
-    async fn read_text(&mut self) -> Result<Option<Utf8Bytes>, BenchError> {
+    /// Writes the queued frames.
+    async fn send_out(&mut self) -> Result<(), BenchError> {
+        let out = std::mem::take(&mut self.out);
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|err| BenchError::context("writing to the WebSocket", err))
+    }
+
+    /// The next text message, owned; `Ok(None)` once the connection is closed.
+    async fn read_text(&mut self) -> Result<Option<Vec<u8>>, BenchError> {
         loop {
-            match self.ws.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Ok(Message::Text(text))) => return Ok(Some(text)),
-                Some(Ok(_)) => continue,
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(None),
-                Some(Err(err)) => return Err(BenchError::context("reading the WebSocket", err)),
+            while let Some(taken) = self.take_frame()? {
+                if let Taken::Text(start, end) = taken {
+                    return Ok(Some(self.buf[start..end].to_vec()));
+                }
+            }
+            if !self.out.is_empty() {
+                self.send_out().await?;
+            }
+            if self.closed || !poll_fn(|cx| self.poll_fill(cx)).await? {
+                return Ok(None);
             }
         }
     }
 
-    /// Waits for a message, then delivers every message that is ready;
-    /// `Ok(false)` once the connection is closed.
+    /// Waits for data, then delivers every complete message; `Ok(false)` once the connection is closed.
     pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
         if !self.early.is_empty() {
             let now = unix_micros();
@@ -133,72 +182,141 @@ impl WsConn {
             }
             return Ok(true);
         }
+        let mut now = None;
+        self.deliver_buffered(sink, &mut now)?;
+        if now.is_some() {
+            return Ok(true);
+        }
+        if self.closed {
+            return Ok(false);
+        }
         poll_fn(|cx| self.poll_read_into(cx, sink)).await
     }
 
-    /// Delivers ready messages (up to [`MESSAGES_PER_WAKE`]).
+    /// Delivers the complete messages buffered, all stamped with one clock reading.
+    fn deliver_buffered(
+        &mut self,
+        sink: &mut impl DeliverySink,
+        now: &mut Option<u64>,
+    ) -> Result<(), BenchError> {
+        while let Some(taken) = self.take_frame()? {
+            if let Taken::Text(start, end) = taken {
+                let at = *now.get_or_insert_with(unix_micros);
+                sink.deliver(classify(&self.buf[start..end]), at);
+            }
+        }
+        self.try_send_out()
+    }
+
+    /// Reads while data is ready (up to [`READS_PER_WAKE`]), delivering as it goes.
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         sink: &mut impl DeliverySink,
     ) -> Poll<Result<bool, BenchError>> {
-        let mut received = None;
-        for _ in 0..MESSAGES_PER_WAKE {
-            let message = match self.ws.poll_next_unpin(cx) {
-                Poll::Pending if received.is_some() => return Poll::Ready(Ok(true)),
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(message) => message,
+        let mut now = None;
+        for _ in 0..READS_PER_WAKE {
+            let open = match self.poll_fill(cx) {
+                Poll::Pending if now.is_none() => return Poll::Pending,
+                Poll::Pending => break,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(open)) => open,
             };
-            match message {
-                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(false)),
-                Some(Ok(Message::Text(text))) => {
-                    let at = *received.get_or_insert_with(unix_micros);
-                    sink.deliver(classify(&text), at);
-                }
-                Some(Ok(_)) => {}
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-                    return Poll::Ready(Ok(false));
-                }
-                Some(Err(err)) => {
-                    return Poll::Ready(Err(BenchError::context("reading the WebSocket", err)));
-                }
+            if let Err(err) = self.deliver_buffered(sink, &mut now) {
+                return Poll::Ready(Err(err));
+            }
+            if !open || self.closed {
+                return Poll::Ready(Ok(false));
             }
         }
-        if received.is_none() {
-            // Only control messages so far and more are ready: come back soon.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+        if now.is_some() {
+            return Poll::Ready(Ok(true));
         }
-        Poll::Ready(Ok(true))
+        // Only control frames in many reads: yield, then read on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
-}
 
-/// Explains a failed WebSocket handshake, with the HTTP status when there was one.
-fn describe_handshake_error(err: WsError) -> BenchError {
-    match err {
-        WsError::Http(response) => {
-            let body = response
-                .body()
-                .as_ref()
-                .map(|bytes| {
-                    String::from_utf8_lossy(bytes)
-                        .chars()
-                        .take(300)
-                        .collect::<String>()
-                })
-                .unwrap_or_default();
-            BenchError::run(format!(
-                "WebSocket upgrade refused with {}: {body}",
-                response.status()
-            ))
+    /// Takes the next complete frame off the buffer; `Ok(None)` when none is complete.
+    fn take_frame(&mut self) -> Result<Option<Taken>, BenchError> {
+        if self.closed {
+            return Ok(None);
         }
-        other => BenchError::context("WebSocket handshake", other),
+        let rest = &self.buf[self.start..];
+        let Some(span) = ws_frame::parse_frame(rest).map_err(BenchError::run)? else {
+            return Ok(None);
+        };
+        let taken = self.handle(span)?;
+        self.start += span.len;
+        Ok(Some(taken))
+    }
+
+    /// Acts on a frame at `start` (answers pings, notes a close).
+    fn handle(&mut self, span: FrameSpan) -> Result<Taken, BenchError> {
+        let payload = span.payload(&self.buf[self.start..]);
+        if !span.fin {
+            return Err(BenchError::run(
+                "the server sent a fragmented message (not expected from Tidings)",
+            ));
+        }
+        match span.opcode {
+            OP_TEXT => Ok(Taken::Text(
+                self.start + span.payload_start,
+                self.start + span.len,
+            )),
+            OP_PING => {
+                ws_frame::encode_client(ws_frame::OP_PONG, payload, &mut self.out);
+                Ok(Taken::Other)
+            }
+            OP_CLOSE => {
+                let code = payload.get(..2).unwrap_or_default().to_vec();
+                ws_frame::encode_client(OP_CLOSE, &code, &mut self.out);
+                self.closed = true;
+                Ok(Taken::Other)
+            }
+            _ => Ok(Taken::Other),
+        }
+    }
+
+    /// Writes queued frames without waiting; what the socket does not take now waits for the next time.
+    fn try_send_out(&mut self) -> Result<(), BenchError> {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(written) => drop(self.out.drain(..written)),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(BenchError::context("writing to the WebSocket", err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// One socket read into the buffer (consumed frames dropped first); `Ok(false)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, BenchError>> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(self.read_size);
+        let offered = self.buf.capacity() - self.buf.len();
+        let read = std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx);
+        match read {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => {
+                Poll::Ready(Err(BenchError::context("reading the WebSocket", err)))
+            }
+            Poll::Ready(Ok(count)) => {
+                if count == offered {
+                    self.read_size = (self.read_size * 2).min(MAX_READ);
+                }
+                Poll::Ready(Ok(count > 0))
+            }
+        }
     }
 }
 
 /// Parses a non-event frame.
-fn parse_control(text: &str) -> Option<ControlFrame> {
-    serde_json::from_str(text).ok()
+fn parse_control(text: &[u8]) -> Option<ControlFrame> {
+    serde_json::from_slice(text).ok()
 }
 
 /// `CODE: message` of an error frame.
@@ -215,24 +333,27 @@ fn error_text(frame: &ControlFrame) -> String {
 }
 
 /// Classifies one server text frame.
-fn classify(text: &Utf8Bytes) -> Delivery<'_> {
-    if let Some(stamp) = find_stamp(text.as_bytes()) {
+fn classify(text: &[u8]) -> Delivery<'_> {
+    if let Some(stamp) = find_stamp(text) {
         return Delivery::Event {
             stamp,
-            cursor: Some(CursorRef::WsFrame(text)),
+            cursor: Some(cursor_of(text)),
         };
     }
     let Some(frame) = parse_control(text) else {
         return Delivery::ServerError {
             message: Cow::Owned(format!(
                 "unreadable frame: {}",
-                text.chars().take(200).collect::<String>()
+                String::from_utf8_lossy(text)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             )),
         };
     };
     match frame.op.as_str() {
         "event" => Delivery::Foreign {
-            cursor: Some(CursorRef::WsFrame(text)),
+            cursor: Some(cursor_of(text)),
         },
         "gap" => Delivery::Gap {
             reason: Cow::Owned(frame.reason.unwrap_or_else(|| "gap".into())),
@@ -247,8 +368,17 @@ fn classify(text: &Utf8Bytes) -> Delivery<'_> {
     }
 }
 
+/// Where to resume after an event frame: its id when the frame has the
+/// usual prefix, else the whole frame (parsed only if a resume needs it).
+fn cursor_of(text: &[u8]) -> CursorRef<'_> {
+    let id = text
+        .strip_prefix(EVENT_PREFIX)
+        .and_then(|rest| rest.get(..memchr::memchr(b'"', rest)?));
+    id.map_or(CursorRef::WsFrame(text), CursorRef::Id)
+}
+
 /// The `event.id` of an event frame.
-pub fn event_id_of(text: &str) -> Option<String> {
+pub fn event_id_of(text: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Frame {
         event: EventId,
@@ -257,7 +387,7 @@ pub fn event_id_of(text: &str) -> Option<String> {
     struct EventId {
         id: String,
     }
-    serde_json::from_str::<Frame>(text)
+    serde_json::from_slice::<Frame>(text)
         .ok()
         .map(|frame| frame.event.id)
 }
@@ -270,8 +400,7 @@ mod tests {
     #[test]
     fn frames_are_classified() {
         let event = r#"{"op":"event","event":{"id":"01J","topic":"t","type":"bench","actor":{"id":"x"},"data":{"tidingsBenchStamp":"1.9.5"}}}"#;
-        let event = Utf8Bytes::from(event);
-        match classify(&event) {
+        match classify(event.as_bytes()) {
             Delivery::Event { stamp, cursor } => {
                 assert_eq!((stamp.topic, stamp.seq, stamp.sent_us), (1, 9, 5));
                 let mut slot = None;
@@ -282,34 +411,35 @@ mod tests {
         }
         let foreign = r#"{"op":"event","event":{"id":"01K","data":{}}}"#;
         assert!(matches!(
-            classify(&Utf8Bytes::from(foreign)),
+            classify(foreign.as_bytes()),
             Delivery::Foreign { .. }
         ));
         let gap = r#"{"op":"gap","topic":"t","reason":"expired","oldestId":"01A"}"#;
         assert!(
-            matches!(classify(&Utf8Bytes::from(gap)), Delivery::Gap { reason } if reason == "expired")
+            matches!(classify(gap.as_bytes()), Delivery::Gap { reason } if reason == "expired")
         );
         let error = r#"{"op":"error","code":"FORBIDDEN","message":"no"}"#;
         assert!(matches!(
-            classify(&Utf8Bytes::from(error)),
+            classify(error.as_bytes()),
             Delivery::ServerError { message } if message == "FORBIDDEN: no"
         ));
         assert!(matches!(
-            classify(&Utf8Bytes::from(r#"{"op":"subscribed","topic":"t"}"#)),
+            classify(br#"{"op":"subscribed","topic":"t"}"#),
             Delivery::Control
         ));
         assert!(matches!(
-            classify(&Utf8Bytes::from("not json")),
+            classify(b"not json"),
             Delivery::ServerError { .. }
         ));
     }
 
     #[test]
-    fn event_ids_are_read_lazily() {
-        assert_eq!(
-            event_id_of(r#"{"op":"event","event":{"id":"01J","data":{}}}"#),
-            Some("01J".into())
-        );
-        assert_eq!(event_id_of(r#"{"op":"gap"}"#), None);
+    fn event_ids_come_from_the_prefix_or_lazily_from_the_json() {
+        let usual = br#"{"op":"event","event":{"id":"01J","data":{}}}"#;
+        assert!(matches!(cursor_of(usual), CursorRef::Id(b"01J")));
+        let reordered = br#"{"event":{"data":{},"id":"01K"},"op":"event"}"#;
+        assert!(matches!(cursor_of(reordered), CursorRef::WsFrame(_)));
+        assert_eq!(event_id_of(reordered), Some("01K".into()));
+        assert_eq!(event_id_of(br#"{"op":"gap"}"#), None);
     }
 }

@@ -5,6 +5,7 @@
 //! module outside `http/` and `transport/` imports hyper.
 
 pub mod io;
+pub mod lean;
 pub mod request;
 pub mod response;
 pub mod router;

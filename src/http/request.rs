@@ -18,20 +18,31 @@ use std::sync::Arc;
 /// One HTTP request with its route parameters.
 pub struct Request {
     head: http::request::Parts,
-    body: Option<Incoming>,
+    body: BodyState,
     params: Vec<(String, String)>,
     limits: HttpLimits,
     request_id: Arc<str>,
 }
 
+/// Where the request body is.
+enum BodyState {
+    /// Not read yet.
+    Unread(Incoming),
+    /// The request has none (a bodyless GET parsed by the lean stream path).
+    Absent,
+    /// Already read.
+    Taken,
+}
+
 impl Request {
+    /// A request from its head and, unless it has none, its body.
     pub(crate) fn new(
-        request: http::Request<Incoming>,
+        head: http::request::Parts,
+        body: Option<Incoming>,
         params: Vec<(String, String)>,
         limits: HttpLimits,
         request_id: Arc<str>,
     ) -> Self {
-        let (head, body) = request.into_parts();
         let params = params
             .into_iter()
             .map(|(key, value)| {
@@ -43,7 +54,7 @@ impl Request {
             .collect();
         Self {
             head,
-            body: Some(body),
+            body: body.map_or(BodyState::Absent, BodyState::Unread),
             params,
             limits,
             request_id,
@@ -120,10 +131,11 @@ impl Request {
         {
             return Err(self.abandon_body(too_large(max)));
         }
-        let body = self
-            .body
-            .take()
-            .ok_or_else(|| ApiError::internal("request body was already read"))?;
+        let body = match std::mem::replace(&mut self.body, BodyState::Taken) {
+            BodyState::Unread(body) => body,
+            BodyState::Absent => return Ok(Bytes::new()),
+            BodyState::Taken => return Err(ApiError::internal("request body was already read")),
+        };
         let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
         let collected = tokio::time::timeout(self.limits.body_timeout, limited.collect())
             .await
@@ -155,10 +167,10 @@ impl Request {
     /// Reads the body as JSON of type `T`, or `T::default()` when the request
     /// has no body.
     pub async fn json_or_default<T: DeserializeOwned + Default>(&mut self) -> Result<T, ApiError> {
-        let empty = self
-            .body
-            .as_ref()
-            .is_none_or(hyper::body::Body::is_end_stream);
+        let empty = match &self.body {
+            BodyState::Unread(body) => hyper::body::Body::is_end_stream(body),
+            BodyState::Absent | BodyState::Taken => true,
+        };
         if empty {
             Ok(T::default())
         } else {

@@ -11,11 +11,12 @@
 //! connection task is tracked so the caller can wait for the drain.
 
 use super::Body;
-use super::io::WriteDeadline;
+use super::io::{Replay, WriteDeadline};
+use super::lean::{self, Outcome};
 use super::service::{HttpService, Peer};
 use crate::config::HttpLimits;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OpenGuard};
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -98,6 +99,9 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTr
     tracker
 }
 
+/// Serves one accepted connection. The hyper and TLS paths are boxed, so
+/// the task of a connection on the lean path stays small (it is what an idle
+/// event stream costs for its whole life).
 async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
@@ -105,29 +109,61 @@ async fn serve_connection(
     _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let deadline = context.limits.header_timeout;
     let stream = WriteDeadline::new(stream, context.limits.write_timeout);
     match context.tls.clone() {
-        None => match tokio::time::timeout(deadline, sniff_protocol(stream.get_ref())).await {
-            Ok(Ok(protocol)) => serve_http(TokioIo::new(stream), protocol, addr, &context).await,
-            Ok(Err(err)) => {
-                tracing::debug!(peer = %addr, error = %err, "connection closed before a request")
-            }
-            Err(_) => tracing::debug!(peer = %addr, "no request bytes within the header timeout"),
-        },
-        Some(acceptor) => match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
-                let protocol = match tls.get_ref().1.alpn_protocol() {
-                    Some(b"h2") => Protocol::Http2,
-                    _ => Protocol::Http1,
-                };
-                serve_http(TokioIo::new(tls), protocol, addr, &context).await;
-            }
-            Ok(Err(err)) => tracing::debug!(peer = %addr, error = %err, "TLS handshake failed"),
-            Err(_) => {
-                tracing::debug!(peer = %addr, "TLS handshake did not finish within the header timeout")
-            }
-        },
+        None => serve_plain(stream, addr, &context).await,
+        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, addr, &context)).await,
+    }
+}
+
+/// Plain TCP: sniffs the protocol, then serves it.
+async fn serve_plain(
+    stream: WriteDeadline<TcpStream>,
+    addr: SocketAddr,
+    context: &Arc<ServerContext>,
+) {
+    let deadline = context.limits.header_timeout;
+    match tokio::time::timeout(deadline, sniff_protocol(stream.get_ref())).await {
+        Ok(Ok(Protocol::Http1)) => serve_plain_http1(stream, addr, context).await,
+        Ok(Ok(protocol)) => {
+            let open = context.metrics.connection_opened(protocol.label());
+            Box::pin(serve_http(
+                TokioIo::new(stream),
+                protocol,
+                addr,
+                context,
+                open,
+            ))
+            .await
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(peer = %addr, error = %err, "connection closed before a request")
+        }
+        Err(_) => tracing::debug!(peer = %addr, "no request bytes within the header timeout"),
+    }
+}
+
+/// TLS: handshakes, then serves the protocol ALPN chose.
+async fn serve_tls(
+    stream: WriteDeadline<TcpStream>,
+    acceptor: TlsAcceptor,
+    addr: SocketAddr,
+    context: &Arc<ServerContext>,
+) {
+    let deadline = context.limits.header_timeout;
+    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let protocol = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            let open = context.metrics.connection_opened(protocol.label());
+            serve_http(TokioIo::new(tls), protocol, addr, context, open).await;
+        }
+        Ok(Err(err)) => tracing::debug!(peer = %addr, error = %err, "TLS handshake failed"),
+        Err(_) => {
+            tracing::debug!(peer = %addr, "TLS handshake did not finish within the header timeout")
+        }
     }
 }
 
@@ -150,11 +186,43 @@ async fn sniff_protocol(stream: &TcpStream) -> std::io::Result<Protocol> {
     }
 }
 
-async fn serve_http<I>(io: I, protocol: Protocol, addr: SocketAddr, context: &Arc<ServerContext>)
-where
+/// Plain HTTP/1.1: the lean path may serve a first event-stream request
+/// (see [`lean`]); hyper serves everything else, starting with what the lean
+/// path read ahead.
+async fn serve_plain_http1(
+    mut stream: WriteDeadline<TcpStream>,
+    addr: SocketAddr,
+    context: &Arc<ServerContext>,
+) {
+    let protocol = Protocol::Http1;
+    let open = context.metrics.connection_opened(protocol.label());
+    let peer = Peer {
+        addr,
+        protocol: protocol.label(),
+    };
+    let served = lean::serve_first(&mut stream, &context.service, &context.lifecycle, peer).await;
+    let replay = match served {
+        Ok(Outcome::Declined) => Vec::new(),
+        Ok(Outcome::KeepAlive(pipelined)) => pipelined,
+        Ok(Outcome::Close) => return,
+        Err(err) => {
+            let timed_out = err.kind() == std::io::ErrorKind::TimedOut;
+            return report_failure(timed_out, &err, addr, protocol, context);
+        }
+    };
+    let io = TokioIo::new(Replay::new(stream, replay));
+    Box::pin(serve_http(io, protocol, addr, context, open)).await;
+}
+
+async fn serve_http<I>(
+    io: I,
+    protocol: Protocol,
+    addr: SocketAddr,
+    context: &Arc<ServerContext>,
+    _open: OpenGuard,
+) where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let _open = context.metrics.connection_opened(protocol.label());
     let peer = Peer {
         addr,
         protocol: protocol.label(),
@@ -181,15 +249,26 @@ where
             drive(connection, &context.lifecycle).await
         }
     };
-    match result {
-        Err(err) if is_write_timeout(&err) => {
-            tracing::warn!(peer = %addr, protocol = protocol.label(), "client stopped reading; disconnected after the write timeout");
-            context
-                .metrics
-                .stream_ended(protocol.label(), "slow-client");
-        }
-        Err(err) => tracing::debug!(peer = %addr, error = %err, "connection ended with an error"),
-        Ok(()) => {}
+    if let Err(err) = result {
+        report_failure(is_write_timeout(&err), &err, addr, protocol, context);
+    }
+}
+
+/// Logs how a connection failed; a client that stopped reading is counted.
+fn report_failure(
+    timed_out: bool,
+    err: &dyn std::fmt::Display,
+    addr: SocketAddr,
+    protocol: Protocol,
+    context: &ServerContext,
+) {
+    if timed_out {
+        tracing::warn!(peer = %addr, protocol = protocol.label(), "client stopped reading; disconnected after the write timeout");
+        context
+            .metrics
+            .stream_ended(protocol.label(), "slow-client");
+    } else {
+        tracing::debug!(peer = %addr, error = %err, "connection ended with an error");
     }
 }
 

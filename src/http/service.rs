@@ -56,11 +56,22 @@ impl HttpService {
 
     /// Handles one request end to end; never fails.
     pub async fn handle(&self, request: http::Request<Incoming>, peer: Peer) -> Response {
+        let (head, body) = request.into_parts();
+        self.handle_parts(head, Some(body), peer).await
+    }
+
+    /// Handles a request given as its head and its body (`None`: it has none).
+    pub async fn handle_parts(
+        &self,
+        head: http::request::Parts,
+        body: Option<Incoming>,
+        peer: Peer,
+    ) -> Response {
         let started = Instant::now();
-        let request_id = self.ids.for_request(request.headers());
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        let (route, mut response) = self.dispatch(request, request_id.clone()).await;
+        let request_id = self.ids.for_request(&head.headers);
+        let method = head.method.clone();
+        let path = head.uri.path().to_string();
+        let (route, mut response) = self.dispatch(head, body, request_id.clone()).await;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
@@ -84,16 +95,17 @@ impl HttpService {
 
     async fn dispatch(
         &self,
-        request: http::Request<Incoming>,
+        head: http::request::Parts,
+        body: Option<Incoming>,
         request_id: Arc<str>,
     ) -> (&'static str, Response) {
-        match self.router.lookup(request.method(), request.uri().path()) {
+        match self.router.lookup(&head.method, head.uri.path()) {
             Lookup::Found {
                 handler,
                 pattern,
                 params,
             } => {
-                let request = Request::new(request, params, self.limits, request_id.clone());
+                let request = Request::new(head, body, params, self.limits, request_id.clone());
                 let outcome = AssertUnwindSafe(handler(request)).catch_unwind().await;
                 let response = match outcome {
                     Ok(Ok(response)) => response,
@@ -113,7 +125,7 @@ impl HttpService {
                 (pattern, response)
             }
             Lookup::MethodNotAllowed { pattern, allow } => {
-                let message = format!("{} is not allowed here; use {allow}", request.method());
+                let message = format!("{} is not allowed here; use {allow}", head.method);
                 let mut err =
                     ApiError::validation(message).with_status(StatusCode::METHOD_NOT_ALLOWED);
                 if let Ok(value) = HeaderValue::from_str(&allow) {
@@ -122,7 +134,7 @@ impl HttpService {
                 (pattern, response::error(&err))
             }
             Lookup::NotFound => {
-                let err = ApiError::not_found(format!("no such path: {}", request.uri().path()));
+                let err = ApiError::not_found(format!("no such path: {}", head.uri.path()));
                 (UNMATCHED, response::error(&err))
             }
         }

@@ -138,6 +138,7 @@ impl SseReader {
     ) -> Self {
         let mut request = client
             .get(server.url(&format!("/api/v1/topics/{}/stream", topic_path(topic))))
+            .header("accept", "text/event-stream")
             .header("x-api-key", admin_key(server));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);

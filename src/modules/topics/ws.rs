@@ -21,7 +21,7 @@ use crate::hub::{Delivery, Start, Subscription};
 use crate::log::TopicRef;
 use crate::log::read::Gap;
 use crate::store::StoreError;
-use crate::transport::ws::{self, WsSocket};
+use crate::transport::ws::{self, FrameBatch, WsSocket};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
@@ -185,8 +185,9 @@ impl Session {
         }
     }
 
-    /// Writes the delivery and everything else already ready, then flushes once.
+    /// Writes the delivery and everything else already ready, in as few writes as possible.
     async fn deliver(&mut self, first: Ready) -> Result<(), End> {
+        let mut batch = FrameBatch::new();
         let mut next = Some(first);
         while let Some((topic, delivery)) = next {
             let delivery = delivery.map_err(|err| {
@@ -194,10 +195,13 @@ impl Session {
                 End::Close(CloseCode::Error, "the server could not read the event log; reconnect", "error")
             })?;
             if let Some(gap) = delivery.gap {
-                self.feed(gap_notice(&topic, &gap).into()).await?;
+                batch.push_text(gap_notice(&topic, &gap).as_bytes());
             }
             for event in &delivery.events {
-                self.feed(event.ws_text().clone()).await?;
+                batch.push_text(event.ws_text());
+                if batch.is_full() {
+                    self.write(&mut batch).await?;
+                }
             }
             next = match self.subscriptions.next().now_or_never() {
                 Some(ready) => ready,
@@ -205,27 +209,26 @@ impl Session {
             };
         }
         self.last_flush = Instant::now();
-        self.socket.flush().await.map_err(|_| End::Client)
+        self.write(&mut batch).await
     }
 
-    /// On a busy session, waits out the write interval for more deliveries.
+    async fn write(&mut self, batch: &mut FrameBatch) -> Result<(), End> {
+        batch
+            .write_to(&mut self.socket)
+            .await
+            .map_err(|_| End::Client)
+    }
+
+    /// On a busy session, waits out the write interval, then takes what arrived
+    /// meanwhile (sleeping, not waiting on the subscriptions: one wake-up per
+    /// interval, not one per publish).
     async fn linger(&mut self) -> Option<Ready> {
         let flush_at = self.last_flush + self.api.ws.write_interval;
         if self.api.ws.write_interval.is_zero() || Instant::now() >= flush_at {
             return None;
         }
-        tokio::time::timeout_at(flush_at, self.subscriptions.next())
-            .await
-            .ok()
-            .flatten()
-    }
-
-    async fn feed(&mut self, text: Bytes) -> Result<(), End> {
-        let message = Message::Text(
-            text.try_into()
-                .map_err(|_| End::Close(CloseCode::Error, "internal error", "error"))?,
-        );
-        self.socket.feed(message).await.map_err(|_| End::Client)
+        tokio::time::sleep_until(flush_at).await;
+        self.subscriptions.next().now_or_never().flatten()
     }
 
     async fn reply(&mut self, value: Value) -> Result<(), End> {
