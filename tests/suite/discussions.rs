@@ -772,3 +772,59 @@ async fn discussions_and_their_streams_survive_a_restart() {
     let next = resumed.next_event().await.unwrap();
     assert_eq!(next.json()["comment"]["body"], "after restart");
 }
+
+#[tokio::test]
+async fn comment_pages_chain_by_cursor_and_end_where_visible_comments_end() {
+    let server = Server::start();
+    let backend = Backend::new(&server);
+    let discussion = backend.discussion("pages", "pre").await;
+    let mut approved = Vec::new();
+    for n in 0..5 {
+        let comment = backend
+            .comment(&discussion, "u1", &format!("c{n}"), None)
+            .await;
+        let id = comment["id"].as_str().unwrap().to_string();
+        let path = format!("comments/{id}/approve");
+        assert_eq!(backend.action(&discussion, &path, None).await.0, 200);
+        approved.push(id);
+    }
+    backend
+        .comment(&discussion, "u2", "still pending", None)
+        .await;
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/v1/discussions/{discussion}/comments?limit=2&cursor={cursor}");
+        let (status, page) = backend.get(&path, Some("reader")).await;
+        assert_eq!(status, 200, "{page}");
+        let comments = page["data"]["comments"].as_array().unwrap();
+        assert!(
+            !comments.is_empty(),
+            "a cursor never leads to an empty page"
+        );
+        seen.extend(
+            comments
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string()),
+        );
+        match page["data"]["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, approved,
+        "oldest first, each once, the pending one hidden"
+    );
+    let (_, all) = backend
+        .get(
+            &format!("/api/v1/discussions/{discussion}/comments?limit=10"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        all["data"]["comments"].as_array().unwrap().len(),
+        6,
+        "moderators see it"
+    );
+}

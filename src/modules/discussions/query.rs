@@ -83,10 +83,12 @@ pub struct CommentPage {
     pub next_cursor: Option<Uuid>,
 }
 
-/// Entries of the children index read per store scan.
+/// Most entries of the children index read per store scan.
 const SCAN: usize = 256;
 
-/// One page of a discussion's comments under one parent (blocking).
+/// One page of a discussion's comments under one parent (blocking). The
+/// page looks one visible comment ahead, so `nextCursor` is set only when
+/// another comment the caller may see follows.
 pub fn comments(
     store: &Store,
     tenant: &Uuid,
@@ -98,39 +100,33 @@ pub fn comments(
         .after
         .map(|id| keys::child(tenant, discussion, request.parent.as_ref(), &id));
     let mut comments = Vec::new();
-    loop {
+    while comments.len() <= request.limit {
         let entries = store
-            .scan_blocking(&prefix, after.as_deref(), SCAN)
+            .scan_blocking(
+                &prefix,
+                after.as_deref(),
+                SCAN.min(request.limit + 1 - comments.len()),
+            )
             .map_err(store_error)?;
-        let exhausted = entries.len() < SCAN;
+        let Some((last, _)) = entries.last() else {
+            break;
+        };
+        after = Some(last.to_vec());
         for (key, _) in &entries {
-            after = Some(key.to_vec());
             let Some(id) = keys::child_id(key) else {
                 continue;
             };
-            if let Ok(comment) = self::comment(store, tenant, discussion, &id, request.moderator) {
-                comments.push(comment);
-                if comments.len() == request.limit {
-                    let more = has_more(store, &prefix, key)?;
-                    return Ok(CommentPage {
-                        next_cursor: more.then_some(id),
-                        comments,
-                    });
-                }
+            match self::comment(store, tenant, discussion, &id, request.moderator) {
+                Ok(comment) => comments.push(comment),
+                Err(err) if err.code == ErrorCode::NotFound => {}
+                Err(err) => return Err(err),
             }
         }
-        if exhausted {
-            return Ok(CommentPage {
-                comments,
-                next_cursor: None,
-            });
-        }
     }
-}
-
-fn has_more(store: &Store, prefix: &[u8], after: &[u8]) -> Result<bool, ApiError> {
-    Ok(!store
-        .scan_blocking(prefix, Some(after), 1)
-        .map_err(store_error)?
-        .is_empty())
+    let more = comments.len() > request.limit;
+    comments.truncate(request.limit);
+    Ok(CommentPage {
+        next_cursor: more.then(|| comments.last().map(|c| c.id)).flatten(),
+        comments,
+    })
 }
