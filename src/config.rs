@@ -275,6 +275,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
+    /// Webhooks: refuse endpoints that are or resolve to loopback, private, link-local or other non-public addresses (for installs whose tenant admins must not reach internal services).
+    #[arg(long, env = "TIDINGS_WEBHOOK_BLOCK_PRIVATE")]
+    pub webhook_block_private: bool,
+
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -478,6 +482,7 @@ impl ServeArgs {
             max_body: usize::try_from(self.webhook_max_body).unwrap_or(usize::MAX),
             concurrency: self.webhook_concurrency.max(1),
             ca_file: self.webhook_ca_file.clone(),
+            block_private: self.webhook_block_private,
         })
     }
 }

@@ -1086,3 +1086,33 @@ async fn discussion_events_are_delivered_with_their_spec_payloads_in_order() {
     );
     assert_eq!(got[3].event()["reason"], "done");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_private_addresses_refuses_local_receivers_by_ip_and_by_name() {
+    let server = server(&[
+        "--webhook-block-private",
+        "--webhook-retry-for",
+        "200ms",
+        "--webhook-disable-after",
+        "0",
+    ]);
+    let receiver = Receiver::start().await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (by_ip, _) = create_endpoint(&server, json!({ "url": receiver.url })).await;
+    let (named, _) = create_endpoint(&server, json!({ "url": by_name })).await;
+    publish(&server, "internal", "t", json!(1)).await;
+    for endpoint in [by_ip, named] {
+        let failed = until("the delivery given up", || async {
+            let page = deliveries(&server, &endpoint, "?status=failed").await;
+            let list = page["deliveries"].as_array().unwrap().clone();
+            (list.len() == 1).then_some(list)
+        })
+        .await;
+        let error = failed[0]["lastError"].as_str().unwrap().to_string();
+        assert!(error.contains("--webhook-block-private"), "{error}");
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
+    );
+}

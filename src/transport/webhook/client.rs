@@ -6,6 +6,7 @@
 //! PEM certificates of `--webhook-ca-file`; redirects are not followed (a
 //! 3xx is a failed attempt); at most a few KiB of a response are read.
 
+use super::address::AddressPolicy;
 use super::outbox::AttemptError;
 use crate::error::StartupError;
 use bytes::Bytes;
@@ -28,12 +29,14 @@ const QUOTED_CHARS: usize = 200;
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// The pooled client every delivery uses.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector<AddressPolicy>>, Full<Bytes>>;
 
-/// Builds the client; `ca_file` adds trusted certificates (PEM).
+/// Builds the client; `ca_file` adds trusted certificates (PEM); `policy`
+/// decides which resolved addresses it may connect to.
 pub fn build(
     ca_file: Option<&Path>,
     connect_timeout: Duration,
+    policy: AddressPolicy,
 ) -> Result<HttpClient, StartupError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -45,7 +48,7 @@ pub fn build(
         .map_err(|err| StartupError::Config(format!("webhook TLS settings: {err}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(policy);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
@@ -80,6 +83,7 @@ fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), S
 /// bounds the time it may take.
 pub async fn post(
     client: &HttpClient,
+    policy: AddressPolicy,
     url: &str,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
@@ -97,6 +101,13 @@ pub async fn post(
         .body(Full::new(body))
         .map_err(|err| failed(format!("invalid request: {err}")))?;
     request.headers_mut().extend(headers);
+    let literal = request
+        .uri()
+        .host()
+        .map(|host| host.trim_matches(['[', ']']));
+    if let Some(ip) = literal.and_then(|host| host.parse().ok()) {
+        policy.check(ip).map_err(|err| failed(err.to_string()))?;
+    }
     let response = client
         .request(request)
         .await
@@ -163,6 +174,9 @@ mod tests {
         let err = build(
             Some(Path::new("/nonexistent/ca.pem")),
             Duration::from_secs(1),
+            AddressPolicy {
+                block_private: false,
+            },
         )
         .unwrap_err();
         assert!(matches!(err, StartupError::Config(msg) if msg.contains("--webhook-ca-file")));

@@ -238,7 +238,14 @@ impl Dispatcher {
         let timeout = self.parts.settings.timeout;
         let send = async {
             let headers = headers(endpoint, row)?;
-            client::post(&self.parts.client, &endpoint.url, headers, row.body.clone()).await
+            client::post(
+                &self.parts.client,
+                self.parts.settings.address_policy(),
+                &endpoint.url,
+                headers,
+                row.body.clone(),
+            )
+            .await
         };
         let result = tokio::select! {
             result = tokio::time::timeout(timeout, send) => result.unwrap_or_else(|_| Err(AttemptError {

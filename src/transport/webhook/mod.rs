@@ -4,7 +4,8 @@
 //! * [`endpoints`]: the endpoint record, its validation and the in-memory index.
 //! * [`outbox`]: the durable outbox rows and every state change of them.
 //! * [`dispatcher`]: one delivery lane per endpoint.
-//! * [`client`]: outbound HTTP/HTTPS (hyper-util + rustls).
+//! * [`client`]: outbound HTTP/HTTPS (hyper-util + rustls);
+//!   [`address`]: which addresses it may connect to.
 //! * [`signature`]: `Tidings-Signature` and the other headers.
 //! * [`backoff`]: retry timing and giving up.
 //!
@@ -27,6 +28,7 @@
 //!   changes; a deleted endpoint is marked first, then its rows are removed,
 //!   then its record, so a crash in between is finished at the next start.
 
+pub mod address;
 pub mod backoff;
 pub mod client;
 mod dispatcher;
@@ -71,6 +73,17 @@ pub struct WebhookSettings {
     pub concurrency: usize,
     /// Extra trusted CA certificates (PEM).
     pub ca_file: Option<PathBuf>,
+    /// Refuse endpoints at non-public addresses.
+    pub block_private: bool,
+}
+
+impl WebhookSettings {
+    /// Which addresses deliveries may connect to.
+    pub fn address_policy(&self) -> address::AddressPolicy {
+        address::AddressPolicy {
+            block_private: self.block_private,
+        }
+    }
 }
 
 /// What [`Webhooks::start`] needs from the core.
@@ -102,7 +115,11 @@ impl Webhooks {
     /// Loads every endpoint, starts a lane for each (pending rows are
     /// delivered from the start) and finishes interrupted deletions.
     pub async fn start(settings: WebhookSettings, core: Core) -> Result<Arc<Self>, StartupError> {
-        let client = client::build(settings.ca_file.as_deref(), settings.timeout)?;
+        let client = client::build(
+            settings.ca_file.as_deref(),
+            settings.timeout,
+            settings.address_policy(),
+        )?;
         let records = core
             .store
             .run(load_endpoints)
