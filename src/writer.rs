@@ -168,14 +168,15 @@ impl Change<'_> {
         self.own.insert(key, None);
     }
 
-    /// Appends an event to `topic`; returns it (its id is final once committed).
+    /// Appends an event to `topic`; returns it with its stored JSON (its id is
+    /// final once committed), e.g. to stage a webhook delivery of it.
     pub fn append(
         &mut self,
         topic: &TopicRef,
         event_type: &str,
         actor: Value,
         data: Value,
-    ) -> Result<&Event, ApiError> {
+    ) -> Result<Arc<LogEvent>, ApiError> {
         validate_event_type(event_type).map_err(ApiError::validation)?;
         let id = self.ids.next(self.now_ms);
         let event = Event {
@@ -199,18 +200,9 @@ impl Change<'_> {
             .unwrap_or_default();
         record.count += 1;
         self.put(record_key, record.encode().to_vec());
-        self.events.push(Arc::new(LogEvent::new(
-            topic.tenant,
-            event,
-            Bytes::from(json),
-        )));
-        Ok(&self.events[self.events.len() - 1].event)
-    }
-
-    /// The events this change appended so far, with their stored JSON (for
-    /// callers that need the exact bytes, e.g. to stage a webhook delivery).
-    pub fn appended(&self) -> &[Arc<LogEvent>] {
-        &self.events
+        let appended = Arc::new(LogEvent::new(topic.tenant, event, Bytes::from(json)));
+        self.events.push(appended.clone());
+        Ok(appended)
     }
 
     /// A fresh id from the pipeline's generator, for records other than

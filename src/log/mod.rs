@@ -113,6 +113,7 @@ pub struct LogEvent {
     /// The event's JSON, exactly as stored.
     pub json: Bytes,
     sse: OnceLock<Bytes>,
+    payload_json: OnceLock<Bytes>,
     payload: OnceLock<Bytes>,
     ws: OnceLock<Bytes>,
 }
@@ -125,6 +126,7 @@ impl LogEvent {
             event,
             json,
             sse: OnceLock::new(),
+            payload_json: OnceLock::new(),
             payload: OnceLock::new(),
             ws: OnceLock::new(),
         }
@@ -149,9 +151,17 @@ impl LogEvent {
     /// The SSE frame of a product surface (`id:`, `event:`, `data:` with only
     /// the event's `data` JSON, the payload its spec shows), built once.
     pub fn payload_frame(&self) -> &Bytes {
-        self.payload.get_or_init(|| {
-            let data = serde_json::to_vec(&self.event.data).unwrap_or_else(|_| b"null".to_vec());
-            self.build_sse_frame(&data)
+        self.payload
+            .get_or_init(|| self.build_sse_frame(self.payload_json()))
+    }
+
+    /// The event's `data` alone as JSON (a product surface's payload, e.g. a
+    /// webhook body), encoded once.
+    pub fn payload_json(&self) -> &Bytes {
+        self.payload_json.get_or_init(|| {
+            serde_json::to_vec(&self.event.data)
+                .map(Bytes::from)
+                .unwrap_or_else(|_| Bytes::from_static(b"null"))
         })
     }
 

@@ -61,19 +61,6 @@ impl DiscussionsApi {
         }
         Ok(committed.value)
     }
-
-    /// Runs a blocking read.
-    async fn read<T, F>(&self, operation: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&crate::store::Store) -> Result<T, ApiError> + Send + 'static,
-    {
-        self.hub
-            .store()
-            .run(move |store| Ok(operation(store)))
-            .await
-            .map_err(|err| ApiError::internal(err.to_string()))?
-    }
 }
 
 /// `POST /api/v1/discussions`

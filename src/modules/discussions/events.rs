@@ -61,11 +61,14 @@ impl<'a> Emitter<'a> {
             Some(user) => Value::String(user.to_string()),
             None => Value::String(self.acting.name.clone()),
         };
-        let body = serde_json::to_vec(&data)
-            .map_err(|err| ApiError::internal(format!("encoding a payload: {err}")))?;
-        let event = change.append(&self.topic, event_type, actor, data)?.clone();
-        self.webhooks
-            .stage(change, self.topic.tenant, &event, &body)
+        let appended = change.append(&self.topic, event_type, actor, data)?;
+        // The payload is encoded once, for webhooks here and SSE frames later.
+        self.webhooks.stage(
+            change,
+            self.topic.tenant,
+            &appended.event,
+            appended.payload_json(),
+        )
     }
 
     fn originated_by(&self) -> Value {

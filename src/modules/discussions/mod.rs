@@ -35,10 +35,8 @@ use crate::transport::webhook::Webhooks;
 use crate::writer::Writer;
 use actor::Actor;
 use http::Method;
-use model::Discussion;
 use service::{DiscussionLimits, Lifecycle, Moderate};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// Everything the discussions module uses.
 pub struct DiscussionsApi {
@@ -67,11 +65,15 @@ impl DiscussionsApi {
         Actor::of(&principal, request, write)
     }
 
-    /// A discussion of `tenant` (committed state).
-    async fn read_discussion(&self, tenant: Uuid, id: Uuid) -> Result<Discussion, ApiError> {
+    /// Runs a blocking read of committed state.
+    async fn read<T, F>(&self, operation: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&crate::store::Store) -> Result<T, ApiError> + Send + 'static,
+    {
         self.hub
             .store()
-            .run(move |store| Ok(query::discussion(store, &tenant, &id)))
+            .run(move |store| Ok(operation(store)))
             .await
             .map_err(|err| ApiError::internal(err.to_string()))?
     }

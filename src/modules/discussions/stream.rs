@@ -99,19 +99,13 @@ async fn mint(
 ) -> Result<Response, ApiError> {
     let principal = api.auth.authenticate(&request)?;
     principal.require(Scope::Read)?;
-    let input: TicketRequest = request.json().await?;
-    let tenant = principal.tenant;
-    let (discussion, input) = api
-        .hub
-        .store()
-        .run(move |store| Ok((find(&input, store, &tenant), input)))
-        .await
-        .map_err(|err| ApiError::internal(err.to_string()))?;
-    let discussion = discussion?;
+    let mut input: TicketRequest = request.json().await?;
     let viewer = Viewer {
-        id: input.external_user_id,
-        name: input.display_name,
+        id: input.external_user_id.take(),
+        name: input.display_name.take(),
     };
+    let tenant = principal.tenant;
+    let discussion = api.read(move |store| find(&input, store, &tenant)).await?;
     let target = Target::Discussion(discussion.id.to_string());
     let (secret, ticket) = api.auth.tickets().mint(tenant, target, viewer).await?;
     Ok(response::data(
@@ -139,7 +133,9 @@ pub(super) async fn stream(
     require_stream_read(&admission.principal)?;
     let tenant = admission.principal.tenant;
     let start = sse::resume_start(&request)?;
-    let discussion = api.read_discussion(tenant, id).await?;
+    let discussion = api
+        .read(move |store| query::discussion(store, &tenant, &id))
+        .await?;
     let subscription = api.hub.subscribe(events::topic(tenant, &id), start);
     let connected = json!({
         "discussionId": discussion.id,

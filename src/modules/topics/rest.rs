@@ -82,10 +82,8 @@ pub(super) async fn commit_events(
                 let actor = input
                     .actor
                     .unwrap_or_else(|| Value::String(default_actor.clone()));
-                change.append(&topic, &input.event_type, actor, input.data)?;
-                if let Some(appended) = change.appended().last().cloned() {
-                    webhooks.stage(change, topic.tenant, &appended.event, &appended.json)?;
-                }
+                let appended = change.append(&topic, &input.event_type, actor, input.data)?;
+                webhooks.stage(change, topic.tenant, &appended.event, &appended.json)?;
             }
             Ok(())
         })
