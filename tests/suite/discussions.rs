@@ -828,3 +828,104 @@ async fn comment_pages_chain_by_cursor_and_end_where_visible_comments_end() {
         "moderators see it"
     );
 }
+
+#[tokio::test]
+async fn only_authors_and_moderators_change_comments_and_moderation_events_reach_the_stream() {
+    let server = Server::start();
+    let backend = Backend::new(&server);
+    let discussion = backend.discussion("moderation-events", "pre").await;
+    let question = backend.comment(&discussion, "ann", "question", None).await;
+    let question_id = question["id"].as_str().unwrap();
+    assert_eq!(
+        backend
+            .action(
+                &discussion,
+                &format!("comments/{question_id}/approve"),
+                None
+            )
+            .await
+            .0,
+        200
+    );
+    let mut stream = backend.stream(&discussion).await;
+    let reply = json!({ "body": "answer", "parentId": question_id });
+    let (status, answer) = backend
+        .post(
+            &format!("/api/v1/discussions/{discussion}/comments"),
+            Some("bob"),
+            reply,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let answer_id = answer["data"]["id"].as_str().unwrap();
+    let spam = backend.comment(&discussion, "eve", "spam", None).await;
+    let spam_id = spam["id"].as_str().unwrap();
+    let comment_path = |id: &str| format!("/api/v1/discussions/{discussion}/comments/{id}");
+
+    let edit = json!({ "body": "hijacked" });
+    let (status, body) = backend
+        .call(
+            reqwest::Method::PATCH,
+            &comment_path(question_id),
+            Some("bob"),
+            Some(edit),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!("FORBIDDEN"))
+    );
+    let (status, _) = backend
+        .call(
+            reqwest::Method::DELETE,
+            &comment_path(question_id),
+            Some("bob"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "readers delete only their own comments");
+
+    let approve = format!("comments/{answer_id}/approve");
+    assert_eq!(backend.action(&discussion, &approve, None).await.0, 200);
+    let reject = format!("comments/{spam_id}/reject");
+    assert_eq!(backend.action(&discussion, &reject, None).await.0, 200);
+    let (status, _) = backend
+        .call(
+            reqwest::Method::DELETE,
+            &comment_path(question_id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let mut events = Vec::new();
+    for _ in 0..6 {
+        let frame = stream.next_event().await.unwrap();
+        events.push((frame.event.clone(), frame.json()));
+    }
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "comment_created",
+            "comment_created",
+            "comment_approved",
+            "notification_reply",
+            "comment_rejected",
+            "comment_deleted",
+        ],
+        "a pending reply notifies its parent's author only once approved"
+    );
+    assert_eq!(events[3].1["recipientUserId"], question["author"]["userId"]);
+    assert_eq!(events[4].1["commentId"], spam_id);
+    assert_eq!(events[4].1["reason"], "because");
+    assert!(
+        events[4].1.get("comment").is_none(),
+        "a rejected body never streams"
+    );
+    assert_eq!(
+        events[5].1["deletedBy"],
+        json!({ "userId": null, "role": "moderator" })
+    );
+}
