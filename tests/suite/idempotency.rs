@@ -217,6 +217,101 @@ async fn tenants_and_api_keys_never_share_idempotency_keys() {
 }
 
 #[tokio::test]
+async fn a_discussion_and_a_comment_created_twice_with_one_key_exist_once() {
+    let server = Server::start();
+    let discussion =
+        json!({ "externalId": "article-1", "title": "An article", "idempotencyKey": "d-1" });
+    let first = post(&server, "/api/v1/discussions", None, &[], &discussion).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let retry = post(
+        &server,
+        "/api/v1/discussions",
+        Some("d-1"),
+        &[],
+        &discussion,
+    )
+    .await;
+    assert_eq!(
+        retry.status, 201,
+        "a retry is not the 409 of a taken externalId"
+    );
+    assert!(retry.replayed);
+    assert_eq!(retry.body, first.body);
+    let id = first.body["data"]["id"].as_str().unwrap();
+
+    let comments = format!("/api/v1/discussions/{id}/comments");
+    let reader = [("x-external-user-id", "reader-1")];
+    let comment = json!({ "body": "First!" });
+    let posted = post(&server, &comments, Some("c-1"), &reader, &comment).await;
+    assert_eq!(posted.status, 201, "{:?}", posted.body);
+    let again = post(&server, &comments, Some("c-1"), &reader, &comment).await;
+    assert!(again.replayed);
+    assert_eq!(again.body["data"]["id"], posted.body["data"]["id"]);
+    let as_field = json!({ "body": "First!", "idempotencyKey": "c-1" });
+    let field_retry = post(&server, &comments, None, &reader, &as_field).await;
+    assert!(field_retry.replayed, "the body field is the same key");
+    let other_reader = [("x-external-user-id", "reader-2")];
+    let refused = post(&server, &comments, Some("c-1"), &other_reader, &comment).await;
+    assert_eq!(refused.status, 409, "the key was used for another reader");
+
+    let listed = server
+        .http1()
+        .get(server.url(&comments))
+        .header("x-api-key", admin_key(&server))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let items = listed["data"]["comments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a comment page: {listed}"));
+    assert_eq!(items.len(), 1, "{listed}");
+    let record = server
+        .http1()
+        .get(server.url(&format!("/api/v1/discussions/{id}")))
+        .header("x-api-key", admin_key(&server))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(record["data"]["commentCount"], 1, "{record}");
+
+    // A retried reaction toggle replays instead of toggling back.
+    let comment_id = posted.body["data"]["id"].as_str().unwrap();
+    let reactions = format!("{comments}/{comment_id}/reactions");
+    let like = json!({ "reaction": "like" });
+    let liked = post(&server, &reactions, Some("r-1"), &reader, &like).await;
+    assert_eq!(liked.status, 200, "{:?}", liked.body);
+    let liked_again = post(&server, &reactions, Some("r-1"), &reader, &like).await;
+    assert!(liked_again.replayed);
+    assert_eq!(liked_again.body["data"]["active"], true);
+    assert_eq!(liked_again.body["data"]["count"], 1);
+    let comment = server
+        .http1()
+        .get(server.url(&format!("{comments}/{comment_id}")))
+        .header("x-api-key", admin_key(&server))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(comment["data"]["reactions"]["like"], 1, "{comment}");
+
+    let mismatch = json!({ "body": "x", "idempotencyKey": "c-2" });
+    let refused = post(&server, &comments, Some("c-3"), &reader, &mismatch).await;
+    assert_eq!(
+        refused.status, 400,
+        "header and field differ: {:?}",
+        refused.body
+    );
+}
+
+#[tokio::test]
 async fn a_websocket_publish_retried_with_its_key_writes_once() {
     let server = Server::start();
     let message = json!({
