@@ -188,6 +188,16 @@ async fn tenants_and_api_keys_never_share_idempotency_keys() {
         "one tenant's key never answers another's request"
     );
     assert_ne!(default.body["data"]["id"], other.body["data"]["id"]);
+    let acme_retry = post(
+        &server,
+        &path,
+        Some("shared"),
+        &[("x-tenantid", &acme)],
+        &event,
+    )
+    .await;
+    assert!(acme_retry.replayed, "within its tenant the key replays");
+    assert_eq!(acme_retry.body, other.body);
 
     let key = post(
         &server,
@@ -214,6 +224,18 @@ async fn tenants_and_api_keys_never_share_idempotency_keys() {
         "another credential of the tenant has its own keys"
     );
     assert_eq!(all_events(&server, "orders").await.len(), 2);
+    let acme_history = server
+        .http1()
+        .get(server.url(&path))
+        .header("x-api-key", admin_key(&server))
+        .header("x-tenantid", &acme)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(acme_history["data"]["events"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
