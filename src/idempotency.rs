@@ -145,7 +145,8 @@ impl Idempotency {
 }
 
 /// Who a key belongs to within its tenant: the instance admin, one API key
-/// (by id), or one token subject.
+/// (by id), or one token subject (tickets only open streams; a viewer id
+/// keeps the match total).
 fn principal_id(principal: &Principal) -> String {
     match &principal.credential {
         Credential::Admin => "admin".into(),
@@ -255,15 +256,17 @@ pub fn protect(
                 .ok_or_else(|| ApiError::internal("an idempotency record is unreadable"))
         })
         .transpose()?;
-    if let Some(record) = &stored
-        && now_ms.saturating_sub(record.created_ms) < claim.window_ms
-    {
-        return claim.replay(record);
+    match stored {
+        Some(record) if now_ms.saturating_sub(record.created_ms) < claim.window_ms => {
+            return claim.replay(record);
+        }
+        // Replaced below; if the write fails, the change (this too) is dropped.
+        Some(expired) => {
+            change.delete(keys::idempotency_expiry(expired.created_ms, &claim.record));
+        }
+        None => {}
     }
     let reply = write(change)?;
-    if let Some(expired) = stored {
-        change.delete(keys::idempotency_expiry(expired.created_ms, &claim.record));
-    }
     let record = Record {
         created_ms: now_ms,
         status: reply.status.as_u16(),
@@ -277,7 +280,7 @@ pub fn protect(
 
 impl Claim {
     /// The recorded reply, when `record` is of this same request; else 409.
-    fn replay(&self, record: &Record) -> Result<Reply, ApiError> {
+    fn replay(&self, record: Record) -> Result<Reply, ApiError> {
         if record.fingerprint != self.fingerprint {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -289,7 +292,7 @@ impl Claim {
             .map_err(|_| ApiError::internal("an idempotency record has an invalid status"))?;
         Ok(Reply {
             status,
-            body: Bytes::from(record.body.clone()),
+            body: Bytes::from(record.body),
             replayed: true,
         })
     }
