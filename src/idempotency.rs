@@ -20,6 +20,8 @@
 //!   409 `CONFLICT` and writes nothing;
 //! * a write that fails stores nothing (its change fails whole), so a client
 //!   can fix the request and retry with the same key;
+//! * a replay is answered only after a flush (its change rewrites the record),
+//!   so it never reports a write that is not durable;
 //! * a record older than the window answers nothing and is replaced by the
 //!   next write with its key; the pruner removes it through the expiry index
 //!   (`i x`, oldest first), never a newer record of the same key.
@@ -258,6 +260,10 @@ pub fn protect(
         .transpose()?;
     match stored {
         Some(record) if now_ms.saturating_sub(record.created_ms) < claim.window_ms => {
+            // Rewritten unchanged so the replay's group is flushed before it is
+            // answered: a replay never reports a write that is not durable (one
+            // read back from a group whose flush failed included).
+            change.put(claim.record.clone(), record.encode());
             return claim.replay(record);
         }
         // Replaced below; if the write fails, the change (this too) is dropped.
