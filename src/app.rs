@@ -21,6 +21,7 @@ use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
 use crate::http::tls::{self, ReloadableCertificate};
 use crate::hub::Hub;
+use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::modules::admin::{self, AdminApi};
@@ -226,6 +227,7 @@ impl Core {
             sse: sse_settings(core),
             limits: core.discussions,
             webhooks: self.webhooks.clone(),
+            idempotency: Idempotency::new(core.idempotency_window),
         }
     }
 
@@ -244,6 +246,7 @@ impl Core {
                 ws_max_topics: core.ws_max_topics,
             },
             webhooks: self.webhooks.clone(),
+            idempotency: Idempotency::new(core.idempotency_window),
         }
     }
 
@@ -253,6 +256,7 @@ impl Core {
             self.writer.clone(),
             Arc::new(core.retention.clone()),
             self.auth.tickets().clone(),
+            Idempotency::new(core.idempotency_window),
             core.prune_interval,
             self.lifecycle.clone(),
         ));

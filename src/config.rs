@@ -180,6 +180,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_PRUNE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub prune_interval: Duration,
 
+    /// A write's idempotency key (`Idempotency-Key`) is remembered this long: a retry within it gets the first reply.
+    #[arg(long, env = "TIDINGS_IDEMPOTENCY_WINDOW", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
+
     /// Reconnection delay announced to SSE clients (`retry:`), in milliseconds.
     #[arg(long, env = "TIDINGS_SSE_RETRY_MS", default_value_t = 5000)]
     pub sse_retry_ms: u64,
@@ -351,6 +355,8 @@ pub struct CoreSettings {
     pub retention: retention::Policy,
     /// Pruning interval.
     pub prune_interval: Duration,
+    /// How long idempotency keys are remembered.
+    pub idempotency_window: Duration,
     /// SSE `retry:` in milliseconds.
     pub sse_retry_ms: u64,
     /// SSE heartbeat interval.
@@ -393,6 +399,11 @@ impl ServeArgs {
         if self.max_connections == 0 {
             return Err(StartupError::Config(
                 "--max-connections must be at least 1".into(),
+            ));
+        }
+        if self.idempotency_window < Duration::from_secs(1) {
+            return Err(StartupError::Config(
+                "--idempotency-window must be at least 1s".into(),
             ));
         }
         if self.max_body == 0 {
@@ -444,6 +455,7 @@ impl ServeArgs {
                 publish_batch_max: self.publish_batch_max.max(1),
                 retention: retention::policy_from(self.retention),
                 prune_interval: self.prune_interval.max(Duration::from_millis(100)),
+                idempotency_window: self.idempotency_window,
                 sse_retry_ms: self.sse_retry_ms,
                 sse_heartbeat: self.sse_heartbeat.max(Duration::from_millis(100)),
                 sse_lifetime: self.sse_lifetime,

@@ -7,6 +7,7 @@
 //! * [`bench`]: `tidings bench`, the load generator (a separate process from the server).
 //! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`.
 //! * [`http`]: server (accept, TLS, HTTP/1.1 + HTTP/2, drain), router, request and response types.
+//! * [`idempotency`]: idempotency keys: a retried write replays its first reply.
 //! * [`store`]: the embedded database (sled) behind our own API.
 //! * [`metrics`]: the Prometheus registry.
 //! * [`lifecycle`]: ready → draining → stopping, shared by server and streams.
@@ -28,6 +29,7 @@ pub mod datadir;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod idempotency;
 pub mod lifecycle;
 pub mod log;
 pub mod logging;

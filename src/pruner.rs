@@ -2,13 +2,17 @@
 //! topic, which oldest events exceed the retention policy and removes them
 //! through the writer (so removals are ordered with appends and durable).
 //!
-//! It also sweeps stream tickets that can never be used again.
+//! It also sweeps stream tickets that can never be used again, and
+//! idempotency records older than `--idempotency-window`.
 //!
 //! Invariants: only the oldest events of a topic are removed; the topic's
 //! pruned-through id is recorded in the same commit, so readers report an
-//! expired gap instead of a silent partial history.
+//! expired gap instead of a silent partial history. Idempotency records are
+//! removed through the writer from their expiry index, oldest first, and a
+//! record rewritten since its entry was made is kept.
 
 use crate::auth::tickets::Tickets;
+use crate::idempotency::{self, Idempotency};
 use crate::lifecycle::Lifecycle;
 use crate::log::retention::{self, Policy};
 use crate::log::{TopicRecord, TopicRef};
@@ -23,13 +27,17 @@ const MAX_REMOVALS_PER_CYCLE: usize = 100_000;
 const MAX_REMOVALS_PER_COMMIT: usize = 5_000;
 /// Topic records read per store call.
 const TOPIC_PAGE: usize = 1_000;
+/// Expired idempotency records removed by one commit (and read per store call).
+const IDEMPOTENCY_PER_COMMIT: usize = 1_000;
 
-/// Runs until the server stops; also sweeps stream tickets that can no longer be used.
+/// Runs until the server stops; also sweeps stream tickets that can no
+/// longer be used and expired idempotency records.
 pub async fn run(
     store: Store,
     writer: Writer,
     policy: Arc<Policy>,
     tickets: Arc<Tickets>,
+    idempotency: Idempotency,
     interval: Duration,
     lifecycle: Arc<Lifecycle>,
 ) {
@@ -54,7 +62,57 @@ pub async fn run(
                 tracing::error!(error = %err, "ticket sweep failed; retrying next interval")
             }
         }
+        match expire_idempotency(&store, &writer, idempotency.window()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed expired idempotency records"),
+            Err(err) => {
+                tracing::error!(error = %err, "idempotency sweep failed; retrying next interval")
+            }
+        }
     }
+}
+
+/// Removes idempotency records older than `window` (at most
+/// [`MAX_REMOVALS_PER_CYCLE`] per pass); returns how many.
+pub async fn expire_idempotency(
+    store: &Store,
+    writer: &Writer,
+    window: Duration,
+) -> Result<usize, StoreError> {
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let cutoff = crate::clock::unix_millis().saturating_sub(window_ms);
+    let mut removed = 0;
+    while removed < MAX_REMOVALS_PER_CYCLE {
+        let entries = store
+            .run(move |store| expired_entries(store, cutoff))
+            .await?;
+        if entries.is_empty() {
+            break;
+        }
+        removed += entries.len();
+        writer
+            .commit(move |change| {
+                entries
+                    .iter()
+                    .try_for_each(|entry| idempotency::expire(change, entry))
+            })
+            .await
+            .map_err(|err| StoreError(err.message))?;
+    }
+    Ok(removed)
+}
+
+/// The oldest expiry entries made before `cutoff` (unix ms), one commit's worth.
+fn expired_entries(store: &Store, cutoff: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    let prefix = [keys::IDEMPOTENCY, keys::IDEMPOTENCY_EXPIRY];
+    let page = store.scan_blocking(&prefix, None, IDEMPOTENCY_PER_COMMIT)?;
+    Ok(page
+        .into_iter()
+        .map(|(key, _)| key.to_vec())
+        .take_while(|key| {
+            keys::parse_idempotency_expiry(key).is_none_or(|(created_ms, _)| created_ms < cutoff)
+        })
+        .collect())
 }
 
 /// One retention pass over every topic; returns how many events were removed.

@@ -3,6 +3,7 @@
 
 use super::{Body, Response};
 use crate::error::ApiError;
+use crate::idempotency::{REPLAYED_HEADER, Reply};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -60,4 +61,16 @@ pub fn raw_data(status: StatusCode, json: &[u8]) -> Response {
     body.extend_from_slice(json);
     body.push(b'}');
     with_content_type(status, JSON, body)
+}
+
+/// `{"data": <reply body>}` of an idempotent write; a replayed one carries
+/// `Idempotent-Replayed: true`.
+pub fn idempotent(reply: &Reply) -> Response {
+    let mut response = raw_data(reply.status, &reply.body);
+    if reply.replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
 }

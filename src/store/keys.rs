@@ -12,13 +12,17 @@
 //! w e <tenant:16> <endpoint:16>              webhook endpoint (JSON, with its signing secret)
 //! w p <endpoint:16> <delivery:16>            pending webhook delivery (outbox row), in delivery order
 //! w f <endpoint:16> <delivery:16>            failed webhook delivery (given up), same layout
+//! i r <tenant:16> <scope:32>                 idempotency record: the reply of a keyed write
+//! i x <created ms:8> <tenant:16> <scope:32>  idempotency expiry index, oldest first
 //! ```
 //!
 //! Invariants: topic names never contain 0x00 (they are validated to
 //! `[A-Za-z0-9._:/-]`, or are a module's own `~<module>/<id>`), so `<topic> 0x00`
 //! is a prefix of exactly one topic's events; ids are big-endian ULIDs, so byte
 //! order is id order. Delivery ids come from the writer's id generator, so an
-//! endpoint's pending rows are in the order they were committed.
+//! endpoint's pending rows are in the order they were committed. An
+//! idempotency expiry entry ends with the tail of its record's key, and its
+//! big-endian creation time orders the index oldest first.
 
 use uuid::Uuid;
 
@@ -83,6 +87,42 @@ pub fn webhook_delivery(kind: u8, endpoint: &Uuid, delivery: Option<u128>) -> Ve
         key.extend_from_slice(&delivery.to_be_bytes());
     }
     key
+}
+
+/// Prefix of idempotency records.
+pub const IDEMPOTENCY: u8 = b'i';
+/// Idempotency record kind: a recorded reply.
+pub const IDEMPOTENCY_RECORD: u8 = b'r';
+/// Idempotency record kind: the expiry index.
+pub const IDEMPOTENCY_EXPIRY: u8 = b'x';
+
+/// Key of the idempotency record of `scope` (a digest of principal,
+/// operation and key) in `tenant`.
+pub fn idempotency_record(tenant: &Uuid, scope: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(50);
+    key.extend_from_slice(&[IDEMPOTENCY, IDEMPOTENCY_RECORD]);
+    key.extend_from_slice(tenant.as_bytes());
+    key.extend_from_slice(scope);
+    key
+}
+
+/// Key of the expiry index entry of a record created at `created_ms`.
+pub fn idempotency_expiry(created_ms: u64, record: &[u8]) -> Vec<u8> {
+    let tail = record.get(2..).unwrap_or_default();
+    let mut key = Vec::with_capacity(10 + tail.len());
+    key.extend_from_slice(&[IDEMPOTENCY, IDEMPOTENCY_EXPIRY]);
+    key.extend_from_slice(&created_ms.to_be_bytes());
+    key.extend_from_slice(tail);
+    key
+}
+
+/// Splits an expiry index key into the record's creation time and key.
+pub fn parse_idempotency_expiry(key: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let rest = key.strip_prefix(&[IDEMPOTENCY, IDEMPOTENCY_EXPIRY])?;
+    let created_ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let mut record = vec![IDEMPOTENCY, IDEMPOTENCY_RECORD];
+    record.extend_from_slice(rest.get(8..)?);
+    Some((created_ms, record))
 }
 
 /// Key of a ticket record by the hex hash of its secret.
@@ -188,6 +228,17 @@ mod tests {
         assert!(first.starts_with(&webhook_delivery(WEBHOOK_PENDING, &endpoint, None)));
         assert_eq!(event_id(&second), Some(2));
         assert!(!first.starts_with(&webhook_delivery(WEBHOOK_FAILED, &endpoint, None)));
+    }
+
+    #[test]
+    fn idempotency_expiry_keys_order_by_time_and_name_their_record() {
+        let tenant = Uuid::new_v4();
+        let record = idempotency_record(&tenant, &[7; 32]);
+        let older = idempotency_expiry(1_000, &record);
+        let newer = idempotency_expiry(2_000, &idempotency_record(&tenant, &[1; 32]));
+        assert!(older < newer);
+        assert_eq!(parse_idempotency_expiry(&older), Some((1_000, record)));
+        assert!(older.starts_with(&[IDEMPOTENCY, IDEMPOTENCY_EXPIRY]));
     }
 
     #[test]

@@ -1,15 +1,23 @@
 //! HTTP handlers of the discussions' write and read side (`/api/v1/discussions…`).
+//!
+//! Every write is idempotent under an `Idempotency-Key` header or an
+//! `idempotencyKey` body field (see [`crate::idempotency`]): one key per
+//! endpoint, fingerprinted by method, path, acting reader and body.
 
 use super::DiscussionsApi;
-use super::actor::{Acting, Actor};
+use super::actor::{Acting, Actor, EXTERNAL_USER_HEADER};
 use super::query::{self, PageRequest};
 use super::service::{self, Context, Lifecycle, Moderate, NewComment, NewDiscussion};
+use crate::auth::Principal;
 use crate::auth::keys::Scope;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
+use crate::idempotency::{self, Claim, Reply};
 use crate::writer::Change;
 use http::StatusCode;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -41,26 +49,99 @@ impl DiscussionsApi {
         }
     }
 
-    /// Runs `operation` for `actor` in one atomic change and wakes the
-    /// webhook dispatcher when it emitted events.
-    async fn act<T, F>(&self, actor: Actor, operation: F) -> Result<T, ApiError>
+    /// The caller of a write and who acts: the credential's principal (who
+    /// owns idempotency keys) and the actor (reader or moderator).
+    fn writer_of(&self, request: &Request) -> Result<(Principal, Actor), ApiError> {
+        let principal = self.auth.authenticate(request)?;
+        let actor = Actor::of(&principal, request, true)?;
+        Ok((principal, actor))
+    }
+
+    /// The idempotency claim of a write to `operation`: the key comes from
+    /// the header or the `idempotencyKey` field, which is taken out of `body`;
+    /// the fingerprint is the method, path, acting reader and remaining body.
+    fn claim(
+        &self,
+        request: &Request,
+        principal: &Principal,
+        operation: &str,
+        body: &mut Value,
+    ) -> Result<Option<Claim>, ApiError> {
+        let key = idempotency::requested(request.headers(), idempotency::take_field(body))?;
+        let reader = request.header(EXTERNAL_USER_HEADER).unwrap_or_default();
+        Ok(self.idempotency.claim(
+            key,
+            principal,
+            operation,
+            &[
+                request.method().as_str().as_bytes(),
+                request.uri().path().as_bytes(),
+                reader.as_bytes(),
+                body.to_string().as_bytes(),
+            ],
+        ))
+    }
+
+    /// Runs `operation` in one atomic change, idempotently under `claim`,
+    /// replies `{"data": value}` with `status`, and wakes the webhook
+    /// dispatcher when it emitted events.
+    async fn commit<T, F>(
+        &self,
+        claim: Option<Claim>,
+        status: StatusCode,
+        operation: F,
+    ) -> Result<Response, ApiError>
     where
-        T: Send + 'static,
-        F: FnOnce(&mut Change<'_>, &Context, &Acting) -> Result<T, ApiError> + Send + 'static,
+        T: Serialize,
+        F: FnOnce(&mut Change<'_>) -> Result<T, ApiError> + Send + 'static,
     {
-        let context = self.context(actor.tenant);
         let committed = self
             .writer
             .commit(move |change| {
-                let acting = actor.resolve(change)?;
-                operation(change, &context, &acting)
+                idempotency::protect(claim.as_ref(), change, |change| {
+                    let value = operation(change)?;
+                    let body = serde_json::to_vec(&value).map_err(|err| {
+                        ApiError::internal(format!("encoding the reply failed: {err}"))
+                    })?;
+                    Ok(Reply::new(status, body))
+                })
             })
             .await?;
         if !committed.events.is_empty() {
             self.webhooks.wake();
         }
-        Ok(committed.value)
+        Ok(response::idempotent(&committed.value))
     }
+
+    /// Runs `operation` for `actor` (see [`DiscussionsApi::commit`]).
+    async fn act<T, F>(
+        &self,
+        actor: Actor,
+        claim: Option<Claim>,
+        status: StatusCode,
+        operation: F,
+    ) -> Result<Response, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce(&mut Change<'_>, &Context, &Acting) -> Result<T, ApiError> + Send + 'static,
+    {
+        let context = self.context(actor.tenant);
+        self.commit(claim, status, move |change| {
+            let acting = actor.resolve(change)?;
+            operation(change, &context, &acting)
+        })
+        .await
+    }
+}
+
+/// A JSON body (its key field taken out) as the endpoint's input; 400 when
+/// it does not have the input's shape.
+fn input<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|err| {
+        ApiError::validation(format!(
+            "the JSON body does not have the expected shape: {err}"
+        ))
+    })
 }
 
 /// `POST /api/v1/discussions`
@@ -70,14 +151,14 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     let principal = api.auth.authenticate(&request)?;
     principal.require(Scope::Publish)?;
-    let input: NewDiscussion = request.json().await?;
+    let mut body: Value = request.json().await?;
+    let claim = api.claim(&request, &principal, "discussions.create", &mut body)?;
+    let input: NewDiscussion = input(body)?;
     let context = api.context(principal.tenant);
-    let discussion = api
-        .writer
-        .commit(move |change| service::create_discussion(change, &context, input))
-        .await?
-        .value;
-    Ok(response::data(StatusCode::CREATED, &discussion))
+    api.commit(claim, StatusCode::CREATED, move |change| {
+        service::create_discussion(change, &context, input)
+    })
+    .await
 }
 
 /// `GET /api/v1/discussions/{discussionId}`
@@ -116,15 +197,20 @@ pub(super) async fn lifecycle(
     mut request: Request,
     action: Lifecycle,
 ) -> Result<Response, ApiError> {
-    let actor = api.actor(&request, true)?;
+    let (principal, actor) = api.writer_of(&request)?;
     let id = discussion_id(&request)?;
-    let input: ReasonInput = request.json_or_default().await?;
-    let discussion = api
-        .act(actor, move |change, context, acting| {
+    let mut body: Value = request.json_or_default().await?;
+    let claim = api.claim(&request, &principal, "discussions.lifecycle", &mut body)?;
+    let input: ReasonInput = input::<Option<_>>(body)?.unwrap_or_default();
+    api.act(
+        actor,
+        claim,
+        StatusCode::OK,
+        move |change, context, acting| {
             service::change_lifecycle(change, context, &id, action, input.reason, acting)
-        })
-        .await?;
-    Ok(response::data(StatusCode::OK, &discussion))
+        },
+    )
+    .await
 }
 
 /// `GET /api/v1/discussions/{discussionId}/comments?parentId=&cursor=&limit=`
@@ -183,16 +269,19 @@ pub(super) async fn post_comment(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let actor = api.actor(&request, true)?;
+    let (principal, actor) = api.writer_of(&request)?;
     let id = discussion_id(&request)?;
-    let input: NewComment = request.json().await?;
+    let mut body: Value = request.json().await?;
+    let claim = api.claim(&request, &principal, "discussions.comment", &mut body)?;
+    let input: NewComment = input(body)?;
     let actor = actor.with_display_name(input.display_name.clone());
-    let comment = api
-        .act(actor, move |change, context, acting| {
-            service::post_comment(change, context, &id, input, acting)
-        })
-        .await?;
-    Ok(response::data(StatusCode::CREATED, &comment))
+    api.act(
+        actor,
+        claim,
+        StatusCode::CREATED,
+        move |change, context, acting| service::post_comment(change, context, &id, input, acting),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,15 +295,20 @@ pub(super) async fn edit_comment(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let actor = api.actor(&request, true)?;
+    let (principal, actor) = api.writer_of(&request)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let input: EditInput = request.json().await?;
-    let comment = api
-        .act(actor, move |change, context, acting| {
+    let mut body: Value = request.json().await?;
+    let claim = api.claim(&request, &principal, "discussions.edit", &mut body)?;
+    let input: EditInput = input(body)?;
+    api.act(
+        actor,
+        claim,
+        StatusCode::OK,
+        move |change, context, acting| {
             service::edit_comment(change, context, &id, &comment, input.body, acting)
-        })
-        .await?;
-    Ok(response::data(StatusCode::OK, &comment))
+        },
+    )
+    .await
 }
 
 /// `DELETE /api/v1/discussions/{discussionId}/comments/{commentId}`
@@ -222,14 +316,18 @@ pub(super) async fn delete_comment(
     api: Arc<DiscussionsApi>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let actor = api.actor(&request, true)?;
+    let (principal, actor) = api.writer_of(&request)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let comment = api
-        .act(actor, move |change, context, acting| {
+    let claim = api.claim(&request, &principal, "discussions.delete", &mut Value::Null)?;
+    api.act(
+        actor,
+        claim,
+        StatusCode::OK,
+        move |change, context, acting| {
             service::delete_comment(change, context, &id, &comment, acting)
-        })
-        .await?;
-    Ok(response::data(StatusCode::OK, &comment))
+        },
+    )
+    .await
 }
 
 /// `POST /api/v1/discussions/{discussionId}/comments/{commentId}/approve|reject|pin|unpin`
@@ -238,15 +336,20 @@ pub(super) async fn moderate(
     mut request: Request,
     action: Moderate,
 ) -> Result<Response, ApiError> {
-    let actor = api.actor(&request, true)?;
+    let (principal, actor) = api.writer_of(&request)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let input: ReasonInput = request.json_or_default().await?;
-    let comment = api
-        .act(actor, move |change, context, acting| {
+    let mut body: Value = request.json_or_default().await?;
+    let claim = api.claim(&request, &principal, "discussions.moderate", &mut body)?;
+    let input: ReasonInput = input::<Option<_>>(body)?.unwrap_or_default();
+    api.act(
+        actor,
+        claim,
+        StatusCode::OK,
+        move |change, context, acting| {
             service::moderate(change, context, &id, &comment, action, input.reason, acting)
-        })
-        .await?;
-    Ok(response::data(StatusCode::OK, &comment))
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,13 +363,18 @@ pub(super) async fn toggle_reaction(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let actor = api.actor(&request, true)?;
+    let (principal, actor) = api.writer_of(&request)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let input: ReactionInput = request.json().await?;
-    let toggled = api
-        .act(actor, move |change, context, acting| {
+    let mut body: Value = request.json().await?;
+    let claim = api.claim(&request, &principal, "discussions.reaction", &mut body)?;
+    let input: ReactionInput = input(body)?;
+    api.act(
+        actor,
+        claim,
+        StatusCode::OK,
+        move |change, context, acting| {
             service::toggle_reaction(change, context, &id, &comment, input.reaction, acting)
-        })
-        .await?;
-    Ok(response::data(StatusCode::OK, &toggled))
+        },
+    )
+    .await
 }

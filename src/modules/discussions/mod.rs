@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::http::Request;
 use crate::http::router::Router;
 use crate::hub::Hub;
+use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle as ServerLifecycle;
 use crate::metrics::Metrics;
 use crate::transport::sse::SseSettings;
@@ -56,6 +57,8 @@ pub struct DiscussionsApi {
     pub limits: DiscussionLimits,
     /// Every event is also delivered to the tenant's webhooks.
     pub webhooks: Arc<Webhooks>,
+    /// Idempotency keys of writes.
+    pub idempotency: Idempotency,
 }
 
 impl DiscussionsApi {

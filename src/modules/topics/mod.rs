@@ -1,7 +1,8 @@
 //! The generic topics API: publish to, read and stream any topic of a tenant.
 //!
 //! * `POST /api/v1/topics/{topic}/events`: `{"type","data","actor"?}` or
-//!   `{"events":[…]}` (an atomic batch) → 201 once durable.
+//!   `{"events":[…]}` (an atomic batch) → 201 once durable; with an
+//!   `Idempotency-Key`, a retry replays the first reply.
 //! * `GET /api/v1/topics/{topic}/events?after=ID&limit=N` → a page of history
 //!   with `next` and `gap`.
 //! * `POST /api/v1/topics/{topic}/tickets` → a single-use stream ticket for a browser.
@@ -21,6 +22,7 @@ use crate::error::ApiError;
 use crate::http::Request;
 use crate::http::router::Router;
 use crate::hub::Hub;
+use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
 use crate::log::TopicRef;
 use crate::metrics::Metrics;
@@ -62,6 +64,8 @@ pub struct TopicsApi {
     pub limits: TopicsLimits,
     /// Published events are also delivered to the tenant's webhooks.
     pub webhooks: Arc<Webhooks>,
+    /// Idempotency keys of publishes.
+    pub idempotency: Idempotency,
 }
 
 impl TopicsApi {

@@ -1,10 +1,12 @@
 //! HTTP handlers of the topics API: publish, history page, SSE stream.
 
 use super::TopicsApi;
+use crate::auth::Principal;
 use crate::auth::keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
+use crate::idempotency::{self, Claim, Key, Reply};
 use crate::log::read::{self, Cursor};
 use crate::log::{LogEvent, TopicRef};
 use crate::transport::sse::{self, GenericFormat, SseStream};
@@ -66,45 +68,65 @@ pub(super) fn parse_events(body: Value, max: usize) -> Result<(Vec<EventInput>, 
     Ok((events, batch))
 }
 
+/// The idempotency operation of a publish (over REST or WebSocket alike).
+const PUBLISH_OPERATION: &str = "topics.publish";
+
+/// The claim of a publish of `body` (the event or batch, as parsed JSON) to
+/// `topic` with `key`: the same publish over REST or WebSocket fingerprints alike.
+pub(super) fn publish_claim(
+    api: &TopicsApi,
+    key: Option<Key>,
+    principal: &Principal,
+    topic: &TopicRef,
+    body: &Value,
+) -> Option<Claim> {
+    let body = body.to_string();
+    api.idempotency.claim(
+        key,
+        principal,
+        PUBLISH_OPERATION,
+        &[topic.name.as_bytes(), body.as_bytes()],
+    )
+}
+
 /// Commits events to a topic atomically, all or none, with a webhook
 /// delivery of each (its stored JSON) to the tenant's matching endpoints.
+/// The reply is the event (or `{"events":[…]}` for a batch); with a claim,
+/// a retry gets the first publish's reply and writes nothing.
 pub(super) async fn commit_events(
     api: &TopicsApi,
     topic: TopicRef,
     default_actor: String,
-    events: Vec<EventInput>,
-) -> Result<Vec<Arc<LogEvent>>, ApiError> {
+    (events, batch): (Vec<EventInput>, bool),
+    claim: Option<Claim>,
+) -> Result<Reply, ApiError> {
     let webhooks = api.webhooks.clone();
     let committed = api
         .writer
         .commit(move |change| {
-            for input in events {
-                let actor = input
-                    .actor
-                    .unwrap_or_else(|| Value::String(default_actor.clone()));
-                let appended = change.append(&topic, &input.event_type, actor, input.data)?;
-                webhooks.stage(change, topic.tenant, &appended.event, &appended.json)?;
-            }
-            Ok(())
+            idempotency::protect(claim.as_ref(), change, |change| {
+                let mut appended = Vec::with_capacity(events.len());
+                for input in events {
+                    let actor = input
+                        .actor
+                        .unwrap_or_else(|| Value::String(default_actor.clone()));
+                    let event = change.append(&topic, &input.event_type, actor, input.data)?;
+                    webhooks.stage(change, topic.tenant, &event.event, &event.json)?;
+                    appended.push(event);
+                }
+                Ok(Reply::new(StatusCode::CREATED, published(&appended, batch)))
+            })
         })
         .await?;
     api.webhooks.wake();
-    Ok(committed.events)
+    Ok(committed.value)
 }
 
-/// `POST /api/v1/topics/{topic}/events`
-pub(super) async fn publish(
-    api: Arc<TopicsApi>,
-    mut request: Request,
-) -> Result<Response, ApiError> {
-    let (principal, topic) = api.authorize(&request)?;
-    principal.require(Scope::Publish)?;
-    let body: Value = request.json().await?;
-    let (inputs, batch) = parse_events(body, api.limits.max_batch_events)?;
-    let events = commit_events(&api, topic, principal.name, inputs).await?;
-    let json = if batch {
+/// The reply body of a publish: the event, or `{"events":[…]}` for a batch.
+fn published(events: &[Arc<LogEvent>], batch: bool) -> Vec<u8> {
+    if batch {
         let mut out = b"{\"events\":".to_vec();
-        out.extend_from_slice(&join_json(&events));
+        out.extend_from_slice(&join_json(events));
         out.push(b'}');
         out
     } else {
@@ -112,8 +134,22 @@ pub(super) async fn publish(
             .first()
             .map(|event| event.json.to_vec())
             .unwrap_or_default()
-    };
-    Ok(response::raw_data(StatusCode::CREATED, &json))
+    }
+}
+
+/// `POST /api/v1/topics/{topic}/events` (`Idempotency-Key` optional)
+pub(super) async fn publish(
+    api: Arc<TopicsApi>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let (principal, topic) = api.authorize(&request)?;
+    principal.require(Scope::Publish)?;
+    let key = idempotency::requested(request.headers(), None)?;
+    let body: Value = request.json().await?;
+    let claim = publish_claim(&api, key, &principal, &topic, &body);
+    let inputs = parse_events(body, api.limits.max_batch_events)?;
+    let reply = commit_events(&api, topic, principal.name, inputs, claim).await?;
+    Ok(response::idempotent(&reply))
 }
 
 /// `GET /api/v1/topics/{topic}/events?after=ID&limit=N`

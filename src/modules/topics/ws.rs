@@ -2,22 +2,25 @@
 //!
 //! Client → server text frames (`ref` is optional and echoed back):
 //! `{"op":"subscribe","topic","after"?}`, `{"op":"unsubscribe","topic"}`,
-//! `{"op":"publish","topic","type","data","actor"?}`.
+//! `{"op":"publish","topic","type","data","actor"?,"idempotencyKey"?}`.
 //! Server → client: `{"op":"subscribed"|"unsubscribed","topic"}`,
 //! `{"op":"event","event":{…}}`, `{"op":"gap","topic","reason","oldestId"}`,
-//! `{"op":"published","event":{…}}`, `{"op":"error","code","message"}`.
+//! `{"op":"published","event":{…},"replayed"?:true}`, `{"op":"error","code","message"}`.
+//! A publish with an `idempotencyKey` is the same operation as a REST
+//! publish with that `Idempotency-Key`: a retry (over either) replays it.
 //!
 //! Invariants: the session polls its subscriptions itself (a `StreamMap`, no
 //! task or queue per subscription) and writes everything ready in one flush;
 //! a slow client makes its subscriptions fall back to the log, never the hub wait.
 
 use super::TopicsApi;
-use super::rest::{commit_events, parse_events};
+use super::rest::{commit_events, parse_events, publish_claim};
 use crate::auth::Admission;
 use crate::auth::keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
 use crate::hub::{Delivery, Start, Subscription};
+use crate::idempotency::{self, Reply};
 use crate::log::TopicRef;
 use crate::log::read::Gap;
 use crate::store::StoreError;
@@ -317,29 +320,34 @@ impl Session {
     ) -> Result<Value, (ApiError, Option<Value>)> {
         let reference = event.as_object_mut().and_then(|map| map.remove("ref"));
         let fail = |error: ApiError| (error, reference.clone());
-        let topic = TopicRef::new(self.admission.principal.tenant, &name)
-            .map_err(|e| fail(ApiError::validation(e)))?;
-        self.admission
-            .principal
-            .require(Scope::Publish)
+        let principal = &self.admission.principal;
+        let topic =
+            TopicRef::new(principal.tenant, &name).map_err(|e| fail(ApiError::validation(e)))?;
+        principal.require(Scope::Publish).map_err(fail)?;
+        let field = idempotency::take_field(&mut event);
+        let key = idempotency::from_field(field).map_err(fail)?;
+        let claim = publish_claim(&self.api, key, principal, &topic, &event);
+        let inputs = parse_events(event, 1).map_err(fail)?;
+        let reply = commit_events(&self.api, topic, principal.name.clone(), inputs, claim)
+            .await
             .map_err(fail)?;
-        let (inputs, _) = parse_events(event, 1).map_err(fail)?;
-        let events = commit_events(
-            &self.api,
-            topic,
-            self.admission.principal.name.clone(),
-            inputs,
-        )
-        .await
-        .map_err(fail)?;
-        let event: Value = events
-            .first()
-            .and_then(|event| serde_json::from_slice(&event.json).ok())
-            .unwrap_or(Value::Null);
-        Ok(with_ref(
-            json!({ "op": "published", "event": event }),
-            reference,
-        ))
+        let mut published = json!({ "op": "published", "event": published_event(&reply) });
+        if reply.replayed {
+            published["replayed"] = Value::Bool(true);
+        }
+        Ok(with_ref(published, reference))
+    }
+}
+
+/// The event of a publish reply (a one-event batch replies `{"events":[e]}`).
+fn published_event(reply: &Reply) -> Value {
+    match serde_json::from_slice(&reply.body) {
+        Ok(Value::Object(mut map)) if !map.contains_key("id") => map
+            .remove("events")
+            .and_then(|events| events.get(0).cloned())
+            .unwrap_or(Value::Null),
+        Ok(event) => event,
+        Err(_) => Value::Null,
     }
 }
 
