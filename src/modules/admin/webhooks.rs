@@ -10,7 +10,7 @@ use super::{AdminApi, Reply, tenant_admin};
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Request, response};
-use crate::transport::webhook::endpoints::EndpointInput;
+use crate::transport::webhook::endpoints::{self, EndpointInput};
 use crate::transport::webhook::outbox::Status;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -80,10 +80,19 @@ async fn list(api: Arc<AdminApi>, request: Request) -> Reply {
 async fn create(api: Arc<AdminApi>, mut request: Request) -> Reply {
     let tenant = tenant_admin(&api, &request)?;
     let input: EndpointInput = request.json().await?;
+    check_destination(&api, &input)?;
     let endpoint = api.webhooks.create(tenant.id, input).await?;
     let mut body = endpoint.to_json();
     body["secret"] = Value::String(endpoint.secret);
     Ok(response::data(StatusCode::CREATED, &body))
+}
+
+/// 400 for a URL at a literal address deliveries may not reach.
+fn check_destination(api: &AdminApi, input: &EndpointInput) -> Result<(), ApiError> {
+    match &input.url {
+        Some(url) => endpoints::check_destination(url, api.webhooks.address_policy()),
+        None => Ok(()),
+    }
 }
 
 async fn get(api: Arc<AdminApi>, request: Request) -> Reply {
@@ -95,6 +104,7 @@ async fn get(api: Arc<AdminApi>, request: Request) -> Reply {
 async fn update(api: Arc<AdminApi>, mut request: Request) -> Reply {
     let (tenant, id) = target(&api, &request)?;
     let input: EndpointInput = request.json().await?;
+    check_destination(&api, &input)?;
     let endpoint = api.webhooks.update(tenant, id, input).await?;
     Ok(response::data(StatusCode::OK, &endpoint.to_json()))
 }
