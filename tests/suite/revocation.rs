@@ -343,3 +343,43 @@ async fn deleting_a_realm_ends_the_streams_its_tokens_opened() {
     assert_sse_revoked(&mut reader, Instant::now()).await;
     assert_ws_revoked(&mut socket).await;
 }
+
+#[tokio::test]
+async fn stored_strings_of_tenants_keys_and_realms_have_limits() {
+    let server = Server::start();
+    let huge = "n".repeat(900 * 1024);
+    let refusals = [
+        (
+            "/admin/v1/tenants",
+            reqwest::Method::POST,
+            json!({ "slug": "big", "name": huge }),
+            "name",
+        ),
+        (
+            "/admin/v1/tenants/default/keys",
+            reqwest::Method::POST,
+            json!({ "name": huge, "scopes": ["read"] }),
+            "name",
+        ),
+        (
+            "/admin/v1/tenants/default/realms/big",
+            reqwest::Method::PUT,
+            json!({ "keys": [{ "kid": huge, "algorithm": "HS256", "material": "a-realm-secret-of-at-least-32-bytes!!" }] }),
+            "kid",
+        ),
+        (
+            "/admin/v1/tenants/default/realms/big",
+            reqwest::Method::PUT,
+            json!({ "keys": [{ "kid": null, "algorithm": "HS256", "material": "a-realm-secret-of-at-least-32-bytes!!" }], "issuer": huge }),
+            "issuer",
+        ),
+    ];
+    for (path, method, body, field) in refusals {
+        let response = admin(&server, method, path, Some(body)).await;
+        assert_eq!(response.status(), 400, "{path} {field}");
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(body["error"]["details"]["field"], field, "{body}");
+        assert!(body["error"]["details"]["maxBytes"].is_u64(), "{body}");
+    }
+}

@@ -186,7 +186,7 @@ pub(super) async fn post_comment(
     let actor = api.actor(&request, true)?;
     let id = discussion_id(&request)?;
     let input: NewComment = request.json().await?;
-    let actor = actor.with_display_name(input.display_name.clone());
+    let actor = actor.with_display_name(input.display_name.clone())?;
     let comment = api
         .act(actor, move |change, context, acting| {
             service::post_comment(change, context, &id, input, acting)
