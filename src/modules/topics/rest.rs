@@ -1,6 +1,7 @@
 //! HTTP handlers of the topics API: publish, history page, SSE stream.
 
 use super::TopicsApi;
+use super::actor::{self, ActorClaim};
 use crate::auth::keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
@@ -26,7 +27,7 @@ pub(super) struct EventInput {
     #[serde(default)]
     pub data: Value,
     #[serde(default)]
-    pub actor: Option<Value>,
+    pub actor: Option<ActorClaim>,
 }
 
 /// Parses a publish body: one event, or `{"events":[…]}`.
@@ -58,9 +59,14 @@ pub(super) fn parse_events(body: Value, max: usize) -> Result<(Vec<EventInput>, 
                     String::new()
                 };
                 ApiError::validation(format!(
-                    "{place}{err}; an event is {{\"type\": string, \"data\": any}}"
+                    "{place}{err}; an event is {{\"type\": string, \"data\": any, \"actor\"?: {{\"id\"?, \"display\"?}}}}"
                 ))
             })
+        })
+        .map(|input| {
+            let input = input?;
+            input.actor.as_ref().map(ActorClaim::check).transpose()?;
+            Ok(input)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((events, batch))
@@ -79,9 +85,7 @@ pub(super) async fn commit_events(
         .writer
         .commit(move |change| {
             for input in events {
-                let actor = input
-                    .actor
-                    .unwrap_or_else(|| Value::String(default_actor.clone()));
+                let actor = actor::stored(&default_actor, input.actor.as_ref());
                 let appended = change.append(&topic, &input.event_type, actor, input.data)?;
                 webhooks.stage(change, topic.tenant, &appended.event, &appended.json)?;
             }
