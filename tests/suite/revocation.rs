@@ -383,3 +383,25 @@ async fn stored_strings_of_tenants_keys_and_realms_have_limits() {
         assert!(body["error"]["details"]["maxBytes"].is_u64(), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_rename_racing_a_delete_never_brings_the_tenant_back() {
+    let server = Server::start();
+    for round in 0..12 {
+        let tenant = create_tenant(&server, &format!("renamed-{round}")).await;
+        let path = format!("/admin/v1/tenants/{tenant}");
+        let rename = admin(
+            &server,
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({ "name": "new name" })),
+        );
+        let delete = admin(&server, reqwest::Method::DELETE, &path, None);
+        let (renamed, deleted) = tokio::join!(rename, delete);
+        assert_eq!(deleted.status(), 200);
+        let status = renamed.status().as_u16();
+        assert!(status == 200 || status == 404, "rename: {status}");
+        let after = admin(&server, reqwest::Method::GET, &path, None).await;
+        assert_eq!(after.status(), 404, "a deleted tenant stays deleted");
+    }
+}
