@@ -230,7 +230,7 @@ impl Operation {
     }
 
     /// Runs the operation on the registry directly.
-    async fn offline(self, registry: &Registry) -> Result<Value, ApiError> {
+    async fn offline(self, registry: &std::sync::Arc<Registry>) -> Result<Value, ApiError> {
         Ok(match self {
             Self::ListTenants => to_json(&registry.tenants()),
             Self::CreateTenant { slug, name } => {

@@ -8,10 +8,12 @@ use crate::error::StartupError;
 use crate::log::retention;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::transport::webhook::WebhookSettings;
+use crate::transport::webhook::address::{AddressPolicy, AllowList};
 use crate::transport::webhook::backoff::RetryPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Durable real-time streams (SSE, WebSocket, Socket.IO, polling, webhooks) in one binary.
@@ -279,9 +281,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
-    /// Webhooks: refuse endpoints that are or resolve to loopback, private, link-local or other non-public addresses (for installs whose tenant admins must not reach internal services).
-    #[arg(long, env = "TIDINGS_WEBHOOK_BLOCK_PRIVATE")]
-    pub webhook_block_private: bool,
+    /// Webhooks: loopback or private networks and host names that endpoints may reach, comma-separated (`127.0.0.1/32,10.0.0.0/8,receiver.lan`); every other loopback/private address is refused, link-local and cloud metadata addresses always.
+    #[arg(long, env = "TIDINGS_WEBHOOK_ALLOW_PRIVATE", value_delimiter = ',')]
+    pub webhook_allow_private: Vec<String>,
 
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
@@ -494,7 +496,11 @@ impl ServeArgs {
             max_body: usize::try_from(self.webhook_max_body).unwrap_or(usize::MAX),
             concurrency: self.webhook_concurrency.max(1),
             ca_file: self.webhook_ca_file.clone(),
-            block_private: self.webhook_block_private,
+            address_policy: AddressPolicy {
+                allow_private: Arc::new(AllowList::parse(&self.webhook_allow_private).map_err(
+                    |err| StartupError::Config(format!("--webhook-allow-private {err}")),
+                )?),
+            },
         })
     }
 }

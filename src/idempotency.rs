@@ -331,11 +331,7 @@ mod tests {
     use uuid::Uuid;
 
     fn admin_of(tenant: Uuid) -> Principal {
-        Principal {
-            tenant,
-            name: "admin".into(),
-            credential: Credential::Admin,
-        }
+        Principal::unrevocable(tenant, "admin", Credential::Admin)
     }
 
     fn start(dir: &std::path::Path) -> (Store, Writer) {

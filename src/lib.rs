@@ -15,6 +15,7 @@
 //! * [`config`]: command line and environment → validated settings.
 //! * [`secret`]: random secrets.
 //! * [`error`]: error types and the one mapping of API errors to HTTP.
+//! * [`field_limits`]: length limits of stored strings and their error.
 //! * [`logging`]: log output.
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod error;
+pub mod field_limits;
 pub mod http;
 pub mod hub;
 pub mod idempotency;

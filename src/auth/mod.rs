@@ -12,7 +12,10 @@
 //! Invariants: a credential of one tenant never reaches another tenant's data
 //! (403); missing or invalid credentials are 401, valid ones without the
 //! right are 403, both with the error envelope; secrets are compared in
-//! constant time or by hash and never logged.
+//! constant time or by hash and never logged; every principal carries the
+//! revocation token of what admitted it (its key, its JWT realm, or its
+//! tenant), cancelled once a revocation or deletion is durable, so the
+//! streams it opened end ([`Admission::revoked`]).
 
 pub mod jwt;
 pub mod keys;
@@ -32,6 +35,7 @@ use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tickets::{Target, Ticket, TicketSession, Tickets};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
 /// Header carrying API keys.
@@ -63,6 +67,22 @@ pub struct Principal {
     pub name: String,
     /// The credential used.
     pub credential: Credential,
+    /// Cancelled when the credential is revoked or what it belongs to (its
+    /// realm, its tenant) is deleted.
+    revocation: CancellationToken,
+}
+
+#[cfg(test)]
+impl Principal {
+    /// A principal that is never revoked, for unit tests of code taking one.
+    pub(crate) fn unrevocable(tenant: Uuid, name: &str, credential: Credential) -> Self {
+        Self {
+            tenant,
+            name: name.into(),
+            credential,
+            revocation: CancellationToken::new(),
+        }
+    }
 }
 
 impl Principal {
@@ -122,6 +142,11 @@ impl Principal {
     pub fn is_instance_admin(&self) -> bool {
         matches!(self.credential, Credential::Admin)
     }
+
+    /// Resolves once the credential is revoked or its realm or tenant is deleted.
+    pub fn revoked(&self) -> WaitForCancellationFutureOwned {
+        self.revocation.clone().cancelled_owned()
+    }
 }
 
 fn forbidden(message: String) -> ApiError {
@@ -141,6 +166,14 @@ pub struct Admission {
     pub expires_at: Option<u64>,
     _ticket: Option<TicketSession>,
     _slot: Option<UserSlot>,
+}
+
+impl Admission {
+    /// Resolves once the credential that opened the stream is revoked or its
+    /// realm or tenant is deleted: the stream must end (see [`Principal::revoked`]).
+    pub fn revoked(&self) -> WaitForCancellationFutureOwned {
+        self.principal.revoked()
+    }
 }
 
 /// Verifies credentials against the registry.
@@ -190,6 +223,7 @@ impl Authenticator {
         };
         let session = self.tickets.claim(&secret, target).await?;
         let principal = Principal {
+            revocation: self.tenant_revocation(&session.ticket.tenant),
             tenant: session.ticket.tenant,
             name: session
                 .ticket
@@ -245,13 +279,15 @@ impl Authenticator {
 
     fn api_key(&self, secret: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
         if bool::from(secret.as_bytes().ct_eq(self.admin_key.as_bytes())) {
+            let tenant = requested.unwrap_or_else(|| self.registry.default_tenant());
             return Ok(Principal {
-                tenant: requested.unwrap_or_else(|| self.registry.default_tenant()),
+                tenant,
                 name: "admin".into(),
                 credential: Credential::Admin,
+                revocation: self.tenant_revocation(&tenant),
             });
         }
-        let key = self
+        let (key, revocation) = self
             .registry
             .key_by_secret(secret)
             .ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
@@ -263,6 +299,7 @@ impl Authenticator {
             tenant: key.tenant,
             name: key.name.clone(),
             credential: Credential::Key(key),
+            revocation,
         })
     }
 
@@ -273,7 +310,7 @@ impl Authenticator {
         realm: Option<&str>,
     ) -> Result<Principal, ApiError> {
         let tenant = requested.unwrap_or_else(|| self.registry.default_tenant());
-        let verifier = self.registry.verifier(&tenant, realm).ok_or_else(|| {
+        let (verifier, revocation) = self.registry.verifier(&tenant, realm).ok_or_else(|| {
             unauthorized(format!(
                 "no JWT realm {} for this tenant",
                 realm.unwrap_or(realms::DEFAULT_REALM)
@@ -295,6 +332,17 @@ impl Authenticator {
             tenant,
             name: claims.sub.clone(),
             credential: Credential::Token(Box::new(claims)),
+            revocation,
+        })
+    }
+
+    /// The tenant's revocation token; an already cancelled one for a tenant
+    /// that is gone.
+    fn tenant_revocation(&self, tenant: &Uuid) -> CancellationToken {
+        self.registry.tenant_token(tenant).unwrap_or_else(|| {
+            let gone = CancellationToken::new();
+            gone.cancel();
+            gone
         })
     }
 

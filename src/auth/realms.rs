@@ -2,11 +2,14 @@
 //!
 //! Invariants: a realm is stored only if a [`Verifier`] can be built from it
 //! (every key parses, allow-lists are explicit); names are 1–64 characters of
-//! `A-Z a-z 0-9 . _ -`; the default realm of the default tenant holds the
+//! `A-Z a-z 0-9 . _ -`; every stored string has a length limit ([`validate`]); the default realm of the default tenant holds the
 //! HS256 secret from `config.json`.
 
 use super::jwt::{RealmPolicy, VerificationKey, Verifier};
+use crate::error::ApiError;
+use crate::field_limits::{check_len, check_optional};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -50,6 +53,42 @@ impl Realm {
             leeway: Duration::from_secs(self.leeway_seconds),
         })
     }
+}
+
+/// Longest `kid`, issuer or audience entry, in bytes.
+pub const MAX_CLAIM_BYTES: usize = 256;
+/// Most accepted audiences of a realm.
+pub const MAX_AUDIENCES: usize = 32;
+/// Most verification keys of a realm.
+pub const MAX_KEYS: usize = 16;
+/// Longest key material (an HS256 secret or a PEM public key), in bytes.
+pub const MAX_KEY_MATERIAL_BYTES: usize = 16 * 1024;
+
+/// Checks a realm's name and the length of every stored string (the keys
+/// themselves are checked by [`Realm::verifier`]).
+pub fn validate(realm: &Realm) -> Result<(), ApiError> {
+    validate_name(&realm.name).map_err(ApiError::validation)?;
+    if realm.keys.len() > MAX_KEYS {
+        return Err(too_many("keys", MAX_KEYS));
+    }
+    for key in &realm.keys {
+        check_optional("kid", key.kid.as_deref(), MAX_CLAIM_BYTES)?;
+        check_len("material", &key.material, MAX_KEY_MATERIAL_BYTES)?;
+    }
+    check_optional("issuer", realm.issuer.as_deref(), MAX_CLAIM_BYTES)?;
+    let audience = realm.audience.as_deref().unwrap_or_default();
+    if audience.len() > MAX_AUDIENCES {
+        return Err(too_many("audience", MAX_AUDIENCES));
+    }
+    for entry in audience {
+        check_len("audience", entry, MAX_CLAIM_BYTES)?;
+    }
+    Ok(())
+}
+
+fn too_many(field: &str, max: usize) -> ApiError {
+    ApiError::validation(format!("at most {max} entries in {field}"))
+        .with_details(json!({ "field": field, "maxItems": max }))
 }
 
 /// Checks a realm name.

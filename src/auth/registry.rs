@@ -1,10 +1,21 @@
 //! The auth registry: tenants, API keys and realms, persisted in the store and
 //! held in memory for lookups on every request.
 //!
-//! Invariants: every change is committed durably through the writer before
-//! the in-memory view changes, so a change the admin API acknowledged is in
-//! effect for the next request and survives restarts; the view is replaced
-//! under one lock, so readers never see half a change.
+//! Invariants:
+//! * every change is committed durably through the writer before the
+//!   in-memory view changes, so a change the admin API acknowledged is in
+//!   effect for the next request and survives restarts;
+//! * changes are serialized: one runs at a time, from its checks (slug
+//!   uniqueness, the tenant of a new key or realm) through its commit to its
+//!   in-memory update, so checks see every earlier change and the view is
+//!   updated in commit order; a change runs in its own task, so a caller that
+//!   goes away (a reset stream) cannot leave the view behind the store;
+//! * the view is replaced under one lock, so readers never see half a change;
+//! * a key is usable only while it is active and its tenant exists;
+//! * every tenant, key and realm carries a revocation token (a key's and a
+//!   realm's are children of their tenant's): revoking a key, deleting a realm
+//!   or a tenant cancels it once the removal is durable, which ends the
+//!   streams its credentials opened (see [`super::Principal::revoked`]).
 
 use super::jwt::Verifier;
 use super::keys::{self, ApiKey, Scope};
@@ -16,24 +27,122 @@ use crate::store::{Store, StoreError, keys as store_keys};
 use crate::writer::Writer;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// A record of the view with the token that its removal cancels.
+struct Revocable<T> {
+    record: T,
+    token: CancellationToken,
+}
+
+struct RealmEntry {
+    realm: Realm,
+    verifier: Arc<Verifier>,
+    token: CancellationToken,
+}
 
 #[derive(Default)]
 struct View {
-    tenants: HashMap<Uuid, Tenant>,
-    keys: HashMap<String, ApiKey>,
-    realms: HashMap<(Uuid, String), (Realm, Arc<Verifier>)>,
+    tenants: HashMap<Uuid, Revocable<Tenant>>,
+    keys: HashMap<String, Revocable<ApiKey>>,
+    realms: HashMap<(Uuid, String), RealmEntry>,
+}
+
+impl View {
+    /// The token of a new key or realm of `tenant`: a child of the tenant's,
+    /// or an already cancelled one when the tenant is gone.
+    fn child_token(&self, tenant: &Uuid) -> CancellationToken {
+        match self.tenants.get(tenant) {
+            Some(entry) => entry.token.child_token(),
+            None => cancelled(),
+        }
+    }
+
+    /// The key with this secret hash while it is active and its tenant exists,
+    /// with its revocation token.
+    fn active_key(&self, hash: &str) -> Option<(ApiKey, CancellationToken)> {
+        let entry = self.keys.get(hash)?;
+        let usable = entry.record.is_active() && self.tenants.contains_key(&entry.record.tenant);
+        usable.then(|| (entry.record.clone(), entry.token.clone()))
+    }
+
+    fn insert_tenant(&mut self, tenant: Tenant) {
+        let token = self
+            .tenants
+            .get(&tenant.id)
+            .map(|entry| entry.token.clone())
+            .unwrap_or_default();
+        self.tenants.insert(
+            tenant.id,
+            Revocable {
+                record: tenant,
+                token,
+            },
+        );
+    }
+
+    fn insert_key(&mut self, key: ApiKey) {
+        let token = match self.keys.get(&key.hash) {
+            Some(entry) => entry.token.clone(),
+            None => self.child_token(&key.tenant),
+        };
+        if !key.is_active() {
+            token.cancel();
+        }
+        self.keys
+            .insert(key.hash.clone(), Revocable { record: key, token });
+    }
+
+    /// Inserts or replaces a realm; a replacement that drops a verification
+    /// key revokes what the old realm admitted (tokens signed by the dropped
+    /// key must not keep their streams).
+    fn insert_realm(&mut self, realm: Realm, verifier: Verifier) {
+        let id = (realm.tenant, realm.name.clone());
+        let token = match self.realms.get(&id) {
+            Some(old) if old.realm.keys.iter().all(|key| realm.keys.contains(key)) => {
+                old.token.clone()
+            }
+            Some(old) => {
+                old.token.cancel();
+                self.child_token(&realm.tenant)
+            }
+            None => self.child_token(&realm.tenant),
+        };
+        let verifier = Arc::new(verifier);
+        self.realms.insert(
+            id,
+            RealmEntry {
+                realm,
+                verifier,
+                token,
+            },
+        );
+    }
+}
+
+fn cancelled() -> CancellationToken {
+    let token = CancellationToken::new();
+    token.cancel();
+    token
 }
 
 /// How often a key's last-used time is written to the store.
 const LAST_USED_PERSIST_MS: u64 = 60_000;
+/// Longest tenant name, in bytes.
+pub const MAX_TENANT_NAME_BYTES: usize = 200;
+/// Longest API key name, in bytes.
+pub const MAX_KEY_NAME_BYTES: usize = 100;
 
 /// Tenants, keys and realms.
 pub struct Registry {
     writer: Writer,
     default_tenant: Uuid,
     view: RwLock<View>,
+    /// Held by the one change in progress, from its checks to its view update.
+    changes: tokio::sync::Mutex<()>,
     last_persisted_use: std::sync::Mutex<HashMap<Uuid, u64>>,
 }
 
@@ -50,6 +159,7 @@ impl Registry {
             writer,
             default_tenant: instance.default_tenant.id,
             view: RwLock::new(view),
+            changes: tokio::sync::Mutex::new(()),
             last_persisted_use: std::sync::Mutex::default(),
         });
         registry
@@ -59,7 +169,7 @@ impl Registry {
         Ok(registry)
     }
 
-    async fn seed(&self, instance: &InstanceConfig) -> Result<(), ApiError> {
+    async fn seed(self: &Arc<Self>, instance: &InstanceConfig) -> Result<(), ApiError> {
         let seed = &instance.default_tenant;
         if self.tenant(&seed.id).is_none() {
             self.save_tenant(Tenant {
@@ -99,6 +209,23 @@ impl Registry {
         self.view.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `change` alone (no other registry change between its checks and
+    /// its view update) and to completion, even if the caller goes away.
+    async fn serialized<T, F, Fut>(self: &Arc<Self>, change: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let _turn = registry.changes.lock().await;
+            change(registry.clone()).await
+        })
+        .await
+        .map_err(|err| ApiError::internal(format!("a registry change failed: {err}")))?
+    }
+
     async fn persist(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ApiError> {
         self.writer
             .commit(move |change| {
@@ -119,7 +246,15 @@ impl Registry {
 
     /// A tenant by id.
     pub fn tenant(&self, id: &Uuid) -> Option<Tenant> {
-        self.read().tenants.get(id).cloned()
+        self.read()
+            .tenants
+            .get(id)
+            .map(|entry| entry.record.clone())
+    }
+
+    /// A tenant and its revocation token.
+    pub fn tenant_token(&self, id: &Uuid) -> Option<CancellationToken> {
+        self.read().tenants.get(id).map(|entry| entry.token.clone())
     }
 
     /// A tenant by slug.
@@ -127,19 +262,28 @@ impl Registry {
         self.read()
             .tenants
             .values()
-            .find(|t| t.slug == slug)
-            .cloned()
+            .find(|entry| entry.record.slug == slug)
+            .map(|entry| entry.record.clone())
     }
 
     /// All tenants, by slug.
     pub fn tenants(&self) -> Vec<Tenant> {
-        let mut all: Vec<Tenant> = self.read().tenants.values().cloned().collect();
+        let mut all: Vec<Tenant> = self
+            .read()
+            .tenants
+            .values()
+            .map(|entry| entry.record.clone())
+            .collect();
         all.sort_by(|a, b| a.slug.cmp(&b.slug));
         all
     }
 
     /// Creates a new tenant with a fresh id.
-    pub async fn create_tenant(&self, slug: String, name: String) -> Result<Tenant, ApiError> {
+    pub async fn create_tenant(
+        self: &Arc<Self>,
+        slug: String,
+        name: String,
+    ) -> Result<Tenant, ApiError> {
         self.save_tenant(Tenant {
             id: Uuid::new_v4(),
             slug,
@@ -158,9 +302,38 @@ impl Registry {
         found.ok_or_else(|| ApiError::not_found(format!("no tenant {id_or_slug}")))
     }
 
-    /// Creates or replaces a tenant (slugs stay unique).
-    pub async fn save_tenant(&self, tenant: Tenant) -> Result<Tenant, ApiError> {
+    /// Creates a tenant, or (seeding) puts the default tenant; slugs stay
+    /// unique: of concurrent saves of one slug exactly one succeeds, the
+    /// others get 409.
+    async fn save_tenant(self: &Arc<Self>, tenant: Tenant) -> Result<Tenant, ApiError> {
+        self.serialized(move |registry| async move { registry.put_tenant(tenant).await })
+            .await
+    }
+
+    /// Changes a tenant's slug and/or name; 404 if it is gone, 409 if the
+    /// slug is taken.
+    pub async fn update_tenant(
+        self: &Arc<Self>,
+        id: Uuid,
+        slug: Option<String>,
+        name: Option<String>,
+    ) -> Result<Tenant, ApiError> {
+        self.serialized(move |registry| async move {
+            let mut tenant = registry
+                .tenant(&id)
+                .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+            tenant.slug = slug.unwrap_or(tenant.slug);
+            tenant.name = name.unwrap_or(tenant.name);
+            registry.put_tenant(tenant).await
+        })
+        .await
+    }
+
+    /// Checks and commits a tenant record, then puts it in the view
+    /// (callers hold the turn).
+    async fn put_tenant(&self, tenant: Tenant) -> Result<Tenant, ApiError> {
         tenants::validate_slug(&tenant.slug).map_err(ApiError::validation)?;
+        crate::field_limits::check_len("name", &tenant.name, MAX_TENANT_NAME_BYTES)?;
         if self
             .tenant_by_slug(&tenant.slug)
             .is_some_and(|other| other.id != tenant.id)
@@ -175,62 +348,67 @@ impl Registry {
             Some(to_json(&tenant)?),
         )
         .await?;
-        self.write().tenants.insert(tenant.id, tenant.clone());
+        self.write().insert_tenant(tenant.clone());
         Ok(tenant)
     }
 
-    /// Deletes a tenant with its keys and realms (never the default tenant).
-    pub async fn delete_tenant(&self, id: &Uuid) -> Result<(), ApiError> {
+    /// Deletes a tenant with its keys and realms (never the default tenant);
+    /// ends every stream its credentials opened.
+    pub async fn delete_tenant(self: &Arc<Self>, id: &Uuid) -> Result<(), ApiError> {
         if *id == self.default_tenant {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 "the default tenant cannot be deleted",
             ));
         }
-        if self.tenant(id).is_none() {
-            return Err(ApiError::not_found("no such tenant"));
-        }
-        let keys: Vec<Uuid> = self.keys(id).iter().map(|key| key.id).collect();
-        let realm_names: Vec<String> = self
-            .realms(id)
-            .into_iter()
-            .map(|realm| realm.name)
-            .collect();
         let tenant = *id;
-        self.writer
-            .commit(move |change| {
-                change.delete(store_keys::auth(store_keys::AUTH_TENANT, &tenant));
-                for key in &keys {
-                    change.delete(store_keys::auth(store_keys::AUTH_KEY, key));
-                }
-                for name in &realm_names {
-                    change.delete(store_keys::auth_realm(&tenant, name));
-                }
-                Ok(())
-            })
-            .await?;
-        let mut view = self.write();
-        view.tenants.remove(id);
-        view.keys.retain(|_, key| key.tenant != *id);
-        view.realms.retain(|(tenant, _), _| tenant != id);
-        Ok(())
+        self.serialized(move |registry| async move {
+            if registry.tenant(&tenant).is_none() {
+                return Err(ApiError::not_found("no such tenant"));
+            }
+            let keys: Vec<Uuid> = registry.keys(&tenant).iter().map(|key| key.id).collect();
+            let realm_names: Vec<String> = registry
+                .realms(&tenant)
+                .into_iter()
+                .map(|realm| realm.name)
+                .collect();
+            registry
+                .writer
+                .commit(move |change| {
+                    change.delete(store_keys::auth(store_keys::AUTH_TENANT, &tenant));
+                    for key in &keys {
+                        change.delete(store_keys::auth(store_keys::AUTH_KEY, key));
+                    }
+                    for name in &realm_names {
+                        change.delete(store_keys::auth_realm(&tenant, name));
+                    }
+                    Ok(())
+                })
+                .await?;
+            let mut view = registry.write();
+            if let Some(entry) = view.tenants.remove(&tenant) {
+                entry.token.cancel();
+            }
+            view.keys.retain(|_, key| key.record.tenant != tenant);
+            view.realms.retain(|(owner, _), _| *owner != tenant);
+            Ok(())
+        })
+        .await
     }
 
     /// Creates an API key; returns the record and the secret (shown only now).
     pub async fn create_key(
-        &self,
+        self: &Arc<Self>,
         tenant: Uuid,
         name: String,
         scopes: Vec<Scope>,
     ) -> Result<(ApiKey, String), ApiError> {
-        if self.tenant(&tenant).is_none() {
-            return Err(ApiError::not_found("no such tenant"));
-        }
-        if name.trim().is_empty() || name.len() > 100 || scopes.is_empty() {
+        if name.trim().is_empty() || scopes.is_empty() {
             return Err(ApiError::validation(
-                "a key needs a name (1-100 characters) and at least one scope",
+                "a key needs a name and at least one scope",
             ));
         }
+        crate::field_limits::check_len("name", &name, MAX_KEY_NAME_BYTES)?;
         let secret = crate::secret::generate(keys::KEY_PREFIX)
             .map_err(|err| ApiError::internal(err.to_string()))?;
         let key = ApiKey {
@@ -244,17 +422,24 @@ impl Registry {
             revoked_at: None,
             last_used_at: None,
         };
-        self.store_key(key.clone()).await?;
-        Ok((key, secret))
+        self.serialized(move |registry| async move {
+            if registry.tenant(&tenant).is_none() {
+                return Err(ApiError::not_found("no such tenant"));
+            }
+            registry.store_key(key.clone()).await?;
+            Ok((key, secret))
+        })
+        .await
     }
 
+    /// Commits a key record, then puts it in the view (callers hold the turn).
     async fn store_key(&self, key: ApiKey) -> Result<(), ApiError> {
         self.persist(
             store_keys::auth(store_keys::AUTH_KEY, &key.id),
             Some(to_json(&key)?),
         )
         .await?;
-        self.write().keys.insert(key.hash.clone(), key);
+        self.write().insert_key(key);
         Ok(())
     }
 
@@ -264,27 +449,35 @@ impl Registry {
             .read()
             .keys
             .values()
-            .filter(|k| k.tenant == *tenant)
-            .cloned()
+            .filter(|entry| entry.record.tenant == *tenant)
+            .map(|entry| entry.record.clone())
             .collect();
         all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         all
     }
 
-    /// Revokes a key; effective for the next request.
-    pub async fn revoke_key(&self, tenant: &Uuid, id: &Uuid) -> Result<ApiKey, ApiError> {
-        let mut key = self
-            .keys(tenant)
-            .into_iter()
-            .find(|key| key.id == *id)
-            .ok_or_else(|| ApiError::not_found("no such key for this tenant"))?;
-        if key.revoked_at.is_none() {
-            key.revoked_at = Some(crate::clock::rfc3339_millis(crate::clock::unix_millis()));
-            self.store_key(key.clone()).await?;
-        }
-        Ok(key)
+    /// Revokes a key: refused from the next request on, and the streams it
+    /// opened end.
+    pub async fn revoke_key(
+        self: &Arc<Self>,
+        tenant: &Uuid,
+        id: &Uuid,
+    ) -> Result<ApiKey, ApiError> {
+        let (tenant, id) = (*tenant, *id);
+        self.serialized(move |registry| async move {
+            let mut key = registry
+                .keys(&tenant)
+                .into_iter()
+                .find(|key| key.id == id)
+                .ok_or_else(|| ApiError::not_found("no such key for this tenant"))?;
+            if key.revoked_at.is_none() {
+                key.revoked_at = Some(crate::clock::rfc3339_millis(crate::clock::unix_millis()));
+                registry.store_key(key.clone()).await?;
+            }
+            Ok(key)
+        })
+        .await
     }
-
     /// Records that `key` was just used: in memory at once, in the store at
     /// most once a minute (in the background, never delaying the request).
     pub fn touch_key(self: &Arc<Self>, key: &ApiKey) {
@@ -330,20 +523,16 @@ impl Registry {
                 Ok(())
             })
             .await?;
-        if let Some(key) = self.write().keys.get_mut(&hash) {
-            key.last_used_at = Some(used_at);
+        if let Some(entry) = self.write().keys.get_mut(&hash) {
+            entry.record.last_used_at = Some(used_at);
         }
         Ok(())
     }
 
-    /// The active key whose secret is `secret`.
-    pub fn key_by_secret(&self, secret: &str) -> Option<ApiKey> {
-        let hash = keys::hash_secret(secret);
-        self.read()
-            .keys
-            .get(&hash)
-            .filter(|key| key.is_active())
-            .cloned()
+    /// The usable key whose secret is `secret` (active, of an existing
+    /// tenant) and its revocation token.
+    pub fn key_by_secret(&self, secret: &str) -> Option<(ApiKey, CancellationToken)> {
+        self.read().active_key(&keys::hash_secret(secret))
     }
 
     /// A realm of a tenant.
@@ -351,16 +540,20 @@ impl Registry {
         self.read()
             .realms
             .get(&(*tenant, name.to_string()))
-            .map(|(realm, _)| realm.clone())
+            .map(|entry| entry.realm.clone())
     }
 
-    /// A realm's verifier.
-    pub fn verifier(&self, tenant: &Uuid, name: Option<&str>) -> Option<Arc<Verifier>> {
+    /// A realm's verifier and revocation token.
+    pub fn verifier(
+        &self,
+        tenant: &Uuid,
+        name: Option<&str>,
+    ) -> Option<(Arc<Verifier>, CancellationToken)> {
         let name = name.unwrap_or(DEFAULT_REALM).to_string();
         self.read()
             .realms
             .get(&(*tenant, name))
-            .map(|(_, verifier)| verifier.clone())
+            .map(|entry| (entry.verifier.clone(), entry.token.clone()))
     }
 
     /// A tenant's realms, by name.
@@ -369,41 +562,50 @@ impl Registry {
             .read()
             .realms
             .values()
-            .filter(|(realm, _)| realm.tenant == *tenant)
-            .map(|(realm, _)| realm.clone())
+            .filter(|entry| entry.realm.tenant == *tenant)
+            .map(|entry| entry.realm.clone())
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// Creates or replaces a realm after checking every key.
-    pub async fn put_realm(&self, realm: Realm) -> Result<Realm, ApiError> {
-        realms::validate_name(&realm.name).map_err(ApiError::validation)?;
-        if self.tenant(&realm.tenant).is_none() {
-            return Err(ApiError::not_found("no such tenant"));
-        }
+    /// Creates or replaces a realm after checking every key. A replacement
+    /// that drops a verification key ends the streams the realm admitted.
+    pub async fn put_realm(self: &Arc<Self>, realm: Realm) -> Result<Realm, ApiError> {
+        realms::validate(&realm)?;
         let verifier = realm.verifier().map_err(ApiError::validation)?;
-        self.persist(
-            store_keys::auth_realm(&realm.tenant, &realm.name),
-            Some(to_json(&realm)?),
-        )
-        .await?;
-        self.write().realms.insert(
-            (realm.tenant, realm.name.clone()),
-            (realm.clone(), Arc::new(verifier)),
-        );
-        Ok(realm)
+        self.serialized(move |registry| async move {
+            if registry.tenant(&realm.tenant).is_none() {
+                return Err(ApiError::not_found("no such tenant"));
+            }
+            registry
+                .persist(
+                    store_keys::auth_realm(&realm.tenant, &realm.name),
+                    Some(to_json(&realm)?),
+                )
+                .await?;
+            registry.write().insert_realm(realm.clone(), verifier);
+            Ok(realm)
+        })
+        .await
     }
 
-    /// Deletes a realm.
-    pub async fn delete_realm(&self, tenant: &Uuid, name: &str) -> Result<(), ApiError> {
-        if self.realm(tenant, name).is_none() {
-            return Err(ApiError::not_found("no such realm"));
-        }
-        self.persist(store_keys::auth_realm(tenant, name), None)
-            .await?;
-        self.write().realms.remove(&(*tenant, name.to_string()));
-        Ok(())
+    /// Deletes a realm; ends the streams its tokens opened.
+    pub async fn delete_realm(self: &Arc<Self>, tenant: &Uuid, name: &str) -> Result<(), ApiError> {
+        let id = (*tenant, name.to_string());
+        self.serialized(move |registry| async move {
+            if registry.realm(&id.0, &id.1).is_none() {
+                return Err(ApiError::not_found("no such realm"));
+            }
+            registry
+                .persist(store_keys::auth_realm(&id.0, &id.1), None)
+                .await?;
+            if let Some(entry) = registry.write().realms.remove(&id) {
+                entry.token.cancel();
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -415,19 +617,14 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
 fn load_view(store: &Store) -> Result<View, StoreError> {
     let mut view = View::default();
     for tenant in load_all::<Tenant>(store, store_keys::AUTH_TENANT)? {
-        view.tenants.insert(tenant.id, tenant);
+        view.insert_tenant(tenant);
     }
     for key in load_all::<ApiKey>(store, store_keys::AUTH_KEY)? {
-        view.keys.insert(key.hash.clone(), key);
+        view.insert_key(key);
     }
     for realm in load_all::<Realm>(store, store_keys::AUTH_REALM)? {
         match realm.verifier() {
-            Ok(verifier) => {
-                view.realms.insert(
-                    (realm.tenant, realm.name.clone()),
-                    (realm, Arc::new(verifier)),
-                );
-            }
+            Ok(verifier) => view.insert_realm(realm, verifier),
             Err(err) => {
                 tracing::error!(realm = %realm.name, error = %err, "stored realm is unusable; skipped")
             }
@@ -445,4 +642,88 @@ fn load_all<T: DeserializeOwned>(store: &Store, kind: u8) -> Result<Vec<T>, Stor
         Ok(())
     })?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(tenant: Uuid, hash: &str) -> ApiKey {
+        ApiKey {
+            id: Uuid::new_v4(),
+            tenant,
+            name: "k".into(),
+            scopes: vec![Scope::Read],
+            hash: hash.into(),
+            prefix: "ek_…".into(),
+            created_at: String::new(),
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn a_key_whose_tenant_is_gone_is_refused_and_born_revoked() {
+        let mut view = View::default();
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            slug: "t".into(),
+            name: String::new(),
+            created_at: String::new(),
+        };
+        view.insert_tenant(tenant.clone());
+        view.insert_key(key_of(tenant.id, "live"));
+        view.insert_key(key_of(Uuid::new_v4(), "orphan"));
+        let (_, token) = view
+            .active_key("live")
+            .expect("a key of a live tenant works");
+        assert!(!token.is_cancelled());
+        assert!(view.active_key("orphan").is_none());
+        assert!(view.keys["orphan"].token.is_cancelled());
+        view.tenants.remove(&tenant.id).unwrap().token.cancel();
+        assert!(view.active_key("live").is_none(), "the tenant is gone");
+        assert!(
+            token.is_cancelled(),
+            "a key's token is a child of its tenant's"
+        );
+    }
+
+    #[test]
+    fn replacing_a_realm_revokes_only_when_a_key_is_dropped() {
+        let mut view = View::default();
+        let tenant = Uuid::new_v4();
+        view.insert_tenant(Tenant {
+            id: tenant,
+            slug: "t".into(),
+            name: String::new(),
+            created_at: String::new(),
+        });
+        let key = |material: &str| super::super::jwt::VerificationKey {
+            kid: None,
+            algorithm: super::super::jwt::JwtAlgorithm::Hs256,
+            material: material.repeat(32),
+        };
+        let realm = |keys| Realm {
+            tenant,
+            name: "r".into(),
+            keys,
+            audience: None,
+            issuer: None,
+            leeway_seconds: 0,
+        };
+        let put = |view: &mut View, realm: Realm| {
+            let verifier = realm.verifier().unwrap();
+            view.insert_realm(realm, verifier);
+            view.realms[&(tenant, "r".to_string())].token.clone()
+        };
+        let first = put(&mut view, realm(vec![key("a")]));
+        let added = put(&mut view, realm(vec![key("a"), key("b")]));
+        assert!(!first.is_cancelled() && !added.is_cancelled());
+        let dropped = put(&mut view, realm(vec![key("b")]));
+        assert!(
+            first.is_cancelled(),
+            "dropping key a revokes what it admitted"
+        );
+        assert!(!dropped.is_cancelled());
+    }
 }

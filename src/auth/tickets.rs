@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! * the secret is random (256 bits), shown once, stored only as a hash;
-//! * a ticket is bound to its tenant, its target and the viewer the backend named;
+//! * a ticket is bound to its tenant, its target and the viewer the backend
+//!   named (id and name of bounded length);
 //! * first use happens within `--ticket-ttl` (60 s) and is atomic: the claim runs
 //!   on the writer thread, so of concurrent first uses exactly one succeeds;
 //! * afterwards the ticket names that one stream session: it may resume it
@@ -15,6 +16,7 @@
 
 use super::keys::hash_secret;
 use crate::error::{ApiError, ErrorCode};
+use crate::field_limits::check_optional;
 use crate::store::keys as store_keys;
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
@@ -48,6 +50,20 @@ pub struct Viewer {
     /// A display name.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// Longest viewer id, in bytes.
+pub const MAX_VIEWER_ID_BYTES: usize = 200;
+/// Longest viewer name, in bytes.
+pub const MAX_VIEWER_NAME_BYTES: usize = 200;
+
+impl Viewer {
+    /// 400 when the id or name is over its limit; the fields are reported
+    /// under the names the request used.
+    pub fn check(&self, id_field: &str, name_field: &str) -> Result<(), ApiError> {
+        check_optional(id_field, self.id.as_deref(), MAX_VIEWER_ID_BYTES)?;
+        check_optional(name_field, self.name.as_deref(), MAX_VIEWER_NAME_BYTES)
+    }
 }
 
 /// A stored ticket.
@@ -117,6 +133,7 @@ impl Tickets {
         target: Target,
         viewer: Viewer,
     ) -> Result<(String, Ticket), ApiError> {
+        viewer.check("viewer.id", "viewer.name")?;
         let secret = crate::secret::generate(TICKET_PREFIX)
             .map_err(|err| ApiError::internal(err.to_string()))?;
         let ttl = u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX);

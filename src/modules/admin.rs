@@ -170,15 +170,13 @@ async fn get_tenant(api: Arc<AdminApi>, request: Request) -> Reply {
 
 async fn update_tenant(api: Arc<AdminApi>, mut request: Request) -> Reply {
     instance_admin(&api, &request)?;
-    let mut tenant = find_tenant(&api, request.param("tenant").unwrap_or_default())?;
+    let tenant = find_tenant(&api, request.param("tenant").unwrap_or_default())?;
     let input: TenantInput = request.json().await?;
-    if let Some(slug) = input.slug {
-        tenant.slug = slug;
-    }
-    if let Some(name) = input.name {
-        tenant.name = name;
-    }
-    let tenant = api.auth.registry().save_tenant(tenant).await?;
+    let tenant = api
+        .auth
+        .registry()
+        .update_tenant(tenant.id, input.slug, input.name)
+        .await?;
     Ok(response::data(StatusCode::OK, &tenant))
 }
 

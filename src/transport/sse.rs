@@ -5,7 +5,10 @@
 //! frame with `{"reason","oldestId"}` when the resume cursor is a gap;
 //! `: heartbeat` comments every `--sse-heartbeat`; after `--sse-lifetime` a
 //! `connection-timeout` frame and a clean end (the browser reconnects with
-//! `Last-Event-ID`); on server shutdown a `shutdown` frame and a clean end.
+//! `Last-Event-ID`); when the credential that opened the stream expires, an
+//! `error` frame `{"code":"TOKEN_EXPIRED"}`, and when it is revoked (or its
+//! realm or tenant deleted) an `error` frame `{"code":"CREDENTIAL_REVOKED"}`,
+//! then the end; on server shutdown a `shutdown` frame and a clean end.
 //!
 //! Invariants: every frame batch is one body chunk, written as soon as it is
 //! ready (no buffering delay); `data:` never contains a raw newline (JSON is
@@ -138,6 +141,7 @@ struct State {
     lifetime: Pin<Box<Sleep>>,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     expiry: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
     last_write: Instant,
     opened: bool,
     finished: bool,
@@ -159,6 +163,7 @@ fn body(stream: SseStream) -> Body {
                 .expires_at
                 .map(crate::clock::instant_of_unix_seconds),
         )),
+        revoked: Box::pin(stream.admission.revoked()),
         last_write: Instant::now(),
         heartbeat,
         stream,
@@ -193,6 +198,9 @@ impl State {
                 }
                 () = self.expiry.as_mut() => {
                     return Some(self.expire());
+                }
+                () = self.revoked.as_mut() => {
+                    return Some(self.revoke());
                 }
                 () = self.lifetime.as_mut() => {
                     return Some(self.finish("connection-timeout", "connection lifetime reached; reconnect"));
@@ -249,6 +257,17 @@ impl State {
         frame(
             "error",
             &json!({ "code": "TOKEN_EXPIRED", "message": "the token that opened this stream expired; reconnect with a fresh one" }),
+        )
+    }
+
+    /// The final frame when the credential is revoked: the client's next
+    /// attempt gets 401/403, which stops an EventSource for good.
+    fn revoke(&mut self) -> Bytes {
+        self.finished = true;
+        self.stream.metrics.stream_ended(TRANSPORT, "revoked");
+        frame(
+            "error",
+            &json!({ "code": "CREDENTIAL_REVOKED", "message": "the credential that opened this stream was revoked or its realm or tenant deleted" }),
         )
     }
 

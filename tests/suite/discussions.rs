@@ -929,3 +929,86 @@ async fn only_authors_and_moderators_change_comments_and_moderation_events_reach
         json!({ "userId": null, "role": "moderator" })
     );
 }
+
+/// Asserts a 400 `VALIDATION_ERROR` whose details name `field` and a limit.
+#[track_caller]
+fn assert_limit(status: u16, body: &Value, field: &str) {
+    let error = &body["error"];
+    assert_eq!(status, 400, "{field} must be refused: {error}");
+    assert_eq!(error["code"], "VALIDATION_ERROR", "{error}");
+    let details = &error["details"];
+    assert_eq!(details["field"], field, "{error}");
+    assert!(
+        details["maxChars"].is_u64() || details["maxBytes"].is_u64(),
+        "the limit is named: {error}"
+    );
+}
+
+#[tokio::test]
+async fn every_stored_string_of_readers_and_tickets_has_a_limit() {
+    let server = Server::start();
+    let backend = Backend::new(&server);
+    let discussion = backend.discussion("bounded", "none").await;
+    let comments = format!("/api/v1/discussions/{discussion}/comments");
+    let huge = "n".repeat(900 * 1024);
+    let (status, body) = backend
+        .post(
+            &comments,
+            Some("u1"),
+            json!({ "body": "hi", "displayName": huge }),
+        )
+        .await;
+    assert_limit(status, &body, "displayName");
+    let (status, body) = backend
+        .post(
+            &comments,
+            Some("u1"),
+            json!({ "body": "hi", "displayName": "n".repeat(100) }),
+        )
+        .await;
+    assert_eq!(status, 201, "100 characters fit: {body}");
+
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let long_claim = token(
+        &server,
+        json!({ "sub": "u9", "exp": exp, "name": "x".repeat(5000) }),
+    );
+    let post = server
+        .http1()
+        .post(server.url(&comments))
+        .bearer_auth(&long_claim)
+        .json(&json!({ "body": "by token" }))
+        .send()
+        .await
+        .unwrap();
+    let status = post.status().as_u16();
+    assert_limit(status, &json(post).await, "displayName");
+
+    let minted = |body: Value| backend.post("/api/v1/stream/ticket-by-external", None, body);
+    let (status, body) = minted(json!({ "externalId": "bounded", "externalUserId": huge })).await;
+    assert_limit(status, &body, "externalUserId");
+    let (status, body) =
+        minted(json!({ "externalId": "bounded", "externalUserId": "v1", "displayName": huge }))
+            .await;
+    assert_limit(status, &body, "displayName");
+    let (status, body) = backend
+        .post(
+            "/api/v1/topics/room/tickets",
+            None,
+            json!({ "viewer": { "id": "v1", "name": huge } }),
+        )
+        .await;
+    assert_limit(status, &body, "viewer.name");
+    let (status, body) = backend
+        .post(
+            "/api/v1/discussions",
+            None,
+            json!({ "externalId": "t", "title": "t".repeat(301) }),
+        )
+        .await;
+    assert_limit(status, &body, "title");
+}

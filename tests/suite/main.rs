@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod bench;
+mod claims;
 mod cli;
 mod conformance;
 mod discussions;
@@ -16,6 +17,7 @@ mod idempotency;
 mod lean;
 mod ops;
 mod protocols;
+mod revocation;
 mod shutdown;
 mod slow;
 mod streams;

@@ -19,7 +19,7 @@ async fn publish_returns_the_durable_event_and_history_pages_through_it() {
     let event = json(response).await["data"].clone();
     assert_eq!(event["topic"], "news/eu");
     assert_eq!(event["type"], "story");
-    assert_eq!(event["actor"], "admin");
+    assert_eq!(event["actor"], json!({ "name": "admin" }));
     assert_eq!(event["id"].as_str().unwrap().len(), 26);
     assert!(event["occurredAt"].as_str().unwrap().ends_with('Z'));
 

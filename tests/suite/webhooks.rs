@@ -25,7 +25,11 @@ use tokio::net::TcpListener;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Fast timings so retries, give-ups and disables happen within a test.
+/// Fast retries; the receivers of these tests listen on 127.0.0.1, which the
+/// operator must allow explicitly.
 const FAST: &[&str] = &[
+    "--webhook-allow-private",
+    "127.0.0.1/32",
     "--webhook-timeout",
     "400ms",
     "--webhook-backoff-base",
@@ -587,7 +591,12 @@ async fn shutdown_leaves_an_attempt_in_flight_pending() {
     let dir = temp.path().join("data");
     let receiver = Receiver::start().await;
     receiver.set_default(Answer::Stall);
-    let args = ["--webhook-timeout", "60s"];
+    let args = [
+        "--webhook-allow-private",
+        "127.0.0.1/32",
+        "--webhook-timeout",
+        "60s",
+    ];
     let mut first = Server::builder().data_dir(&dir).args(&args).start();
     create_endpoint(&first, json!({ "url": receiver.url })).await;
     let stored = publish(&first, "stop", "t", json!(1)).await;
@@ -1088,31 +1097,69 @@ async fn discussion_events_are_delivered_with_their_spec_payloads_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blocking_private_addresses_refuses_local_receivers_by_ip_and_by_name() {
-    let server = server(&[
-        "--webhook-block-private",
-        "--webhook-retry-for",
-        "200ms",
-        "--webhook-disable-after",
-        "0",
-    ]);
+async fn private_addresses_are_refused_unless_the_operator_allows_them() {
+    let server = Server::builder()
+        .args(&[
+            "--webhook-retry-for",
+            "200ms",
+            "--webhook-disable-after",
+            "0",
+        ])
+        .start();
     let receiver = Receiver::start().await;
+    for literal in [
+        receiver.url.clone(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://[::ffff:10.0.0.1]/hook".to_string(),
+    ] {
+        let (status, body) = admin(
+            &server,
+            Method::POST,
+            HOOKS,
+            Some(json!({ "url": literal })),
+        )
+        .await;
+        assert_eq!(status, 400, "{literal}: {body}");
+        assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
+        assert_eq!(body["error"]["details"]["field"], "url");
+    }
     let by_name = receiver.url.replace("127.0.0.1", "localhost");
-    let (by_ip, _) = create_endpoint(&server, json!({ "url": receiver.url })).await;
     let (named, _) = create_endpoint(&server, json!({ "url": by_name })).await;
     publish(&server, "internal", "t", json!(1)).await;
-    for endpoint in [by_ip, named] {
-        let failed = until("the delivery given up", || async {
-            let page = deliveries(&server, &endpoint, "?status=failed").await;
-            let list = page["deliveries"].as_array().unwrap().clone();
-            (list.len() == 1).then_some(list)
-        })
-        .await;
-        let error = failed[0]["lastError"].as_str().unwrap().to_string();
-        assert!(error.contains("--webhook-block-private"), "{error}");
-    }
+    let failed = until("the delivery given up", || async {
+        let page = deliveries(&server, &named, "?status=failed").await;
+        let list = page["deliveries"].as_array().unwrap().clone();
+        (list.len() == 1).then_some(list)
+    })
+    .await;
+    let error = failed[0]["lastError"].as_str().unwrap().to_string();
+    assert!(error.contains("--webhook-allow-private"), "{error}");
     assert!(
         receiver.received().is_empty(),
         "nothing reached the receiver"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_host_name_reaches_its_local_receiver_but_never_metadata() {
+    let server = Server::builder()
+        .args(&["--webhook-allow-private", "localhost,0.0.0.0/0,::/0"])
+        .args(&FAST[2..])
+        .start();
+    let receiver = Receiver::start().await;
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        HOOKS,
+        Some(json!({ "url": "http://169.254.169.254/" })),
+    )
+    .await;
+    assert_eq!(status, 400, "metadata is refused even under 0.0.0.0/0");
+    let (_, _) = create_endpoint(
+        &server,
+        json!({ "url": receiver.url.replace("127.0.0.1", "localhost") }),
+    )
+    .await;
+    publish(&server, "local", "t", json!(1)).await;
+    receiver.wait_delivered(1).await;
 }

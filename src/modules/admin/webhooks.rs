@@ -4,13 +4,14 @@
 //! Same rules as the rest of the admin API: the instance admin key, or a key
 //! with the `admin` scope of that tenant; an endpoint or delivery of another
 //! tenant is not found. The signing secret appears only in the response that
-//! creates the endpoint.
+//! creates the endpoint. An endpoint created while its tenant is being
+//! deleted is deleted too (404).
 
 use super::{AdminApi, Reply, tenant_admin};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::http::router::Router;
 use crate::http::{Request, response};
-use crate::transport::webhook::endpoints::EndpointInput;
+use crate::transport::webhook::endpoints::{self, EndpointInput};
 use crate::transport::webhook::outbox::Status;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -80,10 +81,32 @@ async fn list(api: Arc<AdminApi>, request: Request) -> Reply {
 async fn create(api: Arc<AdminApi>, mut request: Request) -> Reply {
     let tenant = tenant_admin(&api, &request)?;
     let input: EndpointInput = request.json().await?;
+    check_destination(&api, &input)?;
     let endpoint = api.webhooks.create(tenant.id, input).await?;
+    if api.auth.registry().tenant(&tenant.id).is_none() {
+        discard_orphan(&api, tenant.id, endpoint.id).await?;
+        return Err(ApiError::not_found("no such tenant"));
+    }
     let mut body = endpoint.to_json();
     body["secret"] = Value::String(endpoint.secret);
     Ok(response::data(StatusCode::CREATED, &body))
+}
+
+/// Deletes an endpoint created while its tenant was being deleted (the
+/// tenant deletion removes the endpoints it saw; this one came after).
+async fn discard_orphan(api: &AdminApi, tenant: Uuid, id: Uuid) -> Result<(), ApiError> {
+    match api.webhooks.delete(tenant, id).await {
+        Err(err) if err.code != ErrorCode::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// 400 for a URL at a literal address deliveries may not reach.
+fn check_destination(api: &AdminApi, input: &EndpointInput) -> Result<(), ApiError> {
+    match &input.url {
+        Some(url) => endpoints::check_destination(url, api.webhooks.address_policy()),
+        None => Ok(()),
+    }
 }
 
 async fn get(api: Arc<AdminApi>, request: Request) -> Reply {
@@ -95,6 +118,7 @@ async fn get(api: Arc<AdminApi>, request: Request) -> Reply {
 async fn update(api: Arc<AdminApi>, mut request: Request) -> Reply {
     let (tenant, id) = target(&api, &request)?;
     let input: EndpointInput = request.json().await?;
+    check_destination(&api, &input)?;
     let endpoint = api.webhooks.update(tenant, id, input).await?;
     Ok(response::data(StatusCode::OK, &endpoint.to_json()))
 }

@@ -18,8 +18,11 @@ use uuid::Uuid;
 
 /// Header naming the reader a backend acts for.
 pub const EXTERNAL_USER_HEADER: &str = "x-external-user-id";
-/// Longest external user id.
-const MAX_EXTERNAL_USER_ID: usize = 200;
+/// Longest external user id, in characters.
+pub const MAX_EXTERNAL_USER_ID: usize = 200;
+/// Longest display name (given with a comment, or a token's `name` claim),
+/// in characters: every comment of the reader carries it.
+pub const MAX_DISPLAY_NAME: usize = 100;
 /// JWT roles that may moderate.
 const MODERATOR_ROLES: [&str; 2] = ["moderator", "admin"];
 
@@ -128,12 +131,14 @@ impl Actor {
         })
     }
 
-    /// Overrides the reader's display name (e.g. given with a comment).
-    pub fn with_display_name(mut self, name: Option<String>) -> Self {
+    /// Overrides the reader's display name (e.g. given with a comment);
+    /// 400 when it is longer than [`MAX_DISPLAY_NAME`].
+    pub fn with_display_name(mut self, name: Option<String>) -> Result<Self, ApiError> {
         if let (Some(reader), Some(name)) = (self.reader.as_mut(), name) {
+            super::model::limit_chars("displayName", &name, MAX_DISPLAY_NAME)?;
             reader.display_name = Some(name);
         }
-        self
+        Ok(self)
     }
 
     /// Looks up (or creates) the reader's internal id inside `change`.
@@ -152,6 +157,9 @@ impl Actor {
 
 fn reader_ref(external_id: &str, display_name: Option<&str>) -> Result<ReaderRef, ApiError> {
     super::model::require_text("externalUserId", external_id, MAX_EXTERNAL_USER_ID, false)?;
+    if let Some(name) = display_name {
+        super::model::limit_chars("displayName", name, MAX_DISPLAY_NAME)?;
+    }
     Ok(ReaderRef {
         external_id: external_id.to_string(),
         display_name: display_name.map(str::to_string),

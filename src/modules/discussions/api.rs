@@ -274,7 +274,7 @@ pub(super) async fn post_comment(
     let mut body: Value = request.json().await?;
     let claim = api.claim(&request, &principal, "discussions.comment", &mut body)?;
     let input: NewComment = input(body)?;
-    let actor = actor.with_display_name(input.display_name.clone());
+    let actor = actor.with_display_name(input.display_name.clone())?;
     api.act(
         actor,
         claim,

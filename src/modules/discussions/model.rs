@@ -5,10 +5,12 @@
 //! is `pending` (only under `pre` moderation, body seen by moderators only),
 //! `published`, `rejected` (seen by moderators only) or `deleted` (a tombstone
 //! without body, kept so replies keep their place); counts only ever count
-//! published comments.
+//! published comments; every stored string has a limit in characters,
+//! refused with 400 `VALIDATION_ERROR` naming the field and the limit.
 
 use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -208,21 +210,31 @@ pub fn state_conflict(message: &str) -> ApiError {
 /// control characters except newlines and tabs when `multiline`.
 pub fn require_text(field: &str, value: &str, max: usize, multiline: bool) -> Result<(), ApiError> {
     if value.trim().is_empty() {
-        return Err(ApiError::validation(format!("`{field}` must not be empty")));
+        return Err(ApiError::validation(format!("`{field}` must not be empty"))
+            .with_details(json!({ "field": field })));
     }
-    let length = value.chars().count();
-    if length > max {
-        return Err(ApiError::validation(format!(
-            "`{field}` is {length} characters; the most is {max}"
-        )));
-    }
+    limit_chars(field, value, max)?;
     let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\t' | '\r'));
     if !value.chars().all(allowed) {
-        return Err(ApiError::validation(format!(
-            "`{field}` contains control characters"
-        )));
+        return Err(
+            ApiError::validation(format!("`{field}` contains control characters"))
+                .with_details(json!({ "field": field })),
+        );
     }
     Ok(())
+}
+
+/// 400 when `value` is longer than `max` characters; `details` name the
+/// field and the limit (`{"field","maxChars","actualChars"}`).
+pub fn limit_chars(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let length = value.chars().count();
+    if length <= max {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "`{field}` is {length} characters; the most is {max}"
+    ))
+    .with_details(json!({ "field": field, "maxChars": max, "actualChars": length })))
 }
 
 /// Decodes a stored record.
@@ -288,6 +300,14 @@ mod tests {
         assert!(require_text("body", "ééééé", 5, true).is_ok());
         assert!(require_text("body", "éééééé", 5, true).is_err());
         assert!(require_text("body", "bell\u{7}", 10, true).is_err());
+        let details = require_text("title", "abc", 2, false)
+            .unwrap_err()
+            .details
+            .unwrap();
+        assert_eq!(
+            details,
+            serde_json::json!({ "field": "title", "maxChars": 2, "actualChars": 3 })
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ async fn mint(
         id: input.external_user_id.take(),
         name: input.display_name.take(),
     };
+    viewer.check("externalUserId", "displayName")?;
     let tenant = principal.tenant;
     let discussion = api.read(move |store| find(&input, store, &tenant)).await?;
     let target = Target::Discussion(discussion.id.to_string());

@@ -1,8 +1,9 @@
 //! The generic topics API: publish to, read and stream any topic of a tenant.
 //!
-//! * `POST /api/v1/topics/{topic}/events`: `{"type","data","actor"?}` or
-//!   `{"events":[…]}` (an atomic batch) → 201 once durable; with an
-//!   `Idempotency-Key`, a retry replays the first reply.
+//! * `POST /api/v1/topics/{topic}/events`: `{"type","data","actor"?}` (see
+//!   [`actor`] for what a publisher may claim) or `{"events":[…]}` (an
+//!   atomic batch) → 201 once durable; with an `Idempotency-Key`, a retry
+//!   replays the first reply.
 //! * `GET /api/v1/topics/{topic}/events?after=ID&limit=N` → a page of history
 //!   with `next` and `gap`.
 //! * `POST /api/v1/topics/{topic}/tickets` → a single-use stream ticket for a browser.
@@ -14,6 +15,7 @@
 //! published event is also staged for the tenant's webhook endpoints (body:
 //! the event's stored JSON), in the same atomic change.
 
+mod actor;
 mod rest;
 mod ws;
 

@@ -1,6 +1,7 @@
 //! HTTP handlers of the topics API: publish, history page, SSE stream.
 
 use super::TopicsApi;
+use super::actor::{self, ActorClaim};
 use crate::auth::Principal;
 use crate::auth::keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
@@ -28,7 +29,7 @@ pub(super) struct EventInput {
     #[serde(default)]
     pub data: Value,
     #[serde(default)]
-    pub actor: Option<Value>,
+    pub actor: Option<ActorClaim>,
 }
 
 /// Parses a publish body: one event, or `{"events":[…]}`.
@@ -60,9 +61,14 @@ pub(super) fn parse_events(body: Value, max: usize) -> Result<(Vec<EventInput>, 
                     String::new()
                 };
                 ApiError::validation(format!(
-                    "{place}{err}; an event is {{\"type\": string, \"data\": any}}"
+                    "{place}{err}; an event is {{\"type\": string, \"data\": any, \"actor\"?: {{\"id\"?, \"display\"?}}}}"
                 ))
             })
+        })
+        .map(|input| {
+            let input = input?;
+            input.actor.as_ref().map(ActorClaim::check).transpose()?;
+            Ok(input)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((events, batch))
@@ -107,9 +113,7 @@ pub(super) async fn commit_events(
             idempotency::protect(claim.as_ref(), change, |change| {
                 let mut appended = Vec::with_capacity(events.len());
                 for input in events {
-                    let actor = input
-                        .actor
-                        .unwrap_or_else(|| Value::String(default_actor.clone()));
+                    let actor = actor::stored(&default_actor, input.actor.as_ref());
                     let event = change.append(&topic, &input.event_type, actor, input.data)?;
                     webhooks.stage(change, topic.tenant, &event.event, &event.json)?;
                     appended.push(event);

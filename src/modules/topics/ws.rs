@@ -147,11 +147,13 @@ impl Session {
             .expires_at
             .map(crate::clock::instant_of_unix_seconds);
         let mut expired = std::pin::pin!(crate::clock::sleep_until_or_forever(expiry));
+        let mut revoked = std::pin::pin!(self.admission.revoked());
         loop {
             tokio::select! {
                 biased;
                 () = lifecycle.stopping() => return End::Close(CloseCode::Away, "server shutting down; reconnect", "shutdown"),
                 () = expired.as_mut() => return End::Close(CloseCode::Library(TOKEN_EXPIRED_CLOSE), "token expired; reconnect with a fresh token", "expired"),
+                () = revoked.as_mut() => return End::Close(CloseCode::Policy, "credential revoked", "revoked"),
                 incoming = self.socket.next() => {
                     last_heard = Instant::now();
                     match incoming {

@@ -4,7 +4,9 @@
 //! the server; https endpoints are verified against the Mozilla roots
 //! compiled in (webpki-roots, so the binary needs no system store) plus the
 //! PEM certificates of `--webhook-ca-file`; redirects are not followed (a
-//! 3xx is a failed attempt); at most a few KiB of a response are read.
+//! 3xx is a failed attempt); at most a few KiB of a response are read; every
+//! address connected to passes the [`AddressPolicy`] (names when resolved,
+//! literal addresses before the request).
 
 use super::address::AddressPolicy;
 use super::outbox::AttemptError;
@@ -83,7 +85,7 @@ fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), S
 /// bounds the time it may take.
 pub async fn post(
     client: &HttpClient,
-    policy: AddressPolicy,
+    policy: &AddressPolicy,
     url: &str,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
@@ -106,7 +108,9 @@ pub async fn post(
         .host()
         .map(|host| host.trim_matches(['[', ']']));
     if let Some(ip) = literal.and_then(|host| host.parse().ok()) {
-        policy.check(ip).map_err(|err| failed(err.to_string()))?;
+        policy
+            .check(ip, None)
+            .map_err(|err| failed(err.to_string()))?;
     }
     let response = client
         .request(request)
@@ -174,9 +178,7 @@ mod tests {
         let err = build(
             Some(Path::new("/nonexistent/ca.pem")),
             Duration::from_secs(1),
-            AddressPolicy {
-                block_private: false,
-            },
+            AddressPolicy::default(),
         )
         .unwrap_err();
         assert!(matches!(err, StartupError::Config(msg) if msg.contains("--webhook-ca-file")));

@@ -240,7 +240,7 @@ impl Dispatcher {
             let headers = headers(endpoint, row)?;
             client::post(
                 &self.parts.client,
-                self.parts.settings.address_policy(),
+                &self.parts.settings.address_policy,
                 &endpoint.url,
                 headers,
                 row.body.clone(),

@@ -9,6 +9,7 @@
 //! change bumps `version` and the index never replaces a record with an
 //! older version, nor brings back one that was removed.
 
+use super::address::AddressPolicy;
 use crate::error::{ApiError, ErrorCode};
 use crate::log::validate_event_type;
 use crate::store::keys;
@@ -235,6 +236,23 @@ pub fn validate_url(url: &str) -> Result<(), ApiError> {
         return Err(invalid("the URL needs a host"));
     }
     Ok(())
+}
+
+/// Refuses a URL whose host is a literal address that deliveries may not
+/// reach (see [`AddressPolicy`]); names are checked when resolved, at every
+/// attempt.
+pub fn check_destination(url: &str, policy: &AddressPolicy) -> Result<(), ApiError> {
+    let Some(ip) = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host()?.trim_matches(['[', ']']).parse().ok())
+    else {
+        return Ok(());
+    };
+    policy.check(ip, None).map_err(|err| {
+        ApiError::validation(format!("url: {err}"))
+            .with_details(json!({ "field": "url", "address": ip.to_string() }))
+    })
 }
 
 /// 16 to 256 visible ASCII characters.

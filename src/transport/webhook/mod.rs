@@ -73,17 +73,8 @@ pub struct WebhookSettings {
     pub concurrency: usize,
     /// Extra trusted CA certificates (PEM).
     pub ca_file: Option<PathBuf>,
-    /// Refuse endpoints at non-public addresses.
-    pub block_private: bool,
-}
-
-impl WebhookSettings {
     /// Which addresses deliveries may connect to.
-    pub fn address_policy(&self) -> address::AddressPolicy {
-        address::AddressPolicy {
-            block_private: self.block_private,
-        }
-    }
+    pub address_policy: address::AddressPolicy,
 }
 
 /// What [`Webhooks::start`] needs from the core.
@@ -112,13 +103,19 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// Which addresses deliveries may reach (also checked when an endpoint
+    /// is registered with a literal address).
+    pub fn address_policy(&self) -> &address::AddressPolicy {
+        &self.settings.address_policy
+    }
+
     /// Loads every endpoint, starts a lane for each (pending rows are
     /// delivered from the start) and finishes interrupted deletions.
     pub async fn start(settings: WebhookSettings, core: Core) -> Result<Arc<Self>, StartupError> {
         let client = client::build(
             settings.ca_file.as_deref(),
             settings.timeout,
-            settings.address_policy(),
+            settings.address_policy.clone(),
         )?;
         let records = core
             .store
