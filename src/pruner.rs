@@ -13,7 +13,7 @@ use crate::lifecycle::Lifecycle;
 use crate::log::retention::{self, Policy};
 use crate::log::{TopicRecord, TopicRef};
 use crate::store::{Store, StoreError, keys};
-use crate::writer::Writer;
+use crate::writer::{Footprint, Writer};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +72,9 @@ pub async fn prune_once(
             let topic = topic.clone();
             let count = chunk.len();
             writer
-                .commit(move |change| change.prune(&topic, &chunk))
+                .commit(Footprint::data(count * 16), move |change| {
+                    change.prune(&topic, &chunk)
+                })
                 .await
                 .map_err(|err| StoreError(err.message))?;
             removed += count;

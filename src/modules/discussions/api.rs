@@ -7,7 +7,7 @@ use super::service::{self, Context, Lifecycle, Moderate, NewComment, NewDiscussi
 use crate::auth::keys::Scope;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::writer::Change;
+use crate::writer::{Change, Footprint};
 use http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -41,8 +41,7 @@ impl DiscussionsApi {
         }
     }
 
-    /// Runs `operation` for `actor` in one atomic change and wakes the
-    /// webhook dispatcher when it emitted events.
+    /// Runs `operation` for `actor` in one atomic change.
     async fn act<T, F>(&self, actor: Actor, operation: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -51,15 +50,18 @@ impl DiscussionsApi {
         let context = self.context(actor.tenant);
         let committed = self
             .writer
-            .commit(move |change| {
+            .commit(self.footprint(), move |change| {
                 let acting = actor.resolve(change)?;
                 operation(change, &context, &acting)
             })
             .await?;
-        if !committed.events.is_empty() {
-            self.webhooks.wake();
-        }
         Ok(committed.value)
+    }
+
+    /// What a discussion change holds while it waits for the writer: at most
+    /// a comment and a title at their configured limits (4 bytes a char).
+    fn footprint(&self) -> Footprint {
+        Footprint::data((self.limits.max_comment_chars + self.limits.max_title_chars) * 4)
     }
 }
 
@@ -74,7 +76,9 @@ pub(super) async fn create(
     let context = api.context(principal.tenant);
     let discussion = api
         .writer
-        .commit(move |change| service::create_discussion(change, &context, input))
+        .commit(api.footprint(), move |change| {
+            service::create_discussion(change, &context, input)
+        })
         .await?
         .value;
     Ok(response::data(StatusCode::CREATED, &discussion))

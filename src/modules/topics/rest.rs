@@ -8,6 +8,7 @@ use crate::http::{Request, Response, response};
 use crate::log::read::{self, Cursor};
 use crate::log::{LogEvent, TopicRef};
 use crate::transport::sse::{self, GenericFormat, SseStream};
+use crate::writer::Footprint;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -75,9 +76,14 @@ pub(super) async fn commit_events(
     events: Vec<EventInput>,
 ) -> Result<Vec<Arc<LogEvent>>, ApiError> {
     let webhooks = api.webhooks.clone();
+    let footprint = Footprint::json(
+        events
+            .iter()
+            .flat_map(|input| std::iter::once(&input.data).chain(input.actor.as_ref())),
+    );
     let committed = api
         .writer
-        .commit(move |change| {
+        .commit(footprint, move |change| {
             for input in events {
                 let actor = input
                     .actor
@@ -88,7 +94,6 @@ pub(super) async fn commit_events(
             Ok(())
         })
         .await?;
-    api.webhooks.wake();
     Ok(committed.events)
 }
 
