@@ -21,3 +21,4 @@ mod streams;
 mod tickets;
 mod topics;
 mod webhooks;
+mod writer;
