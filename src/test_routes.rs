@@ -8,8 +8,9 @@
 //!   server stops, sends `bye` and ends (the long-lived stream shutdown hook).
 //! * `GET /__test/ws-echo`: a WebSocket echo on the WebSocket transport, for the
 //!   Autobahn conformance suite (messages up to 16 MiB).
-//! * `POST /__test/writer/fail-flushes?count=N`: the next N flushes fail after
-//!   their group was applied (a failed disk, without a full disk).
+//! * `POST /__test/writer/fail-flushes?count=N`: the next N flushes (of groups
+//!   or of recovery attempts) fail after their batch was applied (a failed
+//!   disk, without a full disk).
 //! * `POST /__test/writer/panic`: the writer thread panics outside any change.
 //! * `POST /__test/writer/answer-delay?ms=N`: the writer waits N ms after each
 //!   durable group before answering (0 to stop), so a test can cancel a request

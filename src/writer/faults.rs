@@ -15,7 +15,8 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// Makes the next `count` flushes fail after the group was applied.
+    /// Makes the next `count` flushes (of groups or of recovery attempts)
+    /// fail after their batch was applied.
     pub fn fail_flushes(&self, count: u32) {
         self.failing_flushes.store(count, Ordering::SeqCst);
     }

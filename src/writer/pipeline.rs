@@ -307,6 +307,7 @@ impl Pipeline {
         let mut batch = undo.batch();
         self.stamp_newest_id(&mut batch);
         self.store.apply_blocking(batch)?;
+        self.injected_flush_failure()?;
         self.store.flush_blocking()
     }
 

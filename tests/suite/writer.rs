@@ -153,6 +153,35 @@ async fn a_writer_thread_that_dies_ends_the_process_with_a_failure() {
 }
 
 #[tokio::test]
+async fn a_store_that_cannot_recover_ends_the_process_with_a_failure() {
+    let mut server = Server::builder()
+        .args(&[
+            "--store-recovery-interval",
+            "200ms",
+            "--store-recovery-timeout",
+            "1s",
+        ])
+        .start();
+    arm(&server, "fail-flushes?count=1000000").await;
+    let client = server.http1();
+    let failed = publish_raw(
+        &server,
+        &client,
+        "doomed/t",
+        &json!({ "type": "test", "data": 1 }),
+    )
+    .await;
+    assert_refused(failed).await;
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        server.stderr().contains("did not recover"),
+        "the reason is logged:\n{}",
+        server.stderr()
+    );
+}
+
+#[tokio::test]
 async fn a_ticket_claim_cancelled_between_commit_and_answer_releases_the_ticket() {
     let server = Server::start();
     let topic = "cancel/t";
