@@ -10,7 +10,9 @@
 //!   (EventSource reconnecting with `Last-Event-ID`) while no other connection
 //!   holds it and within `--ticket-resume-window` (24 h) of its last connection;
 //! * ticket state is durable (it survives restarts); which session is open right
-//!   now is in memory (after a restart nothing is held);
+//!   now is in memory (after a restart nothing is held), marked by a guard
+//!   that the claiming change creates and whoever ends up holding it drops:
+//!   a claim whose request is cancelled before its answer releases it too;
 //! * tickets that can never open a stream again are swept by the pruner.
 
 use super::keys::hash_secret;

@@ -293,3 +293,26 @@ enum MigrateError {
 pub fn decode_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopened_store_reads_what_was_flushed_and_refuses_work_while_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let reader = store.clone();
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v");
+        store.apply_blocking(batch).unwrap();
+        store.flush_blocking().unwrap();
+        store.close();
+        assert!(reader.get_blocking(b"k").is_err(), "closed for every clone");
+        reader.reopen_blocking().unwrap();
+        assert_eq!(
+            store.get_blocking(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+}
