@@ -6,7 +6,8 @@
 //! Invariants:
 //! * a group's pre-images (what its keys held before it) are read before it
 //!   is applied; they equal what is on disk, because every earlier group was
-//!   flushed;
+//!   flushed; keys of events the group appended are not read, since ids are
+//!   never reused, so such a key did not exist before;
 //! * after a failed apply or flush nothing more is applied: the store is
 //!   closed (sled refuses work after an I/O error and its memory may hold the
 //!   failed group), queued changes are refused with 503, and every
@@ -62,10 +63,19 @@ struct Undo {
 }
 
 impl Undo {
-    fn read(store: &Store, group: &Writes) -> Result<Self, StoreError> {
+    /// Reads the pre-images of `group`, whose events all have ids above
+    /// `issued_before` (the newest id issued before the group ran).
+    fn read(store: &Store, group: &Writes, issued_before: u128) -> Result<Self, StoreError> {
         let pre_images = group
             .keys()
-            .map(|key| Ok((key.clone(), store.get_blocking(key)?)))
+            .map(|key| {
+                let previous = if is_new_event(key, issued_before) {
+                    None
+                } else {
+                    store.get_blocking(key)?
+                };
+                Ok((key.clone(), previous))
+            })
             .collect::<Result<_, StoreError>>()?;
         Ok(Self { pre_images })
     }
@@ -86,6 +96,12 @@ impl Undo {
         }
         batch
     }
+}
+
+/// True for the key of an event with an id above `issued_before`: it was
+/// appended by the running group and did not exist before.
+fn is_new_event(key: &[u8], issued_before: u128) -> bool {
+    key.first() == Some(&keys::EVENT) && keys::event_id(key).is_some_and(|id| id > issued_before)
 }
 
 /// A group that did not become durable.
@@ -140,6 +156,7 @@ impl Pipeline {
 
     fn commit_group(&mut self, jobs: Vec<Job>) -> Result<(), Failure> {
         let now_ms = crate::clock::unix_millis();
+        let issued_before = u128::from(self.ids.last());
         let mut group = Writes::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -150,7 +167,7 @@ impl Pipeline {
             });
         }
         if !group.is_empty() {
-            if let Err(failure) = self.persist(group) {
+            if let Err(failure) = self.persist(group, issued_before) {
                 tracing::error!(error = %failure.error, "commit failed; the store stops taking writes until it has recovered");
                 refuse_unknown(outcomes, &failure.error, self.recovery.interval);
                 return Err(failure);
@@ -223,8 +240,8 @@ impl Pipeline {
         })
     }
 
-    fn persist(&self, group: Writes) -> Result<(), Failure> {
-        let undo = Undo::read(&self.store, &group).map_err(|error| Failure {
+    fn persist(&self, group: Writes, issued_before: u128) -> Result<(), Failure> {
+        let undo = Undo::read(&self.store, &group, issued_before).map_err(|error| Failure {
             undo: Undo::none(),
             error,
         })?;
@@ -360,5 +377,24 @@ fn run_hooks(hooks: Vec<Hook>) {
         if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
             tracing::error!("an after-commit hook panicked; the change itself is committed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_issued_by_the_running_group_count_as_new() {
+        let tenant = uuid::Uuid::nil();
+        assert!(is_new_event(&keys::event(&tenant, "t", 11), 10));
+        assert!(
+            !is_new_event(&keys::event(&tenant, "t", 10), 10),
+            "an older event (pruned)"
+        );
+        assert!(
+            !is_new_event(&keys::topic(&tenant, "t"), 0),
+            "not an event key"
+        );
     }
 }
