@@ -301,3 +301,70 @@ pub(crate) fn unavailable_with_retry(message: impl Into<String>, after: Duration
     ApiError::new(ErrorCode::ServiceUnavailable, message)
         .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(seconds))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn start(dir: &std::path::Path) -> Writer {
+        let store = Store::open(&dir.join("db"), 1 << 20).unwrap();
+        let hub_store = store.clone();
+        let limits = WriterLimits {
+            queue: 16,
+            queue_bytes: 1 << 20,
+            batch: 16,
+            recovery: RecoverySettings {
+                interval: Duration::from_millis(50),
+                timeout: Duration::from_secs(10),
+            },
+        };
+        Writer::start(store, |durable| Hub::new(hub_store, durable, 16), limits)
+            .unwrap()
+            .writer
+    }
+
+    /// Commits a change that records `name` from its after-commit hook, then
+    /// fails with `fail` when given.
+    async fn commit_with_hook(
+        writer: &Writer,
+        ran: &Arc<Mutex<Vec<&'static str>>>,
+        name: &'static str,
+        fail: bool,
+    ) -> Result<(), ApiError> {
+        let ran = ran.clone();
+        writer
+            .commit(Footprint::SMALL, move |change| {
+                change.put(name.as_bytes().to_vec(), b"1".to_vec());
+                change.after_commit(move || ran.lock().unwrap().push(name));
+                if fail {
+                    return Err(ApiError::validation("refused"));
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn after_commit_hooks_run_in_commit_order_only_for_durable_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = start(dir.path());
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        commit_with_hook(&writer, &ran, "first", false)
+            .await
+            .unwrap();
+        assert!(
+            commit_with_hook(&writer, &ran, "refused", true)
+                .await
+                .is_err()
+        );
+        commit_with_hook(&writer, &ran, "second", false)
+            .await
+            .unwrap();
+        writer.faults().fail_flushes(1);
+        let lost = commit_with_hook(&writer, &ran, "not-durable", false).await;
+        assert_eq!(lost.unwrap_err().code, ErrorCode::ServiceUnavailable);
+        assert_eq!(*ran.lock().unwrap(), ["first", "second"]);
+    }
+}
