@@ -33,11 +33,12 @@ use crate::store::Store;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{self, Webhooks};
 use crate::transport::ws::WsSettings;
-use crate::writer::{Writer, WriterLimits};
+use crate::writer::{Started, Writer, WriterLimits};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
 
 /// Creates the data directory and its config without serving (`tidings init`).
 pub fn init(data_dir: &std::path::Path) -> Result<String, StartupError> {
@@ -69,7 +70,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         )),
         None => None,
     };
-    let core = Core::start(&config, store.clone(), &loaded.config).await?;
+    let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
+    let writer_ended = core.writer_ended.take();
     let router = core.router(&config);
     core.spawn_pruner(&config.core);
     let metrics = core.metrics.clone();
@@ -91,7 +93,19 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     announce_listening(address, certificate.is_some())?;
     tokio::spawn(reload_on_sighup(hangup, certificate));
 
-    stops.next().await;
+    let mut writer_ended = writer_ended.expect("the writer is supervised once");
+    tokio::select! {
+        () = stops.next() => {}
+        reason = &mut writer_ended => return Err(writer_death(reason)),
+    }
+    tokio::spawn(async move {
+        // Only a failure sends; a writer ending because the process is
+        // exiting drops the sender instead.
+        if let Ok(reason) = writer_ended.await {
+            tracing::error!("{}", writer_death(Ok(reason)));
+            std::process::exit(1);
+        }
+    });
     tracing::info!("shutdown requested: draining (a second signal exits at once)");
     lifecycle.begin_drain();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -123,6 +137,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
 struct Core {
     store: Store,
     writer: Writer,
+    /// Resolves (with the reason) if the writer thread ever ends.
+    writer_ended: Option<oneshot::Receiver<String>>,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
@@ -138,16 +154,23 @@ impl Core {
     ) -> Result<Self, StartupError> {
         let limits = WriterLimits {
             queue: config.core.writer_queue,
+            queue_bytes: config.core.writer_queue_bytes,
             batch: config.core.writer_batch,
+            recovery: config.core.store_recovery,
         };
         let hub_store = store.clone();
         let topic_buffer = config.core.topic_buffer;
-        let (writer, hub, _thread) = Writer::start(
+        let Started {
+            writer,
+            hub,
+            thread,
+        } = Writer::start(
             store.clone(),
             |durable| Hub::new(hub_store, durable, topic_buffer),
             limits,
         )
         .map_err(|err| StartupError::io("starting the writer", err))?;
+        let writer_ended = Some(supervise_writer(thread)?);
         let registry = Registry::load(&store, writer.clone(), instance)
             .await
             .map_err(|err| StartupError::io("loading tenants, keys and realms", err))?;
@@ -167,7 +190,6 @@ impl Core {
             webhook::Core {
                 store: store.clone(),
                 writer: writer.clone(),
-                hub: hub.clone(),
                 metrics: metrics.clone(),
                 lifecycle: lifecycle.clone(),
             },
@@ -176,6 +198,7 @@ impl Core {
         Ok(Self {
             store,
             writer,
+            writer_ended,
             hub,
             metrics,
             lifecycle,
@@ -193,6 +216,7 @@ impl Core {
                 metrics: self.metrics.clone(),
                 lifecycle: self.lifecycle.clone(),
                 hub: self.hub.clone(),
+                probing: tokio::sync::Mutex::new(()),
             },
         );
         topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));
@@ -212,6 +236,7 @@ impl Core {
                 &mut router,
                 self.lifecycle.clone(),
                 ws_settings(&config.core),
+                self.writer.clone(),
             );
         }
         router
@@ -261,6 +286,44 @@ impl Core {
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// Watches the writer thread: the receiver resolves with the reason when the
+/// thread fails (the store cannot be recovered, or the thread panicked), so
+/// the process can exit non-zero instead of answering 503 forever. When the
+/// thread ends normally (every handle dropped, as the process exits) the
+/// sender is dropped instead.
+fn supervise_writer(
+    thread: std::thread::JoinHandle<Result<(), String>>,
+) -> Result<oneshot::Receiver<String>, StartupError> {
+    let (ended, receiver) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("tidings-writer-watch".into())
+        .spawn(move || {
+            let reason = match thread.join() {
+                Ok(Ok(())) => return,
+                Ok(Err(reason)) => reason,
+                Err(panic) => format!("the writer thread panicked: {}", panic_message(&panic)),
+            };
+            let _ = ended.send(reason);
+        })
+        .map_err(|err| StartupError::io("starting the writer's watcher", err))?;
+    Ok(receiver)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+fn writer_death(reason: Result<String, oneshot::error::RecvError>) -> StartupError {
+    let reason = reason.unwrap_or_else(|_| "the writer thread ended".into());
+    StartupError::Io(format!(
+        "the commit pipeline stopped, so no write can succeed: {reason}; exiting for a supervisor to restart the process"
+    ))
 }
 
 /// Binds the listening socket with an explicit accept backlog (the kernel caps

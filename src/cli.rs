@@ -17,7 +17,7 @@ use crate::error::{ApiError, StartupError};
 use crate::hub::Hub;
 use crate::modules::admin::key_json;
 use crate::store::Store;
-use crate::writer::{Writer, WriterLimits};
+use crate::writer::{RecoverySettings, Writer, WriterLimits};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
@@ -343,14 +343,20 @@ async fn open_registry(
     let hub_store = store.clone();
     let limits = WriterLimits {
         queue: 64,
+        queue_bytes: 16 << 20,
         batch: 64,
+        recovery: RecoverySettings {
+            interval: std::time::Duration::from_secs(1),
+            timeout: std::time::Duration::from_secs(10),
+        },
     };
-    let (writer, _hub, _thread) = Writer::start(
+    let writer = Writer::start(
         store.clone(),
         |durable| Hub::new(hub_store, durable, 1),
         limits,
     )
-    .map_err(|err| StartupError::io("starting the writer", err))?;
+    .map_err(|err| StartupError::io("starting the writer", err))?
+    .writer;
     Registry::load(&store, writer, config)
         .await
         .map_err(|err| StartupError::io("loading the registry", err))

@@ -170,6 +170,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WRITER_BATCH", default_value_t = 1024)]
     pub writer_batch: usize,
 
+    /// Bytes the changes waiting for the commit pipeline may hold together; beyond it writes get 503.
+    #[arg(long, env = "TIDINGS_WRITER_QUEUE_BYTES", default_value = "64MiB", value_parser = parse_byte_size)]
+    pub writer_queue_bytes: u64,
+
+    /// After a failed write, how often the store is reopened and the failed group undone.
+    #[arg(long, env = "TIDINGS_STORE_RECOVERY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub store_recovery_interval: Duration,
+
+    /// Exit non-zero (for a supervisor to restart the process) when the store has not recovered after this long.
+    #[arg(long, env = "TIDINGS_STORE_RECOVERY_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub store_recovery_timeout: Duration,
+
     /// Most events in one publish request.
     #[arg(long, env = "TIDINGS_PUBLISH_BATCH_MAX", default_value_t = 1000)]
     pub publish_batch_max: usize,
@@ -351,6 +363,10 @@ pub struct CoreSettings {
     pub writer_queue: usize,
     /// Changes per flush.
     pub writer_batch: usize,
+    /// Bytes the commit pipeline queue may hold.
+    pub writer_queue_bytes: usize,
+    /// Recovery after a failed write.
+    pub store_recovery: crate::writer::RecoverySettings,
     /// Events per publish request.
     pub publish_batch_max: usize,
     /// Retention policy.
@@ -454,6 +470,12 @@ impl ServeArgs {
                 topic_buffer: self.topic_buffer.max(1),
                 writer_queue: self.writer_queue.max(1),
                 writer_batch: self.writer_batch.max(1),
+                writer_queue_bytes: usize::try_from(self.writer_queue_bytes.max(1))
+                    .unwrap_or(usize::MAX),
+                store_recovery: crate::writer::RecoverySettings {
+                    interval: self.store_recovery_interval.max(Duration::from_millis(100)),
+                    timeout: self.store_recovery_timeout,
+                },
                 publish_batch_max: self.publish_batch_max.max(1),
                 retention: retention::policy_from(self.retention),
                 prune_interval: self.prune_interval.max(Duration::from_millis(100)),

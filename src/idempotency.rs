@@ -325,9 +325,8 @@ pub fn expire(change: &mut Change<'_>, index_key: &[u8]) -> Result<(), ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Hub;
     use crate::store::Store;
-    use crate::writer::{Writer, WriterLimits};
+    use crate::writer::{Footprint, Writer};
     use uuid::Uuid;
 
     fn admin_of(tenant: Uuid) -> Principal {
@@ -336,15 +335,7 @@ mod tests {
 
     fn start(dir: &std::path::Path) -> (Store, Writer) {
         let store = Store::open(&dir.join("db"), 8 << 20).expect("store");
-        let hub_store = store.clone();
-        let limits = WriterLimits {
-            queue: 16,
-            batch: 16,
-        };
-        let (writer, _hub, _thread) =
-            Writer::start(store.clone(), |mark| Hub::new(hub_store, mark, 16), limits)
-                .expect("writer");
-        (store, writer)
+        (store.clone(), Writer::start_for_tests(store))
     }
 
     /// Commits a protected write that stores `value` under `k<value>` and
@@ -352,7 +343,7 @@ mod tests {
     async fn write(writer: &Writer, claim: Option<Claim>, value: &str) -> Result<Reply, ApiError> {
         let value = value.to_string();
         writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 protect(claim.as_ref(), change, |change| {
                     change.put(format!("k{value}").into_bytes(), Vec::new());
                     Ok(Reply::new(StatusCode::CREATED, value.into_bytes()))
@@ -444,7 +435,7 @@ mod tests {
         let claim = idempotency.claim(key("k"), &admin_of(Uuid::new_v4()), "op", &[b"a"]);
         let failing = claim.clone();
         let failed = writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 protect(failing.as_ref(), change, |_| -> Result<Reply, ApiError> {
                     Err(ApiError::validation("bad"))
                 })
@@ -482,7 +473,7 @@ mod tests {
         // newer record stays.
         let stale = old_entries[0].0.to_vec();
         writer
-            .commit(move |change| expire(change, &stale))
+            .commit(Footprint::SMALL, move |change| expire(change, &stale))
             .await
             .unwrap();
         let replay = write(&writer, claim.clone(), "newer").await.unwrap();

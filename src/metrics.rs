@@ -4,7 +4,9 @@
 //! build info; process resident memory and open file descriptors (read from
 //! `/proc` at scrape time); open connections by protocol; requests by route,
 //! method and status; request latency by route; webhook delivery attempts by
-//! outcome, their duration, and endpoints disabled for failing. Route labels are the router's
+//! outcome, their duration, and endpoints disabled for failing; the store's
+//! state (`tidings_store_state`: 0 healthy, 1 failed, 2 recovering), groups
+//! the writer made durable, and the changes and bytes waiting for it. Route labels are the router's
 //! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
 //! cardinality stays bounded.
 //!
@@ -81,6 +83,47 @@ pub struct Metrics {
     webhook_attempts: Family<OutcomeLabels, Counter>,
     webhook_duration: Histogram,
     webhook_disabled: Counter,
+    writer: WriterSeries,
+}
+
+/// The commit pipeline's series, set from its status at scrape time.
+struct WriterSeries {
+    store_state: Gauge,
+    commits: Counter,
+    queued_changes: Gauge,
+    queued_bytes: Gauge,
+}
+
+impl WriterSeries {
+    fn register(registry: &mut Registry) -> Self {
+        let series = Self {
+            store_state: Gauge::default(),
+            commits: Counter::default(),
+            queued_changes: Gauge::default(),
+            queued_bytes: Gauge::default(),
+        };
+        registry.register(
+            "tidings_store_state",
+            "State of the store: 0 healthy, 1 failed (writes refused), 2 recovering",
+            series.store_state.clone(),
+        );
+        registry.register(
+            "tidings_writer_commits",
+            "Groups of changes the writer made durable",
+            series.commits.clone(),
+        );
+        registry.register(
+            "tidings_writer_queued_changes",
+            "Changes waiting for the writer",
+            series.queued_changes.clone(),
+        );
+        registry.register(
+            "tidings_writer_queued_bytes",
+            "Bytes the changes waiting for the writer declared",
+            series.queued_bytes.clone(),
+        );
+        series
+    }
 }
 
 impl Default for Metrics {
@@ -171,7 +214,9 @@ impl Metrics {
             "Webhook endpoints disabled because their deliveries kept failing",
             webhook_disabled.clone(),
         );
+        let writer = WriterSeries::register(&mut registry);
         Self {
+            writer,
             registry,
             resident_memory,
             open_fds,
@@ -270,6 +315,29 @@ impl Metrics {
             .set(i64::try_from(subscriptions).unwrap_or(i64::MAX));
         self.hub_topics
             .set(i64::try_from(topics).unwrap_or(i64::MAX));
+    }
+
+    /// Records the commit pipeline's status (set by the `/metrics` handler
+    /// before rendering): the store state gauge value, durable groups so far,
+    /// and what waits.
+    pub fn set_writer(
+        &self,
+        store_state: i64,
+        commits: u64,
+        queued_changes: usize,
+        queued_bytes: usize,
+    ) {
+        let series = &self.writer;
+        series.store_state.set(store_state);
+        series
+            .commits
+            .inc_by(commits.saturating_sub(series.commits.get()));
+        series
+            .queued_changes
+            .set(i64::try_from(queued_changes).unwrap_or(i64::MAX));
+        series
+            .queued_bytes
+            .set(i64::try_from(queued_bytes).unwrap_or(i64::MAX));
     }
 
     /// The exposition text, with process figures read now.

@@ -1,8 +1,16 @@
 //! Operations endpoints: liveness, readiness, metrics and clock sync.
 //!
-//! * `GET /healthz`: 200 while the process serves.
-//! * `GET /readyz`: 200 when the commit pipeline makes a probe write durable;
-//!   503 while draining or when the pipeline or store fails.
+//! * `GET /healthz`: 200 while the process serves and the store is healthy;
+//!   503 while the store has failed or is recovering (the process exits by
+//!   itself when recovery is impossible). The body names the store's state.
+//! * `GET /readyz`: 200 when the store is healthy, the write queue has room
+//!   and a group became durable within [`PROBE_AFTER`]; 503 (with
+//!   `Retry-After`) while draining, while the store has failed or recovers, or
+//!   when the queue is nearly full. Readiness is read from the writer's recent
+//!   state: a probe is a read, never a write, except that when nothing was
+//!   committed for [`PROBE_AFTER`] one probe write goes through the pipeline
+//!   (one at a time, so a flood of probes adds at most one write per
+//!   [`PROBE_AFTER`]).
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
@@ -14,13 +22,21 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
 use crate::store::PROBE_RECORD;
 use crate::store::keys;
-use crate::writer::Writer;
+use crate::writer::{Footprint, StoreState, Writer, WriterStatus, unavailable_with_retry};
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Length of one live-event polling interval, announced by `/api/v1/time`.
 pub const INTERVAL_MS: u64 = 250;
+
+/// With no durable group for this long, `/readyz` proves the pipeline with
+/// one probe write.
+pub const PROBE_AFTER: Duration = Duration::from_secs(10);
+
+/// Longest wait for the probe write before `/readyz` answers 503.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the operations endpoints look at.
 pub struct OpsState {
@@ -32,13 +48,15 @@ pub struct OpsState {
     pub lifecycle: Arc<Lifecycle>,
     /// The hub whose size `/metrics` reports.
     pub hub: Arc<Hub>,
+    /// Held while a readiness probe write is in flight (one at a time).
+    pub probing: tokio::sync::Mutex<()>,
 }
 
 /// Registers the operations routes.
 pub fn routes(router: &mut Router, state: OpsState) {
     let state = Arc::new(state);
-    router.route(Method::GET, "/healthz", |_| async {
-        Ok(response::data(StatusCode::OK, &json!({ "status": "ok" })))
+    router.route_with(Method::GET, "/healthz", &state, |state, _| async move {
+        healthz(&state.writer.status())
     });
     router.route_with(Method::GET, "/readyz", &state, |state, _| readyz(state));
     router.route_with(Method::GET, "/metrics", &state, |state, _| async move {
@@ -46,6 +64,13 @@ pub fn routes(router: &mut Router, state: OpsState) {
         state
             .metrics
             .set_hub_size(hub.subscription_count(), hub.topic_count());
+        let writer = state.writer.status();
+        state.metrics.set_writer(
+            writer.state.gauge(),
+            writer.commits,
+            writer.queued_changes,
+            writer.queued_bytes,
+        );
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,
@@ -61,28 +86,86 @@ pub fn routes(router: &mut Router, state: OpsState) {
     });
 }
 
+fn healthz(status: &WriterStatus) -> Result<crate::http::Response, ApiError> {
+    let store = status.state.as_str();
+    if status.state != StoreState::Healthy {
+        return Err(ApiError::unavailable(format!(
+            "the store is {store}: writes are refused until it has recovered"
+        ))
+        .with_details(json!({ "store": store })));
+    }
+    Ok(response::data(
+        StatusCode::OK,
+        &json!({ "status": "ok", "store": store }),
+    ))
+}
+
 async fn readyz(state: Arc<OpsState>) -> Result<crate::http::Response, ApiError> {
     if state.lifecycle.is_draining() {
         return Err(ApiError::unavailable(
             "shutting down; send new traffic elsewhere",
         ));
     }
-    let now = crate::clock::unix_millis();
-    state
-        .writer
-        .commit(move |change| {
-            change.put(keys::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
-            Ok(())
-        })
-        .await
-        .map_err(|err| {
-            ApiError::unavailable(format!(
-                "the commit pipeline does not accept writes: {}",
-                err.message
-            ))
-        })?;
+    let writer = &state.writer;
+    let status = not_ready_reason(writer)?;
+    if since_last_commit(&status) >= PROBE_AFTER {
+        probe(&state).await?;
+    }
     Ok(response::data(
         StatusCode::OK,
-        &json!({ "status": "ready" }),
+        &json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes }),
     ))
+}
+
+/// The writer's status when it can take writes; else why not (503).
+fn not_ready_reason(writer: &Writer) -> Result<WriterStatus, ApiError> {
+    let status = writer.status();
+    let limits = writer.limits();
+    let retry = limits.recovery.interval;
+    if status.state != StoreState::Healthy {
+        return Err(unavailable_with_retry(
+            format!("the store is {}", status.state.as_str()),
+            retry,
+        ));
+    }
+    let nearly_full =
+        |queued: usize, limit: usize| queued.saturating_mul(10) >= limit.saturating_mul(9);
+    if nearly_full(status.queued_changes, limits.queue)
+        || nearly_full(status.queued_bytes, limits.queue_bytes)
+    {
+        return Err(unavailable_with_retry(
+            "the write queue is nearly full",
+            Duration::from_secs(1),
+        ));
+    }
+    Ok(status)
+}
+
+fn since_last_commit(status: &WriterStatus) -> Duration {
+    Duration::from_millis(crate::clock::unix_millis().saturating_sub(status.last_commit_ms))
+}
+
+/// Proves the pipeline with one durable write, unless another probe is
+/// doing so or just did.
+async fn probe(state: &OpsState) -> Result<(), ApiError> {
+    let _probing = state.probing.lock().await;
+    if since_last_commit(&state.writer.status()) < PROBE_AFTER {
+        return Ok(());
+    }
+    let now = crate::clock::unix_millis();
+    let write = state.writer.commit(Footprint::SMALL, move |change| {
+        change.put(keys::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
+        Ok(())
+    });
+    match tokio::time::timeout(PROBE_TIMEOUT, write).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(ApiError::unavailable(format!(
+            "the commit pipeline does not accept writes: {}",
+            err.message
+        ))),
+        Err(_) => Err(ApiError::unavailable(format!(
+            "the commit pipeline did not make a probe durable within {}",
+            humantime::format_duration(PROBE_TIMEOUT)
+        ))),
+    }
 }

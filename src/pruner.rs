@@ -17,7 +17,7 @@ use crate::lifecycle::Lifecycle;
 use crate::log::retention::{self, Policy};
 use crate::log::{TopicRecord, TopicRef};
 use crate::store::{Store, StoreError, keys};
-use crate::writer::Writer;
+use crate::writer::{Footprint, Writer};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ pub async fn expire_idempotency(
         }
         removed += entries.len();
         writer
-            .commit(move |change| {
+            .commit(Footprint::data(entries.len() * 64), move |change| {
                 entries
                     .iter()
                     .try_for_each(|entry| idempotency::expire(change, entry))
@@ -130,7 +130,9 @@ pub async fn prune_once(
             let topic = topic.clone();
             let count = chunk.len();
             writer
-                .commit(move |change| change.prune(&topic, &chunk))
+                .commit(Footprint::data(count * 16), move |change| {
+                    change.prune(&topic, &chunk)
+                })
                 .await
                 .map_err(|err| StoreError(err.message))?;
             removed += count;

@@ -8,11 +8,19 @@
 //!   server stops, sends `bye` and ends (the long-lived stream shutdown hook).
 //! * `GET /__test/ws-echo`: a WebSocket echo on the WebSocket transport, for the
 //!   Autobahn conformance suite (messages up to 16 MiB).
+//! * `POST /__test/writer/fail-flushes?count=N`: the next N flushes (of groups
+//!   or of recovery attempts) fail after their batch was applied (a failed
+//!   disk, without a full disk).
+//! * `POST /__test/writer/panic`: the writer thread panics outside any change.
+//! * `POST /__test/writer/answer-delay?ms=N`: the writer waits N ms after each
+//!   durable group before answering (0 to stop), so a test can cancel a request
+//!   between its commit and its answer.
 
 use crate::http::router::Router;
 use crate::http::{Body, response};
 use crate::lifecycle::Lifecycle;
 use crate::transport::ws::{self, WsSettings, WsSocket};
+use crate::writer::{Footprint, Writer};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -25,7 +33,8 @@ use std::time::Duration;
 const ECHO_MAX_MESSAGE: usize = 16 << 20;
 
 /// Registers the test routes.
-pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>, ws: WsSettings) {
+pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>, ws: WsSettings, writer: Writer) {
+    writer_fault_routes(router, writer);
     let echo_settings = WsSettings {
         max_message_bytes: ECHO_MAX_MESSAGE,
         ..ws
@@ -63,6 +72,51 @@ pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>, ws: WsSettings) {
             Ok(response)
         }
     });
+}
+
+fn writer_fault_routes(router: &mut Router, writer: Writer) {
+    let armed = |what: &str| {
+        Ok(response::data(
+            StatusCode::OK,
+            &serde_json::json!({ "armed": what }),
+        ))
+    };
+    let fail = writer.clone();
+    router.route(
+        Method::POST,
+        "/__test/writer/fail-flushes",
+        move |request| {
+            let count = query_number(&request, "count").unwrap_or(1);
+            fail.faults()
+                .fail_flushes(u32::try_from(count).unwrap_or(u32::MAX));
+            async move { armed("fail-flushes") }
+        },
+    );
+    let panic = writer.clone();
+    router.route(Method::POST, "/__test/writer/panic", move |_| {
+        panic.faults().panic_thread();
+        let writer = panic.clone();
+        async move {
+            // Wake the writer thread with a change so the armed panic fires.
+            let _ = writer.commit(Footprint::SMALL, |_| Ok(())).await;
+            armed("panic")
+        }
+    });
+    router.route(
+        Method::POST,
+        "/__test/writer/answer-delay",
+        move |request| {
+            let millis = query_number(&request, "ms").unwrap_or(0);
+            writer.faults().delay_answers(millis);
+            async move { armed("answer-delay") }
+        },
+    );
+}
+
+fn query_number(request: &crate::http::Request, name: &str) -> Option<u64> {
+    request
+        .query_param(name)
+        .and_then(|value| value.parse().ok())
 }
 
 fn ticking_body(lifecycle: Arc<Lifecycle>) -> Body {

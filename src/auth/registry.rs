@@ -24,7 +24,7 @@ use super::tenants::{self, Tenant};
 use crate::datadir::InstanceConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::{Store, StoreError, keys as store_keys};
-use crate::writer::Writer;
+use crate::writer::{Footprint, Writer};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -228,7 +228,7 @@ impl Registry {
 
     async fn persist(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), ApiError> {
         self.writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 match value {
                     Some(value) => change.put(key, value),
                     None => change.delete(key),
@@ -374,7 +374,7 @@ impl Registry {
                 .collect();
             registry
                 .writer
-                .commit(move |change| {
+                .commit(Footprint::SMALL, move |change| {
                     change.delete(store_keys::auth(store_keys::AUTH_TENANT, &tenant));
                     for key in &keys {
                         change.delete(store_keys::auth(store_keys::AUTH_KEY, key));
@@ -511,7 +511,7 @@ impl Registry {
     async fn record_use(&self, id: Uuid, hash: String, used_at: String) -> Result<(), ApiError> {
         let stamp = used_at.clone();
         self.writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 let key = store_keys::auth(store_keys::AUTH_KEY, &id);
                 let Some(bytes) = change.get(&key)? else {
                     return Ok(());

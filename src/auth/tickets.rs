@@ -11,7 +11,9 @@
 //!   (EventSource reconnecting with `Last-Event-ID`) while no other connection
 //!   holds it and within `--ticket-resume-window` (24 h) of its last connection;
 //! * ticket state is durable (it survives restarts); which session is open right
-//!   now is in memory (after a restart nothing is held);
+//!   now is in memory (after a restart nothing is held), marked by a guard
+//!   that the claiming change creates and whoever ends up holding it drops:
+//!   a claim whose request is cancelled before its answer releases it too;
 //! * tickets that can never open a stream again are swept by the pruner.
 
 use super::keys::hash_secret;
@@ -19,10 +21,9 @@ use crate::error::{ApiError, ErrorCode};
 use crate::field_limits::check_optional;
 use crate::store::keys as store_keys;
 use crate::store::{Store, StoreError};
-use crate::writer::Writer;
+use crate::writer::{Footprint, Writer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -100,10 +101,37 @@ pub struct Tickets {
     held: Arc<Mutex<HashSet<String>>>,
 }
 
-/// An open ticket session; dropping it releases the session and records the time.
-pub struct TicketSession {
+/// A ticket session marked open (in the `held` set) for as long as this
+/// guard lives.
+struct HeldSession {
     hash: String,
     held: Arc<Mutex<HashSet<String>>>,
+}
+
+impl HeldSession {
+    /// Marks the session of ticket `hash` open; `None` when it already is.
+    fn mark(held: Arc<Mutex<HashSet<String>>>, hash: String) -> Option<Self> {
+        let inserted = held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash.clone());
+        // Lazily: a guard built and dropped here would unmark the holder's session.
+        inserted.then(|| Self { hash, held })
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.hash);
+    }
+}
+
+/// An open ticket session; dropping it releases the session and records the time.
+pub struct TicketSession {
+    open: HeldSession,
     writer: Writer,
     /// The claimed ticket.
     pub ticket: Ticket,
@@ -148,7 +176,7 @@ impl Tickets {
         let key = store_keys::auth_ticket(&hash_secret(&secret));
         let value = encode(&ticket)?;
         self.writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 change.put(key, value);
                 Ok(())
             })
@@ -157,52 +185,42 @@ impl Tickets {
     }
 
     /// Opens (or resumes) the ticket's session for `target`; atomic across
-    /// concurrent attempts.
+    /// concurrent attempts. The session is marked open on the writer thread
+    /// by a guard that travels with the answer: whoever drops it (the
+    /// session, a failed commit, a caller that went away before the answer)
+    /// marks the session closed again.
     pub async fn claim(&self, secret: &str, target: &Target) -> Result<TicketSession, ApiError> {
         let hash = hash_secret(secret);
         let key = store_keys::auth_ticket(&hash);
-        let inserted = Arc::new(AtomicBool::new(false));
         let (held, window, wanted) = (
             self.held.clone(),
             self.settings.resume_window,
             target.clone(),
         );
-        let (flag, session_hash) = (inserted.clone(), hash.clone());
-        let outcome = self
+        let session_hash = hash.clone();
+        let committed = self
             .writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 let bytes = change
                     .get(&key)?
                     .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown ticket"))?;
                 let mut ticket = decode(&bytes)?;
                 let now = crate::clock::unix_millis();
                 admit(&ticket, &wanted, now, window)?;
-                let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
-                if !held.insert(session_hash) {
-                    return Err(ApiError::new(
+                let open = HeldSession::mark(held, session_hash).ok_or_else(|| {
+                    ApiError::new(
                         ErrorCode::Conflict,
                         "this ticket's stream is already open elsewhere",
-                    ));
-                }
-                flag.store(true, Ordering::SeqCst);
+                    )
+                })?;
                 ticket.first_used_at.get_or_insert(now);
                 ticket.last_seen_at = Some(now);
                 change.put(key, encode(&ticket)?);
-                Ok(ticket)
+                Ok((ticket, open))
             })
-            .await;
-        match outcome {
-            Ok(committed) => Ok(self.session(hash, committed.value)),
-            Err(err) => {
-                if inserted.load(Ordering::SeqCst) {
-                    self.held
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&hash);
-                }
-                Err(err)
-            }
-        }
+            .await?;
+        let (ticket, open) = committed.value;
+        Ok(self.session(open, ticket))
     }
 
     /// Deletes tickets that can never open a stream again (unused past their
@@ -222,7 +240,7 @@ impl Tickets {
         let count = doomed.len();
         if count > 0 {
             self.writer
-                .commit(move |change| {
+                .commit(Footprint::SMALL, move |change| {
                     for key in doomed {
                         change.delete(key);
                     }
@@ -234,11 +252,10 @@ impl Tickets {
         Ok(count)
     }
 
-    fn session(&self, hash: String, ticket: Ticket) -> TicketSession {
+    fn session(&self, open: HeldSession, ticket: Ticket) -> TicketSession {
         let window = self.settings.resume_window.as_secs();
         TicketSession {
-            hash,
-            held: self.held.clone(),
+            open,
             writer: self.writer.clone(),
             ends_at: crate::clock::unix_millis() / 1000 + window,
             ticket,
@@ -303,11 +320,8 @@ fn admit(ticket: &Ticket, wanted: &Target, now: u64, window: Duration) -> Result
 
 impl Drop for TicketSession {
     fn drop(&mut self) {
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.hash);
-        let key = store_keys::auth_ticket(&self.hash);
+        // The `open` guard marks the session closed when it drops, after this.
+        let key = store_keys::auth_ticket(&self.open.hash);
         let writer = self.writer.clone();
         let mut ticket = self.ticket.clone();
         ticket.last_seen_at = Some(crate::clock::unix_millis());
@@ -316,7 +330,7 @@ impl Drop for TicketSession {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = writer
-                    .commit(move |change| {
+                    .commit(Footprint::SMALL, move |change| {
                         change.put(key, value);
                         Ok(())
                     })

@@ -4,11 +4,20 @@
 //! so that one [`WriteBatch`] applies atomically: a module change and the
 //! events it produces are never half-applied. The key space is in [`keys`].
 //!
-//! Invariants: the database is opened once per process (the data directory
-//! lock guarantees one process); nothing is acknowledged as durable before
+//! Invariants: one process opens the database (the data directory lock
+//! guarantees it); nothing is acknowledged as durable before
 //! [`Store::flush_blocking`] returned; blocking sled calls run on the writer's
 //! thread or the blocking pool, never on the async workers; the schema version
 //! is checked (and migrations run) before anything else reads the data.
+//!
+//! A [`Store`] is a shared handle whose sled database can be closed and opened
+//! again from disk ([`Store::close`], [`Store::reopen_blocking`]): the writer
+//! does so to recover after a failed flush, because sled refuses every
+//! operation after an I/O error and its memory may hold writes that are not on
+//! disk. No clone keeps the database open: each operation takes the current
+//! one and lets it go when done, so closing releases sled's file lock as soon
+//! as operations in flight finish. While closed, operations fail with
+//! [`StoreError`] (callers answer 503).
 //!
 //! Power-loss note: sled's flush uses `sync_file_range`, which survives a
 //! process crash but not every power loss; the README says so.
@@ -16,7 +25,8 @@
 pub mod keys;
 
 use crate::error::StartupError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -81,23 +91,40 @@ impl WriteBatch {
     }
 }
 
-/// Handle to the open database; cheap to clone.
+/// Handle to the database; cheap to clone, all clones share one database.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    cache_bytes: u64,
+    /// The open database, or `None` while closed for recovery.
+    db: RwLock<Option<sled::Db>>,
+}
+
+fn open_db(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(None)
+        .open()
 }
 
 impl Store {
     /// Opens (or creates) the database at `path` with a page cache of
     /// `cache_bytes`, then brings its schema up to [`SCHEMA_VERSION`].
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, StartupError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()
+        let db = open_db(path, cache_bytes)
             .map_err(|err| StartupError::io(format!("opening database {}", path.display()), err))?;
-        let store = Self { db };
+        let store = Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                cache_bytes,
+                db: RwLock::new(Some(db)),
+            }),
+        };
         store.migrate().map_err(|err| match err {
             MigrateError::TooNew(found) => StartupError::Config(format!(
                 "the database in {} has schema {found}, newer than this build's {SCHEMA_VERSION}; use a newer tidings",
@@ -108,15 +135,45 @@ impl Store {
         Ok(store)
     }
 
+    /// The open database (a cheap clone), or an error while it is closed.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.inner
+            .db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError("the store is closed while it recovers".into()))
+    }
+
+    /// Closes the database: later operations fail until
+    /// [`Store::reopen_blocking`]; sled lets go of its files once the
+    /// operations in flight finish.
+    pub fn close(&self) {
+        let db = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(db);
+    }
+
+    /// Closes the database and opens it again from what is on disk (blocking).
+    /// Fails (leaving it closed) while sled still holds its files or cannot
+    /// open them; the caller retries.
+    pub fn reopen_blocking(&self) -> Result<(), StoreError> {
+        self.close();
+        let db = open_db(&self.inner.path, self.inner.cache_bytes)?;
+        *self.inner.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        Ok(())
+    }
+
     fn migrate(&self) -> Result<(), MigrateError> {
         let key = keys::meta(SCHEMA_RECORD);
-        let found = match self
-            .db
-            .get(&key)
-            .map_err(|e| MigrateError::Store(e.into()))?
-        {
+        let db = self.db().map_err(MigrateError::Store)?;
+        let found = match db.get(&key).map_err(|e| MigrateError::Store(e.into()))? {
             Some(value) => decode_u64(&value),
-            None if self.db.is_empty() => 0,
+            None if db.is_empty() => 0,
             // Data without a version record predates versioning: schema 1.
             None => 1,
         };
@@ -125,7 +182,7 @@ impl Store {
         }
         for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
             let mut batch = WriteBatch::default();
-            (migration.apply)(&self.db, &mut batch).map_err(|e| MigrateError::Store(e.into()))?;
+            (migration.apply)(&db, &mut batch).map_err(|e| MigrateError::Store(e.into()))?;
             batch.put(&key, migration.version.to_be_bytes());
             self.apply_blocking(batch).map_err(MigrateError::Store)?;
             self.flush_blocking().map_err(MigrateError::Store)?;
@@ -141,7 +198,7 @@ impl Store {
 
     /// Reads one key (blocking).
     pub fn get_blocking(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.db.get(key)?)
+        Ok(self.db()?.get(key)?)
     }
 
     /// Pairs under `prefix` whose key is greater than `after` (or all), in key
@@ -152,11 +209,12 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        let db = self.db()?;
         let iter = match after {
-            Some(after) => self
-                .db
-                .range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-            None => self.db.range::<&[u8], _>(prefix..),
+            Some(after) => {
+                db.range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            }
+            None => db.range::<&[u8], _>(prefix..),
         };
         let mut out = Vec::new();
         for item in iter {
@@ -199,12 +257,12 @@ impl Store {
 
     /// Applies a batch atomically; not yet durable (blocking).
     pub fn apply_blocking(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        Ok(self.db.apply_batch(batch.batch)?)
+        Ok(self.db()?.apply_batch(batch.batch)?)
     }
 
     /// Makes everything applied so far durable (blocking).
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -234,4 +292,27 @@ enum MigrateError {
 /// Decodes a big-endian u64 record (0 when malformed).
 pub fn decode_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopened_store_reads_what_was_flushed_and_refuses_work_while_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let reader = store.clone();
+        let mut batch = WriteBatch::default();
+        batch.put(b"k", b"v");
+        store.apply_blocking(batch).unwrap();
+        store.flush_blocking().unwrap();
+        store.close();
+        assert!(reader.get_blocking(b"k").is_err(), "closed for every clone");
+        reader.reopen_blocking().unwrap();
+        assert_eq!(
+            store.get_blocking(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
 }

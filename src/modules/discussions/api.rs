@@ -13,7 +13,7 @@ use crate::auth::keys::Scope;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::idempotency::{self, Claim, Reply};
-use crate::writer::Change;
+use crate::writer::{Change, Footprint};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -83,8 +83,7 @@ impl DiscussionsApi {
     }
 
     /// Runs `operation` in one atomic change, idempotently under `claim`,
-    /// replies `{"data": value}` with `status`, and wakes the webhook
-    /// dispatcher when it emitted events.
+    /// and replies `{"data": value}` with `status`.
     async fn commit<T, F>(
         &self,
         claim: Option<Claim>,
@@ -97,7 +96,7 @@ impl DiscussionsApi {
     {
         let committed = self
             .writer
-            .commit(move |change| {
+            .commit(self.footprint(), move |change| {
                 idempotency::protect(claim.as_ref(), change, |change| {
                     let value = operation(change)?;
                     let body = serde_json::to_vec(&value).map_err(|err| {
@@ -107,9 +106,6 @@ impl DiscussionsApi {
                 })
             })
             .await?;
-        if !committed.events.is_empty() {
-            self.webhooks.wake();
-        }
         Ok(response::idempotent(&committed.value))
     }
 
@@ -131,6 +127,12 @@ impl DiscussionsApi {
             operation(change, &context, &acting)
         })
         .await
+    }
+
+    /// What a discussion change holds while it waits for the writer: at most
+    /// a comment and a title at their configured limits (4 bytes a char).
+    fn footprint(&self) -> Footprint {
+        Footprint::data((self.limits.max_comment_chars + self.limits.max_title_chars) * 4)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::idempotency::{self, Claim, Key, Reply};
 use crate::log::read::{self, Cursor};
 use crate::log::{LogEvent, TopicRef};
 use crate::transport::sse::{self, GenericFormat, SseStream};
+use crate::writer::Footprint;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,9 +108,11 @@ pub(super) async fn commit_events(
     claim: Option<Claim>,
 ) -> Result<Reply, ApiError> {
     let webhooks = api.webhooks.clone();
+    // Actor claims are not counted: at most 400 bytes each, within --max-body.
+    let footprint = Footprint::json(events.iter().map(|input| &input.data));
     let committed = api
         .writer
-        .commit(move |change| {
+        .commit(footprint, move |change| {
             idempotency::protect(claim.as_ref(), change, |change| {
                 let mut appended = Vec::with_capacity(events.len());
                 for input in events {
@@ -122,7 +125,6 @@ pub(super) async fn commit_events(
             })
         })
         .await?;
-    api.webhooks.wake();
     Ok(committed.value)
 }
 

@@ -4,15 +4,16 @@
 //! A lane reads its endpoint's oldest pending row from the store, waits
 //! until that row's next attempt is due, POSTs it (signed, under
 //! `--webhook-timeout`), and records the outcome; then the next row. With
-//! nothing to do it sleeps until poked: by `wake` after a commit that staged
-//! rows for it, or by an admin change (re-delivery, re-enabling, update).
+//! nothing to do it sleeps until poked: by the after-commit hook of a change
+//! that staged rows for it, or by an admin change (re-delivery, re-enabling,
+//! update).
 //!
 //! Invariants:
 //! * in order per endpoint: a lane has one attempt in flight at most and
 //!   moves past a row only once the row was delivered or given up, durably;
-//! * a lane is woken only for rows that are durable: `wake` signals a staged
-//!   row once the durable mark reached its event (rows are noted in id
-//!   order on the writer thread, so the queue of notes is sorted);
+//! * a lane is woken only for rows that are durable: the writer runs the
+//!   staging change's after-commit hook only once that change is durable,
+//!   and never for a change that failed;
 //! * stopping never loses anything: an attempt in flight is abandoned and
 //!   its row stays pending, to be delivered after the next start.
 
@@ -21,19 +22,17 @@ use super::client::{self, HttpClient};
 use super::endpoints::{Endpoint, Index};
 use super::outbox::{self, AttemptError, Outcome, Recorded, Row};
 use super::signature;
-use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::writer::Writer;
+use crate::writer::{Footprint, Writer};
 use http::{HeaderName, HeaderValue};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use ulid::Ulid;
 use uuid::Uuid;
 
 /// Pause after the store or the writer failed, before a lane tries again.
@@ -65,8 +64,6 @@ pub(super) struct Parts {
     pub store: Store,
     /// Outcome writes.
     pub writer: Writer,
-    /// The durable mark `wake` compares notes with.
-    pub hub: Arc<Hub>,
     /// Endpoints as the lanes see them.
     pub index: Arc<Index>,
     /// Outbound HTTP.
@@ -85,7 +82,6 @@ pub(super) struct Dispatcher {
     permits: Semaphore,
     lanes: Mutex<HashMap<Uuid, Arc<Lane>>>,
     tasks: TaskTracker,
-    staged: Mutex<VecDeque<(Ulid, Uuid)>>,
 }
 
 impl Dispatcher {
@@ -96,7 +92,6 @@ impl Dispatcher {
             parts,
             lanes: Mutex::default(),
             tasks: TaskTracker::new(),
-            staged: Mutex::default(),
         })
     }
 
@@ -129,32 +124,6 @@ impl Dispatcher {
     pub fn poke(&self, endpoint: &Uuid) {
         if let Some(lane) = self.lanes().get(endpoint) {
             lane.poke.notify_one();
-        }
-    }
-
-    /// Notes a row staged for `endpoint` with the event `event` (writer thread).
-    pub fn note_staged(&self, endpoint: Uuid, event: Ulid) {
-        self.staged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back((event, endpoint));
-    }
-
-    /// Pokes the lanes of every noted row whose event is durable by now.
-    pub fn wake(&self) {
-        let mark = self.parts.hub.durable_mark();
-        let mut ready: Vec<Uuid> = Vec::new();
-        {
-            let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some((_, endpoint)) = staged.front().filter(|(event, _)| *event <= mark) {
-                if !ready.contains(endpoint) {
-                    ready.push(*endpoint);
-                }
-                staged.pop_front();
-            }
-        }
-        for endpoint in &ready {
-            self.poke(endpoint);
         }
     }
 
@@ -283,7 +252,9 @@ impl Dispatcher {
         let committed = self
             .parts
             .writer
-            .commit(move |change| outbox::record(change, row, outcome, disable_after, now))
+            .commit(Footprint::SMALL, move |change| {
+                outbox::record(change, row, outcome, disable_after, now)
+            })
             .await;
         match committed {
             Ok(committed) => {

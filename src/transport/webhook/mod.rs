@@ -10,7 +10,8 @@
 //! * [`backoff`]: retry timing and giving up.
 //!
 //! A module stages deliveries with [`Webhooks::stage`] inside the change that
-//! appends the event, and calls [`Webhooks::wake`] after the commit.
+//! appends the event; the change's after-commit hook wakes the lanes once it
+//! is durable (callers have nothing to remember).
 //!
 //! Invariants:
 //! * an event and its deliveries are committed atomically (one change);
@@ -37,12 +38,11 @@ pub mod outbox;
 pub mod signature;
 
 use crate::error::{ApiError, ErrorCode, StartupError};
-use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::log::Event;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, keys};
-use crate::writer::{Change, Writer};
+use crate::writer::{Change, Footprint, Writer};
 use backoff::RetryPolicy;
 use dispatcher::{Dispatcher, Parts};
 use endpoints::{Endpoint, EndpointInput, Index};
@@ -83,8 +83,6 @@ pub struct Core {
     pub store: Store,
     /// The commit pipeline (every write).
     pub writer: Writer,
-    /// For the durable mark.
-    pub hub: Arc<Hub>,
     /// Delivery metrics.
     pub metrics: Arc<Metrics>,
     /// Lanes stop with the server.
@@ -126,7 +124,6 @@ impl Webhooks {
         let dispatcher = Dispatcher::new(Parts {
             store: core.store.clone(),
             writer: core.writer.clone(),
-            hub: core.hub,
             index: index.clone(),
             client,
             settings: settings.clone(),
@@ -192,14 +189,10 @@ impl Webhooks {
         let now = crate::clock::unix_millis();
         for endpoint in &targets {
             outbox::stage(change, endpoint, event, body, now)?;
-            self.dispatcher.note_staged(endpoint.id, event.id);
+            let (dispatcher, id) = (self.dispatcher.clone(), endpoint.id);
+            change.after_commit(move || dispatcher.poke(&id));
         }
         Ok(())
-    }
-
-    /// Tells the dispatcher that committed changes staged deliveries.
-    pub fn wake(&self) {
-        self.dispatcher.wake();
     }
 
     /// Completes when every lane ended (call after the server began stopping).
@@ -232,7 +225,7 @@ impl Webhooks {
         }
         let (key, value) = (endpoint.key(), endpoint.encode()?);
         self.writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 change.put(key, value);
                 Ok(())
             })
@@ -253,7 +246,7 @@ impl Webhooks {
         let now = now_text();
         let endpoint = self
             .writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 endpoints::modify(change, tenant, id, |e| {
                     input.apply(e, &now);
                     Ok(())
@@ -277,7 +270,7 @@ impl Webhooks {
         };
         let marked = self
             .writer
-            .commit(move |change| {
+            .commit(Footprint::SMALL, move |change| {
                 endpoints::modify(change, tenant, id, |e| {
                     e.deleted = true;
                     Ok(())
@@ -318,7 +311,7 @@ impl Webhooks {
             let last = keys.len() < CHUNK;
             let record = last.then(|| endpoint.key());
             self.writer
-                .commit(move |change| {
+                .commit(Footprint::SMALL, move |change| {
                     keys.into_iter()
                         .chain(record)
                         .for_each(|key| change.delete(key));
@@ -354,7 +347,9 @@ impl Webhooks {
         let now = crate::clock::unix_millis();
         let moved = self
             .writer
-            .commit(move |change| outbox::redeliver(change, &id, delivery, now))
+            .commit(Footprint::SMALL, move |change| {
+                outbox::redeliver(change, &id, delivery, now)
+            })
             .await?
             .value;
         if !moved {
@@ -382,7 +377,7 @@ impl Webhooks {
             let now = crate::clock::unix_millis();
             moved += self
                 .writer
-                .commit(move |change| {
+                .commit(Footprint::SMALL, move |change| {
                     ids.into_iter().try_fold(0, |count, delivery| {
                         outbox::redeliver(change, &id, delivery, now)
                             .map(|moved| count + usize::from(moved))

@@ -1,0 +1,378 @@
+//! The commit pipeline: the one place that writes to the store.
+//!
+//! Callers hand a change (a closure) and its [`Footprint`] to
+//! [`Writer::commit`]. A dedicated thread ([`pipeline`]) takes every queued
+//! change at once (up to `--writer-batch`), runs each against the store plus
+//! what earlier changes of the same group wrote, assigns event ids, applies
+//! the whole group with one atomic batch, makes it durable with one flush,
+//! raises the durable mark, publishes the events to the hub in id order, runs
+//! the changes' after-commit hooks in commit order, and only then answers each
+//! caller.
+//!
+//! Invariants:
+//! * acknowledged means durable: no caller hears success before the flush;
+//! * nothing is visible to subscribers or log readers, and no after-commit
+//!   hook runs, before it is durable;
+//! * a change that fails (error or panic) fails alone and leaves no trace; the
+//!   rest of its group commits;
+//! * a group applies atomically: after a crash either all of it or none of it
+//!   is present, so no change is ever half-applied;
+//! * a group that fails to become durable is answered 503 "outcome unknown",
+//!   never published, and undone before the store takes writes again (see
+//!   [`pipeline`]); meanwhile every write gets 503 with `Retry-After`;
+//! * ids increase strictly in commit order across all topics and restarts
+//!   (the newest id is stored with every group);
+//! * the queue is bounded by changes (`--writer-queue`) and by the bytes the
+//!   changes declared (`--writer-queue-bytes`); beyond either, 503.
+
+mod change;
+#[cfg(debug_assertions)]
+pub mod faults;
+mod health;
+mod pipeline;
+
+pub use change::Change;
+pub use health::{StoreState, WriterStatus};
+pub use pipeline::RecoverySettings;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::hub::Hub;
+use crate::log::ids::IdGenerator;
+use crate::log::{DurableMark, LogEvent};
+use crate::store::{Store, StoreError, keys};
+use health::Health;
+use pipeline::Pipeline;
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use ulid::Ulid;
+
+/// Name of the record holding the newest id ever issued.
+const NEWEST_ID_RECORD: &str = "newest-id";
+
+type ChangeFn = Box<dyn FnOnce(&mut Change<'_>) -> Result<Box<dyn Any + Send>, ApiError> + Send>;
+/// A change's own value (type-erased) and the events it appended.
+type Answer = (Box<dyn Any + Send>, Vec<Arc<LogEvent>>);
+type Reply = oneshot::Sender<Result<Answer, ApiError>>;
+
+struct Job {
+    change: ChangeFn,
+    reply: Reply,
+    /// What the caller declared in its [`Footprint`].
+    bytes: usize,
+}
+
+/// Sizes of the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterLimits {
+    /// Changes that may wait for the writer; further callers get 503.
+    pub queue: usize,
+    /// Bytes the waiting changes may hold together; further callers get 503.
+    pub queue_bytes: usize,
+    /// Most changes committed with one flush.
+    pub batch: usize,
+    /// Recovery after a failed group.
+    pub recovery: RecoverySettings,
+}
+
+/// The memory a queued change holds until the writer takes it, declared by
+/// the caller so the queue can be bounded by bytes. Every commit states one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint(usize);
+
+/// What any queued change costs besides its data (closure, channel, job).
+const CHANGE_OVERHEAD: usize = 256;
+
+impl Footprint {
+    /// A small change of a few records, whose data is no larger than a few
+    /// hundred bytes (a ticket, a key, a probe, a delivery outcome).
+    pub const SMALL: Self = Self(CHANGE_OVERHEAD + 512);
+
+    /// A change carrying `bytes` of caller data (typically the request body
+    /// it was parsed from, whose decoded form is about as large).
+    pub fn data(bytes: usize) -> Self {
+        Self(CHANGE_OVERHEAD.saturating_add(bytes.saturating_mul(2)))
+    }
+
+    /// A change carrying these JSON values: what they hold in memory (each
+    /// node, plus its strings' and keys' bytes), counted without encoding.
+    pub fn json<'a>(values: impl IntoIterator<Item = &'a serde_json::Value>) -> Self {
+        let held: usize = values.into_iter().map(json_bytes).sum();
+        Self(CHANGE_OVERHEAD.saturating_add(held))
+    }
+
+    /// The bytes counted against `--writer-queue-bytes`.
+    pub fn bytes(self) -> usize {
+        self.0
+    }
+}
+
+/// What a committed change produced.
+#[derive(Debug)]
+pub struct Committed<T> {
+    /// The change's own result.
+    pub value: T,
+    /// The events it appended, durable and published.
+    pub events: Vec<Arc<LogEvent>>,
+}
+
+/// Handle for submitting changes; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+    health: Arc<Health>,
+    limits: WriterLimits,
+    #[cfg(debug_assertions)]
+    faults: Arc<faults::Faults>,
+}
+
+/// A started writer: its handle, the hub it publishes to, and its thread
+/// (which ends only when the store cannot be recovered or the thread
+/// panicked; the caller supervises it).
+pub struct Started {
+    /// The handle for submitting changes.
+    pub writer: Writer,
+    /// The hub fed by the writer.
+    pub hub: Arc<Hub>,
+    /// The writer thread; its result says why it ended.
+    pub thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+impl Writer {
+    /// Starts the writer thread with the durable mark seeded with the newest
+    /// stored id, and the hub `hub_factory` builds on that mark.
+    pub fn start(
+        store: Store,
+        hub_factory: impl FnOnce(Arc<DurableMark>) -> Arc<Hub>,
+        limits: WriterLimits,
+    ) -> Result<Started, StoreError> {
+        let newest = store
+            .get_blocking(&keys::meta(NEWEST_ID_RECORD))?
+            .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_ref()).ok())
+            .map(|bytes| Ulid::from(u128::from_be_bytes(bytes)))
+            .unwrap_or_else(Ulid::nil);
+        let durable = Arc::new(DurableMark::new(newest));
+        let hub = hub_factory(durable.clone());
+        let (jobs, receiver) = mpsc::channel(limits.queue.max(1));
+        let writer = Self {
+            jobs,
+            health: Arc::new(Health::new()),
+            limits,
+            #[cfg(debug_assertions)]
+            faults: Arc::default(),
+        };
+        let pipeline = Pipeline {
+            store,
+            hub: hub.clone(),
+            durable,
+            ids: IdGenerator::resume_after(newest),
+            max_batch: limits.batch.max(1),
+            health: writer.health.clone(),
+            recovery: limits.recovery,
+            #[cfg(debug_assertions)]
+            faults: writer.faults.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("tidings-writer".into())
+            .spawn(move || pipeline.run(receiver))
+            .map_err(|err| StoreError(format!("starting the writer thread: {err}")))?;
+        Ok(Started {
+            writer,
+            hub,
+            thread,
+        })
+    }
+
+    /// Commits `change` durably and returns its result and events.
+    /// `footprint` is what the change holds while it waits (see [`Footprint`]).
+    pub async fn commit<T, F>(
+        &self,
+        footprint: Footprint,
+        change: F,
+    ) -> Result<Committed<T>, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Change<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        let answer = self.enqueue(
+            footprint,
+            Box::new(move |ctx| change(ctx).map(|value| Box::new(value) as Box<dyn Any + Send>)),
+        )?;
+        let (value, events) = answer.await.map_err(|_| {
+            unavailable_with_retry(
+                "the writer stopped before answering",
+                Duration::from_secs(1),
+            )
+        })??;
+        let value = value
+            .downcast::<T>()
+            .map_err(|_| ApiError::internal("writer returned a value of the wrong type"))?;
+        Ok(Committed {
+            value: *value,
+            events,
+        })
+    }
+
+    fn enqueue(
+        &self,
+        footprint: Footprint,
+        change: ChangeFn,
+    ) -> Result<oneshot::Receiver<Result<Answer, ApiError>>, ApiError> {
+        let state = self.health.state();
+        if state != StoreState::Healthy {
+            return Err(unavailable_with_retry(
+                format!(
+                    "the store is {}: it failed and is recovering; nothing was written; retry shortly",
+                    state.as_str()
+                ),
+                self.limits.recovery.interval,
+            ));
+        }
+        let bytes = footprint.bytes();
+        if !self.health.reserve(bytes, self.limits.queue_bytes) {
+            return Err(queue_full(
+                "the write queue holds its most bytes (--writer-queue-bytes)",
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            change,
+            reply,
+            bytes,
+        };
+        self.jobs.try_send(job).map_err(|err| {
+            self.health.release(bytes);
+            match err {
+                mpsc::error::TrySendError::Full(_) => {
+                    queue_full("the write queue holds its most changes (--writer-queue)")
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    unavailable_with_retry("the writer has stopped", Duration::from_secs(1))
+                }
+            }
+        })?;
+        Ok(answer)
+    }
+
+    /// The writer's state now.
+    pub fn status(&self) -> WriterStatus {
+        self.health.status()
+    }
+
+    /// The limits the writer runs with.
+    pub fn limits(&self) -> WriterLimits {
+        self.limits
+    }
+
+    /// The faults tests may arm (debug builds only).
+    #[cfg(debug_assertions)]
+    pub fn faults(&self) -> &faults::Faults {
+        &self.faults
+    }
+}
+
+/// Memory a JSON value holds: a node's size plus its strings, keys and children.
+fn json_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let node = std::mem::size_of::<Value>();
+    node + match value {
+        Value::String(text) => text.len(),
+        Value::Array(items) => items.iter().map(json_bytes).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, item)| key.len() + node + json_bytes(item))
+            .sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
+fn queue_full(which: &str) -> ApiError {
+    unavailable_with_retry(
+        format!("{which}; nothing was written; retry shortly"),
+        Duration::from_secs(1),
+    )
+}
+
+/// A 503 with `Retry-After` (whole seconds, at least 1): every refusal by
+/// the writer carries one.
+pub(crate) fn unavailable_with_retry(message: impl Into<String>, after: Duration) -> ApiError {
+    let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::new(ErrorCode::ServiceUnavailable, message)
+        .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(seconds))
+}
+
+#[cfg(test)]
+impl Writer {
+    /// A writer on `store` with small limits and a fast recovery, for unit
+    /// tests of code that commits.
+    pub(crate) fn start_for_tests(store: Store) -> Writer {
+        let hub_store = store.clone();
+        let limits = WriterLimits {
+            queue: 16,
+            queue_bytes: 1 << 20,
+            batch: 16,
+            recovery: RecoverySettings {
+                interval: Duration::from_millis(50),
+                timeout: Duration::from_secs(10),
+            },
+        };
+        Writer::start(store, |durable| Hub::new(hub_store, durable, 16), limits)
+            .unwrap()
+            .writer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn start(dir: &std::path::Path) -> Writer {
+        Writer::start_for_tests(Store::open(&dir.join("db"), 1 << 20).unwrap())
+    }
+
+    /// Commits a change that records `name` from its after-commit hook, then
+    /// fails with `fail` when given.
+    async fn commit_with_hook(
+        writer: &Writer,
+        ran: &Arc<Mutex<Vec<&'static str>>>,
+        name: &'static str,
+        fail: bool,
+    ) -> Result<(), ApiError> {
+        let ran = ran.clone();
+        writer
+            .commit(Footprint::SMALL, move |change| {
+                change.put(name.as_bytes().to_vec(), b"1".to_vec());
+                change.after_commit(move || ran.lock().unwrap().push(name));
+                if fail {
+                    return Err(ApiError::validation("refused"));
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn after_commit_hooks_run_in_commit_order_only_for_durable_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = start(dir.path());
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        commit_with_hook(&writer, &ran, "first", false)
+            .await
+            .unwrap();
+        assert!(
+            commit_with_hook(&writer, &ran, "refused", true)
+                .await
+                .is_err()
+        );
+        commit_with_hook(&writer, &ran, "second", false)
+            .await
+            .unwrap();
+        writer.faults().fail_flushes(1);
+        let lost = commit_with_hook(&writer, &ran, "not-durable", false).await;
+        assert_eq!(lost.unwrap_err().code, ErrorCode::ServiceUnavailable);
+        assert_eq!(*ran.lock().unwrap(), ["first", "second"]);
+    }
+}

@@ -1,0 +1,400 @@
+//! The writer thread: takes queued changes in groups, runs them, makes each
+//! group durable with one flush, publishes, runs after-commit hooks, answers;
+//! and, when a group fails to become durable, recovers the store before it
+//! accepts anything again.
+//!
+//! Invariants:
+//! * a group's pre-images (what its keys held before it) are read before it
+//!   is applied; they equal what is on disk, because every earlier group was
+//!   flushed; keys of events the group appended are not read, since ids are
+//!   never reused, so such a key did not exist before;
+//! * after a failed apply or flush nothing more is applied: the store is
+//!   closed (sled refuses work after an I/O error and its memory may hold the
+//!   failed group), queued changes are refused with 503, and every
+//!   `--store-recovery-interval` the writer reopens the store from disk and
+//!   writes and flushes the pre-images back (the failed group may have reached
+//!   the disk, e.g. when sled flushed it while closing); only then is the store
+//!   healthy again, so the failed group is never published, replayed or
+//!   delivered by this process;
+//! * the failed group's ids stay used (the newest-id record keeps them), so ids
+//!   are never reused;
+//! * when recovery does not succeed within `--store-recovery-timeout`, `run`
+//!   returns an error and the process exits non-zero.
+
+use super::change::{Change, Hook, Writes};
+use super::health::{Health, StoreState};
+use super::{Job, NEWEST_ID_RECORD, unavailable_with_retry};
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::log::DurableMark;
+use crate::log::LogEvent;
+use crate::log::ids::IdGenerator;
+use crate::store::{Store, StoreError, WriteBatch, keys};
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How the writer recovers from a failed group.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoverySettings {
+    /// Time between two recovery attempts.
+    pub interval: Duration,
+    /// Give up (and end the process) when not recovered after this long.
+    pub timeout: Duration,
+}
+
+/// What a change produced, before its group is durable.
+struct Applied {
+    value: Box<dyn Any + Send>,
+    events: Vec<Arc<LogEvent>>,
+    hooks: Vec<Hook>,
+}
+
+struct Outcome {
+    reply: super::Reply,
+    result: Result<Applied, ApiError>,
+}
+
+/// What the keys of a failed group held before it (`None`: absent).
+struct Undo {
+    pre_images: Vec<(Vec<u8>, Option<sled::IVec>)>,
+}
+
+impl Undo {
+    /// Reads the pre-images of `group`, whose events all have ids above
+    /// `issued_before` (the newest id issued before the group ran).
+    fn read(store: &Store, group: &Writes, issued_before: u128) -> Result<Self, StoreError> {
+        let pre_images = group
+            .keys()
+            .map(|key| {
+                let previous = if is_new_event(key, issued_before) {
+                    None
+                } else {
+                    store.get_blocking(key)?
+                };
+                Ok((key.clone(), previous))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Self { pre_images })
+    }
+
+    fn none() -> Self {
+        Self {
+            pre_images: Vec::new(),
+        }
+    }
+
+    fn batch(&self) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        for (key, value) in &self.pre_images {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        batch
+    }
+}
+
+/// True for the key of an event with an id above `issued_before`: it was
+/// appended by the running group and did not exist before.
+fn is_new_event(key: &[u8], issued_before: u128) -> bool {
+    key.first() == Some(&keys::EVENT) && keys::event_id(key).is_some_and(|id| id > issued_before)
+}
+
+/// A group that did not become durable.
+struct Failure {
+    undo: Undo,
+    error: StoreError,
+}
+
+pub(super) struct Pipeline {
+    pub(super) store: Store,
+    pub(super) hub: Arc<Hub>,
+    pub(super) durable: Arc<DurableMark>,
+    pub(super) ids: IdGenerator,
+    pub(super) max_batch: usize,
+    pub(super) health: Arc<Health>,
+    pub(super) recovery: RecoverySettings,
+    #[cfg(debug_assertions)]
+    pub(super) faults: Arc<super::faults::Faults>,
+}
+
+impl Pipeline {
+    /// Commits groups until every [`super::Writer`] is gone; an error means
+    /// the store could not be recovered.
+    pub(super) fn run(mut self, mut receiver: mpsc::Receiver<Job>) -> Result<(), String> {
+        while let Some(first) = receiver.blocking_recv() {
+            let jobs = self.take_group(first, &mut receiver);
+            #[cfg(debug_assertions)]
+            if self.faults.take_panic() {
+                panic!("injected fault: the writer thread panics outside any change");
+            }
+            if let Err(failure) = self.commit_group(jobs) {
+                self.recover(failure, &mut receiver)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn take_group(&self, first: Job, receiver: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+        self.health.release(first.bytes);
+        let mut jobs = vec![first];
+        while jobs.len() < self.max_batch {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    self.health.release(job.bytes);
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        jobs
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>) -> Result<(), Failure> {
+        let now_ms = crate::clock::unix_millis();
+        let issued_before = u128::from(self.ids.last());
+        let mut group = Writes::new();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let result = self.apply_one(job.change, &mut group, now_ms);
+            outcomes.push(Outcome {
+                reply: job.reply,
+                result,
+            });
+        }
+        if !group.is_empty() {
+            if let Err(failure) = self.persist(group, issued_before) {
+                tracing::error!(error = %failure.error, "commit failed; the store stops taking writes until it has recovered");
+                refuse_unknown(outcomes, &failure.error, self.recovery.interval);
+                return Err(failure);
+            }
+            self.health.record_commit();
+        }
+        self.publish_and_answer(outcomes);
+        Ok(())
+    }
+
+    fn publish_and_answer(&self, mut outcomes: Vec<Outcome>) {
+        let events: Vec<Arc<LogEvent>> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.result.as_ref().ok())
+            .flat_map(|applied| applied.events.iter().cloned())
+            .collect();
+        if let Some(newest) = events.last() {
+            self.durable.raise(newest.id());
+        }
+        self.hub.publish(&events);
+        for outcome in &mut outcomes {
+            if let Ok(applied) = &mut outcome.result {
+                run_hooks(std::mem::take(&mut applied.hooks));
+            }
+        }
+        #[cfg(debug_assertions)]
+        std::thread::sleep(self.faults.answer_delay());
+        for outcome in outcomes {
+            // A caller that went away no longer needs the answer; the write
+            // stands, and whatever its value held (guards) is dropped here.
+            let _ = outcome.reply.send(
+                outcome
+                    .result
+                    .map(|applied| (applied.value, applied.events)),
+            );
+        }
+    }
+
+    fn apply_one(
+        &mut self,
+        change: super::ChangeFn,
+        group: &mut Writes,
+        now_ms: u64,
+    ) -> Result<Applied, ApiError> {
+        let mut ctx = Change {
+            store: &self.store,
+            group,
+            own: Writes::new(),
+            events: Vec::new(),
+            hooks: Vec::new(),
+            ids: &mut self.ids,
+            now_ms,
+        };
+        let value = match std::panic::catch_unwind(AssertUnwindSafe(|| change(&mut ctx))) {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(ApiError::internal(
+                    "the change panicked; nothing was written",
+                ));
+            }
+        };
+        let Change {
+            own, events, hooks, ..
+        } = ctx;
+        group.extend(own);
+        Ok(Applied {
+            value,
+            events,
+            hooks,
+        })
+    }
+
+    fn persist(&self, group: Writes, issued_before: u128) -> Result<(), Failure> {
+        let undo = Undo::read(&self.store, &group, issued_before).map_err(|error| Failure {
+            undo: Undo::none(),
+            error,
+        })?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in group {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        self.stamp_newest_id(&mut batch);
+        let written = self
+            .store
+            .apply_blocking(batch)
+            .and_then(|()| self.injected_flush_failure())
+            .and_then(|()| self.store.flush_blocking());
+        written.map_err(|error| Failure { undo, error })
+    }
+
+    fn stamp_newest_id(&self, batch: &mut WriteBatch) {
+        batch.put(
+            keys::meta(NEWEST_ID_RECORD),
+            u128::from(self.ids.last()).to_be_bytes(),
+        );
+    }
+
+    #[cfg(debug_assertions)]
+    fn injected_flush_failure(&self) -> Result<(), StoreError> {
+        if self.faults.take_flush_failure() {
+            return Err(StoreError("injected fault: the flush failed".into()));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn injected_flush_failure(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Closes the store, then reopens it and undoes the failed group at every
+    /// interval until that works or the timeout passes.
+    fn recover(
+        &mut self,
+        failure: Failure,
+        receiver: &mut mpsc::Receiver<Job>,
+    ) -> Result<(), String> {
+        self.health.set_state(StoreState::Failed);
+        self.store.close();
+        let started = Instant::now();
+        for attempt in 1.. {
+            self.refuse_queued_for(self.recovery.interval, receiver);
+            self.health.set_state(StoreState::Recovering);
+            match self.undo_on_disk(&failure.undo) {
+                Ok(()) => {
+                    self.health.set_state(StoreState::Healthy);
+                    tracing::info!(attempt, "the store recovered; writes are accepted again");
+                    return Ok(());
+                }
+                Err(err) => {
+                    self.store.close();
+                    self.health.set_state(StoreState::Failed);
+                    tracing::warn!(attempt, error = %err, "store recovery failed; retrying");
+                }
+            }
+            if started.elapsed() >= self.recovery.timeout {
+                return Err(format!(
+                    "the store did not recover within {} (first failure: {}); exiting so a supervisor restarts the process",
+                    humantime::format_duration(self.recovery.timeout),
+                    failure.error
+                ));
+            }
+        }
+        unreachable!("the recovery loop only ends by returning")
+    }
+
+    /// Reopens the store from disk and writes back the failed group's
+    /// pre-images, durably.
+    fn undo_on_disk(&self, undo: &Undo) -> Result<(), StoreError> {
+        self.store.reopen_blocking()?;
+        let mut batch = undo.batch();
+        self.stamp_newest_id(&mut batch);
+        self.store.apply_blocking(batch)?;
+        self.injected_flush_failure()?;
+        self.store.flush_blocking()
+    }
+
+    /// Answers every change that arrives during `period` with 503.
+    fn refuse_queued_for(&self, period: Duration, receiver: &mut mpsc::Receiver<Job>) {
+        let until = Instant::now() + period;
+        loop {
+            while let Ok(job) = receiver.try_recv() {
+                self.health.release(job.bytes);
+                let _ = job.reply.send(Err(recovering(period)));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+fn recovering(interval: Duration) -> ApiError {
+    unavailable_with_retry(
+        "the store failed and is recovering; nothing was written; retry shortly",
+        interval,
+    )
+}
+
+/// Answers the changes of a group that did not become durable: the outcome
+/// of those that ran is unknown to their callers until the store recovers.
+fn refuse_unknown(outcomes: Vec<Outcome>, error: &StoreError, interval: Duration) {
+    for outcome in outcomes {
+        let result = match outcome.result {
+            Ok(_) => Err(unavailable_with_retry(
+                format!(
+                    "the store failed while making this write durable ({error}); its outcome is unknown: \
+                     the server undoes it before it takes writes again, unless the process dies first; \
+                     retry with the same Idempotency-Key, or read back to find out"
+                ),
+                interval,
+            )
+            .with_details(serde_json::json!({ "outcome": "unknown" }))),
+            Err(err) => Err(err),
+        };
+        let _ = outcome.reply.send(result);
+    }
+}
+
+fn run_hooks(hooks: Vec<Hook>) {
+    for hook in hooks {
+        if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
+            tracing::error!("an after-commit hook panicked; the change itself is committed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_issued_by_the_running_group_count_as_new() {
+        let tenant = uuid::Uuid::nil();
+        assert!(is_new_event(&keys::event(&tenant, "t", 11), 10));
+        assert!(
+            !is_new_event(&keys::event(&tenant, "t", 10), 10),
+            "an older event (pruned)"
+        );
+        assert!(
+            !is_new_event(&keys::topic(&tenant, "t"), 0),
+            "not an event key"
+        );
+    }
+}
