@@ -20,7 +20,7 @@ use crate::http::router::Router;
 use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
 use crate::http::tls::{self, ReloadableCertificate};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubLimits};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::modules::admin::{self, AdminApi};
@@ -140,10 +140,15 @@ impl Core {
             batch: config.core.writer_batch,
         };
         let hub_store = store.clone();
-        let topic_buffer = config.core.topic_buffer;
+        let hub_limits = HubLimits {
+            topic_events: config.core.topic_buffer,
+            topic_bytes: config.core.topic_buffer_bytes,
+            total_bytes: config.core.hub_buffer_bytes,
+            readers: config.core.replay_readers,
+        };
         let (writer, hub, _thread) = Writer::start(
             store.clone(),
-            |durable| Hub::new(hub_store, durable, topic_buffer),
+            |durable| Hub::new(hub_store, durable, hub_limits),
             limits,
         )
         .map_err(|err| StartupError::io("starting the writer", err))?;

@@ -42,10 +42,11 @@ pub fn routes(router: &mut Router, state: OpsState) {
     });
     router.route_with(Method::GET, "/readyz", &state, |state, _| readyz(state));
     router.route_with(Method::GET, "/metrics", &state, |state, _| async move {
-        let hub = &state.hub;
+        let hub = state.hub.stats();
+        state.metrics.set_hub_size(hub.subscriptions, hub.topics);
         state
             .metrics
-            .set_hub_size(hub.subscription_count(), hub.topic_count());
+            .set_hub_memory(hub.ring_bytes, hub.ring_events, hub.log_reads);
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,

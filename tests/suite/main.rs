@@ -15,6 +15,7 @@ mod errors;
 mod lean;
 mod ops;
 mod protocols;
+mod resume;
 mod shutdown;
 mod slow;
 mod streams;
