@@ -328,3 +328,116 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{Writer, WriterLimits};
+    use serde_json::{Value, json};
+
+    /// A store in a temporary directory, its writer, and a hub with `limits`.
+    fn start(limits: HubLimits) -> (tempfile::TempDir, Writer, Arc<Hub>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 16 << 20).unwrap();
+        let hub_store = store.clone();
+        let (writer, hub, _thread) = Writer::start(
+            store,
+            |durable| Hub::new(hub_store, durable, limits),
+            WriterLimits {
+                queue: 64,
+                batch: 64,
+            },
+        )
+        .unwrap();
+        (dir, writer, hub)
+    }
+
+    async fn append(writer: &Writer, topic: &TopicRef, data: Vec<Value>) -> Vec<Ulid> {
+        let topic = topic.clone();
+        let committed = writer
+            .commit(move |change| {
+                for data in data {
+                    change.append(&topic, "test", Value::Null, data)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        committed.events.iter().map(|event| event.id()).collect()
+    }
+
+    async fn take(subscription: &mut Subscription, count: usize) -> Vec<Ulid> {
+        let mut ids = Vec::new();
+        while ids.len() < count {
+            let delivery = subscription.next(1024).await.unwrap();
+            assert!(delivery.gap.is_none());
+            ids.extend(delivery.events.iter().map(|event| event.id()));
+        }
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscribers_resuming_from_one_place_share_each_page_read() {
+        let limits = HubLimits {
+            readers: 2,
+            ..HubLimits::minimal()
+        };
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 1024,
+            topic_bytes: usize::MAX,
+            total_bytes: usize::MAX,
+            ..limits
+        });
+        let topic = TopicRef::new(uuid::Uuid::nil(), "shared").unwrap();
+        let ids = append(&writer, &topic, (0..700).map(|n| json!(n)).collect()).await;
+        let reads = hub.stats().log_reads;
+        let mut subscriptions: Vec<Subscription> = (0..100)
+            .map(|_| hub.subscribe(topic.clone(), Start::After(ids[0])))
+            .collect();
+        for subscription in &mut subscriptions {
+            assert_eq!(take(subscription, 699).await, ids[1..]);
+        }
+        assert_eq!(
+            hub.stats().log_reads - reads,
+            2,
+            "two pages (512 and 187 events), each read once for 100 subscribers"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rings_stay_within_their_byte_bounds_and_subscribers_repair_the_rest() {
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 1024,
+            topic_bytes: 64 * 1024,
+            total_bytes: 96 * 1024,
+            readers: 2,
+        });
+        let topics: Vec<TopicRef> = ["a", "b"]
+            .iter()
+            .map(|name| TopicRef::new(uuid::Uuid::nil(), name).unwrap())
+            .collect();
+        let mut subscriptions: Vec<Subscription> = topics
+            .iter()
+            .map(|topic| hub.subscribe(topic.clone(), Start::Live))
+            .collect();
+        let filler = "x".repeat(4096);
+        let mut published = vec![Vec::new(), Vec::new()];
+        for n in 0..60 {
+            let which = n % 2;
+            let data = vec![json!({ "n": n, "filler": filler })];
+            published[which].extend(append(&writer, &topics[which], data).await);
+            let stats = hub.stats();
+            assert!(
+                stats.ring_bytes > 0 && stats.ring_bytes <= 96 * 1024,
+                "{stats:?}"
+            );
+            for channel in hub.channels().values() {
+                assert!(channel.lock().bytes() <= 64 * 1024);
+            }
+        }
+        assert!(hub.stats().ring_events < 60);
+        for (subscription, ids) in subscriptions.iter_mut().zip(&published) {
+            assert_eq!(&take(subscription, ids.len()).await, ids);
+        }
+    }
+}
