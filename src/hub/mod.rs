@@ -272,8 +272,9 @@ impl Hub {
         )
     }
 
-    /// The page of `topic` after `cursor`, shared with the channel's other
-    /// subscribers reading from the same place.
+    /// A page of `topic` that may serve `cursor` (check with
+    /// [`SharedPage::offset_for`]), shared with the channel's other
+    /// subscribers reading from about the same place.
     async fn shared_page(
         &self,
         channel: &Channel,
@@ -281,11 +282,12 @@ impl Hub {
         cursor: Cursor,
     ) -> Result<Arc<SharedPage>, StoreError> {
         let first_seq = channel.lock().first_seq();
+        let durable = self.readers.durable();
         let slot = channel
             .pages
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .slot(cursor, first_seq);
+            .slot(cursor, first_seq, durable);
         let shared = slot
             .get_or_try_init(|| async {
                 let read = self.readers.read(topic, cursor, replay::REPLAY_PAGE, || {
@@ -377,7 +379,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn subscribers_resuming_from_one_place_share_each_page_read() {
+    async fn subscribers_resuming_from_about_one_place_share_each_page_read() {
         let limits = HubLimits {
             readers: 2,
             ..HubLimits::minimal()
@@ -401,6 +403,21 @@ mod tests {
             hub.stats().log_reads - reads,
             2,
             "two pages (512 and 187 events), each read once for 100 subscribers"
+        );
+        let mut nearby: Vec<(usize, Subscription)> = (0..100)
+            .map(|n| {
+                let from = 1 + n % 10;
+                (from, hub.subscribe(topic.clone(), Start::After(ids[from])))
+            })
+            .collect();
+        for (from, subscription) in &mut nearby {
+            let expected = &ids[*from + 1..];
+            assert_eq!(take(subscription, expected.len()).await, expected);
+        }
+        assert_eq!(
+            hub.stats().log_reads - reads,
+            2,
+            "subscribers a few events later are served from the same pages"
         );
     }
 

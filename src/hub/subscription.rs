@@ -81,11 +81,16 @@ impl Subscription {
         loop {
             match &self.mode {
                 Mode::Repair(cursor) => {
+                    let cursor = *cursor;
                     let page = self
                         .hub
-                        .shared_page(&self.channel, &self.topic, *cursor)
+                        .shared_page(&self.channel, &self.topic, cursor)
                         .await?;
-                    self.mode = Mode::Replaying { page, offset: 0 };
+                    // A read for another cursor that turned out not to serve
+                    // this one: the next lookup passes it over.
+                    if let Some(offset) = page.offset_for(cursor) {
+                        self.mode = Mode::Replaying { page, offset };
+                    }
                 }
                 Mode::Replaying { .. } => {
                     let delivery = self.take_from_page(max);
@@ -157,6 +162,7 @@ impl Subscription {
         let start = *offset;
         let end = (start + max).min(shared.page.events.len());
         *offset = end;
+        // Only the page's own cursor can have a gap (see `offset_for`).
         let gap = if start == 0 { shared.page.gap } else { None };
         let events = shared.page.events[start..end].to_vec();
         if let Some(last) = events.last() {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ulid::Ulid;
 
 /// Where a read starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cursor {
     /// Before the oldest kept event.
     Start,
