@@ -20,7 +20,7 @@ use crate::http::router::Router;
 use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
 use crate::http::tls::{self, ReloadableCertificate};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubLimits};
 use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -159,14 +159,19 @@ impl Core {
             recovery: config.core.store_recovery,
         };
         let hub_store = store.clone();
-        let topic_buffer = config.core.topic_buffer;
+        let hub_limits = HubLimits {
+            topic_events: config.core.topic_buffer,
+            topic_bytes: config.core.topic_buffer_bytes,
+            total_bytes: config.core.hub_buffer_bytes,
+            readers: config.core.replay_readers,
+        };
         let Started {
             writer,
             hub,
             thread,
         } = Writer::start(
             store.clone(),
-            |durable| Hub::new(hub_store, durable, topic_buffer),
+            |durable| Hub::new(hub_store, durable, hub_limits),
             limits,
         )
         .map_err(|err| StartupError::io("starting the writer", err))?;

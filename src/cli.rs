@@ -14,7 +14,7 @@ use crate::auth::registry::Registry;
 use crate::config::DataDirArgs;
 use crate::datadir::{DataDir, InstanceConfig};
 use crate::error::{ApiError, StartupError};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubLimits};
 use crate::modules::admin::key_json;
 use crate::store::Store;
 use crate::writer::{RecoverySettings, Writer, WriterLimits};
@@ -352,7 +352,7 @@ async fn open_registry(
     };
     let writer = Writer::start(
         store.clone(),
-        |durable| Hub::new(hub_store, durable, 1),
+        |durable| Hub::new(hub_store, durable, HubLimits::minimal()),
         limits,
     )
     .map_err(|err| StartupError::io("starting the writer", err))?

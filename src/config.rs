@@ -162,6 +162,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_TOPIC_BUFFER", default_value_t = 1024)]
     pub topic_buffer: usize,
 
+    /// Memory one subscribed topic's buffer may hold, e.g. 4MiB; older events are then read from the log.
+    #[arg(long, env = "TIDINGS_TOPIC_BUFFER_BYTES", default_value = "4MiB", value_parser = parse_byte_size)]
+    pub topic_buffer_bytes: u64,
+
+    /// Memory all topic buffers together may hold, e.g. 256MiB.
+    #[arg(long, env = "TIDINGS_HUB_BUFFER_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
+    pub hub_buffer_bytes: u64,
+
+    /// Most log reads for replay, repair and history running at once.
+    #[arg(long, env = "TIDINGS_REPLAY_READERS", default_value_t = 4)]
+    pub replay_readers: usize,
+
     /// Changes that may wait for the commit pipeline; beyond it writes get 503.
     #[arg(long, env = "TIDINGS_WRITER_QUEUE", default_value_t = 16_384)]
     pub writer_queue: usize,
@@ -359,6 +371,12 @@ pub struct ServeConfig {
 pub struct CoreSettings {
     /// Events kept in memory per subscribed topic.
     pub topic_buffer: usize,
+    /// Bytes kept in memory per subscribed topic.
+    pub topic_buffer_bytes: usize,
+    /// Bytes kept in memory for all subscribed topics.
+    pub hub_buffer_bytes: usize,
+    /// Concurrent log reads of the hub.
+    pub replay_readers: usize,
     /// Commit pipeline queue length.
     pub writer_queue: usize,
     /// Changes per flush.
@@ -468,6 +486,9 @@ impl ServeArgs {
             max_streams_per_user: self.max_streams_per_user.max(1),
             core: CoreSettings {
                 topic_buffer: self.topic_buffer.max(1),
+                topic_buffer_bytes: usize::try_from(self.topic_buffer_bytes).unwrap_or(usize::MAX),
+                hub_buffer_bytes: usize::try_from(self.hub_buffer_bytes).unwrap_or(usize::MAX),
+                replay_readers: self.replay_readers.max(1),
                 writer_queue: self.writer_queue.max(1),
                 writer_batch: self.writer_batch.max(1),
                 writer_queue_bytes: usize::try_from(self.writer_queue_bytes.max(1))

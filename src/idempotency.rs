@@ -325,6 +325,7 @@ pub fn expire(change: &mut Change<'_>, index_key: &[u8]) -> Result<(), ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::HubLimits;
     use crate::store::Store;
     use crate::writer::{Footprint, Writer};
     use uuid::Uuid;
@@ -335,7 +336,8 @@ mod tests {
 
     fn start(dir: &std::path::Path) -> (Store, Writer) {
         let store = Store::open(&dir.join("db"), 8 << 20).expect("store");
-        (store.clone(), Writer::start_for_tests(store))
+        let started = Writer::start_for_tests(store.clone(), HubLimits::minimal());
+        (store, started.writer)
     }
 
     /// Commits a protected write that stores `value` under `k<value>` and

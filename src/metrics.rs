@@ -78,6 +78,7 @@ pub struct Metrics {
     stream_ends: Family<ReasonLabels, Counter>,
     hub_subscriptions: Gauge,
     hub_topics: Gauge,
+    hub_memory: HubMemoryMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     webhook_attempts: Family<OutcomeLabels, Counter>,
@@ -182,6 +183,7 @@ impl Metrics {
             "Topics with at least one subscriber",
             hub_topics.clone(),
         );
+        let hub_memory = HubMemoryMetrics::register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "tidings_http_requests",
@@ -225,6 +227,7 @@ impl Metrics {
             stream_ends,
             hub_subscriptions,
             hub_topics,
+            hub_memory,
             requests,
             latency,
             webhook_attempts,
@@ -340,6 +343,21 @@ impl Metrics {
             .set(i64::try_from(queued_bytes).unwrap_or(i64::MAX));
     }
 
+    /// Records what the hub's rings hold and how often it read the log (set
+    /// by the `/metrics` handler before rendering).
+    pub fn set_hub_memory(&self, ring_bytes: usize, ring_events: usize, log_reads: u64) {
+        let memory = &self.hub_memory;
+        memory
+            .ring_bytes
+            .set(i64::try_from(ring_bytes).unwrap_or(i64::MAX));
+        memory
+            .ring_events
+            .set(i64::try_from(ring_events).unwrap_or(i64::MAX));
+        memory
+            .log_reads
+            .inc_by(log_reads.saturating_sub(memory.log_reads.get()));
+    }
+
     /// The exposition text, with process figures read now.
     pub fn render(&self) -> String {
         if let Some(bytes) = process_resident_bytes() {
@@ -352,6 +370,39 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The hub's ring memory and log reads.
+struct HubMemoryMetrics {
+    ring_bytes: Gauge,
+    ring_events: Gauge,
+    log_reads: Counter,
+}
+
+impl HubMemoryMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            ring_bytes: Gauge::default(),
+            ring_events: Gauge::default(),
+            log_reads: Counter::default(),
+        };
+        registry.register(
+            "tidings_hub_ring_bytes",
+            "Bytes charged for the events the hub keeps in memory for subscribers",
+            metrics.ring_bytes.clone(),
+        );
+        registry.register(
+            "tidings_hub_ring_events",
+            "Events the hub keeps in memory for subscribers",
+            metrics.ring_events.clone(),
+        );
+        registry.register(
+            "tidings_hub_log_reads",
+            "Pages the hub read from the log (replay, repair, history)",
+            metrics.log_reads.clone(),
+        );
+        metrics
     }
 }
 

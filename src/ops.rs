@@ -60,10 +60,11 @@ pub fn routes(router: &mut Router, state: OpsState) {
     });
     router.route_with(Method::GET, "/readyz", &state, |state, _| readyz(state));
     router.route_with(Method::GET, "/metrics", &state, |state, _| async move {
-        let hub = &state.hub;
+        let hub = state.hub.stats();
+        state.metrics.set_hub_size(hub.subscriptions, hub.topics);
         state
             .metrics
-            .set_hub_size(hub.subscription_count(), hub.topic_count());
+            .set_hub_memory(hub.ring_bytes, hub.ring_events, hub.log_reads);
         let writer = state.writer.status();
         state.metrics.set_writer(
             writer.state.gauge(),

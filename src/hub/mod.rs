@@ -1,41 +1,55 @@
 //! In-memory fan-out per topic, with replay from the log and repair of
 //! subscribers that fall behind.
 //!
-//! Each topic with subscribers has a [`Channel`]: a bounded ring of the most
-//! recent events (`--topic-buffer`) and a `Notify`. Publishing appends each
-//! event once (an `Arc`, so every subscriber shares the same bytes) and wakes
-//! the waiting subscribers; each subscriber keeps its own position in the ring
-//! and takes everything that is ready at once, so a transport can write it in
-//! one go.
+//! Each topic with subscribers has a [`Channel`]: a ring of the most recent
+//! events ([`ring`], bounded by `--topic-buffer` events, `--topic-buffer-bytes`
+//! per topic and `--hub-buffer-bytes` for all rings together), a `Notify`, and
+//! a few recent log pages its subscribers share ([`replay`]). Publishing
+//! appends each event once (an `Arc`, so every subscriber shares the same
+//! bytes) and wakes the waiting subscribers; each subscriber
+//! ([`subscription`]) keeps its own position in the ring and takes everything
+//! that is ready at once, so a transport can write it in one go.
 //!
 //! Invariants:
 //! * subscribe registers first, then replays from the log, then goes live:
 //!   no gap and no duplicate (delivery skips ids at or below the last one
 //!   delivered, and switching to live happens only when the ring still holds
 //!   everything published since the log read began);
+//! * a subscription starts at a position: the client's cursor, or the
+//!   durable mark read right after registering (every event above it reaches
+//!   the ring after the registration); a client that resumes from that
+//!   position misses nothing and gets nothing twice;
 //! * a subscriber that falls out of the ring is repaired from the log; it
-//!   never slows the publisher or other subscribers;
+//!   never slows the publisher or other subscribers; rings drop their oldest
+//!   events to stay within their bounds, never the publisher's;
 //! * dropping a [`Subscription`] unregisters it; a topic without subscribers
 //!   has no channel and costs nothing to publish to;
 //! * events are published only after they are durable, in id order.
 
-use crate::log::read::{self, Cursor, Gap};
+mod replay;
+mod ring;
+mod subscription;
+
+pub use subscription::Subscription;
+
+use crate::log::read::{Cursor, Gap, Page, PageLimit};
 use crate::log::{DurableMark, LogEvent, TopicRef};
 use crate::store::{Store, StoreError};
-use std::collections::{HashMap, VecDeque};
+use replay::{PageCache, Readers, SharedPage};
+use ring::Ring;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::Notify;
 use ulid::Ulid;
 
 /// Where a new subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
-    /// Only events published from now on.
+    /// Only events published from now on (the position is the durable mark).
     Live,
-    /// Every event still kept, then live.
-    Beginning,
-    /// Events after this id (a client's `Last-Event-ID`), then live.
+    /// Events after this position (a client's `Last-Event-ID`: an event id,
+    /// or the position it was given on connecting), then live.
     After(Ulid),
 }
 
@@ -48,25 +62,64 @@ pub struct Delivery {
     pub events: Vec<Arc<LogEvent>>,
 }
 
-struct Ring {
-    events: VecDeque<Arc<LogEvent>>,
-    first_seq: u64,
+/// How much the hub keeps in memory and reads at once.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Most events a topic's ring holds.
+    pub topic_events: usize,
+    /// Most bytes a topic's ring is charged for.
+    pub topic_bytes: usize,
+    /// Most bytes all rings together are charged for.
+    pub total_bytes: usize,
+    /// Most log reads (replay and history) running at once.
+    pub readers: usize,
 }
 
-impl Ring {
-    fn end_seq(&self) -> u64 {
-        self.first_seq + self.events.len() as u64
+impl HubLimits {
+    /// The least a hub can work with: for tools that never subscribe.
+    pub fn minimal() -> Self {
+        Self {
+            topic_events: 1,
+            topic_bytes: 0,
+            total_bytes: 0,
+            readers: 1,
+        }
     }
+}
+
+/// Sizes the hub reports as metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    /// Live subscriptions.
+    pub subscriptions: usize,
+    /// Topics with at least one subscriber.
+    pub topics: usize,
+    /// Bytes charged for the events held in all rings.
+    pub ring_bytes: usize,
+    /// Events held in all rings.
+    pub ring_events: usize,
+    /// Log reads made for replay, repair and history.
+    pub log_reads: u64,
 }
 
 struct Channel {
     ring: Mutex<Ring>,
     notify: Notify,
     subscribers: AtomicUsize,
+    pages: Mutex<PageCache>,
 }
 
 impl Channel {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+    fn new() -> Self {
+        Self {
+            ring: Mutex::new(Ring::default()),
+            notify: Notify::new(),
+            subscribers: AtomicUsize::new(0),
+            pages: Mutex::new(PageCache::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
         self.ring
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -76,33 +129,36 @@ impl Channel {
 /// The fan-out hub; one per server.
 pub struct Hub {
     channels: RwLock<HashMap<TopicRef, Arc<Channel>>>,
-    store: Store,
-    durable: Arc<DurableMark>,
-    topic_buffer: usize,
+    readers: Readers,
+    limits: HubLimits,
     subscriptions: AtomicUsize,
+    ring_bytes: AtomicUsize,
 }
 
 impl Hub {
-    /// A hub reading history from `store` up to `durable`, keeping the last
-    /// `topic_buffer` events of each subscribed topic in memory.
-    pub fn new(store: Store, durable: Arc<DurableMark>, topic_buffer: usize) -> Arc<Self> {
+    /// A hub reading history from `store` up to `durable`, keeping recent
+    /// events of each subscribed topic in memory within `limits`.
+    pub fn new(store: Store, durable: Arc<DurableMark>, limits: HubLimits) -> Arc<Self> {
         Arc::new(Self {
             channels: RwLock::new(HashMap::new()),
-            store,
-            durable,
-            topic_buffer: topic_buffer.max(1),
+            readers: Readers::new(store, durable, limits.readers),
+            limits: HubLimits {
+                topic_events: limits.topic_events.max(1),
+                ..limits
+            },
             subscriptions: AtomicUsize::new(0),
+            ring_bytes: AtomicUsize::new(0),
         })
     }
 
     /// The newest durable id: log reads must not look past it.
     pub fn durable_mark(&self) -> Ulid {
-        self.durable.get()
+        self.readers.durable()
     }
 
     /// The store history is read from.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.readers.store()
     }
 
     /// Number of live subscriptions.
@@ -113,12 +169,7 @@ impl Hub {
     /// Live subscriptions per tenant.
     pub fn subscriptions_by_tenant(&self) -> HashMap<uuid::Uuid, usize> {
         let mut counts = HashMap::new();
-        for (topic, channel) in self
-            .channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (topic, channel) in self.channels().iter() {
             *counts.entry(topic.tenant).or_insert(0) += channel.subscribers.load(Ordering::Relaxed);
         }
         counts
@@ -126,17 +177,41 @@ impl Hub {
 
     /// Number of topics with at least one subscriber.
     pub fn topic_count(&self) -> usize {
-        self.channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.channels().len()
+    }
+
+    /// Current sizes, for metrics.
+    pub fn stats(&self) -> HubStats {
+        let channels = self.channels();
+        HubStats {
+            subscriptions: self.subscription_count(),
+            topics: channels.len(),
+            ring_bytes: self.ring_bytes.load(Ordering::Relaxed),
+            ring_events: channels.values().map(|channel| channel.lock().len()).sum(),
+            log_reads: self.readers.count(),
+        }
+    }
+
+    /// Reads one page of `topic`'s history (a history request), within the
+    /// hub's bound on concurrent log reads.
+    pub async fn read_page(
+        &self,
+        topic: &TopicRef,
+        cursor: Cursor,
+        limit: PageLimit,
+    ) -> Result<Page, StoreError> {
+        Ok(self.readers.read(topic, cursor, limit, || 0).await?.page)
+    }
+
+    fn channels(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicRef, Arc<Channel>>> {
+        self.channels.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Hands durable events (in id order) to the subscribers of their topics.
     pub fn publish(&self, events: &[Arc<LogEvent>]) {
         let mut woken: Vec<Arc<Channel>> = Vec::new();
         {
-            let channels = self.channels.read().unwrap_or_else(|p| p.into_inner());
+            let channels = self.channels();
             if channels.is_empty() {
                 return;
             }
@@ -149,11 +224,7 @@ impl Hub {
                     continue;
                 };
                 let mut ring = channel.lock();
-                ring.events.push_back(event.clone());
-                if ring.events.len() > self.topic_buffer {
-                    ring.events.pop_front();
-                    ring.first_seq += 1;
-                }
+                self.append(&mut ring, event);
                 drop(ring);
                 if !woken.iter().any(|known| Arc::ptr_eq(known, channel)) {
                     woken.push(channel.clone());
@@ -165,36 +236,71 @@ impl Hub {
         }
     }
 
+    /// Appends `event` to a ring, then drops its oldest events while it is
+    /// over a bound (its own count or bytes, or all rings' bytes).
+    fn append(&self, ring: &mut Ring, event: &Arc<LogEvent>) {
+        let charge = ring::footprint(event);
+        ring.push(event.clone(), charge);
+        self.ring_bytes.fetch_add(charge, Ordering::Relaxed);
+        while ring.len() > self.limits.topic_events
+            || ring.bytes() > self.limits.topic_bytes
+            || self.ring_bytes.load(Ordering::Relaxed) > self.limits.total_bytes
+        {
+            let Some(freed) = ring.pop_front() else { break };
+            self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
+        }
+    }
+
     /// Registers a subscriber on `topic`; it replays from `start`, then goes live.
     pub fn subscribe(self: &Arc<Self>, topic: TopicRef, start: Start) -> Subscription {
         let channel = self.register(&topic);
         let registered_at = channel.lock().end_seq();
         self.subscriptions.fetch_add(1, Ordering::Relaxed);
-        // Read after registering: every event above this mark is published
-        // into the ring at or after `registered_at`.
-        let durable = self.durable.get();
-        let (mode, last_id) = match start {
-            Start::Live => (Mode::Live, Some(durable)),
-            Start::Beginning => (Mode::Repair(Cursor::Start), None),
-            Start::After(id) => (Mode::Repair(Cursor::After(id)), Some(id)),
+        let (position, replay) = match start {
+            // Read after registering: every event above this mark is published
+            // into the ring at or after `registered_at`.
+            Start::Live => (self.readers.durable(), false),
+            Start::After(id) => (id, true),
         };
-        Subscription {
-            hub: self.clone(),
+        Subscription::new(
+            self.clone(),
             topic,
             channel,
-            next_seq: registered_at,
-            last_id,
-            mode,
-        }
+            registered_at,
+            position,
+            replay,
+        )
+    }
+
+    /// A page of `topic` that may serve `cursor` (check with
+    /// [`SharedPage::offset_for`]), shared with the channel's other
+    /// subscribers reading from about the same place.
+    async fn shared_page(
+        &self,
+        channel: &Channel,
+        topic: &TopicRef,
+        cursor: Cursor,
+    ) -> Result<Arc<SharedPage>, StoreError> {
+        let first_seq = channel.lock().first_seq();
+        let durable = self.readers.durable();
+        let slot = channel
+            .pages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .slot(cursor, first_seq, durable);
+        let shared = slot
+            .get_or_try_init(|| async {
+                let read = self.readers.read(topic, cursor, replay::REPLAY_PAGE, || {
+                    channel.lock().end_seq()
+                });
+                read.await.map(Arc::new)
+            })
+            .await?;
+        Ok(shared.clone())
     }
 
     fn register(&self, topic: &TopicRef) -> Arc<Channel> {
-        if let Some(channel) = self
-            .channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
+        if let Some(channel) = self.channels().get(topic) {
             // Counted under the read lock, so a concurrent last unsubscribe cannot remove it.
             channel.subscribers.fetch_add(1, Ordering::SeqCst);
             return channel.clone();
@@ -202,16 +308,7 @@ impl Hub {
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
         let channel = channels
             .entry(topic.clone())
-            .or_insert_with(|| {
-                Arc::new(Channel {
-                    ring: Mutex::new(Ring {
-                        events: VecDeque::new(),
-                        first_seq: 0,
-                    }),
-                    notify: Notify::new(),
-                    subscribers: AtomicUsize::new(0),
-                })
-            })
+            .or_insert_with(|| Arc::new(Channel::new()))
             .clone();
         channel.subscribers.fetch_add(1, Ordering::SeqCst);
         channel
@@ -228,138 +325,127 @@ impl Hub {
         });
         if still_unused {
             channels.remove(topic);
+            let freed = channel.lock().clear();
+            self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
         }
     }
 }
 
-enum Mode {
-    /// Reading the log from this cursor.
-    Repair(Cursor),
-    /// Reading the ring from `next_seq`.
-    Live,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{Footprint, Writer};
+    use serde_json::{Value, json};
 
-/// One subscriber's position on one topic. Dropping it unsubscribes.
-pub struct Subscription {
-    hub: Arc<Hub>,
-    topic: TopicRef,
-    channel: Arc<Channel>,
-    next_seq: u64,
-    last_id: Option<Ulid>,
-    mode: Mode,
-}
-
-impl Subscription {
-    /// The topic.
-    pub fn topic(&self) -> &TopicRef {
-        &self.topic
+    /// A store in a temporary directory, its writer, and a hub with `limits`.
+    fn start(limits: HubLimits) -> (tempfile::TempDir, Writer, Arc<Hub>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 16 << 20).unwrap();
+        let started = Writer::start_for_tests(store, limits);
+        (dir, started.writer, started.hub)
     }
 
-    /// The id of the last event delivered (or the starting cursor).
-    pub fn last_id(&self) -> Option<Ulid> {
-        self.last_id
-    }
-
-    /// Waits until something can be delivered and returns all of it (at most
-    /// `max` events). Cancel-safe: dropping the future loses nothing.
-    pub async fn next(&mut self, max: usize) -> Result<Delivery, StoreError> {
-        let max = max.max(1);
-        loop {
-            if let Mode::Repair(cursor) = self.mode {
-                let delivery = self.repair(cursor, max).await?;
-                if delivery.gap.is_some() || !delivery.events.is_empty() {
-                    return Ok(delivery);
+    async fn append(writer: &Writer, topic: &TopicRef, data: Vec<Value>) -> Vec<Ulid> {
+        let topic = topic.clone();
+        let committed = writer
+            .commit(Footprint::SMALL, move |change| {
+                for data in data {
+                    change.append(&topic, "test", Value::Null, data)?;
                 }
-                continue;
-            }
-            let channel = self.channel.clone();
-            let notified = channel.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            let events = self.take_from_ring(max);
-            if !events.is_empty() {
-                return Ok(Delivery { gap: None, events });
-            }
-            if matches!(self.mode, Mode::Live) {
-                notified.await;
-            }
-        }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        committed.events.iter().map(|event| event.id()).collect()
     }
 
-    /// Takes what is ready right now without waiting (nothing while repairing).
-    /// Transports use it to add late arrivals to a write they are about to make.
-    pub fn take_ready(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
-        match self.mode {
-            Mode::Live => self.take_from_ring(max),
-            Mode::Repair(_) => Vec::new(),
+    async fn take(subscription: &mut Subscription, count: usize) -> Vec<Ulid> {
+        let mut ids = Vec::new();
+        while ids.len() < count {
+            let delivery = subscription.next(1024).await.unwrap();
+            assert!(delivery.gap.is_none());
+            ids.extend(delivery.events.iter().map(|event| event.id()));
         }
+        ids
     }
 
-    /// Takes what is ready in the ring; switches to repair when the ring moved past us.
-    fn take_from_ring(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
-        let ring = self.channel.lock();
-        if self.next_seq < ring.first_seq {
-            drop(ring);
-            self.mode = Mode::Repair(match self.last_id {
-                Some(id) => Cursor::Since(id),
-                None => Cursor::Start,
-            });
-            return Vec::new();
-        }
-        let mut events = Vec::new();
-        let start = usize::try_from(self.next_seq - ring.first_seq).unwrap_or(usize::MAX);
-        for event in ring.events.iter().skip(start) {
-            if events.len() == max {
-                break;
-            }
-            self.next_seq += 1;
-            if self.last_id.is_some_and(|last| event.id() <= last) {
-                continue;
-            }
-            self.last_id = Some(event.id());
-            events.push(event.clone());
-        }
-        events
-    }
-
-    /// Reads one page of the log; goes live when the ring covers the rest.
-    async fn repair(&mut self, cursor: Cursor, max: usize) -> Result<Delivery, StoreError> {
-        let mark = self.channel.lock().end_seq();
-        let topic = self.topic.clone();
-        let durable = self.hub.durable.get();
-        let page = self
-            .hub
-            .store
-            .run(move |store| read::read_page(store, &topic, cursor, max, durable))
-            .await?;
-        if let Some(last) = page.events.last() {
-            self.last_id = Some(last.id());
-        }
-        if page.gap.is_some() && page.events.is_empty() {
-            // Nothing kept at all: continue from the beginning of what will come.
-            self.last_id = None;
-        }
-        let next_cursor = match self.last_id {
-            Some(id) => Cursor::Since(id),
-            None => Cursor::Start,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscribers_resuming_from_about_one_place_share_each_page_read() {
+        let limits = HubLimits {
+            readers: 2,
+            ..HubLimits::minimal()
         };
-        self.mode = Mode::Repair(next_cursor);
-        if !page.more {
-            let ring = self.channel.lock();
-            if ring.first_seq <= mark {
-                self.next_seq = mark;
-                self.mode = Mode::Live;
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 1024,
+            topic_bytes: usize::MAX,
+            total_bytes: usize::MAX,
+            ..limits
+        });
+        let topic = TopicRef::new(uuid::Uuid::nil(), "shared").unwrap();
+        let ids = append(&writer, &topic, (0..700).map(|n| json!(n)).collect()).await;
+        let reads = hub.stats().log_reads;
+        let mut subscriptions: Vec<Subscription> = (0..100)
+            .map(|_| hub.subscribe(topic.clone(), Start::After(ids[0])))
+            .collect();
+        for subscription in &mut subscriptions {
+            assert_eq!(take(subscription, 699).await, ids[1..]);
+        }
+        assert_eq!(
+            hub.stats().log_reads - reads,
+            2,
+            "two pages (512 and 187 events), each read once for 100 subscribers"
+        );
+        let mut nearby: Vec<(usize, Subscription)> = (0..100)
+            .map(|n| {
+                let from = 1 + n % 10;
+                (from, hub.subscribe(topic.clone(), Start::After(ids[from])))
+            })
+            .collect();
+        for (from, subscription) in &mut nearby {
+            let expected = &ids[*from + 1..];
+            assert_eq!(take(subscription, expected.len()).await, expected);
+        }
+        assert_eq!(
+            hub.stats().log_reads - reads,
+            2,
+            "subscribers a few events later are served from the same pages"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rings_stay_within_their_byte_bounds_and_subscribers_repair_the_rest() {
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 1024,
+            topic_bytes: 64 * 1024,
+            total_bytes: 96 * 1024,
+            readers: 2,
+        });
+        let topics: Vec<TopicRef> = ["a", "b"]
+            .iter()
+            .map(|name| TopicRef::new(uuid::Uuid::nil(), name).unwrap())
+            .collect();
+        let mut subscriptions: Vec<Subscription> = topics
+            .iter()
+            .map(|topic| hub.subscribe(topic.clone(), Start::Live))
+            .collect();
+        let filler = "x".repeat(4096);
+        let mut published = vec![Vec::new(), Vec::new()];
+        for n in 0..60 {
+            let which = n % 2;
+            let data = vec![json!({ "n": n, "filler": filler })];
+            published[which].extend(append(&writer, &topics[which], data).await);
+            let stats = hub.stats();
+            assert!(
+                stats.ring_bytes > 0 && stats.ring_bytes <= 96 * 1024,
+                "{stats:?}"
+            );
+            for channel in hub.channels().values() {
+                assert!(channel.lock().bytes() <= 64 * 1024);
             }
         }
-        Ok(Delivery {
-            gap: page.gap,
-            events: page.events,
-        })
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.hub.unregister(&self.topic, &self.channel);
+        assert!(hub.stats().ring_events < 60);
+        for (subscription, ids) in subscriptions.iter_mut().zip(&published) {
+            assert_eq!(&take(subscription, ids.len()).await, ids);
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Server-Sent Events: one subscription streamed as `text/event-stream`.
 //!
-//! Wire contract: first `retry: <ms>`, then the surface's `connected` frame;
-//! then events (`id:`, `event:`, `data:` with one line of JSON); a `reset`
+//! Wire contract: first `retry: <ms>`, then the surface's `connected` frame
+//! with `id: <position>` (the subscription's position: the client's cursor,
+//! or the durable mark when it connected without one, so that a client that
+//! has seen no event yet still resumes exactly with `Last-Event-ID`); then events (`id:`, `event:`, `data:` with one line of JSON); a `reset`
 //! frame with `{"reason","oldestId"}` when the resume cursor is a gap;
 //! `: heartbeat` comments every `--sse-heartbeat`; after `--sse-lifetime` a
 //! `connection-timeout` frame and a clean end (the browser reconnects with
@@ -96,7 +98,15 @@ pub fn resume_start(request: &Request) -> Result<Start, ApiError> {
 
 /// A framing event: `event: <name>` with JSON data.
 pub fn frame(name: &str, data: &Value) -> Bytes {
-    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    frame_with_id(None, name, data)
+}
+
+/// A framing event that also sets the client's `Last-Event-ID` to `id`.
+fn frame_with_id(id: Option<Ulid>, name: &str, data: &Value) -> Bytes {
+    match id {
+        Some(id) => Bytes::from(format!("id: {id}\nevent: {name}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("event: {name}\ndata: {data}\n\n")),
+    }
 }
 
 /// Everything one stream needs.
@@ -186,7 +196,12 @@ impl State {
             self.opened = true;
             let mut chunk =
                 BytesMut::from(format!("retry: {}\n\n", self.stream.settings.retry_ms).as_bytes());
-            chunk.extend_from_slice(&frame("connected", &self.stream.format.connected()));
+            let position = self.stream.subscription.last_id();
+            chunk.extend_from_slice(&frame_with_id(
+                position,
+                "connected",
+                &self.stream.format.connected(),
+            ));
             return Some(chunk.freeze());
         }
         loop {

@@ -303,10 +303,13 @@ pub(crate) fn unavailable_with_retry(message: impl Into<String>, after: Duration
 }
 
 #[cfg(test)]
+use crate::hub::HubLimits;
+
+#[cfg(test)]
 impl Writer {
-    /// A writer on `store` with small limits and a fast recovery, for unit
-    /// tests of code that commits.
-    pub(crate) fn start_for_tests(store: Store) -> Writer {
+    /// A writer on `store` with small limits and a fast recovery, and its
+    /// hub with `hub_limits`, for unit tests of code that commits.
+    pub(crate) fn start_for_tests(store: Store, hub_limits: HubLimits) -> Started {
         let hub_store = store.clone();
         let limits = WriterLimits {
             queue: 16,
@@ -317,9 +320,12 @@ impl Writer {
                 timeout: Duration::from_secs(10),
             },
         };
-        Writer::start(store, |durable| Hub::new(hub_store, durable, 16), limits)
-            .unwrap()
-            .writer
+        Writer::start(
+            store,
+            |durable| Hub::new(hub_store, durable, hub_limits),
+            limits,
+        )
+        .unwrap()
     }
 }
 
@@ -329,7 +335,8 @@ mod tests {
     use std::sync::Mutex;
 
     fn start(dir: &std::path::Path) -> Writer {
-        Writer::start_for_tests(Store::open(&dir.join("db"), 1 << 20).unwrap())
+        let store = Store::open(&dir.join("db"), 1 << 20).unwrap();
+        Writer::start_for_tests(store, HubLimits::minimal()).writer
     }
 
     /// Commits a change that records `name` from its after-commit hook, then

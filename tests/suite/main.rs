@@ -18,6 +18,7 @@ mod idempotency;
 mod lean;
 mod ops;
 mod protocols;
+mod resume;
 mod revocation;
 mod shutdown;
 mod slow;

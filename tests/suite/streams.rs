@@ -164,14 +164,22 @@ async fn sse_resumes_after_last_event_id_from_header_or_query() {
     );
 }
 
+/// An id after everything the server has durably stored (a day from now).
+fn future_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    ulid::Ulid::from_parts(now.as_millis() as u64 + 86_400_000, 0).to_string()
+}
+
 #[tokio::test]
-async fn an_unknown_cursor_is_a_reset_with_the_oldest_id_then_full_history() {
+async fn a_cursor_after_everything_durable_is_an_unknown_gap_then_full_history() {
     let server = Server::start();
     let client = server.http1();
-    let foreign = publish(&server, &client, "elsewhere", json!(0)).await;
     let first = publish(&server, &client, "mine", json!(1)).await;
     let second = publish(&server, &client, "mine", json!(2)).await;
-    let mut reader = SseReader::open(&server, &client, "mine", Some(&foreign)).await;
+    let future = future_id();
+    let mut reader = SseReader::open(&server, &client, "mine", Some(&future)).await;
     assert_eq!(reader.next_event().await.unwrap().event, "connected");
     let reset = reader.next_event().await.unwrap();
     assert_eq!(reset.event, "reset");
@@ -183,15 +191,44 @@ async fn an_unknown_cursor_is_a_reset_with_the_oldest_id_then_full_history() {
     assert_eq!(reader.next_event().await.unwrap().id, Some(second));
 
     let mut ws = WsClient::connect(&server).await;
-    ws.send(json!({ "op": "subscribe", "topic": "mine", "after": foreign, "ref": 7 }))
+    ws.send(json!({ "op": "subscribe", "topic": "mine", "after": future, "ref": 7 }))
         .await;
     assert_eq!(
         ws.next_json().await,
-        json!({ "op": "subscribed", "topic": "mine", "ref": 7 })
+        json!({ "op": "subscribed", "topic": "mine", "position": future, "ref": 7 })
     );
     let gap = ws.next_json().await;
     assert_eq!(gap["op"], "gap");
     assert_eq!(gap["reason"], "unknown");
+}
+
+#[tokio::test]
+async fn any_durable_id_is_a_position_to_resume_from_without_a_gap() {
+    let server = Server::start();
+    let client = server.http1();
+    let foreign = publish(&server, &client, "elsewhere", json!(0)).await;
+    let first = publish(&server, &client, "mine", json!(1)).await;
+    let between = publish(&server, &client, "elsewhere", json!(1)).await;
+    let second = publish(&server, &client, "mine", json!(2)).await;
+    let mut reader = SseReader::open(&server, &client, "mine", Some(&foreign)).await;
+    let connected = reader.next_event().await.unwrap();
+    assert_eq!(
+        (connected.event.as_str(), connected.id.as_deref()),
+        ("connected", Some(foreign.as_str()))
+    );
+    assert_eq!(reader.next_event().await.unwrap().id, Some(first));
+    assert_eq!(reader.next_event().await.unwrap().id, Some(second.clone()));
+
+    let mut ws = WsClient::connect(&server).await;
+    ws.send(json!({ "op": "subscribe", "topic": "mine", "after": between }))
+        .await;
+    assert_eq!(
+        ws.next_json().await,
+        json!({ "op": "subscribed", "topic": "mine", "position": between })
+    );
+    let event = ws.next_json().await;
+    assert_eq!(event["op"], "event", "no gap: {event}");
+    assert_eq!(event["event"]["id"], second.as_str());
 }
 
 #[tokio::test]
@@ -479,6 +516,7 @@ async fn retention_by_age_removes_old_events_and_reports_the_cursor_as_expired()
         .args(&["--retention", "aged/=1000,1s", "--prune-interval", "200ms"])
         .start();
     let client = server.http1();
+    let oldest = publish(&server, &client, "aged/x", json!("oldest")).await;
     let old = publish(&server, &client, "aged/x", json!("old")).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !all_ids(&server, "aged/x").await.is_empty() {
@@ -489,7 +527,7 @@ async fn retention_by_age_removes_old_events_and_reports_the_cursor_as_expired()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let fresh = publish(&server, &client, "aged/x", json!("fresh")).await;
-    let page: Value = history(&server, "aged/x", &format!("?after={old}"))
+    let page: Value = history(&server, "aged/x", &format!("?after={oldest}"))
         .await
         .json()
         .await
@@ -498,5 +536,13 @@ async fn retention_by_age_removes_old_events_and_reports_the_cursor_as_expired()
         page["data"]["gap"],
         json!({ "reason": "expired", "oldestId": fresh })
     );
+    assert_eq!(page["data"]["events"][0]["id"], fresh.as_str());
+    // Nothing after the newest pruned event is missing: no gap.
+    let page: Value = history(&server, "aged/x", &format!("?after={old}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"]["gap"], false);
     assert_eq!(page["data"]["events"][0]["id"], fresh.as_str());
 }

@@ -6,8 +6,9 @@
 //!   optionally `externalUserId` and `displayName` of the viewer) →
 //!   `{ticket, discussionId, expiresAt, discussionStatus}`.
 //! * `GET /api/v1/stream/{discussionId}?ticket=…` → SSE: `retry: 5000`,
-//!   `connected`, the discussion's events (`data:` is the payload), and
-//!   `connection-timeout` when the connection is cycled.
+//!   `connected` (its `id:` is the stream's position, so EventSource resumes
+//!   exactly even before the first event), the discussion's events (`data:`
+//!   is the payload), and `connection-timeout` when the connection is cycled.
 //!
 //! Ticket semantics (see the auth tickets module): a ticket opens one stream
 //! session of one discussion. It must first be used within `--ticket-ttl`;

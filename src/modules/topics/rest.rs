@@ -8,7 +8,7 @@ use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::idempotency::{self, Claim, Key, Reply};
-use crate::log::read::{self, Cursor};
+use crate::log::read::{Cursor, PageLimit};
 use crate::log::{LogEvent, TopicRef};
 use crate::transport::sse::{self, GenericFormat, SseStream};
 use crate::writer::Footprint;
@@ -20,6 +20,8 @@ use ulid::Ulid;
 
 /// Events in a history page unless `limit` says otherwise.
 const DEFAULT_PAGE: usize = 100;
+/// Stored JSON after which a history page stops (`next` continues it).
+const HISTORY_PAGE_BYTES: usize = 4 << 20;
 
 /// One event to publish.
 #[derive(Debug, Deserialize)]
@@ -172,12 +174,13 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
                 .map_err(|_| ApiError::validation(format!("after=`{text}` is not an event id")))?,
         ),
     };
-    let limit = request.limit_param(DEFAULT_PAGE, api.limits.max_page)?;
-    let durable = api.hub.durable_mark();
+    let limit = PageLimit {
+        events: request.limit_param(DEFAULT_PAGE, api.limits.max_page)?,
+        bytes: HISTORY_PAGE_BYTES,
+    };
     let page = api
         .hub
-        .store()
-        .run(move |store| read::read_page(store, &topic, cursor, limit, durable))
+        .read_page(&topic, cursor, limit)
         .await
         .map_err(|err| ApiError::internal(format!("reading the log failed: {err}")))?;
     let next = match (page.more, page.events.last()) {

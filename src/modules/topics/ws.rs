@@ -3,7 +3,9 @@
 //! Client → server text frames (`ref` is optional and echoed back):
 //! `{"op":"subscribe","topic","after"?}`, `{"op":"unsubscribe","topic"}`,
 //! `{"op":"publish","topic","type","data","actor"?,"idempotencyKey"?}`.
-//! Server → client: `{"op":"subscribed"|"unsubscribed","topic"}`,
+//! Server → client: `{"op":"subscribed","topic","position"}` (resubscribing
+//! with `after` set to `position`, or to the id of the last event received
+//! since, resumes exactly), `{"op":"unsubscribed","topic"}`,
 //! `{"op":"event","event":{…}}`, `{"op":"gap","topic","reason","oldestId"}`,
 //! `{"op":"published","event":{…},"replayed"?:true}`, `{"op":"error","code","message"}`.
 //! A publish with an `idempotencyKey` is the same operation as a REST
@@ -302,10 +304,11 @@ impl Session {
             )));
         }
         let subscription = self.api.hub.subscribe(topic, start);
+        let position = subscription.last_id().map(|id| id.to_string());
         self.subscriptions
             .insert(name.clone(), deliveries(subscription));
         Ok(with_ref(
-            json!({ "op": "subscribed", "topic": name }),
+            json!({ "op": "subscribed", "topic": name, "position": position }),
             reference,
         ))
     }

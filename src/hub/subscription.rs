@@ -1,0 +1,194 @@
+//! One subscriber's position on one topic: replay from the log, then live
+//! from the ring, back to the log when it falls behind.
+//!
+//! Invariants: events are delivered in id order, each once (ring events at
+//! or below the last delivered id are skipped; a page continues exactly
+//! after the previous one); switching to live happens only when the ring
+//! still holds every event after the last page (from the page's mark);
+//! `next` is cancel-safe: the position moves only when a delivery is returned.
+
+use super::replay::SharedPage;
+use super::{Channel, Delivery, Hub};
+use crate::log::read::Cursor;
+use crate::log::{LogEvent, TopicRef};
+use crate::store::StoreError;
+use std::sync::Arc;
+use ulid::Ulid;
+
+enum Mode {
+    /// The next page of the log starts after this cursor.
+    Repair(Cursor),
+    /// Delivering a page read from the log, from `offset` on.
+    Replaying {
+        page: Arc<SharedPage>,
+        offset: usize,
+    },
+    /// Reading the ring from `next_seq`.
+    Live,
+}
+
+/// One subscriber's position on one topic. Dropping it unsubscribes.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    topic: TopicRef,
+    channel: Arc<Channel>,
+    next_seq: u64,
+    last_id: Option<Ulid>,
+    mode: Mode,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        hub: Arc<Hub>,
+        topic: TopicRef,
+        channel: Arc<Channel>,
+        next_seq: u64,
+        position: Ulid,
+        replay: bool,
+    ) -> Self {
+        let mode = if replay {
+            Mode::Repair(Cursor::After(position))
+        } else {
+            Mode::Live
+        };
+        Self {
+            hub,
+            topic,
+            channel,
+            next_seq,
+            last_id: Some(position),
+            mode,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &TopicRef {
+        &self.topic
+    }
+
+    /// The subscriber's position: the id of the last event delivered, or
+    /// where it started (a resume cursor, or the durable mark when it
+    /// connected). A client resuming after it misses nothing. `None` only
+    /// after a gap on a topic that kept nothing.
+    pub fn last_id(&self) -> Option<Ulid> {
+        self.last_id
+    }
+
+    /// Waits until something can be delivered and returns all of it (at most
+    /// `max` events). Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self, max: usize) -> Result<Delivery, StoreError> {
+        let max = max.max(1);
+        loop {
+            match &self.mode {
+                Mode::Repair(cursor) => {
+                    let cursor = *cursor;
+                    let page = self
+                        .hub
+                        .shared_page(&self.channel, &self.topic, cursor)
+                        .await?;
+                    // A read for another cursor that turned out not to serve
+                    // this one: the next lookup passes it over.
+                    if let Some(offset) = page.offset_for(cursor) {
+                        self.mode = Mode::Replaying { page, offset };
+                    }
+                }
+                Mode::Replaying { .. } => {
+                    let delivery = self.take_from_page(max);
+                    if delivery.gap.is_some() || !delivery.events.is_empty() {
+                        return Ok(delivery);
+                    }
+                }
+                Mode::Live => {
+                    let channel = self.channel.clone();
+                    let notified = channel.notify.notified();
+                    let mut notified = std::pin::pin!(notified);
+                    notified.as_mut().enable();
+                    let events = self.take_from_ring(max);
+                    if !events.is_empty() {
+                        return Ok(Delivery { gap: None, events });
+                    }
+                    if matches!(self.mode, Mode::Live) {
+                        notified.await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes what is ready right now without waiting (nothing while repairing).
+    /// Transports use it to add late arrivals to a write they are about to make.
+    pub fn take_ready(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
+        match self.mode {
+            Mode::Live => self.take_from_ring(max),
+            Mode::Repair(_) | Mode::Replaying { .. } => Vec::new(),
+        }
+    }
+
+    /// Where the log must be read from to continue after the last delivery.
+    fn cursor(&self) -> Cursor {
+        self.last_id.map_or(Cursor::Start, Cursor::After)
+    }
+
+    /// Takes what is ready in the ring; switches to repair when the ring moved past us.
+    fn take_from_ring(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
+        let ring = self.channel.lock();
+        if self.next_seq < ring.first_seq() {
+            drop(ring);
+            self.mode = Mode::Repair(self.cursor());
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        for event in ring.since(self.next_seq) {
+            if events.len() == max {
+                break;
+            }
+            self.next_seq += 1;
+            if self.last_id.is_some_and(|last| event.id() <= last) {
+                continue;
+            }
+            self.last_id = Some(event.id());
+            events.push(event.clone());
+        }
+        events
+    }
+
+    /// Takes up to `max` events of the current page; at its end, goes live
+    /// when the ring covers the rest, else on to the next page.
+    fn take_from_page(&mut self, max: usize) -> Delivery {
+        let Mode::Replaying { page, offset } = &mut self.mode else {
+            return Delivery::default();
+        };
+        let shared = page.clone();
+        let start = *offset;
+        let end = (start + max).min(shared.page.events.len());
+        *offset = end;
+        // Only the page's own cursor can have a gap (see `offset_for`).
+        let gap = if start == 0 { shared.page.gap } else { None };
+        let events = shared.page.events[start..end].to_vec();
+        if let Some(last) = events.last() {
+            self.last_id = Some(last.id());
+        } else if gap.is_some() {
+            // Nothing kept at all: continue from the beginning of what will come.
+            self.last_id = None;
+        }
+        if end == shared.page.events.len() {
+            self.finish_page(&shared);
+        }
+        Delivery { gap, events }
+    }
+
+    fn finish_page(&mut self, shared: &SharedPage) {
+        if !shared.page.more && self.channel.lock().first_seq() <= shared.mark {
+            self.next_seq = shared.mark;
+            self.mode = Mode::Live;
+        } else {
+            self.mode = Mode::Repair(self.cursor());
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.topic, &self.channel);
+    }
+}
