@@ -97,7 +97,7 @@ pub async fn expire_idempotency(
                     .try_for_each(|entry| idempotency::expire(change, entry))
             })
             .await
-            .map_err(|err| StoreError(err.message))?;
+            .map_err(|err| StoreError::new(err.message))?;
     }
     Ok(removed)
 }
@@ -134,7 +134,7 @@ pub async fn prune_once(
                     change.prune(&topic, &chunk)
                 })
                 .await
-                .map_err(|err| StoreError(err.message))?;
+                .map_err(|err| StoreError::new(err.message))?;
             removed += count;
         }
     }

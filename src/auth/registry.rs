@@ -165,7 +165,7 @@ impl Registry {
         registry
             .seed(instance)
             .await
-            .map_err(|err| StoreError(err.message))?;
+            .map_err(|err| StoreError::new(err.message))?;
         Ok(registry)
     }
 
@@ -637,7 +637,7 @@ fn load_all<T: DeserializeOwned>(store: &Store, kind: u8) -> Result<Vec<T>, Stor
     let mut out = Vec::new();
     store.for_each_blocking(&store_keys::auth_prefix(kind), |_, value| {
         let record = serde_json::from_slice(value)
-            .map_err(|err| StoreError(format!("auth record unreadable: {err}")))?;
+            .map_err(|err| StoreError::new(format!("auth record unreadable: {err}")))?;
         out.push(record);
         Ok(())
     })?;

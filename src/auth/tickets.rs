@@ -247,7 +247,7 @@ impl Tickets {
                     Ok(())
                 })
                 .await
-                .map_err(|err| StoreError(err.message))?;
+                .map_err(|err| StoreError::new(err.message))?;
         }
         Ok(count)
     }

@@ -197,7 +197,7 @@ impl Readers {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError("the hub's readers are closed".into()))?;
+            .map_err(|_| StoreError::new("the hub's readers are closed"))?;
         let mark = before_durable();
         let durable = self.durable.get();
         let topic = topic.clone();

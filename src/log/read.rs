@@ -148,7 +148,7 @@ fn scan(
         }
         bytes += value.len();
         let event = LogEvent::decode(topic.tenant, &value)
-            .map_err(|err| StoreError(format!("stored event {id} is unreadable: {err}")))?;
+            .map_err(|err| StoreError::new(format!("stored event {id} is unreadable: {err}")))?;
         page.events.push(Arc::new(event));
     }
     Ok(page)

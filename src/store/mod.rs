@@ -24,7 +24,7 @@
 
 pub mod keys;
 
-use crate::error::StartupError;
+use crate::error::{ApiError, ErrorCode, StartupError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -44,19 +44,59 @@ struct Migration {
 /// Migrations in order. Version 1 is the first schema and needs none.
 const MIGRATIONS: &[Migration] = &[];
 
-/// A storage failure; callers turn it into `INTERNAL` or a startup error.
+/// A storage failure; callers turn it into an API error with
+/// [`StoreError::into_api`] or into a startup error.
 #[derive(Debug)]
-pub struct StoreError(pub String);
+pub struct StoreError {
+    message: String,
+    /// The store is closed while the writer recovers it: a passing state.
+    closed: bool,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            closed: false,
+        }
+    }
+
+    /// The store is closed while it recovers (see [`Store::close`]).
+    fn closed() -> Self {
+        Self {
+            message: "the store is closed while it recovers".into(),
+            closed: true,
+        }
+    }
+
+    /// The API error for a failed operation described by `context`: 503
+    /// with `Retry-After` while the store recovers, else 500 `INTERNAL`.
+    pub fn into_api(self, context: &str) -> ApiError {
+        if self.closed {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("{context}: {}; retry shortly", self.message),
+            )
+            .with_header(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            )
+        } else {
+            ApiError::internal(format!("{context}: {}", self.message))
+        }
+    }
+}
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl From<sled::Error> for StoreError {
     fn from(err: sled::Error) -> Self {
-        Self(err.to_string())
+        Self::new(err.to_string())
     }
 }
 
@@ -142,7 +182,7 @@ impl Store {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| StoreError("the store is closed while it recovers".into()))
+            .ok_or_else(StoreError::closed)
     }
 
     /// Closes the database: later operations fail until
@@ -275,7 +315,7 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || operation(&store))
             .await
-            .map_err(|err| StoreError(format!("store task failed: {err}")))?
+            .map_err(|err| StoreError::new(format!("store task failed: {err}")))?
     }
 
     /// Makes everything written so far durable.

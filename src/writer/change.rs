@@ -43,7 +43,7 @@ impl Change<'_> {
         self.store
             .get_blocking(key)
             .map(|value| value.map(|v| v.to_vec()))
-            .map_err(|err| ApiError::internal(format!("store read failed: {err}")))
+            .map_err(|err| err.into_api("store read failed"))
     }
 
     /// Writes a key.

@@ -121,6 +121,7 @@ pub struct Committed<T> {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    durable: Arc<DurableMark>,
     health: Arc<Health>,
     limits: WriterLimits,
     #[cfg(debug_assertions)]
@@ -157,6 +158,7 @@ impl Writer {
         let (jobs, receiver) = mpsc::channel(limits.queue.max(1));
         let writer = Self {
             jobs,
+            durable: durable.clone(),
             health: Arc::new(Health::new()),
             limits,
             #[cfg(debug_assertions)]
@@ -176,7 +178,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("tidings-writer".into())
             .spawn(move || pipeline.run(receiver))
-            .map_err(|err| StoreError(format!("starting the writer thread: {err}")))?;
+            .map_err(|err| StoreError::new(format!("starting the writer thread: {err}")))?;
         Ok(Started {
             writer,
             hub,
@@ -253,6 +255,12 @@ impl Writer {
             }
         })?;
         Ok(answer)
+    }
+
+    /// The newest durable event id: an event above it is in a group still
+    /// being committed, or in a failed group that will be undone.
+    pub fn durable_mark(&self) -> Ulid {
+        self.durable.get()
     }
 
     /// The writer's state now.

@@ -271,7 +271,7 @@ impl Pipeline {
     #[cfg(debug_assertions)]
     fn injected_flush_failure(&self) -> Result<(), StoreError> {
         if self.faults.take_flush_failure() {
-            return Err(StoreError("injected fault: the flush failed".into()));
+            return Err(StoreError::new("injected fault: the flush failed"));
         }
         Ok(())
     }

@@ -182,6 +182,44 @@ async fn a_store_that_cannot_recover_ends_the_process_with_a_failure() {
 }
 
 #[tokio::test]
+async fn reads_while_the_store_recovers_are_503_with_retry_after() {
+    let server = Server::builder()
+        .args(&["--store-recovery-interval", "3s"])
+        .start();
+    let client = server.http1();
+    let topic = "closed/t";
+    publish(&server, &client, topic, json!({ "n": "kept" })).await;
+    arm(&server, "fail-flushes?count=1").await;
+    let failed = publish_raw(
+        &server,
+        &client,
+        topic,
+        &json!({ "type": "test", "data": { "n": "ghost" } }),
+    )
+    .await;
+    assert_refused(failed).await;
+    let history = client
+        .get(server.url(&format!("/api/v1/topics/{}/events", topic_path(topic))))
+        .header("x-api-key", admin_key(&server))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_refused(history).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recover"),
+        "{body}"
+    );
+    publish_once_recovered(&server, topic, json!({ "n": "after" })).await;
+    assert_eq!(
+        data_values(&all_events(&server, topic).await),
+        ["kept", "after"]
+    );
+}
+
+#[tokio::test]
 async fn a_ticket_claim_cancelled_between_commit_and_answer_releases_the_ticket() {
     let server = Server::start();
     let topic = "cancel/t";

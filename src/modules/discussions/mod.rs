@@ -78,7 +78,7 @@ impl DiscussionsApi {
             .store()
             .run(move |store| Ok(operation(store)))
             .await
-            .map_err(|err| ApiError::internal(err.to_string()))?
+            .map_err(|err| err.into_api("reading discussions failed"))?
     }
 }
 

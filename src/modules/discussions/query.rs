@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 fn store_error(err: crate::store::StoreError) -> ApiError {
-    ApiError::internal(format!("reading discussions failed: {err}"))
+    err.into_api("reading discussions failed")
 }
 
 fn not_found(what: &str) -> ApiError {

@@ -182,7 +182,7 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
         .hub
         .read_page(&topic, cursor, limit)
         .await
-        .map_err(|err| ApiError::internal(format!("reading the log failed: {err}")))?;
+        .map_err(|err| err.into_api("reading the log failed"))?;
     let next = match (page.more, page.events.last()) {
         (true, Some(last)) => Value::String(last.id().to_string()),
         _ => Value::Null,

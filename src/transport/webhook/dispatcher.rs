@@ -13,7 +13,10 @@
 //!   moves past a row only once the row was delivered or given up, durably;
 //! * a lane is woken only for rows that are durable: the writer runs the
 //!   staging change's after-commit hook only once that change is durable,
-//!   and never for a change that failed;
+//!   and never for a change that failed; a lane woken otherwise (a retry
+//!   timer, an admin poke) never attempts a row whose event is above the
+//!   writer's durable mark (a group in flight, or a failed group about to
+//!   be undone);
 //! * stopping never loses anything: an attempt in flight is abandoned and
 //!   its row stays pending, to be delivered after the next start.
 
@@ -181,6 +184,11 @@ impl Dispatcher {
                 return Step::Pause(TROUBLE_PAUSE);
             }
         };
+        if row.delivery.event_id > self.parts.writer.durable_mark() {
+            // Staged by a group not durable (yet): its after-commit hook pokes
+            // the lane once it is; a failed group's row is undone instead.
+            return Step::Pause(TROUBLE_PAUSE);
+        }
         let now = crate::clock::unix_millis();
         if let Some(due) = row.delivery.next_attempt_at_ms.filter(|due| *due > now) {
             return Step::Pause(Duration::from_millis(due - now));

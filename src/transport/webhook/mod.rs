@@ -399,7 +399,7 @@ fn now_text() -> String {
 }
 
 fn store_failure(err: StoreError) -> ApiError {
-    ApiError::internal(format!("reading webhook deliveries failed: {err}"))
+    err.into_api("reading webhook deliveries failed")
 }
 
 /// Every stored endpoint, deleted ones included (blocking).
@@ -407,7 +407,7 @@ fn load_endpoints(store: &Store) -> Result<Vec<Endpoint>, StoreError> {
     let mut out = Vec::new();
     store.for_each_blocking(&keys::webhook_endpoint(None, None), |_, value| {
         let endpoint = Endpoint::decode(value)
-            .map_err(|err| StoreError(format!("webhook endpoint unreadable: {err}")))?;
+            .map_err(|err| StoreError::new(format!("webhook endpoint unreadable: {err}")))?;
         out.push(endpoint);
         Ok(())
     })?;

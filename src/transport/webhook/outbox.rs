@@ -139,7 +139,8 @@ impl Row {
 
     /// Decodes a stored row.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let unreadable = |why: String| StoreError(format!("webhook delivery unreadable: {why}"));
+        let unreadable =
+            |why: String| StoreError::new(format!("webhook delivery unreadable: {why}"));
         let length: [u8; 4] = bytes
             .get(..4)
             .and_then(|b| b.try_into().ok())
@@ -340,7 +341,7 @@ pub fn redeliver(
     let Some(bytes) = change.get(&failed_key)? else {
         return Ok(false);
     };
-    let mut row = Row::decode(&bytes).map_err(|err| ApiError::internal(err.0))?;
+    let mut row = Row::decode(&bytes).map_err(|err| ApiError::internal(err.to_string()))?;
     row.delivery.failed_at_ms = None;
     row.delivery.next_attempt_at_ms = None;
     row.delivery.attempts = 0;
