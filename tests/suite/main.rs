@@ -12,6 +12,7 @@ mod conformance;
 mod discussions;
 mod durability;
 mod errors;
+mod hostile;
 mod lean;
 mod ops;
 mod protocols;
