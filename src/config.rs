@@ -133,8 +133,8 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
-    /// Connections accepted beyond --max-connections for health probes: they are served only
-    /// /healthz, /readyz and /metrics (anything else gets 503) and closed after the answer.
+    /// Connections accepted beyond --max-connections for health probes: they are served one
+    /// HTTP/1.1 request to /healthz, /readyz or /metrics (anything else gets 503), then closed.
     #[arg(long, env = "TIDINGS_PROBE_CONNECTIONS", default_value_t = 16)]
     pub probe_connections: usize,
 

@@ -2,8 +2,9 @@
 //!
 //! A connection holds one of `--max-connections` regular slots. When they
 //! are all taken, one of `--probe-connections` probe slots lets the server
-//! keep answering health checks: such a connection is served only the probe
-//! routes (see [`super::service`]) and closed after its answer. When both are
+//! keep answering health checks: such a connection is served one HTTP/1.1
+//! request, to a probe route only (see [`super::service`]), then closed
+//! (see `server`: it gets a short deadline and no HTTP/2). When both are
 //! taken, new connections wait in the kernel's backlog. A client address
 //! holding `--max-connections-per-ip` connections has further ones closed at
 //! once (loopback is exempt unless `--per-ip-limit-loopback`).
@@ -62,7 +63,7 @@ fn raise_fd_limit() -> u64 {
 pub enum Class {
     /// Anything.
     Regular,
-    /// Only the probe routes, one answer, then closed.
+    /// One HTTP/1.1 request to a probe route, then closed.
     Probe,
 }
 

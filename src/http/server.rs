@@ -49,9 +49,11 @@ use tokio_util::task::TaskTracker;
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-/// A connection on a probe slot must send its request (and is closed when
-/// idle) within this time, or `--header-timeout` when that is shorter.
-const PROBE_DEADLINE: Duration = Duration::from_secs(1);
+/// A connection on a probe slot must send its request within this time, or
+/// `--header-timeout` when that is shorter. Short, because probe slots are
+/// taken in backlog order: whoever holds one delays the probes behind it
+/// (a probe's request is usually waiting in the socket when it is accepted).
+const PROBE_DEADLINE: Duration = Duration::from_millis(250);
 /// How long an idle HTTP/2 connection's graceful close may take (the client
 /// acknowledging the GOAWAY ping) before the connection is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -104,7 +106,7 @@ impl Client {
         }
     }
 
-    /// Time allowed for the first request (and, on a probe slot, any quiet spell).
+    /// Time allowed for the first request.
     fn first_request_deadline(self, limits: &HttpLimits) -> Duration {
         if self.probe_only {
             limits.header_timeout.min(PROBE_DEADLINE)
@@ -184,6 +186,7 @@ async fn serve_plain(
         Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
             serve_plain_http1(stream, bytes, head_len, client, context).await
         }
+        Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client),
         Ok(Ok(FirstBytes::Http2(bytes))) => {
             let protocol = Protocol::Http2;
             let open = context.metrics.connection_opened(protocol.label());
@@ -216,6 +219,9 @@ async fn serve_tls(
         }
     };
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        if client.probe_only {
+            return refuse_http2_probe(client);
+        }
         let open = context.metrics.connection_opened(Protocol::Http2.label());
         return serve_http(TokioIo::new(tls), Protocol::Http2, client, context, open).await;
     }
@@ -264,6 +270,13 @@ async fn serve_plain_http1(
     };
     let io = TokioIo::new(Replay::new(stream, replay));
     Box::pin(serve_http(io, protocol, client, context, open)).await;
+}
+
+/// Closes an HTTP/2 connection on a probe slot: probes are served over
+/// HTTP/1.1 only, one request each, so a slot is never held by a connection
+/// that may idle (a stream-less HTTP/2 client would hold it for a deadline).
+fn refuse_http2_probe(client: Client) {
+    tracing::debug!(peer = %client.addr, "HTTP/2 connection closed: at the connection limit only HTTP/1.1 probes are served");
 }
 
 /// Answers 431 (the error envelope) to a head over `--max-head`, then closes.
@@ -356,14 +369,9 @@ async fn serve_http<I>(
 
 /// The quiet and stall deadlines of an HTTP/2 connection.
 fn h2_deadlines(client: Client, limits: &HttpLimits) -> Deadlines {
-    let first_request = client.first_request_deadline(limits);
     Deadlines {
-        first_request,
-        idle: if client.probe_only {
-            first_request
-        } else {
-            limits.idle_timeout
-        },
+        first_request: client.first_request_deadline(limits),
+        idle: limits.idle_timeout,
         write: limits.write_timeout,
     }
 }
