@@ -130,9 +130,33 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_LISTEN_BACKLOG", default_value_t = 4096)]
     pub listen_backlog: u32,
 
-    /// Most simultaneously open client connections; further ones wait in the kernel's backlog.
-    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", default_value_t = 100_000)]
-    pub max_connections: usize,
+    /// Most simultaneously open client connections [default: the open-file limit (raised to its
+    /// hard limit at start) minus min(256, limit/2) kept for the store, files, webhooks and probes].
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Connections accepted beyond --max-connections for health probes: they are served one
+    /// HTTP/1.1 request to /healthz, /readyz or /metrics (anything else gets 503), then closed.
+    #[arg(long, env = "TIDINGS_PROBE_CONNECTIONS", default_value_t = 16)]
+    pub probe_connections: usize,
+
+    /// Most simultaneously open connections from one client address (0: no cap); loopback is
+    /// exempt unless --per-ip-limit-loopback (a local reverse proxy is one address).
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+
+    /// Apply --max-connections-per-ip to loopback addresses too.
+    #[arg(long, env = "TIDINGS_PER_IP_LIMIT_LOOPBACK")]
+    pub per_ip_limit_loopback: bool,
+
+    /// Largest request head (request line and headers); a larger one gets 431.
+    #[arg(long, env = "TIDINGS_MAX_HEAD", default_value = "64KiB", value_parser = parse_byte_size)]
+    pub max_head: u64,
+
+    /// An HTTP/2 connection with no open stream is closed after this long (its first
+    /// request must come within --header-timeout).
+    #[arg(long, env = "TIDINGS_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
 
     /// Memory the embedded database may use for its page cache, e.g. 256MiB.
     #[arg(long, env = "TIDINGS_STORE_CACHE", default_value = "128MiB", value_parser = parse_byte_size)]
@@ -315,6 +339,9 @@ pub struct ServeArgs {
     pub enable_test_routes: bool,
 }
 
+/// Smallest `--max-head` (hyper's HTTP/1.1 buffers cannot be smaller).
+const MIN_HEAD_BYTES: u64 = 8192;
+
 /// Where TLS certificates come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSetting {
@@ -426,13 +453,26 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
+    /// Connections accepted beyond `max_connections` for health probes only.
+    pub probe_connections: usize,
+    /// Most open connections per client address (0: no cap).
+    pub max_connections_per_ip: usize,
+    /// Whether the per-address cap applies to loopback addresses.
+    pub per_ip_limit_loopback: bool,
+    /// Largest request head in bytes.
+    pub max_head_bytes: usize,
+    /// How long an HTTP/2 connection may stay without an open stream.
+    pub idle_timeout: Duration,
 }
 
 impl ServeArgs {
     /// Checks cross-field rules and produces the config the server runs with.
     pub fn into_config(self) -> Result<ServeConfig, StartupError> {
         let webhooks = self.webhook_settings()?;
-        if self.max_connections == 0 {
+        let max_connections = self
+            .max_connections
+            .unwrap_or_else(crate::http::admission::default_max_connections);
+        if max_connections == 0 {
             return Err(StartupError::Config(
                 "--max-connections must be at least 1".into(),
             ));
@@ -441,6 +481,11 @@ impl ServeArgs {
             return Err(StartupError::Config(
                 "--idempotency-window must be at least 1s".into(),
             ));
+        }
+        if self.max_head < MIN_HEAD_BYTES {
+            return Err(StartupError::Config(format!(
+                "--max-head must be at least {MIN_HEAD_BYTES} bytes"
+            )));
         }
         if self.max_body == 0 {
             return Err(StartupError::Config(
@@ -471,7 +516,12 @@ impl ServeArgs {
                 header_timeout: self.header_timeout,
                 body_timeout: self.body_timeout,
                 write_timeout: self.write_timeout,
-                max_connections: self.max_connections,
+                max_connections,
+                probe_connections: self.probe_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                per_ip_limit_loopback: self.per_ip_limit_loopback,
+                max_head_bytes: usize::try_from(self.max_head).unwrap_or(usize::MAX),
+                idle_timeout: self.idle_timeout.max(Duration::from_millis(100)),
             },
             shutdown_grace: self.shutdown_grace,
             drain_delay: self.drain_delay,

@@ -4,21 +4,21 @@
 //! buffer for as long as it lives, which is most of what an idle SSE
 //! connection costs. So when the first request of a plain HTTP/1.1
 //! connection is a bodyless `GET` asking for `text/event-stream`, the server
-//! parses the head itself (from a peek, so declining costs nothing), runs it
-//! through the same [`HttpService`] pipeline as every request (routing, auth,
-//! request id, metrics, access log), and writes the response straight to the
-//! socket: the head, then each body frame as a chunk as soon as the stream
-//! yields it. Afterwards the connection continues under hyper (keep-alive),
-//! with any bytes pipelined behind the request replayed first.
+//! parses the head itself (from the first bytes the server read, see
+//! [`super::first_bytes`]), runs it through the same [`HttpService`]
+//! pipeline as every request (routing, auth, request id, metrics, access
+//! log), and writes the response straight to the socket: the head, then each
+//! body frame as a chunk as soon as the stream yields it. Afterwards the
+//! connection continues under hyper (keep-alive), with any bytes pipelined
+//! behind the request replayed first.
 //!
-//! Invariants: anything unusual (a head not complete in the first peek, a
-//! body, an upgrade, `Expect`, HTTP/1.0, a header hyper would refuse) is
-//! declined before a byte is consumed and served by hyper as before; while
-//! a response streams, the socket is watched, and the client closing it ends
-//! the stream at once (dropping the body releases its subscription); more
-//! than [`MAX_PIPELINED`] bytes pipelined behind a stream disconnect the
-//! client; a `Connection: close` (either side) or a stopping server closes
-//! the connection after the response.
+//! Invariants: anything unusual (a body, an upgrade, `Expect`, HTTP/1.0, a
+//! header hyper would refuse) is declined and handed back untouched to be
+//! served by hyper as before; while a response streams, the socket is
+//! watched, and the client closing it ends the stream at once (dropping the
+//! body releases its subscription); more than [`MAX_PIPELINED`] bytes
+//! pipelined behind a stream disconnect the client; a `Connection: close`
+//! (either side) or a stopping server closes the connection after the response.
 
 use super::Response;
 use super::io::WriteDeadline;
@@ -29,11 +29,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Most bytes of the first request looked at; a longer head goes to hyper.
-const PEEK_BYTES: usize = 4096;
 /// Most request headers parsed; more go to hyper.
 const MAX_HEADERS: usize = 64;
 /// Most bytes a client may pipeline behind a stream before it is disconnected.
@@ -42,8 +40,8 @@ pub const MAX_PIPELINED: usize = 16 << 10;
 /// What became of the first request.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Not a lean request: nothing was read; serve the connection with hyper.
-    Declined,
+    /// Not a lean request: serve the connection with hyper, replaying these bytes first.
+    Declined(Vec<u8>),
     /// Answered; serve the rest with hyper, replaying these bytes first.
     KeepAlive(Vec<u8>),
     /// Answered (or the client left); the connection is done.
@@ -51,43 +49,35 @@ pub enum Outcome {
 }
 
 /// Serves the first request of a plain HTTP/1.1 connection when it is a
-/// bodyless event-stream `GET`; declines anything else without reading it.
+/// bodyless event-stream `GET`; hands anything else back untouched.
+/// `bytes` is what was read so far, starting with a head of `head_len` bytes.
 pub async fn serve_first(
     stream: &mut WriteDeadline<TcpStream>,
+    mut bytes: Vec<u8>,
+    head_len: usize,
     service: &HttpService,
     lifecycle: &Lifecycle,
     peer: Peer,
 ) -> io::Result<Outcome> {
-    let Some(head) = take_head(stream).await? else {
-        return Ok(Outcome::Declined);
+    let Some(head) = parse_head(&bytes[..head_len]) else {
+        return Ok(Outcome::Declined(bytes));
     };
+    bytes.drain(..head_len);
+    bytes.shrink_to_fit();
     let close_requested = asks_to_close(&head.headers);
     let response = service.handle_parts(head, None, peer).await;
     let close = close_requested || asks_to_close(response.headers());
-    Ok(match write_response(stream, response).await? {
+    Ok(match write_response(stream, response, bytes).await? {
         Some(pipelined) if !close && !lifecycle.is_stopping() => Outcome::KeepAlive(pipelined),
         _ => Outcome::Close,
     })
 }
 
-/// Peeks at the first request; when it qualifies, consumes exactly its head.
-async fn take_head(
-    stream: &mut WriteDeadline<TcpStream>,
-) -> io::Result<Option<http::request::Parts>> {
-    let mut peeked = vec![0u8; PEEK_BYTES];
-    let seen = stream.get_ref().peek(&mut peeked).await?;
-    let Some((head, length)) = parse_head(&peeked[..seen]) else {
-        return Ok(None);
-    };
-    stream.read_exact(&mut peeked[..length]).await?;
-    Ok(Some(head))
-}
-
-/// The head of a qualifying request and its length in bytes.
-fn parse_head(bytes: &[u8]) -> Option<(http::request::Parts, usize)> {
+/// The head of a qualifying request (`bytes` is exactly one head).
+fn parse_head(bytes: &[u8]) -> Option<http::request::Parts> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(length) = request.parse(bytes).ok()? else {
+    let httparse::Status::Complete(_) = request.parse(bytes).ok()? else {
         return None;
     };
     if request.method != Some("GET") || request.version != Some(1) {
@@ -107,7 +97,7 @@ fn parse_head(bytes: &[u8]) -> Option<(http::request::Parts, usize)> {
         .version(Version::HTTP_11);
     *builder.headers_mut()? = map;
     let (head, ()) = builder.body(()).ok()?.into_parts();
-    Some((head, length))
+    Some(head)
 }
 
 /// A bodyless request that accepts `text/event-stream` and upgrades nothing.
@@ -137,11 +127,13 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Writes the response; returns what the client pipelined meanwhile, or
-/// `None` when it closed the connection before the body ended.
+/// Writes the response; returns what the client pipelined (after the
+/// `pipelined` bytes already read), or `None` when it closed the connection
+/// before the body ended.
 async fn write_response(
     stream: &mut WriteDeadline<TcpStream>,
     response: Response,
+    mut pipelined: Vec<u8>,
 ) -> io::Result<Option<Vec<u8>>> {
     let (parts, mut body) = response.into_parts();
     let length = body.size_hint().exact();
@@ -149,7 +141,6 @@ async fn write_response(
     drop(parts);
     stream.write_all(&head).await?;
     drop(head);
-    let mut pipelined = Vec::new();
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
@@ -173,7 +164,7 @@ async fn write_response(
 }
 
 /// The status line and headers, with our framing and `date`.
-fn encode_head(parts: &http::response::Parts, length: Option<u64>) -> Vec<u8> {
+pub(super) fn encode_head(parts: &http::response::Parts, length: Option<u64>) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(parts.status.as_str().as_bytes());
@@ -256,9 +247,8 @@ mod tests {
 
     #[test]
     fn only_bodyless_event_stream_gets_qualify() {
-        let stream = b"GET /api/v1/topics/t/stream?x=1 HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\nGET /next";
-        let (head, length) = parse_head(stream).expect("qualifies");
-        assert_eq!(length, stream.len() - b"GET /next".len());
+        let stream = b"GET /api/v1/topics/t/stream?x=1 HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n";
+        let head = parse_head(stream).expect("qualifies");
         assert_eq!(head.uri.path(), "/api/v1/topics/t/stream");
         assert_eq!(head.uri.query(), Some("x=1"));
         assert_eq!(head.headers["host"], "a");

@@ -4,6 +4,9 @@
 //! Handlers see only [`Request`], [`Body`] and the helpers in [`response`]; no
 //! module outside `http/` and `transport/` imports hyper.
 
+pub mod admission;
+pub mod first_bytes;
+pub mod h2_streams;
 pub mod io;
 pub mod lean;
 pub mod request;

@@ -1,22 +1,35 @@
 //! Accepting connections and serving HTTP/1.1 and HTTP/2 on one port.
 //!
 //! Plain TCP: the first bytes decide, `PRI * HTTP/2.0` means prior-knowledge
-//! h2c, anything else HTTP/1.1. TLS: ALPN decides (`h2` or HTTP/1.1).
+//! h2c, anything else HTTP/1.1. TLS: ALPN decides (`h2` or HTTP/1.1). The
+//! first bytes (and on HTTP/1.1 the first request head) are read into a
+//! bounded buffer ([`first_bytes`]) and replayed to whoever serves the
+//! connection.
 //!
-//! Invariants: at most `--max-connections` connections are open (the accept
-//! loop waits for a free slot); a client that does not complete its TLS
-//! handshake or send its first bytes within `--header-timeout` is dropped;
-//! when the lifecycle enters stopping, the listener closes and every
-//! connection finishes its in-flight requests and then closes. Every
-//! connection task is tracked so the caller can wait for the drain.
+//! Invariants: connections are admitted by [`Admission`] (at most
+//! `--max-connections`, then a few probe-only ones, a cap per address); a
+//! client that does not complete its TLS handshake and send its first
+//! request head within `--header-timeout` is dropped; a head over
+//! `--max-head` gets 431 and the connection closes; an HTTP/2 connection
+//! without an open stream closes after `--idle-timeout`, and one whose
+//! response waits for flow-control window for `--write-timeout` is cut like
+//! a stalled socket; when the lifecycle enters stopping, the listener closes
+//! and every connection finishes its in-flight requests and then closes.
+//! Every connection task is tracked so the caller can wait for the drain.
 
-use super::Body;
+use super::admission::{Admission, Class, Ticket};
+use super::first_bytes::{self, FirstBytes};
+use super::h2_streams::{Deadlines, StreamWatch, Verdict};
 use super::io::{Replay, WriteDeadline};
 use super::lean::{self, Outcome};
 use super::service::{HttpService, Peer};
+use super::{Body, response};
 use crate::config::HttpLimits;
+use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, OpenGuard};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -26,17 +39,27 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-/// The HTTP/2 connection preface a prior-knowledge client sends first.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 /// Interval of HTTP/2 keep-alive pings.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection on a probe slot must send its request within this time, or
+/// `--header-timeout` when that is shorter. Short, because probe slots are
+/// taken in backlog order: whoever holds one delays the probes behind it
+/// (a probe's request is usually waiting in the socket when it is accepted).
+const PROBE_DEADLINE: Duration = Duration::from_millis(250);
+/// How long an idle HTTP/2 connection's graceful close may take (the client
+/// acknowledging the GOAWAY ping) before the connection is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// After refusing a head, how long the rest of it is read and dropped so the
+/// client sees the answer (closing with unread bytes would reset the connection).
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -67,17 +90,40 @@ pub struct ServerContext {
     pub tls: Option<TlsAcceptor>,
 }
 
+/// One accepted connection: who, and what it may do.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    addr: SocketAddr,
+    probe_only: bool,
+}
+
+impl Client {
+    fn peer(self, protocol: Protocol) -> Peer {
+        Peer {
+            addr: self.addr,
+            protocol: protocol.label(),
+            probe_only: self.probe_only,
+        }
+    }
+
+    /// Time allowed for the first request.
+    fn first_request_deadline(self, limits: &HttpLimits) -> Duration {
+        if self.probe_only {
+            limits.header_timeout.min(PROBE_DEADLINE)
+        } else {
+            limits.header_timeout
+        }
+    }
+}
+
 /// Accepts until the lifecycle stops, then returns the tracker of the
 /// connection tasks still draining (closed, so `wait` completes when they end).
 pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTracker {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(context.limits.max_connections));
+    let admission = Admission::new(&context.limits);
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        let slot = tokio::select! {
+            slot = admission.slot() => slot,
             () = context.lifecycle.stopping() => break,
         };
         let accepted = tokio::select! {
@@ -85,9 +131,14 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTr
             () = context.lifecycle.stopping() => break,
         };
         match accepted {
-            Ok((stream, addr)) => {
-                tracker.spawn(serve_connection(stream, addr, context.clone(), permit));
-            }
+            Ok((stream, addr)) => match admission.admit(slot, addr.ip()) {
+                Some(ticket) => {
+                    tracker.spawn(serve_connection(stream, addr, context.clone(), ticket));
+                }
+                None => {
+                    tracing::debug!(peer = %addr, "connection closed: its address holds --max-connections-per-ip")
+                }
+            },
             Err(err) => {
                 tracing::warn!(error = %err, "accept failed; retrying shortly");
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -106,40 +157,47 @@ async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
     context: Arc<ServerContext>,
-    _slot: OwnedSemaphorePermit,
+    ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
     let stream = WriteDeadline::new(stream, context.limits.write_timeout);
+    let client = Client {
+        addr,
+        probe_only: ticket.class == Class::Probe,
+    };
     match context.tls.clone() {
-        None => serve_plain(stream, addr, &context).await,
-        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, addr, &context)).await,
+        None => serve_plain(stream, client, &context).await,
+        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, client, &context)).await,
     }
+    drop(ticket);
 }
 
-/// Plain TCP: sniffs the protocol, then serves it.
+/// Plain TCP: reads the first bytes, then serves the protocol they show.
 async fn serve_plain(
-    stream: WriteDeadline<TcpStream>,
-    addr: SocketAddr,
+    mut stream: WriteDeadline<TcpStream>,
+    client: Client,
     context: &Arc<ServerContext>,
 ) {
-    let deadline = context.limits.header_timeout;
-    match tokio::time::timeout(deadline, sniff_protocol(stream.get_ref())).await {
-        Ok(Ok(Protocol::Http1)) => serve_plain_http1(stream, addr, context).await,
-        Ok(Ok(protocol)) => {
+    let deadline = client.first_request_deadline(&context.limits);
+    let max_head = context.limits.max_head_bytes;
+    let first =
+        tokio::time::timeout(deadline, first_bytes::read(&mut stream, max_head, true)).await;
+    match first {
+        Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
+            serve_plain_http1(stream, bytes, head_len, client, context).await
+        }
+        Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client),
+        Ok(Ok(FirstBytes::Http2(bytes))) => {
+            let protocol = Protocol::Http2;
             let open = context.metrics.connection_opened(protocol.label());
-            Box::pin(serve_http(
-                TokioIo::new(stream),
-                protocol,
-                addr,
-                context,
-                open,
-            ))
-            .await
+            let io = TokioIo::new(Replay::new(stream, bytes));
+            Box::pin(serve_http(io, protocol, client, context, open)).await
         }
+        Ok(Ok(FirstBytes::HeadTooLarge)) => Box::pin(refuse_large_head(stream, max_head)).await,
         Ok(Err(err)) => {
-            tracing::debug!(peer = %addr, error = %err, "connection closed before a request")
+            tracing::debug!(peer = %client.addr, error = %err, "connection closed before a request")
         }
-        Err(_) => tracing::debug!(peer = %addr, "no request bytes within the header timeout"),
+        Err(_) => tracing::debug!(peer = %client.addr, "no request within the header timeout"),
     }
 }
 
@@ -147,110 +205,174 @@ async fn serve_plain(
 async fn serve_tls(
     stream: WriteDeadline<TcpStream>,
     acceptor: TlsAcceptor,
-    addr: SocketAddr,
+    client: Client,
     context: &Arc<ServerContext>,
 ) {
-    let deadline = context.limits.header_timeout;
-    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            let protocol = match tls.get_ref().1.alpn_protocol() {
-                Some(b"h2") => Protocol::Http2,
-                _ => Protocol::Http1,
-            };
-            let open = context.metrics.connection_opened(protocol.label());
-            serve_http(TokioIo::new(tls), protocol, addr, context, open).await;
+    let until = Instant::now() + client.first_request_deadline(&context.limits);
+    let mut tls = match tokio::time::timeout_at(until, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            return tracing::debug!(peer = %client.addr, error = %err, "TLS handshake failed");
         }
-        Ok(Err(err)) => tracing::debug!(peer = %addr, error = %err, "TLS handshake failed"),
         Err(_) => {
-            tracing::debug!(peer = %addr, "TLS handshake did not finish within the header timeout")
+            return tracing::debug!(peer = %client.addr, "TLS handshake did not finish within the header timeout");
         }
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        if client.probe_only {
+            return refuse_http2_probe(client);
+        }
+        let open = context.metrics.connection_opened(Protocol::Http2.label());
+        return serve_http(TokioIo::new(tls), Protocol::Http2, client, context, open).await;
     }
-}
-
-/// Waits for enough bytes to tell an h2c preface from an HTTP/1 request line.
-async fn sniff_protocol(stream: &TcpStream) -> std::io::Result<Protocol> {
-    let mut buffer = [0u8; H2_PREFACE_START.len()];
-    loop {
-        let seen = stream.peek(&mut buffer).await?;
-        if seen == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+    let max_head = context.limits.max_head_bytes;
+    let first = tokio::time::timeout_at(until, first_bytes::read(&mut tls, max_head, false)).await;
+    match first {
+        Ok(Ok(FirstBytes::Http1 { bytes, .. } | FirstBytes::Http2(bytes))) => {
+            let open = context.metrics.connection_opened(Protocol::Http1.label());
+            let io = TokioIo::new(Replay::new(tls, bytes));
+            serve_http(io, Protocol::Http1, client, context, open).await
         }
-        if buffer[..seen] != H2_PREFACE_START[..seen] {
-            return Ok(Protocol::Http1);
+        Ok(Ok(FirstBytes::HeadTooLarge)) => refuse_large_head(tls, max_head).await,
+        Ok(Err(err)) => {
+            tracing::debug!(peer = %client.addr, error = %err, "connection closed before a request")
         }
-        if seen == H2_PREFACE_START.len() {
-            return Ok(Protocol::Http2);
-        }
-        // A prefix of the preface so far: wait for the rest to arrive.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        Err(_) => tracing::debug!(peer = %client.addr, "no request within the header timeout"),
     }
 }
 
 /// Plain HTTP/1.1: the lean path may serve a first event-stream request
-/// (see [`lean`]); hyper serves everything else, starting with what the lean
-/// path read ahead.
+/// (see [`lean`]); hyper serves everything else, starting with the bytes
+/// read so far (or what the lean path read past its request).
 async fn serve_plain_http1(
     mut stream: WriteDeadline<TcpStream>,
-    addr: SocketAddr,
+    bytes: Vec<u8>,
+    head_len: usize,
+    client: Client,
     context: &Arc<ServerContext>,
 ) {
     let protocol = Protocol::Http1;
     let open = context.metrics.connection_opened(protocol.label());
-    let peer = Peer {
-        addr,
-        protocol: protocol.label(),
-    };
-    let served = lean::serve_first(&mut stream, &context.service, &context.lifecycle, peer).await;
-    let replay = match served {
-        Ok(Outcome::Declined) => Vec::new(),
-        Ok(Outcome::KeepAlive(pipelined)) => pipelined,
-        Ok(Outcome::Close) => return,
-        Err(err) => {
-            let timed_out = err.kind() == std::io::ErrorKind::TimedOut;
-            return report_failure(timed_out, &err, addr, protocol, context);
+    let replay = if client.probe_only {
+        bytes
+    } else {
+        let peer = client.peer(protocol);
+        let (service, lifecycle) = (&context.service, &context.lifecycle);
+        match lean::serve_first(&mut stream, bytes, head_len, service, lifecycle, peer).await {
+            Ok(Outcome::Declined(bytes)) => bytes,
+            Ok(Outcome::KeepAlive(pipelined)) => pipelined,
+            Ok(Outcome::Close) => return,
+            Err(err) => {
+                let timed_out = err.kind() == std::io::ErrorKind::TimedOut;
+                return report_failure(timed_out, &err, client.addr, protocol, context);
+            }
         }
     };
     let io = TokioIo::new(Replay::new(stream, replay));
-    Box::pin(serve_http(io, protocol, addr, context, open)).await;
+    Box::pin(serve_http(io, protocol, client, context, open)).await;
+}
+
+/// Closes an HTTP/2 connection on a probe slot: probes are served over
+/// HTTP/1.1 only, one request each, so a slot is never held by a connection
+/// that may idle (a stream-less HTTP/2 client would hold it for a deadline).
+fn refuse_http2_probe(client: Client) {
+    tracing::debug!(peer = %client.addr, "HTTP/2 connection closed: at the connection limit only HTTP/1.1 probes are served");
+}
+
+/// Answers 431 (the error envelope) to a head over `--max-head`, then closes.
+async fn refuse_large_head<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, max_head: usize) {
+    let err = ApiError::validation(format!(
+        "the request head (request line and headers) is larger than {max_head} bytes (--max-head)"
+    ))
+    .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    .with_details(serde_json::json!({ "limitBytes": max_head }));
+    let (mut parts, body) = response::error(&err).into_parts();
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let mut answer = lean::encode_head(&parts, Some(body.len() as u64));
+    answer.extend_from_slice(&body);
+    if io.write_all(&answer).await.is_err() || io.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(io.read(&mut sink).await, Ok(1..)) {} };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
 }
 
 async fn serve_http<I>(
     io: I,
     protocol: Protocol,
-    addr: SocketAddr,
+    client: Client,
     context: &Arc<ServerContext>,
     _open: OpenGuard,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let peer = Peer {
-        addr,
-        protocol: protocol.label(),
-    };
+    let peer = client.peer(protocol);
+    let limits = &context.limits;
     let service = context.service.clone();
-    let handler = service_fn(move |request| {
-        let service = service.clone();
-        async move { Ok::<_, Infallible>(service.handle(request, peer).await) }
-    });
-    let result = match protocol {
+    let ended = match protocol {
         Protocol::Http1 => {
+            let handler = service_fn(move |request| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(service.handle(request, peer).await) }
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(context.limits.header_timeout)
+                .header_read_timeout(limits.header_timeout)
+                .max_header_size(limits.max_head_bytes)
+                .max_buf_size(limits.max_head_bytes)
+                .keep_alive(!client.probe_only)
                 .serve_connection(io, handler)
                 .with_upgrades();
-            drive(connection, &context.lifecycle).await
+            drive(connection, &context.lifecycle, std::future::pending()).await
         }
         Protocol::Http2 => {
+            let streams = StreamWatch::new();
+            let watched = streams.clone();
+            let handler = service_fn(move |request| {
+                let service = service.clone();
+                let guard = watched.open();
+                async move {
+                    let response = service.handle(request, peer).await;
+                    Ok::<_, Infallible>(response.map(|body| guard.watch_body(body)))
+                }
+            });
             let connection = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .keep_alive_interval(H2_KEEPALIVE)
+                .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
                 .serve_connection(io, handler);
-            drive(connection, &context.lifecycle).await
+            let deadlines = h2_deadlines(client, limits);
+            drive(connection, &context.lifecycle, streams.verdict(deadlines)).await
         }
     };
-    if let Err(err) = result {
-        report_failure(is_write_timeout(&err), &err, addr, protocol, context);
+    match ended {
+        Ended::Closed(Ok(())) => {}
+        Ended::Closed(Err(err)) => {
+            report_failure(is_write_timeout(&err), &err, client.addr, protocol, context)
+        }
+        Ended::Stalled => report_failure(
+            true,
+            &"a response waited for HTTP/2 flow-control window",
+            client.addr,
+            protocol,
+            context,
+        ),
+    }
+}
+
+/// The quiet and stall deadlines of an HTTP/2 connection.
+fn h2_deadlines(client: Client, limits: &HttpLimits) -> Deadlines {
+    Deadlines {
+        first_request: client.first_request_deadline(limits),
+        idle: limits.idle_timeout,
+        write: limits.write_timeout,
     }
 }
 
@@ -309,12 +431,35 @@ where
     }
 }
 
-/// Runs a connection to its end; when stopping begins, lets in-flight requests finish.
-async fn drive<C: Drainable>(connection: C, lifecycle: &Lifecycle) -> hyper::Result<()> {
+/// How a connection ended.
+enum Ended {
+    /// hyper finished it (cleanly or with an error).
+    Closed(hyper::Result<()>),
+    /// Its watchdog cut it: a response stalled by flow control.
+    Stalled,
+}
+
+/// Runs a connection to its end; when stopping begins or the watchdog finds
+/// it idle, lets in-flight requests finish; a stall cuts it at once.
+async fn drive<C: Drainable>(
+    connection: C,
+    lifecycle: &Lifecycle,
+    watchdog: impl Future<Output = Verdict>,
+) -> Ended {
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
-        result = connection.as_mut() => return result,
+        result = connection.as_mut() => return Ended::Closed(result),
         () = lifecycle.stopping() => connection.as_mut().drain(),
+        verdict = watchdog => match verdict {
+            Verdict::Idle => {
+                connection.as_mut().drain();
+                // A graceful HTTP/2 close waits for the client to acknowledge
+                // a ping; one that never reads would keep it open.
+                let closed = tokio::time::timeout(IDLE_CLOSE_GRACE, connection).await;
+                return Ended::Closed(closed.unwrap_or(Ok(())));
+            }
+            Verdict::Stalled => return Ended::Stalled,
+        },
     }
-    connection.await
+    Ended::Closed(connection.await)
 }

@@ -3,7 +3,9 @@
 //!
 //! Invariants: every response carries `x-request-id`; every failure is the
 //! error envelope; a panicking handler yields a 500 and the connection and
-//! server keep serving; query strings are never logged (they may carry tickets).
+//! server keep serving; query strings are never logged (they may carry tickets);
+//! a connection on a probe slot (see [`super::admission`]) is served only
+//! [`PROBE_PATHS`], anything else gets 503 with `Retry-After`.
 
 use super::router::{Lookup, Router};
 use super::{Request, Response, response};
@@ -25,6 +27,12 @@ const REQUEST_ID: &str = "x-request-id";
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// Metrics label for requests that matched no route.
 const UNMATCHED: &str = "unmatched";
+/// Metrics label for requests refused because the server is at its connection limit.
+const AT_CONNECTION_LIMIT: &str = "connection-limit";
+/// The routes a connection beyond `--max-connections` is served.
+pub const PROBE_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// `Retry-After` (seconds) of a request refused at the connection limit.
+const AT_LIMIT_RETRY_AFTER: &str = "1";
 
 /// Where a request came from, for logs.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +41,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// `http1` or `h2`.
     pub protocol: &'static str,
+    /// The connection holds a probe slot: only [`PROBE_PATHS`] are served.
+    pub probe_only: bool,
 }
 
 /// Routes requests and records what happened to them.
@@ -71,7 +81,11 @@ impl HttpService {
         let request_id = self.ids.for_request(&head.headers);
         let method = head.method.clone();
         let path = head.uri.path().to_string();
-        let (route, mut response) = self.dispatch(head, body, request_id.clone()).await;
+        let (route, mut response) = if peer.probe_only && !PROBE_PATHS.contains(&path.as_str()) {
+            (AT_CONNECTION_LIMIT, at_connection_limit())
+        } else {
+            self.dispatch(head, body, request_id.clone()).await
+        };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
@@ -139,6 +153,18 @@ impl HttpService {
             }
         }
     }
+}
+
+/// 503 for a request on a probe slot that is not a probe.
+fn at_connection_limit() -> Response {
+    let err = ApiError::unavailable(
+        "the server is at its connection limit (--max-connections); retry shortly",
+    )
+    .with_header(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(AT_LIMIT_RETRY_AFTER),
+    );
+    response::error(&err)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -10,9 +10,18 @@
 //!
 //! Invariants: the read buffer is small (`--ws-read-buffer`, a few KiB, not
 //! tungstenite's 128 KiB) so idle connections stay cheap; messages over
-//! `--ws-max-message` are refused with 1009; a client that stops answering
+//! `--ws-max-message` are refused with 1009, text that is not UTF-8 with
+//! 1007, protocol violations with 1002; a client that stops answering
 //! pings is dropped; a session never blocks the hub (it reads subscriptions
 //! at its own pace and repairs from the log).
+//!
+//! Backpressure: tungstenite answers every ping with a pong, so a client
+//! that sends pings and reads nothing would make the server queue pongs
+//! without end. The write buffer is bounded (`max_write_buffer_size`), and
+//! [`ReadGate`] stops reading frames while a write is blocked: the client's
+//! own sends then block, nothing more is queued, and once a write has made
+//! no progress for `--write-timeout` the session is closed with 1008 and
+//! counted as a slow client.
 
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
@@ -20,9 +29,13 @@ use crate::lifecycle::Lifecycle;
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
@@ -31,7 +44,7 @@ use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 
 /// The socket a session works on.
-pub type WsSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub type WsSocket = WebSocketStream<ReadGate<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Limits and timing of WebSocket sessions.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +67,135 @@ impl WsSettings {
             // one write per batch of events, not one per event. The buffer grows
             // only when there is something to send.
             .write_buffer_size(WRITE_BUFFER_BYTES)
+            // Room for one reply (an echoed message, an event) beyond the
+            // collected frames; a pong that does not fit waits (replacing any
+            // older pong) instead of growing the buffer.
+            .max_write_buffer_size(WRITE_BUFFER_BYTES + 2 * self.max_message_bytes + 1024)
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))
+    }
+}
+
+/// How a session ends because of a failed read or write: the close frame
+/// to attempt and the reason to count (`tidings_stream_ends_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closing {
+    /// Close code sent to the client.
+    pub code: CloseCode,
+    /// Close reason sent to the client.
+    pub reason: &'static str,
+    /// Metrics label of the end.
+    pub metric: &'static str,
+}
+
+/// What to tell a client whose frames failed to read or write; `None` when
+/// it simply went away (nothing to send).
+pub fn closing_for(err: &WsError) -> Option<Closing> {
+    let closing = |code, reason, metric| {
+        Some(Closing {
+            code,
+            reason,
+            metric,
+        })
+    };
+    match err {
+        WsError::Capacity(_) => closing(CloseCode::Size, "message too big", "too-big"),
+        WsError::Utf8(_) => closing(CloseCode::Invalid, "text frames must be UTF-8", "invalid"),
+        WsError::Protocol(_) => closing(CloseCode::Protocol, "WebSocket protocol error", "invalid"),
+        WsError::WriteBufferFull(_) => slow_client(),
+        WsError::Io(io) => closing_for_io(io),
+        _ => None,
+    }
+}
+
+/// Like [`closing_for`], for errors of writes made past tungstenite.
+pub fn closing_for_io(err: &std::io::Error) -> Option<Closing> {
+    (err.kind() == std::io::ErrorKind::TimedOut)
+        .then(slow_client)
+        .flatten()
+}
+
+fn slow_client() -> Option<Closing> {
+    Some(Closing {
+        code: CloseCode::Policy,
+        reason: "the client stopped reading; disconnected after the write timeout",
+        metric: "slow-client",
+    })
+}
+
+/// An upgraded socket that reads nothing while a write is blocked: a peer
+/// that does not read what we send (pongs included) cannot make us queue
+/// answers to what it keeps sending.
+///
+/// Invariant: a blocked write registered the task's waker with the socket,
+/// so the task wakes when the write can progress (or its deadline fails it)
+/// and reading resumes after the write went through.
+pub struct ReadGate<I> {
+    inner: I,
+    write_blocked: bool,
+}
+
+impl<I> ReadGate<I> {
+    fn new(inner: I) -> Self {
+        Self {
+            inner,
+            write_blocked: false,
+        }
+    }
+
+    fn track<T>(&mut self, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        self.write_blocked = poll.is_pending();
+        poll
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for ReadGate<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.write_blocked {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for ReadGate<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.track(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.track(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.track(poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -77,7 +217,7 @@ where
     lifecycle.spawn_session(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
+                let io = ReadGate::new(TokioIo::new(upgraded));
                 let socket = WebSocketStream::from_raw_socket(
                     io,
                     Role::Server,
@@ -188,7 +328,10 @@ impl FrameBatch {
         if self.bytes.is_empty() {
             return Ok(());
         }
-        socket.flush().await.map_err(std::io::Error::other)?;
+        socket.flush().await.map_err(|err| match err {
+            WsError::Io(io) => io,
+            other => std::io::Error::other(other),
+        })?;
         socket.get_mut().write_all(&self.bytes).await?;
         self.bytes.clear();
         Ok(())

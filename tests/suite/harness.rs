@@ -28,6 +28,7 @@ pub struct ServerBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     grace: Duration,
+    fd_limit: Option<u64>,
 }
 
 impl ServerBuilder {
@@ -46,6 +47,12 @@ impl ServerBuilder {
     /// Sets an environment variable for the process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts the process with RLIMIT_NOFILE (soft and hard) set to `limit`.
+    pub fn fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
         self
     }
 
@@ -73,6 +80,9 @@ impl ServerBuilder {
             .stderr(Stdio::piped());
         for (key, value) in &self.envs {
             command.env(key, value);
+        }
+        if let Some(limit) = self.fd_limit {
+            limit_fds(&mut command, limit);
         }
         command
     }
@@ -129,6 +139,25 @@ impl ServerBuilder {
             .read_to_string(&mut stderr)
             .unwrap();
         (status, stderr)
+    }
+}
+
+/// Sets RLIMIT_NOFILE of the child to `limit` before it runs.
+fn limit_fds(command: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 
@@ -199,6 +228,7 @@ impl Server {
             args: Vec::new(),
             envs: Vec::new(),
             grace: DEFAULT_GRACE,
+            fd_limit: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod discussions;
 mod durability;
 mod errors;
 mod full_disk;
+mod hostile;
 mod idempotency;
 mod lean;
 mod ops;

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::StreamMap;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use ulid::Ulid;
 
@@ -121,6 +120,13 @@ enum End {
     Close(CloseCode, &'static str, &'static str),
 }
 
+impl End {
+    /// The end after a failed read or write (see [`ws::closing_for`]).
+    fn after_error(closing: Option<ws::Closing>) -> Self {
+        closing.map_or(Self::Client, |c| Self::Close(c.code, c.reason, c.metric))
+    }
+}
+
 impl Session {
     async fn run(mut self) {
         let end = self.serve().await;
@@ -160,10 +166,7 @@ impl Session {
                     last_heard = Instant::now();
                     match incoming {
                         None | Some(Ok(Message::Close(_))) => return End::Client,
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                            return End::Close(CloseCode::Size, "message too big", "too-big");
-                        }
-                        Some(Err(_)) => return End::Client,
+                        Some(Err(err)) => return End::after_error(ws::closing_for(&err)),
                         Some(Ok(Message::Text(text))) => {
                             if let Err(end) = self.handle(text.as_str()).await {
                                 return end;
@@ -184,8 +187,8 @@ impl Session {
                     if last_heard.elapsed() > interval * 2 {
                         return End::Close(CloseCode::Away, "no answer to pings", "keepalive");
                     }
-                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
-                        return End::Client;
+                    if let Err(err) = self.socket.send(Message::Ping(Bytes::new())).await {
+                        return End::after_error(ws::closing_for(&err));
                     }
                 }
             }
@@ -223,7 +226,7 @@ impl Session {
         batch
             .write_to(&mut self.socket)
             .await
-            .map_err(|_| End::Client)
+            .map_err(|err| End::after_error(ws::closing_for_io(&err)))
     }
 
     /// On a busy session, waits out the write interval, then takes what arrived
@@ -242,7 +245,7 @@ impl Session {
         self.socket
             .send(Message::Text(value.to_string().into()))
             .await
-            .map_err(|_| End::Client)
+            .map_err(|err| End::after_error(ws::closing_for(&err)))
     }
 
     async fn handle(&mut self, text: &str) -> Result<(), End> {
