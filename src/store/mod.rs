@@ -49,8 +49,9 @@ const MIGRATIONS: &[Migration] = &[];
 #[derive(Debug)]
 pub struct StoreError {
     message: String,
-    /// The store is closed while the writer recovers it: a passing state.
-    closed: bool,
+    /// The store is closed while the writer recovers it, or the disk failed
+    /// an I/O: passing states that a retry can get past.
+    transient: bool,
 }
 
 impl StoreError {
@@ -58,7 +59,7 @@ impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            closed: false,
+            transient: false,
         }
     }
 
@@ -66,14 +67,15 @@ impl StoreError {
     fn closed() -> Self {
         Self {
             message: "the store is closed while it recovers".into(),
-            closed: true,
+            transient: true,
         }
     }
 
     /// The API error for a failed operation described by `context`: 503
-    /// with `Retry-After` while the store recovers, else 500 `INTERNAL`.
+    /// with `Retry-After` while the store recovers or after an I/O error
+    /// (a full disk), else 500 `INTERNAL`.
     pub fn into_api(self, context: &str) -> ApiError {
-        if self.closed {
+        if self.transient {
             ApiError::new(
                 ErrorCode::ServiceUnavailable,
                 format!("{context}: {}; retry shortly", self.message),
@@ -96,7 +98,10 @@ impl std::fmt::Display for StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(err: sled::Error) -> Self {
-        Self::new(err.to_string())
+        Self {
+            transient: matches!(err, sled::Error::Io(_)),
+            message: err.to_string(),
+        }
     }
 }
 

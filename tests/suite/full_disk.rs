@@ -96,7 +96,7 @@ async fn the_store_recovers_by_itself_once_a_full_disk_has_space_again() {
         }
     }
     let refused = refused.expect("a 20 MiB disk fills up");
-    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.status(), 503, "{:?}", refused.headers());
     assert!(
         refused.headers().contains_key("retry-after"),
         "503 carries Retry-After"
