@@ -4,7 +4,7 @@
 //! releases its ticket, `/readyz` never floods the writer, and the queue is
 //! bounded by bytes.
 
-use crate::clients::{SseReader, admin_key, all_events, publish, publish_raw, topic_path};
+use crate::clients::{SseReader, admin_key, all_events, history, publish, publish_raw, topic_path};
 use crate::harness::{Server, json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -32,6 +32,17 @@ async fn assert_refused(response: reqwest::Response) -> Value {
     let body = json(response).await;
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE", "{body}");
     body
+}
+
+/// Asserts the server exits non-zero within 10 s, logging `reason`.
+fn assert_exits_failing(server: &mut Server, reason: &str) {
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        server.stderr().contains(reason),
+        "the reason is logged:\n{}",
+        server.stderr()
+    );
 }
 
 /// Publishes `data` until it is accepted (every refusal a proper 503), within 10 s.
@@ -143,13 +154,7 @@ async fn a_writer_thread_that_dies_ends_the_process_with_a_failure() {
         .post(server.url("/__test/writer/panic"))
         .send();
     let _ = tokio::time::timeout(Duration::from_secs(5), arming).await;
-    let status = server.wait_exit(Duration::from_secs(10));
-    assert!(!status.success(), "exit status {status}");
-    assert!(
-        server.stderr().contains("writer thread panicked"),
-        "the reason is logged:\n{}",
-        server.stderr()
-    );
+    assert_exits_failing(&mut server, "writer thread panicked");
 }
 
 #[tokio::test]
@@ -172,13 +177,7 @@ async fn a_store_that_cannot_recover_ends_the_process_with_a_failure() {
     )
     .await;
     assert_refused(failed).await;
-    let status = server.wait_exit(Duration::from_secs(10));
-    assert!(!status.success(), "exit status {status}");
-    assert!(
-        server.stderr().contains("did not recover"),
-        "the reason is logged:\n{}",
-        server.stderr()
-    );
+    assert_exits_failing(&mut server, "did not recover");
 }
 
 #[tokio::test]
@@ -198,13 +197,7 @@ async fn reads_while_the_store_recovers_are_503_with_retry_after() {
     )
     .await;
     assert_refused(failed).await;
-    let history = client
-        .get(server.url(&format!("/api/v1/topics/{}/events", topic_path(topic))))
-        .header("x-api-key", admin_key(&server))
-        .send()
-        .await
-        .unwrap();
-    let body = assert_refused(history).await;
+    let body = assert_refused(history(&server, topic, "").await).await;
     assert!(
         body["error"]["message"]
             .as_str()

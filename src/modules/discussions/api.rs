@@ -193,17 +193,28 @@ struct ReasonInput {
     reason: Option<String>,
 }
 
+/// Who acts, the idempotency claim and the optional `{"reason"}` body of a
+/// write to `operation` (moderation, lifecycle).
+async fn reason_write(
+    api: &DiscussionsApi,
+    request: &mut Request,
+    operation: &str,
+) -> Result<(Actor, Option<Claim>, ReasonInput), ApiError> {
+    let (principal, actor) = api.writer_of(request)?;
+    let mut body: Value = request.json_or_default().await?;
+    let claim = api.claim(request, &principal, operation, &mut body)?;
+    let input = input::<Option<ReasonInput>>(body)?.unwrap_or_default();
+    Ok((actor, claim, input))
+}
+
 /// `POST /api/v1/discussions/{discussionId}/lock|unlock|archive`
 pub(super) async fn lifecycle(
     api: Arc<DiscussionsApi>,
     mut request: Request,
     action: Lifecycle,
 ) -> Result<Response, ApiError> {
-    let (principal, actor) = api.writer_of(&request)?;
     let id = discussion_id(&request)?;
-    let mut body: Value = request.json_or_default().await?;
-    let claim = api.claim(&request, &principal, "discussions.lifecycle", &mut body)?;
-    let input: ReasonInput = input::<Option<_>>(body)?.unwrap_or_default();
+    let (actor, claim, input) = reason_write(&api, &mut request, "discussions.lifecycle").await?;
     api.act(
         actor,
         claim,
@@ -338,11 +349,8 @@ pub(super) async fn moderate(
     mut request: Request,
     action: Moderate,
 ) -> Result<Response, ApiError> {
-    let (principal, actor) = api.writer_of(&request)?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let mut body: Value = request.json_or_default().await?;
-    let claim = api.claim(&request, &principal, "discussions.moderate", &mut body)?;
-    let input: ReasonInput = input::<Option<_>>(body)?.unwrap_or_default();
+    let (actor, claim, input) = reason_write(&api, &mut request, "discussions.moderate").await?;
     api.act(
         actor,
         claim,
