@@ -153,6 +153,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_MAX_HEAD", default_value = "64KiB", value_parser = parse_byte_size)]
     pub max_head: u64,
 
+    /// Streams one HTTP/2 connection may have open at once (each may carry a
+    /// request body of up to --max-body while it is read).
+    #[arg(long, env = "TIDINGS_H2_MAX_STREAMS", default_value_t = 32)]
+    pub h2_max_streams: u32,
+
     /// An HTTP/2 connection with no open stream is closed after this long (its first
     /// request must come within --header-timeout).
     #[arg(long, env = "TIDINGS_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -463,6 +468,8 @@ pub struct HttpLimits {
     pub max_head_bytes: usize,
     /// How long an HTTP/2 connection may stay without an open stream.
     pub idle_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_streams: u32,
 }
 
 impl ServeArgs {
@@ -522,6 +529,7 @@ impl ServeArgs {
                 per_ip_limit_loopback: self.per_ip_limit_loopback,
                 max_head_bytes: usize::try_from(self.max_head).unwrap_or(usize::MAX),
                 idle_timeout: self.idle_timeout.max(Duration::from_millis(100)),
+                h2_max_streams: self.h2_max_streams.max(1),
             },
             shutdown_grace: self.shutdown_grace,
             drain_delay: self.drain_delay,

@@ -240,7 +240,7 @@ impl Record {
 
 /// Runs `write` in `change` and records its reply under `claim`; or, when
 /// the claim's key already has a live record, returns that reply (marked
-/// replayed) without writing, or 409 when the record is of another request.
+/// replayed) writing nothing new (the record is rewritten unchanged), or 409 when the record is of another request.
 /// Without a claim, just runs `write`.
 pub fn protect(
     claim: Option<&Claim>,

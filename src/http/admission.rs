@@ -211,6 +211,7 @@ mod tests {
             per_ip_limit_loopback: loopback,
             max_head_bytes: 8192,
             idle_timeout: Duration::from_secs(1),
+            h2_max_streams: 8,
         }
     }
 

@@ -347,6 +347,7 @@ async fn serve_http<I>(
                 .timer(TokioTimer::new())
                 .keep_alive_interval(H2_KEEPALIVE)
                 .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+                .max_concurrent_streams(limits.h2_max_streams)
                 .serve_connection(io, handler);
             let deadlines = h2_deadlines(client, limits);
             drive(connection, &context.lifecycle, streams.verdict(deadlines)).await

@@ -230,6 +230,7 @@ impl Hub {
                     woken.push(channel.clone());
                 }
             }
+            self.enforce_total(&channels);
         }
         for channel in woken {
             channel.notify.notify_waiters();
@@ -237,17 +238,38 @@ impl Hub {
     }
 
     /// Appends `event` to a ring, then drops its oldest events while it is
-    /// over a bound (its own count or bytes, or all rings' bytes).
+    /// over its own bounds (count or bytes).
     fn append(&self, ring: &mut Ring, event: &Arc<LogEvent>) {
         let charge = ring::footprint(event);
         ring.push(event.clone(), charge);
         self.ring_bytes.fetch_add(charge, Ordering::Relaxed);
-        while ring.len() > self.limits.topic_events
-            || ring.bytes() > self.limits.topic_bytes
-            || self.ring_bytes.load(Ordering::Relaxed) > self.limits.total_bytes
-        {
+        while ring.len() > self.limits.topic_events || ring.bytes() > self.limits.topic_bytes {
             let Some(freed) = ring.pop_front() else { break };
             self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps all rings together within `--hub-buffer-bytes` by dropping the
+    /// oldest events of the ring holding the most bytes: a topic filled with
+    /// large events gives way first, so it cannot empty the small rings of
+    /// other topics (or tenants). Subscribers of a trimmed ring repair from
+    /// the log. Takes one ring lock at a time.
+    fn enforce_total(&self, channels: &HashMap<TopicRef, Arc<Channel>>) {
+        while self.ring_bytes.load(Ordering::Relaxed) > self.limits.total_bytes {
+            let Some(largest) = channels
+                .values()
+                .max_by_key(|channel| channel.lock().bytes())
+            else {
+                return;
+            };
+            let mut ring = largest.lock();
+            if ring.bytes() == 0 {
+                return;
+            }
+            while self.ring_bytes.load(Ordering::Relaxed) > self.limits.total_bytes {
+                let Some(freed) = ring.pop_front() else { break };
+                self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
+            }
         }
     }
 
@@ -410,6 +432,37 @@ mod tests {
             2,
             "subscribers a few events later are served from the same pages"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_topic_filling_the_hub_gives_way_before_the_small_ring_of_another() {
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 1024,
+            topic_bytes: 1 << 20,
+            total_bytes: 64 * 1024,
+            readers: 2,
+        });
+        let big = TopicRef::new(uuid::Uuid::nil(), "big").unwrap();
+        let small = TopicRef::new(uuid::Uuid::new_v4(), "small").unwrap();
+        let _big_subscriber = hub.subscribe(big.clone(), Start::Live);
+        let _small_subscriber = hub.subscribe(small.clone(), Start::Live);
+        let filler = "x".repeat(256);
+        for n in 0..400 {
+            append(&writer, &big, vec![json!({ "n": n, "filler": filler })]).await;
+            assert!(hub.stats().ring_bytes <= 64 * 1024);
+        }
+        // The rings are full of the large topic's events: the small one's
+        // event must push those out, not itself.
+        let note = "y".repeat(2048);
+        append(&writer, &small, vec![json!({ "n": 1, "note": note })]).await;
+        assert!(hub.stats().ring_bytes <= 64 * 1024);
+        let channels = hub.channels();
+        assert_eq!(
+            channels[&small].lock().len(),
+            1,
+            "the small ring kept its event"
+        );
+        assert!(channels[&big].lock().len() < 400, "the large ring gave way");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

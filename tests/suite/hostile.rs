@@ -241,6 +241,26 @@ async fn idle_http2_over_tls_is_closed_too() {
 }
 
 #[tokio::test]
+async fn an_http2_connection_may_open_at_most_h2_max_streams_streams() {
+    let server = Server::builder().args(&["--h2-max-streams", "5"]).start();
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let (sender, connection) = h2::client::Builder::new()
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let request = http::Request::get(server.url("/healthz")).body(()).unwrap();
+    let (response, _) = sender.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(
+        sender.current_max_send_streams(),
+        5,
+        "the server's SETTINGS bound the streams of one connection"
+    );
+}
+
+#[tokio::test]
 async fn an_http2_stream_stalled_by_flow_control_is_cut_by_the_write_timeout() {
     let server = Server::builder()
         .args(&["--write-timeout", "2s", "--idle-timeout", "60s"])

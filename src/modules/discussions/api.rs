@@ -213,8 +213,8 @@ pub(super) async fn lifecycle(
     mut request: Request,
     action: Lifecycle,
 ) -> Result<Response, ApiError> {
-    let id = discussion_id(&request)?;
     let (actor, claim, input) = reason_write(&api, &mut request, "discussions.lifecycle").await?;
+    let id = discussion_id(&request)?;
     api.act(
         actor,
         claim,
@@ -349,8 +349,8 @@ pub(super) async fn moderate(
     mut request: Request,
     action: Moderate,
 ) -> Result<Response, ApiError> {
-    let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
     let (actor, claim, input) = reason_write(&api, &mut request, "discussions.moderate").await?;
+    let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
     api.act(
         actor,
         claim,

@@ -171,6 +171,9 @@ impl Dispatcher {
             return Step::Idle;
         }
         let id = lane.endpoint;
+        // Read before the row: a row of a failed group read just before the
+        // store closed must not pass against a mark raised after recovery.
+        let durable = self.parts.writer.durable_mark();
         let row = match self
             .parts
             .store
@@ -184,7 +187,7 @@ impl Dispatcher {
                 return Step::Pause(TROUBLE_PAUSE);
             }
         };
-        if row.delivery.event_id > self.parts.writer.durable_mark() {
+        if row.delivery.event_id > durable {
             // Staged by a group not durable (yet): its after-commit hook pokes
             // the lane once it is; a failed group's row is undone instead.
             return Step::Pause(TROUBLE_PAUSE);
