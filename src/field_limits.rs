@@ -2,9 +2,11 @@
 //! they produce.
 //!
 //! Invariants: a limit counts UTF-8 bytes (what the store and every reader
-//! pay for); a string over its limit is refused with 400 `VALIDATION_ERROR`
-//! whose `details` name the field and the limit
-//! (`{"field","maxBytes","actualBytes"}`), before anything is written.
+//! pay for), or characters where a product limit is stated in characters
+//! (discussion titles, comments, names); a string over its limit is refused
+//! with 400 `VALIDATION_ERROR` whose `details` name the field and the limit
+//! (`{"field","maxBytes","actualBytes"}` or `{"field","maxChars","actualChars"}`),
+//! before anything is written.
 
 use crate::error::ApiError;
 use serde_json::json;
@@ -19,6 +21,18 @@ pub fn check_len(field: &str, value: &str, max_bytes: usize) -> Result<(), ApiEr
             json!({ "field": field, "maxBytes": max_bytes, "actualBytes": value.len() }),
         ),
     )
+}
+
+/// 400 unless `value` is at most `max_chars` characters long.
+pub fn check_chars(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    let length = value.chars().count();
+    if length <= max_chars {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "`{field}` is {length} characters; the most is {max_chars}"
+    ))
+    .with_details(json!({ "field": field, "maxChars": max_chars, "actualChars": length })))
 }
 
 /// [`check_len`] for an optional value (absent passes).

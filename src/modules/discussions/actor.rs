@@ -135,7 +135,7 @@ impl Actor {
     /// 400 when it is longer than [`MAX_DISPLAY_NAME`].
     pub fn with_display_name(mut self, name: Option<String>) -> Result<Self, ApiError> {
         if let (Some(reader), Some(name)) = (self.reader.as_mut(), name) {
-            super::model::limit_chars("displayName", &name, MAX_DISPLAY_NAME)?;
+            crate::field_limits::check_chars("displayName", &name, MAX_DISPLAY_NAME)?;
             reader.display_name = Some(name);
         }
         Ok(self)
@@ -158,7 +158,7 @@ impl Actor {
 fn reader_ref(external_id: &str, display_name: Option<&str>) -> Result<ReaderRef, ApiError> {
     super::model::require_text("externalUserId", external_id, MAX_EXTERNAL_USER_ID, false)?;
     if let Some(name) = display_name {
-        super::model::limit_chars("displayName", name, MAX_DISPLAY_NAME)?;
+        crate::field_limits::check_chars("displayName", name, MAX_DISPLAY_NAME)?;
     }
     Ok(ReaderRef {
         external_id: external_id.to_string(),

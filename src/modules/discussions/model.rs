@@ -213,7 +213,7 @@ pub fn require_text(field: &str, value: &str, max: usize, multiline: bool) -> Re
         return Err(ApiError::validation(format!("`{field}` must not be empty"))
             .with_details(json!({ "field": field })));
     }
-    limit_chars(field, value, max)?;
+    crate::field_limits::check_chars(field, value, max)?;
     let allowed = |c: char| !c.is_control() || (multiline && matches!(c, '\n' | '\t' | '\r'));
     if !value.chars().all(allowed) {
         return Err(
@@ -222,19 +222,6 @@ pub fn require_text(field: &str, value: &str, max: usize, multiline: bool) -> Re
         );
     }
     Ok(())
-}
-
-/// 400 when `value` is longer than `max` characters; `details` name the
-/// field and the limit (`{"field","maxChars","actualChars"}`).
-pub fn limit_chars(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    let length = value.chars().count();
-    if length <= max {
-        return Ok(());
-    }
-    Err(ApiError::validation(format!(
-        "`{field}` is {length} characters; the most is {max}"
-    ))
-    .with_details(json!({ "field": field, "maxChars": max, "actualChars": length })))
 }
 
 /// Decodes a stored record.
