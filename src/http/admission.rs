@@ -7,7 +7,10 @@
 //! (see `server`: it gets a short deadline and no HTTP/2). When both are
 //! taken, new connections wait in the kernel's backlog. A client address
 //! holding `--max-connections-per-ip` connections has further ones closed at
-//! once (loopback is exempt unless `--per-ip-limit-loopback`).
+//! once (loopback is exempt unless `--per-ip-limit-loopback`). An IPv6
+//! client counts by its /64 network, the block one subscriber (or one cloud
+//! instance) gets: a single client cannot escape the cap by rotating through
+//! the addresses of its own network.
 //!
 //! The default of `--max-connections` comes from the open-file limit (see
 //! [`default_max_connections`]), so accepting never fails with "too many open
@@ -163,10 +166,16 @@ impl PerAddress {
     }
 }
 
-/// An IPv4 client seen through an IPv6 socket counts as its IPv4 address.
+/// The address a connection counts against: an IPv4 client seen through an
+/// IPv6 socket as its IPv4 address, an IPv6 client as its /64 network
+/// (loopback `::1` stays itself).
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V6(v6) if v6.is_loopback() => address,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            IpAddr::V4,
+        ),
         v4 => v4,
     }
 }
@@ -228,6 +237,23 @@ mod tests {
         drop(first);
         let slot = admission.slot().await;
         assert_eq!(slot.class, Class::Regular);
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_count_by_their_64_network() {
+        let admission = Admission::new(&limits(10, 0, 2, false));
+        let first: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let second: IpAddr = "2001:db8:1:2:ffff::b".parse().unwrap();
+        let _one = admission.admit(admission.slot().await, first).unwrap();
+        let _two = admission.admit(admission.slot().await, second).unwrap();
+        let third: IpAddr = "2001:db8:1:2:1234:5678:9abc:def0".parse().unwrap();
+        assert!(
+            admission.admit(admission.slot().await, third).is_none(),
+            "a third address of the same /64 is over the cap"
+        );
+        let elsewhere: IpAddr = "2001:db8:1:3::a".parse().unwrap();
+        assert!(admission.admit(admission.slot().await, elsewhere).is_some());
+        assert!(canonical("::1".parse().unwrap()).is_loopback());
     }
 
     #[tokio::test]
