@@ -47,6 +47,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
     method: String,
@@ -74,6 +79,7 @@ pub struct Metrics {
     resident_memory: Gauge<u64, AtomicU64>,
     open_fds: Gauge,
     connections: Family<ProtocolLabels, Gauge>,
+    connections_refused: Family<RefusalLabels, Counter>,
     streams: Family<TransportLabels, Gauge>,
     stream_ends: Family<ReasonLabels, Counter>,
     hub_subscriptions: Gauge,
@@ -216,6 +222,12 @@ impl Metrics {
             "Webhook endpoints disabled because their deliveries kept failing",
             webhook_disabled.clone(),
         );
+        let connections_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "tidings_connections_refused",
+            "Connections closed unserved: per-ip (the address is at --max-connections-per-ip), probe-http2 (HTTP/2 on a probe slot)",
+            connections_refused.clone(),
+        );
         let writer = WriterSeries::register(&mut registry);
         Self {
             writer,
@@ -223,6 +235,7 @@ impl Metrics {
             resident_memory,
             open_fds,
             connections,
+            connections_refused,
             streams,
             stream_ends,
             hub_subscriptions,
@@ -247,6 +260,13 @@ impl Metrics {
     /// Counts an endpoint disabled for failing continuously.
     pub fn webhook_endpoint_disabled(&self) {
         self.webhook_disabled.inc();
+    }
+
+    /// Counts a connection closed unserved, by `reason` (`per-ip`, `probe-http2`).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     /// Counts a connection as open until the returned guard drops.

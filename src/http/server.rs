@@ -136,6 +136,7 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTr
                     tracker.spawn(serve_connection(stream, addr, context.clone(), ticket));
                 }
                 None => {
+                    context.metrics.connection_refused("per-ip");
                     tracing::debug!(peer = %addr, "connection closed: its address holds --max-connections-per-ip")
                 }
             },
@@ -186,7 +187,7 @@ async fn serve_plain(
         Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
             serve_plain_http1(stream, bytes, head_len, client, context).await
         }
-        Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client),
+        Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client, &context),
         Ok(Ok(FirstBytes::Http2(bytes))) => {
             let protocol = Protocol::Http2;
             let open = context.metrics.connection_opened(protocol.label());
@@ -220,7 +221,7 @@ async fn serve_tls(
     };
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         if client.probe_only {
-            return refuse_http2_probe(client);
+            return refuse_http2_probe(client, &context);
         }
         let open = context.metrics.connection_opened(Protocol::Http2.label());
         return serve_http(TokioIo::new(tls), Protocol::Http2, client, context, open).await;
@@ -275,7 +276,8 @@ async fn serve_plain_http1(
 /// Closes an HTTP/2 connection on a probe slot: probes are served over
 /// HTTP/1.1 only, one request each, so a slot is never held by a connection
 /// that may idle (a stream-less HTTP/2 client would hold it for a deadline).
-fn refuse_http2_probe(client: Client) {
+fn refuse_http2_probe(client: Client, context: &ServerContext) {
+    context.metrics.connection_refused("probe-http2");
     tracing::debug!(peer = %client.addr, "HTTP/2 connection closed: at the connection limit only HTTP/1.1 probes are served");
 }
 

@@ -484,4 +484,8 @@ async fn the_per_ip_cap_refuses_connections_beyond_it() {
         },
     )
     .await;
+    let refused = server
+        .metric("tidings_connections_refused_total{reason=\"per-ip\"}")
+        .await;
+    assert!(refused >= 1.0, "refusals are counted ({refused})");
 }
