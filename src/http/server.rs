@@ -187,7 +187,7 @@ async fn serve_plain(
         Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
             serve_plain_http1(stream, bytes, head_len, client, context).await
         }
-        Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client, &context),
+        Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client, context),
         Ok(Ok(FirstBytes::Http2(bytes))) => {
             let protocol = Protocol::Http2;
             let open = context.metrics.connection_opened(protocol.label());
@@ -221,7 +221,7 @@ async fn serve_tls(
     };
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         if client.probe_only {
-            return refuse_http2_probe(client, &context);
+            return refuse_http2_probe(client, context);
         }
         let open = context.metrics.connection_opened(Protocol::Http2.label());
         return serve_http(TokioIo::new(tls), Protocol::Http2, client, context, open).await;
