@@ -3,7 +3,8 @@
 //!
 //! Each topic with subscribers has a [`Channel`]: a ring of the most recent
 //! events ([`ring`], bounded by `--topic-buffer` events, `--topic-buffer-bytes`
-//! per topic and `--hub-buffer-bytes` for all rings together), a `Notify`, and
+//! per topic and `--hub-buffer-bytes` for all rings together, which the
+//! largest ring gives way to first), a `Notify`, and
 //! a few recent log pages its subscribers share ([`replay`]). Publishing
 //! appends each event once (an `Arc`, so every subscriber shares the same
 //! bytes) and wakes the waiting subscribers; each subscriber
