@@ -80,6 +80,7 @@ pub struct Metrics {
     open_fds: Gauge,
     connections: Family<ProtocolLabels, Gauge>,
     connections_refused: Family<RefusalLabels, Counter>,
+    idempotent_replays: Counter,
     streams: Family<TransportLabels, Gauge>,
     stream_ends: Family<ReasonLabels, Counter>,
     hub_subscriptions: Gauge,
@@ -228,6 +229,12 @@ impl Metrics {
             "Connections closed unserved: per-ip (the address is at --max-connections-per-ip), probe-http2 (HTTP/2 on a probe slot)",
             connections_refused.clone(),
         );
+        let idempotent_replays = Counter::default();
+        registry.register(
+            "tidings_idempotent_replays",
+            "Writes answered with the recorded reply of an earlier request with the same idempotency key",
+            idempotent_replays.clone(),
+        );
         let writer = WriterSeries::register(&mut registry);
         Self {
             writer,
@@ -236,6 +243,7 @@ impl Metrics {
             open_fds,
             connections,
             connections_refused,
+            idempotent_replays,
             streams,
             stream_ends,
             hub_subscriptions,
@@ -267,6 +275,11 @@ impl Metrics {
         self.connections_refused
             .get_or_create(&RefusalLabels { reason })
             .inc();
+    }
+
+    /// Counts a write answered by replaying its idempotency record.
+    pub fn idempotent_replay(&self) {
+        self.idempotent_replays.inc();
     }
 
     /// Counts a connection as open until the returned guard drops.

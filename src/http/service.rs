@@ -93,6 +93,12 @@ impl HttpService {
         let status = response.status().as_u16();
         self.metrics
             .observe_request(route, method.as_str(), status, elapsed);
+        if response
+            .headers()
+            .contains_key(crate::idempotency::REPLAYED_HEADER)
+        {
+            self.metrics.idempotent_replay();
+        }
         tracing::info!(
             target: "tidings::access",
             request_id = %request_id,

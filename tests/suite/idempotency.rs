@@ -377,6 +377,11 @@ async fn a_websocket_publish_retried_with_its_key_writes_once() {
     );
     assert_eq!(over_rest.body["data"], first["event"]);
     assert_eq!(all_events(&server, "chat").await.len(), 1);
+    assert_eq!(
+        server.metric("tidings_idempotent_replays_total").await,
+        2.0,
+        "the WebSocket and the REST replay are counted"
+    );
 }
 
 #[tokio::test]

@@ -342,6 +342,7 @@ impl Session {
         let mut published = json!({ "op": "published", "event": published_event(&reply) });
         if reply.replayed {
             published["replayed"] = Value::Bool(true);
+            self.api.metrics.idempotent_replay();
         }
         Ok(with_ref(published, reference))
     }
