@@ -276,3 +276,26 @@ impl WsClient {
         }
     }
 }
+
+/// A discussions write with the admin key, for reader `user` when given;
+/// asserts success and returns `data`.
+pub async fn discussion_post(
+    server: &Server,
+    path: &str,
+    user: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut request = server
+        .http1()
+        .post(server.url(path))
+        .header("x-api-key", admin_key(server))
+        .json(&body);
+    if let Some(user) = user {
+        request = request.header("x-external-user-id", user);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body["data"].clone()
+}

@@ -3,9 +3,11 @@
 //! acknowledgement carries `position`); many subscribers resuming from the
 //! same place at once; rings bounded by bytes.
 
-use crate::clients::{SseReader, WsClient, admin_key, all_ids, publish, publish_raw, topic_path};
+use crate::clients::{
+    SseReader, WsClient, all_ids, discussion_post, publish, publish_raw, topic_path,
+};
 use crate::eventsource::EventSourceClient;
-use crate::harness::{Server, json};
+use crate::harness::Server;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -28,29 +30,13 @@ fn cycling_server() -> Server {
         .start()
 }
 
-async fn post(server: &Server, path: &str, user: Option<&str>, body: Value) -> Value {
-    let mut request = server
-        .http1()
-        .post(server.url(path))
-        .header("x-api-key", admin_key(server))
-        .json(&body);
-    if let Some(user) = user {
-        request = request.header("x-external-user-id", user);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let body = json(response).await;
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body["data"].clone()
-}
-
 #[tokio::test]
 async fn a_quiet_topic_stream_misses_nothing_published_while_it_reconnects() {
     let server = cycling_server();
     let client = server.http1();
     let topic = "quiet/topic";
     let path = format!("/api/v1/topics/{}/tickets", topic_path(topic));
-    let ticket = post(&server, &path, None, json!({})).await["ticket"]
+    let ticket = discussion_post(&server, &path, None, json!({})).await["ticket"]
         .as_str()
         .unwrap()
         .to_string();
@@ -87,7 +73,7 @@ async fn a_quiet_topic_stream_misses_nothing_published_while_it_reconnects() {
 #[tokio::test]
 async fn a_quiet_discussion_stream_misses_no_comment_posted_while_it_reconnects() {
     let server = cycling_server();
-    let discussion = post(
+    let discussion = discussion_post(
         &server,
         "/api/v1/discussions",
         None,
@@ -97,7 +83,7 @@ async fn a_quiet_discussion_stream_misses_no_comment_posted_while_it_reconnects(
         .as_str()
         .unwrap()
         .to_string();
-    let ticket = post(
+    let ticket = discussion_post(
         &server,
         "/api/v1/stream/ticket-by-external",
         None,
@@ -121,7 +107,8 @@ async fn a_quiet_discussion_stream_misses_no_comment_posted_while_it_reconnects(
     let comments = format!("/api/v1/discussions/{discussion}/comments");
     let mut posted = Vec::new();
     for text in ["first while away", "second while away"] {
-        let comment = post(&server, &comments, Some("u1"), json!({ "body": text })).await;
+        let comment =
+            discussion_post(&server, &comments, Some("u1"), json!({ "body": text })).await;
         posted.push(comment["id"].clone());
     }
     expect(&source, "connected");
@@ -131,7 +118,7 @@ async fn a_quiet_discussion_stream_misses_no_comment_posted_while_it_reconnects(
             id
         );
     }
-    let live = post(&server, &comments, Some("u2"), json!({ "body": "live" })).await;
+    let live = discussion_post(&server, &comments, Some("u2"), json!({ "body": "live" })).await;
     assert_eq!(
         expect(&source, "comment_created")["data"]["comment"]["id"],
         live["id"],

@@ -3,7 +3,7 @@
 //! filters, crash and shutdown survival, failed deliveries and re-delivery,
 //! disabling, admin validation and tenant isolation.
 
-use crate::clients::{admin_key, publish_raw};
+use crate::clients::{admin_key, discussion_post, publish_raw};
 use crate::harness::Server;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
@@ -1024,21 +1024,6 @@ async fn tenants_cannot_reach_each_others_webhooks_or_events() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "mine stays");
 }
 
-/// A discussions call with the admin key, for reader `user` when given.
-async fn discussion_call(server: &Server, path: &str, user: Option<&str>, body: Value) -> Value {
-    let mut request = server
-        .http1()
-        .post(server.url(path))
-        .header("x-api-key", admin_key(server))
-        .json(&body);
-    if let Some(user) = user {
-        request = request.header("x-external-user-id", user);
-    }
-    let response = request.send().await.unwrap();
-    assert!(response.status().is_success(), "{path}");
-    response.json::<Value>().await.unwrap()["data"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discussion_events_are_delivered_with_their_spec_payloads_in_order() {
     let server = server(&[]);
@@ -1049,7 +1034,7 @@ async fn discussion_events_are_delivered_with_their_spec_payloads_in_order() {
         json!({ "url": receiver.url, "eventTypes": filter }),
     )
     .await;
-    let discussion = discussion_call(
+    let discussion = discussion_post(
         &server,
         "/api/v1/discussions",
         None,
@@ -1060,14 +1045,14 @@ async fn discussion_events_are_delivered_with_their_spec_payloads_in_order() {
         .unwrap()
         .to_string();
     let comments = format!("/api/v1/discussions/{discussion}/comments");
-    let parent = discussion_call(&server, &comments, Some("ann"), json!({ "body": "q" })).await;
+    let parent = discussion_post(&server, &comments, Some("ann"), json!({ "body": "q" })).await;
     let reply = json!({ "body": "a", "parentId": parent["id"] });
-    discussion_call(&server, &comments, Some("bob"), reply).await;
+    discussion_post(&server, &comments, Some("bob"), reply).await;
     let reaction = json!({ "reaction": "+1" });
     let reactions = format!("{comments}/{}/reactions", parent["id"].as_str().unwrap());
-    discussion_call(&server, &reactions, Some("bob"), reaction).await;
+    discussion_post(&server, &reactions, Some("bob"), reaction).await;
     let lock = format!("/api/v1/discussions/{discussion}/lock");
-    discussion_call(&server, &lock, None, json!({ "reason": "done" })).await;
+    discussion_post(&server, &lock, None, json!({ "reason": "done" })).await;
 
     let got = receiver.wait_delivered(4).await;
     let types: Vec<String> = got.iter().map(|r| r.header("tidings-event-type")).collect();
