@@ -116,6 +116,13 @@ impl ApiError {
         Self::new(ErrorCode::ServiceUnavailable, message)
     }
 
+    /// 503 `SERVICE_UNAVAILABLE` with `Retry-After` (whole seconds, at least 1).
+    pub fn unavailable_for(message: impl Into<String>, after: std::time::Duration) -> Self {
+        let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+        Self::unavailable(message)
+            .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(seconds))
+    }
+
     /// Replaces the HTTP status (for statuses that share a code, e.g. 415).
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;

@@ -347,10 +347,8 @@ impl Metrics {
 
     /// Records the hub's current size (set by the `/metrics` handler before rendering).
     pub fn set_hub_size(&self, subscriptions: usize, topics: usize) {
-        self.hub_subscriptions
-            .set(i64::try_from(subscriptions).unwrap_or(i64::MAX));
-        self.hub_topics
-            .set(i64::try_from(topics).unwrap_or(i64::MAX));
+        set_size(&self.hub_subscriptions, subscriptions);
+        set_size(&self.hub_topics, topics);
     }
 
     /// Records the commit pipeline's status (set by the `/metrics` handler
@@ -365,30 +363,18 @@ impl Metrics {
     ) {
         let series = &self.writer;
         series.store_state.set(store_state);
-        series
-            .commits
-            .inc_by(commits.saturating_sub(series.commits.get()));
-        series
-            .queued_changes
-            .set(i64::try_from(queued_changes).unwrap_or(i64::MAX));
-        series
-            .queued_bytes
-            .set(i64::try_from(queued_bytes).unwrap_or(i64::MAX));
+        raise_to(&series.commits, commits);
+        set_size(&series.queued_changes, queued_changes);
+        set_size(&series.queued_bytes, queued_bytes);
     }
 
     /// Records what the hub's rings hold and how often it read the log (set
     /// by the `/metrics` handler before rendering).
     pub fn set_hub_memory(&self, ring_bytes: usize, ring_events: usize, log_reads: u64) {
         let memory = &self.hub_memory;
-        memory
-            .ring_bytes
-            .set(i64::try_from(ring_bytes).unwrap_or(i64::MAX));
-        memory
-            .ring_events
-            .set(i64::try_from(ring_events).unwrap_or(i64::MAX));
-        memory
-            .log_reads
-            .inc_by(log_reads.saturating_sub(memory.log_reads.get()));
+        set_size(&memory.ring_bytes, ring_bytes);
+        set_size(&memory.ring_events, ring_events);
+        raise_to(&memory.log_reads, log_reads);
     }
 
     /// The exposition text, with process figures read now.
@@ -455,6 +441,16 @@ impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.gauge.dec();
     }
+}
+
+/// Sets a gauge to a size (saturating at `i64::MAX`).
+fn set_size(gauge: &Gauge, size: usize) {
+    gauge.set(i64::try_from(size).unwrap_or(i64::MAX));
+}
+
+/// Raises a counter to a total kept elsewhere (scrape-time counters).
+fn raise_to(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// Resident set size from `/proc/self/status` (`VmRSS`, reported in KiB).

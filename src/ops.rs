@@ -22,7 +22,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
 use crate::store::PROBE_RECORD;
 use crate::store::keys;
-use crate::writer::{Footprint, StoreState, Writer, WriterStatus, unavailable_with_retry};
+use crate::writer::{Footprint, StoreState, Writer, WriterStatus};
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
@@ -124,7 +124,7 @@ fn not_ready_reason(writer: &Writer) -> Result<WriterStatus, ApiError> {
     let limits = writer.limits();
     let retry = limits.recovery.interval;
     if status.state != StoreState::Healthy {
-        return Err(unavailable_with_retry(
+        return Err(ApiError::unavailable_for(
             format!("the store is {}", status.state.as_str()),
             retry,
         ));
@@ -134,7 +134,7 @@ fn not_ready_reason(writer: &Writer) -> Result<WriterStatus, ApiError> {
     if nearly_full(status.queued_changes, limits.queue)
         || nearly_full(status.queued_bytes, limits.queue_bytes)
     {
-        return Err(unavailable_with_retry(
+        return Err(ApiError::unavailable_for(
             "the write queue is nearly full",
             Duration::from_secs(1),
         ));

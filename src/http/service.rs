@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Header carrying the request id, both directions.
 const REQUEST_ID: &str = "x-request-id";
@@ -31,8 +31,8 @@ const UNMATCHED: &str = "unmatched";
 const AT_CONNECTION_LIMIT: &str = "connection-limit";
 /// The routes a connection beyond `--max-connections` is served.
 pub const PROBE_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
-/// `Retry-After` (seconds) of a request refused at the connection limit.
-const AT_LIMIT_RETRY_AFTER: &str = "1";
+/// `Retry-After` of a request refused at the connection limit.
+const AT_LIMIT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Where a request came from, for logs.
 #[derive(Debug, Clone, Copy)]
@@ -163,12 +163,9 @@ impl HttpService {
 
 /// 503 for a request on a probe slot that is not a probe.
 fn at_connection_limit() -> Response {
-    let err = ApiError::unavailable(
+    let err = ApiError::unavailable_for(
         "the server is at its connection limit (--max-connections); retry shortly",
-    )
-    .with_header(
-        header::RETRY_AFTER,
-        HeaderValue::from_static(AT_LIMIT_RETRY_AFTER),
+        AT_LIMIT_RETRY_AFTER,
     );
     response::error(&err)
 }

@@ -24,7 +24,7 @@
 
 pub mod keys;
 
-use crate::error::{ApiError, ErrorCode, StartupError};
+use crate::error::{ApiError, StartupError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -76,13 +76,9 @@ impl StoreError {
     /// (a full disk), else 500 `INTERNAL`.
     pub fn into_api(self, context: &str) -> ApiError {
         if self.transient {
-            ApiError::new(
-                ErrorCode::ServiceUnavailable,
+            ApiError::unavailable_for(
                 format!("{context}: {}; retry shortly", self.message),
-            )
-            .with_header(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
+                std::time::Duration::from_secs(1),
             )
         } else {
             ApiError::internal(format!("{context}: {}", self.message))

@@ -35,7 +35,7 @@ pub use change::Change;
 pub use health::{StoreState, WriterStatus};
 pub use pipeline::RecoverySettings;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::log::ids::IdGenerator;
 use crate::log::{DurableMark, LogEvent};
@@ -202,7 +202,7 @@ impl Writer {
             Box::new(move |ctx| change(ctx).map(|value| Box::new(value) as Box<dyn Any + Send>)),
         )?;
         let (value, events) = answer.await.map_err(|_| {
-            unavailable_with_retry(
+            ApiError::unavailable_for(
                 "the writer stopped before answering",
                 Duration::from_secs(1),
             )
@@ -223,7 +223,7 @@ impl Writer {
     ) -> Result<oneshot::Receiver<Result<Answer, ApiError>>, ApiError> {
         let state = self.health.state();
         if state != StoreState::Healthy {
-            return Err(unavailable_with_retry(
+            return Err(ApiError::unavailable_for(
                 format!(
                     "the store is {}: it failed and is recovering; nothing was written; retry shortly",
                     state.as_str()
@@ -250,7 +250,7 @@ impl Writer {
                     queue_full("the write queue holds its most changes (--writer-queue)")
                 }
                 mpsc::error::TrySendError::Closed(_) => {
-                    unavailable_with_retry("the writer has stopped", Duration::from_secs(1))
+                    ApiError::unavailable_for("the writer has stopped", Duration::from_secs(1))
                 }
             }
         })?;
@@ -296,18 +296,10 @@ fn json_bytes(value: &serde_json::Value) -> usize {
 }
 
 fn queue_full(which: &str) -> ApiError {
-    unavailable_with_retry(
+    ApiError::unavailable_for(
         format!("{which}; nothing was written; retry shortly"),
         Duration::from_secs(1),
     )
-}
-
-/// A 503 with `Retry-After` (whole seconds, at least 1): every refusal by
-/// the writer carries one.
-pub(crate) fn unavailable_with_retry(message: impl Into<String>, after: Duration) -> ApiError {
-    let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
-    ApiError::new(ErrorCode::ServiceUnavailable, message)
-        .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(seconds))
 }
 
 #[cfg(test)]
@@ -387,7 +379,10 @@ mod tests {
             .unwrap();
         writer.faults().fail_flushes(1);
         let lost = commit_with_hook(&writer, &ran, "not-durable", false).await;
-        assert_eq!(lost.unwrap_err().code, ErrorCode::ServiceUnavailable);
+        assert_eq!(
+            lost.unwrap_err().code,
+            crate::error::ErrorCode::ServiceUnavailable
+        );
         assert_eq!(*ran.lock().unwrap(), ["first", "second"]);
     }
 }

@@ -23,7 +23,7 @@
 
 use super::change::{Change, Hook, Writes};
 use super::health::{Health, StoreState};
-use super::{Job, NEWEST_ID_RECORD, unavailable_with_retry};
+use super::{Job, NEWEST_ID_RECORD};
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::log::DurableMark;
@@ -346,7 +346,7 @@ impl Pipeline {
 }
 
 fn recovering(interval: Duration) -> ApiError {
-    unavailable_with_retry(
+    ApiError::unavailable_for(
         "the store failed and is recovering; nothing was written; retry shortly",
         interval,
     )
@@ -357,7 +357,7 @@ fn recovering(interval: Duration) -> ApiError {
 fn refuse_unknown(outcomes: Vec<Outcome>, error: &StoreError, interval: Duration) {
     for outcome in outcomes {
         let result = match outcome.result {
-            Ok(_) => Err(unavailable_with_retry(
+            Ok(_) => Err(ApiError::unavailable_for(
                 format!(
                     "the store failed while making this write durable ({error}); its outcome is unknown: \
                      the server undoes it before it takes writes again, unless the process dies first; \

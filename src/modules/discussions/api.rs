@@ -193,18 +193,41 @@ struct ReasonInput {
     reason: Option<String>,
 }
 
-/// Who acts, the idempotency claim and the optional `{"reason"}` body of a
-/// write to `operation` (moderation, lifecycle).
+/// Whether a write needs a JSON body.
+#[derive(Clone, Copy)]
+enum BodyRule {
+    /// A JSON body is required.
+    Required,
+    /// An empty body reads as `null` (moderation and lifecycle reasons).
+    Optional,
+}
+
+/// Who acts, the idempotency claim and the JSON body (its key field taken
+/// out) as `T`, for a reader's or moderator's write to `operation`.
+async fn write_input<T: DeserializeOwned>(
+    api: &DiscussionsApi,
+    request: &mut Request,
+    operation: &str,
+    rule: BodyRule,
+) -> Result<(Actor, Option<Claim>, T), ApiError> {
+    let (principal, actor) = api.writer_of(request)?;
+    let mut body: Value = match rule {
+        BodyRule::Required => request.json().await?,
+        BodyRule::Optional => request.json_or_default().await?,
+    };
+    let claim = api.claim(request, &principal, operation, &mut body)?;
+    Ok((actor, claim, input(body)?))
+}
+
+/// [`write_input`] of an optional `{"reason"}` body (moderation, lifecycle).
 async fn reason_write(
     api: &DiscussionsApi,
     request: &mut Request,
     operation: &str,
 ) -> Result<(Actor, Option<Claim>, ReasonInput), ApiError> {
-    let (principal, actor) = api.writer_of(request)?;
-    let mut body: Value = request.json_or_default().await?;
-    let claim = api.claim(request, &principal, operation, &mut body)?;
-    let input = input::<Option<ReasonInput>>(body)?.unwrap_or_default();
-    Ok((actor, claim, input))
+    let (actor, claim, reason) =
+        write_input::<Option<ReasonInput>>(api, request, operation, BodyRule::Optional).await?;
+    Ok((actor, claim, reason.unwrap_or_default()))
 }
 
 /// `POST /api/v1/discussions/{discussionId}/lock|unlock|archive`
@@ -282,11 +305,14 @@ pub(super) async fn post_comment(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let (principal, actor) = api.writer_of(&request)?;
+    let (actor, claim, input): (_, _, NewComment) = write_input(
+        &api,
+        &mut request,
+        "discussions.comment",
+        BodyRule::Required,
+    )
+    .await?;
     let id = discussion_id(&request)?;
-    let mut body: Value = request.json().await?;
-    let claim = api.claim(&request, &principal, "discussions.comment", &mut body)?;
-    let input: NewComment = input(body)?;
     let actor = actor.with_display_name(input.display_name.clone())?;
     api.act(
         actor,
@@ -308,11 +334,9 @@ pub(super) async fn edit_comment(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let (principal, actor) = api.writer_of(&request)?;
+    let (actor, claim, input): (_, _, EditInput) =
+        write_input(&api, &mut request, "discussions.edit", BodyRule::Required).await?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let mut body: Value = request.json().await?;
-    let claim = api.claim(&request, &principal, "discussions.edit", &mut body)?;
-    let input: EditInput = input(body)?;
     api.act(
         actor,
         claim,
@@ -373,11 +397,14 @@ pub(super) async fn toggle_reaction(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let (principal, actor) = api.writer_of(&request)?;
+    let (actor, claim, input): (_, _, ReactionInput) = write_input(
+        &api,
+        &mut request,
+        "discussions.reaction",
+        BodyRule::Required,
+    )
+    .await?;
     let (id, comment) = (discussion_id(&request)?, comment_id(&request)?);
-    let mut body: Value = request.json().await?;
-    let claim = api.claim(&request, &principal, "discussions.reaction", &mut body)?;
-    let input: ReactionInput = input(body)?;
     api.act(
         actor,
         claim,
