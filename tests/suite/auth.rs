@@ -2,77 +2,13 @@
 //! revocation, cross-tenant refusal, JWT realms with independently minted
 //! vectors, topic patterns, and streams that end when their token expires.
 
-use crate::clients::{SseReader, admin_key, topic_path};
+use crate::clients::{Admin, SseReader, topic_path};
 use crate::harness::{Server, json};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// Vectors minted by PyJWT (tests/vectors/make_jwt_vectors.py).
 const VECTORS: &str = include_str!("../vectors/jwt.json");
-
-struct Admin<'a> {
-    server: &'a Server,
-    client: reqwest::Client,
-    key: String,
-}
-
-impl<'a> Admin<'a> {
-    fn new(server: &'a Server) -> Self {
-        Self {
-            server,
-            client: server.http1(),
-            key: admin_key(server),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .request(method, self.server.url(path))
-            .header("x-api-key", &self.key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn create_tenant(&self, slug: &str) -> String {
-        let response = self
-            .call(
-                reqwest::Method::POST,
-                "/admin/v1/tenants",
-                Some(json!({ "slug": slug })),
-            )
-            .await;
-        assert_eq!(response.status(), 201);
-        json(response).await["data"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    async fn create_key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
-        let body = json!({ "name": format!("key-{}", scopes.join("-")), "scopes": scopes });
-        let response = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/admin/v1/tenants/{tenant}/keys"),
-                Some(body),
-            )
-            .await;
-        assert_eq!(response.status(), 201);
-        let data = json(response).await["data"].clone();
-        (
-            data["id"].as_str().unwrap().to_string(),
-            data["secret"].as_str().unwrap().to_string(),
-        )
-    }
-}
 
 async fn publish_with(server: &Server, headers: &[(&str, &str)], topic: &str) -> reqwest::Response {
     let mut request = server

@@ -1,6 +1,7 @@
-//! Clients for the topics API: publishing, an SSE reader and a WebSocket client.
+//! Test clients: topics publishing and history, an SSE reader, a WebSocket
+//! client, discussion writes and admin API calls.
 
-use crate::harness::Server;
+use crate::harness::{Server, json};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::time::Duration;
@@ -277,6 +278,30 @@ impl WsClient {
     }
 }
 
+/// Mints a stream ticket of `topic` for `viewer` with the admin key.
+pub async fn mint_ticket(server: &Server, topic: &str, viewer: &str) -> String {
+    let response = server
+        .http1()
+        .post(server.url(&format!("/api/v1/topics/{}/tickets", topic_path(topic))))
+        .header("x-api-key", admin_key(server))
+        .json(&serde_json::json!({ "viewer": { "id": viewer, "name": "Viewer" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body = json(response).await;
+    assert!(body["data"]["expiresAt"].is_string());
+    body["data"]["ticket"].as_str().unwrap().to_string()
+}
+
+/// The URL of `topic`'s stream opened with `ticket`.
+pub fn ticket_stream_url(server: &Server, topic: &str, ticket: &str) -> String {
+    server.url(&format!(
+        "/api/v1/topics/{}/stream?ticket={ticket}",
+        topic_path(topic)
+    ))
+}
+
 /// A discussions write with the admin key, for reader `user` when given;
 /// asserts success and returns `data`.
 pub async fn discussion_post(
@@ -298,4 +323,75 @@ pub async fn discussion_post(
     let body: Value = response.json().await.unwrap();
     assert!(status.is_success(), "{path}: {status} {body}");
     body["data"].clone()
+}
+
+/// Admin API calls with the instance admin key.
+pub struct Admin<'a> {
+    server: &'a Server,
+    client: reqwest::Client,
+    /// The instance admin key.
+    pub key: String,
+}
+
+impl<'a> Admin<'a> {
+    /// A caller on `server`.
+    pub fn new(server: &'a Server) -> Self {
+        Self {
+            server,
+            client: server.http1(),
+            key: admin_key(server),
+        }
+    }
+
+    /// Calls `path` with `method` and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.server.url(path))
+            .header("x-api-key", &self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Creates a tenant; returns its id.
+    pub async fn create_tenant(&self, slug: &str) -> String {
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                "/admin/v1/tenants",
+                Some(serde_json::json!({ "slug": slug })),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        json(response).await["data"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates a key with `scopes` in `tenant`; returns (id, secret).
+    pub async fn create_key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+        let body =
+            serde_json::json!({ "name": format!("key-{}", scopes.join("-")), "scopes": scopes });
+        let response = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/admin/v1/tenants/{tenant}/keys"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let data = json(response).await["data"].clone();
+        (
+            data["id"].as_str().unwrap().to_string(),
+            data["secret"].as_str().unwrap().to_string(),
+        )
+    }
 }

@@ -4,7 +4,8 @@
 //! same place at once; rings bounded by bytes.
 
 use crate::clients::{
-    SseReader, WsClient, all_ids, discussion_post, publish, publish_raw, topic_path,
+    SseReader, WsClient, all_ids, discussion_post, mint_ticket, publish, publish_raw,
+    ticket_stream_url,
 };
 use crate::eventsource::EventSourceClient;
 use crate::harness::Server;
@@ -35,15 +36,8 @@ async fn a_quiet_topic_stream_misses_nothing_published_while_it_reconnects() {
     let server = cycling_server();
     let client = server.http1();
     let topic = "quiet/topic";
-    let path = format!("/api/v1/topics/{}/tickets", topic_path(topic));
-    let ticket = discussion_post(&server, &path, None, json!({})).await["ticket"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let url = server.url(&format!(
-        "/api/v1/topics/{}/stream?ticket={ticket}",
-        topic_path(topic)
-    ));
+    let ticket = mint_ticket(&server, topic, "v1").await;
+    let url = ticket_stream_url(&server, topic, &ticket);
     let Some(source) = EventSourceClient::spawn(&url, &["connected", "connection-timeout", "test"])
     else {
         return;

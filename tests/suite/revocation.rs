@@ -3,10 +3,10 @@
 //! tenant; revoking a key or deleting a realm or tenant ends the streams
 //! (SSE and WebSocket) that its credentials opened.
 
-use crate::clients::{SseReader, admin_key};
+use crate::clients::{Admin, SseReader, admin_key};
 use crate::harness::{Server, json};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -14,54 +14,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// How long a revoked stream may take to end (the promise is about a second;
 /// generous for a loaded machine, far below `--sse-lifetime`).
 const REVOKED_WITHIN: Duration = Duration::from_secs(5);
-
-async fn admin(
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut request = server
-        .http1()
-        .request(method, server.url(path))
-        .header("x-api-key", admin_key(server));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap()
-}
-
-async fn create_tenant(server: &Server, slug: &str) -> String {
-    let response = admin(
-        server,
-        reqwest::Method::POST,
-        "/admin/v1/tenants",
-        Some(json!({ "slug": slug })),
-    )
-    .await;
-    assert_eq!(response.status(), 201);
-    json(response).await["data"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Creates a `read` key; returns (id, secret).
-async fn create_key(server: &Server, tenant: &str) -> (String, String) {
-    let response = admin(
-        server,
-        reqwest::Method::POST,
-        &format!("/admin/v1/tenants/{tenant}/keys"),
-        Some(json!({ "name": "reader", "scopes": ["read"] })),
-    )
-    .await;
-    assert_eq!(response.status(), 201);
-    let data = json(response).await["data"].clone();
-    (
-        data["id"].as_str().unwrap().to_string(),
-        data["secret"].as_str().unwrap().to_string(),
-    )
-}
 
 async fn open_sse(server: &Server, headers: &[(&str, &str)]) -> SseReader {
     let mut request = server
@@ -166,8 +118,12 @@ async fn concurrent_creates_of_one_slug_make_exactly_one_tenant() {
             ATTEMPTS - 1,
             "{statuses:?}"
         );
-        let list =
-            json(admin(&server, reqwest::Method::GET, "/admin/v1/tenants", None).await).await;
+        let list = json(
+            Admin::new(&server)
+                .call(reqwest::Method::GET, "/admin/v1/tenants", None)
+                .await,
+        )
+        .await;
         let same = list["data"]
             .as_array()
             .unwrap()
@@ -181,20 +137,22 @@ async fn concurrent_creates_of_one_slug_make_exactly_one_tenant() {
 #[tokio::test]
 async fn no_key_of_a_deleted_tenant_works_after_a_concurrent_delete_and_create() {
     let server = Server::start();
+    let admin = Admin::new(&server);
     let mut created = Vec::new();
     for round in 0..12 {
-        let tenant = create_tenant(&server, &format!("doomed-{round}")).await;
+        let tenant = Admin::new(&server)
+            .create_tenant(&format!("doomed-{round}"))
+            .await;
         let keys_path = format!("/admin/v1/tenants/{tenant}/keys");
         let creates = (0..4).map(|_| {
-            admin(
-                &server,
+            admin.call(
                 reqwest::Method::POST,
                 &keys_path,
                 Some(json!({ "name": "k", "scopes": ["read"] })),
             )
         });
         let tenant_path = format!("/admin/v1/tenants/{tenant}");
-        let delete = admin(&server, reqwest::Method::DELETE, &tenant_path, None);
+        let delete = admin.call(reqwest::Method::DELETE, &tenant_path, None);
         let (responses, deleted) = tokio::join!(futures_util::future::join_all(creates), delete);
         assert_eq!(deleted.status(), 200);
         for response in responses {
@@ -229,17 +187,18 @@ async fn no_key_of_a_deleted_tenant_works_after_a_concurrent_delete_and_create()
 #[tokio::test]
 async fn revoking_a_key_ends_its_sse_and_websocket_streams() {
     let server = Server::start();
-    let (id, secret) = create_key(&server, "default").await;
+    let admin = Admin::new(&server);
+    let (id, secret) = admin.create_key("default", &["read"]).await;
     let headers = [("x-api-key", secret.as_str())];
     let mut reader = open_sse(&server, &headers).await;
     let mut socket = open_ws(&server, &headers).await;
-    let revoked = admin(
-        &server,
-        reqwest::Method::DELETE,
-        &format!("/admin/v1/tenants/default/keys/{id}"),
-        None,
-    )
-    .await;
+    let revoked = Admin::new(&server)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/admin/v1/tenants/default/keys/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(revoked.status(), 200);
     let since = Instant::now();
     assert_sse_revoked(&mut reader, since).await;
@@ -261,8 +220,9 @@ async fn revoking_a_key_ends_its_sse_and_websocket_streams() {
 #[tokio::test]
 async fn deleting_a_tenant_ends_the_streams_of_its_keys_and_of_the_admin_on_it() {
     let server = Server::start();
-    let tenant = create_tenant(&server, "gone").await;
-    let (_, secret) = create_key(&server, &tenant).await;
+    let admin = Admin::new(&server);
+    let tenant = admin.create_tenant("gone").await;
+    let (_, secret) = admin.create_key(&tenant, &["read"]).await;
     let admin_secret = admin_key(&server);
     let mut by_key = open_sse(&server, &[("x-api-key", secret.as_str())]).await;
     let mut by_admin = open_sse(
@@ -275,25 +235,25 @@ async fn deleting_a_tenant_ends_the_streams_of_its_keys_and_of_the_admin_on_it()
     .await;
     let mut socket = open_ws(&server, &[("x-api-key", secret.as_str())]).await;
     let mut untouched = open_sse(&server, &[("x-api-key", admin_secret.as_str())]).await;
-    let deleted = admin(
-        &server,
-        reqwest::Method::DELETE,
-        &format!("/admin/v1/tenants/{tenant}"),
-        None,
-    )
-    .await;
+    let deleted = Admin::new(&server)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/admin/v1/tenants/{tenant}"),
+            None,
+        )
+        .await;
     assert_eq!(deleted.status(), 200);
     let since = Instant::now();
     assert_sse_revoked(&mut by_key, since).await;
     assert_sse_revoked(&mut by_admin, since).await;
     assert_ws_revoked(&mut socket).await;
-    let published = admin(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/topics/news/events",
-        Some(json!({ "type": "still", "data": 1 })),
-    )
-    .await;
+    let published = Admin::new(&server)
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/topics/news/events",
+            Some(json!({ "type": "still", "data": 1 })),
+        )
+        .await;
     assert_eq!(published.status(), 201);
     assert_eq!(
         untouched.next_event().await.unwrap().event,
@@ -306,13 +266,13 @@ async fn deleting_a_tenant_ends_the_streams_of_its_keys_and_of_the_admin_on_it()
 async fn deleting_a_realm_ends_the_streams_its_tokens_opened() {
     let server = Server::start();
     let secret = "a-realm-secret-of-at-least-32-bytes!!";
-    let put = admin(
-        &server,
-        reqwest::Method::PUT,
-        "/admin/v1/tenants/default/realms/partners",
-        Some(json!({ "keys": [{ "kid": null, "algorithm": "HS256", "material": secret }] })),
-    )
-    .await;
+    let put = Admin::new(&server)
+        .call(
+            reqwest::Method::PUT,
+            "/admin/v1/tenants/default/realms/partners",
+            Some(json!({ "keys": [{ "kid": null, "algorithm": "HS256", "material": secret }] })),
+        )
+        .await;
     assert_eq!(put.status(), 200);
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -332,13 +292,13 @@ async fn deleting_a_realm_ends_the_streams_its_tokens_opened() {
     ];
     let mut reader = open_sse(&server, &headers).await;
     let mut socket = open_ws(&server, &headers).await;
-    let deleted = admin(
-        &server,
-        reqwest::Method::DELETE,
-        "/admin/v1/tenants/default/realms/partners",
-        None,
-    )
-    .await;
+    let deleted = Admin::new(&server)
+        .call(
+            reqwest::Method::DELETE,
+            "/admin/v1/tenants/default/realms/partners",
+            None,
+        )
+        .await;
     assert_eq!(deleted.status(), 200);
     assert_sse_revoked(&mut reader, Instant::now()).await;
     assert_ws_revoked(&mut socket).await;
@@ -347,6 +307,7 @@ async fn deleting_a_realm_ends_the_streams_its_tokens_opened() {
 #[tokio::test]
 async fn stored_strings_of_tenants_keys_and_realms_have_limits() {
     let server = Server::start();
+    let admin = Admin::new(&server);
     let huge = "n".repeat(900 * 1024);
     let refusals = [
         (
@@ -375,7 +336,7 @@ async fn stored_strings_of_tenants_keys_and_realms_have_limits() {
         ),
     ];
     for (path, method, body, field) in refusals {
-        let response = admin(&server, method, path, Some(body)).await;
+        let response = admin.call(method, path, Some(body)).await;
         assert_eq!(response.status(), 400, "{path} {field}");
         let body = json(response).await;
         assert_eq!(body["error"]["code"], "VALIDATION_ERROR");
@@ -387,21 +348,25 @@ async fn stored_strings_of_tenants_keys_and_realms_have_limits() {
 #[tokio::test]
 async fn a_rename_racing_a_delete_never_brings_the_tenant_back() {
     let server = Server::start();
+    let admin = Admin::new(&server);
     for round in 0..12 {
-        let tenant = create_tenant(&server, &format!("renamed-{round}")).await;
+        let tenant = Admin::new(&server)
+            .create_tenant(&format!("renamed-{round}"))
+            .await;
         let path = format!("/admin/v1/tenants/{tenant}");
-        let rename = admin(
-            &server,
+        let rename = admin.call(
             reqwest::Method::PATCH,
             &path,
             Some(json!({ "name": "new name" })),
         );
-        let delete = admin(&server, reqwest::Method::DELETE, &path, None);
+        let delete = admin.call(reqwest::Method::DELETE, &path, None);
         let (renamed, deleted) = tokio::join!(rename, delete);
         assert_eq!(deleted.status(), 200);
         let status = renamed.status().as_u16();
         assert!(status == 200 || status == 404, "rename: {status}");
-        let after = admin(&server, reqwest::Method::GET, &path, None).await;
+        let after = Admin::new(&server)
+            .call(reqwest::Method::GET, &path, None)
+            .await;
         assert_eq!(after.status(), 404, "a deleted tenant stays deleted");
     }
 }

@@ -1,25 +1,10 @@
 //! Stream tickets (single use, one session, resume, window, restarts) and the
 //! per-user stream limit, against the real binary.
 
-use crate::clients::{SseReader, admin_key, publish, topic_path};
+use crate::clients::{SseReader, admin_key, mint_ticket, publish, ticket_stream_url};
 use crate::harness::{Server, json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-async fn mint(server: &Server, topic: &str, viewer: &str) -> String {
-    let response = server
-        .http1()
-        .post(server.url(&format!("/api/v1/topics/{}/tickets", topic_path(topic))))
-        .header("x-api-key", admin_key(server))
-        .json(&json!({ "viewer": { "id": viewer, "name": "Viewer" } }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body = json(response).await;
-    assert!(body["data"]["expiresAt"].is_string());
-    body["data"]["ticket"].as_str().unwrap().to_string()
-}
 
 async fn open(
     server: &Server,
@@ -27,10 +12,7 @@ async fn open(
     ticket: &str,
     last_event_id: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = server.http1().get(server.url(&format!(
-        "/api/v1/topics/{}/stream?ticket={ticket}",
-        topic_path(topic)
-    )));
+    let mut request = server.http1().get(ticket_stream_url(server, topic, ticket));
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
@@ -70,7 +52,7 @@ async fn ids_after_connected(reader: &mut SseReader, count: usize) -> Vec<String
 #[tokio::test]
 async fn of_twenty_concurrent_first_uses_exactly_one_opens_a_stream() {
     let server = std::sync::Arc::new(Server::start());
-    let ticket = mint(&server, "race", "viewer-1").await;
+    let ticket = mint_ticket(&server, "race", "viewer-1").await;
     let attempts: Vec<_> = (0..20)
         .map(|_| {
             let (server, ticket) = (server.clone(), ticket.clone());
@@ -102,7 +84,7 @@ async fn of_twenty_concurrent_first_uses_exactly_one_opens_a_stream() {
 async fn a_ticket_resumes_its_session_with_exact_replay_after_a_drop_and_a_restart() {
     let mut server = Server::start();
     let client = server.http1();
-    let ticket = mint(&server, "story", "viewer-2").await;
+    let ticket = mint_ticket(&server, "story", "viewer-2").await;
     let response = open(&server, "story", &ticket, None).await;
     assert_eq!(response.status(), 200);
     let mut reader = SseReader::from_response(response);
@@ -140,7 +122,7 @@ async fn tickets_are_refused_after_their_ttl_their_window_or_on_another_target()
     let server = Server::builder()
         .args(&["--ticket-ttl", "1s", "--ticket-resume-window", "1s"])
         .start();
-    let unused = mint(&server, "a", "viewer-3").await;
+    let unused = mint_ticket(&server, "a", "viewer-3").await;
     let wrong = open(&server, "b", &unused, None).await;
     assert_eq!(wrong.status(), 403, "a ticket opens only its own target");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -153,7 +135,7 @@ async fn tickets_are_refused_after_their_ttl_their_window_or_on_another_target()
             .contains("expired before it was used")
     );
 
-    let used = mint(&server, "a", "viewer-3").await;
+    let used = mint_ticket(&server, "a", "viewer-3").await;
     let response = open(&server, "a", &used, None).await;
     assert_eq!(response.status(), 200);
     drop(response);
@@ -258,7 +240,7 @@ async fn tickets_that_can_never_be_used_again_are_swept() {
     let server = Server::builder()
         .args(&["--ticket-ttl", "500ms", "--prune-interval", "200ms"])
         .start();
-    let ticket = mint(&server, "swept", "viewer-5").await;
+    let ticket = mint_ticket(&server, "swept", "viewer-5").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.stderr().contains("removed stream tickets") {
         assert!(

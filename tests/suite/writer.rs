@@ -4,7 +4,9 @@
 //! releases its ticket, `/readyz` never floods the writer, and the queue is
 //! bounded by bytes.
 
-use crate::clients::{SseReader, admin_key, all_events, history, publish, publish_raw, topic_path};
+use crate::clients::{
+    SseReader, all_events, history, mint_ticket, publish, publish_raw, ticket_stream_url,
+};
 use crate::harness::{Server, json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -32,6 +34,24 @@ async fn assert_refused(response: reqwest::Response) -> Value {
     let body = json(response).await;
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE", "{body}");
     body
+}
+
+/// Arms one failing flush, then publishes `{"n":"ghost"}` to `topic` into it;
+/// returns the refusal's body.
+async fn publish_into_a_failing_flush(
+    server: &Server,
+    client: &reqwest::Client,
+    topic: &str,
+) -> Value {
+    arm(server, "fail-flushes?count=1").await;
+    let failed = publish_raw(
+        server,
+        client,
+        topic,
+        &json!({ "type": "test", "data": { "n": "ghost" } }),
+    )
+    .await;
+    assert_refused(failed).await
 }
 
 /// Asserts the server exits non-zero within 10 s, logging `reason`.
@@ -91,15 +111,7 @@ async fn a_group_whose_flush_failed_is_never_published_replayed_or_kept() {
     assert_eq!(live.next_event().await.unwrap().event, "connected");
     let before = publish(&server, &client, topic, json!({ "n": "before" })).await;
 
-    arm(&server, "fail-flushes?count=1").await;
-    let failed = publish_raw(
-        &server,
-        &client,
-        topic,
-        &json!({ "type": "test", "data": { "n": "ghost" } }),
-    )
-    .await;
-    let body = assert_refused(failed).await;
+    let body = publish_into_a_failing_flush(&server, &client, topic).await;
     assert_eq!(body["error"]["details"]["outcome"], "unknown", "{body}");
     let health = server.get("/healthz").await;
     assert_eq!(health.status(), 503, "the failed store shows in /healthz");
@@ -188,15 +200,7 @@ async fn reads_while_the_store_recovers_are_503_with_retry_after() {
     let client = server.http1();
     let topic = "closed/t";
     publish(&server, &client, topic, json!({ "n": "kept" })).await;
-    arm(&server, "fail-flushes?count=1").await;
-    let failed = publish_raw(
-        &server,
-        &client,
-        topic,
-        &json!({ "type": "test", "data": { "n": "ghost" } }),
-    )
-    .await;
-    assert_refused(failed).await;
+    publish_into_a_failing_flush(&server, &client, topic).await;
     let body = assert_refused(history(&server, topic, "").await).await;
     assert!(
         body["error"]["message"]
@@ -216,22 +220,8 @@ async fn reads_while_the_store_recovers_are_503_with_retry_after() {
 async fn a_ticket_claim_cancelled_between_commit_and_answer_releases_the_ticket() {
     let server = Server::start();
     let topic = "cancel/t";
-    let minted = server
-        .http1()
-        .post(server.url(&format!("/api/v1/topics/{}/tickets", topic_path(topic))))
-        .header("x-api-key", admin_key(&server))
-        .json(&json!({ "viewer": { "id": "v1" } }))
-        .send()
-        .await
-        .unwrap();
-    let ticket = json(minted).await["data"]["ticket"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let url = server.url(&format!(
-        "/api/v1/topics/{}/stream?ticket={ticket}",
-        topic_path(topic)
-    ));
+    let ticket = mint_ticket(&server, topic, "v1").await;
+    let url = ticket_stream_url(&server, topic, &ticket);
 
     arm(&server, "answer-delay?ms=1500").await;
     // HTTP/2: giving up on the request resets its stream, which drops the
@@ -287,15 +277,7 @@ async fn readiness_reads_the_writer_state_and_a_probe_flood_writes_nothing() {
         after - before
     );
 
-    arm(&server, "fail-flushes?count=1").await;
-    let failed = publish_raw(
-        &server,
-        &client,
-        "ready/t",
-        &json!({ "type": "test", "data": { "n": "2" } }),
-    )
-    .await;
-    assert_refused(failed).await;
+    publish_into_a_failing_flush(&server, &client, "ready/t").await;
     assert_refused(client.get(server.url("/readyz")).send().await.unwrap()).await;
     publish_once_recovered(&server, "ready/t", json!({ "n": "3" })).await;
     assert_eq!(
