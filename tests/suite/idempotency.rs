@@ -238,6 +238,20 @@ async fn tenants_and_api_keys_never_share_idempotency_keys() {
     assert_eq!(acme_history["data"]["events"].as_array().unwrap().len(), 1);
 }
 
+/// GETs `path` with the admin key; the JSON body.
+async fn admin_get(server: &Server, path: &str) -> Value {
+    server
+        .http1()
+        .get(server.url(path))
+        .header("x-api-key", admin_key(server))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_discussion_and_a_comment_created_twice_with_one_key_exist_once() {
     let server = Server::start();
@@ -276,30 +290,12 @@ async fn a_discussion_and_a_comment_created_twice_with_one_key_exist_once() {
     let refused = post(&server, &comments, Some("c-1"), &other_reader, &comment).await;
     assert_eq!(refused.status, 409, "the key was used for another reader");
 
-    let listed = server
-        .http1()
-        .get(server.url(&comments))
-        .header("x-api-key", admin_key(&server))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let listed = admin_get(&server, &comments).await;
     let items = listed["data"]["comments"]
         .as_array()
         .unwrap_or_else(|| panic!("a comment page: {listed}"));
     assert_eq!(items.len(), 1, "{listed}");
-    let record = server
-        .http1()
-        .get(server.url(&format!("/api/v1/discussions/{id}")))
-        .header("x-api-key", admin_key(&server))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let record = admin_get(&server, &format!("/api/v1/discussions/{id}")).await;
     assert_eq!(record["data"]["commentCount"], 1, "{record}");
 
     // A retried reaction toggle replays instead of toggling back.
@@ -312,16 +308,7 @@ async fn a_discussion_and_a_comment_created_twice_with_one_key_exist_once() {
     assert!(liked_again.replayed);
     assert_eq!(liked_again.body["data"]["active"], true);
     assert_eq!(liked_again.body["data"]["count"], 1);
-    let comment = server
-        .http1()
-        .get(server.url(&format!("{comments}/{comment_id}")))
-        .header("x-api-key", admin_key(&server))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let comment = admin_get(&server, &format!("{comments}/{comment_id}")).await;
     assert_eq!(comment["data"]["reactions"]["like"], 1, "{comment}");
 
     let mismatch = json!({ "body": "x", "idempotencyKey": "c-2" });
