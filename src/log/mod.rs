@@ -3,20 +3,24 @@
 //! An event belongs to one topic of one tenant and is stored once, as the JSON
 //! clients receive (`{"id","topic","type","occurredAt","actor","data"}`), under
 //! a key ordered by id (see `store::keys`). The writer appends; readers use
-//! [`read`]; [`retention`] prunes in the background.
+//! [`read`]; [`retention`] prunes in the background. How an event looks on
+//! a wire is up to its users: each defines an [`encoding::Encoding`], which
+//! the event caches.
 //!
 //! Invariants: ids are ULIDs, strictly increasing per topic and unique across
-//! topics (one generator, [`ids`]); an event's JSON is serialized once, and
-//! every subscriber shares those bytes.
+//! topics (one generator, [`ids`]); an event's JSON is serialized once, each
+//! encoding of it is built at most once, and every subscriber shares those
+//! bytes.
 
+pub mod encoding;
 pub mod ids;
 pub mod read;
 pub mod retention;
 
 use bytes::Bytes;
+use encoding::{Encoding, EncodingCache};
 use serde::Serialize;
 use serde_json::Value;
-use std::sync::OnceLock;
 use ulid::Ulid;
 use uuid::Uuid;
 
@@ -103,7 +107,8 @@ pub struct Event {
 }
 
 /// A committed event shared by the hub and every transport: the event, its
-/// stored JSON, and wire encodings built at most once each.
+/// stored JSON, and the wire encodings its users asked for, each built at
+/// most once (see [`encoding`]).
 #[derive(Debug)]
 pub struct LogEvent {
     /// Owning tenant.
@@ -112,10 +117,7 @@ pub struct LogEvent {
     pub event: Event,
     /// The event's JSON, exactly as stored.
     pub json: Bytes,
-    sse: OnceLock<Bytes>,
-    payload_json: OnceLock<Bytes>,
-    payload: OnceLock<Bytes>,
-    ws: OnceLock<Bytes>,
+    encodings: EncodingCache,
 }
 
 impl LogEvent {
@@ -125,10 +127,7 @@ impl LogEvent {
             tenant,
             event,
             json,
-            sse: OnceLock::new(),
-            payload_json: OnceLock::new(),
-            payload: OnceLock::new(),
-            ws: OnceLock::new(),
+            encodings: EncodingCache::default(),
         }
     }
 
@@ -143,50 +142,15 @@ impl LogEvent {
         self.event.id
     }
 
-    /// The generic SSE frame (`id:`, `event:`, `data:` with the event JSON), built once.
-    pub fn sse_frame(&self) -> &Bytes {
-        self.sse.get_or_init(|| self.build_sse_frame(&self.json))
+    /// The event in `encoding`: built on the first request, then the same
+    /// bytes for every caller.
+    pub fn encoded(&self, encoding: &Encoding) -> Bytes {
+        self.encodings.get(encoding, self)
     }
 
-    /// The SSE frame of a product surface (`id:`, `event:`, `data:` with only
-    /// the event's `data` JSON, the payload its spec shows), built once.
-    pub fn payload_frame(&self) -> &Bytes {
-        self.payload
-            .get_or_init(|| self.build_sse_frame(self.payload_json()))
-    }
-
-    /// The event's `data` alone as JSON (a product surface's payload, e.g. a
-    /// webhook body), encoded once.
-    pub fn payload_json(&self) -> &Bytes {
-        self.payload_json.get_or_init(|| {
-            serde_json::to_vec(&self.event.data)
-                .map(Bytes::from)
-                .unwrap_or_else(|_| Bytes::from_static(b"null"))
-        })
-    }
-
-    fn build_sse_frame(&self, data: &[u8]) -> Bytes {
-        let id = self.event.id.to_string();
-        let mut frame = Vec::with_capacity(data.len() + self.event.event_type.len() + 48);
-        frame.extend_from_slice(b"id: ");
-        frame.extend_from_slice(id.as_bytes());
-        frame.extend_from_slice(b"\nevent: ");
-        frame.extend_from_slice(self.event.event_type.as_bytes());
-        frame.extend_from_slice(b"\ndata: ");
-        frame.extend_from_slice(data);
-        frame.extend_from_slice(b"\n\n");
-        Bytes::from(frame)
-    }
-
-    /// The generic WebSocket text (`{"op":"event","event":<event JSON>}`), built once.
-    pub fn ws_text(&self) -> &Bytes {
-        self.ws.get_or_init(|| {
-            let mut text = Vec::with_capacity(self.json.len() + 24);
-            text.extend_from_slice(br#"{"op":"event","event":"#);
-            text.extend_from_slice(&self.json);
-            text.push(b'}');
-            Bytes::from(text)
-        })
+    /// Bytes held by the encodings built so far.
+    pub fn encoded_bytes(&self) -> usize {
+        self.encodings.bytes()
     }
 }
 
@@ -221,34 +185,6 @@ mod tests {
         assert!(TopicRef::new(tenant, &"a".repeat(201)).is_err());
         assert!(validate_event_type("comment_created").is_ok());
         assert!(validate_event_type("two\nlines").is_err());
-    }
-
-    #[test]
-    fn sse_frames_carry_id_type_and_one_line_of_json() {
-        let event = Event {
-            id: Ulid::from_parts(1, 2),
-            topic: "t".into(),
-            event_type: "message".into(),
-            occurred_at: "2026-01-01T00:00:00.000Z".into(),
-            actor: Value::Null,
-            data: serde_json::json!({ "text": "line one\nline two" }),
-        };
-        let json = Bytes::from(serde_json::to_vec(&event).unwrap());
-        let logged = LogEvent::new(Uuid::nil(), event, json);
-        let frame = std::str::from_utf8(logged.sse_frame()).unwrap();
-        assert!(frame.starts_with(&format!(
-            "id: {}\nevent: message\ndata: {{",
-            Ulid::from_parts(1, 2)
-        )));
-        assert_eq!(
-            frame.matches('\n').count(),
-            4,
-            "newlines inside data stay escaped: {frame}"
-        );
-        assert!(
-            std::ptr::eq(logged.sse_frame(), logged.sse_frame()),
-            "built once"
-        );
     }
 }
 

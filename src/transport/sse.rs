@@ -22,6 +22,7 @@ use crate::http::{Body, Request, Response};
 use crate::hub::{Delivery, Start, Subscription};
 use crate::lifecycle::Lifecycle;
 use crate::log::LogEvent;
+use crate::log::encoding::Encoding;
 use crate::log::read::Gap;
 use crate::metrics::{Metrics, OpenGuard};
 use bytes::{Bytes, BytesMut};
@@ -78,8 +79,30 @@ impl SseFormat for GenericFormat {
     }
 
     fn event(&self, event: &LogEvent) -> Option<Bytes> {
-        Some(event.sse_frame().clone())
+        Some(event.encoded(&EVENT_FRAME))
     }
+}
+
+/// The generic SSE encoding of an event: `id:`, `event:` and `data:` with the
+/// stored event JSON.
+pub static EVENT_FRAME: Encoding =
+    Encoding::new("sse.event", |event| event_frame(event, &event.json));
+
+/// The SSE frame of `event` carrying `data` (one line of JSON: the event
+/// itself, or the payload a surface's spec shows): `id:` is the event's id,
+/// `event:` its type. Surfaces cache it with an [`Encoding`] of their own.
+pub fn event_frame(event: &LogEvent, data: &[u8]) -> Bytes {
+    let id = event.id().to_string();
+    let event_type = event.event.event_type.as_bytes();
+    let mut frame = Vec::with_capacity(data.len() + event_type.len() + 48);
+    frame.extend_from_slice(b"id: ");
+    frame.extend_from_slice(id.as_bytes());
+    frame.extend_from_slice(b"\nevent: ");
+    frame.extend_from_slice(event_type);
+    frame.extend_from_slice(b"\ndata: ");
+    frame.extend_from_slice(data);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
 }
 
 /// The resume cursor of a request: `Last-Event-ID` header, else `lastEventId` query.
@@ -299,4 +322,41 @@ impl State {
 
 fn reset_frame(gap: &Gap) -> Bytes {
     frame("reset", &serde_json::to_value(gap).unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Event;
+
+    #[test]
+    fn event_frames_carry_id_type_and_one_line_of_json_built_once() {
+        let event = Event {
+            id: Ulid::from_parts(1, 2),
+            topic: "t".into(),
+            event_type: "message".into(),
+            occurred_at: "2026-01-01T00:00:00.000Z".into(),
+            actor: Value::Null,
+            data: json!({ "text": "line one\nline two" }),
+        };
+        let stored = Bytes::from(serde_json::to_vec(&event).unwrap());
+        let logged = LogEvent::new(uuid::Uuid::nil(), event, stored.clone());
+        let frame = logged.encoded(&EVENT_FRAME);
+        let text = std::str::from_utf8(&frame).unwrap();
+        let head = format!("id: {}\nevent: message\ndata: ", Ulid::from_parts(1, 2));
+        assert_eq!(
+            text.strip_prefix(&head).unwrap().as_bytes(),
+            [&stored[..], b"\n\n"].concat()
+        );
+        assert_eq!(
+            text.matches('\n').count(),
+            4,
+            "newlines inside data stay escaped: {text}"
+        );
+        assert_eq!(
+            frame.as_ptr(),
+            logged.encoded(&EVENT_FRAME).as_ptr(),
+            "built once, shared"
+        );
+    }
 }

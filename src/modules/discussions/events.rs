@@ -18,8 +18,10 @@ use super::actor::Acting;
 use super::model::{Comment, DeletedBy, Discussion};
 use crate::error::ApiError;
 use crate::log::TopicRef;
+use crate::log::encoding::Encoding;
 use crate::transport::webhook::Webhooks;
 use crate::writer::Change;
+use bytes::Bytes;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -30,6 +32,14 @@ pub const TOPIC_MODULE: &str = "discussion";
 pub fn topic(tenant: Uuid, discussion: &Uuid) -> TopicRef {
     TopicRef::internal(tenant, TOPIC_MODULE, &discussion.to_string())
 }
+
+/// A discussion event's payload (its `data` alone) as JSON: the webhook body
+/// and the `data:` of the discussion's SSE frames.
+pub static PAYLOAD_JSON: Encoding = Encoding::new("discussions.payload", |event| {
+    serde_json::to_vec(&event.event.data)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"null"))
+});
 
 /// Appends events of one discussion inside a change.
 pub struct Emitter<'a> {
@@ -63,12 +73,9 @@ impl<'a> Emitter<'a> {
         };
         let appended = change.append(&self.topic, event_type, actor, data)?;
         // The payload is encoded once, for webhooks here and SSE frames later.
-        self.webhooks.stage(
-            change,
-            self.topic.tenant,
-            &appended.event,
-            appended.payload_json(),
-        )
+        let payload = appended.encoded(&PAYLOAD_JSON);
+        self.webhooks
+            .stage(change, self.topic.tenant, &appended.event, &payload)
     }
 
     fn originated_by(&self) -> Value {

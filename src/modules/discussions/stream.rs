@@ -28,6 +28,7 @@ use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::log::LogEvent;
+use crate::log::encoding::Encoding;
 use crate::transport::sse::{self, SseFormat, SseStream};
 use bytes::Bytes;
 use http::StatusCode;
@@ -46,9 +47,14 @@ impl SseFormat for DiscussionFormat {
     }
 
     fn event(&self, event: &LogEvent) -> Option<Bytes> {
-        Some(event.payload_frame().clone())
+        Some(event.encoded(&PAYLOAD_FRAME))
     }
 }
+
+/// A discussion event as the spec's SSE frame: `data:` is the payload.
+static PAYLOAD_FRAME: Encoding = Encoding::new("discussions.sse", |event| {
+    sse::event_frame(event, &event.encoded(&events::PAYLOAD_JSON))
+});
 
 /// The viewer a backend names when minting.
 #[derive(Debug, Deserialize)]

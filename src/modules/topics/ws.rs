@@ -24,6 +24,7 @@ use crate::http::{Request, Response};
 use crate::hub::{Delivery, Start, Subscription};
 use crate::idempotency::{self, Reply};
 use crate::log::TopicRef;
+use crate::log::encoding::Encoding;
 use crate::log::read::Gap;
 use crate::store::StoreError;
 use crate::transport::ws::{self, FrameBatch, WsSocket};
@@ -208,7 +209,7 @@ impl Session {
                 batch.push_text(gap_notice(&topic, &gap).as_bytes());
             }
             for event in &delivery.events {
-                batch.push_text(event.ws_text());
+                batch.push_text(&event.encoded(&EVENT_TEXT));
                 if batch.is_full() {
                     self.write(&mut batch).await?;
                 }
@@ -359,6 +360,15 @@ fn published_event(reply: &Reply) -> Value {
         Err(_) => Value::Null,
     }
 }
+
+/// An event as the topics WebSocket sends it: `{"op":"event","event":<event JSON>}`.
+static EVENT_TEXT: Encoding = Encoding::new("topics.ws", |event| {
+    let mut text = Vec::with_capacity(event.json.len() + 24);
+    text.extend_from_slice(br#"{"op":"event","event":"#);
+    text.extend_from_slice(&event.json);
+    text.push(b'}');
+    Bytes::from(text)
+});
 
 fn gap_notice(topic: &str, gap: &Gap) -> String {
     let mut notice = json!({ "op": "gap", "topic": topic });
