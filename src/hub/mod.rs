@@ -26,14 +26,19 @@
 //! * dropping a [`Subscription`] unregisters it; a topic without subscribers
 //!   has no channel and costs nothing to publish to;
 //! * events are published only after they are durable, in id order.
+//!
+//! The hub is the in-process implementation of the [`FanOut`] boundary, whose
+//! contract (`fan_out.rs`) any other implementation must keep.
 
+mod fan_out;
 mod replay;
 mod ring;
 mod subscription;
 
+pub use fan_out::{Batch, FanOut, Feed, Start};
 pub use subscription::Subscription;
 
-use crate::log::read::{Cursor, Gap, Page, PageLimit};
+use crate::log::read::{Cursor, Page, PageLimit};
 use crate::log::{DurableMark, LogEvent, TopicRef};
 use crate::store::{Store, StoreError};
 use replay::{PageCache, Readers, SharedPage};
@@ -43,25 +48,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::Notify;
 use ulid::Ulid;
-
-/// Where a new subscription starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// Only events published from now on (the position is the durable mark).
-    Live,
-    /// Events after this position (a client's `Last-Event-ID`: an event id,
-    /// or the position it was given on connecting), then live.
-    After(Ulid),
-}
-
-/// What a subscription yields: possibly a gap notice, then events in id order.
-#[derive(Debug, Default)]
-pub struct Delivery {
-    /// Set when the requested cursor could not be honoured.
-    pub gap: Option<Gap>,
-    /// The events, oldest first.
-    pub events: Vec<Arc<LogEvent>>,
-}
 
 /// How much the hub keeps in memory and reads at once.
 #[derive(Debug, Clone, Copy)]
@@ -208,36 +194,6 @@ impl Hub {
         self.channels.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands durable events (in id order) to the subscribers of their topics.
-    pub fn publish(&self, events: &[Arc<LogEvent>]) {
-        let mut woken: Vec<Arc<Channel>> = Vec::new();
-        {
-            let channels = self.channels();
-            if channels.is_empty() {
-                return;
-            }
-            for event in events {
-                let topic = TopicRef {
-                    tenant: event.tenant,
-                    name: event.event.topic.clone(),
-                };
-                let Some(channel) = channels.get(&topic) else {
-                    continue;
-                };
-                let mut ring = channel.lock();
-                self.append(&mut ring, event);
-                drop(ring);
-                if !woken.iter().any(|known| Arc::ptr_eq(known, channel)) {
-                    woken.push(channel.clone());
-                }
-            }
-            self.enforce_total(&channels);
-        }
-        for channel in woken {
-            channel.notify.notify_waiters();
-        }
-    }
-
     /// Appends `event` to a ring, then drops its oldest events while it is
     /// over its own bounds (count or bytes).
     fn append(&self, ring: &mut Ring, event: &Arc<LogEvent>) {
@@ -272,27 +228,6 @@ impl Hub {
                 self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
             }
         }
-    }
-
-    /// Registers a subscriber on `topic`; it replays from `start`, then goes live.
-    pub fn subscribe(self: &Arc<Self>, topic: TopicRef, start: Start) -> Subscription {
-        let channel = self.register(&topic);
-        let registered_at = channel.lock().end_seq();
-        self.subscriptions.fetch_add(1, Ordering::Relaxed);
-        let (position, replay) = match start {
-            // Read after registering: every event above this mark is published
-            // into the ring at or after `registered_at`.
-            Start::Live => (self.readers.durable(), false),
-            Start::After(id) => (id, true),
-        };
-        Subscription::new(
-            self.clone(),
-            topic,
-            channel,
-            registered_at,
-            position,
-            replay,
-        )
     }
 
     /// A page of `topic` that may serve `cursor` (check with
@@ -351,6 +286,62 @@ impl Hub {
             let freed = channel.lock().clear();
             self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
         }
+    }
+}
+
+/// The in-process fan-out: every subscriber of a topic reads its ring.
+impl FanOut for Hub {
+    type Feed = Subscription;
+
+    fn publish(&self, events: &[Arc<LogEvent>]) {
+        let mut woken: Vec<Arc<Channel>> = Vec::new();
+        {
+            let channels = self.channels();
+            if channels.is_empty() {
+                return;
+            }
+            for event in events {
+                let topic = TopicRef {
+                    tenant: event.tenant,
+                    name: event.event.topic.clone(),
+                };
+                let Some(channel) = channels.get(&topic) else {
+                    continue;
+                };
+                let mut ring = channel.lock();
+                self.append(&mut ring, event);
+                drop(ring);
+                if !woken.iter().any(|known| Arc::ptr_eq(known, channel)) {
+                    woken.push(channel.clone());
+                }
+            }
+            self.enforce_total(&channels);
+        }
+        for channel in woken {
+            channel.notify.notify_waiters();
+        }
+    }
+
+    /// Registers first, then fixes the position, then replays from the log
+    /// (with a cursor) before going live.
+    fn subscribe(self: &Arc<Self>, topic: TopicRef, start: Start) -> Subscription {
+        let channel = self.register(&topic);
+        let registered_at = channel.lock().end_seq();
+        self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        let (position, replay) = match start {
+            // Read after registering: every event above this mark is published
+            // into the ring at or after `registered_at`.
+            Start::Live => (self.readers.durable(), false),
+            Start::After(id) => (id, true),
+        };
+        Subscription::new(
+            self.clone(),
+            topic,
+            channel,
+            registered_at,
+            position,
+            replay,
+        )
     }
 }
 

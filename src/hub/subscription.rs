@@ -5,13 +5,14 @@
 //! or below the last delivered id are skipped; a page continues exactly
 //! after the previous one); switching to live happens only when the ring
 //! still holds every event after the last page (from the page's mark);
-//! `next` is cancel-safe: the position moves only when a delivery is returned.
+//! `next` is cancel-safe: the position moves only when a batch is returned.
 
 use super::replay::SharedPage;
-use super::{Channel, Delivery, Hub};
+use super::{Batch, Channel, Feed, Hub};
 use crate::log::read::Cursor;
 use crate::log::{LogEvent, TopicRef};
 use crate::store::StoreError;
+use std::future::Future;
 use std::sync::Arc;
 use ulid::Ulid;
 
@@ -61,22 +62,8 @@ impl Subscription {
         }
     }
 
-    /// The topic.
-    pub fn topic(&self) -> &TopicRef {
-        &self.topic
-    }
-
-    /// The subscriber's position: the id of the last event delivered, or
-    /// where it started (a resume cursor, or the durable mark when it
-    /// connected). A client resuming after it misses nothing. `None` only
-    /// after a gap on a topic that kept nothing.
-    pub fn last_id(&self) -> Option<Ulid> {
-        self.last_id
-    }
-
-    /// Waits until something can be delivered and returns all of it (at most
-    /// `max` events). Cancel-safe: dropping the future loses nothing.
-    pub async fn next(&mut self, max: usize) -> Result<Delivery, StoreError> {
+    /// [`Feed::next`]: replays pages, then reads the ring, then waits.
+    async fn next_batch(&mut self, max: usize) -> Result<Batch, StoreError> {
         let max = max.max(1);
         loop {
             match &self.mode {
@@ -105,22 +92,13 @@ impl Subscription {
                     notified.as_mut().enable();
                     let events = self.take_from_ring(max);
                     if !events.is_empty() {
-                        return Ok(Delivery { gap: None, events });
+                        return Ok(Batch { gap: None, events });
                     }
                     if matches!(self.mode, Mode::Live) {
                         notified.await;
                     }
                 }
             }
-        }
-    }
-
-    /// Takes what is ready right now without waiting (nothing while repairing).
-    /// Transports use it to add late arrivals to a write they are about to make.
-    pub fn take_ready(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
-        match self.mode {
-            Mode::Live => self.take_from_ring(max),
-            Mode::Repair(_) | Mode::Replaying { .. } => Vec::new(),
         }
     }
 
@@ -154,9 +132,9 @@ impl Subscription {
 
     /// Takes up to `max` events of the current page; at its end, goes live
     /// when the ring covers the rest, else on to the next page.
-    fn take_from_page(&mut self, max: usize) -> Delivery {
+    fn take_from_page(&mut self, max: usize) -> Batch {
         let Mode::Replaying { page, offset } = &mut self.mode else {
-            return Delivery::default();
+            return Batch::default();
         };
         let shared = page.clone();
         let start = *offset;
@@ -174,7 +152,7 @@ impl Subscription {
         if end == shared.page.events.len() {
             self.finish_page(&shared);
         }
-        Delivery { gap, events }
+        Batch { gap, events }
     }
 
     fn finish_page(&mut self, shared: &SharedPage) {
@@ -183,6 +161,28 @@ impl Subscription {
             self.mode = Mode::Live;
         } else {
             self.mode = Mode::Repair(self.cursor());
+        }
+    }
+}
+
+impl Feed for Subscription {
+    fn topic(&self) -> &TopicRef {
+        &self.topic
+    }
+
+    fn last_id(&self) -> Option<Ulid> {
+        self.last_id
+    }
+
+    fn next(&mut self, max: usize) -> impl Future<Output = Result<Batch, StoreError>> + Send {
+        self.next_batch(max)
+    }
+
+    /// Nothing while replaying or repairing: only the ring is ready at once.
+    fn take_ready(&mut self, max: usize) -> Vec<Arc<LogEvent>> {
+        match self.mode {
+            Mode::Live => self.take_from_ring(max),
+            Mode::Repair(_) | Mode::Replaying { .. } => Vec::new(),
         }
     }
 }

@@ -19,7 +19,7 @@
 use crate::auth::Admission;
 use crate::error::ApiError;
 use crate::http::{Body, Request, Response};
-use crate::hub::{Delivery, Start, Subscription};
+use crate::hub::{Batch, Feed, Start, Subscription};
 use crate::lifecycle::Lifecycle;
 use crate::log::LogEvent;
 use crate::log::encoding::Encoding;
@@ -262,7 +262,7 @@ impl State {
     }
 
     /// On a busy stream, waits out the write interval and adds what arrived meanwhile.
-    async fn coalesce(&mut self, mut delivery: Delivery) -> Delivery {
+    async fn coalesce(&mut self, mut delivery: Batch) -> Batch {
         let settings = self.stream.settings;
         let next_write = self.last_write + settings.write_interval;
         if settings.write_interval.is_zero() || Instant::now() >= next_write {
@@ -276,7 +276,7 @@ impl State {
         delivery
     }
 
-    fn encode(&self, delivery: Delivery) -> Option<Bytes> {
+    fn encode(&self, delivery: Batch) -> Option<Bytes> {
         let mut chunk = BytesMut::new();
         if let Some(gap) = delivery.gap {
             chunk.extend_from_slice(&reset_frame(&gap));

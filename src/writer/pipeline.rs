@@ -25,7 +25,7 @@ use super::change::{Change, Hook, Writes};
 use super::health::{Health, StoreState};
 use super::{Job, NEWEST_ID_RECORD};
 use crate::error::ApiError;
-use crate::hub::Hub;
+use crate::hub::{FanOut, Hub};
 use crate::log::DurableMark;
 use crate::log::LogEvent;
 use crate::log::ids::IdGenerator;

@@ -27,6 +27,7 @@ use crate::auth::tickets::{Target, Viewer};
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
+use crate::hub::FanOut;
 use crate::log::LogEvent;
 use crate::log::encoding::Encoding;
 use crate::transport::sse::{self, SseFormat, SseStream};

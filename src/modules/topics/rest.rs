@@ -7,6 +7,7 @@ use crate::auth::keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
+use crate::hub::FanOut;
 use crate::idempotency::{self, Claim, Key, Reply};
 use crate::log::read::{Cursor, PageLimit};
 use crate::log::{LogEvent, TopicRef};

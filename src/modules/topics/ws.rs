@@ -21,7 +21,7 @@ use crate::auth::Admission;
 use crate::auth::keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
-use crate::hub::{Delivery, Start, Subscription};
+use crate::hub::{Batch, FanOut, Feed, Start, Subscription};
 use crate::idempotency::{self, Reply};
 use crate::log::TopicRef;
 use crate::log::encoding::Encoding;
@@ -92,10 +92,10 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
 
 /// One subscription as a stream of deliveries (polled by the session itself:
 /// no task or queue per subscription).
-type Deliveries = Pin<Box<dyn Stream<Item = Result<Delivery, StoreError>> + Send>>;
+type Deliveries = Pin<Box<dyn Stream<Item = Result<Batch, StoreError>> + Send>>;
 
 /// A delivery ready to be written, with its topic name.
-type Ready = (String, Result<Delivery, StoreError>);
+type Ready = (String, Result<Batch, StoreError>);
 
 fn deliveries(subscription: Subscription) -> Deliveries {
     Box::pin(futures_util::stream::unfold(
