@@ -31,8 +31,11 @@
 //! contract (`fan_out.rs`) any other implementation must keep.
 
 mod fan_out;
+#[cfg(test)]
+mod invariants;
 mod replay;
 mod ring;
+mod steps;
 mod subscription;
 
 pub use fan_out::{Batch, FanOut, Feed, Start};
@@ -46,6 +49,7 @@ use ring::Ring;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use steps::{Step, Steps};
 use tokio::sync::Notify;
 use ulid::Ulid;
 
@@ -120,21 +124,24 @@ pub struct Hub {
     limits: HubLimits,
     subscriptions: AtomicUsize,
     ring_bytes: AtomicUsize,
+    steps: Steps,
 }
 
 impl Hub {
     /// A hub reading history from `store` up to `durable`, keeping recent
     /// events of each subscribed topic in memory within `limits`.
     pub fn new(store: Store, durable: Arc<DurableMark>, limits: HubLimits) -> Arc<Self> {
+        let steps = Steps::default();
         Arc::new(Self {
             channels: RwLock::new(HashMap::new()),
-            readers: Readers::new(store, durable, limits.readers),
+            readers: Readers::new(store, durable, limits.readers, steps.clone()),
             limits: HubLimits {
                 topic_events: limits.topic_events.max(1),
                 ..limits
             },
             subscriptions: AtomicUsize::new(0),
             ring_bytes: AtomicUsize::new(0),
+            steps,
         })
     }
 
@@ -249,7 +256,9 @@ impl Hub {
         let shared = slot
             .get_or_try_init(|| async {
                 let read = self.readers.read(topic, cursor, replay::REPLAY_PAGE, || {
-                    channel.lock().end_seq()
+                    let mark = channel.lock().end_seq();
+                    self.steps.reached(Step::PageMarked);
+                    mark
                 });
                 read.await.map(Arc::new)
             })
@@ -326,7 +335,9 @@ impl FanOut for Hub {
     /// (with a cursor) before going live.
     fn subscribe(self: &Arc<Self>, topic: TopicRef, start: Start) -> Subscription {
         let channel = self.register(&topic);
+        self.steps.reached(Step::Registered);
         let registered_at = channel.lock().end_seq();
+        self.steps.reached(Step::RingPositionTaken);
         self.subscriptions.fetch_add(1, Ordering::Relaxed);
         let (position, replay) = match start {
             // Read after registering: every event above this mark is published

@@ -20,6 +20,7 @@
 //! holds everything after it up to its end; a read holds its permit until
 //! the blocking read returns, even when the subscriber waiting for it went away.
 
+use super::steps::{Step, Steps};
 use crate::log::read::{self, Cursor, Page, PageLimit};
 use crate::log::{DurableMark, TopicRef};
 use crate::store::{Store, StoreError};
@@ -155,16 +156,23 @@ pub(super) struct Readers {
     durable: Arc<DurableMark>,
     permits: Arc<Semaphore>,
     reads: AtomicU64,
+    steps: Steps,
 }
 
 impl Readers {
     /// At most `concurrency` reads of `store` at a time, up to `durable`.
-    pub(super) fn new(store: Store, durable: Arc<DurableMark>, concurrency: usize) -> Self {
+    pub(super) fn new(
+        store: Store,
+        durable: Arc<DurableMark>,
+        concurrency: usize,
+        steps: Steps,
+    ) -> Self {
         Self {
             store,
             durable,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             reads: AtomicU64::new(0),
+            steps,
         }
     }
 
@@ -200,6 +208,7 @@ impl Readers {
             .map_err(|_| StoreError::new("the hub's readers are closed"))?;
         let mark = before_durable();
         let durable = self.durable.get();
+        self.steps.reached(Step::PageBounded);
         let topic = topic.clone();
         self.reads.fetch_add(1, Ordering::Relaxed);
         let page = self

@@ -8,6 +8,7 @@
 //! `next` is cancel-safe: the position moves only when a batch is returned.
 
 use super::replay::SharedPage;
+use super::steps::Step;
 use super::{Batch, Channel, Feed, Hub};
 use crate::log::read::Cursor;
 use crate::log::{LogEvent, TopicRef};
@@ -95,6 +96,7 @@ impl Subscription {
                         return Ok(Batch { gap: None, events });
                     }
                     if matches!(self.mode, Mode::Live) {
+                        self.hub.steps.reached(Step::LiveIdle);
                         notified.await;
                     }
                 }
@@ -150,6 +152,7 @@ impl Subscription {
             self.last_id = None;
         }
         if end == shared.page.events.len() {
+            self.hub.steps.reached(Step::PageEnded);
             self.finish_page(&shared);
         }
         Batch { gap, events }
