@@ -30,6 +30,7 @@ use crate::modules::topics::{self, TopicsApi, TopicsLimits};
 use crate::ops::{self, OpsState};
 use crate::pruner;
 use crate::store::Store;
+use crate::store::prefixes::KeyPrefixes;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{self, Webhooks};
 use crate::transport::ws::WsSettings;
@@ -62,6 +63,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     if loaded.created {
         eprintln!("{}", datadir::first_run_summary(&dir, &loaded.config));
     }
+    claim_key_prefixes()?;
     let store = Store::open(&dir.db_path(), config.store_cache_bytes)?;
     let certificate = load_tls(&config.tls, &dir)?;
     let tls = match &certificate {
@@ -291,6 +293,24 @@ impl Core {
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// Every owner of records claims its key prefix; two that overlap stop the
+/// start before the store is opened.
+fn claim_key_prefixes() -> Result<KeyPrefixes, StartupError> {
+    let mut prefixes = KeyPrefixes::with_core();
+    let owners: [(&str, &[u8]); 4] = [
+        ("auth", crate::auth::layout::PREFIX),
+        ("webhooks", webhook::layout::PREFIX),
+        ("idempotency", crate::idempotency::layout::PREFIX),
+        ("discussions", &discussions::layout::prefix()),
+    ];
+    for (owner, prefix) in owners {
+        prefixes
+            .claim(owner, prefix)
+            .map_err(|clash| StartupError::Config(format!("key prefixes: {clash}")))?;
+    }
+    Ok(prefixes)
 }
 
 /// Watches the writer thread: the receiver resolves with the reason when the

@@ -21,7 +21,7 @@ use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
 use crate::store::PROBE_RECORD;
-use crate::store::keys;
+use crate::store::layout;
 use crate::writer::{Footprint, StoreState, Writer, WriterStatus};
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -155,7 +155,7 @@ async fn probe(state: &OpsState) -> Result<(), ApiError> {
     }
     let now = crate::clock::unix_millis();
     let write = state.writer.commit(Footprint::SMALL, move |change| {
-        change.put(keys::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
+        change.put(layout::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
         Ok(())
     });
     match tokio::time::timeout(PROBE_TIMEOUT, write).await {

@@ -5,8 +5,8 @@
 //! scope may manage its own tenant's keys and realms. Key secrets appear only
 //! in the response that creates them; HS256 realm secrets are never returned.
 
+use crate::auth::api_keys::{ApiKey, Scope};
 use crate::auth::jwt::{JwtAlgorithm, VerificationKey};
-use crate::auth::keys::{ApiKey, Scope};
 use crate::auth::realms::Realm;
 use crate::auth::tenants::Tenant;
 use crate::auth::{Authenticator, Credential, Principal};

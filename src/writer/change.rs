@@ -9,7 +9,7 @@
 use crate::error::ApiError;
 use crate::log::ids::IdGenerator;
 use crate::log::{Event, LogEvent, TopicRecord, TopicRef, validate_event_type};
-use crate::store::{Store, keys};
+use crate::store::{Store, layout};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -87,10 +87,10 @@ impl Change<'_> {
         let json = serde_json::to_vec(&event)
             .map_err(|err| ApiError::internal(format!("encoding event: {err}")))?;
         self.put(
-            keys::event(&topic.tenant, &topic.name, u128::from(id)),
+            layout::event(&topic.tenant, &topic.name, u128::from(id)),
             json.clone(),
         );
-        let record_key = keys::topic(&topic.tenant, &topic.name);
+        let record_key = layout::topic(&topic.tenant, &topic.name);
         let mut record = self
             .get(&record_key)?
             .map(|b| TopicRecord::decode(&b))
@@ -116,9 +116,9 @@ impl Change<'_> {
             return Ok(());
         };
         for id in ids {
-            self.delete(keys::event(&topic.tenant, &topic.name, *id));
+            self.delete(layout::event(&topic.tenant, &topic.name, *id));
         }
-        let record_key = keys::topic(&topic.tenant, &topic.name);
+        let record_key = layout::topic(&topic.tenant, &topic.name);
         let mut record = self
             .get(&record_key)?
             .map(|b| TopicRecord::decode(&b))

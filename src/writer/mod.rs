@@ -39,7 +39,7 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::log::ids::IdGenerator;
 use crate::log::{DurableMark, LogEvent};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError, layout};
 use health::Health;
 use pipeline::Pipeline;
 use std::any::Any;
@@ -149,7 +149,7 @@ impl Writer {
         limits: WriterLimits,
     ) -> Result<Started, StoreError> {
         let newest = store
-            .get_blocking(&keys::meta(NEWEST_ID_RECORD))?
+            .get_blocking(&layout::meta(NEWEST_ID_RECORD))?
             .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_ref()).ok())
             .map(|bytes| Ulid::from(u128::from_be_bytes(bytes)))
             .unwrap_or_else(Ulid::nil);

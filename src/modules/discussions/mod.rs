@@ -2,7 +2,7 @@
 //! moderation, pins, reactions, a lifecycle (open, locked, archived), reply
 //! notifications, stream tickets and the SSE stream.
 //!
-//! * [`model`]: records and their state rules; [`keys`]: the module's key space;
+//! * [`model`]: records and their state rules; [`layout`]: the module's key space;
 //! * [`actor`]: who acts (reader or moderator) and the reader's internal id;
 //! * [`service`]: write operations, each one atomic change with its events;
 //! * [`events`]: event types and payloads; [`query`]: the read side;
@@ -17,7 +17,7 @@
 pub mod actor;
 mod api;
 pub mod events;
-pub mod keys;
+pub mod layout;
 pub mod model;
 pub mod query;
 pub mod service;

@@ -22,7 +22,7 @@ use super::api::uuid_param;
 use super::events;
 use super::model::Discussion;
 use super::query;
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;

@@ -3,7 +3,7 @@
 use super::TopicsApi;
 use super::actor::{self, ActorClaim};
 use crate::auth::Principal;
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};

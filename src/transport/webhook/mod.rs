@@ -34,6 +34,7 @@ pub mod backoff;
 pub mod client;
 mod dispatcher;
 pub mod endpoints;
+pub mod layout;
 pub mod outbox;
 pub mod signature;
 
@@ -41,7 +42,7 @@ use crate::error::{ApiError, ErrorCode, StartupError};
 use crate::lifecycle::Lifecycle;
 use crate::log::Event;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError};
 use crate::writer::{Change, Footprint, Writer};
 use backoff::RetryPolicy;
 use dispatcher::{Dispatcher, Parts};
@@ -405,7 +406,7 @@ fn store_failure(err: StoreError) -> ApiError {
 /// Every stored endpoint, deleted ones included (blocking).
 fn load_endpoints(store: &Store) -> Result<Vec<Endpoint>, StoreError> {
     let mut out = Vec::new();
-    store.for_each_blocking(&keys::webhook_endpoint(None, None), |_, value| {
+    store.for_each_blocking(&layout::endpoint(None, None), |_, value| {
         let endpoint = Endpoint::decode(value)
             .map_err(|err| StoreError::new(format!("webhook endpoint unreadable: {err}")))?;
         out.push(endpoint);
