@@ -20,6 +20,7 @@ use crate::http::router::Router;
 use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
+use crate::modules::platform::{Module, ModuleContext};
 use crate::store::PROBE_RECORD;
 use crate::store::layout;
 use crate::writer::{Footprint, StoreState, Writer, WriterStatus};
@@ -52,9 +53,31 @@ pub struct OpsState {
     pub probing: tokio::sync::Mutex<()>,
 }
 
+impl OpsState {
+    /// The operations endpoints on the core's shared parts.
+    pub fn new(context: &ModuleContext) -> Self {
+        Self {
+            writer: context.writer.clone(),
+            metrics: context.metrics.clone(),
+            lifecycle: context.lifecycle.clone(),
+            hub: context.hub.clone(),
+            probing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Module for OpsState {
+    fn name(&self) -> &'static str {
+        "ops"
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        routes(router, self);
+    }
+}
+
 /// Registers the operations routes.
-pub fn routes(router: &mut Router, state: OpsState) {
-    let state = Arc::new(state);
+fn routes(router: &mut Router, state: Arc<OpsState>) {
     router.route_with(Method::GET, "/healthz", &state, |state, _| async move {
         healthz(&state.writer.status())
     });

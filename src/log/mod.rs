@@ -10,6 +10,7 @@
 //! every subscriber shares those bytes.
 
 pub mod ids;
+pub mod namespace;
 pub mod read;
 pub mod retention;
 

@@ -1,10 +1,14 @@
 //! [`Change`]: what a change closure sees of the store while the writer
 //! thread runs it, and what it leaves behind (writes, events, after-commit
-//! hooks).
+//! hooks); [`EventObserver`]: what reacts to every appended event inside the
+//! change that appends it (webhooks stage their outbox rows so).
 //!
 //! Invariants: reads see the store plus earlier changes of the same group plus
 //! the change's own writes; nothing a change does reaches the store, the hub or
-//! its hooks unless the change succeeds and its group becomes durable.
+//! its hooks unless the change succeeds and its group becomes durable; every
+//! registered observer sees every appended event, in the same change, so what
+//! it writes commits with the event or not at all (an observer's error fails
+//! the change).
 
 use crate::error::ApiError;
 use crate::log::ids::IdGenerator;
@@ -13,7 +17,7 @@ use crate::store::{Store, layout};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use ulid::Ulid;
 
 /// Pending writes: a value to put, or `None` to delete.
@@ -21,6 +25,41 @@ pub(super) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Work to run once the change that registered it is durable.
 pub(super) type Hook = Box<dyn FnOnce() + Send>;
+
+/// Reacts to each event appended by any change, inside that change: what it
+/// writes joins the change's batch, and its error fails the change (nothing
+/// of it is written). Registered once at startup with
+/// [`super::Writer::observe`], before anything is served.
+pub trait EventObserver: Send + Sync {
+    /// Called by [`Change::append`] once `event` is appended (its id is
+    /// final once committed). Runs on the writer thread: it must be quick,
+    /// must not wait for the writer, and must not append events itself.
+    fn appended(&self, change: &mut Change<'_>, event: &LogEvent) -> Result<(), ApiError>;
+}
+
+/// The registered observers; each change runs with the list as it was when
+/// the change started.
+#[derive(Default)]
+pub(super) struct Observers {
+    list: RwLock<Arc<[Arc<dyn EventObserver>]>>,
+}
+
+impl Observers {
+    pub(super) fn add(&self, observer: Arc<dyn EventObserver>) {
+        let mut list = self
+            .list
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        *list = list.iter().cloned().chain([observer]).collect();
+    }
+
+    pub(super) fn current(&self) -> Arc<[Arc<dyn EventObserver>]> {
+        self.list
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
 
 /// A change's view of the store: reads see the store plus earlier changes of
 /// the same group plus this change's own writes.
@@ -32,6 +71,7 @@ pub struct Change<'a> {
     pub(super) hooks: Vec<Hook>,
     pub(super) ids: &'a mut IdGenerator,
     pub(super) now_ms: u64,
+    pub(super) observers: &'a [Arc<dyn EventObserver>],
 }
 
 impl Change<'_> {
@@ -65,8 +105,9 @@ impl Change<'_> {
         self.hooks.push(Box::new(hook));
     }
 
-    /// Appends an event to `topic`; returns it with its stored JSON (its id is
-    /// final once committed), e.g. to stage a webhook delivery of it.
+    /// Appends an event to `topic` and runs every [`EventObserver`] on it (so
+    /// webhooks stage its deliveries); returns it with its stored JSON (its
+    /// id is final once committed).
     pub fn append(
         &mut self,
         topic: &TopicRef,
@@ -99,6 +140,10 @@ impl Change<'_> {
         self.put(record_key, record.encode().to_vec());
         let appended = Arc::new(LogEvent::new(topic.tenant, event, Bytes::from(json)));
         self.events.push(appended.clone());
+        let observers = self.observers;
+        for observer in observers {
+            observer.appended(self, &appended)?;
+        }
         Ok(appended)
     }
 

@@ -21,7 +21,7 @@
 //! * when recovery does not succeed within `--store-recovery-timeout`, `run`
 //!   returns an error and the process exits non-zero.
 
-use super::change::{Change, Hook, Writes};
+use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
 use super::{Job, NEWEST_ID_RECORD};
 use crate::error::ApiError;
@@ -119,6 +119,7 @@ pub(super) struct Pipeline {
     pub(super) max_batch: usize,
     pub(super) health: Arc<Health>,
     pub(super) recovery: RecoverySettings,
+    pub(super) observers: Arc<Observers>,
     #[cfg(debug_assertions)]
     pub(super) faults: Arc<super::faults::Faults>,
 }
@@ -213,6 +214,7 @@ impl Pipeline {
         group: &mut Writes,
         now_ms: u64,
     ) -> Result<Applied, ApiError> {
+        let observers = self.observers.current();
         let mut ctx = Change {
             store: &self.store,
             group,
@@ -221,6 +223,7 @@ impl Pipeline {
             hooks: Vec::new(),
             ids: &mut self.ids,
             now_ms,
+            observers: &observers,
         };
         let value = match std::panic::catch_unwind(AssertUnwindSafe(|| change(&mut ctx))) {
             Ok(result) => result?,

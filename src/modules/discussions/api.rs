@@ -45,7 +45,6 @@ impl DiscussionsApi {
         Context {
             tenant,
             limits: self.limits,
-            webhooks: self.webhooks.clone(),
         }
     }
 

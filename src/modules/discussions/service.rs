@@ -10,12 +10,10 @@ use super::model::{
     Moderation, decode, encode, require_text, state_conflict,
 };
 use crate::error::{ApiError, ErrorCode};
-use crate::transport::webhook::Webhooks;
 use crate::writer::Change;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// Longest external id of a discussion.
@@ -40,21 +38,18 @@ pub struct DiscussionLimits {
     pub max_page: usize,
 }
 
-/// What every write operation runs with: the tenant acted on, the limits,
-/// and the webhooks its events are staged for.
+/// What every write operation runs with: the tenant acted on and the limits.
 #[derive(Clone)]
 pub struct Context {
     /// The tenant.
     pub tenant: Uuid,
     /// Module limits.
     pub limits: DiscussionLimits,
-    /// The tenant's webhook endpoints receive every event.
-    pub webhooks: Arc<Webhooks>,
 }
 
 impl Context {
     fn emitter<'a>(&'a self, discussion: &Discussion, acting: &'a Acting) -> Emitter<'a> {
-        Emitter::new(self.tenant, discussion, acting, &self.webhooks)
+        Emitter::new(self.tenant, discussion, acting)
     }
 }
 
