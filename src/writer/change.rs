@@ -174,3 +174,77 @@ impl Change<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::hub::HubLimits;
+    use crate::writer::{Footprint, Writer};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    /// Writes `o <event id>` for every event, and refuses events of type `refused`.
+    struct Recorder;
+
+    impl EventObserver for Recorder {
+        fn appended(&self, change: &mut Change<'_>, event: &LogEvent) -> Result<(), ApiError> {
+            if event.event.event_type == "refused" {
+                return Err(ApiError::validation("the observer refuses it"));
+            }
+            change.put(record_key(event.id()), event.json.to_vec());
+            Ok(())
+        }
+    }
+
+    fn record_key(id: Ulid) -> Vec<u8> {
+        [&b"o"[..], &u128::from(id).to_be_bytes()].concat()
+    }
+
+    async fn append(
+        writer: &Writer,
+        event_type: &'static str,
+        fail: bool,
+    ) -> Result<Ulid, ApiError> {
+        let topic = TopicRef::new(Uuid::nil(), "observed").unwrap();
+        writer
+            .commit(Footprint::SMALL, move |change| {
+                let event = change.append(&topic, event_type, json!(null), json!({}))?;
+                if fail {
+                    return Err(ApiError::validation("the change fails after appending"));
+                }
+                Ok(event.id())
+            })
+            .await
+            .map(|committed| committed.value)
+    }
+
+    #[tokio::test]
+    async fn observers_write_in_the_appending_change_and_only_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let writer = Writer::start_for_tests(store.clone(), HubLimits::minimal()).writer;
+        writer.observe(Arc::new(Recorder));
+        let records = || store.scan_blocking(b"o", None, 100).unwrap().len();
+
+        let id = append(&writer, "kept", false).await.unwrap();
+        let stored = store.get_blocking(&record_key(id)).unwrap().unwrap();
+        assert_eq!(serde_json::from_slice::<Event>(&stored).unwrap().id, id);
+
+        assert!(append(&writer, "kept", true).await.is_err());
+        let refused = append(&writer, "refused", false).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ValidationError);
+        writer.faults().fail_flushes(1);
+        let lost = append(&writer, "kept", false).await.unwrap_err();
+        assert_eq!(lost.code, ErrorCode::ServiceUnavailable);
+        // Wait for the recovery, then for a durable change after it.
+        let after = loop {
+            match append(&writer, "kept", false).await {
+                Ok(id) => break id,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        assert!(store.get_blocking(&record_key(after)).unwrap().is_some());
+        assert_eq!(records(), 2, "only the two durable appends left a record");
+    }
+}
