@@ -456,3 +456,30 @@ fn install_signals() -> Result<(StopSignals, Signal), StartupError> {
     };
     Ok((stops, install(SignalKind::hangup())?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::platform::Declared;
+
+    #[test]
+    fn a_module_prefix_overlapping_auth_webhooks_or_idempotency_stops_the_start() {
+        for (taken, owner) in [(b"ak", "auth"), (b"wq", "webhooks"), (b"ix", "idempotency")] {
+            let mut prefixes = claim_key_prefixes().unwrap();
+            let module = Declared {
+                name: "intruder",
+                namespace: None,
+                prefix: Some(taken.to_vec()),
+            };
+            let refused = Platform::assemble(vec![Arc::new(module)], &mut prefixes)
+                .map(drop)
+                .unwrap_err();
+            assert_eq!(refused.exit_code(), 2);
+            let message = refused.to_string();
+            assert!(
+                message.contains("module intruder") && message.contains(&format!("`{owner}`")),
+                "{message}"
+            );
+        }
+    }
+}

@@ -205,29 +205,32 @@ fn refused(reason: String) -> StartupError {
     StartupError::Config(format!("module registration: {reason}"))
 }
 
+/// A module that only declares (no routes, no work), for tests of the checks.
+#[cfg(test)]
+pub(crate) struct Declared {
+    pub name: &'static str,
+    pub namespace: Option<Namespace>,
+    pub prefix: Option<Vec<u8>>,
+}
+
+#[cfg(test)]
+impl Module for Declared {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn namespace(&self) -> Option<Namespace> {
+        self.namespace
+    }
+    fn key_prefix(&self) -> Option<Vec<u8>> {
+        self.prefix.clone()
+    }
+    fn routes(self: Arc<Self>, _: &mut Router) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::layout;
-
-    struct Declared {
-        name: &'static str,
-        namespace: Option<Namespace>,
-        prefix: Option<Vec<u8>>,
-    }
-
-    impl Module for Declared {
-        fn name(&self) -> &'static str {
-            self.name
-        }
-        fn namespace(&self) -> Option<Namespace> {
-            self.namespace
-        }
-        fn key_prefix(&self) -> Option<Vec<u8>> {
-            self.prefix.clone()
-        }
-        fn routes(self: Arc<Self>, _: &mut Router) {}
-    }
 
     fn module(
         name: &'static str,

@@ -1,6 +1,6 @@
 //! Webhook endpoints: the stored record, what the admin API may set and how
 //! it is checked, the JSON the API shows, and the in-memory index that
-//! `Webhooks::stage` reads on the writer thread.
+//! the writer's staging observer reads on the writer thread.
 //!
 //! Invariants: a stored endpoint always passed validation (http/https URL
 //! with a host and no credentials, a secret of 16–256 visible characters,
