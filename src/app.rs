@@ -1,7 +1,7 @@
 //! Wires the store, metrics, routes and server together and runs them until a
 //! signal stops the process.
 //!
-//! The modules are listed in one place, [`modules`]; [`Platform`] checks
+//! The modules are listed in one place, `modules()`; [`Platform`] checks
 //! their declarations (names, topic namespaces, key prefixes, which every
 //! owner of records claims before the store is opened) and wires their
 //! routes, their webhook bodies and their background work.

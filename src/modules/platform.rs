@@ -298,4 +298,26 @@ mod tests {
         let invalid = assemble(vec![module("bad", Some(Namespace::Module("a/b")), None)]);
         assert!(invalid.is_err());
     }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_background_work_to_end_on_stop() {
+        let lifecycle = Arc::new(Lifecycle::new());
+        let background = Background::default();
+        let (ended, mut has_ended) = tokio::sync::oneshot::channel();
+        let watched = lifecycle.clone();
+        background.spawn(async move {
+            watched.stopping().await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let _ = ended.send(());
+        });
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(100), background.finished());
+        assert!(waiting.await.is_err(), "work runs until the stop");
+        lifecycle.stop();
+        background.finished().await;
+        assert!(
+            has_ended.try_recv().is_ok(),
+            "finished only once the work ended"
+        );
+    }
 }
