@@ -1,10 +1,16 @@
 //! Wires the store, metrics, routes and server together and runs them until a
 //! signal stops the process.
 //!
+//! The modules are listed in one place, `modules()`; [`Platform`] checks
+//! their declarations (names, topic namespaces, key prefixes, which every
+//! owner of records claims before the store is opened) and wires their
+//! routes, their webhook bodies and their background work.
+//!
 //! Shutdown order (first SIGTERM or SIGINT): readiness turns 503 → after
-//! `--drain-delay` the listener closes, long-lived streams are told to end and
-//! webhook lanes abandon their attempt in flight (it stays pending) →
-//! in-flight requests get up to `--shutdown-grace` → the store is flushed →
+//! `--drain-delay` the listener closes, long-lived streams are told to end,
+//! webhook lanes abandon their attempt in flight (it stays pending) and
+//! background work ends → in-flight requests get up to `--shutdown-grace`,
+//! then lanes and background work get up to `--shutdown-grace` → the store is flushed →
 //! `run` returns. A second signal exits at once (exit code 1); nothing
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
@@ -24,15 +30,15 @@ use crate::hub::{Hub, HubLimits};
 use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::modules::admin::{self, AdminApi};
-use crate::modules::discussions::{self, DiscussionsApi};
-use crate::modules::topics::{self, TopicsApi, TopicsLimits};
-use crate::ops::{self, OpsState};
+use crate::modules::admin::AdminApi;
+use crate::modules::discussions::DiscussionsApi;
+use crate::modules::platform::{Background, Module, ModuleContext, Platform};
+use crate::modules::topics::TopicsApi;
+use crate::ops::OpsState;
 use crate::pruner;
 use crate::store::Store;
-use crate::transport::sse::SseSettings;
+use crate::store::prefixes::KeyPrefixes;
 use crate::transport::webhook::{self, Webhooks};
-use crate::transport::ws::WsSettings;
 use crate::writer::{Started, Writer, WriterLimits};
 use std::io::Write;
 use std::sync::Arc;
@@ -62,6 +68,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     if loaded.created {
         eprintln!("{}", datadir::first_run_summary(&dir, &loaded.config));
     }
+    let prefixes = claim_key_prefixes()?;
     let store = Store::open(&dir.db_path(), config.store_cache_bytes)?;
     let certificate = load_tls(&config.tls, &dir)?;
     let tls = match &certificate {
@@ -72,8 +79,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     };
     let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
     let writer_ended = core.writer_ended.take();
-    let router = core.router(&config);
-    core.spawn_pruner(&config.core);
+    let background = Background::default();
+    let router = assemble(&core, &config, prefixes, &background)?;
     let metrics = core.metrics.clone();
     let lifecycle = core.lifecycle.clone();
     let webhooks = core.webhooks.clone();
@@ -117,12 +124,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     tokio::time::sleep(config.drain_delay).await;
     lifecycle.stop();
     drain(server, &lifecycle, config.shutdown_grace).await;
-    if tokio::time::timeout(config.shutdown_grace, webhooks.finished())
+    let background_work = async { tokio::join!(webhooks.finished(), background.finished()) };
+    if tokio::time::timeout(config.shutdown_grace, background_work)
         .await
         .is_err()
     {
         tracing::warn!(
-            "webhook lanes still busy after the shutdown grace; their deliveries stay pending"
+            "webhook lanes or background work still busy after the shutdown grace; pending deliveries stay pending"
         );
     }
     store
@@ -192,7 +200,7 @@ impl Core {
         let lifecycle = Arc::new(Lifecycle::new());
         let webhooks = Webhooks::start(
             config.webhooks.clone(),
-            webhook::Core {
+            webhook::Dependencies {
                 store: store.clone(),
                 writer: writer.clone(),
                 metrics: metrics.clone(),
@@ -212,85 +220,97 @@ impl Core {
         })
     }
 
-    fn router(&self, config: &ServeConfig) -> Router {
-        let mut router = Router::new();
-        ops::routes(
-            &mut router,
-            OpsState {
-                writer: self.writer.clone(),
-                metrics: self.metrics.clone(),
-                lifecycle: self.lifecycle.clone(),
-                hub: self.hub.clone(),
-                probing: tokio::sync::Mutex::new(()),
-            },
-        );
-        topics::routes(&mut router, Arc::new(self.topics_api(&config.core)));
-        discussions::routes(&mut router, Arc::new(self.discussions_api(&config.core)));
-        admin::routes(
-            &mut router,
-            Arc::new(AdminApi {
-                auth: self.auth.clone(),
-                hub: self.hub.clone(),
-                metrics: self.metrics.clone(),
-                webhooks: self.webhooks.clone(),
-            }),
-        );
-        #[cfg(debug_assertions)]
-        if config.test_routes {
-            crate::test_routes::routes(
-                &mut router,
-                self.lifecycle.clone(),
-                ws_settings(&config.core),
-                self.writer.clone(),
-            );
-        }
-        router
-    }
-
-    fn discussions_api(&self, core: &CoreSettings) -> DiscussionsApi {
-        DiscussionsApi {
+    /// The shared parts modules are built from.
+    fn context(&self, settings: &CoreSettings) -> ModuleContext {
+        ModuleContext {
             writer: self.writer.clone(),
             hub: self.hub.clone(),
             auth: self.auth.clone(),
             lifecycle: self.lifecycle.clone(),
             metrics: self.metrics.clone(),
-            sse: sse_settings(core),
-            limits: core.discussions,
+            idempotency: Idempotency::new(settings.idempotency_window),
             webhooks: self.webhooks.clone(),
-            idempotency: Idempotency::new(core.idempotency_window),
+            settings: Arc::new(settings.clone()),
         }
     }
 
-    fn topics_api(&self, core: &CoreSettings) -> TopicsApi {
-        TopicsApi {
-            writer: self.writer.clone(),
-            hub: self.hub.clone(),
-            auth: self.auth.clone(),
-            lifecycle: self.lifecycle.clone(),
-            metrics: self.metrics.clone(),
-            sse: sse_settings(core),
-            ws: ws_settings(core),
-            limits: TopicsLimits {
-                max_batch_events: core.publish_batch_max,
-                max_page: 1000,
-                ws_max_topics: core.ws_max_topics,
-            },
-            webhooks: self.webhooks.clone(),
-            idempotency: Idempotency::new(core.idempotency_window),
-        }
-    }
-
-    fn spawn_pruner(&self, core: &CoreSettings) {
-        tokio::spawn(pruner::run(
+    /// Background work of the core: retention (events, tickets, idempotency records).
+    fn start_pruner(&self, context: &ModuleContext, background: &Background) {
+        background.spawn(pruner::run(
             self.store.clone(),
             self.writer.clone(),
-            Arc::new(core.retention.clone()),
+            Arc::new(context.settings.retention.clone()),
             self.auth.tickets().clone(),
-            Idempotency::new(core.idempotency_window),
-            core.prune_interval,
+            context.idempotency,
+            context.settings.prune_interval,
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// The application's modules, all in this one list. Adding a module is one
+/// line here (see ARCHITECTURE.md, "Adding a module").
+fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>> {
+    let mut modules: Vec<Arc<dyn Module>> = vec![
+        Arc::new(OpsState::new(context)),
+        Arc::new(TopicsApi::new(context)),
+        Arc::new(DiscussionsApi::new(context)),
+        Arc::new(AdminApi::new(context)),
+    ];
+    #[cfg(debug_assertions)]
+    if config.test_routes {
+        modules.push(Arc::new(crate::modules::sample::SampleModule::new(context)));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = config;
+    modules
+}
+
+/// Checks and wires the modules: their declarations (names, namespaces, key
+/// prefixes), the webhook body of each namespace, their routes (and the
+/// debug test routes), their background work.
+fn assemble(
+    core: &Core,
+    config: &ServeConfig,
+    mut prefixes: KeyPrefixes,
+    background: &Background,
+) -> Result<Router, StartupError> {
+    let context = core.context(&config.core);
+    let platform = Platform::assemble(modules(&context, config), &mut prefixes)?;
+    core.writer
+        .observe(core.webhooks.stager(platform.webhook_bodies()));
+    let mut router = Router::new();
+    platform.routes(&mut router);
+    #[cfg(debug_assertions)]
+    if config.test_routes {
+        crate::test_routes::routes(
+            &mut router,
+            core.lifecycle.clone(),
+            context.ws(),
+            core.writer.clone(),
+        );
+    }
+    platform.start(background);
+    core.start_pruner(&context, background);
+    Ok(router)
+}
+
+/// The owners of records below the modules claim their key prefixes before
+/// the store is opened (modules claim theirs in [`Platform::assemble`]); two
+/// that overlap stop the start.
+fn claim_key_prefixes() -> Result<KeyPrefixes, StartupError> {
+    let mut prefixes = KeyPrefixes::with_core();
+    let owners: [(&str, &[u8]); 3] = [
+        ("auth", crate::auth::layout::PREFIX),
+        ("webhooks", webhook::layout::PREFIX),
+        ("idempotency", crate::idempotency::layout::PREFIX),
+    ];
+    for (owner, prefix) in owners {
+        prefixes
+            .claim(owner, prefix)
+            .map_err(|clash| StartupError::Config(format!("key prefixes: {clash}")))?;
+    }
+    Ok(prefixes)
 }
 
 /// Watches the writer thread: the receiver resolves with the reason when the
@@ -342,25 +362,6 @@ fn bind(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListe
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(backlog)
-}
-
-fn sse_settings(core: &CoreSettings) -> SseSettings {
-    SseSettings {
-        retry_ms: core.sse_retry_ms,
-        heartbeat: core.sse_heartbeat,
-        lifetime: core.sse_lifetime,
-        max_batch: 1024,
-        write_interval: core.stream_write_interval,
-    }
-}
-
-fn ws_settings(core: &CoreSettings) -> WsSettings {
-    WsSettings {
-        max_message_bytes: core.ws_max_message,
-        read_buffer_bytes: core.ws_read_buffer,
-        ping_interval: core.ws_ping_interval,
-        write_interval: core.stream_write_interval,
-    }
 }
 
 fn load_tls(
@@ -454,4 +455,31 @@ fn install_signals() -> Result<(StopSignals, Signal), StartupError> {
         interrupt: install(SignalKind::interrupt())?,
     };
     Ok((stops, install(SignalKind::hangup())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::platform::Declared;
+
+    #[test]
+    fn a_module_prefix_overlapping_auth_webhooks_or_idempotency_stops_the_start() {
+        for (taken, owner) in [(b"ak", "auth"), (b"wq", "webhooks"), (b"ix", "idempotency")] {
+            let mut prefixes = claim_key_prefixes().unwrap();
+            let module = Declared {
+                name: "intruder",
+                namespace: None,
+                prefix: Some(taken.to_vec()),
+            };
+            let refused = Platform::assemble(vec![Arc::new(module)], &mut prefixes)
+                .map(drop)
+                .unwrap_err();
+            assert_eq!(refused.exit_code(), 2);
+            let message = refused.to_string();
+            assert!(
+                message.contains("module intruder") && message.contains(&format!("`{owner}`")),
+                "{message}"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! same JSON (`data` of the admin API); a key's secret is printed once, by
 //! `keys create`.
 
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::auth::registry::Registry;
 use crate::config::DataDirArgs;
 use crate::datadir::{DataDir, InstanceConfig};

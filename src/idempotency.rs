@@ -28,7 +28,6 @@
 
 use crate::auth::{Credential, Principal};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::keys;
 use crate::writer::Change;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -138,7 +137,7 @@ impl Idempotency {
             key.0.as_bytes(),
         ]);
         Some(Claim {
-            record: keys::idempotency_record(&principal.tenant, &scope),
+            record: layout::record(&principal.tenant, &scope),
             fingerprint: digest(request),
             key,
             window_ms: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
@@ -268,7 +267,7 @@ pub fn protect(
         }
         // Replaced below; if the write fails, the change (this too) is dropped.
         Some(expired) => {
-            change.delete(keys::idempotency_expiry(expired.created_ms, &claim.record));
+            change.delete(layout::expiry(expired.created_ms, &claim.record));
         }
         None => {}
     }
@@ -280,7 +279,7 @@ pub fn protect(
         body: reply.body.to_vec(),
     };
     change.put(claim.record.clone(), record.encode());
-    change.put(keys::idempotency_expiry(now_ms, &claim.record), Vec::new());
+    change.put(layout::expiry(now_ms, &claim.record), Vec::new());
     Ok(reply)
 }
 
@@ -309,7 +308,7 @@ impl Claim {
 /// has its own entry).
 pub fn expire(change: &mut Change<'_>, index_key: &[u8]) -> Result<(), ApiError> {
     change.delete(index_key.to_vec());
-    let Some((created_ms, record_key)) = keys::parse_idempotency_expiry(index_key) else {
+    let Some((created_ms, record_key)) = layout::parse_expiry(index_key) else {
         return Ok(());
     };
     let rewritten = change
@@ -320,6 +319,93 @@ pub fn expire(change: &mut Change<'_>, index_key: &[u8]) -> Result<(), ApiError>
         change.delete(record_key);
     }
     Ok(())
+}
+
+/// Idempotency's records in the store, under the prefix `i` it claims at
+/// startup:
+///
+/// ```text
+/// i r <tenant:16> <scope:32>                 record: the reply of a keyed write
+/// i x <created ms:8> <tenant:16> <scope:32>  expiry index, oldest first
+/// ```
+///
+/// Invariants: an expiry entry ends with the tail of its record's key, and
+/// its big-endian creation time orders the index oldest first; these
+/// encodings never change (existing data directories are read as they are;
+/// the tests pin the bytes).
+pub mod layout {
+    use uuid::Uuid;
+
+    /// The prefix of every idempotency record.
+    pub const PREFIX: &[u8] = b"i";
+    /// Record kind: a recorded reply.
+    const RECORD: u8 = b'r';
+    /// Record kind: the expiry index.
+    const EXPIRY: u8 = b'x';
+    /// Prefix of the expiry index.
+    pub const EXPIRY_PREFIX: [u8; 2] = [PREFIX[0], EXPIRY];
+
+    /// Key of the record of `scope` (a digest of principal, operation and
+    /// key) in `tenant`.
+    pub fn record(tenant: &Uuid, scope: &[u8; 32]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(50);
+        key.extend_from_slice(&[PREFIX[0], RECORD]);
+        key.extend_from_slice(tenant.as_bytes());
+        key.extend_from_slice(scope);
+        key
+    }
+
+    /// Key of the expiry index entry of a record created at `created_ms`.
+    pub fn expiry(created_ms: u64, record: &[u8]) -> Vec<u8> {
+        let tail = record.get(2..).unwrap_or_default();
+        let mut key = Vec::with_capacity(10 + tail.len());
+        key.extend_from_slice(&EXPIRY_PREFIX);
+        key.extend_from_slice(&created_ms.to_be_bytes());
+        key.extend_from_slice(tail);
+        key
+    }
+
+    /// Splits an expiry index key into the record's creation time and key.
+    pub fn parse_expiry(key: &[u8]) -> Option<(u64, Vec<u8>)> {
+        let rest = key.strip_prefix(&EXPIRY_PREFIX)?;
+        let created_ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        let mut record = vec![PREFIX[0], RECORD];
+        record.extend_from_slice(rest.get(8..)?);
+        Some((created_ms, record))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn expiry_keys_order_by_time_and_name_their_record() {
+            let tenant = Uuid::new_v4();
+            let record = record(&tenant, &[7; 32]);
+            let older = expiry(1_000, &record);
+            let newer = expiry(2_000, &super::record(&tenant, &[1; 32]));
+            assert!(older < newer);
+            assert_eq!(parse_expiry(&older), Some((1_000, record)));
+            assert!(older.starts_with(&EXPIRY_PREFIX));
+        }
+
+        #[test]
+        fn encodings_are_byte_for_byte_those_of_existing_data_dirs() {
+            let tenant = Uuid::from_bytes([0x55; 16]);
+            let record = record(&tenant, &[0x66; 32]);
+            assert_eq!(record, [&b"ir"[..], &[0x55; 16], &[0x66; 32]].concat());
+            assert_eq!(
+                expiry(0x0102, &record),
+                [
+                    &b"ix"[..],
+                    &0x0102u64.to_be_bytes(),
+                    &[0x55; 16],
+                    &[0x66; 32]
+                ]
+                .concat()
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -456,14 +542,14 @@ mod tests {
         let claim = idempotency.claim(key("k"), &admin_of(Uuid::new_v4()), "op", &[b"a"]);
         write(&writer, claim.clone(), "old").await.unwrap();
         let old_entries = store
-            .scan_blocking(&[keys::IDEMPOTENCY, keys::IDEMPOTENCY_EXPIRY], None, 10)
+            .scan_blocking(&layout::EXPIRY_PREFIX, None, 10)
             .unwrap();
         assert_eq!(old_entries.len(), 1);
         tokio::time::sleep(window * 2).await;
         let again = write(&writer, claim.clone(), "new").await.unwrap();
         assert!(!again.replayed, "an expired key writes again");
         let entries = store
-            .scan_blocking(&[keys::IDEMPOTENCY, keys::IDEMPOTENCY_EXPIRY], None, 10)
+            .scan_blocking(&layout::EXPIRY_PREFIX, None, 10)
             .unwrap();
         assert_eq!(
             entries.len(),
@@ -486,7 +572,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(removed, 1);
-        let left = store.scan_blocking(&[keys::IDEMPOTENCY], None, 10).unwrap();
+        let left = store.scan_blocking(layout::PREFIX, None, 10).unwrap();
         assert!(left.is_empty(), "record and index entry are gone: {left:?}");
     }
 }

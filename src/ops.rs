@@ -20,8 +20,9 @@ use crate::http::router::Router;
 use crate::hub::Hub;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{self, Metrics};
+use crate::modules::platform::{Module, ModuleContext};
 use crate::store::PROBE_RECORD;
-use crate::store::keys;
+use crate::store::layout;
 use crate::writer::{Footprint, StoreState, Writer, WriterStatus};
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -52,9 +53,31 @@ pub struct OpsState {
     pub probing: tokio::sync::Mutex<()>,
 }
 
+impl OpsState {
+    /// The operations endpoints on the core's shared parts.
+    pub fn new(context: &ModuleContext) -> Self {
+        Self {
+            writer: context.writer.clone(),
+            metrics: context.metrics.clone(),
+            lifecycle: context.lifecycle.clone(),
+            hub: context.hub.clone(),
+            probing: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl Module for OpsState {
+    fn name(&self) -> &'static str {
+        "ops"
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        routes(router, self);
+    }
+}
+
 /// Registers the operations routes.
-pub fn routes(router: &mut Router, state: OpsState) {
-    let state = Arc::new(state);
+fn routes(router: &mut Router, state: Arc<OpsState>) {
     router.route_with(Method::GET, "/healthz", &state, |state, _| async move {
         healthz(&state.writer.status())
     });
@@ -155,7 +178,7 @@ async fn probe(state: &OpsState) -> Result<(), ApiError> {
     }
     let now = crate::clock::unix_millis();
     let write = state.writer.commit(Footprint::SMALL, move |change| {
-        change.put(keys::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
+        change.put(layout::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
         Ok(())
     });
     match tokio::time::timeout(PROBE_TIMEOUT, write).await {

@@ -16,7 +16,7 @@ use crate::idempotency::{self, Idempotency};
 use crate::lifecycle::Lifecycle;
 use crate::log::retention::{self, Policy};
 use crate::log::{TopicRecord, TopicRef};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError, layout};
 use crate::writer::{Footprint, Writer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,13 +104,13 @@ pub async fn expire_idempotency(
 
 /// The oldest expiry entries made before `cutoff` (unix ms), one commit's worth.
 fn expired_entries(store: &Store, cutoff: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-    let prefix = [keys::IDEMPOTENCY, keys::IDEMPOTENCY_EXPIRY];
+    let prefix = idempotency::layout::EXPIRY_PREFIX;
     let page = store.scan_blocking(&prefix, None, IDEMPOTENCY_PER_COMMIT)?;
     Ok(page
         .into_iter()
         .map(|(key, _)| key.to_vec())
         .take_while(|key| {
-            keys::parse_idempotency_expiry(key).is_none_or(|(created_ms, _)| created_ms < cutoff)
+            idempotency::layout::parse_expiry(key).is_none_or(|(created_ms, _)| created_ms < cutoff)
         })
         .collect())
 }
@@ -147,11 +147,11 @@ fn plan_all(store: &Store, policy: &Policy) -> Result<Vec<(TopicRef, Vec<u128>)>
     let mut budget = MAX_REMOVALS_PER_CYCLE;
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = store.scan_blocking(&[keys::TOPIC], after.as_deref(), TOPIC_PAGE)?;
+        let page = store.scan_blocking(&[layout::TOPIC], after.as_deref(), TOPIC_PAGE)?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.to_vec());
         for (key, value) in &page {
-            let Some((tenant, name)) = keys::parse_topic(key) else {
+            let Some((tenant, name)) = layout::parse_topic(key) else {
                 continue;
             };
             let topic = TopicRef { tenant, name };

@@ -17,8 +17,9 @@
 //! tenant), cancelled once a revocation or deletion is durable, so the
 //! streams it opened end ([`Admission::revoked`]).
 
+pub mod api_keys;
 pub mod jwt;
-pub mod keys;
+pub mod layout;
 pub mod limits;
 pub mod realms;
 pub mod registry;
@@ -27,8 +28,8 @@ pub mod tickets;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
+use api_keys::{ApiKey, Scope};
 use jwt::Claims;
-use keys::{ApiKey, Scope};
 use limits::{StreamLimits, UserSlot};
 use registry::Registry;
 use serde_json::json;

@@ -17,13 +17,14 @@
 //!   or a tenant cancels it once the removal is durable, which ends the
 //!   streams its credentials opened (see [`super::Principal::revoked`]).
 
+use super::api_keys::{self, ApiKey, Scope};
 use super::jwt::Verifier;
-use super::keys::{self, ApiKey, Scope};
+use super::layout;
 use super::realms::{self, DEFAULT_REALM, Realm};
 use super::tenants::{self, Tenant};
 use crate::datadir::InstanceConfig;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::{Store, StoreError, keys as store_keys};
+use crate::store::{Store, StoreError};
 use crate::writer::{Footprint, Writer};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -344,7 +345,7 @@ impl Registry {
             ));
         }
         self.persist(
-            store_keys::auth(store_keys::AUTH_TENANT, &tenant.id),
+            layout::record(layout::TENANT, &tenant.id),
             Some(to_json(&tenant)?),
         )
         .await?;
@@ -375,12 +376,12 @@ impl Registry {
             registry
                 .writer
                 .commit(Footprint::SMALL, move |change| {
-                    change.delete(store_keys::auth(store_keys::AUTH_TENANT, &tenant));
+                    change.delete(layout::record(layout::TENANT, &tenant));
                     for key in &keys {
-                        change.delete(store_keys::auth(store_keys::AUTH_KEY, key));
+                        change.delete(layout::record(layout::API_KEY, key));
                     }
                     for name in &realm_names {
-                        change.delete(store_keys::auth_realm(&tenant, name));
+                        change.delete(layout::realm(&tenant, name));
                     }
                     Ok(())
                 })
@@ -409,15 +410,15 @@ impl Registry {
             ));
         }
         crate::field_limits::check_len("name", &name, MAX_KEY_NAME_BYTES)?;
-        let secret = crate::secret::generate(keys::KEY_PREFIX)
+        let secret = crate::secret::generate(api_keys::KEY_PREFIX)
             .map_err(|err| ApiError::internal(err.to_string()))?;
         let key = ApiKey {
             id: Uuid::new_v4(),
             tenant,
             name,
             scopes,
-            hash: keys::hash_secret(&secret),
-            prefix: keys::display_prefix(&secret),
+            hash: api_keys::hash_secret(&secret),
+            prefix: api_keys::display_prefix(&secret),
             created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
             revoked_at: None,
             last_used_at: None,
@@ -435,7 +436,7 @@ impl Registry {
     /// Commits a key record, then puts it in the view (callers hold the turn).
     async fn store_key(&self, key: ApiKey) -> Result<(), ApiError> {
         self.persist(
-            store_keys::auth(store_keys::AUTH_KEY, &key.id),
+            layout::record(layout::API_KEY, &key.id),
             Some(to_json(&key)?),
         )
         .await?;
@@ -512,7 +513,7 @@ impl Registry {
         let stamp = used_at.clone();
         self.writer
             .commit(Footprint::SMALL, move |change| {
-                let key = store_keys::auth(store_keys::AUTH_KEY, &id);
+                let key = layout::record(layout::API_KEY, &id);
                 let Some(bytes) = change.get(&key)? else {
                     return Ok(());
                 };
@@ -532,7 +533,7 @@ impl Registry {
     /// The usable key whose secret is `secret` (active, of an existing
     /// tenant) and its revocation token.
     pub fn key_by_secret(&self, secret: &str) -> Option<(ApiKey, CancellationToken)> {
-        self.read().active_key(&keys::hash_secret(secret))
+        self.read().active_key(&api_keys::hash_secret(secret))
     }
 
     /// A realm of a tenant.
@@ -580,7 +581,7 @@ impl Registry {
             }
             registry
                 .persist(
-                    store_keys::auth_realm(&realm.tenant, &realm.name),
+                    layout::realm(&realm.tenant, &realm.name),
                     Some(to_json(&realm)?),
                 )
                 .await?;
@@ -597,9 +598,7 @@ impl Registry {
             if registry.realm(&id.0, &id.1).is_none() {
                 return Err(ApiError::not_found("no such realm"));
             }
-            registry
-                .persist(store_keys::auth_realm(&id.0, &id.1), None)
-                .await?;
+            registry.persist(layout::realm(&id.0, &id.1), None).await?;
             if let Some(entry) = registry.write().realms.remove(&id) {
                 entry.token.cancel();
             }
@@ -616,13 +615,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
 
 fn load_view(store: &Store) -> Result<View, StoreError> {
     let mut view = View::default();
-    for tenant in load_all::<Tenant>(store, store_keys::AUTH_TENANT)? {
+    for tenant in load_all::<Tenant>(store, layout::TENANT)? {
         view.insert_tenant(tenant);
     }
-    for key in load_all::<ApiKey>(store, store_keys::AUTH_KEY)? {
+    for key in load_all::<ApiKey>(store, layout::API_KEY)? {
         view.insert_key(key);
     }
-    for realm in load_all::<Realm>(store, store_keys::AUTH_REALM)? {
+    for realm in load_all::<Realm>(store, layout::REALM)? {
         match realm.verifier() {
             Ok(verifier) => view.insert_realm(realm, verifier),
             Err(err) => {
@@ -635,7 +634,7 @@ fn load_view(store: &Store) -> Result<View, StoreError> {
 
 fn load_all<T: DeserializeOwned>(store: &Store, kind: u8) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    store.for_each_blocking(&store_keys::auth_prefix(kind), |_, value| {
+    store.for_each_blocking(&layout::kind_prefix(kind), |_, value| {
         let record = serde_json::from_slice(value)
             .map_err(|err| StoreError::new(format!("auth record unreadable: {err}")))?;
         out.push(record);

@@ -16,10 +16,10 @@
 //!   a claim whose request is cancelled before its answer releases it too;
 //! * tickets that can never open a stream again are swept by the pruner.
 
-use super::keys::hash_secret;
+use super::api_keys::hash_secret;
+use super::layout;
 use crate::error::{ApiError, ErrorCode};
 use crate::field_limits::check_optional;
-use crate::store::keys as store_keys;
 use crate::store::{Store, StoreError};
 use crate::writer::{Footprint, Writer};
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,7 @@ impl Tickets {
             first_used_at: None,
             last_seen_at: None,
         };
-        let key = store_keys::auth_ticket(&hash_secret(&secret));
+        let key = layout::ticket(&hash_secret(&secret));
         let value = encode(&ticket)?;
         self.writer
             .commit(Footprint::SMALL, move |change| {
@@ -191,7 +191,7 @@ impl Tickets {
     /// marks the session closed again.
     pub async fn claim(&self, secret: &str, target: &Target) -> Result<TicketSession, ApiError> {
         let hash = hash_secret(secret);
-        let key = store_keys::auth_ticket(&hash);
+        let key = layout::ticket(&hash);
         let (held, window, wanted) = (
             self.held.clone(),
             self.settings.resume_window,
@@ -272,7 +272,7 @@ fn dead_tickets(
     now: u64,
     window: u64,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    let prefix = [store_keys::AUTH, store_keys::AUTH_TICKET];
+    let prefix = layout::kind_prefix(layout::TICKET);
     let mut dead = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     while dead.len() < MAX_SWEEP {
@@ -321,7 +321,7 @@ fn admit(ticket: &Ticket, wanted: &Target, now: u64, window: Duration) -> Result
 impl Drop for TicketSession {
     fn drop(&mut self) {
         // The `open` guard marks the session closed when it drops, after this.
-        let key = store_keys::auth_ticket(&self.open.hash);
+        let key = layout::ticket(&self.open.hash);
         let writer = self.writer.clone();
         let mut ticket = self.ticket.clone();
         ticket.last_seen_at = Some(crate::clock::unix_millis());

@@ -89,6 +89,15 @@ impl std::fmt::Debug for Encoding {
     }
 }
 
+/// The event's `data` alone as JSON, the one projection of an event that
+/// several surfaces share (a payload their spec shows: discussions' SSE
+/// frames and webhook bodies). What `data` holds is the module's business.
+pub static DATA_JSON: Encoding = Encoding::new("event.data", |event| {
+    serde_json::to_vec(&event.event.data)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"null"))
+});
+
 /// The per-event cache: one lazily filled cell per slot.
 #[derive(Debug, Default)]
 pub(super) struct EncodingCache {

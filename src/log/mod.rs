@@ -2,7 +2,7 @@
 //!
 //! An event belongs to one topic of one tenant and is stored once, as the JSON
 //! clients receive (`{"id","topic","type","occurredAt","actor","data"}`), under
-//! a key ordered by id (see `store::keys`). The writer appends; readers use
+//! a key ordered by id (see `store::layout`). The writer appends; readers use
 //! [`read`]; [`retention`] prunes in the background. How an event looks on
 //! a wire is up to its users: each defines an [`encoding::Encoding`], which
 //! the event caches.
@@ -14,6 +14,7 @@
 
 pub mod encoding;
 pub mod ids;
+pub mod namespace;
 pub mod read;
 pub mod retention;
 

@@ -16,7 +16,7 @@
 //! stops early (with `more`) once it holds `max_bytes` of stored JSON.
 
 use super::{LogEvent, TopicRecord, TopicRef};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError, layout};
 use serde::Serialize;
 use std::sync::Arc;
 use ulid::Ulid;
@@ -98,7 +98,7 @@ pub fn read_page(
     if id > durable {
         return with_gap(store, topic, GapReason::Unknown, limit, durable);
     }
-    let after = keys::event(&topic.tenant, &topic.name, u128::from(id));
+    let after = layout::event(&topic.tenant, &topic.name, u128::from(id));
     let page = scan(store, topic, Some(&after), limit, durable)?;
     // Checked after the scan: when nothing after the cursor had been pruned
     // by now, the scan saw every event after it.
@@ -118,8 +118,8 @@ fn with_gap(
 ) -> Result<Page, StoreError> {
     let mut page = scan(store, topic, None, limit, durable)?;
     let oldest_id = store
-        .first_blocking(&keys::event_prefix(&topic.tenant, &topic.name))?
-        .and_then(|(key, _)| keys::event_id(&key))
+        .first_blocking(&layout::event_prefix(&topic.tenant, &topic.name))?
+        .and_then(|(key, _)| layout::event_id(&key))
         .map(Ulid::from);
     page.gap = Some(Gap { reason, oldest_id });
     Ok(page)
@@ -133,12 +133,12 @@ fn scan(
     limit: PageLimit,
     durable: Ulid,
 ) -> Result<Page, StoreError> {
-    let prefix = keys::event_prefix(&topic.tenant, &topic.name);
+    let prefix = layout::event_prefix(&topic.tenant, &topic.name);
     let pairs = store.scan_blocking(&prefix, after, limit.events.saturating_add(1))?;
     let mut page = Page::default();
     let mut bytes = 0usize;
     for (key, value) in pairs {
-        let id = keys::event_id(&key).map(Ulid::from).unwrap_or_default();
+        let id = layout::event_id(&key).map(Ulid::from).unwrap_or_default();
         if id > durable {
             break;
         }
@@ -157,7 +157,7 @@ fn scan(
 /// The topic's bookkeeping record (empty when the topic has no events yet).
 pub fn topic_record(store: &Store, topic: &TopicRef) -> Result<TopicRecord, StoreError> {
     Ok(store
-        .get_blocking(&keys::topic(&topic.tenant, &topic.name))?
+        .get_blocking(&layout::topic(&topic.tenant, &topic.name))?
         .map(|bytes| TopicRecord::decode(&bytes))
         .unwrap_or_default())
 }

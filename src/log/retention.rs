@@ -7,7 +7,7 @@
 //! before it is reported as an expired gap.
 
 use super::TopicRef;
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError, layout};
 use std::time::Duration;
 
 /// Limits for one topic.
@@ -96,7 +96,7 @@ pub fn plan(
     let over_count = usize::try_from(count.saturating_sub(limits.max_events)).unwrap_or(usize::MAX);
     let cutoff_ms =
         now_ms.saturating_sub(u64::try_from(limits.max_age.as_millis()).unwrap_or(u64::MAX));
-    let prefix = keys::event_prefix(&topic.tenant, &topic.name);
+    let prefix = layout::event_prefix(&topic.tenant, &topic.name);
     let mut doomed = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     while doomed.len() < max {
@@ -106,7 +106,7 @@ pub fn plan(
         };
         let last_key = last_key.to_vec();
         for (key, _) in &page {
-            let Some(id) = keys::event_id(key) else {
+            let Some(id) = layout::event_id(key) else {
                 continue;
             };
             let too_old = ulid::Ulid::from(id).timestamp_ms() < cutoff_ms;

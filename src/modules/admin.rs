@@ -5,8 +5,8 @@
 //! scope may manage its own tenant's keys and realms. Key secrets appear only
 //! in the response that creates them; HS256 realm secrets are never returned.
 
+use crate::auth::api_keys::{ApiKey, Scope};
 use crate::auth::jwt::{JwtAlgorithm, VerificationKey};
-use crate::auth::keys::{ApiKey, Scope};
 use crate::auth::realms::Realm;
 use crate::auth::tenants::Tenant;
 use crate::auth::{Authenticator, Credential, Principal};
@@ -15,6 +15,7 @@ use crate::http::router::Router;
 use crate::http::{Request, Response, response};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::modules::platform::{Module, ModuleContext};
 use crate::transport::webhook::Webhooks;
 use http::{Method, StatusCode};
 use serde::Deserialize;
@@ -36,8 +37,29 @@ pub struct AdminApi {
 
 mod webhooks;
 
-/// Registers the admin routes.
-pub fn routes(router: &mut Router, api: Arc<AdminApi>) {
+impl AdminApi {
+    /// The admin API on the core's shared parts.
+    pub fn new(context: &ModuleContext) -> Self {
+        Self {
+            auth: context.auth.clone(),
+            hub: context.hub.clone(),
+            metrics: context.metrics.clone(),
+            webhooks: context.webhooks.clone(),
+        }
+    }
+}
+
+impl Module for AdminApi {
+    fn name(&self) -> &'static str {
+        "admin"
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        routes(router, self);
+    }
+}
+
+fn routes(router: &mut Router, api: Arc<AdminApi>) {
     router.route_with(Method::GET, "/admin/v1/tenants", &api, list_tenants);
     router.route_with(Method::POST, "/admin/v1/tenants", &api, create_tenant);
     router.route_with(Method::GET, "/admin/v1/tenants/{tenant}", &api, get_tenant);

@@ -3,9 +3,17 @@
 //! * [`topics`]: the generic topics API, the core's own public surface.
 //! * [`discussions`]: spec 000, article discussions streamed over SSE.
 //! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
+//! * [`platform`]: the [`platform::Module`] interface every module
+//!   implements, the context it is built from, and the startup checks.
+//! * `sample` (debug builds, `--enable-test-routes`): a minimal module that
+//!   proves a new namespace's events reach webhooks with no module code.
 //!
-//! Modules never import hyper; they use `http::Request`/`Response` helpers.
+//! Modules never import hyper or a WebSocket crate; they use the
+//! `http::Request`/`Response` helpers. `app.rs` lists the modules.
 
 pub mod admin;
 pub mod discussions;
+pub mod platform;
+#[cfg(debug_assertions)]
+pub mod sample;
 pub mod topics;

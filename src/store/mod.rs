@@ -2,7 +2,8 @@
 //!
 //! Everything (store records, event log, module state) lives in one sled tree
 //! so that one [`WriteBatch`] applies atomically: a module change and the
-//! events it produces are never half-applied. The key space is in [`keys`].
+//! events it produces are never half-applied. The core's own records are laid
+//! out in [`layout`]; every other owner claims its prefix in [`prefixes`].
 //!
 //! Invariants: one process opens the database (the data directory lock
 //! guarantees it); nothing is acknowledged as durable before
@@ -22,7 +23,8 @@
 //! Power-loss note: sled's flush uses `sync_file_range`, which survives a
 //! process crash but not every power loss; the README says so.
 
-pub mod keys;
+pub mod layout;
+pub mod prefixes;
 
 use crate::error::{ApiError, StartupError};
 use std::path::{Path, PathBuf};
@@ -210,7 +212,7 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), MigrateError> {
-        let key = keys::meta(SCHEMA_RECORD);
+        let key = layout::meta(SCHEMA_RECORD);
         let db = self.db().map_err(MigrateError::Store)?;
         let found = match db.get(&key).map_err(|e| MigrateError::Store(e.into()))? {
             Some(value) => decode_u64(&value),

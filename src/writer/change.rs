@@ -1,19 +1,23 @@
 //! [`Change`]: what a change closure sees of the store while the writer
 //! thread runs it, and what it leaves behind (writes, events, after-commit
-//! hooks).
+//! hooks); [`EventObserver`]: what reacts to every appended event inside the
+//! change that appends it (webhooks stage their outbox rows so).
 //!
 //! Invariants: reads see the store plus earlier changes of the same group plus
 //! the change's own writes; nothing a change does reaches the store, the hub or
-//! its hooks unless the change succeeds and its group becomes durable.
+//! its hooks unless the change succeeds and its group becomes durable; every
+//! registered observer sees every appended event, in the same change, so what
+//! it writes commits with the event or not at all (an observer's error fails
+//! the change).
 
 use crate::error::ApiError;
 use crate::log::ids::IdGenerator;
 use crate::log::{Event, LogEvent, TopicRecord, TopicRef, validate_event_type};
-use crate::store::{Store, keys};
+use crate::store::{Store, layout};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use ulid::Ulid;
 
 /// Pending writes: a value to put, or `None` to delete.
@@ -21,6 +25,41 @@ pub(super) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Work to run once the change that registered it is durable.
 pub(super) type Hook = Box<dyn FnOnce() + Send>;
+
+/// Reacts to each event appended by any change, inside that change: what it
+/// writes joins the change's batch, and its error fails the change (nothing
+/// of it is written). Registered once at startup with
+/// [`super::Writer::observe`], before anything is served.
+pub trait EventObserver: Send + Sync {
+    /// Called by [`Change::append`] once `event` is appended (its id is
+    /// final once committed). Runs on the writer thread: it must be quick,
+    /// must not wait for the writer, and must not append events itself.
+    fn appended(&self, change: &mut Change<'_>, event: &LogEvent) -> Result<(), ApiError>;
+}
+
+/// The registered observers; each change runs with the list as it was when
+/// the change started.
+#[derive(Default)]
+pub(super) struct Observers {
+    list: RwLock<Arc<[Arc<dyn EventObserver>]>>,
+}
+
+impl Observers {
+    pub(super) fn add(&self, observer: Arc<dyn EventObserver>) {
+        let mut list = self
+            .list
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        *list = list.iter().cloned().chain([observer]).collect();
+    }
+
+    pub(super) fn current(&self) -> Arc<[Arc<dyn EventObserver>]> {
+        self.list
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
 
 /// A change's view of the store: reads see the store plus earlier changes of
 /// the same group plus this change's own writes.
@@ -32,6 +71,7 @@ pub struct Change<'a> {
     pub(super) hooks: Vec<Hook>,
     pub(super) ids: &'a mut IdGenerator,
     pub(super) now_ms: u64,
+    pub(super) observers: &'a [Arc<dyn EventObserver>],
 }
 
 impl Change<'_> {
@@ -65,8 +105,9 @@ impl Change<'_> {
         self.hooks.push(Box::new(hook));
     }
 
-    /// Appends an event to `topic`; returns it with its stored JSON (its id is
-    /// final once committed), e.g. to stage a webhook delivery of it.
+    /// Appends an event to `topic` and runs every [`EventObserver`] on it (so
+    /// webhooks stage its deliveries); returns it with its stored JSON (its
+    /// id is final once committed).
     pub fn append(
         &mut self,
         topic: &TopicRef,
@@ -87,10 +128,10 @@ impl Change<'_> {
         let json = serde_json::to_vec(&event)
             .map_err(|err| ApiError::internal(format!("encoding event: {err}")))?;
         self.put(
-            keys::event(&topic.tenant, &topic.name, u128::from(id)),
+            layout::event(&topic.tenant, &topic.name, u128::from(id)),
             json.clone(),
         );
-        let record_key = keys::topic(&topic.tenant, &topic.name);
+        let record_key = layout::topic(&topic.tenant, &topic.name);
         let mut record = self
             .get(&record_key)?
             .map(|b| TopicRecord::decode(&b))
@@ -99,6 +140,10 @@ impl Change<'_> {
         self.put(record_key, record.encode().to_vec());
         let appended = Arc::new(LogEvent::new(topic.tenant, event, Bytes::from(json)));
         self.events.push(appended.clone());
+        let observers = self.observers;
+        for observer in observers {
+            observer.appended(self, &appended)?;
+        }
         Ok(appended)
     }
 
@@ -116,9 +161,9 @@ impl Change<'_> {
             return Ok(());
         };
         for id in ids {
-            self.delete(keys::event(&topic.tenant, &topic.name, *id));
+            self.delete(layout::event(&topic.tenant, &topic.name, *id));
         }
-        let record_key = keys::topic(&topic.tenant, &topic.name);
+        let record_key = layout::topic(&topic.tenant, &topic.name);
         let mut record = self
             .get(&record_key)?
             .map(|b| TopicRecord::decode(&b))
@@ -127,5 +172,79 @@ impl Change<'_> {
         record.pruned_through = record.pruned_through.max(newest);
         self.put(record_key, record.encode().to_vec());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::hub::HubLimits;
+    use crate::writer::{Footprint, Writer};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    /// Writes `o <event id>` for every event, and refuses events of type `refused`.
+    struct Recorder;
+
+    impl EventObserver for Recorder {
+        fn appended(&self, change: &mut Change<'_>, event: &LogEvent) -> Result<(), ApiError> {
+            if event.event.event_type == "refused" {
+                return Err(ApiError::validation("the observer refuses it"));
+            }
+            change.put(record_key(event.id()), event.json.to_vec());
+            Ok(())
+        }
+    }
+
+    fn record_key(id: Ulid) -> Vec<u8> {
+        [&b"o"[..], &u128::from(id).to_be_bytes()].concat()
+    }
+
+    async fn append(
+        writer: &Writer,
+        event_type: &'static str,
+        fail: bool,
+    ) -> Result<Ulid, ApiError> {
+        let topic = TopicRef::new(Uuid::nil(), "observed").unwrap();
+        writer
+            .commit(Footprint::SMALL, move |change| {
+                let event = change.append(&topic, event_type, json!(null), json!({}))?;
+                if fail {
+                    return Err(ApiError::validation("the change fails after appending"));
+                }
+                Ok(event.id())
+            })
+            .await
+            .map(|committed| committed.value)
+    }
+
+    #[tokio::test]
+    async fn observers_write_in_the_appending_change_and_only_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let writer = Writer::start_for_tests(store.clone(), HubLimits::minimal()).writer;
+        writer.observe(Arc::new(Recorder));
+        let records = || store.scan_blocking(b"o", None, 100).unwrap().len();
+
+        let id = append(&writer, "kept", false).await.unwrap();
+        let stored = store.get_blocking(&record_key(id)).unwrap().unwrap();
+        assert_eq!(serde_json::from_slice::<Event>(&stored).unwrap().id, id);
+
+        assert!(append(&writer, "kept", true).await.is_err());
+        let refused = append(&writer, "refused", false).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ValidationError);
+        writer.faults().fail_flushes(1);
+        let lost = append(&writer, "kept", false).await.unwrap_err();
+        assert_eq!(lost.code, ErrorCode::ServiceUnavailable);
+        // Wait for the recovery, then for a durable change after it.
+        let after = loop {
+            match append(&writer, "kept", false).await {
+                Ok(id) => break id,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        assert!(store.get_blocking(&record_key(after)).unwrap().is_some());
+        assert_eq!(records(), 2, "only the two durable appends left a record");
     }
 }

@@ -31,7 +31,7 @@ pub mod faults;
 mod health;
 mod pipeline;
 
-pub use change::Change;
+pub use change::{Change, EventObserver};
 pub use health::{StoreState, WriterStatus};
 pub use pipeline::RecoverySettings;
 
@@ -39,7 +39,8 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::log::ids::IdGenerator;
 use crate::log::{DurableMark, LogEvent};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError, layout};
+use change::Observers;
 use health::Health;
 use pipeline::Pipeline;
 use std::any::Any;
@@ -124,6 +125,7 @@ pub struct Writer {
     durable: Arc<DurableMark>,
     health: Arc<Health>,
     limits: WriterLimits,
+    observers: Arc<Observers>,
     #[cfg(debug_assertions)]
     faults: Arc<faults::Faults>,
 }
@@ -149,7 +151,7 @@ impl Writer {
         limits: WriterLimits,
     ) -> Result<Started, StoreError> {
         let newest = store
-            .get_blocking(&keys::meta(NEWEST_ID_RECORD))?
+            .get_blocking(&layout::meta(NEWEST_ID_RECORD))?
             .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_ref()).ok())
             .map(|bytes| Ulid::from(u128::from_be_bytes(bytes)))
             .unwrap_or_else(Ulid::nil);
@@ -161,6 +163,7 @@ impl Writer {
             durable: durable.clone(),
             health: Arc::new(Health::new()),
             limits,
+            observers: Arc::default(),
             #[cfg(debug_assertions)]
             faults: Arc::default(),
         };
@@ -172,6 +175,7 @@ impl Writer {
             max_batch: limits.batch.max(1),
             health: writer.health.clone(),
             recovery: limits.recovery,
+            observers: writer.observers.clone(),
             #[cfg(debug_assertions)]
             faults: writer.faults.clone(),
         };
@@ -184,6 +188,12 @@ impl Writer {
             hub,
             thread,
         })
+    }
+
+    /// Registers `observer` for every event appended from now on (see
+    /// [`EventObserver`]); done at startup, before anything is served.
+    pub fn observe(&self, observer: Arc<dyn EventObserver>) {
+        self.observers.add(observer);
     }
 
     /// Commits `change` durably and returns its result and events.

@@ -21,7 +21,7 @@
 //! * when recovery does not succeed within `--store-recovery-timeout`, `run`
 //!   returns an error and the process exits non-zero.
 
-use super::change::{Change, Hook, Writes};
+use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
 use super::{Job, NEWEST_ID_RECORD};
 use crate::error::ApiError;
@@ -29,7 +29,7 @@ use crate::hub::{FanOut, Hub};
 use crate::log::DurableMark;
 use crate::log::LogEvent;
 use crate::log::ids::IdGenerator;
-use crate::store::{Store, StoreError, WriteBatch, keys};
+use crate::store::{Store, StoreError, WriteBatch, layout};
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -101,7 +101,8 @@ impl Undo {
 /// True for the key of an event with an id above `issued_before`: it was
 /// appended by the running group and did not exist before.
 fn is_new_event(key: &[u8], issued_before: u128) -> bool {
-    key.first() == Some(&keys::EVENT) && keys::event_id(key).is_some_and(|id| id > issued_before)
+    key.first() == Some(&layout::EVENT)
+        && layout::event_id(key).is_some_and(|id| id > issued_before)
 }
 
 /// A group that did not become durable.
@@ -118,6 +119,7 @@ pub(super) struct Pipeline {
     pub(super) max_batch: usize,
     pub(super) health: Arc<Health>,
     pub(super) recovery: RecoverySettings,
+    pub(super) observers: Arc<Observers>,
     #[cfg(debug_assertions)]
     pub(super) faults: Arc<super::faults::Faults>,
 }
@@ -212,6 +214,7 @@ impl Pipeline {
         group: &mut Writes,
         now_ms: u64,
     ) -> Result<Applied, ApiError> {
+        let observers = self.observers.current();
         let mut ctx = Change {
             store: &self.store,
             group,
@@ -220,6 +223,7 @@ impl Pipeline {
             hooks: Vec::new(),
             ids: &mut self.ids,
             now_ms,
+            observers: &observers,
         };
         let value = match std::panic::catch_unwind(AssertUnwindSafe(|| change(&mut ctx))) {
             Ok(result) => result?,
@@ -263,7 +267,7 @@ impl Pipeline {
 
     fn stamp_newest_id(&self, batch: &mut WriteBatch) {
         batch.put(
-            keys::meta(NEWEST_ID_RECORD),
+            layout::meta(NEWEST_ID_RECORD),
             u128::from(self.ids.last()).to_be_bytes(),
         );
     }
@@ -387,13 +391,13 @@ mod tests {
     #[test]
     fn only_events_issued_by_the_running_group_count_as_new() {
         let tenant = uuid::Uuid::nil();
-        assert!(is_new_event(&keys::event(&tenant, "t", 11), 10));
+        assert!(is_new_event(&layout::event(&tenant, "t", 11), 10));
         assert!(
-            !is_new_event(&keys::event(&tenant, "t", 10), 10),
+            !is_new_event(&layout::event(&tenant, "t", 10), 10),
             "an older event (pruned)"
         );
         assert!(
-            !is_new_event(&keys::topic(&tenant, "t"), 0),
+            !is_new_event(&layout::topic(&tenant, "t"), 0),
             "not an event key"
         );
     }

@@ -1148,3 +1148,50 @@ async fn an_allowed_host_name_reaches_its_local_receiver_but_never_metadata() {
     publish(&server, "local", "t", json!(1)).await;
     receiver.wait_delivered(1).await;
 }
+
+/// The debug `sample` module has its own namespace and no webhook code: its
+/// events reach the tenant's endpoint through the writer's outbox observer,
+/// with the body the module declares (the event's `data`); an event too
+/// large to deliver fails its whole change (413), so nothing is stored and
+/// nothing is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_namespace_reaches_webhooks_without_module_code() {
+    let server = server(&["--webhook-max-body", "100"]);
+    let receiver = Receiver::start().await;
+    let (endpoint, secret) = create_endpoint(&server, json!({ "url": receiver.url })).await;
+    let append = |data: Value| {
+        server
+            .http1()
+            .post(server.url("/__test/sample/s1/events"))
+            .header("x-api-key", admin_key(&server))
+            .json(&json!({ "type": "sampled", "data": data }))
+            .send()
+    };
+    let too_large = append(json!({ "text": "x".repeat(200) })).await.unwrap();
+    assert_eq!(too_large.status(), 413);
+    let response = append(json!({ "n": 1 })).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let stored: Value = response.json().await.unwrap();
+    assert_eq!(stored["data"]["topic"], "~sample/s1");
+
+    let got = receiver.wait_delivered(1).await;
+    assert_eq!(
+        &got[0].body[..],
+        br#"{"n":1}"#,
+        "the module's declared body"
+    );
+    assert_eq!(got[0].header("tidings-event-type"), "sampled");
+    assert_eq!(
+        got[0].header("tidings-event-id"),
+        stored["data"]["id"].as_str().unwrap()
+    );
+    verify_signature(&got[0], &secret);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the refused event was never staged"
+    );
+    let pending = deliveries(&server, &endpoint, "?status=pending").await;
+    assert_eq!(pending["deliveries"], json!([]), "{pending}");
+}

@@ -7,9 +7,9 @@
 //! are API keys with the `admin` scope acting as themselves, the instance
 //! admin key, and JWTs with a `moderator` or `admin` role.
 
-use super::keys;
+use super::layout;
 use super::model::{Reader, decode, encode};
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::http::Request;
@@ -172,7 +172,7 @@ fn resolve_reader(
     tenant: &Uuid,
     reference: &ReaderRef,
 ) -> Result<Reader, ApiError> {
-    let key = keys::reader(tenant, &reference.external_id);
+    let key = layout::reader(tenant, &reference.external_id);
     let stored: Option<Reader> = change.get(&key)?.map(|b| decode(&b)).transpose()?;
     let renamed = reference.display_name.is_some()
         && stored.as_ref().map(|r| &r.display_name) != Some(&reference.display_name);

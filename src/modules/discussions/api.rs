@@ -9,7 +9,7 @@ use super::actor::{Acting, Actor, EXTERNAL_USER_HEADER};
 use super::query::{self, PageRequest};
 use super::service::{self, Context, Lifecycle, Moderate, NewComment, NewDiscussion};
 use crate::auth::Principal;
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::idempotency::{self, Claim, Reply};
@@ -45,7 +45,6 @@ impl DiscussionsApi {
         Context {
             tenant,
             limits: self.limits,
-            webhooks: self.webhooks.clone(),
         }
     }
 

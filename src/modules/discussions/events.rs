@@ -1,9 +1,10 @@
 //! The events of a discussion (spec 000) and their payloads.
 //!
-//! Every event goes to the discussion's own topic `~discussion/<id>`, and is
-//! staged for the tenant's webhook endpoints, in the same atomic change as the
-//! state it describes. Its `data` is the payload the spec's clients receive as
-//! SSE `data:` and webhooks as their POST body:
+//! Every event goes to the discussion's own topic `~discussion/<id>` (the
+//! module's namespace), in the same atomic change as the state it describes;
+//! the writer stages it for the tenant's webhook endpoints in that change (the
+//! module declares [`event_data`] as the body). Its `data` is the payload the
+//! spec's clients receive as SSE `data:` and webhooks as their POST body:
 //!
 //! * comment and reaction events carry `originatedBy: {userId}` (internal
 //!   id; `null` when the backend or an operator acts);
@@ -18,51 +19,38 @@ use super::actor::Acting;
 use super::model::{Comment, DeletedBy, Discussion};
 use crate::error::ApiError;
 use crate::log::TopicRef;
-use crate::log::encoding::Encoding;
-use crate::transport::webhook::Webhooks;
+use crate::log::namespace::Namespace;
+#[cfg(doc)]
+use crate::transport::webhook::event_data;
 use crate::writer::Change;
-use bytes::Bytes;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// Name of the module in internal topic names.
-pub const TOPIC_MODULE: &str = "discussion";
+/// Name of the module's topic namespace: `~discussion/<id>`.
+const NAMESPACE_NAME: &str = "discussion";
+
+/// The module's topic namespace.
+pub const NAMESPACE: Namespace = Namespace::Module(NAMESPACE_NAME);
 
 /// The topic carrying a discussion's events.
 pub fn topic(tenant: Uuid, discussion: &Uuid) -> TopicRef {
-    TopicRef::internal(tenant, TOPIC_MODULE, &discussion.to_string())
+    TopicRef::internal(tenant, NAMESPACE_NAME, &discussion.to_string())
 }
-
-/// A discussion event's payload (its `data` alone) as JSON: the webhook body
-/// and the `data:` of the discussion's SSE frames.
-pub static PAYLOAD_JSON: Encoding = Encoding::new("discussions.payload", |event| {
-    serde_json::to_vec(&event.event.data)
-        .map(Bytes::from)
-        .unwrap_or_else(|_| Bytes::from_static(b"null"))
-});
 
 /// Appends events of one discussion inside a change.
 pub struct Emitter<'a> {
     topic: TopicRef,
     discussion_id: Uuid,
     acting: &'a Acting,
-    webhooks: &'a Webhooks,
 }
 
 impl<'a> Emitter<'a> {
-    /// An emitter for `discussion`'s events caused by `acting`, staged for
-    /// the tenant's `webhooks` too.
-    pub fn new(
-        tenant: Uuid,
-        discussion: &Discussion,
-        acting: &'a Acting,
-        webhooks: &'a Webhooks,
-    ) -> Self {
+    /// An emitter for `discussion`'s events caused by `acting`.
+    pub fn new(tenant: Uuid, discussion: &Discussion, acting: &'a Acting) -> Self {
         Self {
             topic: topic(tenant, &discussion.id),
             discussion_id: discussion.id,
             acting,
-            webhooks,
         }
     }
 
@@ -71,11 +59,8 @@ impl<'a> Emitter<'a> {
             Some(user) => Value::String(user.to_string()),
             None => Value::String(self.acting.name.clone()),
         };
-        let appended = change.append(&self.topic, event_type, actor, data)?;
-        // The payload is encoded once, for webhooks here and SSE frames later.
-        let payload = appended.encoded(&PAYLOAD_JSON);
-        self.webhooks
-            .stage(change, self.topic.tenant, &appended.event, &payload)
+        change.append(&self.topic, event_type, actor, data)?;
+        Ok(())
     }
 
     fn originated_by(&self) -> Value {

@@ -2,7 +2,7 @@
 //! moderation, pins, reactions, a lifecycle (open, locked, archived), reply
 //! notifications, stream tickets and the SSE stream.
 //!
-//! * [`model`]: records and their state rules; [`keys`]: the module's key space;
+//! * [`model`]: records and their state rules; [`layout`]: the module's key space;
 //! * [`actor`]: who acts (reader or moderator) and the reader's internal id;
 //! * [`service`]: write operations, each one atomic change with its events;
 //! * [`events`]: event types and payloads; [`query`]: the read side;
@@ -17,7 +17,7 @@
 pub mod actor;
 mod api;
 pub mod events;
-pub mod keys;
+pub mod layout;
 pub mod model;
 pub mod query;
 pub mod service;
@@ -30,9 +30,11 @@ use crate::http::router::Router;
 use crate::hub::Hub;
 use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle as ServerLifecycle;
+use crate::log::namespace::Namespace;
 use crate::metrics::Metrics;
+use crate::modules::platform::{Module, ModuleContext};
 use crate::transport::sse::SseSettings;
-use crate::transport::webhook::Webhooks;
+use crate::transport::webhook::{BodyOf, event_data};
 use crate::writer::Writer;
 use actor::Actor;
 use http::Method;
@@ -55,13 +57,25 @@ pub struct DiscussionsApi {
     pub sse: SseSettings,
     /// Module limits.
     pub limits: DiscussionLimits,
-    /// Every event is also delivered to the tenant's webhooks.
-    pub webhooks: Arc<Webhooks>,
     /// Idempotency keys of writes.
     pub idempotency: Idempotency,
 }
 
 impl DiscussionsApi {
+    /// The discussions module on the core's shared parts.
+    pub fn new(context: &ModuleContext) -> Self {
+        Self {
+            writer: context.writer.clone(),
+            hub: context.hub.clone(),
+            auth: context.auth.clone(),
+            lifecycle: context.lifecycle.clone(),
+            metrics: context.metrics.clone(),
+            sse: context.sse(),
+            limits: context.settings.discussions,
+            idempotency: context.idempotency,
+        }
+    }
+
     /// The request's actor; `write` for changes.
     fn actor(&self, request: &Request, write: bool) -> Result<Actor, ApiError> {
         let principal = self.auth.authenticate(request)?;
@@ -82,8 +96,30 @@ impl DiscussionsApi {
     }
 }
 
-/// Registers the discussions routes.
-pub fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
+impl Module for DiscussionsApi {
+    fn name(&self) -> &'static str {
+        "discussions"
+    }
+
+    fn namespace(&self) -> Option<Namespace> {
+        Some(events::NAMESPACE)
+    }
+
+    fn key_prefix(&self) -> Option<Vec<u8>> {
+        Some(layout::prefix())
+    }
+
+    /// Webhooks receive the payload the spec shows (the event's `data`).
+    fn webhook_body(&self) -> BodyOf {
+        event_data
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        routes(router, self);
+    }
+}
+
+fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
     router.route_with(Method::POST, "/api/v1/discussions", &api, api::create);
     router.route_with(
         Method::GET,

@@ -4,7 +4,7 @@
 //! Invariant: readers get reader views only (no pending or rejected
 //! comments, no unpublished body); moderators see everything.
 
-use super::keys;
+use super::layout;
 use super::model::{Comment, Discussion, decode};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
@@ -22,7 +22,7 @@ fn not_found(what: &str) -> ApiError {
 /// A discussion by id (blocking).
 pub fn discussion(store: &Store, tenant: &Uuid, id: &Uuid) -> Result<Discussion, ApiError> {
     let bytes = store
-        .get_blocking(&keys::discussion(tenant, id))
+        .get_blocking(&layout::discussion(tenant, id))
         .map_err(store_error)?
         .ok_or_else(|| not_found("discussion"))?;
     decode(&bytes)
@@ -35,7 +35,7 @@ pub fn discussion_by_external(
     external_id: &str,
 ) -> Result<Discussion, ApiError> {
     let id = store
-        .get_blocking(&keys::external(tenant, external_id))
+        .get_blocking(&layout::external(tenant, external_id))
         .map_err(store_error)?
         .and_then(|bytes| Uuid::from_slice(&bytes).ok())
         .ok_or_else(|| not_found("discussion with this externalId"))?;
@@ -51,7 +51,7 @@ pub fn comment(
     moderator: bool,
 ) -> Result<Comment, ApiError> {
     store
-        .get_blocking(&keys::comment(tenant, id))
+        .get_blocking(&layout::comment(tenant, id))
         .map_err(store_error)?
         .map(|bytes| decode::<Comment>(&bytes))
         .transpose()?
@@ -95,10 +95,10 @@ pub fn comments(
     discussion: &Uuid,
     request: &PageRequest,
 ) -> Result<CommentPage, ApiError> {
-    let prefix = keys::children(tenant, discussion, request.parent.as_ref());
+    let prefix = layout::children(tenant, discussion, request.parent.as_ref());
     let mut after = request
         .after
-        .map(|id| keys::child(tenant, discussion, request.parent.as_ref(), &id));
+        .map(|id| layout::child(tenant, discussion, request.parent.as_ref(), &id));
     let mut comments = Vec::new();
     while comments.len() <= request.limit {
         let entries = store
@@ -113,7 +113,7 @@ pub fn comments(
         };
         after = Some(last.to_vec());
         for (key, _) in &entries {
-            let Some(id) = keys::child_id(key) else {
+            let Some(id) = layout::child_id(key) else {
                 continue;
             };
             match self::comment(store, tenant, discussion, &id, request.moderator) {

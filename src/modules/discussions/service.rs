@@ -4,18 +4,16 @@
 
 use super::actor::Acting;
 use super::events::Emitter;
-use super::keys;
+use super::layout;
 use super::model::{
     Author, Comment, CommentStatus, DeletedBy, DeleterRole, Discussion, DiscussionStatus,
     Moderation, decode, encode, require_text, state_conflict,
 };
 use crate::error::{ApiError, ErrorCode};
-use crate::transport::webhook::Webhooks;
 use crate::writer::Change;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// Longest external id of a discussion.
@@ -40,21 +38,18 @@ pub struct DiscussionLimits {
     pub max_page: usize,
 }
 
-/// What every write operation runs with: the tenant acted on, the limits,
-/// and the webhooks its events are staged for.
+/// What every write operation runs with: the tenant acted on and the limits.
 #[derive(Clone)]
 pub struct Context {
     /// The tenant.
     pub tenant: Uuid,
     /// Module limits.
     pub limits: DiscussionLimits,
-    /// The tenant's webhook endpoints receive every event.
-    pub webhooks: Arc<Webhooks>,
 }
 
 impl Context {
     fn emitter<'a>(&'a self, discussion: &Discussion, acting: &'a Acting) -> Emitter<'a> {
-        Emitter::new(self.tenant, discussion, acting, &self.webhooks)
+        Emitter::new(self.tenant, discussion, acting)
     }
 }
 
@@ -113,7 +108,7 @@ pub fn load_discussion(
     id: &Uuid,
 ) -> Result<Discussion, ApiError> {
     let bytes = change
-        .get(&keys::discussion(tenant, id))?
+        .get(&layout::discussion(tenant, id))?
         .ok_or_else(|| not_found("discussion"))?;
     decode(&bytes)
 }
@@ -124,7 +119,7 @@ fn save_discussion(
     discussion: &Discussion,
 ) -> Result<(), ApiError> {
     change.put(
-        keys::discussion(tenant, &discussion.id),
+        layout::discussion(tenant, &discussion.id),
         encode(discussion)?,
     );
     Ok(())
@@ -138,7 +133,7 @@ fn load_comment(
     id: &Uuid,
 ) -> Result<Comment, ApiError> {
     let comment: Comment = change
-        .get(&keys::comment(tenant, id))?
+        .get(&layout::comment(tenant, id))?
         .map(|bytes| decode(&bytes))
         .transpose()?
         .filter(|comment: &Comment| comment.discussion_id == *discussion)
@@ -147,7 +142,7 @@ fn load_comment(
 }
 
 fn save_comment(change: &mut Change<'_>, tenant: &Uuid, comment: &Comment) -> Result<(), ApiError> {
-    change.put(keys::comment(tenant, &comment.id), encode(comment)?);
+    change.put(layout::comment(tenant, &comment.id), encode(comment)?);
     Ok(())
 }
 
@@ -163,7 +158,7 @@ pub fn create_discussion(
     if let Some(url) = &input.url {
         require_text("url", url, MAX_URL, false)?;
     }
-    let index = keys::external(tenant, &input.external_id);
+    let index = layout::external(tenant, &input.external_id);
     if let Some(existing) = change.get(&index)? {
         let existing = Uuid::from_slice(&existing).unwrap_or_default();
         return Err(ApiError::new(
@@ -303,7 +298,7 @@ pub fn post_comment(
         moderation_reason: None,
     };
     change.put(
-        keys::child(
+        layout::child(
             tenant,
             discussion_id,
             comment.parent_id.as_ref(),
@@ -528,7 +523,7 @@ pub fn toggle_reaction(
     if comment.status != CommentStatus::Published {
         return Err(state_conflict("reactions go to published comments only"));
     }
-    let key = keys::reaction(tenant, comment_id, &reader.id, &reaction);
+    let key = layout::reaction(tenant, comment_id, &reader.id, &reaction);
     let active = change.get(&key)?.is_none();
     let count = comment.reactions.entry(reaction.clone()).or_insert(0);
     if active {

@@ -22,13 +22,14 @@ use super::api::uuid_param;
 use super::events;
 use super::model::Discussion;
 use super::query;
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::hub::FanOut;
 use crate::log::LogEvent;
+use crate::log::encoding::DATA_JSON;
 use crate::log::encoding::Encoding;
 use crate::transport::sse::{self, SseFormat, SseStream};
 use bytes::Bytes;
@@ -54,7 +55,7 @@ impl SseFormat for DiscussionFormat {
 
 /// A discussion event as the spec's SSE frame: `data:` is the payload.
 static PAYLOAD_FRAME: Encoding = Encoding::new("discussions.sse", |event| {
-    sse::event_frame(event, &event.encoded(&events::PAYLOAD_JSON))
+    sse::event_frame(event, &event.encoded(&DATA_JSON))
 });
 
 /// The viewer a backend names when minting.

@@ -11,9 +11,11 @@
 //!   credential or `?ticket=`).
 //! * `GET /api/v1/topics/ws` → WebSocket with subscribe/unsubscribe/publish ops.
 //!
-//! `{topic}` is one path segment: percent-encode `/` as `%2F`. Every
-//! published event is also staged for the tenant's webhook endpoints (body:
-//! the event's stored JSON), in the same atomic change.
+//! `{topic}` is one path segment: percent-encode `/` as `%2F`. The module
+//! owns the public topic namespace (names of `[A-Za-z0-9._:/-]`, never a
+//! module's `~<name>/…`); the writer stages every published event for the
+//! tenant's webhook endpoints (body: the event's stored JSON, the module's
+//! declared [`whole_event`]), in the same atomic change.
 
 mod actor;
 mod rest;
@@ -27,9 +29,12 @@ use crate::hub::Hub;
 use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
 use crate::log::TopicRef;
+use crate::log::namespace::Namespace;
 use crate::metrics::Metrics;
+use crate::modules::platform::{Module, ModuleContext};
 use crate::transport::sse::SseSettings;
-use crate::transport::webhook::Webhooks;
+#[cfg(doc)]
+use crate::transport::webhook::whole_event;
 use crate::transport::ws::WsSettings;
 use crate::writer::Writer;
 use http::Method;
@@ -64,13 +69,30 @@ pub struct TopicsApi {
     pub ws: WsSettings,
     /// API limits.
     pub limits: TopicsLimits,
-    /// Published events are also delivered to the tenant's webhooks.
-    pub webhooks: Arc<Webhooks>,
     /// Idempotency keys of publishes.
     pub idempotency: Idempotency,
 }
 
 impl TopicsApi {
+    /// The topics API on the core's shared parts.
+    pub fn new(context: &ModuleContext) -> Self {
+        Self {
+            writer: context.writer.clone(),
+            hub: context.hub.clone(),
+            auth: context.auth.clone(),
+            lifecycle: context.lifecycle.clone(),
+            metrics: context.metrics.clone(),
+            sse: context.sse(),
+            ws: context.ws(),
+            limits: TopicsLimits {
+                max_batch_events: context.settings.publish_batch_max,
+                max_page: 1000,
+                ws_max_topics: context.settings.ws_max_topics,
+            },
+            idempotency: context.idempotency,
+        }
+    }
+
     /// The caller and the topic named in the path.
     fn authorize(&self, request: &Request) -> Result<(Principal, TopicRef), ApiError> {
         let principal = self.auth.authenticate(request)?;
@@ -80,8 +102,21 @@ impl TopicsApi {
     }
 }
 
-/// Registers the topics routes.
-pub fn routes(router: &mut Router, api: Arc<TopicsApi>) {
+impl Module for TopicsApi {
+    fn name(&self) -> &'static str {
+        "topics"
+    }
+
+    fn namespace(&self) -> Option<Namespace> {
+        Some(Namespace::Public)
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        routes(router, self);
+    }
+}
+
+fn routes(router: &mut Router, api: Arc<TopicsApi>) {
     router.route_with(
         Method::POST,
         "/api/v1/topics/{topic}/events",

@@ -3,7 +3,7 @@
 use super::TopicsApi;
 use super::actor::{self, ActorClaim};
 use crate::auth::Principal;
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
@@ -99,8 +99,8 @@ pub(super) fn publish_claim(
     )
 }
 
-/// Commits events to a topic atomically, all or none, with a webhook
-/// delivery of each (its stored JSON) to the tenant's matching endpoints.
+/// Commits events to a topic atomically, all or none (the writer stages a
+/// webhook delivery of each, its stored JSON, in the same change).
 /// The reply is the event (or `{"events":[…]}` for a batch); with a claim,
 /// a retry gets the first publish's reply and writes nothing.
 pub(super) async fn commit_events(
@@ -110,7 +110,6 @@ pub(super) async fn commit_events(
     (events, batch): (Vec<EventInput>, bool),
     claim: Option<Claim>,
 ) -> Result<Reply, ApiError> {
-    let webhooks = api.webhooks.clone();
     // Actor claims are not counted: at most 400 bytes each, within --max-body.
     let footprint = Footprint::json(events.iter().map(|input| &input.data));
     let committed = api
@@ -120,9 +119,7 @@ pub(super) async fn commit_events(
                 let mut appended = Vec::with_capacity(events.len());
                 for input in events {
                     let actor = actor::stored(&default_actor, input.actor.as_ref());
-                    let event = change.append(&topic, &input.event_type, actor, input.data)?;
-                    webhooks.stage(change, topic.tenant, &event.event, &event.json)?;
-                    appended.push(event);
+                    appended.push(change.append(&topic, &input.event_type, actor, input.data)?);
                 }
                 Ok(Reply::new(StatusCode::CREATED, published(&appended, batch)))
             })

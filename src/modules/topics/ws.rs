@@ -18,7 +18,7 @@
 use super::TopicsApi;
 use super::rest::{commit_events, parse_events, publish_claim};
 use crate::auth::Admission;
-use crate::auth::keys::Scope;
+use crate::auth::api_keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
 use crate::hub::{Batch, FanOut, Feed, Start, Subscription};

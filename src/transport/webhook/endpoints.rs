@@ -1,6 +1,6 @@
 //! Webhook endpoints: the stored record, what the admin API may set and how
 //! it is checked, the JSON the API shows, and the in-memory index that
-//! `Webhooks::stage` reads on the writer thread.
+//! the writer's staging observer reads on the writer thread.
 //!
 //! Invariants: a stored endpoint always passed validation (http/https URL
 //! with a host and no credentials, a secret of 16–256 visible characters,
@@ -10,9 +10,9 @@
 //! older version, nor brings back one that was removed.
 
 use super::address::AddressPolicy;
+use super::layout;
 use crate::error::{ApiError, ErrorCode};
 use crate::log::validate_event_type;
-use crate::store::keys;
 use crate::writer::Change;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -77,7 +77,7 @@ impl Endpoint {
 
     /// The record's key.
     pub fn key(&self) -> Vec<u8> {
-        keys::webhook_endpoint(Some(&self.tenant), Some(&self.id))
+        layout::endpoint(Some(&self.tenant), Some(&self.id))
     }
 
     /// The endpoint as the API shows it (never the secret).
@@ -281,7 +281,7 @@ fn validate_event_types(types: &[String]) -> Result<(), ApiError> {
 /// Reads an endpoint inside a change; `None` when it does not exist or is
 /// being deleted.
 pub fn read(change: &Change<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Endpoint>, ApiError> {
-    let key = keys::webhook_endpoint(Some(&tenant), Some(&id));
+    let key = layout::endpoint(Some(&tenant), Some(&id));
     let Some(bytes) = change.get(&key)? else {
         return Ok(None);
     };

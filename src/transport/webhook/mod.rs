@@ -9,9 +9,11 @@
 //! * [`signature`]: `Tidings-Signature` and the other headers.
 //! * [`backoff`]: retry timing and giving up.
 //!
-//! A module stages deliveries with [`Webhooks::stage`] inside the change that
-//! appends the event; the change's after-commit hook wakes the lanes once it
-//! is durable (callers have nothing to remember).
+//! * `staging`: the writer's event observer that stages a delivery of every
+//!   appended event, of every module, in the change appending it; the
+//!   change's after-commit hook wakes the lanes once it is durable. Modules
+//!   write no webhook code: they declare the body of their events
+//!   ([`WebhookBodies`]: [`whole_event`] or [`event_data`]).
 //!
 //! Invariants:
 //! * an event and its deliveries are committed atomically (one change);
@@ -34,19 +36,22 @@ pub mod backoff;
 pub mod client;
 mod dispatcher;
 pub mod endpoints;
+pub mod layout;
 pub mod outbox;
 pub mod signature;
+mod staging;
 
-use crate::error::{ApiError, ErrorCode, StartupError};
+use crate::error::{ApiError, StartupError};
 use crate::lifecycle::Lifecycle;
-use crate::log::Event;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, keys};
-use crate::writer::{Change, Footprint, Writer};
+use crate::store::{Store, StoreError};
+use crate::writer::{EventObserver, Footprint, Writer};
 use backoff::RetryPolicy;
 use dispatcher::{Dispatcher, Parts};
 use endpoints::{Endpoint, EndpointInput, Index};
 use outbox::{Delivery, Status};
+use staging::Stager;
+pub use staging::{BodyOf, WebhookBodies, event_data, whole_event};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +83,7 @@ pub struct WebhookSettings {
 }
 
 /// What [`Webhooks::start`] needs from the core.
-pub struct Core {
+pub struct Dependencies {
     /// The database (reads).
     pub store: Store,
     /// The commit pipeline (every write).
@@ -109,7 +114,10 @@ impl Webhooks {
 
     /// Loads every endpoint, starts a lane for each (pending rows are
     /// delivered from the start) and finishes interrupted deletions.
-    pub async fn start(settings: WebhookSettings, core: Core) -> Result<Arc<Self>, StartupError> {
+    pub async fn start(
+        settings: WebhookSettings,
+        core: Dependencies,
+    ) -> Result<Arc<Self>, StartupError> {
         let client = client::build(
             settings.ca_file.as_deref(),
             settings.timeout,
@@ -160,39 +168,16 @@ impl Webhooks {
         });
     }
 
-    /// Stages one delivery of `event` to every enabled endpoint of `tenant`
-    /// whose filter matches `event.event_type`, inside the caller's atomic
-    /// change. `body` is the exact POST body (the surface's payload JSON).
-    /// A body over `--webhook-max-body` fails the change with 413 when an
-    /// endpoint would receive it.
-    pub fn stage(
-        &self,
-        change: &mut Change<'_>,
-        tenant: Uuid,
-        event: &Event,
-        body: &[u8],
-    ) -> Result<(), ApiError> {
-        let targets = self.index.targets(&tenant, &event.event_type);
-        if targets.is_empty() {
-            return Ok(());
-        }
-        if body.len() > self.settings.max_body {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "the event is {} bytes, more than a webhook delivery may carry (--webhook-max-body {})",
-                    body.len(),
-                    self.settings.max_body
-                ),
-            ));
-        }
-        let now = crate::clock::unix_millis();
-        for endpoint in &targets {
-            outbox::stage(change, endpoint, event, body, now)?;
-            let (dispatcher, id) = (self.dispatcher.clone(), endpoint.id);
-            change.after_commit(move || dispatcher.poke(&id));
-        }
-        Ok(())
+    /// The observer that stages a delivery of every appended event, for the
+    /// writer ([`crate::writer::Writer::observe`]); `bodies` says what each
+    /// namespace's events carry.
+    pub fn stager(&self, bodies: WebhookBodies) -> Arc<dyn EventObserver> {
+        Arc::new(Stager {
+            index: self.index.clone(),
+            dispatcher: Arc::downgrade(&self.dispatcher),
+            max_body: self.settings.max_body,
+            bodies,
+        })
     }
 
     /// Completes when every lane ended (call after the server began stopping).
@@ -405,7 +390,7 @@ fn store_failure(err: StoreError) -> ApiError {
 /// Every stored endpoint, deleted ones included (blocking).
 fn load_endpoints(store: &Store) -> Result<Vec<Endpoint>, StoreError> {
     let mut out = Vec::new();
-    store.for_each_blocking(&keys::webhook_endpoint(None, None), |_, value| {
+    store.for_each_blocking(&layout::endpoint(None, None), |_, value| {
         let endpoint = Endpoint::decode(value)
             .map_err(|err| StoreError::new(format!("webhook endpoint unreadable: {err}")))?;
         out.push(endpoint);

@@ -15,9 +15,10 @@
 //! nothing is written for an endpoint that no longer exists.
 
 use super::endpoints::{self, Endpoint};
+use super::layout;
 use crate::error::{ApiError, ErrorCode};
 use crate::log::{Event, ulid_text};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{Store, StoreError};
 use crate::writer::Change;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -53,10 +54,10 @@ impl Status {
 
     fn key(self, endpoint: &Uuid, id: Option<Ulid>) -> Vec<u8> {
         let kind = match self {
-            Self::Pending => keys::WEBHOOK_PENDING,
-            Self::Failed => keys::WEBHOOK_FAILED,
+            Self::Pending => layout::PENDING,
+            Self::Failed => layout::FAILED,
         };
-        keys::webhook_delivery(kind, endpoint, id.map(u128::from))
+        layout::delivery(kind, endpoint, id.map(u128::from))
     }
 }
 

@@ -11,16 +11,22 @@
 //!
 //! Invariants: comment ids are UUID v7 (time ordered), so a parent's children
 //! index lists its replies oldest first; every key starts with the tenant, so
-//! one tenant's keys never reach another's.
+//! one tenant's keys never reach another's; these encodings never change
+//! (existing data directories are read as they are; the tests pin the bytes).
 
-use crate::store::keys as store_keys;
+use crate::store::layout as store_layout;
 use uuid::Uuid;
 
 /// The module's name in the store.
 const MODULE: &str = "discussions";
 
+/// The prefix of every key of the module: `s discussions 0x00`.
+pub fn prefix() -> Vec<u8> {
+    store_layout::module(MODULE)
+}
+
 fn base(tenant: &Uuid, kind: u8) -> Vec<u8> {
-    let mut key = store_keys::module(MODULE);
+    let mut key = prefix();
     key.extend_from_slice(tenant.as_bytes());
     key.push(kind);
     key
@@ -87,6 +93,30 @@ pub fn reaction(tenant: &Uuid, comment: &Uuid, user: &Uuid, reaction: &str) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodings_are_byte_for_byte_those_of_existing_data_dirs() {
+        let (tenant, id) = (Uuid::from_bytes([0x77; 16]), Uuid::from_bytes([0x88; 16]));
+        let base = [&b"sdiscussions\0"[..], &[0x77; 16]].concat();
+        assert_eq!(
+            discussion(&tenant, &id),
+            [&base[..], b"d", &[0x88; 16]].concat()
+        );
+        assert_eq!(external(&tenant, "x-1"), [&base[..], b"xx-1"].concat());
+        assert_eq!(
+            comment(&tenant, &id),
+            [&base[..], b"c", &[0x88; 16]].concat()
+        );
+        assert_eq!(
+            child(&tenant, &id, None, &id),
+            [&base[..], b"k", &[0x88; 16], &[0; 16], &[0x88; 16]].concat()
+        );
+        assert_eq!(reader(&tenant, "u1"), [&base[..], b"uu1"].concat());
+        assert_eq!(
+            reaction(&tenant, &id, &id, "like"),
+            [&base[..], b"r", &[0x88; 16], &[0x88; 16], b"like"].concat()
+        );
+    }
 
     #[test]
     fn children_of_one_parent_share_a_prefix_and_sort_by_id() {

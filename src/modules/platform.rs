@@ -1,0 +1,323 @@
+//! The module platform: how a surface plugs into the core without editing it.
+//!
+//! A module implements [`Module`]: it declares its routes, the topic
+//! namespace its events go to, the key prefix of its own records, the body
+//! its events carry to webhooks, and its background work. It is built from one
+//! [`ModuleContext`] (the shared parts of the core). `app.rs` lists the
+//! modules in one place; [`Platform::assemble`] checks the declarations and
+//! wires them.
+//!
+//! Invariants (checked at startup; a violation stops the server with an
+//! error naming both modules): module names are unique; a namespace belongs
+//! to one module (the public one included); key prefixes never overlap each
+//! other or the core's, auth's, webhooks' or idempotency's
+//! ([`KeyPrefixes`]). Every event a module appends reaches the tenant's
+//! webhooks through the writer's observer, with the module's declared body,
+//! in the same change; a module writes no webhook code. Background work ends
+//! when the lifecycle stops and is waited for on shutdown.
+
+use crate::auth::Authenticator;
+use crate::config::CoreSettings;
+use crate::error::StartupError;
+use crate::http::router::Router;
+use crate::hub::Hub;
+use crate::idempotency::Idempotency;
+use crate::lifecycle::Lifecycle;
+use crate::log::namespace::Namespace;
+use crate::metrics::Metrics;
+use crate::store::prefixes::KeyPrefixes;
+use crate::transport::sse::SseSettings;
+use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
+use crate::transport::ws::WsSettings;
+use crate::writer::Writer;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use tokio_util::task::TaskTracker;
+
+/// A surface built on the core (see the module doc).
+pub trait Module: Send + Sync + 'static {
+    /// Unique short name, for logs and startup errors.
+    fn name(&self) -> &'static str;
+
+    /// The topic namespace its events go to; `None` when it appends none.
+    /// [`Namespace::Module`] topics (`~<name>/…`) are unreachable from the
+    /// generic topics API.
+    fn namespace(&self) -> Option<Namespace> {
+        None
+    }
+
+    /// The prefix of every key of its own records (by convention
+    /// `store::layout::module(name)`); `None` when it stores none.
+    fn key_prefix(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The POST body its events carry to webhooks (default: the whole event).
+    fn webhook_body(&self) -> BodyOf {
+        whole_event
+    }
+
+    /// Registers its HTTP routes.
+    fn routes(self: Arc<Self>, router: &mut Router);
+
+    /// Starts its background work on `background` (default: none).
+    fn start(self: Arc<Self>, background: &Background) {
+        let _ = background;
+    }
+}
+
+/// The shared parts of the core a module is built from.
+#[derive(Clone)]
+pub struct ModuleContext {
+    /// The commit pipeline (every write).
+    pub writer: Writer,
+    /// Fan-out, history and the store for reads.
+    pub hub: Arc<Hub>,
+    /// Credentials, tenants, tickets, per-user limits.
+    pub auth: Authenticator,
+    /// Server phases (streams and background work end on stop).
+    pub lifecycle: Arc<Lifecycle>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Idempotency keys of writes.
+    pub idempotency: Idempotency,
+    /// Tenants' webhook endpoints (for the admin API; modules do not stage).
+    pub webhooks: Arc<Webhooks>,
+    /// The core's settings (limits, stream timing).
+    pub settings: Arc<CoreSettings>,
+}
+
+impl ModuleContext {
+    /// SSE timing from the settings.
+    pub fn sse(&self) -> SseSettings {
+        let core = &self.settings;
+        SseSettings {
+            retry_ms: core.sse_retry_ms,
+            heartbeat: core.sse_heartbeat,
+            lifetime: core.sse_lifetime,
+            max_batch: 1024,
+            write_interval: core.stream_write_interval,
+        }
+    }
+
+    /// WebSocket limits and timing from the settings.
+    pub fn ws(&self) -> WsSettings {
+        let core = &self.settings;
+        WsSettings {
+            max_message_bytes: core.ws_max_message,
+            read_buffer_bytes: core.ws_read_buffer,
+            ping_interval: core.ws_ping_interval,
+            write_interval: core.stream_write_interval,
+        }
+    }
+}
+
+/// Background work of the modules and the core: tasks tracked from their
+/// start, each ending by itself once the lifecycle stops (it watches
+/// [`Lifecycle::stopping`]), waited for on shutdown within the grace.
+#[derive(Default)]
+pub struct Background {
+    tasks: TaskTracker,
+}
+
+impl Background {
+    /// Runs `work`, which must return soon after `lifecycle.stopping()`
+    /// resolves (e.g. finishing a commit it began, then returning).
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(work);
+    }
+
+    /// Completes when every task ended (call after the lifecycle stopped).
+    pub async fn finished(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// The application's modules, checked against each other.
+pub struct Platform {
+    modules: Vec<Arc<dyn Module>>,
+}
+
+impl Platform {
+    /// Checks the modules' declarations: unique names, one module per
+    /// namespace, valid namespace names, and key prefixes claimed in
+    /// `prefixes` (refused when they overlap anyone's).
+    pub fn assemble(
+        modules: Vec<Arc<dyn Module>>,
+        prefixes: &mut KeyPrefixes,
+    ) -> Result<Self, StartupError> {
+        let mut names = HashSet::new();
+        let mut namespaces = Vec::<(Namespace, &'static str)>::new();
+        for module in &modules {
+            let name = module.name();
+            if !names.insert(name) {
+                return Err(refused(format!("two modules are named `{name}`")));
+            }
+            if let Some(namespace) = module.namespace() {
+                namespace
+                    .validate()
+                    .map_err(|err| refused(format!("module `{name}`: {err}")))?;
+                if let Some((_, owner)) = namespaces.iter().find(|(n, _)| *n == namespace) {
+                    return Err(refused(format!(
+                        "modules `{owner}` and `{name}` both declare the topic namespace {namespace:?}"
+                    )));
+                }
+                namespaces.push((namespace, name));
+            }
+            if let Some(prefix) = module.key_prefix() {
+                prefixes
+                    .claim(&format!("module {name}"), &prefix)
+                    .map_err(|clash| refused(clash.to_string()))?;
+            }
+        }
+        Ok(Self { modules })
+    }
+
+    /// Registers every module's routes.
+    pub fn routes(&self, router: &mut Router) {
+        for module in &self.modules {
+            module.clone().routes(router);
+        }
+    }
+
+    /// The webhook body of each module's namespace.
+    pub fn webhook_bodies(&self) -> WebhookBodies {
+        let mut bodies = WebhookBodies::default();
+        for module in &self.modules {
+            if let Some(namespace) = module.namespace() {
+                bodies.declare(namespace, module.webhook_body());
+            }
+        }
+        bodies
+    }
+
+    /// Starts every module's background work.
+    pub fn start(&self, background: &Background) {
+        for module in &self.modules {
+            module.clone().start(background);
+        }
+    }
+}
+
+fn refused(reason: String) -> StartupError {
+    StartupError::Config(format!("module registration: {reason}"))
+}
+
+/// A module that only declares (no routes, no work), for tests of the checks.
+#[cfg(test)]
+pub(crate) struct Declared {
+    pub name: &'static str,
+    pub namespace: Option<Namespace>,
+    pub prefix: Option<Vec<u8>>,
+}
+
+#[cfg(test)]
+impl Module for Declared {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn namespace(&self) -> Option<Namespace> {
+        self.namespace
+    }
+    fn key_prefix(&self) -> Option<Vec<u8>> {
+        self.prefix.clone()
+    }
+    fn routes(self: Arc<Self>, _: &mut Router) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::layout;
+
+    fn module(
+        name: &'static str,
+        namespace: Option<Namespace>,
+        prefix: Option<&[u8]>,
+    ) -> Arc<dyn Module> {
+        Arc::new(Declared {
+            name,
+            namespace,
+            prefix: prefix.map(<[u8]>::to_vec),
+        })
+    }
+
+    fn assemble(modules: Vec<Arc<dyn Module>>) -> Result<(), String> {
+        Platform::assemble(modules, &mut KeyPrefixes::with_core())
+            .map(drop)
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn distinct_declarations_assemble() {
+        let chat = layout::module("chat");
+        let chatter = layout::module("chatter");
+        assert!(
+            assemble(vec![
+                module("topics", Some(Namespace::Public), None),
+                module("chat", Some(Namespace::Module("chat")), Some(&chat)),
+                module(
+                    "chatter",
+                    Some(Namespace::Module("chatter")),
+                    Some(&chatter)
+                ),
+                module("admin", None, None),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn clashing_declarations_are_refused_naming_the_modules() {
+        let twice = assemble(vec![module("a", None, None), module("a", None, None)]);
+        assert!(twice.unwrap_err().contains("two modules are named `a`"));
+        let shared = assemble(vec![
+            module("one", Some(Namespace::Module("x")), None),
+            module("two", Some(Namespace::Module("x")), None),
+        ]);
+        let err = shared.unwrap_err();
+        assert!(err.contains("`one`") && err.contains("`two`"), "{err}");
+        let public = assemble(vec![
+            module("topics", Some(Namespace::Public), None),
+            module("mirror", Some(Namespace::Public), None),
+        ]);
+        assert!(public.is_err());
+        let overlapping = assemble(vec![
+            module("one", None, Some(b"sone")),
+            module("two", None, Some(b"sone\0x")),
+        ]);
+        let err = overlapping.unwrap_err();
+        assert!(
+            err.contains("module two") && err.contains("module one"),
+            "{err}"
+        );
+        let core = assemble(vec![module("greedy", None, Some(b"e"))]);
+        assert!(core.unwrap_err().contains("`events`"));
+        let invalid = assemble(vec![module("bad", Some(Namespace::Module("a/b")), None)]);
+        assert!(invalid.is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_background_work_to_end_on_stop() {
+        let lifecycle = Arc::new(Lifecycle::new());
+        let background = Background::default();
+        let (ended, mut has_ended) = tokio::sync::oneshot::channel();
+        let watched = lifecycle.clone();
+        background.spawn(async move {
+            watched.stopping().await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let _ = ended.send(());
+        });
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(100), background.finished());
+        assert!(waiting.await.is_err(), "work runs until the stop");
+        lifecycle.stop();
+        background.finished().await;
+        assert!(
+            has_ended.try_recv().is_ok(),
+            "finished only once the work ended"
+        );
+    }
+}
