@@ -20,6 +20,7 @@
 pub mod jwt;
 pub mod keys;
 pub mod limits;
+pub mod origins;
 pub mod realms;
 pub mod registry;
 pub mod tenants;
@@ -27,6 +28,8 @@ pub mod tickets;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
+use crate::http::cors::{self, AuthenticatedTenant, OriginPolicy};
+use http::HeaderMap;
 use jwt::Claims;
 use keys::{ApiKey, Scope};
 use limits::{StreamLimits, UserSlot};
@@ -233,6 +236,7 @@ impl Authenticator {
                 .unwrap_or_else(|| "viewer".into()),
             credential: Credential::Ticket(Box::new(session.ticket.clone())),
         };
+        let principal = self.accepted(request, principal)?;
         self.admit(principal, Some(session))
     }
 
@@ -265,7 +269,13 @@ impl Authenticator {
 
     /// The principal behind the request's credentials, or 401/403.
     pub fn authenticate(&self, request: &Request) -> Result<Principal, ApiError> {
-        let requested = self.requested_tenant(request)?;
+        let principal = self.credential(request)?;
+        self.accepted(request, principal)
+    }
+
+    /// The principal of the request's API key or JWT.
+    fn credential(&self, request: &Request) -> Result<Principal, ApiError> {
+        let requested = self.tenant_named_by(request.headers())?;
         if let Some(secret) = request.header(API_KEY_HEADER) {
             return self.api_key(secret, requested);
         }
@@ -275,6 +285,25 @@ impl Authenticator {
         Err(unauthorized(
             "send an API key in X-API-Key or a JWT in Authorization: Bearer",
         ))
+    }
+
+    /// Binds an accepted principal to its request: records its tenant for
+    /// the CORS decision on the response, and refuses (403) a browser's
+    /// WebSocket handshake from an origin the tenant does not allow (CORS
+    /// does not cover WebSockets, so this check is the only guard).
+    fn accepted(&self, request: &Request, principal: Principal) -> Result<Principal, ApiError> {
+        if let Some(slot) = request.extensions().get::<AuthenticatedTenant>() {
+            slot.record(principal.tenant);
+        }
+        if let Some(origin) = cors::websocket_origin(request.headers())
+            && !self.registry.allows_origin(&principal.tenant, origin)
+        {
+            return Err(forbidden(format!(
+                "this tenant does not allow WebSocket connections from pages on {origin}"
+            ))
+            .with_details(json!({ "origin": origin })));
+        }
+        Ok(principal)
     }
 
     fn api_key(&self, secret: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
@@ -346,8 +375,11 @@ impl Authenticator {
         })
     }
 
-    fn requested_tenant(&self, request: &Request) -> Result<Option<Uuid>, ApiError> {
-        if let Some(text) = request.header(TENANT_HEADER) {
+    /// The tenant the headers name: `x-tenantid`, else the Host's subdomain
+    /// under the base domain; 400/404 when what they name is not a tenant.
+    fn tenant_named_by(&self, headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+        let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+        if let Some(text) = header(TENANT_HEADER) {
             let id = Uuid::parse_str(text.trim())
                 .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
             return match self.registry.tenant(&id) {
@@ -355,7 +387,7 @@ impl Authenticator {
                 None => Err(ApiError::not_found("no such tenant")),
             };
         }
-        let (Some(base), Some(host)) = (&self.base_domain, request.header("host")) else {
+        let (Some(base), Some(host)) = (&self.base_domain, header("host")) else {
             return Ok(None);
         };
         let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
@@ -368,6 +400,22 @@ impl Authenticator {
         match self.registry.tenant_by_slug(slug) {
             Some(tenant) => Ok(Some(tenant.id)),
             None => Err(ApiError::not_found(format!("no tenant {slug}"))),
+        }
+    }
+}
+
+/// Tenants' allowed origins for the HTTP layer's CORS: a request is judged
+/// by the tenant it authenticated as, else the one its headers name, else
+/// every tenant (see [`cors`]).
+impl OriginPolicy for Authenticator {
+    fn named_tenant(&self, headers: &HeaderMap) -> Option<Uuid> {
+        self.tenant_named_by(headers).ok().flatten()
+    }
+
+    fn allows(&self, origin: &str, tenant: Option<Uuid>) -> bool {
+        match tenant {
+            Some(tenant) => self.registry.allows_origin(&tenant, origin),
+            None => self.registry.any_allows_origin(origin),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! module outside `http/` and `transport/` imports hyper.
 
 pub mod admission;
+pub mod cors;
 pub mod first_bytes;
 pub mod h2_streams;
 pub mod io;
