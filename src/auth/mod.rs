@@ -3,8 +3,9 @@
 //!
 //! Credentials: the instance admin key (`config.json`, everything on every
 //! tenant); API keys (`X-API-Key: ek_…`, scoped, one tenant); JWTs
-//! (`Authorization: Bearer …`, verified by a realm of the tenant, chosen with
-//! the `realmname` header, else `default`).
+//! (`Authorization: Bearer …`, or `?access_token=` on a WebSocket handshake
+//! since browsers cannot set headers there; verified by a realm of the
+//! tenant, chosen with the `realmname` header, else `default`).
 //!
 //! The tenant comes from, in order: `x-tenantid` (a UUID), the Host's
 //! subdomain under `--base-domain`, the credential's own tenant.
@@ -15,7 +16,10 @@
 //! constant time or by hash and never logged; every principal carries the
 //! revocation token of what admitted it (its key, its JWT realm, or its
 //! tenant), cancelled once a revocation or deletion is durable, so the
-//! streams it opened end ([`Admission::revoked`]).
+//! streams it opened end ([`Admission::revoked`]); every accepted principal
+//! is recorded for the HTTP layer's CORS decision, and a browser's WebSocket
+//! handshake (it has `Origin`) is refused (403) unless the principal's
+//! tenant allows that origin ([`origins`]), before anything is upgraded.
 
 pub mod jwt;
 pub mod keys;
@@ -47,6 +51,8 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub const TENANT_HEADER: &str = "x-tenantid";
 /// Header naming the JWT realm.
 pub const REALM_HEADER: &str = "realmname";
+/// Query parameter carrying a JWT on a WebSocket handshake.
+pub const WEBSOCKET_TOKEN_PARAM: &str = "access_token";
 
 /// The credential behind a principal.
 #[derive(Debug, Clone)]
@@ -282,8 +288,12 @@ impl Authenticator {
         if let Some(token) = bearer_token(request) {
             return self.token(token, requested, request.header(REALM_HEADER));
         }
+        if let Some(token) = websocket_query_token(request) {
+            return self.token(&token, requested, request.header(REALM_HEADER));
+        }
         Err(unauthorized(
-            "send an API key in X-API-Key or a JWT in Authorization: Bearer",
+            "send an API key in X-API-Key or a JWT in Authorization: Bearer \
+             (on a WebSocket handshake also ?access_token=)",
         ))
     }
 
@@ -418,6 +428,16 @@ impl OriginPolicy for Authenticator {
             None => self.registry.any_allows_origin(origin),
         }
     }
+}
+
+/// The JWT in the `access_token` query parameter of a WebSocket handshake
+/// (a browser's WebSocket cannot send `Authorization`); ignored on every
+/// other request. Query strings are never logged.
+fn websocket_query_token(request: &Request) -> Option<String> {
+    if !cors::is_websocket_handshake(request.headers()) {
+        return None;
+    }
+    request.query_param(WEBSOCKET_TOKEN_PARAM)
 }
 
 fn bearer_token(request: &Request) -> Option<&str> {

@@ -79,16 +79,21 @@ impl AuthenticatedTenant {
 /// The `Origin` of a browser's WebSocket handshake (`Upgrade: websocket`
 /// with an `Origin` header); `None` for other requests and native clients.
 pub fn websocket_origin(headers: &HeaderMap) -> Option<&str> {
-    let upgrades_to_websocket = headers.get_all(header::UPGRADE).iter().any(|value| {
+    if !is_websocket_handshake(headers) {
+        return None;
+    }
+    headers.get(header::ORIGIN)?.to_str().ok()
+}
+
+/// True for a WebSocket handshake (`Upgrade: websocket`), where a browser
+/// can set no header of its own.
+pub fn is_websocket_handshake(headers: &HeaderMap) -> bool {
+    headers.get_all(header::UPGRADE).iter().any(|value| {
         value.to_str().is_ok_and(|text| {
             text.split(',')
                 .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
         })
-    });
-    if !upgrades_to_websocket {
-        return None;
-    }
-    headers.get(header::ORIGIN)?.to_str().ok()
+    })
 }
 
 /// A response without a body.

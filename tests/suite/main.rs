@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod bench;
+mod browser;
 mod claims;
 mod cli;
 mod conformance;
