@@ -1,5 +1,6 @@
-//! The HTTP layer: the server (accept, TLS, HTTP/1.1 and HTTP/2, drain), the
-//! router, and the request and response types handlers use.
+//! The HTTP layer: the server (accept, TLS, HTTP/1.1 and HTTP/2, drain), CORS
+//! for browser-facing routes ([`cors`]), the router, and the request and
+//! response types handlers use.
 //!
 //! Handlers see only [`Request`], [`Body`] and the helpers in [`response`]; no
 //! module outside `http/` and `transport/` imports hyper.
