@@ -725,7 +725,8 @@ async fn a_page_on_an_allowed_origin_streams_posts_and_opens_the_websocket_in_ch
             return;
         }
     };
-    let server = Server::start();
+    // Generous ticket lifetime: a loaded machine may take long to start Chromium.
+    let server = Server::builder().args(&["--ticket-ttl", "5m"]).start();
     let client = server.http1();
 
     // Allowed: a page on http://localhost:P (the API is http://127.0.0.1:Q).
