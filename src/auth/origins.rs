@@ -232,6 +232,15 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_stored_before_origins_existed_allows_none() {
+        let stored = r#"{"id":"7f1d4f5e-4f4b-4a57-9b7e-2d7f1f0e6a10","slug":"old","name":"","createdAt":"2026-01-01T00:00:00.000Z"}"#;
+        let tenant: super::super::tenants::Tenant = serde_json::from_str(stored).unwrap();
+        assert_eq!(tenant.allowed_origins, AllowedOrigins::default());
+        let shown = serde_json::to_value(&tenant).unwrap();
+        assert_eq!(shown["allowedOrigins"], json!([]));
+    }
+
+    #[test]
     fn matches_exactly_or_everything_with_a_star() {
         let list = parse(&["https://a.example", "http://localhost:3000"]).unwrap();
         assert!(list.allows("https://a.example"));

@@ -164,6 +164,62 @@ async fn preflights_are_answered_and_responses_carry_cors_headers_for_allowed_or
 }
 
 #[tokio::test]
+async fn without_credentials_the_tenant_named_by_host_or_header_judges_else_any_tenant() {
+    let server = Server::builder()
+        .args(&["--base-domain", "streams.test"])
+        .start();
+    let admin = Admin::new(&server);
+    let acme = admin.create_tenant("acme").await;
+    set_origins(&server, &acme, &[PAGE]).await;
+    let time = "/api/v1/time";
+    let with_host = |host: &'static str| {
+        let request = server
+            .http1()
+            .request(Method::OPTIONS, server.url(time))
+            .header("host", host)
+            .header("origin", PAGE)
+            .header("access-control-request-method", "GET");
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(with_host("acme.streams.test").await, 204, "acme allows it");
+    assert_eq!(
+        with_host("default.streams.test").await,
+        403,
+        "default does not"
+    );
+    assert_eq!(
+        with_host("streams.test").await,
+        204,
+        "no tenant named: some tenant allows it"
+    );
+    assert_eq!(preflight(&server, time, FOREIGN, "GET").await.status(), 403);
+
+    let unauthenticated = |tenant: String| {
+        let request = server
+            .http1()
+            .get(server.url("/api/v1/topics/t/events"))
+            .header("origin", PAGE)
+            .header("x-tenantid", tenant);
+        async move { request.send().await.unwrap() }
+    };
+    let as_acme = unauthenticated(acme.clone()).await;
+    assert_eq!(as_acme.status(), 401);
+    assert_eq!(header(&as_acme, "access-control-allow-origin"), Some(PAGE));
+    let default_id = json(
+        admin
+            .call(Method::GET, "/admin/v1/tenants/default", None)
+            .await,
+    )
+    .await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let as_default = unauthenticated(default_id).await;
+    assert_eq!(as_default.status(), 401);
+    assert_eq!(header(&as_default, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
 async fn websocket_handshakes_from_pages_need_an_origin_the_tenant_allows() {
     let server = Server::start();
     let admin = Admin::new(&server);
