@@ -35,9 +35,9 @@ use uuid::Uuid;
 /// Request headers a page may send (what browser-facing routes read).
 /// `X-API-Key` is deliberately absent: API keys are server secrets; pages
 /// use stream tickets or JWTs.
-pub const ALLOWED_HEADERS: &str = "authorization, content-type, last-event-id, idempotency-key, x-tenantid, realmname, x-request-id";
+const ALLOWED_HEADERS: &str = "authorization, content-type, last-event-id, idempotency-key, x-tenantid, realmname, x-request-id";
 /// Response headers a page may read besides the CORS-safelisted ones.
-pub const EXPOSED_HEADERS: &str = "x-request-id, idempotent-replayed, retry-after, etag, allow";
+const EXPOSED_HEADERS: &str = "x-request-id, idempotent-replayed, retry-after, etag, allow";
 /// Path prefix of the admin API (not browser-facing).
 const ADMIN_PREFIX: &str = "/admin/";
 
@@ -104,7 +104,7 @@ fn empty(status: StatusCode) -> Response {
 }
 
 /// A request from a page on a browser-facing route.
-pub struct PageRequest {
+pub(crate) struct PageRequest {
     origin: HeaderValue,
     preflight: bool,
     named_tenant: Option<Uuid>,
@@ -113,7 +113,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// True for a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
-    pub fn is_preflight(&self) -> bool {
+    pub(crate) fn is_preflight(&self) -> bool {
         self.preflight
     }
 }
@@ -131,14 +131,14 @@ impl Cors {
     }
 
     /// True for routes pages may call: all but the admin API and the probes.
-    pub fn is_browser_facing(path: &str) -> bool {
+    fn is_browser_facing(path: &str) -> bool {
         !path.starts_with(ADMIN_PREFIX) && !PROBE_PATHS.contains(&path)
     }
 
     /// Sees a request before it is routed: for a page's request on a
     /// browser-facing route, puts the [`AuthenticatedTenant`] slot in its
     /// extensions and remembers what the response needs.
-    pub fn inspect(&self, head: &mut http::request::Parts) -> Option<PageRequest> {
+    pub(crate) fn inspect(&self, head: &mut http::request::Parts) -> Option<PageRequest> {
         if !Self::is_browser_facing(head.uri.path()) {
             return None;
         }
@@ -158,7 +158,7 @@ impl Cors {
 
     /// The answer to a preflight of a route accepting `methods`: 204 with
     /// the CORS headers when the origin is allowed, else 403 without them.
-    pub fn preflight(&self, page: &PageRequest, methods: &str) -> Response {
+    pub(crate) fn preflight(&self, page: &PageRequest, methods: &str) -> Response {
         let Some(origin) = self.allowed_origin(page) else {
             let err = ApiError::new(
                 ErrorCode::Forbidden,
@@ -190,7 +190,7 @@ impl Cors {
     /// Adds the CORS headers to the response of a request on `path`:
     /// `Vary: Origin` on every browser-facing route; for a page whose origin
     /// is allowed, `Access-Control-Allow-Origin` and the exposed headers.
-    pub fn finish(&self, path: &str, page: Option<&PageRequest>, response: &mut Response) {
+    pub(crate) fn finish(&self, path: &str, page: Option<&PageRequest>, response: &mut Response) {
         if !Self::is_browser_facing(path) {
             return;
         }
