@@ -51,7 +51,7 @@ pub enum Command {
     /// Create, list and revoke API keys (through the running server, or on the data directory).
     #[command(subcommand)]
     Keys(crate::cli::KeysCommand),
-    /// List, create and delete tenants (through the running server, or on the data directory).
+    /// List, create and delete tenants and set their allowed browser origins (through the running server, or on the data directory).
     #[command(subcommand)]
     Tenants(crate::cli::TenantsCommand),
 }
