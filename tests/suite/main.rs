@@ -1,6 +1,7 @@
 //! The integration suite: every test starts the real `tidings` executable
 //! (see [`harness`]) and talks to it as a client would.
 
+mod chromium;
 mod clients;
 mod eventsource;
 mod harness;
