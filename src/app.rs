@@ -22,6 +22,7 @@ use crate::config::{CoreSettings, ServeConfig, TlsSetting};
 use crate::datadir::InstanceConfig;
 use crate::datadir::{self, DataDir};
 use crate::error::StartupError;
+use crate::http::cors::Cors;
 use crate::http::router::Router;
 use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
@@ -90,7 +91,10 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         .local_addr()
         .map_err(|err| StartupError::io("reading the bound address", err))?;
     let context = Arc::new(ServerContext {
-        service: Arc::new(HttpService::new(router, metrics.clone(), config.limits)),
+        service: Arc::new(
+            HttpService::new(router, metrics.clone(), config.limits)
+                .with_cors(Cors::new(Arc::new(core.auth.clone()), config.cors)),
+        ),
         metrics,
         lifecycle: lifecycle.clone(),
         limits: config.limits,

@@ -1,4 +1,5 @@
-//! Management commands: `tidings token`, `tidings keys …`, `tidings tenants …`.
+//! Management commands: `tidings token`, `tidings keys …`, `tidings tenants …`
+//! (including a tenant's allowed browser origins: `origins`, `set-origins`).
 //!
 //! `token` mints a development JWT from a realm secret in `config.json`.
 //! `keys` and `tenants` go through the admin API of the server at `--url`
@@ -10,12 +11,13 @@
 //! `keys create`.
 
 use crate::auth::api_keys::Scope;
+use crate::auth::origins::{AllowedOrigins, OriginLimits};
 use crate::auth::registry::Registry;
-use crate::config::DataDirArgs;
+use crate::config::{DataDirArgs, OriginLimitArgs};
 use crate::datadir::{DataDir, InstanceConfig};
 use crate::error::{ApiError, StartupError};
 use crate::hub::{Hub, HubLimits};
-use crate::modules::admin::key_json;
+use crate::modules::admin::{key_json, origins_json};
 use crate::store::Store;
 use crate::writer::{RecoverySettings, Writer, WriterLimits};
 use bytes::Bytes;
@@ -118,6 +120,32 @@ pub enum TenantsCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Show the browser origins a tenant allows (CORS and WebSocket `Origin`).
+    Origins {
+        /// Where the server and its data are.
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Tenant id or slug.
+        tenant: String,
+    },
+    /// Replace the browser origins a tenant allows: `scheme://host[:port]`
+    /// as browsers send it, or `*` for every origin; `--none` for no origin.
+    SetOrigins {
+        /// Where the server and its data are.
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Tenant id or slug.
+        tenant: String,
+        /// The allowed origins (the whole new list).
+        #[arg(required_unless_present = "none")]
+        origins: Vec<String>,
+        /// Allow no origin (pages on other sites can no longer use this tenant).
+        #[arg(long, conflicts_with = "origins")]
+        none: bool,
+        /// Limits applied when working on the data directory (the server applies its own).
+        #[command(flatten)]
+        limits: OriginLimitArgs,
+    },
     /// Delete a tenant with its keys and realms.
     Delete {
         /// Where the server and its data are.
@@ -179,6 +207,14 @@ enum Operation {
     DeleteTenant {
         tenant: String,
     },
+    ShowOrigins {
+        tenant: String,
+    },
+    SetOrigins {
+        tenant: String,
+        origins: Vec<String>,
+        limits: OriginLimits,
+    },
     CreateKey {
         tenant: String,
         name: String,
@@ -207,6 +243,18 @@ impl Operation {
             Self::DeleteTenant { tenant } => {
                 (Method::DELETE, format!("/admin/v1/tenants/{tenant}"), None)
             }
+            Self::ShowOrigins { tenant } => (
+                Method::GET,
+                format!("/admin/v1/tenants/{tenant}/origins"),
+                None,
+            ),
+            Self::SetOrigins {
+                tenant, origins, ..
+            } => (
+                Method::PUT,
+                format!("/admin/v1/tenants/{tenant}/origins"),
+                Some(json!({ "origins": origins })),
+            ),
             Self::CreateKey {
                 tenant,
                 name,
@@ -240,6 +288,16 @@ impl Operation {
                 let tenant = registry.find_tenant(&tenant)?;
                 registry.delete_tenant(&tenant.id).await?;
                 json!({ "deleted": tenant.id })
+            }
+            Self::ShowOrigins { tenant } => origins_json(&registry.find_tenant(&tenant)?),
+            Self::SetOrigins {
+                tenant,
+                origins,
+                limits,
+            } => {
+                let tenant = registry.find_tenant(&tenant)?;
+                let origins = AllowedOrigins::parse(origins, limits)?;
+                origins_json(&registry.set_origins(tenant.id, origins).await?)
             }
             Self::CreateKey {
                 tenant,
@@ -298,6 +356,21 @@ pub fn tenants(command: TenantsCommand) -> Result<(), StartupError> {
             (target, Operation::CreateTenant { slug, name })
         }
         TenantsCommand::Delete { target, tenant } => (target, Operation::DeleteTenant { tenant }),
+        TenantsCommand::Origins { target, tenant } => (target, Operation::ShowOrigins { tenant }),
+        TenantsCommand::SetOrigins {
+            target,
+            tenant,
+            origins,
+            none: _,
+            limits,
+        } => (
+            target,
+            Operation::SetOrigins {
+                tenant,
+                origins,
+                limits: limits.limits(),
+            },
+        ),
     };
     run(target, operation)
 }

@@ -4,7 +4,9 @@
 //! wins). Values are validated here, once; the rest of the program receives
 //! plain typed values and never reads the environment itself (no globals).
 
+use crate::auth::origins::OriginLimits;
 use crate::error::StartupError;
+use crate::http::cors::CorsSettings;
 use crate::log::retention;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::transport::webhook::WebhookSettings;
@@ -49,9 +51,32 @@ pub enum Command {
     /// Create, list and revoke API keys (through the running server, or on the data directory).
     #[command(subcommand)]
     Keys(crate::cli::KeysCommand),
-    /// List, create and delete tenants (through the running server, or on the data directory).
+    /// List, create and delete tenants and set their allowed browser origins (through the running server, or on the data directory).
     #[command(subcommand)]
     Tenants(crate::cli::TenantsCommand),
+}
+
+/// Limits of a tenant's allowed browser origins; shared by `serve` and
+/// `tidings tenants set-origins` (which applies them when it works on the
+/// data directory itself).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct OriginLimitArgs {
+    /// Most allowed browser origins per tenant.
+    #[arg(long, env = "TIDINGS_MAX_ORIGINS_PER_TENANT", default_value_t = 32)]
+    pub max_origins_per_tenant: usize,
+    /// Longest allowed browser origin, in bytes.
+    #[arg(long, env = "TIDINGS_MAX_ORIGIN_BYTES", default_value_t = 300)]
+    pub max_origin_bytes: usize,
+}
+
+impl OriginLimitArgs {
+    /// The limits the registry checks.
+    pub fn limits(self) -> OriginLimits {
+        OriginLimits {
+            max_per_tenant: self.max_origins_per_tenant,
+            max_bytes: self.max_origin_bytes,
+        }
+    }
 }
 
 /// Where the data lives; shared by every subcommand that touches it.
@@ -174,6 +199,14 @@ pub struct ServeArgs {
     /// Serve tenants as `{slug}.DOMAIN` (the Host's subdomain picks the tenant).
     #[arg(long, env = "TIDINGS_BASE_DOMAIN")]
     pub base_domain: Option<String>,
+
+    /// How long browsers may cache a CORS preflight answer (Access-Control-Max-Age).
+    #[arg(long, env = "TIDINGS_CORS_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub cors_max_age: Duration,
+
+    /// Limits of tenants' allowed browser origins.
+    #[command(flatten)]
+    pub origin_limits: OriginLimitArgs,
 
     /// A stream ticket must be used within this time after it was minted.
     #[arg(long, env = "TIDINGS_TICKET_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -388,6 +421,8 @@ pub struct ServeConfig {
     pub test_routes: bool,
     /// Base domain for tenant subdomains.
     pub base_domain: Option<String>,
+    /// CORS on browser-facing routes.
+    pub cors: CorsSettings,
     /// Ticket lifetimes.
     pub tickets: crate::auth::tickets::TicketSettings,
     /// Concurrent streams per user per tenant.
@@ -443,6 +478,8 @@ pub struct CoreSettings {
     pub ws_max_topics: usize,
     /// Limits of the discussions module.
     pub discussions: DiscussionLimits,
+    /// Limits of tenants' allowed browser origins.
+    pub origin_limits: OriginLimits,
 }
 
 /// Limits the HTTP layer enforces on every request and connection.
@@ -537,12 +574,16 @@ impl ServeArgs {
             log_format: self.log_format,
             test_routes,
             base_domain: self.base_domain,
+            cors: CorsSettings {
+                max_age: self.cors_max_age,
+            },
             tickets: crate::auth::tickets::TicketSettings {
                 ttl: self.ticket_ttl,
                 resume_window: self.ticket_resume_window,
             },
             max_streams_per_user: self.max_streams_per_user.max(1),
             core: CoreSettings {
+                origin_limits: self.origin_limits.limits(),
                 topic_buffer: self.topic_buffer.max(1),
                 topic_buffer_bytes: usize::try_from(self.topic_buffer_bytes).unwrap_or(usize::MAX),
                 hub_buffer_bytes: usize::try_from(self.hub_buffer_bytes).unwrap_or(usize::MAX),

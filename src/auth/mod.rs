@@ -3,8 +3,9 @@
 //!
 //! Credentials: the instance admin key (`config.json`, everything on every
 //! tenant); API keys (`X-API-Key: ek_…`, scoped, one tenant); JWTs
-//! (`Authorization: Bearer …`, verified by a realm of the tenant, chosen with
-//! the `realmname` header, else `default`).
+//! (`Authorization: Bearer …`, or `?access_token=` on a WebSocket handshake
+//! since browsers cannot set headers there; verified by a realm of the
+//! tenant, chosen with the `realmname` header, else `default`).
 //!
 //! The tenant comes from, in order: `x-tenantid` (a UUID), the Host's
 //! subdomain under `--base-domain`, the credential's own tenant.
@@ -15,12 +16,16 @@
 //! constant time or by hash and never logged; every principal carries the
 //! revocation token of what admitted it (its key, its JWT realm, or its
 //! tenant), cancelled once a revocation or deletion is durable, so the
-//! streams it opened end ([`Admission::revoked`]).
+//! streams it opened end ([`Admission::revoked`]); every accepted principal
+//! is recorded for the HTTP layer's CORS decision, and a browser's WebSocket
+//! handshake (it has `Origin`) is refused (403) unless the principal's
+//! tenant allows that origin ([`origins`]), before anything is upgraded.
 
 pub mod api_keys;
 pub mod jwt;
 pub mod layout;
 pub mod limits;
+pub mod origins;
 pub mod realms;
 pub mod registry;
 pub mod tenants;
@@ -28,7 +33,9 @@ pub mod tickets;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
+use crate::http::cors::{self, AuthenticatedTenant, OriginPolicy};
 use api_keys::{ApiKey, Scope};
+use http::HeaderMap;
 use jwt::Claims;
 use limits::{StreamLimits, UserSlot};
 use registry::Registry;
@@ -45,6 +52,8 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub const TENANT_HEADER: &str = "x-tenantid";
 /// Header naming the JWT realm.
 pub const REALM_HEADER: &str = "realmname";
+/// Query parameter carrying a JWT on a WebSocket handshake.
+pub const WEBSOCKET_TOKEN_PARAM: &str = "access_token";
 
 /// The credential behind a principal.
 #[derive(Debug, Clone)]
@@ -234,6 +243,7 @@ impl Authenticator {
                 .unwrap_or_else(|| "viewer".into()),
             credential: Credential::Ticket(Box::new(session.ticket.clone())),
         };
+        let principal = self.accepted(request, principal)?;
         self.admit(principal, Some(session))
     }
 
@@ -266,16 +276,45 @@ impl Authenticator {
 
     /// The principal behind the request's credentials, or 401/403.
     pub fn authenticate(&self, request: &Request) -> Result<Principal, ApiError> {
-        let requested = self.requested_tenant(request)?;
+        let principal = self.credential(request)?;
+        self.accepted(request, principal)
+    }
+
+    /// The principal of the request's API key or JWT.
+    fn credential(&self, request: &Request) -> Result<Principal, ApiError> {
+        let requested = self.tenant_named_by(request.headers())?;
         if let Some(secret) = request.header(API_KEY_HEADER) {
             return self.api_key(secret, requested);
         }
         if let Some(token) = bearer_token(request) {
             return self.token(token, requested, request.header(REALM_HEADER));
         }
+        if let Some(token) = websocket_query_token(request) {
+            return self.token(&token, requested, request.header(REALM_HEADER));
+        }
         Err(unauthorized(
-            "send an API key in X-API-Key or a JWT in Authorization: Bearer",
+            "send an API key in X-API-Key or a JWT in Authorization: Bearer \
+             (on a WebSocket handshake also ?access_token=)",
         ))
+    }
+
+    /// Binds an accepted principal to its request: records its tenant for
+    /// the CORS decision on the response, and refuses (403) a browser's
+    /// WebSocket handshake from an origin the tenant does not allow (CORS
+    /// does not cover WebSockets, so this check is the only guard).
+    fn accepted(&self, request: &Request, principal: Principal) -> Result<Principal, ApiError> {
+        if let Some(slot) = request.extensions().get::<AuthenticatedTenant>() {
+            slot.record(principal.tenant);
+        }
+        if let Some(origin) = cors::websocket_origin(request.headers())
+            && !self.registry.allows_origin(&principal.tenant, origin)
+        {
+            return Err(forbidden(format!(
+                "this tenant does not allow WebSocket connections from pages on {origin}"
+            ))
+            .with_details(json!({ "origin": origin })));
+        }
+        Ok(principal)
     }
 
     fn api_key(&self, secret: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
@@ -347,8 +386,11 @@ impl Authenticator {
         })
     }
 
-    fn requested_tenant(&self, request: &Request) -> Result<Option<Uuid>, ApiError> {
-        if let Some(text) = request.header(TENANT_HEADER) {
+    /// The tenant the headers name: `x-tenantid`, else the Host's subdomain
+    /// under the base domain; 400/404 when what they name is not a tenant.
+    fn tenant_named_by(&self, headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+        let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+        if let Some(text) = header(TENANT_HEADER) {
             let id = Uuid::parse_str(text.trim())
                 .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
             return match self.registry.tenant(&id) {
@@ -356,7 +398,7 @@ impl Authenticator {
                 None => Err(ApiError::not_found("no such tenant")),
             };
         }
-        let (Some(base), Some(host)) = (&self.base_domain, request.header("host")) else {
+        let (Some(base), Some(host)) = (&self.base_domain, header("host")) else {
             return Ok(None);
         };
         let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
@@ -371,6 +413,32 @@ impl Authenticator {
             None => Err(ApiError::not_found(format!("no tenant {slug}"))),
         }
     }
+}
+
+/// Tenants' allowed origins for the HTTP layer's CORS: a request is judged
+/// by the tenant it authenticated as, else the one its headers name, else
+/// every tenant (see [`cors`]).
+impl OriginPolicy for Authenticator {
+    fn named_tenant(&self, headers: &HeaderMap) -> Option<Uuid> {
+        self.tenant_named_by(headers).ok().flatten()
+    }
+
+    fn allows(&self, origin: &str, tenant: Option<Uuid>) -> bool {
+        match tenant {
+            Some(tenant) => self.registry.allows_origin(&tenant, origin),
+            None => self.registry.any_allows_origin(origin),
+        }
+    }
+}
+
+/// The JWT in the `access_token` query parameter of a WebSocket handshake
+/// (a browser's WebSocket cannot send `Authorization`); ignored on every
+/// other request. Query strings are never logged.
+fn websocket_query_token(request: &Request) -> Option<String> {
+    if !cors::is_websocket_handshake(request.headers()) {
+        return None;
+    }
+    request.query_param(WEBSOCKET_TOKEN_PARAM)
 }
 
 fn bearer_token(request: &Request) -> Option<&str> {

@@ -20,6 +20,7 @@
 use super::api_keys::{self, ApiKey, Scope};
 use super::jwt::Verifier;
 use super::layout;
+use super::origins::AllowedOrigins;
 use super::realms::{self, DEFAULT_REALM, Realm};
 use super::tenants::{self, Tenant};
 use crate::datadir::InstanceConfig;
@@ -178,6 +179,7 @@ impl Registry {
                 slug: seed.slug.clone(),
                 name: "Default tenant".into(),
                 created_at: instance.created_at.clone(),
+                allowed_origins: AllowedOrigins::default(),
             })
             .await?;
         }
@@ -290,6 +292,7 @@ impl Registry {
             slug,
             name,
             created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
+            allowed_origins: AllowedOrigins::default(),
         })
         .await
     }
@@ -328,6 +331,39 @@ impl Registry {
             registry.put_tenant(tenant).await
         })
         .await
+    }
+
+    /// Replaces the browser origins a tenant allows (404 if it is gone); in
+    /// effect for the next request once durable.
+    pub async fn set_origins(
+        self: &Arc<Self>,
+        id: Uuid,
+        origins: AllowedOrigins,
+    ) -> Result<Tenant, ApiError> {
+        self.serialized(move |registry| async move {
+            let mut tenant = registry
+                .tenant(&id)
+                .ok_or_else(|| ApiError::not_found("no such tenant"))?;
+            tenant.allowed_origins = origins;
+            registry.put_tenant(tenant).await
+        })
+        .await
+    }
+
+    /// True when `tenant` exists and allows a page on `origin`.
+    pub fn allows_origin(&self, tenant: &Uuid, origin: &str) -> bool {
+        self.read()
+            .tenants
+            .get(tenant)
+            .is_some_and(|entry| entry.record.allowed_origins.allows(origin))
+    }
+
+    /// True when some tenant allows a page on `origin` (checks every tenant).
+    pub fn any_allows_origin(&self, origin: &str) -> bool {
+        self.read()
+            .tenants
+            .values()
+            .any(|entry| entry.record.allowed_origins.allows(origin))
     }
 
     /// Checks and commits a tenant record, then puts it in the view
@@ -669,6 +705,7 @@ mod tests {
             slug: "t".into(),
             name: String::new(),
             created_at: String::new(),
+            allowed_origins: AllowedOrigins::default(),
         };
         view.insert_tenant(tenant.clone());
         view.insert_key(key_of(tenant.id, "live"));
@@ -696,6 +733,7 @@ mod tests {
             slug: "t".into(),
             name: String::new(),
             created_at: String::new(),
+            allowed_origins: AllowedOrigins::default(),
         });
         let key = |material: &str| super::super::jwt::VerificationKey {
             kid: None,

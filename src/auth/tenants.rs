@@ -4,6 +4,7 @@
 //! not starting or ending with `-`; the default tenant from `config.json`
 //! always exists and cannot be deleted.
 
+use super::origins::AllowedOrigins;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -20,6 +21,9 @@ pub struct Tenant {
     pub name: String,
     /// Creation time (RFC 3339).
     pub created_at: String,
+    /// Browser origins whose pages may use the API as this tenant (none by default).
+    #[serde(default)]
+    pub allowed_origins: AllowedOrigins,
 }
 
 /// Checks a slug.

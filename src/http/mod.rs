@@ -1,10 +1,12 @@
-//! The HTTP layer: the server (accept, TLS, HTTP/1.1 and HTTP/2, drain), the
-//! router, and the request and response types handlers use.
+//! The HTTP layer: the server (accept, TLS, HTTP/1.1 and HTTP/2, drain), CORS
+//! for browser-facing routes ([`cors`]), the router, and the request and
+//! response types handlers use.
 //!
 //! Handlers see only [`Request`], [`Body`] and the helpers in [`response`]; no
 //! module outside `http/` and `transport/` imports hyper.
 
 pub mod admission;
+pub mod cors;
 pub mod first_bytes;
 pub mod h2_streams;
 pub mod io;

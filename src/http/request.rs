@@ -118,6 +118,11 @@ impl Request {
         &self.request_id
     }
 
+    /// Values the HTTP layer attached to the request (e.g. the CORS tenant slot).
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.head.extensions
+    }
+
     /// Takes the pending protocol upgrade (WebSocket) of an HTTP/1.1 request.
     pub fn take_upgrade(&mut self) -> Option<hyper::upgrade::OnUpgrade> {
         self.head.extensions.remove::<hyper::upgrade::OnUpgrade>()

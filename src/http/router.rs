@@ -2,7 +2,8 @@
 //!
 //! Patterns look like `/api/v1/topics/{topic}/events`. A path that matches a
 //! pattern but not the method yields the methods that would match, for a 405
-//! with `Allow`. `HEAD` is served by the `GET` handler (hyper omits the body).
+//! with `Allow` (and a CORS preflight's allowed methods). `HEAD` is served by
+//! the `GET` handler (hyper omits the body).
 
 use super::{Request, Response};
 use crate::error::ApiError;
@@ -112,6 +113,13 @@ impl Router {
         });
     }
 
+    /// The pattern matching `path` and the methods it accepts (comma
+    /// separated, as in `Allow`), for a CORS preflight; `None` for an unknown path.
+    pub fn methods(&self, path: &str) -> Option<(&'static str, String)> {
+        let entry = &self.entries[*self.paths.at(path).ok()?.value];
+        Some((entry.pattern, allowed_methods(entry)))
+    }
+
     /// Finds the handler for a request.
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
         let Ok(matched) = self.paths.at(path) else {
@@ -203,5 +211,15 @@ mod tests {
             router.lookup(&Method::GET, "/nope"),
             Lookup::NotFound
         ));
+    }
+
+    #[test]
+    fn lists_a_paths_methods_for_preflights() {
+        let router = router();
+        assert_eq!(
+            router.methods("/items/7"),
+            Some(("/items/{id}", "GET, POST, HEAD".to_string()))
+        );
+        assert_eq!(router.methods("/nope"), None);
     }
 }

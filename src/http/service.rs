@@ -5,8 +5,12 @@
 //! error envelope; a panicking handler yields a 500 and the connection and
 //! server keep serving; query strings are never logged (they may carry tickets);
 //! a connection on a probe slot (see [`super::admission`]) is served only
-//! [`PROBE_PATHS`], anything else gets 503 with `Retry-After`.
+//! [`PROBE_PATHS`], anything else gets 503 with `Retry-After`; with CORS
+//! on ([`HttpService::with_cors`]), every browser-facing request goes
+//! through [`Cors`] (preflights answered there, headers added to every
+//! response, handlers unaware of it).
 
+use super::cors::{Cors, PageRequest};
 use super::router::{Lookup, Router};
 use super::{Request, Response, response};
 use crate::config::HttpLimits;
@@ -51,6 +55,7 @@ pub struct HttpService {
     metrics: Arc<Metrics>,
     limits: HttpLimits,
     ids: RequestIds,
+    cors: Option<Cors>,
 }
 
 impl HttpService {
@@ -61,7 +66,14 @@ impl HttpService {
             metrics,
             limits,
             ids: RequestIds::new(),
+            cors: None,
         }
+    }
+
+    /// The same service with CORS on browser-facing routes.
+    pub fn with_cors(mut self, cors: Cors) -> Self {
+        self.cors = Some(cors);
+        self
     }
 
     /// Handles one request end to end; never fails.
@@ -73,7 +85,7 @@ impl HttpService {
     /// Handles a request given as its head and its body (`None`: it has none).
     pub async fn handle_parts(
         &self,
-        head: http::request::Parts,
+        mut head: http::request::Parts,
         body: Option<Incoming>,
         peer: Peer,
     ) -> Response {
@@ -81,11 +93,17 @@ impl HttpService {
         let request_id = self.ids.for_request(&head.headers);
         let method = head.method.clone();
         let path = head.uri.path().to_string();
+        let page = self.cors.as_ref().and_then(|cors| cors.inspect(&mut head));
         let (route, mut response) = if peer.probe_only && !PROBE_PATHS.contains(&path.as_str()) {
             (AT_CONNECTION_LIMIT, at_connection_limit())
+        } else if let Some(answer) = self.preflight(page.as_ref(), &path) {
+            answer
         } else {
             self.dispatch(head, body, request_id.clone()).await
         };
+        if let Some(cors) = &self.cors {
+            cors.finish(&path, page.as_ref(), &mut response);
+        }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
@@ -111,6 +129,21 @@ impl HttpService {
             micros = elapsed.as_micros() as u64,
         );
         response
+    }
+
+    /// The answer to a CORS preflight of a known route; `None` for any
+    /// other request.
+    fn preflight(
+        &self,
+        page: Option<&PageRequest>,
+        path: &str,
+    ) -> Option<(&'static str, Response)> {
+        let (cors, page) = (self.cors.as_ref()?, page?);
+        if !page.is_preflight() {
+            return None;
+        }
+        let (pattern, methods) = self.router.methods(path)?;
+        Some((pattern, cors.preflight(page, &methods)))
     }
 
     async fn dispatch(

@@ -1,12 +1,14 @@
 //! The admin API under `/admin/v1`: tenants, API keys, JWT realms, webhook
-//! endpoints and their deliveries ([`webhooks`]), live stats.
+//! endpoints and their deliveries ([`webhooks`]), tenants' allowed browser
+//! origins (`/admin/v1/tenants/{tenant}/origins`), live stats.
 //!
 //! The instance admin key may do everything; an API key with the `admin`
-//! scope may manage its own tenant's keys and realms. Key secrets appear only
+//! scope may manage its own tenant's keys, realms and allowed origins. Key secrets appear only
 //! in the response that creates them; HS256 realm secrets are never returned.
 
 use crate::auth::api_keys::{ApiKey, Scope};
 use crate::auth::jwt::{JwtAlgorithm, VerificationKey};
+use crate::auth::origins::{AllowedOrigins, OriginLimits};
 use crate::auth::realms::Realm;
 use crate::auth::tenants::Tenant;
 use crate::auth::{Authenticator, Credential, Principal};
@@ -33,6 +35,8 @@ pub struct AdminApi {
     pub metrics: Arc<Metrics>,
     /// Tenants' webhook endpoints.
     pub webhooks: Arc<Webhooks>,
+    /// Limits of a tenant's allowed browser origins.
+    pub origin_limits: OriginLimits,
 }
 
 mod webhooks;
@@ -45,6 +49,7 @@ impl AdminApi {
             hub: context.hub.clone(),
             metrics: context.metrics.clone(),
             webhooks: context.webhooks.clone(),
+            origin_limits: context.settings.origin_limits,
         }
     }
 }
@@ -74,6 +79,18 @@ fn routes(router: &mut Router, api: Arc<AdminApi>) {
         "/admin/v1/tenants/{tenant}",
         &api,
         delete_tenant,
+    );
+    router.route_with(
+        Method::GET,
+        "/admin/v1/tenants/{tenant}/origins",
+        &api,
+        get_origins,
+    );
+    router.route_with(
+        Method::PUT,
+        "/admin/v1/tenants/{tenant}/origins",
+        &api,
+        put_origins,
     );
     router.route_with(
         Method::GET,
@@ -211,6 +228,30 @@ async fn delete_tenant(api: Arc<AdminApi>, request: Request) -> Reply {
         StatusCode::OK,
         &json!({ "deleted": tenant.id }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginsInput {
+    origins: Vec<String>,
+}
+
+/// A tenant's allowed origins as the API and CLI show them.
+pub fn origins_json(tenant: &Tenant) -> Value {
+    json!({ "tenant": tenant.id, "origins": tenant.allowed_origins })
+}
+
+async fn get_origins(api: Arc<AdminApi>, request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    Ok(response::data(StatusCode::OK, &origins_json(&tenant)))
+}
+
+async fn put_origins(api: Arc<AdminApi>, mut request: Request) -> Reply {
+    let tenant = tenant_admin(&api, &request)?;
+    let input: OriginsInput = request.json().await?;
+    let origins = AllowedOrigins::parse(input.origins, api.origin_limits)?;
+    let tenant = api.auth.registry().set_origins(tenant.id, origins).await?;
+    Ok(response::data(StatusCode::OK, &origins_json(&tenant)))
 }
 
 #[derive(Deserialize)]

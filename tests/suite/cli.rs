@@ -214,7 +214,7 @@ fn the_systemd_unit_passes_systemd_analyze() {
     );
 }
 
-fn tidings(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+pub(crate) fn tidings(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
     Command::new(binary())
         .args(args)
         .arg("--data-dir")
@@ -223,7 +223,7 @@ fn tidings(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
-fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+pub(crate) fn stdout_json(output: &std::process::Output) -> serde_json::Value {
     assert!(
         output.status.success(),
         "stderr: {}",

@@ -395,3 +395,32 @@ impl<'a> Admin<'a> {
         )
     }
 }
+
+/// A JWT with `claims`, signed by the default realm's HS256 secret from the
+/// server's `config.json`.
+pub fn mint_jwt(server: &Server, claims: Value) -> String {
+    let config = crate::harness::read_json_file(&server.data_dir.join("config.json"));
+    let secret = config["jwtRealms"][0]["hs256Secret"].as_str().unwrap();
+    tidings::auth::jwt::mint_hs256(secret, &claims, None).unwrap()
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sets the browser origins a tenant allows; asserts success.
+pub async fn set_origins(server: &Server, tenant: &str, origins: &[&str]) {
+    let response = Admin::new(server)
+        .call(
+            reqwest::Method::PUT,
+            &format!("/admin/v1/tenants/{tenant}/origins"),
+            Some(serde_json::json!({ "origins": origins })),
+        )
+        .await;
+    let status = response.status();
+    assert_eq!(status, 200, "{}", json(response).await);
+}

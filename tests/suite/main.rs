@@ -1,12 +1,14 @@
 //! The integration suite: every test starts the real `tidings` executable
 //! (see [`harness`]) and talks to it as a client would.
 
+mod chromium;
 mod clients;
 mod eventsource;
 mod harness;
 
 mod auth;
 mod bench;
+mod browser;
 mod claims;
 mod cli;
 mod conformance;
