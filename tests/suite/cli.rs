@@ -26,7 +26,7 @@ fn first_run_creates_a_private_config_and_later_runs_reuse_it() {
             .unwrap()
             .starts_with("jws_")
     );
-    let stderr = first.stderr();
+    let stderr = first.stderr_once_it_contains(config_path.to_str().unwrap());
     assert!(
         stderr.contains(&admin_key),
         "first run prints the admin key:\n{stderr}"

@@ -252,6 +252,19 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Stderr once it contains `text` (the reader thread may lag behind
+    /// the process), or all of it after a generous deadline.
+    pub fn stderr_once_it_contains(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) || std::time::Instant::now() > deadline {
+                return stderr;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("running").id() as i32
