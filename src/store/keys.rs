@@ -14,6 +14,7 @@
 //! w f <endpoint:16> <delivery:16>            failed webhook delivery (given up), same layout
 //! i r <tenant:16> <scope:32>                 idempotency record: the reply of a keyed write
 //! i x <created ms:8> <tenant:16> <scope:32>  idempotency expiry index, oldest first
+//! x …                                        durable timers (layout in writer/timers.rs)
 //! ```
 //!
 //! Invariants: topic names never contain 0x00 (they are validated to
@@ -35,6 +36,9 @@ pub const EVENT: u8 = b'e';
 
 /// Prefix of module state.
 pub const MODULE: u8 = b's';
+
+/// Prefix of durable timers (layout owned by `writer::timers`).
+pub const TIMER: u8 = b'x';
 
 /// Prefix of everything module `name` stores: `s <name> 0x00`.
 pub fn module(name: &str) -> Vec<u8> {

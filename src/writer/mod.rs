@@ -29,11 +29,15 @@ mod change;
 #[cfg(debug_assertions)]
 pub mod faults;
 mod health;
+mod periodic;
 mod pipeline;
+mod timers;
 
 pub use change::Change;
 pub use health::{StoreState, WriterStatus};
+pub use periodic::{Counters, Counts, DEFAULT_PERIOD};
 pub use pipeline::RecoverySettings;
+pub use timers::{Timer, TimerId, TimerRegistry, TimerStats};
 
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -43,7 +47,7 @@ use crate::store::{Store, StoreError, keys};
 use health::Health;
 use pipeline::Pipeline;
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
@@ -124,6 +128,8 @@ pub struct Writer {
     durable: Arc<DurableMark>,
     health: Arc<Health>,
     limits: WriterLimits,
+    timers: Arc<TimerRegistry>,
+    periodic: Arc<Mutex<Vec<Arc<periodic::Registration>>>>,
     #[cfg(debug_assertions)]
     faults: Arc<faults::Faults>,
 }
@@ -161,6 +167,8 @@ impl Writer {
             durable: durable.clone(),
             health: Arc::new(Health::new()),
             limits,
+            timers: Arc::default(),
+            periodic: Arc::default(),
             #[cfg(debug_assertions)]
             faults: Arc::default(),
         };
@@ -172,6 +180,7 @@ impl Writer {
             max_batch: limits.batch.max(1),
             health: writer.health.clone(),
             recovery: limits.recovery,
+            timers: timers::TimerQueue::new(writer.timers.clone()),
             #[cfg(debug_assertions)]
             faults: writer.faults.clone(),
         };
@@ -271,6 +280,22 @@ impl Writer {
     /// The limits the writer runs with.
     pub fn limits(&self) -> WriterLimits {
         self.limits
+    }
+
+    /// The timer handlers: modules register theirs at startup (see
+    /// [`Change::schedule`]).
+    pub fn timers(&self) -> &TimerRegistry {
+        &self.timers
+    }
+
+    /// Lets timers fire, late ones first: call once every module registered
+    /// its timer handlers.
+    pub async fn arm_timers(&self) {
+        self.timers.arm();
+        // Wake the writer thread, which sleeps without a deadline until armed.
+        if let Err(err) = self.commit(Footprint::SMALL, |_| Ok(())).await {
+            tracing::warn!(error = %err, "waking the writer for its timers failed; they fire at its next change");
+        }
     }
 
     /// The faults tests may arm (debug builds only).
