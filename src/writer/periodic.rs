@@ -155,6 +155,91 @@ async fn fold_every(period: Duration, registration: Arc<Registration>, writer: W
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::HubLimits;
+    use crate::store::{Store, decode_u64};
+    use std::time::Instant;
+
+    const TOTAL: &[u8] = b"periodic-total";
+    const FOLDS: &[u8] = b"periodic-folds";
+
+    fn read(store: &Store, key: &[u8]) -> u64 {
+        store
+            .get_blocking(key)
+            .unwrap()
+            .map_or(0, |v| decode_u64(&v))
+    }
+
+    /// Counters folded every 10 ms into a stored total and a fold count.
+    fn start(dir: &std::path::Path) -> (Writer, Store, Arc<Counters>) {
+        let store = Store::open(&dir.join("db"), 1 << 20).unwrap();
+        let writer = Writer::start_for_tests(store.clone(), HubLimits::minimal()).writer;
+        let counters =
+            writer.fold_periodically("test", Duration::from_millis(10), |change, counts| {
+                for (key, bump) in [(TOTAL, counts["hits"]), (FOLDS, 1)] {
+                    let stored = change.get(key)?.map_or(0, |v| decode_u64(&v));
+                    change.put(key.to_vec(), (stored + bump).to_be_bytes().to_vec());
+                }
+                Ok(())
+            });
+        (writer, store, counters)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_increments_are_folded_once_each_even_across_a_failed_flush() {
+        const TASKS: u64 = 4;
+        const EACH: u64 = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, counters) = start(dir.path());
+        let bumpers: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let counters = counters.clone();
+                tokio::spawn(async move {
+                    for n in 0..EACH {
+                        counters.add("hits", 1);
+                        if n % 100 == 0 {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        writer.faults().fail_flushes(1);
+        for bumper in bumpers {
+            bumper.await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read(&store, TOTAL) < TASKS * EACH && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            read(&store, TOTAL),
+            TASKS * EACH,
+            "no increment lost or counted twice"
+        );
+        let folds = read(&store, FOLDS);
+        assert!(
+            (2..TASKS * EACH).contains(&folds),
+            "{folds} folds aggregated the increments"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_committed_while_nothing_is_counted_and_pending_counts_fold_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, counters) = start(dir.path());
+        let commits = writer.status().commits;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            writer.status().commits,
+            commits,
+            "idle periods commit nothing"
+        );
+        counters.add("hits", 3);
+        writer.fold_pending().await;
+        assert_eq!(read(&store, TOTAL), 3);
+    }
 
     #[test]
     fn taken_counts_leave_the_live_counters_and_come_back_on_failure() {
