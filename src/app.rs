@@ -73,10 +73,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
     let writer_ended = core.writer_ended.take();
     let router = core.router(&config);
+    // Every module registered its timer handlers while building the router.
+    core.writer.arm_timers().await;
     core.spawn_pruner(&config.core);
     let metrics = core.metrics.clone();
     let lifecycle = core.lifecycle.clone();
     let webhooks = core.webhooks.clone();
+    let writer = core.writer.clone();
     let listener = bind(config.listen, config.listen_backlog)
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
     let address = listener
@@ -125,6 +128,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
             "webhook lanes still busy after the shutdown grace; their deliveries stay pending"
         );
     }
+    writer.fold_pending().await;
     store
         .flush()
         .await

@@ -22,12 +22,14 @@
 //!   counted since the last durable fold (at most one period plus a commit);
 //! * [`super::Writer::fold_pending`] folds every registration at once (the
 //!   server calls it while stopping, so a clean shutdown loses nothing);
-//! * the task ends once the module dropped its [`Counters`].
+//! * a registration lasts as long as the process: the writer keeps the
+//!   counters, so increments made while the server stops still reach the
+//!   final fold.
 
 use super::{Change, Footprint, Writer};
 use crate::error::ApiError;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The period used when a module has no reason to choose another.
@@ -75,22 +77,14 @@ impl Counters {
 /// One module's counters and fold.
 pub(super) struct Registration {
     name: String,
-    counters: Weak<Counters>,
+    counters: Arc<Counters>,
     fold: Fold,
 }
 
 impl Registration {
-    /// True while the module still holds its counters.
-    pub(super) fn is_alive(&self) -> bool {
-        self.counters.strong_count() > 0
-    }
-
     /// Folds what was counted since the last fold into one change.
     pub(super) async fn fold_once(&self, writer: &Writer) {
-        let Some(counters) = self.counters.upgrade() else {
-            return;
-        };
-        let Some(taken) = counters.take() else {
+        let Some(taken) = self.counters.take() else {
             return;
         };
         let taken = Arc::new(taken);
@@ -101,7 +95,7 @@ impl Registration {
             .await;
         if let Err(err) = committed {
             tracing::warn!(periodic = %self.name, error = %err, "a periodic fold did not commit; its counts go into the next one");
-            counters.put_back(Arc::unwrap_or_clone(taken));
+            self.counters.put_back(Arc::unwrap_or_clone(taken));
         }
     }
 }
@@ -119,12 +113,13 @@ impl Writer {
         let counters = Arc::new(Counters::default());
         let registration = Arc::new(Registration {
             name: name.to_string(),
-            counters: Arc::downgrade(&counters),
+            counters: counters.clone(),
             fold: Arc::new(fold),
         });
-        let mut registrations = self.periodic.lock().unwrap_or_else(|p| p.into_inner());
-        registrations.retain(|registration| registration.is_alive());
-        registrations.push(registration.clone());
+        self.periodic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(registration.clone());
         tokio::spawn(fold_every(period, registration, self.clone()));
         counters
     }
@@ -146,7 +141,7 @@ async fn fold_every(period: Duration, registration: Arc<Registration>, writer: W
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
-    while registration.is_alive() {
+    loop {
         ticks.tick().await;
         registration.fold_once(&writer).await;
     }

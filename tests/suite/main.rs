@@ -25,6 +25,7 @@ mod shutdown;
 mod slow;
 mod streams;
 mod tickets;
+mod timers;
 mod topics;
 mod webhooks;
 mod writer;
