@@ -112,7 +112,7 @@ impl Change<'_> {
 
     /// Schedules a durable timer: at `due_ms` (unix ms; a time already past
     /// fires at once) the writer runs the handler registered as `handler`
-    /// with `payload`, as a change of its own, once (see [`super::timers`]).
+    /// with `payload`, as a change of its own, once (see `writer/timers.rs`).
     /// The timer exists only if this change commits.
     pub fn schedule(
         &mut self,

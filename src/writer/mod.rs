@@ -24,6 +24,10 @@
 //!   (the newest id is stored with every group);
 //! * the queue is bounded by changes (`--writer-queue`) and by the bytes the
 //!   changes declared (`--writer-queue-bytes`); beyond either, 503.
+//!
+//! The writer also owns time: durable timers a change schedules, fired once
+//! by the writer thread as changes of their own ([`timers`]), and counters
+//! folded into one change per period ([`periodic`]).
 
 mod change;
 #[cfg(debug_assertions)]

@@ -19,7 +19,10 @@
 //! * the failed group's ids stay used (the newest-id record keeps them), so ids
 //!   are never reused;
 //! * when recovery does not succeed within `--store-recovery-timeout`, `run`
-//!   returns an error and the process exits non-zero.
+//!   returns an error and the process exits non-zero;
+//! * the thread sleeps until a change arrives or a timer may be due; due
+//!   timers run first in a group (at most half of `--writer-batch`), so their
+//!   reads see exactly the store, and are part of the group's fate.
 
 use super::change::{Change, Hook, Writes};
 use super::health::{Health, StoreState};
