@@ -670,6 +670,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn many_due_timers_do_not_starve_a_queued_change() {
+        const DUE: usize = 600;
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _store, fired) = start(dir.path());
+        let due = now() - 1;
+        let schedule_many = move |change: &mut Change<'_>| {
+            for _ in 0..DUE {
+                change.schedule(due, "test.record", b"timer")?;
+            }
+            Ok(())
+        };
+        writer
+            .commit(Footprint::SMALL, schedule_many)
+            .await
+            .unwrap();
+        writer.arm_timers().await;
+        let seen = fired.clone();
+        let client = move |change: &mut Change<'_>| {
+            change.after_commit(move || seen.lock().unwrap().push("client".into()));
+            Ok(())
+        };
+        writer.commit(Footprint::SMALL, client).await.unwrap();
+        let order = wait_fired(&fired, DUE + 1).await;
+        let position = order.iter().position(|name| name == "client").unwrap();
+        assert!(
+            position < DUE / 2,
+            "the change committed after {position} of {DUE} due timers"
+        );
+    }
+
+    #[tokio::test]
     async fn a_hundred_thousand_pending_timers_cost_a_wake_only_what_is_due() {
         const PENDING: usize = 100_000;
         const PER_CHANGE: usize = 5_000;
