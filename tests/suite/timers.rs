@@ -3,7 +3,7 @@
 //! start-up in due order, a killed server loses none, and periodic folds
 //! count every increment once.
 
-use crate::clients::all_events;
+use crate::clients::{all_events, history};
 use crate::harness::{Server, json, read_json_file};
 use serde_json::Value;
 use std::path::Path;
@@ -39,14 +39,23 @@ async fn schedule(server: &Server, topic: &str, at_ms: u64, label: &str, count: 
     assert_eq!(response.status(), 200, "{}", json(response).await);
 }
 
-/// Waits (up to 20 s) until `topic` holds at least `count` events; returns them.
+/// Waits (up to 20 s) until `topic` holds at least `count` events (reads
+/// refused while the store recovers are retried); returns them.
 async fn wait_for_events(server: &Server, topic: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let events = all_events(server, topic).await;
-        if events.len() >= count || Instant::now() > deadline {
-            return events;
+        let response = history(server, topic, "?limit=1000").await;
+        if response.status() == 200 {
+            let page = json(response).await;
+            let events = page["data"]["events"].as_array().unwrap().clone();
+            if events.len() >= count {
+                return events;
+            }
         }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} never held {count} events"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -69,6 +78,28 @@ async fn a_timer_fires_once_and_its_event_is_readable() {
     assert_eq!(events[0]["data"]["dueMs"], due);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(all_events(&server, "quiz/1").await.len(), 1, "fired once");
+}
+
+#[tokio::test]
+async fn a_timer_whose_firing_failed_to_flush_fires_once_after_recovery() {
+    let server = Server::start();
+    schedule(&server, "quiz/2", now_ms() + 500, "close", 1).await;
+    let armed = server
+        .http1()
+        .post(server.url("/__test/writer/fail-flushes?count=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(armed.status(), 200);
+    let events = wait_for_events(&server, "quiz/2", 1).await;
+    assert_eq!(labels(&events), ["close"]);
+    assert!(
+        server.stderr().contains("commit failed"),
+        "the firing's flush failed first:\n{}",
+        server.stderr()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(all_events(&server, "quiz/2").await.len(), 1, "fired once");
 }
 
 #[tokio::test]
