@@ -25,6 +25,7 @@
 //!   store and parked (not fired) until a later start registers its handler;
 //! * nothing fires before [`TimerRegistry::arm`] (every module registered its
 //!   handlers), so late timers at start-up never meet a missing handler;
+//! * a payload is at most [`MAX_PAYLOAD`] bytes (scheduling more fails);
 //! * the writer keeps only the earliest due time it knows of (a lower bound:
 //!   waking early costs one range read) and the ids of parked timers, never
 //!   the pending timers themselves; a wake reads only the due part of the range.
@@ -44,6 +45,9 @@ const DUE: u8 = b'd';
 const BY_ID: u8 = b'i';
 /// Longest handler name (its length is stored in one byte).
 const MAX_HANDLER_NAME: usize = 64;
+/// Largest payload: an id or a small record (a wake reads up to half a
+/// group of due timers at once, so this bounds that read).
+pub const MAX_PAYLOAD: usize = 64 << 10;
 /// How long the writer waits before reading the timers again after a read failed.
 const RETRY_AFTER_READ_FAILURE: Duration = Duration::from_secs(1);
 
@@ -212,6 +216,12 @@ pub(super) fn schedule(
     payload: &[u8],
 ) -> Result<TimerId, ApiError> {
     validate_handler_name(handler).map_err(ApiError::internal)?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(ApiError::internal(format!(
+            "a timer payload holds at most {MAX_PAYLOAD} bytes, not {}",
+            payload.len()
+        )));
+    }
     let id = change.next_id();
     put_timer(change, due_ms, u128::from(id), encode(handler, payload));
     Ok(TimerId(id))
@@ -757,6 +767,17 @@ mod tests {
             decode(&encode("live.quiz-close", b"q1")),
             Some(("live.quiz-close".into(), b"q1".to_vec()))
         );
+    }
+
+    #[tokio::test]
+    async fn a_payload_over_the_limit_is_refused_and_nothing_is_scheduled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, _) = start(dir.path());
+        let oversized = move |change: &mut Change<'_>| {
+            change.schedule(0, "test.record", &vec![0; MAX_PAYLOAD + 1])
+        };
+        assert!(writer.commit(Footprint::SMALL, oversized).await.is_err());
+        assert_eq!(stored_timer_rows(&store), 0);
     }
 
     #[test]
