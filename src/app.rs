@@ -82,9 +82,12 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     let writer_ended = core.writer_ended.take();
     let background = Background::default();
     let router = assemble(&core, &config, prefixes, &background)?;
+    // Every module registered its timer handlers while it was assembled.
+    core.writer.arm_timers().await;
     let metrics = core.metrics.clone();
     let lifecycle = core.lifecycle.clone();
     let webhooks = core.webhooks.clone();
+    let writer = core.writer.clone();
     let listener = bind(config.listen, config.listen_backlog)
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
     let address = listener
@@ -137,6 +140,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
             "webhook lanes or background work still busy after the shutdown grace; pending deliveries stay pending"
         );
     }
+    writer.fold_pending().await;
     store
         .flush()
         .await
@@ -304,7 +308,8 @@ fn assemble(
 /// that overlap stop the start.
 fn claim_key_prefixes() -> Result<KeyPrefixes, StartupError> {
     let mut prefixes = KeyPrefixes::with_core();
-    let owners: [(&str, &[u8]); 3] = [
+    let owners: [(&str, &[u8]); 4] = [
+        ("timers", crate::writer::TIMERS_PREFIX),
         ("auth", crate::auth::layout::PREFIX),
         ("webhooks", webhook::layout::PREFIX),
         ("idempotency", crate::idempotency::layout::PREFIX),

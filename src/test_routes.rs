@@ -15,12 +15,22 @@
 //! * `POST /__test/writer/answer-delay?ms=N`: the writer waits N ms after each
 //!   durable group before answering (0 to stop), so a test can cancel a request
 //!   between its commit and its answer.
+//! * `POST /__test/timers/publish?tenant=T&topic=N&at=MS&label=L&count=C`:
+//!   schedules C (default 1) durable timers due at unix ms `at`; each, when
+//!   it fires, appends an event `timer` with `{"label","n","dueMs"}` to the
+//!   topic (scheduled in changes of 1000 timers).
+//! * `POST /__test/periodic/bump?n=K`: adds K to a counter folded every
+//!   250 ms into a stored total; `GET /__test/periodic/total` reads the total
+//!   and the number of folds.
 
+use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Body, response};
 use crate::lifecycle::Lifecycle;
+use crate::log::TopicRef;
+use crate::store::{decode_u64, layout};
 use crate::transport::ws::{self, WsSettings, WsSocket};
-use crate::writer::{Footprint, Writer};
+use crate::writer::{Change, Counters, Counts, DEFAULT_PERIOD, Footprint, Timer, Writer};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -34,7 +44,9 @@ const ECHO_MAX_MESSAGE: usize = 16 << 20;
 
 /// Registers the test routes.
 pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>, ws: WsSettings, writer: Writer) {
-    writer_fault_routes(router, writer);
+    writer_fault_routes(router, writer.clone());
+    timer_routes(router, writer.clone());
+    periodic_routes(router, writer);
     let echo_settings = WsSettings {
         max_message_bytes: ECHO_MAX_MESSAGE,
         ..ws
@@ -111,6 +123,131 @@ fn writer_fault_routes(router: &mut Router, writer: Writer) {
             async move { armed("answer-delay") }
         },
     );
+}
+
+/// Name of the timer handler of `/__test/timers/publish`.
+const PUBLISH_HANDLER: &str = "test.publish";
+/// Timers scheduled per change by `/__test/timers/publish`.
+const TIMERS_PER_CHANGE: u64 = 1000;
+
+fn timer_routes(router: &mut Router, writer: Writer) {
+    writer
+        .timers()
+        .register(PUBLISH_HANDLER, publish_on_timer)
+        .expect("the test timer handler is registered once");
+    router.route(Method::POST, "/__test/timers/publish", move |request| {
+        let writer = writer.clone();
+        async move {
+            let topic = request
+                .query_param("topic")
+                .ok_or_else(|| ApiError::validation("topic is required"))?;
+            let tenant: uuid::Uuid = request
+                .query_param("tenant")
+                .and_then(|value| value.parse().ok())
+                .ok_or_else(|| ApiError::validation("tenant must be a UUID"))?;
+            TopicRef::new(tenant, &topic).map_err(ApiError::validation)?;
+            let due_ms = query_number(&request, "at").unwrap_or(0);
+            let count = query_number(&request, "count").unwrap_or(1);
+            let label = request.query_param("label").unwrap_or_default();
+            let mut first = 0;
+            while first < count {
+                let last = count.min(first + TIMERS_PER_CHANGE);
+                let payloads: Vec<Vec<u8>> = (first..last)
+                    .map(|n| {
+                        serde_json::to_vec(&serde_json::json!({
+                            "tenant": tenant, "topic": topic, "label": label, "n": n
+                        }))
+                        .unwrap_or_default()
+                    })
+                    .collect();
+                let bytes = payloads.iter().map(Vec::len).sum();
+                writer
+                    .commit(Footprint::data(bytes), move |change| {
+                        for payload in &payloads {
+                            change.schedule(due_ms, PUBLISH_HANDLER, payload)?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                first = last;
+            }
+            Ok(response::data(
+                StatusCode::OK,
+                &serde_json::json!({ "scheduled": count }),
+            ))
+        }
+    });
+}
+
+/// The `test.publish` handler: appends the event its payload describes.
+fn publish_on_timer(change: &mut Change<'_>, timer: &Timer) -> Result<(), ApiError> {
+    let payload: serde_json::Value = serde_json::from_slice(&timer.payload)
+        .map_err(|err| ApiError::internal(format!("timer payload: {err}")))?;
+    let tenant = payload["tenant"]
+        .as_str()
+        .and_then(|tenant| tenant.parse().ok())
+        .ok_or_else(|| ApiError::internal("timer payload without a tenant"))?;
+    let topic = TopicRef::new(tenant, payload["topic"].as_str().unwrap_or_default())
+        .map_err(ApiError::internal)?;
+    let data = serde_json::json!({
+        "label": payload["label"], "n": payload["n"], "dueMs": timer.due_ms
+    });
+    change.append(
+        &topic,
+        "timer",
+        serde_json::json!({ "name": "timer" }),
+        data,
+    )?;
+    Ok(())
+}
+
+/// Key of a stored total of `/__test/periodic/*`.
+fn periodic_key(name: &str) -> Vec<u8> {
+    let mut key = layout::module("test");
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn periodic_routes(router: &mut Router, writer: Writer) {
+    let counters = writer.fold_periodically("test.bumps", DEFAULT_PERIOD, fold_bumps);
+    let bumps: Arc<Counters> = counters.clone();
+    router.route(Method::POST, "/__test/periodic/bump", move |request| {
+        bumps.add("bumps", query_number(&request, "n").unwrap_or(1));
+        async move { Ok(response::data(StatusCode::OK, &serde_json::json!({}))) }
+    });
+    router.route(Method::GET, "/__test/periodic/total", move |_| {
+        let writer = writer.clone();
+        async move {
+            let read = |change: &mut Change<'_>, name: &str| {
+                Ok::<_, ApiError>(
+                    change
+                        .get(&periodic_key(name))?
+                        .map_or(0, |v| decode_u64(&v)),
+                )
+            };
+            let (total, folds) = writer
+                .commit(Footprint::SMALL, move |change| {
+                    Ok((read(change, "total")?, read(change, "folds")?))
+                })
+                .await?
+                .value;
+            Ok(response::data(
+                StatusCode::OK,
+                &serde_json::json!({ "total": total, "folds": folds }),
+            ))
+        }
+    });
+}
+
+/// Adds one period's bumps to the stored total and counts the fold.
+fn fold_bumps(change: &mut Change<'_>, counts: &Counts) -> Result<(), ApiError> {
+    let bumps = counts.get("bumps").copied().unwrap_or(0);
+    for (name, amount) in [("total", bumps), ("folds", 1)] {
+        let key = periodic_key(name);
+        let stored = change.get(&key)?.map_or(0, |v| decode_u64(&v));
+        change.put(key, stored.saturating_add(amount).to_be_bytes().to_vec());
+    }
+    Ok(())
 }
 
 fn query_number(request: &crate::http::Request, name: &str) -> Option<u64> {

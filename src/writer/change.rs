@@ -10,6 +10,7 @@
 //! it writes commits with the event or not at all (an observer's error fails
 //! the change).
 
+use super::timers::TimerId;
 use crate::error::ApiError;
 use crate::log::ids::IdGenerator;
 use crate::log::{Event, LogEvent, TopicRecord, TopicRef, validate_event_type};
@@ -152,6 +153,30 @@ impl Change<'_> {
     /// deliveries): greater than every id issued before, events included.
     pub fn next_id(&mut self) -> Ulid {
         self.ids.next(self.now_ms)
+    }
+
+    /// Schedules a durable timer: at `due_ms` (unix ms; a time already past
+    /// fires at once) the writer runs the handler registered as `handler`
+    /// with `payload`, as a change of its own, once (see `writer/timers.rs`).
+    /// The timer exists only if this change commits.
+    pub fn schedule(
+        &mut self,
+        due_ms: u64,
+        handler: &str,
+        payload: &[u8],
+    ) -> Result<TimerId, ApiError> {
+        super::timers::schedule(self, due_ms, handler, payload)
+    }
+
+    /// Cancels a pending timer; false when it already fired or was cancelled.
+    pub fn cancel(&mut self, timer: TimerId) -> Result<bool, ApiError> {
+        super::timers::cancel(self, timer)
+    }
+
+    /// Moves a pending timer to `due_ms`; false when it already fired or was
+    /// cancelled.
+    pub fn reschedule(&mut self, timer: TimerId, due_ms: u64) -> Result<bool, ApiError> {
+        super::timers::reschedule(self, timer, due_ms)
     }
 
     /// Removes the oldest events of a topic (retention); `ids` must be stored

@@ -24,16 +24,24 @@
 //!   (the newest id is stored with every group);
 //! * the queue is bounded by changes (`--writer-queue`) and by the bytes the
 //!   changes declared (`--writer-queue-bytes`); beyond either, 503.
+//!
+//! The writer also owns time: durable timers a change schedules, fired once
+//! by the writer thread as changes of their own ([`timers`]), and counters
+//! folded into one change per period ([`periodic`]).
 
 mod change;
 #[cfg(debug_assertions)]
 pub mod faults;
 mod health;
+mod periodic;
 mod pipeline;
+mod timers;
 
 pub use change::{Change, EventObserver};
 pub use health::{StoreState, WriterStatus};
+pub use periodic::{Counters, Counts, DEFAULT_PERIOD};
 pub use pipeline::RecoverySettings;
+pub use timers::{PREFIX as TIMERS_PREFIX, Timer, TimerId, TimerRegistry, TimerStats};
 
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -44,7 +52,7 @@ use change::Observers;
 use health::Health;
 use pipeline::Pipeline;
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
@@ -126,6 +134,8 @@ pub struct Writer {
     health: Arc<Health>,
     limits: WriterLimits,
     observers: Arc<Observers>,
+    timers: Arc<TimerRegistry>,
+    periodic: Arc<Mutex<Vec<Arc<periodic::Registration>>>>,
     #[cfg(debug_assertions)]
     faults: Arc<faults::Faults>,
 }
@@ -164,6 +174,8 @@ impl Writer {
             health: Arc::new(Health::new()),
             limits,
             observers: Arc::default(),
+            timers: Arc::default(),
+            periodic: Arc::default(),
             #[cfg(debug_assertions)]
             faults: Arc::default(),
         };
@@ -176,6 +188,7 @@ impl Writer {
             health: writer.health.clone(),
             recovery: limits.recovery,
             observers: writer.observers.clone(),
+            timers: timers::TimerQueue::new(writer.timers.clone()),
             #[cfg(debug_assertions)]
             faults: writer.faults.clone(),
         };
@@ -281,6 +294,22 @@ impl Writer {
     /// The limits the writer runs with.
     pub fn limits(&self) -> WriterLimits {
         self.limits
+    }
+
+    /// The timer handlers: modules register theirs at startup (see
+    /// [`Change::schedule`]).
+    pub fn timers(&self) -> &TimerRegistry {
+        &self.timers
+    }
+
+    /// Lets timers fire, late ones first: call once every module registered
+    /// its timer handlers.
+    pub async fn arm_timers(&self) {
+        self.timers.arm();
+        // Wake the writer thread, which sleeps without a deadline until armed.
+        if let Err(err) = self.commit(Footprint::SMALL, |_| Ok(())).await {
+            tracing::warn!(error = %err, "waking the writer for its timers failed; they fire at its next change");
+        }
     }
 
     /// The faults tests may arm (debug builds only).

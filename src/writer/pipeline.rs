@@ -19,10 +19,14 @@
 //! * the failed group's ids stay used (the newest-id record keeps them), so ids
 //!   are never reused;
 //! * when recovery does not succeed within `--store-recovery-timeout`, `run`
-//!   returns an error and the process exits non-zero.
+//!   returns an error and the process exits non-zero;
+//! * the thread sleeps until a change arrives or a timer may be due; due
+//!   timers run first in a group (at most half of `--writer-batch`), so their
+//!   reads see exactly the store, and are part of the group's fate.
 
 use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
+use super::timers::{self, TimerQueue};
 use super::{Job, NEWEST_ID_RECORD};
 use crate::error::ApiError;
 use crate::hub::{FanOut, Hub};
@@ -120,16 +124,48 @@ pub(super) struct Pipeline {
     pub(super) health: Arc<Health>,
     pub(super) recovery: RecoverySettings,
     pub(super) observers: Arc<Observers>,
+    pub(super) timers: TimerQueue,
     #[cfg(debug_assertions)]
     pub(super) faults: Arc<super::faults::Faults>,
+}
+
+/// Why the writer thread woke up.
+enum Wake {
+    /// A change arrived.
+    Job(Job),
+    /// A timer may be due.
+    Time,
+    /// Every [`super::Writer`] is gone.
+    Closed,
+}
+
+/// Waits for the next change, or at most `sleep` (when a timer may be due).
+async fn next_wake(receiver: &mut mpsc::Receiver<Job>, sleep: Option<Duration>) -> Wake {
+    let received = match sleep {
+        None => receiver.recv().await,
+        Some(sleep) => match tokio::time::timeout(sleep, receiver.recv()).await {
+            Ok(received) => received,
+            Err(_) => return Wake::Time,
+        },
+    };
+    received.map_or(Wake::Closed, Wake::Job)
 }
 
 impl Pipeline {
     /// Commits groups until every [`super::Writer`] is gone; an error means
     /// the store could not be recovered.
     pub(super) fn run(mut self, mut receiver: mpsc::Receiver<Job>) -> Result<(), String> {
-        while let Some(first) = receiver.blocking_recv() {
-            let jobs = self.take_group(first, &mut receiver);
+        let clock = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|err| format!("starting the writer's timer clock: {err}"))?;
+        loop {
+            let sleep = self.timers.sleep_for(crate::clock::unix_millis());
+            let jobs = match clock.block_on(next_wake(&mut receiver, sleep)) {
+                Wake::Job(first) => self.take_group(first, &mut receiver),
+                Wake::Time => Vec::new(),
+                Wake::Closed => return Ok(()),
+            };
             #[cfg(debug_assertions)]
             if self.faults.take_panic() {
                 panic!("injected fault: the writer thread panics outside any change");
@@ -138,7 +174,6 @@ impl Pipeline {
                 self.recover(failure, &mut receiver)?;
             }
         }
-        Ok(())
     }
 
     fn take_group(&self, first: Job, receiver: &mut mpsc::Receiver<Job>) -> Vec<Job> {
@@ -160,7 +195,7 @@ impl Pipeline {
         let now_ms = crate::clock::unix_millis();
         let issued_before = u128::from(self.ids.last());
         let mut group = Writes::new();
-        let mut outcomes = Vec::with_capacity(jobs.len());
+        let (mut outcomes, tally) = self.fire_due_timers(&mut group, now_ms);
         for job in jobs {
             let result = self.apply_one(job.change, &mut group, now_ms);
             outcomes.push(Outcome {
@@ -169,15 +204,52 @@ impl Pipeline {
             });
         }
         if !group.is_empty() {
+            self.timers.note_committed(&group);
             if let Err(failure) = self.persist(group, issued_before) {
+                // Its timers (fired or scheduled) are undone: read them again.
+                self.timers.reread_soon();
                 tracing::error!(error = %failure.error, "commit failed; the store stops taking writes until it has recovered");
                 refuse_unknown(outcomes, &failure.error, self.recovery.interval);
                 return Err(failure);
             }
             self.health.record_commit();
+            self.timers.record(tally);
         }
         self.publish_and_answer(outcomes);
         Ok(())
+    }
+
+    /// Runs the handlers of the timers due at `now_ms` (at most half a
+    /// group, so queued client changes are never starved) as the group's
+    /// first changes: the group is empty, so their reads are exact. A handler
+    /// that fails is replaced by a change that only deletes its timer.
+    fn fire_due_timers(
+        &mut self,
+        group: &mut Writes,
+        now_ms: u64,
+    ) -> (Vec<Outcome>, timers::Tally) {
+        let limit = (self.max_batch / 2).max(1);
+        let mut tally = timers::Tally::default();
+        let mut outcomes = Vec::new();
+        for (timer, handler) in self.timers.take_due(&self.store, now_ms, limit) {
+            let consumed = timers::consuming(&timer);
+            let (id, name) = (timer.id.0, timer.handler.clone());
+            let result = match self.apply_one(timers::firing(timer, handler), group, now_ms) {
+                Ok(applied) => {
+                    tally.fired += 1;
+                    Ok(applied)
+                }
+                Err(err) => {
+                    tracing::error!(timer = %id, handler = %name, error = %err, "a timer's handler failed; its writes are discarded and the timer is deleted");
+                    tally.failed += 1;
+                    self.apply_one(consumed, group, now_ms)
+                }
+            };
+            // Nobody waits for a timer's answer.
+            let (reply, _) = tokio::sync::oneshot::channel();
+            outcomes.push(Outcome { reply, result });
+        }
+        (outcomes, tally)
     }
 
     fn publish_and_answer(&self, mut outcomes: Vec<Outcome>) {

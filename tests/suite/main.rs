@@ -27,6 +27,7 @@ mod shutdown;
 mod slow;
 mod streams;
 mod tickets;
+mod timers;
 mod topics;
 mod webhooks;
 mod writer;
