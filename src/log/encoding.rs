@@ -4,8 +4,9 @@
 //! The log does not know SSE, WebSocket envelopes or module payload shapes.
 //! Their owner declares an [`Encoding`]: a `static` with a name and a function
 //! `fn(&LogEvent) -> Bytes`. [`LogEvent::encoded`](super::LogEvent::encoded)
-//! runs that function at most once per event and hands every caller a clone
-//! of the same [`Bytes`] (a reference count increment, no copy).
+//! runs that function at most once per event and lends every caller the same
+//! [`Bytes`] (no copy, no allocation; a caller that keeps them clones the
+//! handle, a reference count).
 //!
 //! Each encoding takes one slot of a small fixed table carried by every
 //! event, assigned on its first use. A process defines at most
@@ -20,6 +21,7 @@
 
 use super::LogEvent;
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -106,16 +108,20 @@ pub(super) struct EncodingCache {
 
 impl EncodingCache {
     /// `encoding` of `event`, built on first request and shared afterwards.
-    pub(super) fn get(&self, encoding: &Encoding, event: &LogEvent) -> Bytes {
+    /// Borrowed when cached; owned only past [`MAX_ENCODINGS`].
+    pub(super) fn get<'a>(&'a self, encoding: &Encoding, event: &LogEvent) -> Cow<'a, Bytes> {
         self.get_in(encoding.slot(), encoding, event)
     }
 
-    fn get_in(&self, slot: Option<usize>, encoding: &Encoding, event: &LogEvent) -> Bytes {
+    fn get_in<'a>(
+        &'a self,
+        slot: Option<usize>,
+        encoding: &Encoding,
+        event: &LogEvent,
+    ) -> Cow<'a, Bytes> {
         match slot {
-            Some(slot) => self.cells[slot]
-                .get_or_init(|| encoding.encode(event))
-                .clone(),
-            None => encoding.encode(event),
+            Some(slot) => Cow::Borrowed(self.cells[slot].get_or_init(|| encoding.encode(event))),
+            None => Cow::Owned(encoding.encode(event)),
         }
     }
 
@@ -148,7 +154,7 @@ mod tests {
 
     fn bracketed(event: &LogEvent) -> Bytes {
         let inner = event.encoded(&TYPE_ONLY);
-        Bytes::from([b"[".as_slice(), &inner, b"]"].concat())
+        Bytes::from([b"[".as_slice(), &inner[..], b"]"].concat())
     }
 
     static BRACKETED: Encoding = Encoding::new("test.bracketed", bracketed);
@@ -202,7 +208,7 @@ mod tests {
         let logged = event();
         let first = logged.encodings.get_in(None, &ID_TEXT, &logged);
         let second = logged.encodings.get_in(None, &ID_TEXT, &logged);
-        assert_eq!(first, logged.id().to_string().as_bytes());
+        assert_eq!(first[..], *logged.id().to_string().as_bytes());
         assert_ne!(first.as_ptr(), second.as_ptr(), "rebuilt on each call");
         assert_eq!(logged.encoded_bytes(), 0, "nothing cached");
     }

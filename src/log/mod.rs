@@ -22,6 +22,7 @@ use bytes::Bytes;
 use encoding::{Encoding, EncodingCache};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use ulid::Ulid;
 use uuid::Uuid;
 
@@ -144,8 +145,9 @@ impl LogEvent {
     }
 
     /// The event in `encoding`: built on the first request, then the same
-    /// bytes for every caller.
-    pub fn encoded(&self, encoding: &Encoding) -> Bytes {
+    /// bytes lent to every caller (owned only for an encoding past
+    /// [`encoding::MAX_ENCODINGS`], rebuilt on each call).
+    pub fn encoded(&self, encoding: &Encoding) -> Cow<'_, Bytes> {
         self.encodings.get(encoding, self)
     }
 

@@ -79,7 +79,7 @@ impl SseFormat for GenericFormat {
     }
 
     fn event(&self, event: &LogEvent) -> Option<Bytes> {
-        Some(event.encoded(&EVENT_FRAME))
+        Some(event.encoded(&EVENT_FRAME).into_owned())
     }
 }
 

@@ -49,7 +49,7 @@ impl SseFormat for DiscussionFormat {
     }
 
     fn event(&self, event: &LogEvent) -> Option<Bytes> {
-        Some(event.encoded(&PAYLOAD_FRAME))
+        Some(event.encoded(&PAYLOAD_FRAME).into_owned())
     }
 }
 
