@@ -33,7 +33,7 @@ pub fn whole_event(event: &LogEvent) -> Bytes {
 /// The event's `data` alone (a surface whose spec shows the payload; encoded
 /// once and shared with the SSE frames of that payload).
 pub fn event_data(event: &LogEvent) -> Bytes {
-    event.encoded(&DATA_JSON)
+    event.encoded(&DATA_JSON).into_owned()
 }
 
 /// The body of each namespace's events; [`whole_event`] for a namespace
