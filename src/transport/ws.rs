@@ -55,8 +55,8 @@ pub struct WsSettings {
     pub read_buffer_bytes: usize,
     /// Interval of server pings; a client silent for two intervals is dropped.
     pub ping_interval: Duration,
-    /// Least time between two flushes of a busy session (see the SSE setting).
-    pub write_interval: Duration,
+    /// How a busy session paces its writes (see the SSE setting).
+    pub write_interval: crate::transport::coalesce::WritePacing,
 }
 
 impl WsSettings {

@@ -26,6 +26,7 @@ use crate::idempotency::{self, Reply};
 use crate::log::TopicRef;
 use crate::log::read::Gap;
 use crate::store::StoreError;
+use crate::transport::coalesce::Coalescer;
 use crate::transport::ws::{self, FrameBatch, WsSocket};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
@@ -82,7 +83,7 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
                 admission,
                 socket,
                 subscriptions: StreamMap::new(),
-                last_flush: Instant::now(),
+                coalescer: Coalescer::new(settings.write_interval),
             };
             session.run().await;
         },
@@ -111,7 +112,7 @@ struct Session {
     admission: Admission,
     socket: WsSocket,
     subscriptions: StreamMap<String, Deliveries>,
-    last_flush: Instant,
+    coalescer: Coalescer,
 }
 
 /// Why a session ended.
@@ -198,6 +199,7 @@ impl Session {
     /// Writes the delivery and everything else already ready, in as few writes as possible.
     async fn deliver(&mut self, first: Ready) -> Result<(), End> {
         let mut batch = FrameBatch::new();
+        let mut hold = self.coalescer.hold_until(Instant::now());
         let mut next = Some(first);
         while let Some((topic, delivery)) = next {
             let delivery = delivery.map_err(|err| {
@@ -215,10 +217,10 @@ impl Session {
             }
             next = match self.subscriptions.next().now_or_never() {
                 Some(ready) => ready,
-                None => self.linger().await,
+                None => self.linger(hold.take()).await,
             };
         }
-        self.last_flush = Instant::now();
+        self.coalescer.wrote(Instant::now());
         self.write(&mut batch).await
     }
 
@@ -229,15 +231,12 @@ impl Session {
             .map_err(|err| End::after_error(ws::closing_for_io(&err)))
     }
 
-    /// On a busy session, waits out the write interval, then takes what arrived
+    /// On a busy session, waits out the hold, then takes what arrived
     /// meanwhile (sleeping, not waiting on the subscriptions: one wake-up per
-    /// interval, not one per publish).
-    async fn linger(&mut self) -> Option<Ready> {
-        let flush_at = self.last_flush + self.api.ws.write_interval;
-        if self.api.ws.write_interval.is_zero() || Instant::now() >= flush_at {
-            return None;
-        }
-        tokio::time::sleep_until(flush_at).await;
+    /// hold, not one per publish).
+    async fn linger(&mut self, hold: Option<Instant>) -> Option<Ready> {
+        let until = hold?;
+        tokio::time::sleep_until(until).await;
         self.subscriptions.next().now_or_never().flatten()
     }
 
