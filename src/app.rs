@@ -237,10 +237,16 @@ impl Core {
         );
         #[cfg(debug_assertions)]
         if config.test_routes {
+            let runtime = crate::transport::ws::WsRuntime {
+                settings: ws_settings(&config.core),
+                hub: self.hub.clone(),
+                lifecycle: self.lifecycle.clone(),
+                metrics: self.metrics.clone(),
+            };
             crate::test_routes::routes(
                 &mut router,
-                self.lifecycle.clone(),
-                ws_settings(&config.core),
+                runtime,
+                self.auth.clone(),
                 self.writer.clone(),
             );
         }

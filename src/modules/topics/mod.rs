@@ -19,6 +19,8 @@ mod actor;
 mod rest;
 mod ws;
 
+pub(crate) use ws::event_text as ws_event_text;
+
 use crate::auth::{Authenticator, Principal};
 use crate::error::ApiError;
 use crate::http::Request;

@@ -175,6 +175,11 @@ impl<'a> Session<'a> {
         self.follows.subscriptions.contains_key(key)
     }
 
+    /// The keys followed, in no particular order.
+    pub fn followed(&self) -> impl Iterator<Item = &str> {
+        self.follows.subscriptions.keys().map(|key| &**key)
+    }
+
     /// How many keys are followed.
     pub fn following(&self) -> usize {
         self.follows.subscriptions.len()
