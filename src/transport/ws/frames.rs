@@ -4,7 +4,7 @@
 use super::socket::WsSocket;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
-/// Outgoing frames collected before a write (see [`WsSettings`] and [`FrameBatch`]).
+/// Outgoing frames collected before a write (see [`super::WsSettings`] and [`FrameBatch`]).
 pub(super) const WRITE_BUFFER_BYTES: usize = 32 * 1024;
 
 /// Server text frames collected from borrowed payloads and written straight

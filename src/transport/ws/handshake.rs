@@ -54,7 +54,9 @@ impl WsSettings {
     }
 }
 
-/// Answers the upgrade handshake and runs `session` on the socket.
+/// Answers the upgrade handshake and runs `session` on the raw socket.
+/// Surfaces use the session runner ([`super::serve`]); the raw socket is for
+/// the transport's own conformance echo.
 pub fn upgrade<F, Fut>(
     request: &mut Request,
     settings: WsSettings,
