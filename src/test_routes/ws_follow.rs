@@ -131,7 +131,7 @@ impl FollowProtocol {
 impl WsProtocol for FollowProtocol {
     type Signal = Option<Change>;
 
-    fn open(&mut self, session: &mut Session<'_>) -> Outcome {
+    async fn open(&mut self, session: &mut Session<'_>) -> Outcome {
         let initial = std::mem::take(&mut self.initial);
         if let Err(close) = Self::follow(session, &initial) {
             return close;

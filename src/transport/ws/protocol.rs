@@ -51,9 +51,9 @@ pub trait WsProtocol: Send + 'static {
 
     /// Runs when the session starts, before any client message: follow the
     /// topics the server sets, greet the client.
-    fn open(&mut self, session: &mut Session<'_>) -> Outcome {
+    fn open(&mut self, session: &mut Session<'_>) -> impl Future<Output = Outcome> + Send {
         let _ = session;
-        Outcome::Continue
+        std::future::ready(Outcome::Continue)
     }
 
     /// A text message from the client.
@@ -70,7 +70,7 @@ pub trait WsProtocol: Send + 'static {
         session: &mut Session<'_>,
     ) -> impl Future<Output = Outcome> + Send {
         let _ = (data, session);
-        async { Outcome::Close("this endpoint takes text frames".into()) }
+        std::future::ready(Outcome::Close("this endpoint takes text frames".into()))
     }
 
     /// Waits for the next signal from the server (never, by default).
@@ -85,7 +85,7 @@ pub trait WsProtocol: Send + 'static {
         session: &mut Session<'_>,
     ) -> impl Future<Output = Outcome> + Send {
         let _ = (signal, session);
-        async { Outcome::Continue }
+        std::future::ready(Outcome::Continue)
     }
 
     /// The text frame of `event` delivered on `key` (from the event's shared

@@ -31,6 +31,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::transport::coalesce::Coalescer;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
@@ -87,14 +88,14 @@ impl<P: WsProtocol> Runner<P> {
     async fn run(mut self) {
         let metrics = self.runtime.metrics.clone();
         let _open = metrics.stream_opened(TRANSPORT);
-        let end = self.serve().await.unwrap_err();
+        let Err(end) = self.serve().await;
         self.follows.clear();
         close::finish(&mut self.socket, &end).await;
         metrics.stream_ended(TRANSPORT, end.metric());
     }
 
     /// Serves until the session ends (the error carries how).
-    async fn serve(&mut self) -> Result<(), End> {
+    async fn serve(&mut self) -> Result<Infallible, End> {
         let interval = self.runtime.settings.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -108,7 +109,8 @@ impl<P: WsProtocol> Runner<P> {
         let mut revoked = std::pin::pin!(self.admission.revoked());
         let opened = self
             .protocol
-            .open(&mut Session::new(&self.admission, &mut self.follows));
+            .open(&mut Session::new(&self.admission, &mut self.follows))
+            .await;
         self.act(opened).await?;
         loop {
             tokio::select! {
