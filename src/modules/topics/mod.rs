@@ -19,8 +19,6 @@ mod actor;
 mod rest;
 mod ws;
 
-pub(crate) use ws::event_text as ws_event_text;
-
 use crate::auth::{Authenticator, Principal};
 use crate::error::ApiError;
 use crate::http::Request;
@@ -28,7 +26,7 @@ use crate::http::router::Router;
 use crate::hub::Hub;
 use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
-use crate::log::TopicRef;
+use crate::log::{LogEvent, TopicRef};
 use crate::metrics::Metrics;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::Webhooks;
@@ -80,6 +78,13 @@ impl TopicsApi {
         let topic = TopicRef::new(principal.tenant, name).map_err(ApiError::validation)?;
         Ok((principal, topic))
     }
+}
+
+/// The WebSocket text of a topics event (`{"op":"event","event":{…}}`),
+/// built once and shared by every subscriber (the topics WebSocket and any
+/// session that frames events the same way).
+pub(crate) fn ws_event_text(event: &LogEvent) -> &[u8] {
+    event.ws_text()
 }
 
 /// Registers the topics routes.

@@ -67,12 +67,6 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
     ws::serve(&mut request, &runtime, admission, TopicsProtocol { api })
 }
 
-/// The WebSocket text of a topics event (`{"op":"event","event":{…}}`),
-/// shared by every subscriber.
-pub(crate) fn event_text(event: &LogEvent) -> &[u8] {
-    event.ws_text()
-}
-
 /// The topics protocol of one session.
 struct TopicsProtocol {
     api: Arc<TopicsApi>,
@@ -116,7 +110,7 @@ impl WsProtocol for TopicsProtocol {
     }
 
     fn event_text<'e>(&self, _topic: &str, event: &'e LogEvent) -> Option<&'e [u8]> {
-        Some(event_text(event))
+        Some(super::ws_event_text(event))
     }
 
     fn gap_text(&self, topic: &str, gap: &Gap) -> String {
