@@ -257,7 +257,7 @@ pub struct ServeArgs {
     /// (or `adaptive:<longest>`, default longest 20ms): a stream quiet for the
     /// longest hold writes at once (the first event after a quiet spell is
     /// never delayed); a busy one holds 1 ms, doubling per busy write up to
-    /// the longest. A duration is a fixed interval: a busy stream writes at
+    /// the longest (a pause halves the hold, four longest holds reset it). A duration is a fixed interval: a busy stream writes at
     /// most once per interval; 0 writes every delivery at once.
     #[arg(
         long,

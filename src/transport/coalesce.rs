@@ -9,8 +9,10 @@
 //! connection is:
 //!
 //! * **idle**: nothing was written for at least the longest hold (20 ms by
-//!   default): the delivery is written at once and the hold starts over. The
-//!   first event after a quiet spell is never delayed.
+//!   default): the delivery is written at once. The first event after a
+//!   quiet spell is never delayed. The hold halves, and starts over after a
+//!   quiet spell of four longest holds, so a steady stream whose events come
+//!   a little slower than the longest hold keeps most of its hold.
 //! * **busy**: the connection wrote within the longest hold: the delivery
 //!   waits until `last write + hold`, and everything that arrived meanwhile
 //!   goes out in the same write. Each busy write doubles the hold, from
@@ -33,6 +35,9 @@ use tokio::time::Instant;
 
 /// The hold of the first busy write after a quiet spell (adaptive pacing).
 pub const FIRST_HOLD: Duration = Duration::from_millis(1);
+/// A quiet spell this many longest holds long starts the hold over from
+/// [`FIRST_HOLD`]; a shorter one only halves it.
+const QUIET_RESET: u32 = 4;
 /// The longest hold of adaptive pacing unless configured.
 pub const ADAPTIVE_LONGEST_HOLD: Duration = Duration::from_millis(20);
 
@@ -125,8 +130,13 @@ impl Coalescer {
     pub fn hold_until(&mut self, now: Instant) -> Option<Instant> {
         let last_write = self.last_write?;
         let longest = self.pacing.longest();
-        if longest.is_zero() || now.saturating_duration_since(last_write) >= longest {
-            self.hold = Duration::ZERO;
+        let quiet = now.saturating_duration_since(last_write);
+        if longest.is_zero() || quiet >= longest {
+            self.hold = if quiet >= longest * QUIET_RESET {
+                Duration::ZERO
+            } else {
+                self.hold / 2
+            };
             return None;
         }
         self.hold = match self.pacing {
@@ -205,6 +215,25 @@ mod tests {
         coalescer.wrote(quiet);
         let busy = quiet + Duration::from_micros(10);
         assert_eq!(coalescer.hold_until(busy), Some(quiet + FIRST_HOLD));
+    }
+
+    #[test]
+    fn a_short_pause_halves_the_hold() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(adaptive());
+        coalescer.wrote(start);
+        let mut last = start;
+        for _ in 0..6 {
+            let until = coalescer.hold_until(last + ms(1)).unwrap_or(last + ms(1));
+            coalescer.wrote(until);
+            last = until;
+        }
+        // Held 20 ms by now; a 30 ms pause writes at once and halves the hold.
+        let after_pause = last + ms(30);
+        assert_eq!(coalescer.hold_until(after_pause), None);
+        coalescer.wrote(after_pause);
+        let busy = after_pause + ms(1);
+        assert_eq!(coalescer.hold_until(busy), Some(after_pause + LONGEST));
     }
 
     #[test]
