@@ -291,12 +291,13 @@ fn assemble(
     platform.routes(&mut router);
     #[cfg(debug_assertions)]
     if config.test_routes {
-        crate::test_routes::routes(
-            &mut router,
-            core.lifecycle.clone(),
-            context.ws(),
-            core.writer.clone(),
-        );
+        let runtime = crate::transport::ws::WsRuntime {
+            settings: context.ws(),
+            hub: core.hub.clone(),
+            lifecycle: core.lifecycle.clone(),
+            metrics: core.metrics.clone(),
+        };
+        crate::test_routes::routes(&mut router, runtime, core.auth.clone(), core.writer.clone());
     }
     platform.start(background);
     core.start_pruner(&context, background);

@@ -9,6 +9,7 @@ use crate::error::StartupError;
 use crate::http::cors::CorsSettings;
 use crate::log::retention;
 use crate::modules::discussions::service::DiscussionLimits;
+use crate::transport::coalesce::WritePacing;
 use crate::transport::webhook::WebhookSettings;
 use crate::transport::webhook::address::{AddressPolicy, AllowList};
 use crate::transport::webhook::backoff::RetryPolicy;
@@ -284,11 +285,19 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_SSE_LIFETIME", default_value = "30m", value_parser = humantime::parse_duration)]
     pub sse_lifetime: Duration,
 
-    /// Least time between two writes to a busy SSE or WebSocket stream: events
-    /// arriving in between go out together (far fewer writes at high fan-out).
-    /// 0 writes every delivery at once; the first event after a quiet spell is never delayed.
-    #[arg(long, env = "TIDINGS_STREAM_WRITE_INTERVAL", default_value = "0ms", value_parser = humantime::parse_duration)]
-    pub stream_write_interval: Duration,
+    /// How busy SSE and WebSocket streams pace their writes (holding events to
+    /// write them together: far fewer writes at high fan-out). `adaptive`
+    /// (or `adaptive:<longest>`, default longest 20ms): a stream quiet for the
+    /// longest hold writes at once (the first event after a quiet spell is
+    /// never delayed); a busy one holds 1 ms, doubling per busy write up to
+    /// the longest (a pause halves the hold, four longest holds reset it). A duration is a fixed interval: a busy stream writes at
+    /// most once per interval; 0 writes every delivery at once.
+    #[arg(
+        long,
+        env = "TIDINGS_STREAM_WRITE_INTERVAL",
+        default_value = "adaptive"
+    )]
+    pub stream_write_interval: WritePacing,
 
     /// Largest incoming WebSocket message, e.g. 64KiB.
     #[arg(long, env = "TIDINGS_WS_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_byte_size)]
@@ -466,8 +475,8 @@ pub struct CoreSettings {
     pub sse_heartbeat: Duration,
     /// SSE connection lifetime.
     pub sse_lifetime: Duration,
-    /// Least time between two writes of a busy stream.
-    pub stream_write_interval: Duration,
+    /// How busy streams pace their writes.
+    pub stream_write_interval: WritePacing,
     /// Largest WebSocket message.
     pub ws_max_message: usize,
     /// WebSocket read buffer.

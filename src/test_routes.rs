@@ -8,6 +8,8 @@
 //!   server stops, sends `bye` and ends (the long-lived stream shutdown hook).
 //! * `GET /__test/ws-echo`: a WebSocket echo on the WebSocket transport, for the
 //!   Autobahn conformance suite (messages up to 16 MiB).
+//! * `GET /__test/ws-follow`, `POST /__test/ws-follow/{id}`: a WebSocket
+//!   session whose topics only the server sets (see [`ws_follow`]).
 //! * `POST /__test/writer/fail-flushes?count=N`: the next N flushes (of groups
 //!   or of recovery attempts) fail after their batch was applied (a failed
 //!   disk, without a full disk).
@@ -23,13 +25,16 @@
 //!   250 ms into a stored total; `GET /__test/periodic/total` reads the total
 //!   and the number of folds.
 
+mod ws_follow;
+
+use crate::auth::Authenticator;
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Body, response};
 use crate::lifecycle::Lifecycle;
 use crate::log::TopicRef;
 use crate::store::{decode_u64, layout};
-use crate::transport::ws::{self, WsSettings, WsSocket};
+use crate::transport::ws::{self, WsRuntime, WsSettings, WsSocket};
 use crate::writer::{Change, Counters, Counts, DEFAULT_PERIOD, Footprint, Timer, Writer};
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -43,10 +48,13 @@ use std::time::Duration;
 const ECHO_MAX_MESSAGE: usize = 16 << 20;
 
 /// Registers the test routes.
-pub fn routes(router: &mut Router, lifecycle: Arc<Lifecycle>, ws: WsSettings, writer: Writer) {
+pub fn routes(router: &mut Router, runtime: WsRuntime, auth: Authenticator, writer: Writer) {
     writer_fault_routes(router, writer.clone());
     timer_routes(router, writer.clone());
     periodic_routes(router, writer);
+    let lifecycle = runtime.lifecycle.clone();
+    let ws = runtime.settings;
+    ws_follow::routes(router, runtime, auth);
     let echo_settings = WsSettings {
         max_message_bytes: ECHO_MAX_MESSAGE,
         ..ws

@@ -4,12 +4,16 @@
 //! * [`ws`]: WebSocket (RFC 6455) on hyper's upgrade.
 //! * [`webhook`]: signed POSTs to tenants' endpoints from a durable outbox.
 //!
-//! SSE and WebSocket drain everything a subscription has ready into one write, end when
+//! * [`coalesce`]: when a busy SSE or WebSocket stream writes (adaptive hold).
+//!
+//! SSE and WebSocket drain everything a subscription has ready into one write
+//! (holding a busy stream's writes briefly, see [`coalesce`]), end when
 //! the server stops (with a final message telling the client to reconnect),
 //! and never hold up the publisher: a slow client falls back to reading the
 //! log, and a client whose socket does not drain is disconnected by the
 //! connection's write timeout.
 
+pub mod coalesce;
 pub mod sse;
 pub mod webhook;
 pub mod ws;

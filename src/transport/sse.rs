@@ -12,9 +12,12 @@
 //! realm or tenant deleted) an `error` frame `{"code":"CREDENTIAL_REVOKED"}`,
 //! then the end; on server shutdown a `shutdown` frame and a clean end.
 //!
-//! Invariants: every frame batch is one body chunk, written as soon as it is
-//! ready (no buffering delay); `data:` never contains a raw newline (JSON is
-//! encoded on one line); each event's frame bytes are built once and shared.
+//! Invariants: every frame batch is one body chunk; a chunk is written as soon
+//! as it is ready unless the stream is busy, when [`Coalescer`] holds it
+//! briefly so later events join it (the first event after a quiet spell is
+//! never delayed; events are never dropped or reordered); `data:` never
+//! contains a raw newline (JSON is encoded on one line); each event's frame
+//! bytes are built once and shared.
 
 use crate::auth::Admission;
 use crate::error::ApiError;
@@ -25,6 +28,7 @@ use crate::log::LogEvent;
 use crate::log::encoding::Encoding;
 use crate::log::read::Gap;
 use crate::metrics::{Metrics, OpenGuard};
+use crate::transport::coalesce::{Coalescer, WritePacing};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
@@ -53,10 +57,9 @@ pub struct SseSettings {
     pub lifetime: Duration,
     /// Most events written in one chunk.
     pub max_batch: usize,
-    /// Least time between two writes of a busy stream; events arriving in
-    /// between go out in the same chunk. Zero (the default) writes every
-    /// delivery at once; the first event after a quiet spell is never delayed.
-    pub write_interval: Duration,
+    /// How a busy stream holds deliveries so that later events join its
+    /// chunk (see [`Coalescer`]).
+    pub write_interval: WritePacing,
 }
 
 /// How one surface names its framing events and encodes its events.
@@ -175,7 +178,7 @@ struct State {
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     expiry: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
     revoked: Pin<Box<WaitForCancellationFutureOwned>>,
-    last_write: Instant,
+    coalescer: Coalescer,
     opened: bool,
     finished: bool,
     _open: OpenGuard,
@@ -197,7 +200,7 @@ fn body(stream: SseStream) -> Body {
                 .map(crate::clock::instant_of_unix_seconds),
         )),
         revoked: Box::pin(stream.admission.revoked()),
-        last_write: Instant::now(),
+        coalescer: Coalescer::new(settings.write_interval),
         heartbeat,
         stream,
         opened: false,
@@ -247,7 +250,7 @@ impl State {
                     Ok(delivery) => {
                         let delivery = self.coalesce(delivery).await;
                         if let Some(chunk) = self.encode(delivery) {
-                            self.last_write = Instant::now();
+                            self.coalescer.wrote(Instant::now());
                             return Some(chunk);
                         }
                     }
@@ -261,15 +264,17 @@ impl State {
         }
     }
 
-    /// On a busy stream, waits out the write interval and adds what arrived meanwhile.
+    /// On a busy stream, waits out the hold and adds what arrived meanwhile.
     async fn coalesce(&mut self, mut delivery: Batch) -> Batch {
-        let settings = self.stream.settings;
-        let next_write = self.last_write + settings.write_interval;
-        if settings.write_interval.is_zero() || Instant::now() >= next_write {
+        let Some(until) = self.coalescer.hold_until(Instant::now()) else {
             return delivery;
-        }
-        tokio::time::sleep_until(next_write).await;
-        let room = settings.max_batch.saturating_sub(delivery.events.len());
+        };
+        tokio::time::sleep_until(until).await;
+        let room = self
+            .stream
+            .settings
+            .max_batch
+            .saturating_sub(delivery.events.len());
         delivery
             .events
             .extend(self.stream.subscription.take_ready(room));

@@ -223,7 +223,12 @@ pub struct WsClient {
 impl WsClient {
     /// Connects with the admin key.
     pub async fn connect(server: &Server) -> Self {
-        let url = server.url("/api/v1/topics/ws").replace("http://", "ws://");
+        Self::connect_to(server, "/api/v1/topics/ws").await
+    }
+
+    /// Connects to another WebSocket route (path and query) with the admin key.
+    pub async fn connect_to(server: &Server, path: &str) -> Self {
+        let url = server.url(path).replace("http://", "ws://");
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()

@@ -28,8 +28,9 @@ use crate::http::router::Router;
 use crate::hub::Hub;
 use crate::idempotency::Idempotency;
 use crate::lifecycle::Lifecycle;
-use crate::log::TopicRef;
+use crate::log::encoding::Encoding;
 use crate::log::namespace::Namespace;
+use crate::log::{LogEvent, TopicRef};
 use crate::metrics::Metrics;
 use crate::modules::platform::{Module, ModuleContext};
 use crate::transport::sse::SseSettings;
@@ -37,7 +38,9 @@ use crate::transport::sse::SseSettings;
 use crate::transport::webhook::whole_event;
 use crate::transport::ws::WsSettings;
 use crate::writer::Writer;
+use bytes::Bytes;
 use http::Method;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Limits of the topics API.
@@ -101,6 +104,22 @@ impl TopicsApi {
         Ok((principal, topic))
     }
 }
+
+/// The WebSocket text of a topics event (`{"op":"event","event":{…}}`),
+/// built once per event and lent to every subscriber (the topics WebSocket
+/// and any session that frames events the same way).
+pub(crate) fn ws_event_text(event: &LogEvent) -> Cow<'_, Bytes> {
+    event.encoded(&WS_EVENT_TEXT)
+}
+
+/// The encoding behind [`ws_event_text`].
+static WS_EVENT_TEXT: Encoding = Encoding::new("topics.ws", |event| {
+    let mut text = Vec::with_capacity(event.json.len() + 24);
+    text.extend_from_slice(br#"{"op":"event","event":"#);
+    text.extend_from_slice(&event.json);
+    text.push(b'}');
+    Bytes::from(text)
+});
 
 impl Module for TopicsApi {
     fn name(&self) -> &'static str {

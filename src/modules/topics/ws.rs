@@ -11,39 +11,29 @@
 //! A publish with an `idempotencyKey` is the same operation as a REST
 //! publish with that `Idempotency-Key`: a retry (over either) replays it.
 //!
-//! Invariants: the session polls its subscriptions itself (a `StreamMap`, no
-//! task or queue per subscription) and writes everything ready in one flush;
-//! a slow client makes its subscriptions fall back to the log, never the hub wait.
+//! The session runs on the WebSocket session runner
+//! ([`crate::transport::ws::runner`]): this file is only the protocol (what
+//! an op means, how events and gaps are framed). Each subscription is
+//! followed under the topic name the client gave.
 
 use super::TopicsApi;
 use super::rest::{commit_events, parse_events, publish_claim};
-use crate::auth::Admission;
+use crate::auth::Principal;
 use crate::auth::api_keys::Scope;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{Request, Response};
-use crate::hub::{Batch, FanOut, Feed, Start, Subscription};
+use crate::hub::Start;
 use crate::idempotency::{self, Reply};
-use crate::log::TopicRef;
-use crate::log::encoding::Encoding;
 use crate::log::read::Gap;
-use crate::store::StoreError;
-use crate::transport::ws::{self, FrameBatch, WsSocket};
+use crate::log::{LogEvent, TopicRef};
+use crate::transport::ws::{self, Outcome, Session, WsProtocol, WsRuntime};
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::pin::Pin;
+use std::borrow::Cow;
+use std::convert::Infallible;
 use std::sync::Arc;
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_stream::StreamMap;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use ulid::Ulid;
-
-/// Close code sent when the JWT that opened the connection expires.
-const TOKEN_EXPIRED_CLOSE: u16 = 4001;
-/// Most events taken from a subscription at once.
-const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -70,193 +60,34 @@ enum ClientOp {
 /// `GET /api/v1/topics/ws`
 pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Response, ApiError> {
     let admission = api.auth.admit(api.auth.authenticate(&request)?, None)?;
-    let settings = api.ws;
-    let lifecycle = api.lifecycle.clone();
-    ws::upgrade(
-        &mut request,
-        settings,
-        &lifecycle,
-        move |socket| async move {
-            let _open = api.metrics.stream_opened("ws");
-            let session = Session {
-                api,
-                admission,
-                socket,
-                subscriptions: StreamMap::new(),
-                last_flush: Instant::now(),
-            };
-            session.run().await;
-        },
-    )
+    let runtime = WsRuntime {
+        settings: api.ws,
+        hub: api.hub.clone(),
+        lifecycle: api.lifecycle.clone(),
+        metrics: api.metrics.clone(),
+    };
+    ws::serve(&mut request, &runtime, admission, TopicsProtocol { api })
 }
 
-/// One subscription as a stream of deliveries (polled by the session itself:
-/// no task or queue per subscription).
-type Deliveries = Pin<Box<dyn Stream<Item = Result<Batch, StoreError>> + Send>>;
-
-/// A delivery ready to be written, with its topic name.
-type Ready = (String, Result<Batch, StoreError>);
-
-fn deliveries(subscription: Subscription) -> Deliveries {
-    Box::pin(futures_util::stream::unfold(
-        subscription,
-        |mut subscription| async move {
-            let delivery = subscription.next(MAX_BATCH).await;
-            Some((delivery, subscription))
-        },
-    ))
-}
-
-struct Session {
+/// The topics protocol of one session.
+struct TopicsProtocol {
     api: Arc<TopicsApi>,
-    admission: Admission,
-    socket: WsSocket,
-    subscriptions: StreamMap<String, Deliveries>,
-    last_flush: Instant,
 }
 
-/// Why a session ended.
-enum End {
-    Client,
-    Close(CloseCode, &'static str, &'static str),
-}
+/// A failed op: the error and the `ref` to echo.
+type Refusal = (ApiError, Option<Value>);
 
-impl End {
-    /// The end after a failed read or write (see [`ws::closing_for`]).
-    fn after_error(closing: Option<ws::Closing>) -> Self {
-        closing.map_or(Self::Client, |c| Self::Close(c.code, c.reason, c.metric))
-    }
-}
+impl WsProtocol for TopicsProtocol {
+    type Signal = Infallible;
 
-impl Session {
-    async fn run(mut self) {
-        let end = self.serve().await;
-        self.subscriptions.clear();
-        let reason = match end {
-            End::Client => {
-                ws::finish_client_close(&mut self.socket).await;
-                "client"
-            }
-            End::Close(code, reason, metric) => {
-                ws::close(&mut self.socket, code, reason).await;
-                metric
-            }
-        };
-        self.api.metrics.stream_ended("ws", reason);
-    }
-
-    async fn serve(&mut self) -> End {
-        let interval = self.api.ws.ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
-        let lifecycle = self.api.lifecycle.clone();
-        let expiry = self
-            .admission
-            .expires_at
-            .map(crate::clock::instant_of_unix_seconds);
-        let mut expired = std::pin::pin!(crate::clock::sleep_until_or_forever(expiry));
-        let mut revoked = std::pin::pin!(self.admission.revoked());
-        loop {
-            tokio::select! {
-                biased;
-                () = lifecycle.stopping() => return End::Close(CloseCode::Away, "server shutting down; reconnect", "shutdown"),
-                () = expired.as_mut() => return End::Close(CloseCode::Library(TOKEN_EXPIRED_CLOSE), "token expired; reconnect with a fresh token", "expired"),
-                () = revoked.as_mut() => return End::Close(CloseCode::Policy, "credential revoked", "revoked"),
-                incoming = self.socket.next() => {
-                    last_heard = Instant::now();
-                    match incoming {
-                        None | Some(Ok(Message::Close(_))) => return End::Client,
-                        Some(Err(err)) => return End::after_error(ws::closing_for(&err)),
-                        Some(Ok(Message::Text(text))) => {
-                            if let Err(end) = self.handle(text.as_str()).await {
-                                return end;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            return End::Close(CloseCode::Policy, "send JSON text frames", "policy");
-                        }
-                        Some(Ok(_)) => {}
-                    }
-                }
-                Some(first) = self.subscriptions.next(), if !self.subscriptions.is_empty() => {
-                    if let Err(end) = self.deliver(first).await {
-                        return end;
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > interval * 2 {
-                        return End::Close(CloseCode::Away, "no answer to pings", "keepalive");
-                    }
-                    if let Err(err) = self.socket.send(Message::Ping(Bytes::new())).await {
-                        return End::after_error(ws::closing_for(&err));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes the delivery and everything else already ready, in as few writes as possible.
-    async fn deliver(&mut self, first: Ready) -> Result<(), End> {
-        let mut batch = FrameBatch::new();
-        let mut next = Some(first);
-        while let Some((topic, delivery)) = next {
-            let delivery = delivery.map_err(|err| {
-                tracing::error!(error = %err, topic = %topic, "WebSocket subscription could not read the log");
-                End::Close(CloseCode::Error, "the server could not read the event log; reconnect", "error")
-            })?;
-            if let Some(gap) = delivery.gap {
-                batch.push_text(gap_notice(&topic, &gap).as_bytes());
-            }
-            for event in &delivery.events {
-                batch.push_text(&event.encoded(&EVENT_TEXT));
-                if batch.is_full() {
-                    self.write(&mut batch).await?;
-                }
-            }
-            next = match self.subscriptions.next().now_or_never() {
-                Some(ready) => ready,
-                None => self.linger().await,
-            };
-        }
-        self.last_flush = Instant::now();
-        self.write(&mut batch).await
-    }
-
-    async fn write(&mut self, batch: &mut FrameBatch) -> Result<(), End> {
-        batch
-            .write_to(&mut self.socket)
-            .await
-            .map_err(|err| End::after_error(ws::closing_for_io(&err)))
-    }
-
-    /// On a busy session, waits out the write interval, then takes what arrived
-    /// meanwhile (sleeping, not waiting on the subscriptions: one wake-up per
-    /// interval, not one per publish).
-    async fn linger(&mut self) -> Option<Ready> {
-        let flush_at = self.last_flush + self.api.ws.write_interval;
-        if self.api.ws.write_interval.is_zero() || Instant::now() >= flush_at {
-            return None;
-        }
-        tokio::time::sleep_until(flush_at).await;
-        self.subscriptions.next().now_or_never().flatten()
-    }
-
-    async fn reply(&mut self, value: Value) -> Result<(), End> {
-        self.socket
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .map_err(|err| End::after_error(ws::closing_for(&err)))
-    }
-
-    async fn handle(&mut self, text: &str) -> Result<(), End> {
+    async fn on_text(&mut self, text: &str, session: &mut Session<'_>) -> Outcome {
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
             Err(err) => {
                 let error = ApiError::validation(format!(
                     "{err}; ops are subscribe, unsubscribe and publish, each with a topic"
                 ));
-                return self.reply(error_frame(&error, None)).await;
+                return Outcome::Text(error_frame(&error, None).to_string());
             }
         };
         let outcome = match op {
@@ -264,26 +95,44 @@ impl Session {
                 topic,
                 after,
                 reference,
-            } => self.subscribe(topic, after, reference),
-            ClientOp::Unsubscribe { topic, reference } => Ok(self.unsubscribe(topic, reference)),
-            ClientOp::Publish { topic, event } => self.publish(topic, event).await,
+            } => self.subscribe(session, topic, after, reference),
+            ClientOp::Unsubscribe { topic, reference } => {
+                Ok(unsubscribe(session, topic, reference))
+            }
+            ClientOp::Publish { topic, event } => {
+                self.publish(session.principal(), topic, event).await
+            }
         };
-        match outcome {
-            Ok(reply) => self.reply(reply).await,
-            Err((error, reference)) => self.reply(error_frame(&error, reference)).await,
-        }
+        let reply = outcome.unwrap_or_else(|(error, reference)| error_frame(&error, reference));
+        Outcome::Text(reply.to_string())
     }
 
+    async fn on_binary(&mut self, _data: &[u8], _session: &mut Session<'_>) -> Outcome {
+        Outcome::Close("send JSON text frames".into())
+    }
+
+    fn event_text<'e>(&self, _topic: &str, event: &'e LogEvent) -> Option<Cow<'e, Bytes>> {
+        Some(super::ws_event_text(event))
+    }
+
+    fn gap_text(&self, topic: &str, gap: &Gap) -> String {
+        gap_notice(topic, gap)
+    }
+}
+
+impl TopicsProtocol {
     fn subscribe(
-        &mut self,
+        &self,
+        session: &mut Session<'_>,
         name: String,
         after: Option<String>,
         reference: Option<Value>,
-    ) -> Result<Value, (ApiError, Option<Value>)> {
+    ) -> Result<Value, Refusal> {
         let fail = |error: ApiError| (error, reference.clone());
-        let topic = TopicRef::new(self.admission.principal.tenant, &name)
-            .map_err(|e| fail(ApiError::validation(e)))?;
-        self.admission.principal.require_read(&name).map_err(fail)?;
+        let principal = session.principal();
+        let topic =
+            TopicRef::new(principal.tenant, &name).map_err(|e| fail(ApiError::validation(e)))?;
+        principal.require_read(&name).map_err(fail)?;
         let start = match after.as_deref() {
             None | Some("") => Start::Live,
             Some(text) => Start::After(Ulid::from_string(text).map_err(|_| {
@@ -292,44 +141,34 @@ impl Session {
                 )))
             })?),
         };
-        if self.subscriptions.contains_key(&name) {
+        if session.follows(&name) {
             return Err(fail(ApiError::new(
                 ErrorCode::Conflict,
                 format!("already subscribed to {name}"),
             )));
         }
-        if self.subscriptions.len() >= self.api.limits.ws_max_topics {
+        let most = self.api.limits.ws_max_topics;
+        if session.following() >= most {
             return Err(fail(ApiError::new(
                 ErrorCode::RateLimited,
-                format!(
-                    "at most {} topics per connection",
-                    self.api.limits.ws_max_topics
-                ),
+                format!("at most {most} topics per connection"),
             )));
         }
-        let subscription = self.api.hub.subscribe(topic, start);
-        let position = subscription.last_id().map(|id| id.to_string());
-        self.subscriptions
-            .insert(name.clone(), deliveries(subscription));
+        let position = session.follow(&name, topic, start).map(|id| id.to_string());
         Ok(with_ref(
             json!({ "op": "subscribed", "topic": name, "position": position }),
             reference,
         ))
     }
 
-    fn unsubscribe(&mut self, name: String, reference: Option<Value>) -> Value {
-        self.subscriptions.remove(&name);
-        with_ref(json!({ "op": "unsubscribed", "topic": name }), reference)
-    }
-
     async fn publish(
-        &mut self,
+        &self,
+        principal: &Principal,
         name: String,
         mut event: Value,
-    ) -> Result<Value, (ApiError, Option<Value>)> {
+    ) -> Result<Value, Refusal> {
         let reference = event.as_object_mut().and_then(|map| map.remove("ref"));
         let fail = |error: ApiError| (error, reference.clone());
-        let principal = &self.admission.principal;
         let topic =
             TopicRef::new(principal.tenant, &name).map_err(|e| fail(ApiError::validation(e)))?;
         principal.require(Scope::Publish).map_err(fail)?;
@@ -349,6 +188,11 @@ impl Session {
     }
 }
 
+fn unsubscribe(session: &mut Session<'_>, name: String, reference: Option<Value>) -> Value {
+    session.unfollow(&name);
+    with_ref(json!({ "op": "unsubscribed", "topic": name }), reference)
+}
+
 /// The event of a publish reply (a one-event batch replies `{"events":[e]}`).
 fn published_event(reply: &Reply) -> Value {
     match serde_json::from_slice(&reply.body) {
@@ -360,15 +204,6 @@ fn published_event(reply: &Reply) -> Value {
         Err(_) => Value::Null,
     }
 }
-
-/// An event as the topics WebSocket sends it: `{"op":"event","event":<event JSON>}`.
-static EVENT_TEXT: Encoding = Encoding::new("topics.ws", |event| {
-    let mut text = Vec::with_capacity(event.json.len() + 24);
-    text.extend_from_slice(br#"{"op":"event","event":"#);
-    text.extend_from_slice(&event.json);
-    text.push(b'}');
-    Bytes::from(text)
-});
 
 fn gap_notice(topic: &str, gap: &Gap) -> String {
     let mut notice = json!({ "op": "gap", "topic": topic });
