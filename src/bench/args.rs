@@ -46,7 +46,7 @@ pub enum Scenario {
 /// Which server and credentials to use.
 #[derive(Debug, Args, Clone)]
 pub struct ServerArgs {
-    /// Base URL of the server (plain http://; the bench does not speak TLS).
+    /// Base URL of the server: http:// (plain TCP) or https:// (TLS).
     #[arg(
         long,
         env = "TIDINGS_BENCH_URL",
@@ -61,6 +61,16 @@ pub struct ServerArgs {
     /// The server's data directory, read for the admin key when --api-key is not given.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// With an https:// --url: trust the certificates in this PEM file (e.g. the
+    /// server's `DATA_DIR/tls/localhost-cert.pem` of --tls-self-signed) instead of the web PKI roots.
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+
+    /// With an https:// --url: accept any server certificate (no verification;
+    /// for a throw-away test server only).
+    #[arg(long)]
+    pub insecure: bool,
 
     /// Prefix of the topic names used (default: `bench.<random>` so runs never share topics).
     #[arg(long)]

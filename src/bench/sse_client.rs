@@ -8,17 +8,17 @@
 
 use super::error::BenchError;
 use super::h1::{self, Framing};
-use super::http::connect_tcp;
 use super::payload::{find_stamp, unix_micros};
+use super::socket::Socket;
 use super::sse::{Frame, SseFrame, SseScanner};
 use super::stream::{CursorRef, Delivery, DeliverySink};
 use super::target::Target;
+use super::tls::Alpn;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::task::{Context, Poll};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 /// First read size: small, so that idle connections stay cheap.
 const FIRST_READ: usize = 4 << 10;
@@ -32,7 +32,7 @@ const READS_PER_WAKE: usize = 16;
 /// An open SSE stream.
 #[derive(Debug)]
 pub struct SseConn {
-    stream: TcpStream,
+    stream: Socket,
     framing: Framing,
     scanner: SseScanner,
     /// Bytes offered to the next read; doubles while reads fill it.
@@ -50,7 +50,7 @@ impl SseConn {
         topic: &str,
         after: Option<&str>,
     ) -> Result<Self, BenchError> {
-        let mut stream = connect_tcp(target).await?;
+        let mut stream = Socket::connect(target, Alpn::Http1).await?;
         let mut headers = vec![("Accept", "text/event-stream")];
         if !target.api_key.is_empty() {
             headers.push(("X-API-Key", target.api_key.as_str()));
