@@ -185,7 +185,7 @@ async fn serve_plain(
         tokio::time::timeout(deadline, first_bytes::read(&mut stream, max_head, true)).await;
     match first {
         Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
-            serve_plain_http1(stream, bytes, head_len, client, context).await
+            serve_http1(stream, bytes, head_len, client, context).await
         }
         Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client, context),
         Ok(Ok(FirstBytes::Http2(bytes))) => {
@@ -229,11 +229,11 @@ async fn serve_tls(
     let max_head = context.limits.max_head_bytes;
     let first = tokio::time::timeout_at(until, first_bytes::read(&mut tls, max_head, false)).await;
     match first {
-        Ok(Ok(FirstBytes::Http1 { bytes, .. } | FirstBytes::Http2(bytes))) => {
-            let open = context.metrics.connection_opened(Protocol::Http1.label());
-            let io = TokioIo::new(Replay::new(tls, bytes));
-            serve_http(io, Protocol::Http1, client, context, open).await
+        Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
+            serve_http1(tls, bytes, head_len, client, context).await
         }
+        // Not sniffed under TLS (ALPN decides): hyper gets the bytes as HTTP/1.1.
+        Ok(Ok(FirstBytes::Http2(bytes))) => serve_http1(tls, bytes, 0, client, context).await,
         Ok(Ok(FirstBytes::HeadTooLarge)) => refuse_large_head(tls, max_head).await,
         Ok(Err(err)) => {
             tracing::debug!(peer = %client.addr, error = %err, "connection closed before a request")
@@ -242,16 +242,19 @@ async fn serve_tls(
     }
 }
 
-/// Plain HTTP/1.1: the lean path may serve a first event-stream request
-/// (see [`lean`]); hyper serves everything else, starting with the bytes
-/// read so far (or what the lean path read past its request).
-async fn serve_plain_http1(
-    mut stream: WriteDeadline<TcpStream>,
+/// HTTP/1.1, plain or over TLS: the lean path may serve a first
+/// event-stream request (see [`lean`]); hyper serves everything else,
+/// starting with the bytes read so far (or what the lean path read past its
+/// request).
+async fn serve_http1<S>(
+    mut stream: S,
     bytes: Vec<u8>,
     head_len: usize,
     client: Client,
     context: &Arc<ServerContext>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let protocol = Protocol::Http1;
     let open = context.metrics.connection_opened(protocol.label());
     let replay = if client.probe_only {
