@@ -139,6 +139,31 @@ pub struct SubscriberArgs {
     /// Sockets one process may hold (stay under `ulimit -n`).
     #[arg(long, default_value_t = 19_000)]
     pub sockets_per_process: usize,
+
+    /// SSE over HTTP/2: each subscriber is one h2 stream, --h2-streams of them
+    /// share a connection (h2c by prior knowledge on http://, ALPN h2 on https://).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// With --http2: subscribers per HTTP/2 connection (keep it at or under the
+    /// server's --h2-max-streams, default 32; 1 = one connection each).
+    #[arg(long, default_value_t = 32, requires = "http2")]
+    pub h2_streams: usize,
+}
+
+impl SubscriberArgs {
+    /// How the subscribers connect, for reports.
+    pub fn describe(&self) -> String {
+        let transport = self.transport.name();
+        if self.http2 {
+            format!(
+                "{transport} over HTTP/2, {} per connection",
+                self.h2_streams
+            )
+        } else {
+            transport.to_string()
+        }
+    }
 }
 
 /// Flags of the publishing side of fanout and reconnect.
@@ -352,6 +377,12 @@ impl SubscriberArgs {
             "--sockets-per-process",
             "must be at least 1",
         )?;
+        require(
+            !self.http2 || self.transport == Transport::Sse,
+            "--http2",
+            "works with --transport sse only (WebSockets are HTTP/1.1 upgrades)",
+        )?;
+        require(self.h2_streams >= 1, "--h2-streams", "must be at least 1")?;
         require(
             self.workers
                 .is_none_or(|workers| workers <= self.subscribers),
