@@ -25,6 +25,7 @@ mod shutdown;
 mod slow;
 mod streams;
 mod tickets;
+mod tls_streams;
 mod topics;
 mod webhooks;
 mod writer;
