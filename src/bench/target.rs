@@ -9,7 +9,7 @@
 use super::args::{PeerArgs, ServerArgs};
 use super::error::BenchError;
 use super::peer::{Endpoint, PeerTarget, check_stream_url};
-use super::tls::{TlsTarget, Trust};
+use super::tls::{Alpn, TlsTarget, Trust};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -174,10 +174,16 @@ impl Scheme {
             }
         };
         match self {
-            Self::Https => Ok(Some(Box::new(TlsTarget {
-                server_name: host_of(authority).to_string(),
-                trust,
-            }))),
+            Self::Https => {
+                let tls = TlsTarget {
+                    server_name: host_of(authority).to_string(),
+                    trust,
+                };
+                // A bad --ca-file or host name is a usage error before anything runs.
+                tls.name()?;
+                tls.client_config(Alpn::Http1)?;
+                Ok(Some(Box::new(tls)))
+            }
             Self::Http if trust == Trust::WebPki => Ok(None),
             Self::Http => Err(BenchError::usage(
                 "--ca-file and --insecure need an https:// --url",
