@@ -157,7 +157,7 @@ impl SubscriberArgs {
         let transport = self.transport.name();
         if self.http2 {
             format!(
-                "{transport} over HTTP/2, {} per connection",
+                "{transport} (HTTP/2, {} streams per connection)",
                 self.h2_streams
             )
         } else {

@@ -1,5 +1,5 @@
-//! WebSocket subscriber: connects to `/api/v1/topics/ws` on its own TCP
-//! connection, sends `{"op":"subscribe"}` for one topic and classifies the
+//! WebSocket subscriber: connects to `/api/v1/topics/ws` on its own
+//! connection (plain or TLS), sends `{"op":"subscribe"}` for one topic and classifies the
 //! server's frames into [`Delivery`] items.
 //!
 //! Like the SSE client, it reads its socket in its own task and decodes in
