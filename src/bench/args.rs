@@ -46,7 +46,7 @@ pub enum Scenario {
 /// Which server and credentials to use.
 #[derive(Debug, Args, Clone)]
 pub struct ServerArgs {
-    /// Base URL of the server (plain http://; the bench does not speak TLS).
+    /// Base URL of the server: http:// (plain TCP) or https:// (TLS).
     #[arg(
         long,
         env = "TIDINGS_BENCH_URL",
@@ -61,6 +61,16 @@ pub struct ServerArgs {
     /// The server's data directory, read for the admin key when --api-key is not given.
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// With an https:// --url: trust the certificates in this PEM file (e.g. the
+    /// server's `DATA_DIR/tls/localhost-cert.pem` of --tls-self-signed) instead of the web PKI roots.
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+
+    /// With an https:// --url: accept any server certificate (no verification;
+    /// for a throw-away test server only).
+    #[arg(long)]
+    pub insecure: bool,
 
     /// Prefix of the topic names used (default: `bench.<random>` so runs never share topics).
     #[arg(long)]
@@ -129,6 +139,31 @@ pub struct SubscriberArgs {
     /// Sockets one process may hold (stay under `ulimit -n`).
     #[arg(long, default_value_t = 19_000)]
     pub sockets_per_process: usize,
+
+    /// SSE over HTTP/2: each subscriber is one h2 stream, --h2-streams of them
+    /// share a connection (h2c by prior knowledge on http://, ALPN h2 on https://).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// With --http2: subscribers per HTTP/2 connection (keep it at or under the
+    /// server's --h2-max-streams, default 32; 1 = one connection each).
+    #[arg(long, default_value_t = 32, requires = "http2")]
+    pub h2_streams: usize,
+}
+
+impl SubscriberArgs {
+    /// How the subscribers connect, for reports.
+    pub fn describe(&self) -> String {
+        let transport = self.transport.name();
+        if self.http2 {
+            format!(
+                "{transport} (HTTP/2, {} streams per connection)",
+                self.h2_streams
+            )
+        } else {
+            transport.to_string()
+        }
+    }
 }
 
 /// Flags of the publishing side of fanout and reconnect.
@@ -342,6 +377,12 @@ impl SubscriberArgs {
             "--sockets-per-process",
             "must be at least 1",
         )?;
+        require(
+            !self.http2 || self.transport == Transport::Sse,
+            "--http2",
+            "works with --transport sse only (WebSockets are HTTP/1.1 upgrades)",
+        )?;
+        require(self.h2_streams >= 1, "--h2-streams", "must be at least 1")?;
         require(
             self.workers
                 .is_none_or(|workers| workers <= self.subscribers),

@@ -6,6 +6,7 @@
 //! forwards reconnect/finish/stop commands to the subscribers and reports the
 //! merged figures when the last subscriber is done.
 
+use super::h2_pool::H2Pool;
 use super::payload::unix_micros;
 use super::protocol::{Command, GroupEvent, GroupJob, GroupResult};
 use super::subscriber::{self, Context, Control, GroupStats, Outcome, SubscriberSpec};
@@ -128,6 +129,9 @@ async fn drive(
         target: job.target.clone(),
         transport: job.transport,
         connect_timeout: Duration::from_millis(job.connect_timeout_ms),
+        h2: job
+            .h2_streams
+            .map(|streams| H2Pool::new(job.target.clone(), streams)),
         stats: GroupStats::default(),
     });
     let (control, control_rx) = watch::channel(Control::default());

@@ -9,9 +9,9 @@
 
 use super::chunked::ChunkDecoder;
 use super::error::BenchError;
+use super::socket::Socket;
 use std::borrow::Cow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 << 10;
@@ -81,7 +81,7 @@ fn check_value(name: &str, value: &str) -> Result<(), BenchError> {
 
 /// Writes `GET path` with the given extra headers.
 pub async fn send_get(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     authority: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -104,7 +104,7 @@ pub async fn send_get(
 }
 
 /// Reads and parses the response head.
-pub async fn read_head(stream: &mut TcpStream) -> Result<Head, BenchError> {
+pub async fn read_head(stream: &mut Socket) -> Result<Head, BenchError> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if buf.len() >= MAX_HEAD {

@@ -1,5 +1,6 @@
-//! A minimal HTTP client over hyper's connection API: one TCP connection per
-//! [`HttpClient`], HTTP/1.1 keep-alive or HTTP/2 prior knowledge (h2c).
+//! A minimal HTTP client over hyper's connection API: one [`Socket`] (TCP or
+//! TLS) per [`HttpClient`], HTTP/1.1 keep-alive or HTTP/2 (h2c by prior
+//! knowledge, or h2 chosen by ALPN over TLS).
 //!
 //! The bench controls exactly how many connections exist (no pool), which is
 //! what the scenarios measure. Also here: reading the server's resident memory
@@ -7,14 +8,15 @@
 
 use super::discussions;
 use super::error::BenchError;
+use super::socket::Socket;
 use super::target::Target;
+use super::tls::Alpn;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 /// The body type the bench sends.
 pub type Body = Full<Bytes>;
@@ -24,8 +26,19 @@ pub type Body = Full<Bytes>;
 pub enum Protocol {
     /// HTTP/1.1 with keep-alive: one request at a time.
     Http1,
-    /// HTTP/2 by prior knowledge: many concurrent streams; clones share the connection.
+    /// HTTP/2 (prior knowledge on plain TCP, ALPN `h2` over TLS): many
+    /// concurrent streams; clones share the connection.
     Http2,
+}
+
+impl Protocol {
+    /// What to offer in a TLS handshake.
+    pub fn alpn(self) -> Alpn {
+        match self {
+            Self::Http1 => Alpn::Http1,
+            Self::Http2 => Alpn::Http2,
+        }
+    }
 }
 
 /// A complete response.
@@ -61,21 +74,10 @@ pub struct HttpClient {
     target: Target,
 }
 
-/// Opens a TCP connection with Nagle's algorithm off.
-pub async fn connect_tcp(target: &Target) -> Result<TcpStream, BenchError> {
-    let stream = TcpStream::connect(target.addr)
-        .await
-        .map_err(|err| BenchError::context(format!("connecting to {}", target.addr), err))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|err| BenchError::context("setting TCP_NODELAY", err))?;
-    Ok(stream)
-}
-
 impl HttpClient {
     /// Connects and performs the HTTP handshake; the connection runs on its own task.
     pub async fn connect(target: &Target, protocol: Protocol) -> Result<Self, BenchError> {
-        let io = TokioIo::new(connect_tcp(target).await?);
+        let io = TokioIo::new(Socket::connect(target, protocol.alpn()).await?);
         let sender = match protocol {
             Protocol::Http1 => {
                 let (sender, conn) = http1::handshake(io)
@@ -115,9 +117,11 @@ impl HttpClient {
             Sender::Http1(_) => Request::builder()
                 .uri(path)
                 .header(header::HOST, &self.target.authority),
-            Sender::Http2(_) => {
-                Request::builder().uri(format!("http://{}{path}", self.target.authority))
-            }
+            Sender::Http2(_) => Request::builder().uri(format!(
+                "{}://{}{path}",
+                self.target.scheme(),
+                self.target.authority
+            )),
         };
         let mut builder = builder.method(method);
         if !self.target.api_key.is_empty() {

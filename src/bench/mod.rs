@@ -5,7 +5,8 @@
 //! latency, loss and duplicates), `connections` (server memory per idle
 //! connection), `reconnect` (catch-up after every subscriber drops at once).
 //!
-//! Run it against a server started separately (plain http://), for example:
+//! Run it against a server started separately (`http://`, or `https://` with
+//! `--ca-file PEM` or `--insecure`), for example:
 //!
 //! ```text
 //! tidings bench publish --url http://127.0.0.1:8080 --data-dir ./data -c 128 --duration 10s
@@ -14,6 +15,7 @@
 //! tidings bench fanout --subscribers 10000 --transport ws --rate 50 --publishers 2
 //! tidings bench connections --connections 19000 --transport ws --connect-rate 2000 --hold 10s
 //! tidings bench reconnect --subscribers 10000 --rate 200 --duration 10s --drop-after 3s --json
+//! tidings bench fanout --url https://127.0.0.1:8443 --insecure --http2 --h2-streams 32
 //! ```
 //!
 //! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
@@ -26,10 +28,15 @@
 //! Module map:
 //!
 //! * [`args`]: the command line; [`error`]: the error type and exit codes.
-//! * [`target`]: server address, API key, topic names and paths.
-//! * [`http`]: hyper client connections (HTTP/1.1, h2c) and `/metrics`.
+//! * [`target`]: server address, API key, TLS settings, topic names and paths.
+//! * [`tls`]: trust (`--ca-file`, `--insecure`) and the shared rustls
+//!   client configurations; [`socket`]: the one socket type (plain or TLS)
+//!   every client reads and writes.
+//! * [`http`]: hyper client connections (HTTP/1.1, HTTP/2) and `/metrics`;
+//!   [`h2_pool`]: HTTP/2 connections shared by SSE subscribers (`--http2`).
 //! * [`sse`]: the zero-copy SSE frame scanner; [`h1`] and [`chunked`]: the
 //!   bare HTTP/1.1 streaming GET the SSE subscriber reads from its own task;
+//!   [`sse_body`]: an SSE body from that GET or from an h2 stream;
 //!   [`sse_client`], [`ws_client`]: the two subscriber transports behind
 //!   [`stream`]; [`ws_frame`]: the WebSocket framing the bench client reads
 //!   and writes itself.
@@ -47,6 +54,7 @@ pub mod discussions;
 pub mod error;
 pub mod group;
 pub mod h1;
+pub mod h2_pool;
 pub mod histogram;
 pub mod http;
 pub mod ledger;
@@ -57,11 +65,14 @@ pub mod protocol;
 pub mod publisher;
 pub mod report;
 pub mod scenario;
+pub mod socket;
 pub mod sse;
+pub mod sse_body;
 pub mod sse_client;
 pub mod stream;
 pub mod subscriber;
 pub mod target;
+pub mod tls;
 pub mod workers;
 pub mod ws_client;
 pub mod ws_frame;

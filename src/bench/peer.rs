@@ -77,7 +77,7 @@ impl Endpoint {
                 "{flag}: {TOPIC_PLACEHOLDER} belongs in the path"
             )));
         }
-        let addr = super::target::lookup(&authority).await?;
+        let addr = super::target::lookup(&authority, 80).await?;
         let after_authority = url
             .split_once("://")
             .and_then(|(_, rest)| rest.find('/').map(|at| rest[at..].to_string()))

@@ -28,6 +28,9 @@ pub struct GroupJob {
     pub connect_rate: f64,
     /// Deadline for one connection to be established and subscribed, in ms.
     pub connect_timeout_ms: u64,
+    /// SSE streams per shared HTTP/2 connection (`--http2`); `None`: one HTTP/1.1 connection each.
+    #[serde(default)]
+    pub h2_streams: Option<usize>,
 }
 
 impl GroupJob {
@@ -41,6 +44,9 @@ impl GroupJob {
         }
         if self.connect_timeout_ms == 0 {
             return Some("the connect timeout is zero".into());
+        }
+        if self.h2_streams == Some(0) {
+            return Some("zero streams per HTTP/2 connection".into());
         }
         None
     }

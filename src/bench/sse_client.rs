@@ -1,30 +1,28 @@
-//! SSE subscriber: `GET /api/v1/topics/{topic}/stream` over its own TCP
-//! connection, read in the subscriber's task (see [`super::h1`]), frames
-//! scanned in place with [`SseScanner`] and classified into [`Delivery`] items.
+//! SSE subscriber: `GET /api/v1/topics/{topic}/stream` over its own
+//! HTTP/1.1 connection (plain or TLS), read in the subscriber's task (see
+//! [`super::h1`]), or as one stream of a shared HTTP/2 connection
+//! ([`super::h2_pool`]); the body ([`SseBody`]) is scanned in place with
+//! [`SseScanner`] and its frames classified into [`Delivery`] items.
 //!
 //! Per event the hot path is: one socket read (often several events), the
 //! chunk framing stripped in place, a line scan with `memchr`, and a substring
 //! search for the stamp; no allocation, no UTF-8 check, no JSON parse.
 
 use super::error::BenchError;
-use super::h1::{self, Framing};
-use super::http::connect_tcp;
+use super::h1;
+use super::h2_pool::H2Pool;
 use super::payload::{find_stamp, unix_micros};
+use super::socket::Socket;
 use super::sse::{Frame, SseFrame, SseScanner};
+use super::sse_body::SseBody;
 use super::stream::{CursorRef, Delivery, DeliverySink};
 use super::target::Target;
+use super::tls::Alpn;
+use http::{Request, header};
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::task::{Context, Poll};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-
-/// First read size: small, so that idle connections stay cheap.
-const FIRST_READ: usize = 4 << 10;
-
-/// Largest read size, reached when reads keep filling the buffer.
-const MAX_READ: usize = 64 << 10;
 
 /// Reads handled in one wake-up before yielding to other subscribers.
 const READS_PER_WAKE: usize = 16;
@@ -32,11 +30,8 @@ const READS_PER_WAKE: usize = 16;
 /// An open SSE stream.
 #[derive(Debug)]
 pub struct SseConn {
-    stream: TcpStream,
-    framing: Framing,
+    body: SseBody,
     scanner: SseScanner,
-    /// Bytes offered to the next read; doubles while reads fill it.
-    read_size: usize,
     /// Frames that arrived before `event: connected`, delivered first.
     early: VecDeque<SseFrame>,
     /// The body has ended (end of stream or terminating chunk).
@@ -44,13 +39,14 @@ pub struct SseConn {
 }
 
 impl SseConn {
-    /// Opens the stream of `topic` (after `after` when given) and waits for `event: connected`.
+    /// Opens the stream of `topic` (after `after` when given) and waits for
+    /// `event: connected`: on its own connection, or as an h2 stream of `h2`.
     pub async fn open(
         target: &Target,
         topic: &str,
         after: Option<&str>,
+        h2: Option<&H2Pool>,
     ) -> Result<Self, BenchError> {
-        let mut stream = connect_tcp(target).await?;
         let mut headers = vec![("Accept", "text/event-stream")];
         if !target.api_key.is_empty() {
             headers.push(("X-API-Key", target.api_key.as_str()));
@@ -59,23 +55,21 @@ impl SseConn {
             headers.push(("Last-Event-ID", id));
         }
         let path = target.stream_path(topic);
-        h1::send_get(&mut stream, &target.authority, &path, &headers).await?;
-        let head = h1::read_head(&mut stream).await?;
+        let (status, body, leftover) = match h2 {
+            None => request_http1(target, &path, &headers).await?,
+            Some(pool) => request_http2(target, pool, &path, &headers).await?,
+        };
         let mut conn = Self {
-            stream,
-            framing: head.framing,
-            scanner: SseScanner::with_capacity(FIRST_READ),
-            read_size: FIRST_READ,
+            body,
+            scanner: SseScanner::with_capacity(SseBody::first_read()),
             early: VecDeque::new(),
             ended: false,
         };
-        conn.scanner.extend(&head.leftover);
-        conn.framing.decode_in_place(conn.scanner.buffer(), 0)?;
-        if head.status != 200 {
+        conn.ended = !conn.body.start(&leftover, &mut conn.scanner)?;
+        if status != 200 {
             let excerpt = conn.read_excerpt().await;
             return Err(BenchError::run(format!(
-                "GET stream of {topic} answered {}: {excerpt}",
-                head.status
+                "GET stream of {topic} answered {status}: {excerpt}"
             )));
         }
         conn.await_connected(topic).await?;
@@ -169,29 +163,50 @@ impl SseConn {
         }
     }
 
-    /// One socket read, decoded into the scanner; `Ok(false)` when the body has ended.
+    /// One read of the body into the scanner; `Ok(false)` when the body has ended.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, BenchError>> {
-        self.scanner.reserve(self.read_size);
-        let buf = self.scanner.buffer();
-        let from = buf.len();
-        let offered = buf.capacity() - from;
-        let read = std::pin::pin!(self.stream.read_buf(buf)).poll(cx);
-        let count = match read {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(err)) => {
-                return Poll::Ready(Err(BenchError::context("reading the SSE stream", err)));
-            }
-            Poll::Ready(Ok(count)) => count,
-        };
-        if count == offered {
-            self.read_size = (self.read_size * 2).min(MAX_READ);
-        }
-        self.framing
-            .decode_in_place(self.scanner.buffer(), from)
-            .map_err(|err| BenchError::run(format!("reading the SSE stream: {err}")))?;
-        self.ended = count == 0 || self.framing.is_done();
-        Poll::Ready(Ok(!self.ended))
+        let open = std::task::ready!(self.body.poll_fill(cx, &mut self.scanner))?;
+        self.ended = !open;
+        Poll::Ready(Ok(open))
     }
+}
+
+/// What a stream request answered: the status, the body, and the (still
+/// encoded) body bytes that came with an HTTP/1.1 head.
+type Answer = (u16, SseBody, Vec<u8>);
+
+/// `GET path` on a connection of its own.
+async fn request_http1(
+    target: &Target,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Answer, BenchError> {
+    let mut socket = Socket::connect(target, Alpn::Http1).await?;
+    h1::send_get(&mut socket, &target.authority, path, headers).await?;
+    let head = h1::read_head(&mut socket).await?;
+    let body = SseBody::http1(socket, head.framing);
+    Ok((head.status, body, head.leftover))
+}
+
+/// `GET path` as a stream of one of the pool's HTTP/2 connections.
+async fn request_http2(
+    target: &Target,
+    pool: &H2Pool,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Answer, BenchError> {
+    let mut client = pool.stream_client().await?;
+    let mut request = Request::get(format!("{}://{}{path}", target.scheme(), target.authority));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Default::default())
+        .map_err(|err| BenchError::context("building the stream request", err))?;
+    let response = client.send(request).await?;
+    let status = response.status().as_u16();
+    Ok((status, SseBody::Http2(response.into_body()), Vec::new()))
 }
 
 /// An SSE format error as a run failure.

@@ -10,6 +10,7 @@
 
 use super::args::Transport;
 use super::error::BenchError;
+use super::h2_pool::H2Pool;
 use super::payload::Stamp;
 use super::sse_client::SseConn;
 use super::target::Target;
@@ -106,15 +107,17 @@ pub enum StreamConn {
 }
 
 impl StreamConn {
-    /// Connects to `topic`, resuming after `after` when given, and waits for the confirmation.
+    /// Connects to `topic`, resuming after `after` when given, and waits for
+    /// the confirmation; an SSE stream is an h2 stream of `h2` when given.
     pub async fn open(
         target: &Target,
         transport: Transport,
         topic: &str,
         after: Option<&str>,
+        h2: Option<&H2Pool>,
     ) -> Result<Self, BenchError> {
         match transport {
-            Transport::Sse => SseConn::open(target, topic, after)
+            Transport::Sse => SseConn::open(target, topic, after, h2)
                 .await
                 .map(|conn| Self::Sse(Box::new(conn))),
             Transport::Ws => WsConn::open(target, topic, after)

@@ -13,6 +13,7 @@
 
 use super::args::Transport;
 use super::error::BenchError;
+use super::h2_pool::H2Pool;
 use super::histogram::{AtomicHistogram, Batch};
 use super::ledger::{Receipt, SeqTracker, TopicExpectation};
 use super::payload::{Stamp, unix_micros};
@@ -130,6 +131,8 @@ pub struct Context {
     pub transport: Transport,
     /// Deadline of one connection attempt.
     pub connect_timeout: Duration,
+    /// The shared HTTP/2 connections of SSE streams (`--http2`); `None`: one HTTP/1.1 connection each.
+    pub h2: Option<H2Pool>,
     /// Where results go.
     pub stats: GroupStats,
 }
@@ -278,7 +281,13 @@ async fn open(
     spec: &SubscriberSpec,
     after: Option<&str>,
 ) -> Result<StreamConn, BenchError> {
-    let attempt = StreamConn::open(&ctx.target, ctx.transport, &spec.topic, after);
+    let attempt = StreamConn::open(
+        &ctx.target,
+        ctx.transport,
+        &spec.topic,
+        after,
+        ctx.h2.as_ref(),
+    );
     match tokio::time::timeout(ctx.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(BenchError::run(format!(

@@ -9,6 +9,7 @@
 use super::args::{PeerArgs, ServerArgs};
 use super::error::BenchError;
 use super::peer::{Endpoint, PeerTarget, check_stream_url};
+use super::tls::{Alpn, TlsTarget, Trust};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,13 +36,17 @@ pub struct Target {
     /// (`--surface discussions`); empty for the topics API.
     #[serde(default)]
     pub discussions: BTreeMap<String, String>,
+    /// How to speak TLS to an `https://` target (`None`: plain TCP).
+    #[serde(default)]
+    pub tls: Option<Box<TlsTarget>>,
 }
 
 impl Target {
     /// Resolves the URL and reads the API key.
     pub async fn resolve(args: &ServerArgs) -> Result<Self, BenchError> {
-        let (authority, base_path) = parse_base_url(&args.url)?;
-        let addr = lookup(&authority).await?;
+        let (scheme, authority, base_path) = parse_base_url(&args.url)?;
+        let addr = lookup(&authority, scheme.default_port()).await?;
+        let tls = scheme.tls_target(&authority, args)?;
         let api_key = match &args.api_key {
             Some(key) if !key.trim().is_empty() => key.trim().to_string(),
             Some(_) => return Err(BenchError::usage("--api-key is empty")),
@@ -54,7 +59,13 @@ impl Target {
             api_key,
             peer: None,
             discussions: BTreeMap::new(),
+            tls,
         })
+    }
+
+    /// `https` for a TLS target, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The target of a `--peer` run: connections go to the stream endpoint.
@@ -81,6 +92,7 @@ impl Target {
                 stream,
             })),
             discussions: BTreeMap::new(),
+            tls: None,
         }))
     }
 
@@ -129,24 +141,86 @@ impl Target {
     }
 }
 
-/// Splits `http://host:port/prefix` into authority and path prefix.
-fn parse_base_url(url: &str) -> Result<(String, String), BenchError> {
+/// Whether the target speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The port used when the URL names none.
+    fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 80,
+            Self::Https => 443,
+        }
+    }
+
+    /// The TLS settings of a target at `authority` (`--ca-file`, `--insecure`).
+    fn tls_target(
+        self,
+        authority: &str,
+        args: &ServerArgs,
+    ) -> Result<Option<Box<TlsTarget>>, BenchError> {
+        let trust = match (&args.ca_file, args.insecure) {
+            (Some(path), false) => Trust::CaFile(path.clone()),
+            (None, true) => Trust::Insecure,
+            (None, false) => Trust::WebPki,
+            (Some(_), true) => {
+                return Err(BenchError::usage(
+                    "--ca-file and --insecure exclude each other",
+                ));
+            }
+        };
+        match self {
+            Self::Https => {
+                let tls = TlsTarget {
+                    server_name: host_of(authority).to_string(),
+                    trust,
+                };
+                // A bad --ca-file or host name is a usage error before anything runs.
+                tls.name()?;
+                tls.client_config(Alpn::Http1)?;
+                Ok(Some(Box::new(tls)))
+            }
+            Self::Http if trust == Trust::WebPki => Ok(None),
+            Self::Http => Err(BenchError::usage(
+                "--ca-file and --insecure need an https:// --url",
+            )),
+        }
+    }
+}
+
+/// The host of `host[:port]` (IPv6 brackets removed).
+fn host_of(authority: &str) -> &str {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !authority.ends_with(']') =>
+        {
+            host
+        }
+        _ => authority,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Splits `http(s)://host:port/prefix` into scheme, authority and path prefix.
+fn parse_base_url(url: &str) -> Result<(Scheme, String, String), BenchError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|err| BenchError::usage(format!("--url `{url}` is not a URL: {err}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(BenchError::usage(
-                "--url: the bench speaks plain http:// only; point it at a plain listener",
-            ));
-        }
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
         _ => {
             return Err(BenchError::usage(format!(
-                "--url `{url}` must start with http://"
+                "--url `{url}` must start with http:// or https://"
             )));
         }
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| BenchError::usage(format!("--url `{url}` has no host")))?;
@@ -156,20 +230,20 @@ fn parse_base_url(url: &str) -> Result<(String, String), BenchError> {
         )));
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
-    Ok((authority.as_str().to_string(), base_path))
+    Ok((scheme, authority.as_str().to_string(), base_path))
 }
 
-/// Resolves `host[:port]` (port 80 when none is given) to its first address.
-pub async fn lookup(authority: &str) -> Result<SocketAddr, BenchError> {
-    tokio::net::lookup_host(authority_with_port(authority))
+/// Resolves `host[:port]` (`default_port` when none is given) to its first address.
+pub async fn lookup(authority: &str, default_port: u16) -> Result<SocketAddr, BenchError> {
+    tokio::net::lookup_host(authority_with_port(authority, default_port))
         .await
         .map_err(|err| BenchError::usage(format!("cannot resolve {authority}: {err}")))?
         .next()
         .ok_or_else(|| BenchError::usage(format!("{authority} has no address")))
 }
 
-/// `host:port`, adding port 80 when the authority has none.
-fn authority_with_port(authority: &str) -> String {
+/// `host:port`, adding `default_port` when the authority has none.
+fn authority_with_port(authority: &str, default_port: u16) -> String {
     let has_port = authority
         .rsplit_once(':')
         .is_some_and(|(host, port)| !port.is_empty() && !host.ends_with(':'))
@@ -177,7 +251,7 @@ fn authority_with_port(authority: &str) -> String {
     if has_port {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     }
 }
 
@@ -254,13 +328,21 @@ mod tests {
     fn base_urls_split_into_authority_and_prefix() {
         assert_eq!(
             parse_base_url("http://127.0.0.1:8080").expect("plain"),
-            ("127.0.0.1:8080".to_string(), String::new())
+            (Scheme::Http, "127.0.0.1:8080".to_string(), String::new())
         );
         assert_eq!(
             parse_base_url("http://localhost:9000/tidings/").expect("prefix"),
-            ("localhost:9000".to_string(), "/tidings".to_string())
+            (
+                Scheme::Http,
+                "localhost:9000".to_string(),
+                "/tidings".to_string()
+            )
         );
-        assert!(parse_base_url("https://localhost").is_err());
+        assert_eq!(
+            parse_base_url("https://localhost").expect("tls").0,
+            Scheme::Https
+        );
+        assert!(parse_base_url("ftp://localhost").is_err());
         assert!(parse_base_url("localhost:8080").is_err());
         assert!(parse_base_url("http://x/?a=1").is_err());
         assert!(parse_base_url("not a url").is_err());
@@ -268,10 +350,19 @@ mod tests {
 
     #[test]
     fn default_port_is_added_only_when_missing() {
-        assert_eq!(authority_with_port("localhost"), "localhost:80");
-        assert_eq!(authority_with_port("localhost:81"), "localhost:81");
-        assert_eq!(authority_with_port("[::1]"), "[::1]:80");
-        assert_eq!(authority_with_port("[::1]:81"), "[::1]:81");
+        assert_eq!(authority_with_port("localhost", 80), "localhost:80");
+        assert_eq!(authority_with_port("localhost:81", 80), "localhost:81");
+        assert_eq!(authority_with_port("[::1]", 443), "[::1]:443");
+        assert_eq!(authority_with_port("[::1]:81", 80), "[::1]:81");
+    }
+
+    #[test]
+    fn tls_server_names_are_the_host() {
+        assert_eq!(host_of("localhost:8443"), "localhost");
+        assert_eq!(host_of("localhost"), "localhost");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+        assert_eq!(host_of("[::1]"), "::1");
+        assert_eq!(host_of("127.0.0.1"), "127.0.0.1");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! WebSocket subscriber: connects to `/api/v1/topics/ws` on its own TCP
-//! connection, sends `{"op":"subscribe"}` for one topic and classifies the
+//! WebSocket subscriber: connects to `/api/v1/topics/ws` on its own
+//! connection (plain or TLS), sends `{"op":"subscribe"}` for one topic and classifies the
 //! server's frames into [`Delivery`] items.
 //!
 //! Like the SSE client, it reads its socket in its own task and decodes in
@@ -11,10 +11,11 @@
 
 use super::error::BenchError;
 use super::h1;
-use super::http::connect_tcp;
 use super::payload::{find_stamp, unix_micros};
+use super::socket::Socket;
 use super::stream::{CursorRef, Delivery, DeliverySink};
 use super::target::Target;
+use super::tls::Alpn;
 use super::ws_frame::{self, FrameSpan, OP_CLOSE, OP_PING, OP_TEXT};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -22,7 +23,6 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 
 /// First read size: small, so that idle connections stay cheap.
@@ -40,7 +40,7 @@ const EVENT_PREFIX: &[u8] = br#"{"op":"event","event":{"id":""#;
 /// An open, subscribed WebSocket.
 #[derive(Debug)]
 pub struct WsConn {
-    stream: TcpStream,
+    stream: Socket,
     /// Bytes read; complete frames start at `start`.
     buf: Vec<u8>,
     start: usize,
@@ -84,7 +84,7 @@ impl WsConn {
         topic: &str,
         after: Option<&str>,
     ) -> Result<Self, BenchError> {
-        let mut stream = connect_tcp(target).await?;
+        let mut stream = Socket::connect(target, Alpn::Http1).await?;
         let key = generate_key();
         let mut headers = vec![
             ("Upgrade", "websocket"),

@@ -2,13 +2,16 @@
 //!
 //! hyper's HTTP/1 connection holds an 8 KiB write buffer and an 8 KiB read
 //! buffer for as long as it lives, which is most of what an idle SSE
-//! connection costs. So when the first request of a plain HTTP/1.1
-//! connection is a bodyless `GET` asking for `text/event-stream`, the server
+//! connection costs. So when the first request of an HTTP/1.1 connection
+//! (plain TCP, or TLS after the handshake) is a bodyless `GET` asking for
+//! `text/event-stream`, the server
 //! parses the head itself (from the first bytes the server read, see
 //! [`super::first_bytes`]), runs it through the same [`HttpService`]
 //! pipeline as every request (routing, auth, request id, metrics, access
-//! log), and writes the response straight to the socket: the head, then each
-//! body frame as a chunk as soon as the stream yields it. Afterwards the
+//! log), and writes the response straight to the socket (or the TLS stream):
+//! the head, then each body frame as a chunk as soon as the stream yields it,
+//! flushed at once (TLS records are sent, not kept in rustls's buffer; a
+//! client that stops reading meets `--write-timeout`). Afterwards the
 //! connection continues under hyper (keep-alive), with any bytes pipelined
 //! behind the request replayed first.
 //!
@@ -21,16 +24,17 @@
 //! (either side) or a stopping server closes the connection after the response.
 
 use super::Response;
-use super::io::WriteDeadline;
 use super::service::{HttpService, Peer};
 use crate::lifecycle::Lifecycle;
 use bytes::Buf;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
+use std::future::poll_fn;
 use std::io;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Most request headers parsed; more go to hyper.
 const MAX_HEADERS: usize = 64;
@@ -48,11 +52,11 @@ pub enum Outcome {
     Close,
 }
 
-/// Serves the first request of a plain HTTP/1.1 connection when it is a
-/// bodyless event-stream `GET`; hands anything else back untouched.
+/// Serves the first request of an HTTP/1.1 connection (plain or TLS) when
+/// it is a bodyless event-stream `GET`; hands anything else back untouched.
 /// `bytes` is what was read so far, starting with a head of `head_len` bytes.
-pub async fn serve_first(
-    stream: &mut WriteDeadline<TcpStream>,
+pub async fn serve_first<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     mut bytes: Vec<u8>,
     head_len: usize,
     service: &HttpService,
@@ -130,8 +134,8 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
 /// Writes the response; returns what the client pipelined (after the
 /// `pipelined` bytes already read), or `None` when it closed the connection
 /// before the body ended.
-async fn write_response(
-    stream: &mut WriteDeadline<TcpStream>,
+async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     response: Response,
     mut pipelined: Vec<u8>,
 ) -> io::Result<Option<Vec<u8>>> {
@@ -140,13 +144,13 @@ async fn write_response(
     let head = encode_head(&parts, length);
     drop(parts);
     stream.write_all(&head).await?;
+    stream.flush().await?;
     drop(head);
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            ready = stream.get_ref().readable() => {
-                ready?;
-                if !read_ahead(stream.get_ref(), &mut pipelined)? {
+            open = read_ahead(stream, &mut pipelined) => {
+                if !open? {
                     return Ok(None);
                 }
                 continue;
@@ -160,6 +164,7 @@ async fn write_response(
     if length.is_none() {
         stream.write_all(b"0\r\n\r\n").await?;
     }
+    stream.flush().await?;
     Ok(Some(pipelined))
 }
 
@@ -194,22 +199,25 @@ fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     head.extend_from_slice(b"\r\n");
 }
 
-/// Writes one body frame, as a chunk when the length was not known up front.
-async fn write_data(
-    stream: &mut WriteDeadline<TcpStream>,
+/// Writes one body frame, as a chunk when the length was not known up
+/// front, and flushes it (a no-op on plain TCP; sends the TLS records).
+async fn write_data<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     data: &[u8],
     chunked: bool,
 ) -> io::Result<()> {
     if data.is_empty() {
         return Ok(());
     }
-    if !chunked {
-        return stream.write_all(data).await;
+    if chunked {
+        let mut size = [0u8; 18];
+        let size = chunk_size_line(data.len(), &mut size);
+        let mut chunk = Buf::chain(size, data).chain(&b"\r\n"[..]);
+        stream.write_all_buf(&mut chunk).await?;
+    } else {
+        stream.write_all(data).await?;
     }
-    let mut size = [0u8; 18];
-    let size = chunk_size_line(data.len(), &mut size);
-    let mut chunk = Buf::chain(size, data).chain(&b"\r\n"[..]);
-    stream.write_all_buf(&mut chunk).await
+    stream.flush().await
 }
 
 /// `<hex length>\r\n` in `buf`.
@@ -223,22 +231,32 @@ fn chunk_size_line(length: usize, buf: &mut [u8; 18]) -> &[u8] {
     &buf[..digits + 2]
 }
 
-/// Reads what the client sent while its stream runs; `Ok(false)` when it closed.
-fn read_ahead(socket: &TcpStream, pipelined: &mut Vec<u8>) -> io::Result<bool> {
-    let mut chunk = [0u8; 1024];
-    match socket.try_read(&mut chunk) {
-        Ok(0) => Ok(false),
-        Ok(count) if pipelined.len() + count > MAX_PIPELINED => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the client sent too much behind an event stream",
-        )),
-        Ok(count) => {
-            pipelined.extend_from_slice(&chunk[..count]);
-            Ok(true)
-        }
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(true),
-        Err(err) => Err(err),
-    }
+/// Waits until the client sends something while its stream runs and keeps
+/// it; `Ok(false)` when it closed. Cancel-safe: a read either completes in
+/// one poll or takes nothing, and the chunk it reads into lives only for
+/// that poll (an idle stream's task holds no read buffer).
+async fn read_ahead<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    pipelined: &mut Vec<u8>,
+) -> io::Result<bool> {
+    poll_fn(|cx| {
+        let mut chunk = [0u8; 1024];
+        let mut buf = ReadBuf::new(&mut chunk);
+        std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+        let count = buf.filled().len();
+        Poll::Ready(match count {
+            0 => Ok(false),
+            _ if pipelined.len() + count > MAX_PIPELINED => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the client sent too much behind an event stream",
+            )),
+            _ => {
+                pipelined.extend_from_slice(buf.filled());
+                Ok(true)
+            }
+        })
+    })
+    .await
 }
 
 #[cfg(test)]

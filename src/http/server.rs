@@ -4,7 +4,8 @@
 //! h2c, anything else HTTP/1.1. TLS: ALPN decides (`h2` or HTTP/1.1). The
 //! first bytes (and on HTTP/1.1 the first request head) are read into a
 //! bounded buffer ([`first_bytes`]) and replayed to whoever serves the
-//! connection.
+//! connection. On HTTP/1.1, plain or TLS, a first request for an event
+//! stream is served by the [`lean`] path, everything else by hyper.
 //!
 //! Invariants: connections are admitted by [`Admission`] (at most
 //! `--max-connections`, then a few probe-only ones, a cap per address); a
@@ -132,9 +133,7 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTr
         };
         match accepted {
             Ok((stream, addr)) => match admission.admit(slot, addr.ip()) {
-                Some(ticket) => {
-                    tracker.spawn(serve_connection(stream, addr, context.clone(), ticket));
-                }
+                Some(ticket) => spawn_connection(&tracker, stream, addr, &context, ticket),
                 None => {
                     context.metrics.connection_refused("per-ip");
                     tracing::debug!(peer = %addr, "connection closed: its address holds --max-connections-per-ip")
@@ -151,13 +150,15 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) -> TaskTr
     tracker
 }
 
-/// Serves one accepted connection. The hyper and TLS paths are boxed, so
-/// the task of a connection on the lean path stays small (it is what an idle
-/// event stream costs for its whole life).
-async fn serve_connection(
+/// Spawns the task serving one accepted connection. Plain and TLS
+/// connections get tasks of their own, and hyper's paths are boxed, so the
+/// task of a connection on the lean path is only as large as that path needs
+/// (it is what an idle event stream costs for its whole life).
+fn spawn_connection(
+    tracker: &TaskTracker,
     stream: TcpStream,
     addr: SocketAddr,
-    context: Arc<ServerContext>,
+    context: &Arc<ServerContext>,
     ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
@@ -166,11 +167,17 @@ async fn serve_connection(
         addr,
         probe_only: ticket.class == Class::Probe,
     };
+    let context = context.clone();
     match context.tls.clone() {
-        None => serve_plain(stream, client, &context).await,
-        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, client, &context)).await,
-    }
-    drop(ticket);
+        None => tracker.spawn(async move {
+            serve_plain(stream, client, &context).await;
+            drop(ticket);
+        }),
+        Some(acceptor) => tracker.spawn(async move {
+            serve_tls(stream, acceptor, client, &context).await;
+            drop(ticket);
+        }),
+    };
 }
 
 /// Plain TCP: reads the first bytes, then serves the protocol they show.
@@ -185,7 +192,7 @@ async fn serve_plain(
         tokio::time::timeout(deadline, first_bytes::read(&mut stream, max_head, true)).await;
     match first {
         Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
-            serve_plain_http1(stream, bytes, head_len, client, context).await
+            serve_http1(stream, bytes, head_len, client, context).await
         }
         Ok(Ok(FirstBytes::Http2(_))) if client.probe_only => refuse_http2_probe(client, context),
         Ok(Ok(FirstBytes::Http2(bytes))) => {
@@ -202,7 +209,9 @@ async fn serve_plain(
     }
 }
 
-/// TLS: handshakes, then serves the protocol ALPN chose.
+/// TLS: handshakes, then serves the protocol ALPN chose. The handshake, the
+/// TLS stream and hyper's connections live in their own allocations, so the
+/// future of a connection on the lean path holds only what that path needs.
 async fn serve_tls(
     stream: WriteDeadline<TcpStream>,
     acceptor: TlsAcceptor,
@@ -210,31 +219,26 @@ async fn serve_tls(
     context: &Arc<ServerContext>,
 ) {
     let until = Instant::now() + client.first_request_deadline(&context.limits);
-    let mut tls = match tokio::time::timeout_at(until, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(err)) => {
-            return tracing::debug!(peer = %client.addr, error = %err, "TLS handshake failed");
-        }
-        Err(_) => {
-            return tracing::debug!(peer = %client.addr, "TLS handshake did not finish within the header timeout");
-        }
+    let Some(mut tls) = Box::pin(handshake(stream, acceptor, until, client)).await else {
+        return;
     };
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         if client.probe_only {
             return refuse_http2_probe(client, context);
         }
         let open = context.metrics.connection_opened(Protocol::Http2.label());
-        return serve_http(TokioIo::new(tls), Protocol::Http2, client, context, open).await;
+        let io = TokioIo::new(tls);
+        return Box::pin(serve_http(io, Protocol::Http2, client, context, open)).await;
     }
     let max_head = context.limits.max_head_bytes;
     let first = tokio::time::timeout_at(until, first_bytes::read(&mut tls, max_head, false)).await;
     match first {
-        Ok(Ok(FirstBytes::Http1 { bytes, .. } | FirstBytes::Http2(bytes))) => {
-            let open = context.metrics.connection_opened(Protocol::Http1.label());
-            let io = TokioIo::new(Replay::new(tls, bytes));
-            serve_http(io, Protocol::Http1, client, context, open).await
+        Ok(Ok(FirstBytes::Http1 { bytes, head_len })) => {
+            serve_http1(tls, bytes, head_len, client, context).await
         }
-        Ok(Ok(FirstBytes::HeadTooLarge)) => refuse_large_head(tls, max_head).await,
+        // Not sniffed under TLS (ALPN decides): hyper gets the bytes as HTTP/1.1.
+        Ok(Ok(FirstBytes::Http2(bytes))) => serve_http1(tls, bytes, 0, client, context).await,
+        Ok(Ok(FirstBytes::HeadTooLarge)) => Box::pin(refuse_large_head(tls, max_head)).await,
         Ok(Err(err)) => {
             tracing::debug!(peer = %client.addr, error = %err, "connection closed before a request")
         }
@@ -242,16 +246,42 @@ async fn serve_tls(
     }
 }
 
-/// Plain HTTP/1.1: the lean path may serve a first event-stream request
-/// (see [`lean`]); hyper serves everything else, starting with the bytes
-/// read so far (or what the lean path read past its request).
-async fn serve_plain_http1(
-    mut stream: WriteDeadline<TcpStream>,
+/// A server-side TLS stream, boxed (rustls's connection state is over 1 KiB).
+type Tls = Box<tokio_rustls::server::TlsStream<WriteDeadline<TcpStream>>>;
+
+/// Completes the TLS handshake by `until`; `None` (logged) when it fails.
+async fn handshake(
+    stream: WriteDeadline<TcpStream>,
+    acceptor: TlsAcceptor,
+    until: Instant,
+    client: Client,
+) -> Option<Tls> {
+    match tokio::time::timeout_at(until, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(err)) => {
+            tracing::debug!(peer = %client.addr, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %client.addr, "TLS handshake did not finish within the header timeout");
+            None
+        }
+    }
+}
+
+/// HTTP/1.1, plain or over TLS: the lean path may serve a first
+/// event-stream request (see [`lean`]); hyper serves everything else,
+/// starting with the bytes read so far (or what the lean path read past its
+/// request).
+async fn serve_http1<S>(
+    mut stream: S,
     bytes: Vec<u8>,
     head_len: usize,
     client: Client,
     context: &Arc<ServerContext>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let protocol = Protocol::Http1;
     let open = context.metrics.connection_opened(protocol.label());
     let replay = if client.probe_only {
@@ -262,7 +292,11 @@ async fn serve_plain_http1(
         match lean::serve_first(&mut stream, bytes, head_len, service, lifecycle, peer).await {
             Ok(Outcome::Declined(bytes)) => bytes,
             Ok(Outcome::KeepAlive(pipelined)) => pipelined,
-            Ok(Outcome::Close) => return,
+            Ok(Outcome::Close) => {
+                // Over TLS this sends close_notify (bounded by the write deadline).
+                let _ = stream.shutdown().await;
+                return;
+            }
             Err(err) => {
                 let timed_out = err.kind() == std::io::ErrorKind::TimedOut;
                 return report_failure(timed_out, &err, client.addr, protocol, context);

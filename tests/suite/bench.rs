@@ -118,3 +118,134 @@ fn reconnect_resumes_after_the_last_event_without_loss() {
     assert_complete(&result);
     assert_eq!(result["catchUp"]["caughtUp"], 20);
 }
+
+/// A server on TLS with its generated certificate, and the bench flag that trusts it.
+fn tls_server() -> (Server, String) {
+    let server = Server::builder().args(&["--tls-self-signed"]).start();
+    let cert = server.data_dir.join("tls/localhost-cert.pem");
+    (server, cert.display().to_string())
+}
+
+/// How many stream requests came over HTTP/2 (from the access log).
+fn h2_stream_requests(server: &Server) -> usize {
+    server
+        .stderr()
+        .lines()
+        .filter(|line| line.contains(r#"protocol="h2""#) && line.contains("/stream "))
+        .count()
+}
+
+/// A small fanout run with `extra` flags.
+fn small_fanout<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "fanout",
+        "--subscribers",
+        "20",
+        "--topics",
+        "2",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn fanout_over_tls_delivers_everything_over_sse_and_websocket() {
+    let (server, cert) = tls_server();
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    for transport in ["sse", "ws"] {
+        let result = bench(
+            &server,
+            &small_fanout(&["--transport", transport, "--ca-file", &cert]),
+        );
+        assert_complete(&result);
+    }
+    let result = bench(&server, &small_fanout(&["--insecure"]));
+    assert_complete(&result);
+}
+
+#[test]
+fn sse_subscribers_share_http2_connections_over_h2c_and_tls() {
+    let plain = Server::start();
+    let result = bench(&plain, &small_fanout(&["--http2", "--h2-streams", "8"]));
+    assert_complete(&result);
+    let (server, cert) = tls_server();
+    let result = bench(
+        &server,
+        &small_fanout(&["--http2", "--h2-streams", "8", "--ca-file", &cert]),
+    );
+    assert_complete(&result);
+    for server in [&plain, &server] {
+        let streams = h2_stream_requests(server);
+        assert!(
+            streams >= 20,
+            "20 subscribers came as h2 streams: {streams}"
+        );
+    }
+    let result = bench(
+        &server,
+        &[
+            "reconnect",
+            "--http2",
+            "--subscribers",
+            "20",
+            "--rate",
+            "100",
+            "--duration",
+            "2s",
+            "--drop-after",
+            "1s",
+            "--insecure",
+        ],
+    );
+    assert_complete(&result);
+    assert_eq!(result["catchUp"]["caughtUp"], 20);
+}
+
+#[test]
+fn idle_connections_are_measured_over_tls_and_http2() {
+    let (server, cert) = tls_server();
+    for extra in [&[][..], &["--http2"][..]] {
+        let mut args = vec!["connections", "--connections", "40", "--hold", "1s"];
+        args.extend_from_slice(&["--ca-file", &cert]);
+        args.extend_from_slice(extra);
+        let report = bench(&server, &args);
+        assert_eq!(report["passed"], true, "{args:?}: {report}");
+    }
+}
+
+#[test]
+fn tls_and_http2_flags_are_checked() {
+    let (server, cert) = tls_server();
+    let plain = Server::start();
+    let run = |server: &Server, args: &[&str]| {
+        Command::new(binary())
+            .arg("bench")
+            .args(args)
+            .args(["--url", &server.base, "--quiet", "--data-dir"])
+            .arg(&server.data_dir)
+            .output()
+            .expect("the bench runs")
+    };
+    let untrusted = run(&server, &small_fanout(&[]));
+    assert_eq!(untrusted.status.code(), Some(1), "{untrusted:?}");
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("certificate"),
+        "{untrusted:?}"
+    );
+    for (server, args) in [
+        (&plain, small_fanout(&["--ca-file", &cert])),
+        (&plain, small_fanout(&["--insecure"])),
+        (
+            &server,
+            small_fanout(&["--http2", "--transport", "ws", "--insecure"]),
+        ),
+        (&server, small_fanout(&["--ca-file", "/nonexistent.pem"])),
+    ] {
+        let output = run(server, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    }
+}

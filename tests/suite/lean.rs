@@ -1,37 +1,46 @@
 //! The lean HTTP/1.1 path for event streams (`src/http/lean.rs`), on raw
 //! sockets: framing, heartbeats, keep-alive before and after a stream,
-//! pipelined and garbage bytes, and release on client disconnect.
+//! pipelined and garbage bytes, and release on client disconnect. [`Raw`]
+//! also reads TLS streams (see `tls_streams.rs`).
 
 use crate::clients::{admin_key, publish};
 use crate::harness::Server;
 use serde_json::json;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long a raw read may wait for expected bytes.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A raw HTTP/1.1 connection that accumulates what the server sends.
-struct Raw {
-    stream: TcpStream,
+/// A raw HTTP/1.1 connection (plain TCP, or any stream such as TLS) that
+/// accumulates what the server sends.
+pub(crate) struct Raw<S = TcpStream> {
+    stream: S,
     received: String,
 }
 
 impl Raw {
     async fn connect(server: &Server) -> Self {
+        Self::over(TcpStream::connect(server.addr()).await.unwrap())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
+    /// Talks over an already connected `stream`.
+    pub(crate) fn over(stream: S) -> Self {
         Self {
-            stream: TcpStream::connect(server.addr()).await.unwrap(),
+            stream,
             received: String::new(),
         }
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
 
     /// Reads until `needle` has arrived; returns everything up to and including it.
-    async fn until(&mut self, needle: &str) -> String {
+    pub(crate) async fn until(&mut self, needle: &str) -> String {
         loop {
             if let Some(at) = self.received.find(needle) {
                 return self.received.drain(..at + needle.len()).collect();
@@ -54,20 +63,20 @@ impl Raw {
     }
 
     /// Reads to the end of a stream cycled by `--sse-lifetime` (frame and last chunk).
-    async fn stream_end(&mut self) {
+    pub(crate) async fn stream_end(&mut self) {
         self.until("event: connection-timeout").await;
         self.until("\r\n0\r\n\r\n").await;
     }
 
     /// Asserts that the connection answers another request.
-    async fn serves_another_request(&mut self) {
+    pub(crate) async fn serves_another_request(&mut self) {
         self.send(HEALTHZ).await;
         let head = self.until("\r\n\r\n").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
 
     /// Whether the server closes (or resets) the connection within the timeout.
-    async fn closed(&mut self) -> bool {
+    pub(crate) async fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
         tokio::time::timeout(READ_TIMEOUT, self.stream.read_to_end(&mut rest))
             .await
@@ -75,14 +84,14 @@ impl Raw {
     }
 }
 
-fn stream_request(server: &Server, topic: &str) -> String {
+pub(crate) fn stream_request(server: &Server, topic: &str) -> String {
     format!(
         "GET /api/v1/topics/{topic}/stream HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\nx-api-key: {}\r\n\r\n",
         admin_key(server)
     )
 }
 
-const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+pub(crate) const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
 
 #[tokio::test]
 async fn a_lean_stream_is_chunked_beats_and_keeps_the_connection_alive_after_it_ends() {

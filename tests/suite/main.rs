@@ -29,6 +29,7 @@ mod slow;
 mod streams;
 mod tickets;
 mod timers;
+mod tls_streams;
 mod topics;
 mod webhooks;
 mod writer;

@@ -194,8 +194,10 @@ async fn a_store_that_cannot_recover_ends_the_process_with_a_failure() {
 
 #[tokio::test]
 async fn reads_while_the_store_recovers_are_503_with_retry_after() {
+    // Long enough that the read below lands before the first retry even on
+    // a loaded machine.
     let server = Server::builder()
-        .args(&["--store-recovery-interval", "3s"])
+        .args(&["--store-recovery-interval", "8s"])
         .start();
     let client = server.http1();
     let topic = "closed/t";

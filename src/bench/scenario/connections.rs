@@ -55,7 +55,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
         vec![
             (
                 "connections",
-                format!("{total} over {}", args.subscribers.transport.name()),
+                format!("{total} over {}", args.subscribers.describe()),
             ),
             (
                 "connect rate",

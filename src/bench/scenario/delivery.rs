@@ -285,7 +285,7 @@ pub fn setup_section(
         vec![
             (
                 "subscribers",
-                format!("{} over {}", subs.subscribers, subs.transport.name()),
+                format!("{} over {}", subs.subscribers, subs.describe()),
             ),
             ("topics", subs.topics.to_string()),
             (

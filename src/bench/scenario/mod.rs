@@ -159,6 +159,7 @@ impl Coordinator {
                 connect_rate: args.connect_rate / ranges.len() as f64,
                 connect_timeout_ms: u64::try_from(args.connect_timeout.as_millis())
                     .unwrap_or(u64::MAX),
+                h2_streams: args.http2.then_some(args.h2_streams),
             })
             .collect();
         let fleet = Fleet::start(jobs, placed)?;
