@@ -19,28 +19,28 @@ use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
 use crate::config::{CoreSettings, ServeConfig, TlsSetting};
-use crate::datadir::InstanceConfig;
-use crate::datadir::{self, DataDir};
+use crate::core::datadir::InstanceConfig;
+use crate::core::datadir::{self, DataDir};
+use crate::core::hub::{Hub, HubLimits};
+use crate::core::lifecycle::Lifecycle;
+use crate::core::metrics::Metrics;
+use crate::core::store::Store;
+use crate::core::store::prefixes::KeyPrefixes;
+use crate::core::writer::{Started, Writer, WriterLimits};
 use crate::error::StartupError;
 use crate::http::cors::Cors;
 use crate::http::router::Router;
 use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
 use crate::http::tls::{self, ReloadableCertificate};
-use crate::hub::{Hub, HubLimits};
-use crate::idempotency::Idempotency;
-use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
 use crate::modules::admin::AdminApi;
 use crate::modules::discussions::DiscussionsApi;
+use crate::modules::idempotency::Idempotency;
 use crate::modules::platform::{Background, Module, ModuleContext, Platform};
 use crate::modules::topics::TopicsApi;
 use crate::ops::OpsState;
-use crate::pruner;
-use crate::store::Store;
-use crate::store::prefixes::KeyPrefixes;
+use crate::ops::pruner;
 use crate::transport::webhook::{self, Webhooks};
-use crate::writer::{Started, Writer, WriterLimits};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -310,10 +310,10 @@ fn assemble(
 fn claim_key_prefixes() -> Result<KeyPrefixes, StartupError> {
     let mut prefixes = KeyPrefixes::with_core();
     let owners: [(&str, &[u8]); 4] = [
-        ("timers", crate::writer::TIMERS_PREFIX),
+        ("timers", crate::core::writer::TIMERS_PREFIX),
         ("auth", crate::auth::layout::PREFIX),
         ("webhooks", webhook::layout::PREFIX),
-        ("idempotency", crate::idempotency::layout::PREFIX),
+        ("idempotency", crate::modules::idempotency::layout::PREFIX),
     ];
     for (owner, prefix) in owners {
         prefixes

@@ -14,12 +14,12 @@ use crate::auth::api_keys::Scope;
 use crate::auth::origins::{AllowedOrigins, OriginLimits};
 use crate::auth::registry::Registry;
 use crate::config::{DataDirArgs, OriginLimitArgs};
-use crate::datadir::{DataDir, InstanceConfig};
+use crate::core::datadir::{DataDir, InstanceConfig};
+use crate::core::hub::{Hub, HubLimits};
+use crate::core::store::Store;
+use crate::core::writer::{RecoverySettings, Writer, WriterLimits};
 use crate::error::{ApiError, StartupError};
-use crate::hub::{Hub, HubLimits};
 use crate::modules::admin::{key_json, origins_json};
-use crate::store::Store;
-use crate::writer::{RecoverySettings, Writer, WriterLimits};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
@@ -169,7 +169,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 
 /// `tidings token`: prints a JWT for local development.
 pub fn token(args: TokenArgs) -> Result<(), StartupError> {
-    let config = crate::datadir::read_existing_config(&args.data.data_dir)?;
+    let config = crate::core::datadir::read_existing_config(&args.data.data_dir)?;
     let realm = config
         .jwt_realms
         .iter()
@@ -180,7 +180,7 @@ pub fn token(args: TokenArgs) -> Result<(), StartupError> {
                 args.realm
             ))
         })?;
-    let now = crate::clock::unix_millis() / 1000;
+    let now = crate::core::clock::unix_millis() / 1000;
     let mut claims = json!({ "sub": args.sub, "iat": now, "exp": now + args.ttl.as_secs() });
     for (name, value) in args.claims {
         claims[name] = value;
@@ -386,7 +386,7 @@ fn run(target: AdminTarget, operation: Operation) -> Result<(), StartupError> {
 }
 
 async fn execute(target: AdminTarget, operation: Operation) -> Result<Value, StartupError> {
-    let config = crate::datadir::read_existing_config(&target.data.data_dir)?;
+    let config = crate::core::datadir::read_existing_config(&target.data.data_dir)?;
     let (method, path, body) = operation.http();
     match call_server(&target.url, &config.admin_key, method, &path, body).await {
         Ok(data) => return data,

@@ -5,9 +5,9 @@
 //! plain typed values and never reads the environment itself (no globals).
 
 use crate::auth::origins::OriginLimits;
+use crate::core::log::retention;
 use crate::error::StartupError;
 use crate::http::cors::CorsSettings;
-use crate::log::retention;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::transport::coalesce::WritePacing;
 use crate::transport::webhook::WebhookSettings;
@@ -460,7 +460,7 @@ pub struct CoreSettings {
     /// Bytes the commit pipeline queue may hold.
     pub writer_queue_bytes: usize,
     /// Recovery after a failed write.
-    pub store_recovery: crate::writer::RecoverySettings,
+    pub store_recovery: crate::core::writer::RecoverySettings,
     /// Events per publish request.
     pub publish_batch_max: usize,
     /// Retention policy.
@@ -601,7 +601,7 @@ impl ServeArgs {
                 writer_batch: self.writer_batch.max(1),
                 writer_queue_bytes: usize::try_from(self.writer_queue_bytes.max(1))
                     .unwrap_or(usize::MAX),
-                store_recovery: crate::writer::RecoverySettings {
+                store_recovery: crate::core::writer::RecoverySettings {
                     interval: self.store_recovery_interval.max(Duration::from_millis(100)),
                     timeout: self.store_recovery_timeout,
                 },

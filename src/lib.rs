@@ -1,22 +1,32 @@
 //! Tidings: durable real-time streams in one executable.
 //!
-//! Module map (dependencies point down the list):
+//! Module map, by layer; dependencies point down (a layer uses those below
+//! it, never those above):
 //!
-//! * [`app`]: wires everything and runs the server until a signal stops it.
-//! * [`cli`]: `tidings token`, `tidings keys`, `tidings tenants`.
-//! * [`bench`]: `tidings bench`, the load generator (a separate process from the server).
-//! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`.
-//! * [`http`]: server (accept, TLS, HTTP/1.1 + HTTP/2, drain), router, request and response types.
-//! * [`idempotency`]: idempotency keys: a retried write replays its first reply.
-//! * [`store`]: the embedded database (sled) behind our own API.
-//! * [`metrics`]: the Prometheus registry.
-//! * [`lifecycle`]: ready → draining → stopping, shared by server and streams.
-//! * [`datadir`]: data directory layout, exclusive lock and the config file with secrets.
-//! * [`config`]: command line and environment → validated settings.
-//! * [`secret`]: random secrets.
-//! * [`error`]: error types and the one mapping of API errors to HTTP.
-//! * [`field_limits`]: length limits of stored strings and their error.
-//! * [`logging`]: log output.
+//! * [`app`]: wires the layers together, lists the modules, runs the server
+//!   until a signal stops it and drains it.
+//! * [`cli`], [`config`]: `tidings token / keys / tenants`; command line and
+//!   environment → validated settings of each layer.
+//! * [`bench`]: `tidings bench`, the load generator (a separate process from
+//!   the server; it shares no code path with it).
+//! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`; background
+//!   retention ([`ops::pruner`]); log output ([`ops::logging`]).
+//! * [`modules`]: the product surfaces (topics, discussions, admin), the
+//!   [`modules::platform`] they plug into, and [`modules::idempotency`].
+//!   Modules never import hyper or a WebSocket crate.
+//! * [`transport`]: how subscriptions reach clients: SSE, the WebSocket
+//!   session runner, write pacing, webhooks from the durable outbox.
+//! * [`http`]: the server (accept, TLS, HTTP/1.1 + HTTP/2, admission, drain),
+//!   CORS, the router, request and response types.
+//! * [`auth`]: tenants, API keys, JWT realms, tickets, allowed origins,
+//!   per-user limits: who makes a request and what it may do.
+//! * [`core`]: the event core: [`core::store`], [`core::log`],
+//!   [`core::writer`], [`core::hub`], plus [`core::lifecycle`],
+//!   [`core::metrics`], [`core::datadir`] and [`core::clock`].
+//! * [`error`], [`field_limits`], [`secret`]: the one error envelope, length
+//!   limits of stored strings, random secrets (used by every layer).
+//! * `test_routes` (debug builds, `--enable-test-routes`): routes only the
+//!   integration tests use.
 
 #![warn(missing_docs)]
 
@@ -24,24 +34,14 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod datadir;
+pub mod core;
 pub mod error;
 pub mod field_limits;
 pub mod http;
-pub mod hub;
-pub mod idempotency;
-pub mod lifecycle;
-pub mod log;
-pub mod logging;
-pub mod metrics;
 pub mod modules;
 pub mod ops;
-pub mod pruner;
 pub mod secret;
-pub mod store;
 #[cfg(debug_assertions)]
 pub mod test_routes;
 pub mod transport;
-pub mod writer;

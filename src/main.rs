@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Init(args) => {
-            let _log = tidings::logging::init(LogFormat::Text);
+            let _log = tidings::ops::logging::init(LogFormat::Text);
             tidings::app::init(&args.data.data_dir).map(|report| println!("{report}"))
         }
         Command::Serve(args) => serve(*args),
@@ -35,13 +35,13 @@ fn main() -> ExitCode {
 }
 
 fn with_logs(command: impl FnOnce() -> Result<(), StartupError>) -> Result<(), StartupError> {
-    let _log = tidings::logging::init(LogFormat::Text);
+    let _log = tidings::ops::logging::init(LogFormat::Text);
     command()
 }
 
 fn serve(args: tidings::config::ServeArgs) -> Result<(), StartupError> {
     let config = args.into_config()?;
-    let _log = tidings::logging::init(config.log_format);
+    let _log = tidings::ops::logging::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

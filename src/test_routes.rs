@@ -28,14 +28,14 @@
 mod ws_follow;
 
 use crate::auth::Authenticator;
+use crate::core::lifecycle::Lifecycle;
+use crate::core::log::TopicRef;
+use crate::core::store::{decode_u64, layout};
+use crate::core::writer::{Change, Counters, Counts, DEFAULT_PERIOD, Footprint, Timer, Writer};
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Body, response};
-use crate::lifecycle::Lifecycle;
-use crate::log::TopicRef;
-use crate::store::{decode_u64, layout};
 use crate::transport::ws::{self, WsRuntime, WsSettings, WsSocket};
-use crate::writer::{Change, Counters, Counts, DEFAULT_PERIOD, Footprint, Timer, Writer};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};

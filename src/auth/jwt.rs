@@ -293,7 +293,7 @@ impl Verifier {
 
     /// The claims of `token` if it is valid for this realm now.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
-        self.verify_at(token, crate::clock::unix_millis() / 1000)
+        self.verify_at(token, crate::core::clock::unix_millis() / 1000)
     }
 
     /// [`Verifier::verify`] at the given time (Unix seconds).
@@ -1094,7 +1094,7 @@ mod tests {
 
     #[test]
     fn leeway_with_the_real_clock() {
-        let now = crate::clock::unix_millis() / 1000;
+        let now = crate::core::clock::unix_millis() / 1000;
         let token = mint(json!({"sub": "u", "exp": now - 3}));
         assert_eq!(hs_realm(0).verify(&token), Err(JwtError::Expired));
         assert!(hs_realm(60).verify(&token).is_ok());

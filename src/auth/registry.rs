@@ -23,10 +23,10 @@ use super::layout;
 use super::origins::AllowedOrigins;
 use super::realms::{self, DEFAULT_REALM, Realm};
 use super::tenants::{self, Tenant};
-use crate::datadir::InstanceConfig;
+use crate::core::datadir::InstanceConfig;
+use crate::core::store::{Store, StoreError};
+use crate::core::writer::{Footprint, Writer};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::{Store, StoreError};
-use crate::writer::{Footprint, Writer};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -291,7 +291,7 @@ impl Registry {
             id: Uuid::new_v4(),
             slug,
             name,
-            created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
+            created_at: crate::core::clock::rfc3339_millis(crate::core::clock::unix_millis()),
             allowed_origins: AllowedOrigins::default(),
         })
         .await
@@ -455,7 +455,7 @@ impl Registry {
             scopes,
             hash: api_keys::hash_secret(&secret),
             prefix: api_keys::display_prefix(&secret),
-            created_at: crate::clock::rfc3339_millis(crate::clock::unix_millis()),
+            created_at: crate::core::clock::rfc3339_millis(crate::core::clock::unix_millis()),
             revoked_at: None,
             last_used_at: None,
         };
@@ -508,7 +508,9 @@ impl Registry {
                 .find(|key| key.id == id)
                 .ok_or_else(|| ApiError::not_found("no such key for this tenant"))?;
             if key.revoked_at.is_none() {
-                key.revoked_at = Some(crate::clock::rfc3339_millis(crate::clock::unix_millis()));
+                key.revoked_at = Some(crate::core::clock::rfc3339_millis(
+                    crate::core::clock::unix_millis(),
+                ));
                 registry.store_key(key.clone()).await?;
             }
             Ok(key)
@@ -518,7 +520,7 @@ impl Registry {
     /// Records that `key` was just used: in memory at once, in the store at
     /// most once a minute (in the background, never delaying the request).
     pub fn touch_key(self: &Arc<Self>, key: &ApiKey) {
-        let now = crate::clock::unix_millis();
+        let now = crate::core::clock::unix_millis();
         {
             let mut persisted = self
                 .last_persisted_use
@@ -533,7 +535,7 @@ impl Registry {
             persisted.insert(key.id, now);
         }
         let (registry, id, hash) = (self.clone(), key.id, key.hash.clone());
-        let used_at = crate::clock::rfc3339_millis(now);
+        let used_at = crate::core::clock::rfc3339_millis(now);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(err) = registry.record_use(id, hash, used_at).await {

@@ -18,10 +18,10 @@
 
 use super::api_keys::hash_secret;
 use super::layout;
+use crate::core::store::{Store, StoreError};
+use crate::core::writer::{Footprint, Writer};
 use crate::error::{ApiError, ErrorCode};
 use crate::field_limits::check_optional;
-use crate::store::{Store, StoreError};
-use crate::writer::{Footprint, Writer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -169,7 +169,7 @@ impl Tickets {
             tenant,
             target,
             viewer,
-            first_use_by: crate::clock::unix_millis().saturating_add(ttl),
+            first_use_by: crate::core::clock::unix_millis().saturating_add(ttl),
             first_used_at: None,
             last_seen_at: None,
         };
@@ -205,7 +205,7 @@ impl Tickets {
                     .get(&key)?
                     .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown ticket"))?;
                 let mut ticket = decode(&bytes)?;
-                let now = crate::clock::unix_millis();
+                let now = crate::core::clock::unix_millis();
                 admit(&ticket, &wanted, now, window)?;
                 let open = HeldSession::mark(held, session_hash).ok_or_else(|| {
                     ApiError::new(
@@ -227,7 +227,7 @@ impl Tickets {
     /// first-use deadline, or past their resume window) and are not held.
     pub async fn sweep(&self, store: &Store) -> Result<usize, StoreError> {
         let window = u64::try_from(self.settings.resume_window.as_millis()).unwrap_or(u64::MAX);
-        let now = crate::clock::unix_millis();
+        let now = crate::core::clock::unix_millis();
         let dead = store
             .run(move |store| dead_tickets(store, now, window))
             .await?;
@@ -257,7 +257,7 @@ impl Tickets {
         TicketSession {
             open,
             writer: self.writer.clone(),
-            ends_at: crate::clock::unix_millis() / 1000 + window,
+            ends_at: crate::core::clock::unix_millis() / 1000 + window,
             ticket,
         }
     }
@@ -324,7 +324,7 @@ impl Drop for TicketSession {
         let key = layout::ticket(&self.open.hash);
         let writer = self.writer.clone();
         let mut ticket = self.ticket.clone();
-        ticket.last_seen_at = Some(crate::clock::unix_millis());
+        ticket.last_seen_at = Some(crate::core::clock::unix_millis());
         let Ok(value) = encode(&ticket) else { return };
         // The resume window counts from the end of the connection; best effort.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

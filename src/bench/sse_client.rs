@@ -2,7 +2,7 @@
 //! HTTP/1.1 connection (plain or TLS), read in the subscriber's task (see
 //! [`super::h1`]), or as one stream of a shared HTTP/2 connection
 //! ([`super::h2_pool`]); the body ([`SseBody`]) is scanned in place with
-//! [`SseScanner`] and its frames classified into [`Delivery`] items.
+//! [`SseScanner`] and its frames classified into [`Received`] items.
 //!
 //! Per event the hot path is: one socket read (often several events), the
 //! chunk framing stripped in place, a line scan with `memchr`, and a substring
@@ -15,7 +15,7 @@ use super::payload::{find_stamp, unix_micros};
 use super::socket::Socket;
 use super::sse::{Frame, SseFrame, SseScanner};
 use super::sse_body::SseBody;
-use super::stream::{CursorRef, Delivery, DeliverySink};
+use super::stream::{CursorRef, Received, ReceivedSink};
 use super::target::Target;
 use super::tls::Alpn;
 use http::{Request, header};
@@ -109,7 +109,7 @@ impl SseConn {
     }
 
     /// Waits for data, then delivers every complete frame; `Ok(false)` at the end of the stream.
-    pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+    pub async fn read_into(&mut self, sink: &mut impl ReceivedSink) -> Result<bool, BenchError> {
         if self.deliver_buffered(sink)? {
             return Ok(true);
         }
@@ -120,7 +120,7 @@ impl SseConn {
     }
 
     /// Delivers frames already buffered, all stamped with one clock reading; whether there were any.
-    fn deliver_buffered(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+    fn deliver_buffered(&mut self, sink: &mut impl ReceivedSink) -> Result<bool, BenchError> {
         let mut now = None;
         while let Some(frame) = self.early.pop_front() {
             sink.deliver(
@@ -138,7 +138,7 @@ impl SseConn {
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
-        sink: &mut impl DeliverySink,
+        sink: &mut impl ReceivedSink,
     ) -> Poll<Result<bool, BenchError>> {
         let mut progressed = false;
         for _ in 0..READS_PER_WAKE {
@@ -220,13 +220,13 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 /// Turns a frame into a delivery.
-fn classify(frame: Frame<'_>) -> Delivery<'_> {
+fn classify(frame: Frame<'_>) -> Received<'_> {
     match frame.event {
-        Some(b"connected") => Delivery::Control,
-        Some(b"reset") => Delivery::Gap {
+        Some(b"connected") => Received::Control,
+        Some(b"reset") => Received::Gap {
             reason: text(frame.data),
         },
-        Some(reason @ (b"connection-timeout" | b"shutdown")) => Delivery::Closing {
+        Some(reason @ (b"connection-timeout" | b"shutdown")) => Received::Closing {
             reason: text(reason),
         },
         _ => classify_event(frame),
@@ -234,12 +234,12 @@ fn classify(frame: Frame<'_>) -> Delivery<'_> {
 }
 
 /// An ordinary frame: a bench event, someone else's event, or a bare control frame.
-fn classify_event(frame: Frame<'_>) -> Delivery<'_> {
+fn classify_event(frame: Frame<'_>) -> Received<'_> {
     let cursor = frame.id.map(CursorRef::Id);
     match find_stamp(frame.data) {
-        Some(stamp) => Delivery::Event { stamp, cursor },
-        None if cursor.is_some() => Delivery::Foreign { cursor },
-        None => Delivery::Control,
+        Some(stamp) => Received::Event { stamp, cursor },
+        None if cursor.is_some() => Received::Foreign { cursor },
+        None => Received::Control,
     }
 }
 
@@ -257,7 +257,7 @@ mod tests {
         }
     }
 
-    fn classify_owned(frame: &SseFrame) -> Delivery<'_> {
+    fn classify_owned(frame: &SseFrame) -> Received<'_> {
         classify(Frame::of(frame))
     }
 
@@ -265,7 +265,7 @@ mod tests {
     fn frames_are_classified() {
         let stamped = r#"{"id":"01J","data":{"tidingsBenchStamp":"0.5.100"}}"#;
         match classify_owned(&frame(Some("bench"), Some("01J"), stamped)) {
-            Delivery::Event { stamp, cursor } => {
+            Received::Event { stamp, cursor } => {
                 assert_eq!(stamp.seq, 5);
                 let mut slot = None;
                 Cursor::remember(&mut slot, cursor.expect("a cursor"));
@@ -275,23 +275,23 @@ mod tests {
         }
         assert!(matches!(
             classify_owned(&frame(Some("other"), Some("01K"), "{}")),
-            Delivery::Foreign { .. }
+            Received::Foreign { .. }
         ));
         assert!(matches!(
             classify_owned(&frame(Some("reset"), None, r#"{"reason":"expired"}"#)),
-            Delivery::Gap { .. }
+            Received::Gap { .. }
         ));
         assert!(matches!(
             classify_owned(&frame(Some("shutdown"), None, "{}")),
-            Delivery::Closing { .. }
+            Received::Closing { .. }
         ));
         assert!(matches!(
             classify_owned(&frame(Some("connected"), None, "{}")),
-            Delivery::Control
+            Received::Control
         ));
         assert!(matches!(
             classify_owned(&frame(None, None, "")),
-            Delivery::Control
+            Received::Control
         ));
     }
 }

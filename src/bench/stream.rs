@@ -2,8 +2,8 @@
 //!
 //! [`StreamConn::open`] connects, subscribes and returns once the server has
 //! confirmed the subscription (`event: connected` on SSE, `subscribed` on
-//! WebSocket); [`StreamConn::read_into`] then hands every [`Delivery`] that
-//! one wake-up brings to a [`DeliverySink`] until the server closes. The
+//! WebSocket); [`StreamConn::read_into`] then hands every [`Received`] that
+//! one wake-up brings to a [`ReceivedSink`] until the server closes. The
 //! deliveries borrow from the connection's buffer: nothing is allocated per
 //! event. Resuming passes the last seen event id (`Last-Event-ID` on
 //! SSE, `after` on WebSocket).
@@ -59,7 +59,7 @@ impl Cursor {
 
 /// Something a subscriber received, borrowed from the connection's buffer.
 #[derive(Debug, Clone)]
-pub enum Delivery<'a> {
+pub enum Received<'a> {
     /// An event the bench published.
     Event {
         /// Its stamp (topic index, sequence, send time).
@@ -92,9 +92,9 @@ pub enum Delivery<'a> {
 }
 
 /// Receives the deliveries of one read, synchronously, in order.
-pub trait DeliverySink {
+pub trait ReceivedSink {
     /// Handles one delivery; `received_us` is when its bytes were read (unix µs).
-    fn deliver(&mut self, delivery: Delivery<'_>, received_us: u64);
+    fn deliver(&mut self, delivery: Received<'_>, received_us: u64);
 }
 
 /// An open, subscribed connection.
@@ -129,7 +129,7 @@ impl StreamConn {
     /// Waits until something arrives and hands everything that is ready to
     /// `sink`; `Ok(false)` once the server has closed the stream. Cancel-safe:
     /// nothing is consumed unless it is delivered in the same poll.
-    pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+    pub async fn read_into(&mut self, sink: &mut impl ReceivedSink) -> Result<bool, BenchError> {
         match self {
             Self::Sse(conn) => conn.read_into(sink).await,
             Self::Ws(conn) => conn.read_into(sink).await,

@@ -18,7 +18,7 @@ use super::histogram::{AtomicHistogram, Batch};
 use super::ledger::{Receipt, SeqTracker, TopicExpectation};
 use super::payload::{Stamp, unix_micros};
 use super::protocol::{Snapshot, note_problem};
-use super::stream::{Cursor, Delivery, DeliverySink, StreamConn};
+use super::stream::{Cursor, Received, ReceivedSink, StreamConn};
 use super::target::Target;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,29 +185,29 @@ impl State {
     }
 
     /// Accounts for one delivery whose bytes were read at `received_us`.
-    fn handle(&mut self, delivery: Delivery<'_>, received_us: u64, stats: &GroupStats) {
+    fn handle(&mut self, delivery: Received<'_>, received_us: u64, stats: &GroupStats) {
         match delivery {
-            Delivery::Event { stamp, cursor } => {
+            Received::Event { stamp, cursor } => {
                 if let Some(cursor) = cursor {
                     Cursor::remember(&mut self.cursor, cursor);
                 }
                 self.on_event(stamp, received_us, stats);
             }
-            Delivery::Foreign { cursor } => {
+            Received::Foreign { cursor } => {
                 if let Some(cursor) = cursor {
                     Cursor::remember(&mut self.cursor, cursor);
                 }
                 bump(&stats.foreign);
             }
-            Delivery::Gap { reason } => {
+            Received::Gap { reason } => {
                 bump(&stats.gaps);
                 stats.problem(&format!("server announced a gap: {reason}"));
             }
-            Delivery::ServerError { message } => {
+            Received::ServerError { message } => {
                 bump(&stats.server_errors);
                 stats.problem(&format!("server error frame: {message}"));
             }
-            Delivery::Closing { .. } | Delivery::Control => {}
+            Received::Closing { .. } | Received::Control => {}
         }
     }
 
@@ -328,8 +328,8 @@ struct Receiver<'a> {
     stats: &'a GroupStats,
 }
 
-impl DeliverySink for Receiver<'_> {
-    fn deliver(&mut self, delivery: Delivery<'_>, received_us: u64) {
+impl ReceivedSink for Receiver<'_> {
+    fn deliver(&mut self, delivery: Received<'_>, received_us: u64) {
         self.state.handle(delivery, received_us, self.stats);
     }
 }
@@ -485,7 +485,7 @@ mod tests {
     /// Delivers bench event `seq` of topic 0 with SSE id `id<seq>`, flushing the figures.
     fn deliver(state: &mut State, seq: u64, sent_us: u64, stats: &GroupStats) {
         let id = format!("id{seq}");
-        let event = Delivery::Event {
+        let event = Received::Event {
             stamp: Stamp {
                 topic: 0,
                 seq,
@@ -529,7 +529,7 @@ mod tests {
         let stats = GroupStats::default();
         let mut state = state();
         state.handle(
-            Delivery::Event {
+            Received::Event {
                 stamp: Stamp {
                     topic: 3,
                     seq: 0,
@@ -540,9 +540,9 @@ mod tests {
             0,
             &stats,
         );
-        state.handle(Delivery::Foreign { cursor: None }, 0, &stats);
+        state.handle(Received::Foreign { cursor: None }, 0, &stats);
         state.handle(
-            Delivery::Gap {
+            Received::Gap {
                 reason: "expired".into(),
             },
             0,

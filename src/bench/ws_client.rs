@@ -1,6 +1,6 @@
 //! WebSocket subscriber: connects to `/api/v1/topics/ws` on its own
 //! connection (plain or TLS), sends `{"op":"subscribe"}` for one topic and classifies the
-//! server's frames into [`Delivery`] items.
+//! server's frames into [`Received`] items.
 //!
 //! Like the SSE client, it reads its socket in its own task and decodes in
 //! place (see [`super::ws_frame`]): per event the hot path is one socket read
@@ -13,7 +13,7 @@ use super::error::BenchError;
 use super::h1;
 use super::payload::{find_stamp, unix_micros};
 use super::socket::Socket;
-use super::stream::{CursorRef, Delivery, DeliverySink};
+use super::stream::{CursorRef, Received, ReceivedSink};
 use super::target::Target;
 use super::tls::Alpn;
 use super::ws_frame::{self, FrameSpan, OP_CLOSE, OP_PING, OP_TEXT};
@@ -174,7 +174,7 @@ impl WsConn {
     }
 
     /// Waits for data, then delivers every complete message; `Ok(false)` once the connection is closed.
-    pub async fn read_into(&mut self, sink: &mut impl DeliverySink) -> Result<bool, BenchError> {
+    pub async fn read_into(&mut self, sink: &mut impl ReceivedSink) -> Result<bool, BenchError> {
         if !self.early.is_empty() {
             let now = unix_micros();
             for text in std::mem::take(&mut self.early) {
@@ -196,7 +196,7 @@ impl WsConn {
     /// Delivers the complete messages buffered, all stamped with one clock reading.
     fn deliver_buffered(
         &mut self,
-        sink: &mut impl DeliverySink,
+        sink: &mut impl ReceivedSink,
         now: &mut Option<u64>,
     ) -> Result<(), BenchError> {
         while let Some(taken) = self.take_frame()? {
@@ -212,7 +212,7 @@ impl WsConn {
     fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
-        sink: &mut impl DeliverySink,
+        sink: &mut impl ReceivedSink,
     ) -> Poll<Result<bool, BenchError>> {
         let mut now = None;
         for _ in 0..READS_PER_WAKE {
@@ -333,15 +333,15 @@ fn error_text(frame: &ControlFrame) -> String {
 }
 
 /// Classifies one server text frame.
-fn classify(text: &[u8]) -> Delivery<'_> {
+fn classify(text: &[u8]) -> Received<'_> {
     if let Some(stamp) = find_stamp(text) {
-        return Delivery::Event {
+        return Received::Event {
             stamp,
             cursor: Some(cursor_of(text)),
         };
     }
     let Some(frame) = parse_control(text) else {
-        return Delivery::ServerError {
+        return Received::ServerError {
             message: Cow::Owned(format!(
                 "unreadable frame: {}",
                 String::from_utf8_lossy(text)
@@ -352,19 +352,19 @@ fn classify(text: &[u8]) -> Delivery<'_> {
         };
     };
     match frame.op.as_str() {
-        "event" => Delivery::Foreign {
+        "event" => Received::Foreign {
             cursor: Some(cursor_of(text)),
         },
-        "gap" => Delivery::Gap {
+        "gap" => Received::Gap {
             reason: Cow::Owned(frame.reason.unwrap_or_else(|| "gap".into())),
         },
-        "error" => Delivery::ServerError {
+        "error" => Received::ServerError {
             message: Cow::Owned(error_text(&frame)),
         },
-        "closing" | "shutdown" => Delivery::Closing {
+        "closing" | "shutdown" => Received::Closing {
             reason: Cow::Owned(frame.reason.or(frame.topic).unwrap_or(frame.op)),
         },
-        _ => Delivery::Control,
+        _ => Received::Control,
     }
 }
 
@@ -401,7 +401,7 @@ mod tests {
     fn frames_are_classified() {
         let event = r#"{"op":"event","event":{"id":"01J","topic":"t","type":"bench","actor":{"id":"x"},"data":{"tidingsBenchStamp":"1.9.5"}}}"#;
         match classify(event.as_bytes()) {
-            Delivery::Event { stamp, cursor } => {
+            Received::Event { stamp, cursor } => {
                 assert_eq!((stamp.topic, stamp.seq, stamp.sent_us), (1, 9, 5));
                 let mut slot = None;
                 Cursor::remember(&mut slot, cursor.expect("a cursor"));
@@ -412,24 +412,24 @@ mod tests {
         let foreign = r#"{"op":"event","event":{"id":"01K","data":{}}}"#;
         assert!(matches!(
             classify(foreign.as_bytes()),
-            Delivery::Foreign { .. }
+            Received::Foreign { .. }
         ));
         let gap = r#"{"op":"gap","topic":"t","reason":"expired","oldestId":"01A"}"#;
         assert!(
-            matches!(classify(gap.as_bytes()), Delivery::Gap { reason } if reason == "expired")
+            matches!(classify(gap.as_bytes()), Received::Gap { reason } if reason == "expired")
         );
         let error = r#"{"op":"error","code":"FORBIDDEN","message":"no"}"#;
         assert!(matches!(
             classify(error.as_bytes()),
-            Delivery::ServerError { message } if message == "FORBIDDEN: no"
+            Received::ServerError { message } if message == "FORBIDDEN: no"
         ));
         assert!(matches!(
             classify(br#"{"op":"subscribed","topic":"t"}"#),
-            Delivery::Control
+            Received::Control
         ));
         assert!(matches!(
             classify(b"not json"),
-            Delivery::ServerError { .. }
+            Received::ServerError { .. }
         ));
     }
 

@@ -25,7 +25,7 @@
 
 use super::Response;
 use super::service::{HttpService, Peer};
-use crate::lifecycle::Lifecycle;
+use crate::core::lifecycle::Lifecycle;
 use bytes::Buf;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version, header};
 use http_body_util::BodyExt;

@@ -3,7 +3,7 @@
 
 use super::{Body, Response};
 use crate::error::ApiError;
-use crate::idempotency::{REPLAYED_HEADER, Reply};
+use crate::modules::idempotency::{REPLAYED_HEADER, Reply};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};

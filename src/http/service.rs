@@ -14,8 +14,8 @@ use super::cors::{Cors, PageRequest};
 use super::router::{Lookup, Router};
 use super::{Request, Response, response};
 use crate::config::HttpLimits;
+use crate::core::metrics::Metrics;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode, header};
 use hyper::body::Incoming;
@@ -113,7 +113,7 @@ impl HttpService {
             .observe_request(route, method.as_str(), status, elapsed);
         if response
             .headers()
-            .contains_key(crate::idempotency::REPLAYED_HEADER)
+            .contains_key(crate::modules::idempotency::REPLAYED_HEADER)
         {
             self.metrics.idempotent_replay();
         }

@@ -118,11 +118,14 @@ pub fn ensure_self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), StartupError
         .collect();
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|err| StartupError::io("generating a self-signed certificate", err))?;
-    crate::datadir::write_private_file_atomically(
+    crate::core::datadir::write_private_file_atomically(
         &key_path,
         generated.signing_key.serialize_pem().as_bytes(),
     )?;
-    crate::datadir::write_private_file_atomically(&cert_path, generated.cert.pem().as_bytes())?;
+    crate::core::datadir::write_private_file_atomically(
+        &cert_path,
+        generated.cert.pem().as_bytes(),
+    )?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for localhost");
     Ok((cert_path, key_path))
 }

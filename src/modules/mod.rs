@@ -3,6 +3,8 @@
 //! * [`topics`]: the generic topics API, the core's own public surface.
 //! * [`discussions`]: spec 000, article discussions streamed over SSE.
 //! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
+//! * [`idempotency`]: idempotency keys: a retried write replays its first
+//!   reply (every creating write of a module goes through it).
 //! * [`platform`]: the [`platform::Module`] interface every module
 //!   implements, the context it is built from, and the startup checks.
 //! * `sample` (debug builds, `--enable-test-routes`): a minimal module that
@@ -13,6 +15,7 @@
 
 pub mod admin;
 pub mod discussions;
+pub mod idempotency;
 pub mod platform;
 #[cfg(debug_assertions)]
 pub mod sample;

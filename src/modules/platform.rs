@@ -18,18 +18,18 @@
 
 use crate::auth::Authenticator;
 use crate::config::CoreSettings;
+use crate::core::hub::Hub;
+use crate::core::lifecycle::Lifecycle;
+use crate::core::log::namespace::Namespace;
+use crate::core::metrics::Metrics;
+use crate::core::store::prefixes::KeyPrefixes;
+use crate::core::writer::Writer;
 use crate::error::StartupError;
 use crate::http::router::Router;
-use crate::hub::Hub;
-use crate::idempotency::Idempotency;
-use crate::lifecycle::Lifecycle;
-use crate::log::namespace::Namespace;
-use crate::metrics::Metrics;
-use crate::store::prefixes::KeyPrefixes;
+use crate::modules::idempotency::Idempotency;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
 use crate::transport::ws::WsSettings;
-use crate::writer::Writer;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -230,7 +230,7 @@ impl Module for Declared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::layout;
+    use crate::core::store::layout;
 
     fn module(
         name: &'static str,

@@ -12,14 +12,14 @@
 
 use crate::auth::Authenticator;
 use crate::auth::api_keys::Scope;
+use crate::core::log::TopicRef;
+use crate::core::log::namespace::Namespace;
+use crate::core::writer::{Footprint, Writer};
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Request, Response, response};
-use crate::log::TopicRef;
-use crate::log::namespace::Namespace;
 use crate::modules::platform::{Module, ModuleContext};
 use crate::transport::webhook::{BodyOf, event_data};
-use crate::writer::{Footprint, Writer};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;

@@ -12,12 +12,12 @@
 //! Events arrive as on the topics WebSocket; client messages are ignored.
 
 use crate::auth::Authenticator;
+use crate::core::hub::Start;
+use crate::core::log::read::Gap;
+use crate::core::log::{LogEvent, TopicRef};
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Request, response};
-use crate::hub::Start;
-use crate::log::read::Gap;
-use crate::log::{LogEvent, TopicRef};
 use crate::modules::topics;
 use crate::transport::ws::{self, Outcome, Session, WsProtocol, WsRuntime};
 use bytes::Bytes;

@@ -20,14 +20,14 @@
 //! bytes are built once and shared.
 
 use crate::auth::Admission;
+use crate::core::hub::{Batch, Feed, Start, Subscription};
+use crate::core::lifecycle::Lifecycle;
+use crate::core::log::LogEvent;
+use crate::core::log::encoding::Encoding;
+use crate::core::log::read::Gap;
+use crate::core::metrics::{Metrics, OpenGuard};
 use crate::error::ApiError;
 use crate::http::{Body, Request, Response};
-use crate::hub::{Batch, Feed, Start, Subscription};
-use crate::lifecycle::Lifecycle;
-use crate::log::LogEvent;
-use crate::log::encoding::Encoding;
-use crate::log::read::Gap;
-use crate::metrics::{Metrics, OpenGuard};
 use crate::transport::coalesce::{Coalescer, WritePacing};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
@@ -193,11 +193,11 @@ fn body(stream: SseStream) -> Body {
         _open: stream.metrics.stream_opened(TRANSPORT),
         lifetime: Box::pin(tokio::time::sleep(settings.lifetime)),
         stopping: Box::pin(stream.lifecycle.stopping_owned()),
-        expiry: Box::pin(crate::clock::sleep_until_or_forever(
+        expiry: Box::pin(crate::core::clock::sleep_until_or_forever(
             stream
                 .admission
                 .expires_at
-                .map(crate::clock::instant_of_unix_seconds),
+                .map(crate::core::clock::instant_of_unix_seconds),
         )),
         revoked: Box::pin(stream.admission.revoked()),
         coalescer: Coalescer::new(settings.write_interval),
@@ -332,7 +332,7 @@ fn reset_frame(gap: &Gap) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Event;
+    use crate::core::log::Event;
 
     #[test]
     fn event_frames_carry_id_type_and_one_line_of_json_built_once() {

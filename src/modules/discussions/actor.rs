@@ -11,9 +11,9 @@ use super::layout;
 use super::model::{Reader, decode, encode};
 use crate::auth::api_keys::Scope;
 use crate::auth::{Credential, Principal};
+use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::http::Request;
-use crate::writer::Change;
 use uuid::Uuid;
 
 /// Header naming the reader a backend acts for.

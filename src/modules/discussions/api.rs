@@ -1,19 +1,19 @@
 //! HTTP handlers of the discussions' write and read side (`/api/v1/discussions…`).
 //!
 //! Every write is idempotent under an `Idempotency-Key` header or an
-//! `idempotencyKey` body field (see [`crate::idempotency`]): one key per
+//! `idempotencyKey` body field (see [`crate::modules::idempotency`]): one key per
 //! endpoint, fingerprinted by method, path, acting reader and body.
 
 use super::DiscussionsApi;
 use super::actor::{Acting, Actor, EXTERNAL_USER_HEADER};
 use super::query::{self, PageRequest};
-use super::service::{self, Context, Lifecycle, Moderate, NewComment, NewDiscussion};
+use super::service::{self, Context, LifecycleAction, Moderate, NewComment, NewDiscussion};
 use crate::auth::Principal;
 use crate::auth::api_keys::Scope;
+use crate::core::writer::{Change, Footprint};
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::idempotency::{self, Claim, Reply};
-use crate::writer::{Change, Footprint};
+use crate::modules::idempotency::{self, Claim, Reply};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -233,7 +233,7 @@ async fn reason_write(
 pub(super) async fn lifecycle(
     api: Arc<DiscussionsApi>,
     mut request: Request,
-    action: Lifecycle,
+    action: LifecycleAction,
 ) -> Result<Response, ApiError> {
     let (actor, claim, input) = reason_write(&api, &mut request, "discussions.lifecycle").await?;
     let id = discussion_id(&request)?;

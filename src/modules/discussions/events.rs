@@ -17,12 +17,12 @@
 
 use super::actor::Acting;
 use super::model::{Comment, DeletedBy, Discussion};
+use crate::core::log::TopicRef;
+use crate::core::log::namespace::Namespace;
+use crate::core::writer::Change;
 use crate::error::ApiError;
-use crate::log::TopicRef;
-use crate::log::namespace::Namespace;
 #[cfg(doc)]
 use crate::transport::webhook::event_data;
-use crate::writer::Change;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

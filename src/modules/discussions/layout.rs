@@ -14,7 +14,7 @@
 //! one tenant's keys never reach another's; these encodings never change
 //! (existing data directories are read as they are; the tests pin the bytes).
 
-use crate::store::layout as store_layout;
+use crate::core::store::layout as store_layout;
 use uuid::Uuid;
 
 /// The module's name in the store.

@@ -24,21 +24,21 @@ pub mod service;
 mod stream;
 
 use crate::auth::Authenticator;
+use crate::core::hub::Hub;
+use crate::core::lifecycle::Lifecycle;
+use crate::core::log::namespace::Namespace;
+use crate::core::metrics::Metrics;
+use crate::core::writer::Writer;
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::http::router::Router;
-use crate::hub::Hub;
-use crate::idempotency::Idempotency;
-use crate::lifecycle::Lifecycle as ServerLifecycle;
-use crate::log::namespace::Namespace;
-use crate::metrics::Metrics;
+use crate::modules::idempotency::Idempotency;
 use crate::modules::platform::{Module, ModuleContext};
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{BodyOf, event_data};
-use crate::writer::Writer;
 use actor::Actor;
 use http::Method;
-use service::{DiscussionLimits, Lifecycle, Moderate};
+use service::{DiscussionLimits, LifecycleAction, Moderate};
 use std::sync::Arc;
 
 /// Everything the discussions module uses.
@@ -50,7 +50,7 @@ pub struct DiscussionsApi {
     /// Credentials and tickets.
     pub auth: Authenticator,
     /// Server lifecycle (streams end on shutdown).
-    pub lifecycle: Arc<ServerLifecycle>,
+    pub lifecycle: Arc<Lifecycle>,
     /// Stream metrics.
     pub metrics: Arc<Metrics>,
     /// SSE timing.
@@ -86,7 +86,7 @@ impl DiscussionsApi {
     async fn read<T, F>(&self, operation: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&crate::store::Store) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&crate::core::store::Store) -> Result<T, ApiError> + Send + 'static,
     {
         self.hub
             .store()
@@ -190,15 +190,18 @@ fn action_routes<A, F, Fut>(
     }
 }
 
-const LIFECYCLE: [(&str, Lifecycle); 3] = [
-    ("/api/v1/discussions/{discussionId}/lock", Lifecycle::Lock),
+const LIFECYCLE: [(&str, LifecycleAction); 3] = [
+    (
+        "/api/v1/discussions/{discussionId}/lock",
+        LifecycleAction::Lock,
+    ),
     (
         "/api/v1/discussions/{discussionId}/unlock",
-        Lifecycle::Unlock,
+        LifecycleAction::Unlock,
     ),
     (
         "/api/v1/discussions/{discussionId}/archive",
-        Lifecycle::Archive,
+        LifecycleAction::Archive,
     ),
 ];
 

@@ -6,12 +6,12 @@
 
 use super::layout;
 use super::model::{Comment, Discussion, decode};
+use crate::core::store::Store;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::Store;
 use serde::Serialize;
 use uuid::Uuid;
 
-fn store_error(err: crate::store::StoreError) -> ApiError {
+fn store_error(err: crate::core::store::StoreError) -> ApiError {
     err.into_api("reading discussions failed")
 }
 

@@ -9,8 +9,8 @@ use super::model::{
     Author, Comment, CommentStatus, DeletedBy, DeleterRole, Discussion, DiscussionStatus,
     Moderation, decode, encode, require_text, state_conflict,
 };
+use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};
-use crate::writer::Change;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -71,7 +71,7 @@ pub struct NewDiscussion {
 
 /// A lifecycle action on a discussion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
+pub enum LifecycleAction {
     /// open → locked.
     Lock,
     /// locked → open.
@@ -94,7 +94,7 @@ pub enum Moderate {
 }
 
 fn now() -> String {
-    crate::clock::rfc3339_millis(crate::clock::unix_millis())
+    crate::core::clock::rfc3339_millis(crate::core::clock::unix_millis())
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -190,7 +190,7 @@ pub fn change_lifecycle(
     change: &mut Change<'_>,
     ctx: &Context,
     id: &Uuid,
-    action: Lifecycle,
+    action: LifecycleAction,
     reason: Option<String>,
     acting: &Acting,
 ) -> Result<Discussion, ApiError> {
@@ -201,17 +201,17 @@ pub fn change_lifecycle(
     }
     let mut discussion = load_discussion(change, tenant, id)?;
     let (from_ok, to, event_type) = match action {
-        Lifecycle::Lock => (
+        LifecycleAction::Lock => (
             discussion.status == DiscussionStatus::Open,
             DiscussionStatus::Locked,
             "discussion_locked",
         ),
-        Lifecycle::Unlock => (
+        LifecycleAction::Unlock => (
             discussion.status == DiscussionStatus::Locked,
             DiscussionStatus::Open,
             "discussion_unlocked",
         ),
-        Lifecycle::Archive => (
+        LifecycleAction::Archive => (
             discussion.status != DiscussionStatus::Archived,
             DiscussionStatus::Archived,
             "discussion_archived",

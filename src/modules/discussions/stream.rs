@@ -25,12 +25,12 @@ use super::query;
 use crate::auth::api_keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
 use crate::auth::{Credential, Principal};
+use crate::core::hub::FanOut;
+use crate::core::log::LogEvent;
+use crate::core::log::encoding::DATA_JSON;
+use crate::core::log::encoding::Encoding;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::hub::FanOut;
-use crate::log::LogEvent;
-use crate::log::encoding::DATA_JSON;
-use crate::log::encoding::Encoding;
 use crate::transport::sse::{self, SseFormat, SseStream};
 use bytes::Bytes;
 use http::StatusCode;
@@ -99,7 +99,8 @@ pub(super) async fn ticket(
     .await
 }
 
-type Find = fn(&TicketRequest, &crate::store::Store, &uuid::Uuid) -> Result<Discussion, ApiError>;
+type Find =
+    fn(&TicketRequest, &crate::core::store::Store, &uuid::Uuid) -> Result<Discussion, ApiError>;
 
 async fn mint(
     api: Arc<DiscussionsApi>,
@@ -123,7 +124,7 @@ async fn mint(
         &json!({
             "ticket": secret,
             "discussionId": discussion.id,
-            "expiresAt": crate::clock::rfc3339_millis(ticket.first_use_by),
+            "expiresAt": crate::core::clock::rfc3339_millis(ticket.first_use_by),
             "discussionStatus": discussion.status,
         }),
     ))

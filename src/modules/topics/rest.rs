@@ -5,14 +5,14 @@ use super::actor::{self, ActorClaim};
 use crate::auth::Principal;
 use crate::auth::api_keys::Scope;
 use crate::auth::tickets::{Target, Viewer};
+use crate::core::hub::FanOut;
+use crate::core::log::read::{Cursor, PageLimit};
+use crate::core::log::{LogEvent, TopicRef};
+use crate::core::writer::Footprint;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::hub::FanOut;
-use crate::idempotency::{self, Claim, Key, Reply};
-use crate::log::read::{Cursor, PageLimit};
-use crate::log::{LogEvent, TopicRef};
+use crate::modules::idempotency::{self, Claim, Key, Reply};
 use crate::transport::sse::{self, GenericFormat, SseStream};
-use crate::writer::Footprint;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -241,7 +241,7 @@ pub(super) async fn mint_ticket(
         &json!({
             "ticket": secret,
             "topic": topic.name,
-            "expiresAt": crate::clock::rfc3339_millis(ticket.first_use_by),
+            "expiresAt": crate::core::clock::rfc3339_millis(ticket.first_use_by),
         }),
     ))
 }

@@ -25,10 +25,10 @@ use super::client::{self, HttpClient};
 use super::endpoints::{Endpoint, Index};
 use super::outbox::{self, AttemptError, Outcome, Recorded, Row};
 use super::signature;
-use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::writer::{Footprint, Writer};
+use crate::core::lifecycle::Lifecycle;
+use crate::core::metrics::Metrics;
+use crate::core::store::Store;
+use crate::core::writer::{Footprint, Writer};
 use http::{HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -146,7 +146,7 @@ impl Dispatcher {
             };
             tokio::select! {
                 () = lane.poke.notified() => {}
-                () = crate::clock::sleep_until_or_forever(pause) => {}
+                () = crate::core::clock::sleep_until_or_forever(pause) => {}
                 () = self.stopped(&lane) => return,
             }
         }
@@ -192,7 +192,7 @@ impl Dispatcher {
             // the lane once it is; a failed group's row is undone instead.
             return Step::Pause(TROUBLE_PAUSE);
         }
-        let now = crate::clock::unix_millis();
+        let now = crate::core::clock::unix_millis();
         if let Some(due) = row.delivery.next_attempt_at_ms.filter(|due| *due > now) {
             return Step::Pause(Duration::from_millis(due - now));
         }
@@ -241,7 +241,7 @@ impl Dispatcher {
     }
 
     async fn record(&self, row: Row, result: Result<(), AttemptError>, elapsed: Duration) -> Step {
-        let now = crate::clock::unix_millis();
+        let now = crate::core::clock::unix_millis();
         let delivery = &row.delivery;
         let (outcome, label) = match result {
             Ok(()) => (Outcome::Delivered, "delivered"),
@@ -311,7 +311,7 @@ fn log_outcome(delivery: &outbox::Delivery, outcome: &Outcome) {
 
 /// The headers naming and signing one attempt.
 fn headers(endpoint: &Endpoint, row: &Row) -> Result<Vec<(HeaderName, HeaderValue)>, AttemptError> {
-    let unix_seconds = crate::clock::unix_millis() / 1000;
+    let unix_seconds = crate::core::clock::unix_millis() / 1000;
     let delivery = &row.delivery;
     let signed = signature::signature_header(&endpoint.secret, unix_seconds, &row.body);
     let values = [

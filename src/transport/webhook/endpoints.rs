@@ -11,9 +11,9 @@
 
 use super::address::AddressPolicy;
 use super::layout;
+use crate::core::log::validate_event_type;
+use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};
-use crate::log::validate_event_type;
-use crate::writer::Change;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;

@@ -41,11 +41,11 @@ pub mod outbox;
 pub mod signature;
 mod staging;
 
+use crate::core::lifecycle::Lifecycle;
+use crate::core::metrics::Metrics;
+use crate::core::store::{Store, StoreError};
+use crate::core::writer::{EventObserver, Footprint, Writer};
 use crate::error::{ApiError, StartupError};
-use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
-use crate::writer::{EventObserver, Footprint, Writer};
 use backoff::RetryPolicy;
 use dispatcher::{Dispatcher, Parts};
 use endpoints::{Endpoint, EndpointInput, Index};
@@ -169,7 +169,7 @@ impl Webhooks {
     }
 
     /// The observer that stages a delivery of every appended event, for the
-    /// writer ([`crate::writer::Writer::observe`]); `bodies` says what each
+    /// writer ([`crate::core::writer::Writer::observe`]); `bodies` says what each
     /// namespace's events carry.
     pub fn stager(&self, bodies: WebhookBodies) -> Arc<dyn EventObserver> {
         Arc::new(Stager {
@@ -329,7 +329,7 @@ impl Webhooks {
     /// Queues one failed delivery again (404 if unknown, 409 if pending).
     pub async fn redeliver(&self, tenant: Uuid, id: Uuid, delivery: Ulid) -> Result<(), ApiError> {
         self.get(&tenant, &id)?;
-        let now = crate::clock::unix_millis();
+        let now = crate::core::clock::unix_millis();
         let moved = self
             .writer
             .commit(Footprint::SMALL, move |change| {
@@ -359,7 +359,7 @@ impl Webhooks {
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let ids: Vec<Ulid> = page.iter().map(|delivery| delivery.id).collect();
-            let now = crate::clock::unix_millis();
+            let now = crate::core::clock::unix_millis();
             moved += self
                 .writer
                 .commit(Footprint::SMALL, move |change| {
@@ -380,7 +380,7 @@ impl Webhooks {
 }
 
 fn now_text() -> String {
-    crate::clock::rfc3339_millis(crate::clock::unix_millis())
+    crate::core::clock::rfc3339_millis(crate::core::clock::unix_millis())
 }
 
 fn store_failure(err: StoreError) -> ApiError {

@@ -16,10 +16,10 @@
 
 use super::endpoints::{self, Endpoint};
 use super::layout;
+use crate::core::log::{Event, ulid_text};
+use crate::core::store::{Store, StoreError};
+use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};
-use crate::log::{Event, ulid_text};
-use crate::store::{Store, StoreError};
-use crate::writer::Change;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -98,7 +98,7 @@ pub struct Delivery {
 impl Delivery {
     /// The delivery as the admin API shows it.
     pub fn to_json(&self) -> Value {
-        let time = |ms: Option<u64>| ms.map(crate::clock::rfc3339_millis);
+        let time = |ms: Option<u64>| ms.map(crate::core::clock::rfc3339_millis);
         let status = if self.failed_at_ms.is_some() {
             Status::Failed
         } else {
@@ -306,7 +306,7 @@ pub fn record(
         disabled = disable_after > 0 && e.enabled && e.consecutive_failures >= disable_after;
         if disabled {
             e.enabled = false;
-            e.disabled_at = Some(crate::clock::rfc3339_millis(now_ms));
+            e.disabled_at = Some(crate::core::clock::rfc3339_millis(now_ms));
             e.disabled_reason = Some(format!(
                 "{} deliveries in a row were given up (--webhook-disable-after {disable_after}); last error: {}",
                 e.consecutive_failures, error.message
@@ -326,7 +326,7 @@ fn note_failure(delivery: &mut Delivery, error: &AttemptError, now_ms: u64) {
 
 fn note_endpoint_error(endpoint: &mut Endpoint, error: &AttemptError, now_ms: u64) {
     endpoint.last_error = Some(error.message.clone());
-    endpoint.last_error_at = Some(crate::clock::rfc3339_millis(now_ms));
+    endpoint.last_error_at = Some(crate::core::clock::rfc3339_millis(now_ms));
 }
 
 /// Moves a failed delivery back to pending with a fresh retry window; it

@@ -13,11 +13,11 @@
 use super::dispatcher::Dispatcher;
 use super::endpoints::Index;
 use super::outbox;
+use crate::core::log::LogEvent;
+use crate::core::log::encoding::DATA_JSON;
+use crate::core::log::namespace::{Namespace, NamespaceOf};
+use crate::core::writer::{Change, EventObserver};
 use crate::error::{ApiError, ErrorCode};
-use crate::log::LogEvent;
-use crate::log::encoding::DATA_JSON;
-use crate::log::namespace::{Namespace, NamespaceOf};
-use crate::writer::{Change, EventObserver};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -91,7 +91,7 @@ impl EventObserver for Stager {
                 ),
             ));
         }
-        let now = crate::clock::unix_millis();
+        let now = crate::core::clock::unix_millis();
         for endpoint in &targets {
             outbox::stage(change, endpoint, &event.event, &body, now)?;
             let (dispatcher, id) = (self.dispatcher.clone(), endpoint.id);
@@ -108,7 +108,7 @@ impl EventObserver for Stager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{Event, TopicRef};
+    use crate::core::log::{Event, TopicRef};
     use serde_json::json;
     use ulid::Ulid;
     use uuid::Uuid;

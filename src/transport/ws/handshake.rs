@@ -11,9 +11,9 @@
 
 use super::frames::WRITE_BUFFER_BYTES;
 use super::socket::{ReadGate, WsSocket};
+use crate::core::lifecycle::Lifecycle;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::lifecycle::Lifecycle;
 use crate::transport::coalesce::WritePacing;
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;

@@ -14,10 +14,10 @@
 //! session) unsubscribes it from the hub.
 
 use crate::auth::{Admission, Principal};
-use crate::hub::{Batch, FanOut, Feed, Hub, Start, Subscription};
-use crate::log::read::Gap;
-use crate::log::{LogEvent, TopicRef};
-use crate::store::StoreError;
+use crate::core::hub::{Batch, FanOut, Feed, Hub, Start, Subscription};
+use crate::core::log::read::Gap;
+use crate::core::log::{LogEvent, TopicRef};
+use crate::core::store::StoreError;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::borrow::Cow;

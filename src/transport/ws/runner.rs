@@ -24,11 +24,11 @@ use super::handshake::{WsSettings, upgrade};
 use super::protocol::{Follows, Outcome, Ready, Session, WsProtocol};
 use super::socket::WsSocket;
 use crate::auth::Admission;
+use crate::core::hub::Hub;
+use crate::core::lifecycle::Lifecycle;
+use crate::core::metrics::Metrics;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::hub::Hub;
-use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
 use crate::transport::coalesce::Coalescer;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::convert::Infallible;
@@ -104,8 +104,8 @@ impl<P: WsProtocol> Runner<P> {
         let expiry = self
             .admission
             .expires_at
-            .map(crate::clock::instant_of_unix_seconds);
-        let mut expired = std::pin::pin!(crate::clock::sleep_until_or_forever(expiry));
+            .map(crate::core::clock::instant_of_unix_seconds);
+        let mut expired = std::pin::pin!(crate::core::clock::sleep_until_or_forever(expiry));
         let mut revoked = std::pin::pin!(self.admission.revoked());
         let opened = self
             .protocol

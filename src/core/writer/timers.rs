@@ -32,8 +32,8 @@
 //!   the pending timers themselves; a wake reads only the due part of the range.
 
 use super::change::{Change, Writes};
+use crate::core::store::{Store, StoreError};
 use crate::error::ApiError;
-use crate::store::{Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -243,7 +243,7 @@ fn find(change: &Change<'_>, id: u128) -> Result<Option<(u64, Vec<u8>)>, ApiErro
     let Some(due) = change.get(&index_key(id))? else {
         return Ok(None);
     };
-    let due_ms = crate::store::decode_u64(&due);
+    let due_ms = crate::core::store::decode_u64(&due);
     let record = change.get(&due_key(due_ms, id))?.ok_or_else(|| {
         ApiError::internal(format!("timer {} is indexed but not stored", Ulid(id)))
     })?;
@@ -444,8 +444,8 @@ impl TimerQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::HubLimits;
-    use crate::writer::{Footprint, Writer};
+    use crate::core::hub::HubLimits;
+    use crate::core::writer::{Footprint, Writer};
     use std::sync::Mutex;
     use std::time::Instant;
 
@@ -465,7 +465,7 @@ mod tests {
             .register("test.record", move |change, timer| {
                 let count = change
                     .get(b"fired-count")?
-                    .map_or(0, |v| crate::store::decode_u64(&v));
+                    .map_or(0, |v| crate::core::store::decode_u64(&v));
                 change.put(b"fired-count".to_vec(), (count + 1).to_be_bytes().to_vec());
                 let (seen, name) = (
                     seen.clone(),
@@ -486,7 +486,7 @@ mod tests {
     }
 
     fn now() -> u64 {
-        crate::clock::unix_millis()
+        crate::core::clock::unix_millis()
     }
 
     /// Schedules `(due, handler, payload)` timers in one change.
@@ -538,7 +538,7 @@ mod tests {
         store
             .get_blocking(b"fired-count")
             .unwrap()
-            .map_or(0, |v| crate::store::decode_u64(&v))
+            .map_or(0, |v| crate::core::store::decode_u64(&v))
     }
 
     #[tokio::test]
@@ -585,7 +585,7 @@ mod tests {
             Ok((
                 change.cancel(cancelled)?,
                 change.cancel(cancelled)?,
-                change.reschedule(moved, crate::clock::unix_millis() + 50)?,
+                change.reschedule(moved, crate::core::clock::unix_millis() + 50)?,
             ))
         };
         let outcome = writer.commit(Footprint::SMALL, edit).await.unwrap().value;

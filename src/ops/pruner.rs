@@ -12,12 +12,12 @@
 //! record rewritten since its entry was made is kept.
 
 use crate::auth::tickets::Tickets;
-use crate::idempotency::{self, Idempotency};
-use crate::lifecycle::Lifecycle;
-use crate::log::retention::{self, Policy};
-use crate::log::{TopicRecord, TopicRef};
-use crate::store::{Store, StoreError, layout};
-use crate::writer::{Footprint, Writer};
+use crate::core::lifecycle::Lifecycle;
+use crate::core::log::retention::{self, Policy};
+use crate::core::log::{TopicRecord, TopicRef};
+use crate::core::store::{Store, StoreError, layout};
+use crate::core::writer::{Footprint, Writer};
+use crate::modules::idempotency::{self, Idempotency};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub async fn expire_idempotency(
     window: Duration,
 ) -> Result<usize, StoreError> {
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    let cutoff = crate::clock::unix_millis().saturating_sub(window_ms);
+    let cutoff = crate::core::clock::unix_millis().saturating_sub(window_ms);
     let mut removed = 0;
     while removed < MAX_REMOVALS_PER_CYCLE {
         let entries = store
@@ -142,7 +142,7 @@ pub async fn prune_once(
 }
 
 fn plan_all(store: &Store, policy: &Policy) -> Result<Vec<(TopicRef, Vec<u128>)>, StoreError> {
-    let now_ms = crate::clock::unix_millis();
+    let now_ms = crate::core::clock::unix_millis();
     let mut plans = Vec::new();
     let mut budget = MAX_REMOVALS_PER_CYCLE;
     let mut after: Option<Vec<u8>> = None;

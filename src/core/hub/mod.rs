@@ -41,9 +41,9 @@ mod subscription;
 pub use fan_out::{Batch, FanOut, Feed, Start};
 pub use subscription::Subscription;
 
-use crate::log::read::{Cursor, Page, PageLimit};
-use crate::log::{DurableMark, LogEvent, TopicRef};
-use crate::store::{Store, StoreError};
+use crate::core::log::read::{Cursor, Page, PageLimit};
+use crate::core::log::{DurableMark, LogEvent, TopicRef};
+use crate::core::store::{Store, StoreError};
 use replay::{PageCache, Readers, SharedPage};
 use ring::Ring;
 use std::collections::HashMap;
@@ -359,7 +359,7 @@ impl FanOut for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::writer::{Footprint, Writer};
+    use crate::core::writer::{Footprint, Writer};
     use serde_json::{Value, json};
 
     /// A store in a temporary directory, its writer, and a hub with `limits`.

@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn a_topic_name_says_its_namespace() {
-        let topic = crate::log::TopicRef::internal(uuid::Uuid::nil(), "discussion", "42");
+        let topic = crate::core::log::TopicRef::internal(uuid::Uuid::nil(), "discussion", "42");
         assert_eq!(topic.name, "~discussion/42");
         assert!(Namespace::of(&topic.name).is(Namespace::Module("discussion")));
         assert!(!Namespace::of(&topic.name).is(Namespace::Module("discussions")));

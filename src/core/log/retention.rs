@@ -7,7 +7,7 @@
 //! before it is reported as an expired gap.
 
 use super::TopicRef;
-use crate::store::{Store, StoreError, layout};
+use crate::core::store::{Store, StoreError, layout};
 use std::time::Duration;
 
 /// Limits for one topic.

@@ -10,9 +10,9 @@
 use super::replay::SharedPage;
 use super::steps::Step;
 use super::{Batch, Channel, Feed, Hub};
-use crate::log::read::Cursor;
-use crate::log::{LogEvent, TopicRef};
-use crate::store::StoreError;
+use crate::core::log::read::Cursor;
+use crate::core::log::{LogEvent, TopicRef};
+use crate::core::store::StoreError;
 use std::future::Future;
 use std::sync::Arc;
 use ulid::Ulid;

@@ -16,7 +16,7 @@
 //! stops early (with `more`) once it holds `max_bytes` of stored JSON.
 
 use super::{LogEvent, TopicRecord, TopicRef};
-use crate::store::{Store, StoreError, layout};
+use crate::core::store::{Store, StoreError, layout};
 use serde::Serialize;
 use std::sync::Arc;
 use ulid::Ulid;

@@ -11,8 +11,8 @@
 
 use super::steps::Step;
 use super::*;
-use crate::log::read::{Gap, GapReason};
-use crate::writer::{Footprint, Writer};
+use crate::core::log::read::{Gap, GapReason};
+use crate::core::writer::{Footprint, Writer};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;

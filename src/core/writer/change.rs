@@ -11,10 +11,10 @@
 //! the change).
 
 use super::timers::TimerId;
+use crate::core::log::ids::IdGenerator;
+use crate::core::log::{Event, LogEvent, TopicRecord, TopicRef, validate_event_type};
+use crate::core::store::{Store, layout};
 use crate::error::ApiError;
-use crate::log::ids::IdGenerator;
-use crate::log::{Event, LogEvent, TopicRecord, TopicRef, validate_event_type};
-use crate::store::{Store, layout};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -122,7 +122,7 @@ impl Change<'_> {
             id,
             topic: topic.name.clone(),
             event_type: event_type.to_string(),
-            occurred_at: crate::clock::rfc3339_millis(id.timestamp_ms()),
+            occurred_at: crate::core::clock::rfc3339_millis(id.timestamp_ms()),
             actor,
             data,
         };
@@ -203,9 +203,9 @@ impl Change<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::hub::HubLimits;
+    use crate::core::writer::{Footprint, Writer};
     use crate::error::ErrorCode;
-    use crate::hub::HubLimits;
-    use crate::writer::{Footprint, Writer};
     use serde_json::json;
     use uuid::Uuid;
 

@@ -21,9 +21,9 @@
 //! the blocking read returns, even when the subscriber waiting for it went away.
 
 use super::steps::{Step, Steps};
-use crate::log::read::{self, Cursor, Page, PageLimit};
-use crate::log::{DurableMark, TopicRef};
-use crate::store::{Store, StoreError};
+use crate::core::log::read::{self, Cursor, Page, PageLimit};
+use crate::core::log::{DurableMark, TopicRef};
+use crate::core::store::{Store, StoreError};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,8 +225,8 @@ impl Readers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::read::Gap;
-    use crate::log::{Event, LogEvent};
+    use crate::core::log::read::Gap;
+    use crate::core::log::{Event, LogEvent};
 
     fn id(n: u64) -> Ulid {
         Ulid::from_parts(n, 0)
@@ -279,7 +279,7 @@ mod tests {
         );
         let mut gap = page(Cursor::After(id(10)), &[11], false, 0);
         Arc::get_mut(&mut gap).unwrap().page.gap = Some(Gap {
-            reason: crate::log::read::GapReason::Expired,
+            reason: crate::core::log::read::GapReason::Expired,
             oldest_id: Some(id(11)),
         });
         assert_eq!(gap.offset_for(Cursor::After(id(10))), Some(0));

@@ -77,7 +77,7 @@ impl KeyPrefixes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::layout;
+    use crate::core::store::layout;
 
     #[test]
     fn distinct_prefixes_are_given_out() {

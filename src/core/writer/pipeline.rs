@@ -28,12 +28,12 @@ use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
 use super::timers::{self, TimerQueue};
 use super::{Job, NEWEST_ID_RECORD};
+use crate::core::hub::{FanOut, Hub};
+use crate::core::log::DurableMark;
+use crate::core::log::LogEvent;
+use crate::core::log::ids::IdGenerator;
+use crate::core::store::{Store, StoreError, WriteBatch, layout};
 use crate::error::ApiError;
-use crate::hub::{FanOut, Hub};
-use crate::log::DurableMark;
-use crate::log::LogEvent;
-use crate::log::ids::IdGenerator;
-use crate::store::{Store, StoreError, WriteBatch, layout};
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -160,7 +160,7 @@ impl Pipeline {
             .build()
             .map_err(|err| format!("starting the writer's timer clock: {err}"))?;
         loop {
-            let sleep = self.timers.sleep_for(crate::clock::unix_millis());
+            let sleep = self.timers.sleep_for(crate::core::clock::unix_millis());
             let jobs = match clock.block_on(next_wake(&mut receiver, sleep)) {
                 Wake::Job(first) => self.take_group(first, &mut receiver),
                 Wake::Time => Vec::new(),
@@ -192,7 +192,7 @@ impl Pipeline {
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>) -> Result<(), Failure> {
-        let now_ms = crate::clock::unix_millis();
+        let now_ms = crate::core::clock::unix_millis();
         let issued_before = u128::from(self.ids.last());
         let mut group = Writes::new();
         let (mut outcomes, tally) = self.fire_due_timers(&mut group, now_ms);

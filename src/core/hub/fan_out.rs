@@ -31,9 +31,9 @@
 //!   position moves only when a batch is returned. Dropping the feed
 //!   unsubscribes.
 
-use crate::log::read::Gap;
-use crate::log::{LogEvent, TopicRef};
-use crate::store::StoreError;
+use crate::core::log::read::Gap;
+use crate::core::log::{LogEvent, TopicRef};
+use crate::core::store::StoreError;
 use std::future::Future;
 use std::sync::Arc;
 use ulid::Ulid;

@@ -9,7 +9,7 @@
 //! charges of the events held; dropping an event never loses it (it is in
 //! the log; a subscriber that needs it repairs from there).
 
-use crate::log::LogEvent;
+use crate::core::log::LogEvent;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::mem::size_of;
@@ -115,7 +115,7 @@ fn value_bytes(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Event;
+    use crate::core::log::Event;
     use bytes::Bytes;
     use ulid::Ulid;
 

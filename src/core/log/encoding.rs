@@ -138,7 +138,7 @@ impl EncodingCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Event;
+    use crate::core::log::Event;
     use serde_json::Value;
     use std::sync::atomic::AtomicUsize;
     use ulid::Ulid;

@@ -27,8 +27,8 @@
 //!   (`i x`, oldest first), never a newer record of the same key.
 
 use crate::auth::{Credential, Principal};
+use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};
-use crate::writer::Change;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -249,7 +249,7 @@ pub fn protect(
     let Some(claim) = claim else {
         return write(change);
     };
-    let now_ms = crate::clock::unix_millis();
+    let now_ms = crate::core::clock::unix_millis();
     let stored = change
         .get(&claim.record)?
         .map(|bytes| {
@@ -411,9 +411,9 @@ pub mod layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::HubLimits;
-    use crate::store::Store;
-    use crate::writer::{Footprint, Writer};
+    use crate::core::hub::HubLimits;
+    use crate::core::store::Store;
+    use crate::core::writer::{Footprint, Writer};
     use uuid::Uuid;
 
     fn admin_of(tenant: Uuid) -> Principal {
@@ -568,7 +568,7 @@ mod tests {
         assert!(replay.replayed);
         assert_eq!(&replay.body[..], b"new");
         tokio::time::sleep(window * 2).await;
-        let removed = crate::pruner::expire_idempotency(&store, &writer, window)
+        let removed = crate::ops::pruner::expire_idempotency(&store, &writer, window)
             .await
             .unwrap();
         assert_eq!(removed, 1);

@@ -150,8 +150,8 @@ async fn fold_every(period: Duration, registration: Arc<Registration>, writer: W
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::HubLimits;
-    use crate::store::{Store, decode_u64};
+    use crate::core::hub::HubLimits;
+    use crate::core::store::{Store, decode_u64};
     use std::time::Instant;
 
     const TOTAL: &[u8] = b"periodic-total";

@@ -43,11 +43,11 @@ pub use periodic::{Counters, Counts, DEFAULT_PERIOD};
 pub use pipeline::RecoverySettings;
 pub use timers::{PREFIX as TIMERS_PREFIX, Timer, TimerId, TimerRegistry, TimerStats};
 
+use crate::core::hub::Hub;
+use crate::core::log::ids::IdGenerator;
+use crate::core::log::{DurableMark, LogEvent};
+use crate::core::store::{Store, StoreError, layout};
 use crate::error::ApiError;
-use crate::hub::Hub;
-use crate::log::ids::IdGenerator;
-use crate::log::{DurableMark, LogEvent};
-use crate::store::{Store, StoreError, layout};
 use change::Observers;
 use health::Health;
 use pipeline::Pipeline;
@@ -342,7 +342,7 @@ fn queue_full(which: &str) -> ApiError {
 }
 
 #[cfg(test)]
-use crate::hub::HubLimits;
+use crate::core::hub::HubLimits;
 
 #[cfg(test)]
 impl Writer {

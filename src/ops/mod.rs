@@ -1,4 +1,7 @@
-//! Operations endpoints: liveness, readiness, metrics and clock sync.
+//! Operating the server: the probes and metrics endpoints (this file),
+//! background retention ([`pruner`]) and log output ([`logging`]).
+//!
+//! Endpoints: liveness, readiness, metrics and clock sync.
 //!
 //! * `GET /healthz`: 200 while the process serves and the store is healthy;
 //!   503 while the store has failed or is recovering (the process exits by
@@ -14,16 +17,19 @@
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
+pub mod logging;
+pub mod pruner;
+
+use crate::core::hub::Hub;
+use crate::core::lifecycle::Lifecycle;
+use crate::core::metrics::{self, Metrics};
+use crate::core::store::PROBE_RECORD;
+use crate::core::store::layout;
+use crate::core::writer::{Footprint, StoreState, Writer, WriterStatus};
 use crate::error::ApiError;
 use crate::http::response;
 use crate::http::router::Router;
-use crate::hub::Hub;
-use crate::lifecycle::Lifecycle;
-use crate::metrics::{self, Metrics};
 use crate::modules::platform::{Module, ModuleContext};
-use crate::store::PROBE_RECORD;
-use crate::store::layout;
-use crate::writer::{Footprint, StoreState, Writer, WriterStatus};
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::sync::Arc;
@@ -105,7 +111,7 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
     router.route(Method::GET, "/api/v1/time", |_| async {
         Ok(response::data(
             StatusCode::OK,
-            &json!({ "now": crate::clock::unix_millis(), "intervalMs": INTERVAL_MS }),
+            &json!({ "now": crate::core::clock::unix_millis(), "intervalMs": INTERVAL_MS }),
         ))
     });
 }
@@ -166,7 +172,7 @@ fn not_ready_reason(writer: &Writer) -> Result<WriterStatus, ApiError> {
 }
 
 fn since_last_commit(status: &WriterStatus) -> Duration {
-    Duration::from_millis(crate::clock::unix_millis().saturating_sub(status.last_commit_ms))
+    Duration::from_millis(crate::core::clock::unix_millis().saturating_sub(status.last_commit_ms))
 }
 
 /// Proves the pipeline with one durable write, unless another probe is
@@ -176,7 +182,7 @@ async fn probe(state: &OpsState) -> Result<(), ApiError> {
     if since_last_commit(&state.writer.status()) < PROBE_AFTER {
         return Ok(());
     }
-    let now = crate::clock::unix_millis();
+    let now = crate::core::clock::unix_millis();
     let write = state.writer.commit(Footprint::SMALL, move |change| {
         change.put(layout::meta(PROBE_RECORD), now.to_be_bytes().to_vec());
         Ok(())

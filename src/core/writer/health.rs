@@ -73,7 +73,7 @@ impl Health {
         Self {
             state: AtomicU8::new(StoreState::Healthy as u8),
             commits: AtomicU64::new(0),
-            last_commit_ms: AtomicU64::new(crate::clock::unix_millis()),
+            last_commit_ms: AtomicU64::new(crate::core::clock::unix_millis()),
             queued_changes: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
         }
@@ -90,7 +90,7 @@ impl Health {
     pub(super) fn record_commit(&self) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.last_commit_ms
-            .store(crate::clock::unix_millis(), Ordering::Relaxed);
+            .store(crate::core::clock::unix_millis(), Ordering::Relaxed);
     }
 
     /// Reserves room for a change of `bytes`; false (nothing reserved) when
