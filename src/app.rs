@@ -18,20 +18,21 @@ use crate::auth::Authenticator;
 use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
-use crate::config::{CoreSettings, ServeConfig, TlsSetting};
+use crate::config::{CoreSettings, ServeConfig};
 use crate::core::datadir::InstanceConfig;
 use crate::core::datadir::{self, DataDir};
-use crate::core::hub::{Hub, HubLimits};
+use crate::core::hub::Hub;
 use crate::core::lifecycle::Lifecycle;
 use crate::core::metrics::Metrics;
 use crate::core::store::Store;
 use crate::core::store::prefixes::KeyPrefixes;
-use crate::core::writer::{Started, Writer, WriterLimits};
+use crate::core::writer::{Started, Writer};
 use crate::error::StartupError;
 use crate::http::cors::Cors;
 use crate::http::router::Router;
 use crate::http::server::{self, ServerContext};
 use crate::http::service::HttpService;
+use crate::http::tls::TlsSetting;
 use crate::http::tls::{self, ReloadableCertificate};
 use crate::modules::admin::AdminApi;
 use crate::modules::discussions::DiscussionsApi;
@@ -168,19 +169,8 @@ impl Core {
         store: Store,
         instance: &InstanceConfig,
     ) -> Result<Self, StartupError> {
-        let limits = WriterLimits {
-            queue: config.core.writer_queue,
-            queue_bytes: config.core.writer_queue_bytes,
-            batch: config.core.writer_batch,
-            recovery: config.core.store_recovery,
-        };
         let hub_store = store.clone();
-        let hub_limits = HubLimits {
-            topic_events: config.core.topic_buffer,
-            topic_bytes: config.core.topic_buffer_bytes,
-            total_bytes: config.core.hub_buffer_bytes,
-            readers: config.core.replay_readers,
-        };
+        let hub_limits = config.core.hub;
         let Started {
             writer,
             hub,
@@ -188,7 +178,7 @@ impl Core {
         } = Writer::start(
             store.clone(),
             |durable| Hub::new(hub_store, durable, hub_limits),
-            limits,
+            config.core.writer,
         )
         .map_err(|err| StartupError::io("starting the writer", err))?;
         let writer_ended = Some(supervise_writer(thread)?);

@@ -5,14 +5,21 @@
 //! plain typed values and never reads the environment itself (no globals).
 
 use crate::auth::origins::OriginLimits;
+use crate::core::hub::HubLimits;
 use crate::core::log::retention;
+use crate::core::writer::WriterLimits;
 use crate::error::StartupError;
+use crate::http::HttpLimits;
 use crate::http::cors::CorsSettings;
+use crate::http::tls::TlsSetting;
 use crate::modules::discussions::service::DiscussionLimits;
+use crate::modules::topics::TopicsLimits;
 use crate::transport::coalesce::WritePacing;
+use crate::transport::sse::SseSettings;
 use crate::transport::webhook::WebhookSettings;
 use crate::transport::webhook::address::{AddressPolicy, AllowList};
 use crate::transport::webhook::backoff::RetryPolicy;
+use crate::transport::ws::WsSettings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -389,22 +396,6 @@ pub struct ServeArgs {
 /// Smallest `--max-head` (hyper's HTTP/1.1 buffers cannot be smaller).
 const MIN_HEAD_BYTES: u64 = 8192;
 
-/// Where TLS certificates come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsSetting {
-    /// Plain HTTP/1.1 and h2c.
-    Off,
-    /// PEM files given by the operator; reloaded on SIGHUP.
-    Files {
-        /// Certificate chain.
-        cert: PathBuf,
-        /// Private key.
-        key: PathBuf,
-    },
-    /// A localhost certificate generated into the data directory.
-    SelfSigned,
-}
-
 /// Validated settings of `tidings serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -445,77 +436,26 @@ pub struct ServeConfig {
 /// Settings of the event core and its streams.
 #[derive(Debug, Clone)]
 pub struct CoreSettings {
-    /// Events kept in memory per subscribed topic.
-    pub topic_buffer: usize,
-    /// Bytes kept in memory per subscribed topic.
-    pub topic_buffer_bytes: usize,
-    /// Bytes kept in memory for all subscribed topics.
-    pub hub_buffer_bytes: usize,
-    /// Concurrent log reads of the hub.
-    pub replay_readers: usize,
-    /// Commit pipeline queue length.
-    pub writer_queue: usize,
-    /// Changes per flush.
-    pub writer_batch: usize,
-    /// Bytes the commit pipeline queue may hold.
-    pub writer_queue_bytes: usize,
-    /// Recovery after a failed write.
-    pub store_recovery: crate::core::writer::RecoverySettings,
-    /// Events per publish request.
-    pub publish_batch_max: usize,
+    /// What the hub keeps in memory and reads at once.
+    pub hub: HubLimits,
+    /// The commit pipeline's queue, groups and recovery.
+    pub writer: WriterLimits,
+    /// Limits of the topics API.
+    pub topics: TopicsLimits,
     /// Retention policy.
     pub retention: retention::Policy,
     /// Pruning interval.
     pub prune_interval: Duration,
     /// How long idempotency keys are remembered.
     pub idempotency_window: Duration,
-    /// SSE `retry:` in milliseconds.
-    pub sse_retry_ms: u64,
-    /// SSE heartbeat interval.
-    pub sse_heartbeat: Duration,
-    /// SSE connection lifetime.
-    pub sse_lifetime: Duration,
-    /// How busy streams pace their writes.
-    pub stream_write_interval: WritePacing,
-    /// Largest WebSocket message.
-    pub ws_max_message: usize,
-    /// WebSocket read buffer.
-    pub ws_read_buffer: usize,
-    /// WebSocket ping interval.
-    pub ws_ping_interval: Duration,
-    /// Topics per WebSocket connection.
-    pub ws_max_topics: usize,
+    /// SSE timing and write pacing.
+    pub sse: SseSettings,
+    /// WebSocket limits, timing and write pacing.
+    pub ws: WsSettings,
     /// Limits of the discussions module.
     pub discussions: DiscussionLimits,
     /// Limits of tenants' allowed browser origins.
     pub origin_limits: OriginLimits,
-}
-
-/// Limits the HTTP layer enforces on every request and connection.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
-    /// Largest request body in bytes.
-    pub max_body_bytes: u64,
-    /// Deadline for the request head.
-    pub header_timeout: Duration,
-    /// Deadline for the request body.
-    pub body_timeout: Duration,
-    /// Deadline for a blocked write to make progress.
-    pub write_timeout: Duration,
-    /// Most open connections.
-    pub max_connections: usize,
-    /// Connections accepted beyond `max_connections` for health probes only.
-    pub probe_connections: usize,
-    /// Most open connections per client address (0: no cap).
-    pub max_connections_per_ip: usize,
-    /// Whether the per-address cap applies to loopback addresses.
-    pub per_ip_limit_loopback: bool,
-    /// Largest request head in bytes.
-    pub max_head_bytes: usize,
-    /// How long an HTTP/2 connection may stay without an open stream.
-    pub idle_timeout: Duration,
-    /// Streams one HTTP/2 connection may have open at once.
-    pub h2_max_streams: u32,
 }
 
 impl ServeArgs {
@@ -593,30 +533,44 @@ impl ServeArgs {
             max_streams_per_user: self.max_streams_per_user.max(1),
             core: CoreSettings {
                 origin_limits: self.origin_limits.limits(),
-                topic_buffer: self.topic_buffer.max(1),
-                topic_buffer_bytes: usize::try_from(self.topic_buffer_bytes).unwrap_or(usize::MAX),
-                hub_buffer_bytes: usize::try_from(self.hub_buffer_bytes).unwrap_or(usize::MAX),
-                replay_readers: self.replay_readers.max(1),
-                writer_queue: self.writer_queue.max(1),
-                writer_batch: self.writer_batch.max(1),
-                writer_queue_bytes: usize::try_from(self.writer_queue_bytes.max(1))
-                    .unwrap_or(usize::MAX),
-                store_recovery: crate::core::writer::RecoverySettings {
-                    interval: self.store_recovery_interval.max(Duration::from_millis(100)),
-                    timeout: self.store_recovery_timeout,
+                hub: HubLimits {
+                    topic_events: self.topic_buffer.max(1),
+                    topic_bytes: usize::try_from(self.topic_buffer_bytes).unwrap_or(usize::MAX),
+                    total_bytes: usize::try_from(self.hub_buffer_bytes).unwrap_or(usize::MAX),
+                    readers: self.replay_readers.max(1),
                 },
-                publish_batch_max: self.publish_batch_max.max(1),
+                writer: WriterLimits {
+                    queue: self.writer_queue.max(1),
+                    batch: self.writer_batch.max(1),
+                    queue_bytes: usize::try_from(self.writer_queue_bytes.max(1))
+                        .unwrap_or(usize::MAX),
+                    recovery: crate::core::writer::RecoverySettings {
+                        interval: self.store_recovery_interval.max(Duration::from_millis(100)),
+                        timeout: self.store_recovery_timeout,
+                    },
+                },
+                topics: TopicsLimits {
+                    max_batch_events: self.publish_batch_max.max(1),
+                    max_page: 1000,
+                    ws_max_topics: self.ws_max_topics.max(1),
+                },
                 retention: retention::policy_from(self.retention),
                 prune_interval: self.prune_interval.max(Duration::from_millis(100)),
                 idempotency_window: self.idempotency_window,
-                sse_retry_ms: self.sse_retry_ms,
-                sse_heartbeat: self.sse_heartbeat.max(Duration::from_millis(100)),
-                sse_lifetime: self.sse_lifetime,
-                stream_write_interval: self.stream_write_interval,
-                ws_max_message: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
-                ws_read_buffer: usize::try_from(self.ws_read_buffer.max(1024)).unwrap_or(4096),
-                ws_ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
-                ws_max_topics: self.ws_max_topics.max(1),
+                sse: SseSettings {
+                    retry_ms: self.sse_retry_ms,
+                    heartbeat: self.sse_heartbeat.max(Duration::from_millis(100)),
+                    lifetime: self.sse_lifetime,
+                    max_batch: 1024,
+                    write_interval: self.stream_write_interval,
+                },
+                ws: WsSettings {
+                    max_message_bytes: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
+                    read_buffer_bytes: usize::try_from(self.ws_read_buffer.max(1024))
+                        .unwrap_or(4096),
+                    ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
+                    write_interval: self.stream_write_interval,
+                },
                 discussions: DiscussionLimits {
                     max_comment_chars: self.discussion_max_comment_chars.max(1),
                     max_title_chars: self.discussion_max_title_chars.max(1),

@@ -20,7 +20,7 @@
 //! capped, one count of its address until its task ends; counts never leak
 //! (released on drop) and an address with no connection has no entry.
 
-use crate::config::HttpLimits;
+use crate::http::HttpLimits;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -21,6 +21,7 @@ pub mod tls;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use std::convert::Infallible;
+use std::time::Duration;
 
 /// The response body type of every handler: fixed bytes or a stream.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -29,3 +30,30 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub type Response = http::Response<Body>;
 
 pub use request::Request;
+
+/// Limits the HTTP layer enforces on every request and connection.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body in bytes.
+    pub max_body_bytes: u64,
+    /// Deadline for the request head.
+    pub header_timeout: Duration,
+    /// Deadline for the request body.
+    pub body_timeout: Duration,
+    /// Deadline for a blocked write to make progress.
+    pub write_timeout: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Connections accepted beyond `max_connections` for health probes only.
+    pub probe_connections: usize,
+    /// Most open connections per client address (0: no cap).
+    pub max_connections_per_ip: usize,
+    /// Whether the per-address cap applies to loopback addresses.
+    pub per_ip_limit_loopback: bool,
+    /// Largest request head in bytes.
+    pub max_head_bytes: usize,
+    /// How long an HTTP/2 connection may stay without an open stream.
+    pub idle_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_streams: u32,
+}

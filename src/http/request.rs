@@ -6,8 +6,8 @@
 //! soon as the limit is crossed otherwise) and `--body-timeout` (408); JSON
 //! bodies need a JSON content type (415) and must parse (400).
 
-use crate::config::HttpLimits;
 use crate::error::ApiError;
+use crate::http::HttpLimits;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};

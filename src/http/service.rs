@@ -13,9 +13,9 @@
 use super::cors::{Cors, PageRequest};
 use super::router::{Lookup, Router};
 use super::{Request, Response, response};
-use crate::config::HttpLimits;
 use crate::core::metrics::Metrics;
 use crate::error::ApiError;
+use crate::http::HttpLimits;
 use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode, header};
 use hyper::body::Incoming;

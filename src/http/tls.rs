@@ -15,6 +15,22 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+/// Where TLS certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// Plain HTTP/1.1 and h2c.
+    Off,
+    /// PEM files given by the operator; reloaded on SIGHUP.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// A localhost certificate generated into the data directory.
+    SelfSigned,
+}
+
 /// Names and addresses the generated certificate is valid for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 

@@ -89,27 +89,14 @@ pub struct ModuleContext {
 }
 
 impl ModuleContext {
-    /// SSE timing from the settings.
+    /// SSE timing and write pacing.
     pub fn sse(&self) -> SseSettings {
-        let core = &self.settings;
-        SseSettings {
-            retry_ms: core.sse_retry_ms,
-            heartbeat: core.sse_heartbeat,
-            lifetime: core.sse_lifetime,
-            max_batch: 1024,
-            write_interval: core.stream_write_interval,
-        }
+        self.settings.sse
     }
 
-    /// WebSocket limits and timing from the settings.
+    /// WebSocket limits, timing and write pacing.
     pub fn ws(&self) -> WsSettings {
-        let core = &self.settings;
-        WsSettings {
-            max_message_bytes: core.ws_max_message,
-            read_buffer_bytes: core.ws_read_buffer,
-            ping_interval: core.ws_ping_interval,
-            write_interval: core.stream_write_interval,
-        }
+        self.settings.ws
     }
 }
 

@@ -87,11 +87,7 @@ impl TopicsApi {
             metrics: context.metrics.clone(),
             sse: context.sse(),
             ws: context.ws(),
-            limits: TopicsLimits {
-                max_batch_events: context.settings.publish_batch_max,
-                max_page: 1000,
-                ws_max_topics: context.settings.ws_max_topics,
-            },
+            limits: context.settings.topics,
             idempotency: context.idempotency,
         }
     }
