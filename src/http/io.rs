@@ -36,11 +36,6 @@ impl<I> WriteDeadline<I> {
         }
     }
 
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &I {
-        &self.inner
-    }
-
     fn track<T>(&mut self, poll: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         if poll.is_ready() {
             self.blocked = None;

@@ -71,9 +71,6 @@ pub trait FanOut: Send + Sync + 'static {
 
 /// One subscriber's ordered, exactly-once view of one topic.
 pub trait Feed: Send {
-    /// The topic.
-    fn topic(&self) -> &TopicRef;
-
     /// The position: the id of the last event delivered, or where the feed
     /// started. A client resuming after it misses nothing. `None` only
     /// after a gap on a topic that kept nothing.

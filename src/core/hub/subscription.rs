@@ -169,10 +169,6 @@ impl Subscription {
 }
 
 impl Feed for Subscription {
-    fn topic(&self) -> &TopicRef {
-        &self.topic
-    }
-
     fn last_id(&self) -> Option<Ulid> {
         self.last_id
     }

@@ -20,7 +20,6 @@ pub mod protocol;
 pub mod runner;
 pub mod socket;
 
-pub use frames::FrameBatch;
 pub use handshake::{WsSettings, upgrade};
 pub use protocol::{Outcome, Session, WsProtocol};
 pub use runner::{WsRuntime, serve};

@@ -37,8 +37,6 @@ pub enum Outcome {
     Continue,
     /// Send this text frame.
     Text(String),
-    /// Send this binary frame.
-    Binary(Bytes),
     /// End the session with close code 1008 and this reason.
     Close(Cow<'static, str>),
 }

@@ -163,7 +163,6 @@ impl<P: WsProtocol> Runner<P> {
         match outcome {
             Outcome::Continue => Ok(()),
             Outcome::Text(text) => self.send(Message::Text(text.into())).await,
-            Outcome::Binary(data) => self.send(Message::Binary(data)).await,
             Outcome::Close(reason) => Err(End::Close(Closing::policy(reason))),
         }
     }
