@@ -537,7 +537,9 @@ mod tests {
     async fn expired_records_write_again_and_the_sweep_keeps_rewritten_ones() {
         let dir = tempfile::tempdir().unwrap();
         let (store, writer) = start(dir.path());
-        let window = Duration::from_millis(50);
+        // Long enough that the rewrite and its replay below fall inside one
+        // window even on a loaded machine.
+        let window = Duration::from_millis(500);
         let idempotency = Idempotency::new(window);
         let claim = idempotency.claim(key("k"), &admin_of(Uuid::new_v4()), "op", &[b"a"]);
         write(&writer, claim.clone(), "old").await.unwrap();
