@@ -292,18 +292,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_SSE_LIFETIME", default_value = "30m", value_parser = humantime::parse_duration)]
     pub sse_lifetime: Duration,
 
-    /// How busy SSE and WebSocket streams pace their writes (holding events to
-    /// write them together: far fewer writes at high fan-out). `adaptive`
-    /// (or `adaptive:<longest>`, default longest 20ms): a stream quiet for the
-    /// longest hold writes at once (the first event after a quiet spell is
-    /// never delayed); a busy one holds 1 ms, doubling per busy write up to
-    /// the longest (a pause halves the hold, four longest holds reset it). A duration is a fixed interval: a busy stream writes at
-    /// most once per interval; 0 writes every delivery at once.
-    #[arg(
-        long,
-        env = "TIDINGS_STREAM_WRITE_INTERVAL",
-        default_value = "adaptive"
-    )]
+    /// How SSE and WebSocket streams pace their writes (holding a busy
+    /// stream's events to write them together: far fewer writes at high
+    /// fan-out). A duration: a stream that wrote nothing for that long writes
+    /// at once (the first event after a quiet spell is never delayed), a busy
+    /// one at most once per interval; 0 writes every delivery at once.
+    /// `adaptive` or `adaptive:<longest>` (default longest 20ms): a busy
+    /// stream holds 1 ms, doubling per busy write up to the longest (a pause
+    /// halves the hold, four longest holds of quiet reset it).
+    #[arg(long, env = "TIDINGS_STREAM_WRITE_INTERVAL", default_value = "20ms")]
     pub stream_write_interval: WritePacing,
 
     /// Largest incoming WebSocket message, e.g. 64KiB.

@@ -1,7 +1,6 @@
-//! Adaptive write pacing (`--stream-write-interval adaptive`, the default) on
-//! SSE and WebSocket streams: a quiet stream's first event goes out at once,
-//! a busy one is held only briefly at first, and a burst arrives complete
-//! and in order.
+//! Write pacing on SSE and WebSocket streams: with `adaptive` pacing a quiet
+//! stream's first event goes out at once and a busy one is held only briefly
+//! at first; with the default pacing a burst arrives complete and in order.
 //!
 //! The longest hold is raised to 2 s here so that a wrongful hold is far
 //! beyond the generous bound the tests allow (1 s from the publisher's
