@@ -13,6 +13,7 @@ use crate::http::HttpLimits;
 use crate::http::cors::CorsSettings;
 use crate::http::tls::TlsSetting;
 use crate::modules::discussions::service::DiscussionLimits;
+use crate::modules::platform::CoreSettings;
 use crate::modules::topics::TopicsLimits;
 use crate::transport::coalesce::WritePacing;
 use crate::transport::sse::SseSettings;
@@ -428,31 +429,6 @@ pub struct ServeConfig {
     pub core: CoreSettings,
     /// Webhook delivery settings.
     pub webhooks: WebhookSettings,
-}
-
-/// Settings of the event core and its streams.
-#[derive(Debug, Clone)]
-pub struct CoreSettings {
-    /// What the hub keeps in memory and reads at once.
-    pub hub: HubLimits,
-    /// The commit pipeline's queue, groups and recovery.
-    pub writer: WriterLimits,
-    /// Limits of the topics API.
-    pub topics: TopicsLimits,
-    /// Retention policy.
-    pub retention: retention::Policy,
-    /// Pruning interval.
-    pub prune_interval: Duration,
-    /// How long idempotency keys are remembered.
-    pub idempotency_window: Duration,
-    /// SSE timing and write pacing.
-    pub sse: SseSettings,
-    /// WebSocket limits, timing and write pacing.
-    pub ws: WsSettings,
-    /// Limits of the discussions module.
-    pub discussions: DiscussionLimits,
-    /// Limits of tenants' allowed browser origins.
-    pub origin_limits: OriginLimits,
 }
 
 impl ServeArgs {

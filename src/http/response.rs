@@ -3,7 +3,6 @@
 
 use super::{Body, Response};
 use crate::error::ApiError;
-use crate::modules::idempotency::{REPLAYED_HEADER, Reply};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -63,14 +62,6 @@ pub fn raw_data(status: StatusCode, json: &[u8]) -> Response {
     with_content_type(status, JSON, body)
 }
 
-/// `{"data": <reply body>}` of an idempotent write; a replayed one carries
-/// `Idempotent-Replayed: true`.
-pub fn idempotent(reply: &Reply) -> Response {
-    let mut response = raw_data(reply.status, &reply.body);
-    if reply.replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-    }
-    response
-}
+/// Response header set on a write answered by replaying its first reply
+/// (idempotency keys); the HTTP layer counts those answers.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";

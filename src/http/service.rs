@@ -113,7 +113,7 @@ impl HttpService {
             .observe_request(route, method.as_str(), status, elapsed);
         if response
             .headers()
-            .contains_key(crate::modules::idempotency::REPLAYED_HEADER)
+            .contains_key(super::response::REPLAYED_HEADER)
         {
             self.metrics.idempotent_replay();
         }

@@ -29,8 +29,10 @@
 use crate::auth::{Credential, Principal};
 use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::Response;
+use crate::http::response::{self, REPLAYED_HEADER};
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -39,8 +41,6 @@ use std::time::Duration;
 pub const HEADER: &str = "idempotency-key";
 /// Field carrying the key in JSON bodies and WebSocket messages.
 pub const BODY_FIELD: &str = "idempotencyKey";
-/// Response header set on a replayed reply.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Longest key, in bytes (keys are printable ASCII).
 pub const MAX_KEY_LEN: usize = 255;
 /// Version byte of the record encoding.
@@ -199,6 +199,18 @@ impl Reply {
             replayed: false,
         }
     }
+}
+
+/// `{"data": <reply body>}` of an idempotent write; a replayed one carries
+/// `Idempotent-Replayed: true`.
+pub fn reply_response(reply: &Reply) -> Response {
+    let mut response = response::raw_data(reply.status, &reply.body);
+    if reply.replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// A stored record.

@@ -17,22 +17,28 @@
 //! when the lifecycle stops and is waited for on shutdown.
 
 use crate::auth::Authenticator;
-use crate::config::CoreSettings;
+use crate::auth::origins::OriginLimits;
 use crate::core::hub::Hub;
+use crate::core::hub::HubLimits;
 use crate::core::lifecycle::Lifecycle;
 use crate::core::log::namespace::Namespace;
+use crate::core::log::retention;
 use crate::core::metrics::Metrics;
 use crate::core::store::prefixes::KeyPrefixes;
 use crate::core::writer::Writer;
+use crate::core::writer::WriterLimits;
 use crate::error::StartupError;
 use crate::http::router::Router;
+use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::idempotency::Idempotency;
+use crate::modules::topics::TopicsLimits;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
 use crate::transport::ws::WsSettings;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 /// A surface built on the core (see the module doc).
@@ -65,6 +71,32 @@ pub trait Module: Send + Sync + 'static {
     fn start(self: Arc<Self>, background: &Background) {
         let _ = background;
     }
+}
+
+/// Settings of the event core, its streams and the modules, each part a
+/// type owned by the layer that uses it; `config` fills it from flags.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// What the hub keeps in memory and reads at once.
+    pub hub: HubLimits,
+    /// The commit pipeline's queue, groups and recovery.
+    pub writer: WriterLimits,
+    /// Limits of the topics API.
+    pub topics: TopicsLimits,
+    /// Retention policy.
+    pub retention: retention::Policy,
+    /// Pruning interval.
+    pub prune_interval: Duration,
+    /// How long idempotency keys are remembered.
+    pub idempotency_window: Duration,
+    /// SSE timing and write pacing.
+    pub sse: SseSettings,
+    /// WebSocket limits, timing and write pacing.
+    pub ws: WsSettings,
+    /// Limits of the discussions module.
+    pub discussions: DiscussionLimits,
+    /// Limits of tenants' allowed browser origins.
+    pub origin_limits: OriginLimits,
 }
 
 /// The shared parts of the core a module is built from.

@@ -105,7 +105,7 @@ impl DiscussionsApi {
                 })
             })
             .await?;
-        Ok(response::idempotent(&committed.value))
+        Ok(idempotency::reply_response(&committed.value))
     }
 
     /// Runs `operation` for `actor` (see [`DiscussionsApi::commit`]).

@@ -155,7 +155,7 @@ pub(super) async fn publish(
     let claim = publish_claim(&api, key, &principal, &topic, &body);
     let inputs = parse_events(body, api.limits.max_batch_events)?;
     let reply = commit_events(&api, topic, principal.name, inputs, claim).await?;
-    Ok(response::idempotent(&reply))
+    Ok(idempotency::reply_response(&reply))
 }
 
 /// `GET /api/v1/topics/{topic}/events?after=ID&limit=N`
