@@ -93,6 +93,23 @@ pub(crate) fn stream_request(server: &Server, topic: &str) -> String {
 
 pub(crate) const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
 
+/// Sends a stream request with a `/healthz` request pipelined behind it and
+/// checks the second is answered once the stream ends (the server runs with
+/// a short `--sse-lifetime`).
+pub(crate) async fn answers_a_request_pipelined_behind_a_stream<S>(
+    server: &Server,
+    raw: &mut Raw<S>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut both = stream_request(server, "piped").into_bytes();
+    both.extend_from_slice(HEALTHZ);
+    raw.send(&both).await;
+    raw.stream_end().await;
+    let next = raw.until("\r\n\r\n").await;
+    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+}
+
 #[tokio::test]
 async fn a_lean_stream_is_chunked_beats_and_keeps_the_connection_alive_after_it_ends() {
     let server = Server::builder()
@@ -123,12 +140,7 @@ async fn a_lean_stream_is_chunked_beats_and_keeps_the_connection_alive_after_it_
 async fn requests_pipelined_behind_a_stream_are_answered_after_it() {
     let server = Server::builder().args(&["--sse-lifetime", "1s"]).start();
     let mut raw = Raw::connect(&server).await;
-    let mut both = stream_request(&server, "piped").into_bytes();
-    both.extend_from_slice(HEALTHZ);
-    raw.send(&both).await;
-    raw.stream_end().await;
-    let next = raw.until("\r\n\r\n").await;
-    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+    answers_a_request_pipelined_behind_a_stream(&server, &mut raw).await;
 }
 
 #[tokio::test]

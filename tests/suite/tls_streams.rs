@@ -7,7 +7,7 @@
 
 use crate::clients::publish;
 use crate::harness::{Server, sample};
-use crate::lean::{HEALTHZ, Raw, stream_request};
+use crate::lean::{Raw, answers_a_request_pipelined_behind_a_stream, stream_request};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,12 +116,7 @@ async fn a_tls_stream_ends_with_shutdown_when_the_server_stops() {
 async fn requests_pipelined_behind_a_tls_stream_are_answered_after_it() {
     let server = tls_server(&["--sse-lifetime", "1s"]);
     let mut raw = connect(&server).await;
-    let mut both = stream_request(&server, "piped").into_bytes();
-    both.extend_from_slice(HEALTHZ);
-    raw.send(&both).await;
-    raw.stream_end().await;
-    let next = raw.until("\r\n\r\n").await;
-    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+    answers_a_request_pipelined_behind_a_stream(&server, &mut raw).await;
 }
 
 #[tokio::test]
