@@ -232,7 +232,7 @@ impl Pipeline {
         let mut tally = timers::Tally::default();
         let mut outcomes = Vec::new();
         for (timer, handler) in self.timers.take_due(&self.store, now_ms, limit) {
-            let consumed = timers::consuming(&timer);
+            let consumed = timers::consuming(timer.clone());
             let (id, name) = (timer.id.0, timer.handler.clone());
             let result = match self.apply_one(timers::firing(timer, handler), group, now_ms) {
                 Ok(applied) => {

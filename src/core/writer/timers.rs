@@ -281,20 +281,33 @@ pub(super) fn reschedule(
     Ok(true)
 }
 
-/// The change that fires `timer`: deletes its rows, then runs its handler.
+/// Whether `timer` is still stored as it was read when it came due: an
+/// earlier change of the same group (another timer's handler) may have
+/// cancelled or moved it, and then it must not fire now.
+fn still_due(change: &Change<'_>, timer: &Timer) -> Result<bool, ApiError> {
+    let stored = find(change, u128::from(timer.id.0))?;
+    Ok(matches!(stored, Some((due_ms, _)) if due_ms == timer.due_ms))
+}
+
+/// The change that fires `timer`: deletes its rows, then runs its handler;
+/// nothing when it was cancelled or moved since it was read.
 pub(super) fn firing(timer: Timer, handler: Handler) -> super::ChangeFn {
     Box::new(move |change| {
-        delete_rows(change, timer.due_ms, u128::from(timer.id.0));
-        handler(change, &timer)?;
+        if still_due(change, &timer)? {
+            delete_rows(change, timer.due_ms, u128::from(timer.id.0));
+            handler(change, &timer)?;
+        }
         Ok(Box::new(()))
     })
 }
 
-/// The change that deletes `timer` after its handler failed.
-pub(super) fn consuming(timer: &Timer) -> super::ChangeFn {
-    let (due_ms, id) = (timer.due_ms, u128::from(timer.id.0));
+/// The change that deletes `timer` after its handler failed (unless it was
+/// cancelled or moved meanwhile).
+pub(super) fn consuming(timer: Timer) -> super::ChangeFn {
     Box::new(move |change| {
-        delete_rows(change, due_ms, id);
+        if still_due(change, &timer)? {
+            delete_rows(change, timer.due_ms, u128::from(timer.id.0));
+        }
         Ok(Box::new(()))
     })
 }
@@ -607,6 +620,53 @@ mod tests {
             !writer.commit(Footprint::SMALL, again).await.unwrap().value,
             "a fired timer cannot be rescheduled"
         );
+    }
+
+    #[tokio::test]
+    async fn a_timer_cancelled_or_moved_by_an_earlier_timer_of_its_group_obeys_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, store, fired) = start(dir.path());
+        let target = |timer: &Timer| {
+            let text = std::str::from_utf8(&timer.payload).unwrap_or_default();
+            TimerId(Ulid::from_string(text).unwrap_or_default())
+        };
+        let timers = writer.timers();
+        timers
+            .register("test.cancel", move |change, timer| {
+                change.cancel(target(timer)).map(drop)
+            })
+            .unwrap();
+        timers
+            .register("test.move", move |change, timer| {
+                let later = crate::core::clock::unix_millis() + 300;
+                change.reschedule(target(timer), later).map(drop)
+            })
+            .unwrap();
+        let t = now();
+        let ids = schedule(
+            &writer,
+            &[
+                (t - 10, "test.record", "cancelled"),
+                (t - 10, "test.record", "moved"),
+            ],
+        )
+        .await;
+        let (cancelled, moved) = (ids[0].0.to_string(), ids[1].0.to_string());
+        let commanders = move |change: &mut Change<'_>| {
+            change.schedule(t - 30, "test.cancel", cancelled.as_bytes())?;
+            change.schedule(t - 20, "test.move", moved.as_bytes())?;
+            Ok(())
+        };
+        writer.commit(Footprint::SMALL, commanders).await.unwrap();
+        writer.arm_timers().await;
+        assert_eq!(wait_fired(&fired, 1).await, ["moved"]);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            *fired.lock().unwrap(),
+            ["moved"],
+            "the cancelled timer never fired; the moved one fired once, later"
+        );
+        assert_eq!(stored_timer_rows(&store), 0);
     }
 
     #[tokio::test]
