@@ -8,7 +8,8 @@
 //! slash, no default port), each at most [`OriginLimits::max_bytes`] long and
 //! at most [`OriginLimits::max_per_tenant`] of them, without duplicates; a
 //! new tenant allows no origin; matching is exact string equality (or `*`),
-//! so `null` and every unlisted origin are refused.
+//! so without `*` the opaque origin `null` (sandboxed frames, `file://`)
+//! and every unlisted origin are refused; `*` allows them all, `null` included.
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};

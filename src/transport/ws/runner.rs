@@ -175,11 +175,15 @@ impl<P: WsProtocol> Runner<P> {
     }
 
     /// Writes the delivery and everything else ready by the time the
-    /// coalescer lets the write go, in as few writes as possible.
+    /// coalescer lets the write go, in as few writes as possible. Once a
+    /// full batch went out it stops gathering, so a session that keeps up
+    /// with a busy topic still returns to its loop and sees shutdown,
+    /// expiry, revocation, pings and client messages between batches.
     async fn deliver(&mut self, first: Ready) -> Result<(), End> {
         let mut batch = FrameBatch::new();
         let mut hold = self.coalescer.hold_until(Instant::now());
         let mut next = Some(first);
+        let mut wrote_full_batch = false;
         while let Some((key, delivery)) = next {
             let delivery = delivery.map_err(|err| {
                 tracing::error!(error = %err, key = %key, "WebSocket subscription could not read the log");
@@ -194,7 +198,11 @@ impl<P: WsProtocol> Runner<P> {
                 }
                 if batch.is_full() {
                     self.write(&mut batch).await?;
+                    wrote_full_batch = true;
                 }
+            }
+            if wrote_full_batch {
+                break;
             }
             next = match self.follows.streams().next().now_or_never() {
                 Some(ready) => ready,
