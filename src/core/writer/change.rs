@@ -108,7 +108,9 @@ impl Change<'_> {
 
     /// Appends an event to `topic` and runs every [`EventObserver`] on it (so
     /// webhooks stage its deliveries); returns it with its stored JSON (its
-    /// id is final once committed).
+    /// id is final once committed). An error leaves the event in the change
+    /// without its observers' writes: the caller must fail the change with
+    /// it (return the error), never commit the rest.
     pub fn append(
         &mut self,
         topic: &TopicRef,

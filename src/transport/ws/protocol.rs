@@ -71,7 +71,9 @@ pub trait WsProtocol: Send + 'static {
         std::future::ready(Outcome::Close("this endpoint takes text frames".into()))
     }
 
-    /// Waits for the next signal from the server (never, by default).
+    /// Waits for the next signal from the server (never, by default). The
+    /// runner drops this future whenever another event wins its loop and
+    /// asks again, so it must be cancel-safe (e.g. one `mpsc::Receiver::recv`).
     fn next_signal(&mut self) -> impl Future<Output = Self::Signal> + Send {
         std::future::pending()
     }
