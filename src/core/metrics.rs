@@ -92,6 +92,7 @@ pub struct Metrics {
     webhook_duration: Histogram,
     webhook_disabled: Counter,
     writer: WriterSeries,
+    timers: TimerSeries,
 }
 
 /// The commit pipeline's series, set from its status at scrape time.
@@ -129,6 +130,46 @@ impl WriterSeries {
             "tidings_writer_queued_bytes",
             "Bytes the changes waiting for the writer declared",
             series.queued_bytes.clone(),
+        );
+        series
+    }
+}
+
+/// The durable timers' series, set from the writer's tallies at scrape time.
+struct TimerSeries {
+    fired: Counter,
+    failed: Counter,
+    parked: Gauge,
+    scanned: Counter,
+}
+
+impl TimerSeries {
+    fn register(registry: &mut Registry) -> Self {
+        let series = Self {
+            fired: Counter::default(),
+            failed: Counter::default(),
+            parked: Gauge::default(),
+            scanned: Counter::default(),
+        };
+        registry.register(
+            "tidings_timers_fired",
+            "Durable timers whose handler ran and committed",
+            series.fired.clone(),
+        );
+        registry.register(
+            "tidings_timers_failed",
+            "Durable timers whose handler failed (deleted, failure logged)",
+            series.failed.clone(),
+        );
+        registry.register(
+            "tidings_timers_parked",
+            "Due timers kept unfired because no handler of their name is registered",
+            series.parked.clone(),
+        );
+        registry.register(
+            "tidings_timers_scanned_rows",
+            "Timer rows read while looking for due timers",
+            series.scanned.clone(),
         );
         series
     }
@@ -236,8 +277,10 @@ impl Metrics {
             idempotent_replays.clone(),
         );
         let writer = WriterSeries::register(&mut registry);
+        let timers = TimerSeries::register(&mut registry);
         Self {
             writer,
+            timers,
             registry,
             resident_memory,
             open_fds,
@@ -366,6 +409,16 @@ impl Metrics {
         raise_to(&series.commits, commits);
         set_size(&series.queued_changes, queued_changes);
         set_size(&series.queued_bytes, queued_bytes);
+    }
+
+    /// Records what the durable timers did (set by the `/metrics` handler
+    /// before rendering).
+    pub fn set_timers(&self, fired: u64, failed: u64, parked: usize, scanned: u64) {
+        let series = &self.timers;
+        raise_to(&series.fired, fired);
+        raise_to(&series.failed, failed);
+        set_size(&series.parked, parked);
+        raise_to(&series.scanned, scanned);
     }
 
     /// Records what the hub's rings hold and how often it read the log (set

@@ -101,6 +101,10 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
             writer.queued_changes,
             writer.queued_bytes,
         );
+        let timers = state.writer.timers().stats();
+        state
+            .metrics
+            .set_timers(timers.fired, timers.failed, timers.parked, timers.scanned);
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,

@@ -78,6 +78,9 @@ async fn a_timer_fires_once_and_its_event_is_readable() {
     assert_eq!(events[0]["data"]["dueMs"], due);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(all_events(&server, "quiz/1").await.len(), 1, "fired once");
+    assert_eq!(server.metric("tidings_timers_fired_total").await, 1.0);
+    assert_eq!(server.metric("tidings_timers_failed_total").await, 0.0);
+    assert_eq!(server.metric("tidings_timers_parked").await, 0.0);
 }
 
 #[tokio::test]
