@@ -6,7 +6,10 @@
 //! method and status; request latency by route; webhook delivery attempts by
 //! outcome, their duration, and endpoints disabled for failing; the store's
 //! state (`tidings_store_state`: 0 healthy, 1 failed, 2 recovering), groups
-//! the writer made durable, and the changes and bytes waiting for it. Route labels are the router's
+//! the writer made durable, and the changes and bytes waiting for it; the
+//! hub's subscriptions, ring memory and log reads; durable timers fired,
+//! failed, parked and rows scanned; idempotent replays; refused
+//! connections. Route labels are the router's
 //! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
 //! cardinality stays bounded.
 //!
@@ -18,9 +21,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+/// Registers `metric` as `name` with `help` and returns the handle to update it.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -105,33 +114,32 @@ struct WriterSeries {
 
 impl WriterSeries {
     fn register(registry: &mut Registry) -> Self {
-        let series = Self {
-            store_state: Gauge::default(),
-            commits: Counter::default(),
-            queued_changes: Gauge::default(),
-            queued_bytes: Gauge::default(),
-        };
-        registry.register(
-            "tidings_store_state",
-            "State of the store: 0 healthy, 1 failed (writes refused), 2 recovering",
-            series.store_state.clone(),
-        );
-        registry.register(
-            "tidings_writer_commits",
-            "Groups of changes the writer made durable",
-            series.commits.clone(),
-        );
-        registry.register(
-            "tidings_writer_queued_changes",
-            "Changes waiting for the writer",
-            series.queued_changes.clone(),
-        );
-        registry.register(
-            "tidings_writer_queued_bytes",
-            "Bytes the changes waiting for the writer declared",
-            series.queued_bytes.clone(),
-        );
-        series
+        Self {
+            store_state: registered(
+                registry,
+                "tidings_store_state",
+                "State of the store: 0 healthy, 1 failed (writes refused), 2 recovering",
+                Gauge::default(),
+            ),
+            commits: registered(
+                registry,
+                "tidings_writer_commits",
+                "Groups of changes the writer made durable",
+                Counter::default(),
+            ),
+            queued_changes: registered(
+                registry,
+                "tidings_writer_queued_changes",
+                "Changes waiting for the writer",
+                Gauge::default(),
+            ),
+            queued_bytes: registered(
+                registry,
+                "tidings_writer_queued_bytes",
+                "Bytes the changes waiting for the writer declared",
+                Gauge::default(),
+            ),
+        }
     }
 }
 
@@ -145,33 +153,32 @@ struct TimerSeries {
 
 impl TimerSeries {
     fn register(registry: &mut Registry) -> Self {
-        let series = Self {
-            fired: Counter::default(),
-            failed: Counter::default(),
-            parked: Gauge::default(),
-            scanned: Counter::default(),
-        };
-        registry.register(
-            "tidings_timers_fired",
-            "Durable timers whose handler ran and committed",
-            series.fired.clone(),
-        );
-        registry.register(
-            "tidings_timers_failed",
-            "Durable timers whose handler failed (deleted, failure logged)",
-            series.failed.clone(),
-        );
-        registry.register(
-            "tidings_timers_parked",
-            "Due timers kept unfired because no handler of their name is registered",
-            series.parked.clone(),
-        );
-        registry.register(
-            "tidings_timers_scanned_rows",
-            "Timer rows read while looking for due timers",
-            series.scanned.clone(),
-        );
-        series
+        Self {
+            fired: registered(
+                registry,
+                "tidings_timers_fired",
+                "Durable timers whose handler ran and committed",
+                Counter::default(),
+            ),
+            failed: registered(
+                registry,
+                "tidings_timers_failed",
+                "Durable timers whose handler failed (deleted, failure logged)",
+                Counter::default(),
+            ),
+            parked: registered(
+                registry,
+                "tidings_timers_parked",
+                "Due timers kept unfired because no handler of their name is registered",
+                Gauge::default(),
+            ),
+            scanned: registered(
+                registry,
+                "tidings_timers_scanned_rows",
+                "Timer rows read while looking for due timers",
+                Counter::default(),
+            ),
+        }
     }
 }
 
@@ -189,92 +196,92 @@ impl Metrics {
             version: env!("CARGO_PKG_VERSION").to_string(),
         });
         registry.register("tidings_build", "Build information", build);
-        let resident_memory = Gauge::<u64, AtomicU64>::default();
-        registry.register(
+        let resident_memory = registered(
+            &mut registry,
             "process_resident_memory_bytes",
             "Resident memory of the process in bytes",
-            resident_memory.clone(),
+            Gauge::<u64, AtomicU64>::default(),
         );
-        let open_fds = Gauge::default();
-        registry.register(
+        let open_fds = registered(
+            &mut registry,
             "process_open_fds",
             "Open file descriptors",
-            open_fds.clone(),
+            Gauge::default(),
         );
-        let connections = Family::<ProtocolLabels, Gauge>::default();
-        registry.register(
+        let connections = registered(
+            &mut registry,
             "tidings_open_connections",
             "Open client connections by protocol",
-            connections.clone(),
+            Family::<ProtocolLabels, Gauge>::default(),
         );
-        let streams = Family::<TransportLabels, Gauge>::default();
-        registry.register(
+        let streams = registered(
+            &mut registry,
             "tidings_open_streams",
             "Open long-lived streams (SSE, WebSocket) by transport",
-            streams.clone(),
+            Family::<TransportLabels, Gauge>::default(),
         );
-        let stream_ends = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        let stream_ends = registered(
+            &mut registry,
             "tidings_stream_ends",
             "Streams ended, by transport and reason",
-            stream_ends.clone(),
+            Family::<ReasonLabels, Counter>::default(),
         );
-        let hub_subscriptions = Gauge::default();
-        registry.register(
+        let hub_subscriptions = registered(
+            &mut registry,
             "tidings_hub_subscriptions",
             "Live topic subscriptions in the hub",
-            hub_subscriptions.clone(),
+            Gauge::default(),
         );
-        let hub_topics = Gauge::default();
-        registry.register(
+        let hub_topics = registered(
+            &mut registry,
             "tidings_hub_topics",
             "Topics with at least one subscriber",
-            hub_topics.clone(),
+            Gauge::default(),
         );
         let hub_memory = HubMemoryMetrics::register(&mut registry);
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let requests = registered(
+            &mut registry,
             "tidings_http_requests",
             "HTTP requests by route, method and status",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
+        let latency = registered(
+            &mut registry,
             "tidings_http_request_duration_seconds",
             "Time from request head to response head, by route",
-            latency.clone(),
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            ),
         );
-        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let webhook_attempts = registered(
+            &mut registry,
             "tidings_webhook_attempts",
             "Webhook delivery attempts by outcome (delivered, retry, failed = given up)",
-            webhook_attempts.clone(),
+            Family::<OutcomeLabels, Counter>::default(),
         );
-        let webhook_duration = latency_histogram();
-        registry.register(
+        let webhook_duration = registered(
+            &mut registry,
             "tidings_webhook_attempt_duration_seconds",
             "Time from sending a webhook delivery to its outcome",
-            webhook_duration.clone(),
+            latency_histogram(),
         );
-        let webhook_disabled = Counter::default();
-        registry.register(
+        let webhook_disabled = registered(
+            &mut registry,
             "tidings_webhook_endpoints_disabled",
             "Webhook endpoints disabled because their deliveries kept failing",
-            webhook_disabled.clone(),
+            Counter::default(),
         );
-        let connections_refused = Family::<RefusalLabels, Counter>::default();
-        registry.register(
+        let connections_refused = registered(
+            &mut registry,
             "tidings_connections_refused",
             "Connections closed unserved: per-ip (the address is at --max-connections-per-ip), probe-http2 (HTTP/2 on a probe slot)",
-            connections_refused.clone(),
+            Family::<RefusalLabels, Counter>::default(),
         );
-        let idempotent_replays = Counter::default();
-        registry.register(
+        let idempotent_replays = registered(
+            &mut registry,
             "tidings_idempotent_replays",
             "Writes answered with the recorded reply of an earlier request with the same idempotency key",
-            idempotent_replays.clone(),
+            Counter::default(),
         );
         let writer = WriterSeries::register(&mut registry);
         let timers = TimerSeries::register(&mut registry);
@@ -454,27 +461,26 @@ struct HubMemoryMetrics {
 
 impl HubMemoryMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            ring_bytes: Gauge::default(),
-            ring_events: Gauge::default(),
-            log_reads: Counter::default(),
-        };
-        registry.register(
-            "tidings_hub_ring_bytes",
-            "Bytes charged for the events the hub keeps in memory for subscribers",
-            metrics.ring_bytes.clone(),
-        );
-        registry.register(
-            "tidings_hub_ring_events",
-            "Events the hub keeps in memory for subscribers",
-            metrics.ring_events.clone(),
-        );
-        registry.register(
-            "tidings_hub_log_reads",
-            "Pages the hub read from the log (replay, repair, history)",
-            metrics.log_reads.clone(),
-        );
-        metrics
+        Self {
+            ring_bytes: registered(
+                registry,
+                "tidings_hub_ring_bytes",
+                "Bytes charged for the events the hub keeps in memory for subscribers",
+                Gauge::default(),
+            ),
+            ring_events: registered(
+                registry,
+                "tidings_hub_ring_events",
+                "Events the hub keeps in memory for subscribers",
+                Gauge::default(),
+            ),
+            log_reads: registered(
+                registry,
+                "tidings_hub_log_reads",
+                "Pages the hub read from the log (replay, repair, history)",
+                Counter::default(),
+            ),
+        }
     }
 }
 
