@@ -51,7 +51,7 @@ impl DiscussionsApi {
     /// The caller of a write and who acts: the credential's principal (who
     /// owns idempotency keys) and the actor (reader or moderator).
     fn writer_of(&self, request: &Request) -> Result<(Principal, Actor), ApiError> {
-        let principal = self.auth.authenticate(request)?;
+        let principal = self.core.auth.authenticate(request)?;
         let actor = Actor::of(&principal, request, true)?;
         Ok((principal, actor))
     }
@@ -68,7 +68,7 @@ impl DiscussionsApi {
     ) -> Result<Option<Claim>, ApiError> {
         let key = idempotency::requested(request.headers(), idempotency::take_field(body))?;
         let reader = request.header(EXTERNAL_USER_HEADER).unwrap_or_default();
-        Ok(self.idempotency.claim(
+        Ok(self.core.idempotency.claim(
             key,
             principal,
             operation,
@@ -94,6 +94,7 @@ impl DiscussionsApi {
         F: FnOnce(&mut Change<'_>) -> Result<T, ApiError> + Send + 'static,
     {
         let committed = self
+            .core
             .writer
             .commit(self.footprint(), move |change| {
                 idempotency::protect(claim.as_ref(), change, |change| {
@@ -150,7 +151,7 @@ pub(super) async fn create(
     api: Arc<DiscussionsApi>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let principal = api.auth.authenticate(&request)?;
+    let principal = api.core.auth.authenticate(&request)?;
     principal.require(Scope::Publish)?;
     let mut body: Value = request.json().await?;
     let claim = api.claim(&request, &principal, "discussions.create", &mut body)?;

@@ -23,18 +23,11 @@ pub mod query;
 pub mod service;
 mod stream;
 
-use crate::auth::Authenticator;
-use crate::core::hub::Hub;
-use crate::core::lifecycle::Lifecycle;
 use crate::core::log::namespace::Namespace;
-use crate::core::metrics::Metrics;
-use crate::core::writer::Writer;
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::http::router::Router;
-use crate::modules::idempotency::Idempotency;
 use crate::modules::platform::{Module, ModuleContext};
-use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{BodyOf, event_data};
 use actor::Actor;
 use http::Method;
@@ -43,42 +36,25 @@ use std::sync::Arc;
 
 /// Everything the discussions module uses.
 pub struct DiscussionsApi {
-    /// The commit pipeline.
-    pub writer: Writer,
-    /// Fan-out and the store.
-    pub hub: Arc<Hub>,
-    /// Credentials and tickets.
-    pub auth: Authenticator,
-    /// Server lifecycle (streams end on shutdown).
-    pub lifecycle: Arc<Lifecycle>,
-    /// Stream metrics.
-    pub metrics: Arc<Metrics>,
-    /// SSE timing.
-    pub sse: SseSettings,
+    /// The core's shared parts (writer, hub, auth, lifecycle, metrics,
+    /// idempotency, stream settings).
+    pub core: ModuleContext,
     /// Module limits.
     pub limits: DiscussionLimits,
-    /// Idempotency keys of writes.
-    pub idempotency: Idempotency,
 }
 
 impl DiscussionsApi {
     /// The discussions module on the core's shared parts.
     pub fn new(context: &ModuleContext) -> Self {
         Self {
-            writer: context.writer.clone(),
-            hub: context.hub.clone(),
-            auth: context.auth.clone(),
-            lifecycle: context.lifecycle.clone(),
-            metrics: context.metrics.clone(),
-            sse: context.sse(),
+            core: context.clone(),
             limits: context.settings.discussions,
-            idempotency: context.idempotency,
         }
     }
 
     /// The request's actor; `write` for changes.
     fn actor(&self, request: &Request, write: bool) -> Result<Actor, ApiError> {
-        let principal = self.auth.authenticate(request)?;
+        let principal = self.core.auth.authenticate(request)?;
         Actor::of(&principal, request, write)
     }
 
@@ -88,7 +64,8 @@ impl DiscussionsApi {
         T: Send + 'static,
         F: FnOnce(&crate::core::store::Store) -> Result<T, ApiError> + Send + 'static,
     {
-        self.hub
+        self.core
+            .hub
             .store()
             .run(move |store| Ok(operation(store)))
             .await

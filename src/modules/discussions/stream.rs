@@ -107,7 +107,7 @@ async fn mint(
     mut request: Request,
     find: Find,
 ) -> Result<Response, ApiError> {
-    let principal = api.auth.authenticate(&request)?;
+    let principal = api.core.auth.authenticate(&request)?;
     principal.require(Scope::Read)?;
     let mut input: TicketRequest = request.json().await?;
     let viewer = Viewer {
@@ -118,7 +118,7 @@ async fn mint(
     let tenant = principal.tenant;
     let discussion = api.read(move |store| find(&input, store, &tenant)).await?;
     let target = Target::Discussion(discussion.id.to_string());
-    let (secret, ticket) = api.auth.tickets().mint(tenant, target, viewer).await?;
+    let (secret, ticket) = api.core.auth.tickets().mint(tenant, target, viewer).await?;
     Ok(response::data(
         StatusCode::CREATED,
         &json!({
@@ -138,6 +138,7 @@ pub(super) async fn stream(
 ) -> Result<Response, ApiError> {
     let id = uuid_param("discussionId", request.param("discussionId"))?;
     let admission = api
+        .core
         .auth
         .admit_stream(&request, &Target::Discussion(id.to_string()))
         .await?;
@@ -147,7 +148,7 @@ pub(super) async fn stream(
     let discussion = api
         .read(move |store| query::discussion(store, &tenant, &id))
         .await?;
-    let subscription = api.hub.subscribe(events::topic(tenant, &id), start);
+    let subscription = api.core.hub.subscribe(events::topic(tenant, &id), start);
     let connected = json!({
         "discussionId": discussion.id,
         "discussionStatus": discussion.status,
@@ -155,9 +156,9 @@ pub(super) async fn stream(
     Ok(sse::response(SseStream {
         subscription,
         format: Arc::new(DiscussionFormat { connected }),
-        settings: api.sse,
-        lifecycle: api.lifecycle.clone(),
-        metrics: api.metrics.clone(),
+        settings: api.core.sse(),
+        lifecycle: api.core.lifecycle.clone(),
+        metrics: api.core.metrics.clone(),
         admission,
     }))
 }

@@ -21,23 +21,16 @@ mod actor;
 mod rest;
 mod ws;
 
-use crate::auth::{Authenticator, Principal};
-use crate::core::hub::Hub;
-use crate::core::lifecycle::Lifecycle;
+use crate::auth::Principal;
 use crate::core::log::encoding::Encoding;
 use crate::core::log::namespace::Namespace;
 use crate::core::log::{LogEvent, TopicRef};
-use crate::core::metrics::Metrics;
-use crate::core::writer::Writer;
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::http::router::Router;
-use crate::modules::idempotency::Idempotency;
 use crate::modules::platform::{Module, ModuleContext};
-use crate::transport::sse::SseSettings;
 #[cfg(doc)]
 use crate::transport::webhook::whole_event;
-use crate::transport::ws::WsSettings;
 use bytes::Bytes;
 use http::Method;
 use std::borrow::Cow;
@@ -56,45 +49,25 @@ pub struct TopicsLimits {
 
 /// Everything the topics API uses.
 pub struct TopicsApi {
-    /// The commit pipeline.
-    pub writer: Writer,
-    /// Fan-out and history.
-    pub hub: Arc<Hub>,
-    /// Credentials.
-    pub auth: Authenticator,
-    /// Server lifecycle (streams end on shutdown).
-    pub lifecycle: Arc<Lifecycle>,
-    /// Stream metrics.
-    pub metrics: Arc<Metrics>,
-    /// SSE timing.
-    pub sse: SseSettings,
-    /// WebSocket limits.
-    pub ws: WsSettings,
+    /// The core's shared parts (writer, hub, auth, lifecycle, metrics,
+    /// idempotency, stream settings).
+    pub core: ModuleContext,
     /// API limits.
     pub limits: TopicsLimits,
-    /// Idempotency keys of publishes.
-    pub idempotency: Idempotency,
 }
 
 impl TopicsApi {
     /// The topics API on the core's shared parts.
     pub fn new(context: &ModuleContext) -> Self {
         Self {
-            writer: context.writer.clone(),
-            hub: context.hub.clone(),
-            auth: context.auth.clone(),
-            lifecycle: context.lifecycle.clone(),
-            metrics: context.metrics.clone(),
-            sse: context.sse(),
-            ws: context.ws(),
+            core: context.clone(),
             limits: context.settings.topics,
-            idempotency: context.idempotency,
         }
     }
 
     /// The caller and the topic named in the path.
     fn authorize(&self, request: &Request) -> Result<(Principal, TopicRef), ApiError> {
-        let principal = self.auth.authenticate(request)?;
+        let principal = self.core.auth.authenticate(request)?;
         let name = request.param("topic").unwrap_or_default();
         let topic = TopicRef::new(principal.tenant, name).map_err(ApiError::validation)?;
         Ok((principal, topic))

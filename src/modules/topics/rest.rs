@@ -91,7 +91,7 @@ pub(super) fn publish_claim(
     body: &Value,
 ) -> Option<Claim> {
     let body = body.to_string();
-    api.idempotency.claim(
+    api.core.idempotency.claim(
         key,
         principal,
         PUBLISH_OPERATION,
@@ -113,6 +113,7 @@ pub(super) async fn commit_events(
     // Actor claims are not counted: at most 400 bytes each, within --max-body.
     let footprint = Footprint::json(events.iter().map(|input| &input.data));
     let committed = api
+        .core
         .writer
         .commit(footprint, move |change| {
             idempotency::protect(claim.as_ref(), change, |change| {
@@ -177,6 +178,7 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
         bytes: HISTORY_PAGE_BYTES,
     };
     let page = api
+        .core
         .hub
         .read_page(&topic, cursor, limit)
         .await
@@ -196,6 +198,7 @@ pub(super) async fn history(api: Arc<TopicsApi>, request: Request) -> Result<Res
 pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Response, ApiError> {
     let name = request.param("topic").unwrap_or_default().to_string();
     let admission = api
+        .core
         .auth
         .admit_stream(&request, &Target::Topic(name.clone()))
         .await?;
@@ -204,13 +207,13 @@ pub(super) async fn stream(api: Arc<TopicsApi>, request: Request) -> Result<Resp
     principal.require_read(&topic.name)?;
     let start = sse::resume_start(&request)?;
     let connected = json!({ "topic": topic.name });
-    let subscription = api.hub.subscribe(topic, start);
+    let subscription = api.core.hub.subscribe(topic, start);
     Ok(sse::response(SseStream {
         subscription,
         format: Arc::new(GenericFormat { connected }),
-        settings: api.sse,
-        lifecycle: api.lifecycle.clone(),
-        metrics: api.metrics.clone(),
+        settings: api.core.sse(),
+        lifecycle: api.core.lifecycle.clone(),
+        metrics: api.core.metrics.clone(),
         admission,
     }))
 }
@@ -232,6 +235,7 @@ pub(super) async fn mint_ticket(
     let input: TicketInput = request.json_or_default().await?;
     let target = Target::Topic(topic.name.clone());
     let (secret, ticket) = api
+        .core
         .auth
         .tickets()
         .mint(principal.tenant, target, input.viewer)

@@ -59,12 +59,15 @@ enum ClientOp {
 
 /// `GET /api/v1/topics/ws`
 pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Response, ApiError> {
-    let admission = api.auth.admit(api.auth.authenticate(&request)?, None)?;
+    let admission = api
+        .core
+        .auth
+        .admit(api.core.auth.authenticate(&request)?, None)?;
     let runtime = WsRuntime {
-        settings: api.ws,
-        hub: api.hub.clone(),
-        lifecycle: api.lifecycle.clone(),
-        metrics: api.metrics.clone(),
+        settings: api.core.ws(),
+        hub: api.core.hub.clone(),
+        lifecycle: api.core.lifecycle.clone(),
+        metrics: api.core.metrics.clone(),
     };
     ws::serve(&mut request, &runtime, admission, TopicsProtocol { api })
 }
@@ -182,7 +185,7 @@ impl TopicsProtocol {
         let mut published = json!({ "op": "published", "event": published_event(&reply) });
         if reply.replayed {
             published["replayed"] = Value::Bool(true);
-            self.api.metrics.idempotent_replay();
+            self.api.core.metrics.idempotent_replay();
         }
         Ok(with_ref(published, reference))
     }
