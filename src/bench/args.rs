@@ -38,6 +38,8 @@ pub enum Scenario {
     Connections(ConnectionsArgs),
     /// Subscribers drop and resume at once while publishing goes on: catch-up time, loss.
     Reconnect(ReconnectArgs),
+    /// Live events-streams polling: closed-interval requests/s (beside nginx), or V viewers polling every interval.
+    Poll(PollArgs),
     /// Internal: hosts subscribers for a coordinating bench process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -313,6 +315,208 @@ pub struct ReconnectArgs {
     pub drop_after: Duration,
 }
 
+/// What `tidings bench poll` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Already-closed intervals as fast as they are answered: requests/s, latency, identical bytes.
+    Closed,
+    /// Viewers polling every interval on its boundary: delay from the close, identical bytes, RSS.
+    Live,
+}
+
+impl PollMode {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Live => "live",
+        }
+    }
+}
+
+/// Flags of `tidings bench poll`.
+#[derive(Debug, Args, Clone)]
+pub struct PollArgs {
+    /// The server to measure.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// How results are shown.
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// closed: hammer already-closed intervals; live: viewers poll every interval as it closes.
+    #[arg(long, value_enum, default_value_t = PollMode::Closed)]
+    pub mode: PollMode,
+
+    /// The JWT realm viewer tokens are signed for (sent as `realmname` unless `default`).
+    #[arg(long, default_value = "default")]
+    pub realm: String,
+
+    /// HS256 secret of --realm (default: the realm's secret in DATA_DIR/config.json).
+    #[arg(long, env = "TIDINGS_BENCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// How long to measure (per phase in live mode).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// closed: keep-alive connections, each with its own viewer token.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    pub connections: usize,
+
+    /// closed: client threads the connections are spread over (like wrk -t).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// closed: how many closed intervals (each with one chat) the connections cycle through.
+    #[arg(long, default_value_t = 4)]
+    pub intervals: usize,
+
+    /// closed: also measure Debian's nginx serving the same bytes from files, in the same run.
+    #[arg(long, value_enum)]
+    pub peer: Option<Peer>,
+
+    /// live: number of viewers (distinct JWT subjects), each polling every interval.
+    #[arg(long, default_value_t = 10_000)]
+    pub viewers: usize,
+
+    /// live: viewers sharing one keep-alive connection (their polls are pipelined).
+    #[arg(long, default_value_t = 1)]
+    pub viewers_per_connection: usize,
+
+    /// live: connections opened per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub connect_rate: f64,
+
+    /// live: send each poll this long before its interval closes (0: at the close).
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub lead: Duration,
+
+    /// live: polling before measuring starts (after the last connection opened).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// live: round trips to /api/v1/time for the clock offset (the shortest one counts).
+    #[arg(long, default_value_t = 16)]
+    pub clock_samples: usize,
+
+    /// live: the server's process id, to read its RSS from /proc (default: /metrics).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// live: after the quiet phase, poll another --duration while writers post hearts, chats and answers.
+    #[arg(long)]
+    pub ingest: bool,
+
+    /// With --ingest: heart requests per second (`{"count":1}` each).
+    #[arg(long, default_value_t = 5000.0)]
+    pub hearts_rate: f64,
+
+    /// With --ingest: chat messages per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub chats_rate: f64,
+
+    /// With --ingest: quiz answers per second (each viewer answers each quiz once).
+    #[arg(long, default_value_t = 2000.0)]
+    pub answers_rate: f64,
+
+    /// With --ingest: keep-alive connections per kind of write.
+    #[arg(long, default_value_t = 8)]
+    pub ingest_connections: usize,
+}
+
+/// Most connections or viewers one bench process holds (stay under `ulimit -n`).
+pub const MAX_POLL_SOCKETS: usize = 19_000;
+
+impl PollArgs {
+    /// Checks the flags of the poll scenario.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        require_duration(self.duration, "--duration", true)?;
+        require(
+            !self.realm.is_empty() && !self.realm.contains(['\r', '\n']),
+            "--realm",
+            "must be a realm name",
+        )?;
+        match self.mode {
+            PollMode::Closed => self.validate_closed(),
+            PollMode::Live => self.validate_live(),
+        }
+    }
+
+    fn validate_closed(&self) -> Result<(), BenchError> {
+        require(
+            (1..=MAX_POLL_SOCKETS).contains(&self.connections),
+            "--connections",
+            "must be between 1 and 19000",
+        )?;
+        require(
+            (1..=self.connections).contains(&self.threads),
+            "--threads",
+            "must be between 1 and --connections",
+        )?;
+        require(
+            (1..=64).contains(&self.intervals),
+            "--intervals",
+            "must be between 1 and 64",
+        )?;
+        require(
+            self.peer.is_none_or(|peer| peer == Peer::Nginx),
+            "--peer",
+            "must be nginx for the poll scenario",
+        )?;
+        require(!self.ingest, "--ingest", "needs --mode live")
+    }
+
+    fn validate_live(&self) -> Result<(), BenchError> {
+        require(self.peer.is_none(), "--peer", "needs --mode closed")?;
+        require(
+            (1..=self.viewers.max(1)).contains(&self.viewers_per_connection),
+            "--viewers-per-connection",
+            "must be between 1 and --viewers",
+        )?;
+        require(
+            self.viewers >= 1
+                && self.viewers.div_ceil(self.viewers_per_connection.max(1))
+                    + 3 * self.ingest_connections
+                    <= MAX_POLL_SOCKETS,
+            "--viewers",
+            "must be at least 1, and viewers / --viewers-per-connection plus the ingest connections at most 19000 (one process's sockets)",
+        )?;
+        require_rate(self.connect_rate, "--connect-rate")?;
+        require(
+            self.lead <= Duration::from_secs(2),
+            "--lead",
+            "must be at most 2s (the server waits at most --live-max-ahead, 2s by default)",
+        )?;
+        require_duration(self.warmup, "--warmup", false)?;
+        require(
+            (1..=1000).contains(&self.clock_samples),
+            "--clock-samples",
+            "must be between 1 and 1000",
+        )?;
+        if !self.ingest {
+            return Ok(());
+        }
+        for (rate, flag) in [
+            (self.hearts_rate, "--hearts-rate"),
+            (self.chats_rate, "--chats-rate"),
+            (self.answers_rate, "--answers-rate"),
+        ] {
+            require(
+                rate == 0.0 || RATE_RANGE.contains(&rate),
+                flag,
+                "must be 0 or a number per second between 0.01 and 1000000000",
+            )?;
+        }
+        require(
+            (1..=1000).contains(&self.ingest_connections),
+            "--ingest-connections",
+            "must be between 1 and 1000",
+        )
+    }
+}
+
 /// Parses an event size such as `200`, `1KiB` or `4KB` (at most 1 MiB).
 fn parse_size(text: &str) -> Result<usize, String> {
     let bytes = crate::config::parse_byte_size(text)?;
@@ -435,6 +639,11 @@ impl PublishArgs {
 impl FanoutArgs {
     /// Checks that a peer run uses what a peer supports.
     pub fn validate_peer(&self) -> Result<(), BenchError> {
+        require(
+            self.peer.peer != Some(Peer::Nginx),
+            "--peer nginx",
+            "serves files and has no publish API; it is a peer of `tidings bench poll`",
+        )?;
         require(
             self.peer.peer.is_none() || self.subscribers.transport == Transport::Sse,
             "--peer",

@@ -9,6 +9,7 @@
 
 use super::chunked::ChunkDecoder;
 use super::error::BenchError;
+use super::keepalive::check_header_value as check_value;
 use super::socket::Socket;
 use std::borrow::Cow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,16 +68,6 @@ pub struct Head {
     pub framing: Framing,
     /// Body bytes (still encoded) that arrived with the head.
     pub leftover: Vec<u8>,
-}
-
-/// A request header value must not be able to end the header line.
-fn check_value(name: &str, value: &str) -> Result<(), BenchError> {
-    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(BenchError::usage(format!(
-            "the {name} value contains a line break or NUL"
-        )));
-    }
-    Ok(())
 }
 
 /// Writes `GET path` with the given extra headers.

@@ -3,7 +3,10 @@
 //! Scenarios (see [`args::Scenario`]): `publish` (durable publish throughput
 //! and acknowledgement latency), `fanout` (delivery rate, publish-to-delivery
 //! latency, loss and duplicates), `connections` (server memory per idle
-//! connection), `reconnect` (catch-up after every subscriber drops at once).
+//! connection), `reconnect` (catch-up after every subscriber drops at once),
+//! `poll` (live events-streams: closed-interval requests/s beside nginx, or
+//! viewers polling every interval: delay from the close, identical bytes,
+//! RSS, with optional ingest).
 //!
 //! Run it against a server started separately (`http://`, or `https://` with
 //! `--ca-file PEM` or `--insecure`), for example:
@@ -16,6 +19,8 @@
 //! tidings bench connections --connections 19000 --transport ws --connect-rate 2000 --hold 10s
 //! tidings bench reconnect --subscribers 10000 --rate 200 --duration 10s --drop-after 3s --json
 //! tidings bench fanout --url https://127.0.0.1:8443 --insecure --http2 --h2-streams 32
+//! tidings bench poll --mode closed -c 100 --duration 10s --peer nginx
+//! tidings bench poll --mode live --viewers 10000 --duration 10s --ingest
 //! ```
 //!
 //! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
@@ -41,12 +46,15 @@
 //!   [`stream`]; [`ws_frame`]: the WebSocket framing the bench client reads
 //!   and writes itself.
 //! * [`payload`]: the stamp (topic, sequence, send time) events carry.
-//! * [`peer`]: other servers (Pushpin) the fanout can measure side by side.
+//! * [`peer`]: other servers (Pushpin for fanout, nginx for poll) measured
+//!   side by side; [`nginx`]: the nginx peer started with its own config.
+//! * [`keepalive`]: the bare keep-alive HTTP/1.1 request/response client of
+//!   the poll scenario; [`poll`]: its clock sync, API calls, loads and checks.
 //! * [`ledger`]: loss and duplicate accounting; [`histogram`]: latencies.
 //! * [`publisher`]: concurrent, paced or closed-loop publishing.
 //! * [`subscriber`], [`group`]: subscribers and the group that drives them.
 //! * [`protocol`], [`workers`]: groups in worker processes (JSON lines).
-//! * [`scenario`]: the four scenarios; [`progress`], [`report`]: output.
+//! * [`scenario`]: the five scenarios; [`progress`], [`report`]: output.
 
 pub mod args;
 pub mod chunked;
@@ -57,9 +65,12 @@ pub mod h1;
 pub mod h2_pool;
 pub mod histogram;
 pub mod http;
+pub mod keepalive;
 pub mod ledger;
+pub mod nginx;
 pub mod payload;
 pub mod peer;
+pub mod poll;
 pub mod progress;
 pub mod protocol;
 pub mod publisher;
@@ -104,6 +115,7 @@ async fn run_scenario(scenario: Scenario) -> Result<(), BenchError> {
         Scenario::Fanout(args) => scenario::fanout::run(args).await,
         Scenario::Connections(args) => scenario::connections::run(args).await,
         Scenario::Reconnect(args) => scenario::reconnect::run(args).await,
+        Scenario::Poll(args) => scenario::poll::run(args).await,
         Scenario::Worker => workers::worker_main(),
     }
 }

@@ -1,4 +1,7 @@
-//! Other servers the fanout scenario can measure, for side-by-side figures.
+//! Other servers the bench can measure, for side-by-side figures.
+//!
+//! `poll --peer nginx` measures Debian's nginx serving the same interval
+//! bodies from files ([`super::nginx`]).
 //!
 //! `--peer pushpin` runs the same fanout against Pushpin in front of a GRIP
 //! origin (`scripts/grip-origin.py`): subscribers open `--stream-url` with
@@ -31,8 +34,10 @@ pub const TOPIC_PLACEHOLDER: &str = "{topic}";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Peer {
-    /// Pushpin (GRIP): SSE streams held by an origin, published through its HTTP publish API.
+    /// Pushpin (GRIP): SSE streams held by an origin, published through its HTTP publish API (fanout).
     Pushpin,
+    /// nginx (Debian package) serving closed-interval bodies from files (poll).
+    Nginx,
 }
 
 impl Peer {
@@ -40,6 +45,7 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Self::Pushpin => "pushpin",
+            Self::Nginx => "nginx",
         }
     }
 }

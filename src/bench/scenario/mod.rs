@@ -1,9 +1,10 @@
-//! The four scenarios and what they share: the pre-flight check, topic
+//! The five scenarios and what the subscriber scenarios share: the pre-flight check, topic
 //! naming and the [`Coordinator`] that drives subscriber groups.
 
 pub mod connections;
 pub mod delivery;
 pub mod fanout;
+pub mod poll;
 pub mod publish;
 pub mod reconnect;
 
