@@ -684,7 +684,10 @@ fn live_report(context: &Context<'_>, live: &LiveResults) -> Report {
             ),
             (
                 "poll sent",
-                format!("{:?} before each interval's close", args.lead),
+                format!(
+                    "{} before each interval's close",
+                    humantime::format_duration(args.lead)
+                ),
             ),
             (
                 "clock offset",
