@@ -249,3 +249,169 @@ fn tls_and_http2_flags_are_checked() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
     }
 }
+
+/// Runs `tidings bench ARGS` against `server` without judging the outcome.
+fn bench_output(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .arg("bench")
+        .args(args)
+        .args(["--url", &server.base, "--quiet", "--json", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .expect("the bench runs")
+}
+
+/// Asserts that a closed-interval run got only 200s with its intervals' bytes.
+fn assert_all_identical(figures: &Value) {
+    let requests = figures["requests"].as_u64().expect("requests");
+    assert!(requests > 0, "{figures}");
+    assert_eq!(figures["identical"], requests, "{figures}");
+    assert_eq!(figures["mismatched"], 0, "{figures}");
+    assert_eq!(figures["errors"], 0, "{figures}");
+}
+
+#[test]
+fn poll_closed_answers_every_connection_with_the_same_bytes() {
+    let server = Server::start();
+    let result = bench(
+        &server,
+        &[
+            "poll",
+            "--mode",
+            "closed",
+            "-c",
+            "8",
+            "--threads",
+            "2",
+            "--intervals",
+            "2",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(result["passed"], true, "{result}");
+    assert_all_identical(&result["tidings"]);
+    let sizes = result["setup"]["bodyBytes"].as_array().expect("sizes");
+    assert_eq!(sizes.len(), 2, "{result}");
+    assert!(
+        sizes.iter().all(|size| size.as_u64() > Some(100)),
+        "every interval has its chat: {result}"
+    );
+    assert!(result["nginx"].is_null());
+}
+
+#[test]
+fn poll_closed_measures_nginx_serving_the_same_bytes_in_the_same_run() {
+    let server = Server::start();
+    let result = bench(
+        &server,
+        &[
+            "poll",
+            "--mode",
+            "closed",
+            "-c",
+            "4",
+            "--intervals",
+            "2",
+            "--duration",
+            "1s",
+            "--peer",
+            "nginx",
+        ],
+    );
+    assert_eq!(result["passed"], true, "{result}");
+    assert_all_identical(&result["tidings"]);
+    assert_all_identical(&result["nginx"]);
+    assert!(
+        result["nginx"]["version"]
+            .as_str()
+            .is_some_and(|v| v.contains("nginx"))
+    );
+    assert!(result["ratio"].as_f64().is_some_and(|ratio| ratio > 0.0));
+}
+
+#[test]
+fn poll_live_viewers_get_every_interval_with_and_without_ingest() {
+    let server = Server::start();
+    let pid = server.pid().to_string();
+    let result = bench(
+        &server,
+        &[
+            "poll",
+            "--mode",
+            "live",
+            "--viewers",
+            "20",
+            "--viewers-per-connection",
+            "2",
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+            "--lead",
+            "50ms",
+            "--ingest",
+            "--hearts-rate",
+            "40",
+            "--chats-rate",
+            "10",
+            "--answers-rate",
+            "30",
+            "--ingest-connections",
+            "2",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(result["passed"], true, "{result}");
+    assert_eq!(result["setup"]["connections"], 10, "{result}");
+    for phase in ["quiet", "ingest"] {
+        let figures = &result[phase];
+        // Each of 20 viewers polls each of 8 intervals; a loaded debug build may lag by a poll or two.
+        assert!(
+            figures["polls"].as_u64().is_some_and(|polls| polls >= 100),
+            "{phase}: {result}"
+        );
+        assert_eq!(figures["otherStatus"], 0, "{phase}: {result}");
+        assert!(figures["rssBytes"].as_u64().is_some_and(|rss| rss > 0));
+        assert!(figures["delayFromClose"]["count"].as_u64() > Some(0));
+    }
+    let writes = &result["ingest"]["writes"]["kinds"];
+    for kind in ["hearts", "chats", "answers"] {
+        assert!(
+            writes[kind]["accepted"].as_u64().is_some_and(|n| n > 0),
+            "{kind}: {result}"
+        );
+        assert_eq!(writes[kind]["refused"], 0, "{kind}: {result}");
+    }
+    // 60 answers from 20 viewers: every viewer answered each quiz once, and new quizzes opened.
+    assert!(
+        result["ingest"]["writes"]["quizzes"].as_u64() > Some(1),
+        "{result}"
+    );
+    let identity = &result["identity"];
+    assert!(identity["compared"].as_u64() > Some(200), "{result}");
+    assert_eq!(identity["mismatched"], 0, "{result}");
+}
+
+#[test]
+fn poll_with_a_wrong_realm_secret_fails_with_the_servers_answer() {
+    let server = Server::start();
+    let output = bench_output(
+        &server,
+        &[
+            "poll",
+            "--duration",
+            "1s",
+            "--jwt-secret",
+            "not-the-realm-secret-0123456789-abcdefghijklmnop",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("401"),
+        "{output:?}"
+    );
+    let refused = bench_output(&server, &["poll", "--mode", "live", "--peer", "nginx"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}
