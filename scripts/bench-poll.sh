@@ -20,14 +20,15 @@
 # same settings `bench poll --peer nginx` generates (src/bench/nginx.rs).
 #
 # Environment: TIDINGS (binary, default target/release/tidings, built when
-# missing), VIEWERS (default 10000), KEEP=1 keeps the temporary directory.
+# missing), VIEWERS (default 10000), PORT (Tidings, default 18080), NGINX_PORT
+# (the wrk reference nginx, default 18081), KEEP=1 keeps the temporary directory.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TIDINGS=${TIDINGS:-$ROOT/target/release/tidings}
 VIEWERS=${VIEWERS:-10000}
-PORT=18080
-NGINX_PORT=18081
+PORT=${PORT:-18080}
+NGINX_PORT=${NGINX_PORT:-18081}
 URL=http://127.0.0.1:$PORT
 WORK=$(mktemp -d /tmp/bench-poll.XXXXXX)
 DATA=$WORK/data

@@ -170,7 +170,8 @@ pub struct Stream {
     pub first_interval: i64,
 }
 
-/// The producer side: one connection with the admin (or a `publish`) key.
+/// The producer side: one connection with the admin (or a `publish`) key,
+/// opened again before a call when the server closed it while it was idle.
 #[derive(Debug)]
 pub struct Producer {
     client: HttpClient,
@@ -180,18 +181,21 @@ pub struct Producer {
 impl Producer {
     /// Connects to the target.
     pub async fn connect(target: &Target) -> Result<Self, BenchError> {
-        let client = HttpClient::connect(target, Protocol::Http1)
+        Ok(Self {
+            client: Self::open(target).await?,
+            target: target.clone(),
+        })
+    }
+
+    async fn open(target: &Target) -> Result<HttpClient, BenchError> {
+        HttpClient::connect(target, Protocol::Http1)
             .await
             .map_err(|err| {
                 BenchError::run(format!(
                     "the server at {} is not reachable: {err}",
                     target.addr
                 ))
-            })?;
-        Ok(Self {
-            client,
-            target: target.clone(),
-        })
+            })
     }
 
     /// Sends a JSON request and returns the answer's `data` when the status is `expected`.
@@ -202,6 +206,9 @@ impl Producer {
         body: Value,
         expected: StatusCode,
     ) -> Result<Value, BenchError> {
+        if self.client.is_closed() {
+            self.client = Self::open(&self.target).await?;
+        }
         let request = self
             .client
             .request(method.clone(), &self.target.path(path))
