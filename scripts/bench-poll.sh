@@ -31,6 +31,8 @@ PORT=${PORT:-18080}
 NGINX_PORT=${NGINX_PORT:-18081}
 URL=http://127.0.0.1:$PORT
 WORK=$(mktemp -d /tmp/bench-poll.XXXXXX)
+# nginx workers run as www-data: they must reach the files.
+chmod 755 "$WORK"
 DATA=$WORK/data
 PIDS=()
 

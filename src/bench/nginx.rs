@@ -109,6 +109,7 @@ impl Nginx {
             std::fs::write(dir.join(format!("www/intervals/{interval}.json")), body)
                 .map_err(|err| io("writing an interval file", err))?;
         }
+        readable_by_workers(&dir).map_err(|err| io("opening the files to nginx's workers", err))?;
         let port = free_port()?;
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, config(&dir, port)).map_err(|err| io("writing nginx.conf", err))?;
@@ -190,6 +191,21 @@ impl Drop for Nginx {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Lets nginx's workers (`www-data` when started as root) reach the
+/// interval files, whatever the umask.
+fn readable_by_workers(dir: &Path) -> std::io::Result<()> {
+    use std::fs::{Permissions, set_permissions};
+    use std::os::unix::fs::PermissionsExt;
+    let intervals = dir.join("www/intervals");
+    for path in [dir.to_path_buf(), dir.join("www"), intervals.clone()] {
+        set_permissions(&path, Permissions::from_mode(0o755))?;
+    }
+    for entry in std::fs::read_dir(&intervals)? {
+        set_permissions(entry?.path(), Permissions::from_mode(0o644))?;
+    }
+    Ok(())
 }
 
 /// The nginx executable, installing Debian's package when it is missing and we are root.
