@@ -413,7 +413,9 @@ async fn live_mode(context: &Context<'_>) -> Result<Report, BenchError> {
     Ok(live_report(context, &live))
 }
 
-/// Waits for the ramp and warm-up, then measures the phases.
+/// Waits for the ramp and warm-up, then measures the phases. A phase's
+/// figures are read [`settle`] after the next phase began, so that the polls
+/// it sent have been answered (the writers start with the ingest phase).
 async fn measure_live(
     context: &Context<'_>,
     running: &Viewers,
@@ -424,33 +426,48 @@ async fn measure_live(
     wait_for_connections(running, progress).await?;
     hold(running, Phase::Warmup, args.warmup, progress).await;
     running.set_phase(Phase::Quiet);
-    let quiet = measure_phase(context, running, Phase::Quiet, progress).await;
+    hold(running, Phase::Quiet, args.duration, progress).await;
     if !args.ingest {
+        running.set_phase(Phase::Stopping);
+        let quiet = settle_and_read(context, running, Phase::Quiet).await;
         return Ok((quiet, None));
     }
-    let quiz_duration = args.duration + QUIZ_SLACK;
     let ingest = Ingest::start(
-        IngestPlan {
-            target: context.target.clone(),
-            requests: context.requests.clone(),
-            viewers: Arc::clone(viewers),
-            rates: Rates {
-                hearts: args.hearts_rate,
-                chats: args.chats_rate,
-                answers: args.answers_rate,
-            },
-            connections: args.ingest_connections,
-            stream_id: context.stream_id.clone(),
-            quiz_duration,
-        },
+        ingest_plan(context, viewers),
         Producer::connect(context.target).await?,
     )
     .await?;
     running.set_phase(Phase::Ingest);
-    let loaded = measure_phase(context, running, Phase::Ingest, progress).await;
+    let quiet = settle_and_read(context, running, Phase::Quiet).await;
+    let rest = args.duration.saturating_sub(settle(args.lead));
+    hold(running, Phase::Ingest, rest, progress).await;
     running.set_phase(Phase::Stopping);
+    let loaded = settle_and_read(context, running, Phase::Ingest).await;
     let writes = ingest.stop().await?;
     Ok((quiet, Some((loaded, writes))))
+}
+
+/// The writers of `--ingest`.
+fn ingest_plan(context: &Context<'_>, viewers: &Arc<Vec<Viewer>>) -> IngestPlan {
+    let args = context.args;
+    IngestPlan {
+        target: context.target.clone(),
+        requests: context.requests.clone(),
+        viewers: Arc::clone(viewers),
+        rates: Rates {
+            hearts: args.hearts_rate,
+            chats: args.chats_rate,
+            answers: args.answers_rate,
+        },
+        connections: args.ingest_connections,
+        stream_id: context.stream_id.clone(),
+        quiz_duration: args.duration + QUIZ_SLACK,
+    }
+}
+
+/// How long after a phase ended its last polls are answered: the lead and one interval.
+pub fn settle(lead: Duration) -> Duration {
+    lead + Duration::from_millis(INTERVAL_MS as u64)
 }
 
 /// Waits until every connection opened or failed; any failure ends the run.
@@ -491,15 +508,10 @@ async fn hold(running: &Viewers, phase: Phase, length: Duration, progress: &mut 
     }
 }
 
-/// Measures one phase for `--duration` and reads the RSS at its end.
-async fn measure_phase(
-    context: &Context<'_>,
-    running: &Viewers,
-    phase: Phase,
-    progress: &mut Progress,
-) -> PhaseResult {
+/// Waits [`settle`], then reads a finished phase's figures and the server's RSS.
+async fn settle_and_read(context: &Context<'_>, running: &Viewers, phase: Phase) -> PhaseResult {
     let args = context.args;
-    hold(running, phase, args.duration, progress).await;
+    tokio::time::sleep(settle(args.lead)).await;
     let rss = read_rss(context.target, args.server_pid).await;
     let intervals = args.duration.as_millis() as u64 / INTERVAL_MS as u64;
     PhaseResult {
@@ -821,6 +833,8 @@ mod tests {
         let ratio = p99_ratio(&quiet, &loaded).expect("samples");
         assert!((ratio - 1.1).abs() < 0.02, "{ratio}");
         assert_eq!(p99_ratio(&quiet, &PhaseFigures::default()), None);
+        assert_eq!(settle(Duration::ZERO), Duration::from_millis(250));
+        assert_eq!(settle(Duration::from_millis(100)), Duration::from_millis(350));
         assert_eq!(met(true, "1"), "met (1)");
         assert_eq!(met(false, "1"), "MISSED (1)");
     }
