@@ -9,7 +9,9 @@
 //! `message`) come from the viewers in turn; every answer comes from the
 //! next viewer that has not answered the open quiz yet, and when all have,
 //! the quiz is closed and a new one opened (through the producer API), so
-//! no answer is refused as a repeat.
+//! no answer is refused as a repeat. An answer holds the quiz (a read lock)
+//! until its answer is back, and the rotation takes the write lock, so a
+//! quiz is never closed under an answer still on its way.
 
 use super::api::{Producer, QUIZ_CHOICES, Viewer, ViewerRequests};
 use crate::bench::error::BenchError;
@@ -17,9 +19,9 @@ use crate::bench::histogram::{AtomicHistogram, Histogram};
 use crate::bench::keepalive::KeepAlive;
 use crate::bench::target::Target;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::RwLock;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -126,7 +128,8 @@ pub struct KindFigures {
 #[derive(Debug)]
 struct Quiz {
     id: String,
-    next_viewer: usize,
+    /// The next viewer to answer (may run past the last viewer: then the quiz is full).
+    next_viewer: AtomicUsize,
     opened: u64,
     producer: Producer,
 }
@@ -135,7 +138,7 @@ struct Quiz {
 struct Shared {
     plan: IngestPlan,
     counters: [KindCounters; 3],
-    quiz: Mutex<Quiz>,
+    quiz: RwLock<Quiz>,
     stop: AtomicBool,
     problems: std::sync::Mutex<Vec<String>>,
 }
@@ -177,9 +180,9 @@ impl Ingest {
         let connections = plan.connections.max(1);
         let shared = Arc::new(Shared {
             counters: Default::default(),
-            quiz: Mutex::new(Quiz {
+            quiz: RwLock::new(Quiz {
                 id: quiz_id,
-                next_viewer: 0,
+                next_viewer: AtomicUsize::new(0),
                 opened: 1,
                 producer,
             }),
@@ -230,7 +233,7 @@ impl Ingest {
                 (*kind, figures)
             })
             .collect();
-        let quiz = self.shared.quiz.lock().await;
+        let quiz = self.shared.quiz.read().await;
         let problems = self
             .shared
             .problems
@@ -261,17 +264,10 @@ async fn writer(kind: Kind, index: usize, gap: Duration, offset: Duration, share
             counters.behind.fetch_add(skipped as u64, Ordering::Relaxed);
             due = now;
         }
-        let request = match next_request(kind, sent, shared).await {
-            Ok(request) => request,
-            Err(err) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                shared.note(&err.to_string());
-                continue;
-            }
-        };
-        sent += shared.plan.connections.max(1);
         let started = Instant::now();
-        match send(&mut connection, &shared.plan.target, &request).await {
+        let written = write_once(kind, sent, shared, &mut connection).await;
+        sent += shared.plan.connections.max(1);
+        match written {
             Ok((status, body)) => {
                 counters
                     .latency
@@ -313,40 +309,60 @@ async fn send(
     Ok((answer.status, excerpt))
 }
 
-/// The next request of `kind`; `sent` numbers this writer's requests.
-async fn next_request(kind: Kind, sent: usize, shared: &Shared) -> Result<Vec<u8>, BenchError> {
+/// Sends the next write of `kind`; `sent` numbers this writer's writes.
+async fn write_once(
+    kind: Kind,
+    sent: usize,
+    shared: &Shared,
+    connection: &mut Option<KeepAlive>,
+) -> Result<(u16, String), BenchError> {
     let plan = &shared.plan;
-    let viewer = |index: usize| &plan.viewers[index % plan.viewers.len()];
-    match kind {
-        Kind::Hearts => plan.requests.heart(viewer(sent)),
-        Kind::Chats => plan
-            .requests
-            .chat(viewer(sent), &format!("bench chat {sent}")),
-        Kind::Answers => {
-            let (quiz, index) = next_answerer(shared).await?;
-            let choice = QUIZ_CHOICES[index % QUIZ_CHOICES.len()];
-            plan.requests.answer(&quiz, choice, viewer(index))
+    let viewer = &plan.viewers[sent % plan.viewers.len()];
+    let request = match kind {
+        Kind::Hearts => plan.requests.heart(viewer)?,
+        Kind::Chats => plan.requests.chat(viewer, &format!("bench chat {sent}"))?,
+        Kind::Answers => return send_answer(shared, connection).await,
+    };
+    send(connection, &plan.target, &request).await
+}
+
+/// Sends an answer from the next viewer that has not answered the open
+/// quiz, holding the quiz until the answer is back; rotates a full quiz.
+async fn send_answer(
+    shared: &Shared,
+    connection: &mut Option<KeepAlive>,
+) -> Result<(u16, String), BenchError> {
+    let plan = &shared.plan;
+    loop {
+        {
+            let quiz = shared.quiz.read().await;
+            let index = quiz.next_viewer.fetch_add(1, Ordering::Relaxed);
+            if let Some(viewer) = plan.viewers.get(index) {
+                let choice = QUIZ_CHOICES[index % QUIZ_CHOICES.len()];
+                let request = plan.requests.answer(&quiz.id, choice, viewer)?;
+                return send(connection, &plan.target, &request).await;
+            }
         }
+        rotate_quiz(shared).await?;
     }
 }
 
-/// The open quiz and the next viewer to answer it; opens a new quiz when every viewer answered.
-async fn next_answerer(shared: &Shared) -> Result<(String, usize), BenchError> {
-    let mut quiz = shared.quiz.lock().await;
-    if quiz.next_viewer == shared.plan.viewers.len() {
-        let stream = shared.plan.stream_id.clone();
-        let old = quiz.id.clone();
-        quiz.producer.close_quiz(&stream, &old).await?;
-        quiz.id = quiz
-            .producer
-            .open_quiz(&stream, shared.plan.quiz_duration)
-            .await?;
-        quiz.next_viewer = 0;
-        quiz.opened += 1;
+/// Closes the full quiz and opens the next (unless another writer just did).
+async fn rotate_quiz(shared: &Shared) -> Result<(), BenchError> {
+    let mut quiz = shared.quiz.write().await;
+    if quiz.next_viewer.load(Ordering::Relaxed) < shared.plan.viewers.len() {
+        return Ok(());
     }
-    let index = quiz.next_viewer;
-    quiz.next_viewer += 1;
-    Ok((quiz.id.clone(), index))
+    let stream = shared.plan.stream_id.clone();
+    let old = quiz.id.clone();
+    quiz.producer.close_quiz(&stream, &old).await?;
+    quiz.id = quiz
+        .producer
+        .open_quiz(&stream, shared.plan.quiz_duration)
+        .await?;
+    quiz.next_viewer.store(0, Ordering::Relaxed);
+    quiz.opened += 1;
+    Ok(())
 }
 
 #[cfg(test)]

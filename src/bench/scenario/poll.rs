@@ -834,7 +834,10 @@ mod tests {
         assert!((ratio - 1.1).abs() < 0.02, "{ratio}");
         assert_eq!(p99_ratio(&quiet, &PhaseFigures::default()), None);
         assert_eq!(settle(Duration::ZERO), Duration::from_millis(250));
-        assert_eq!(settle(Duration::from_millis(100)), Duration::from_millis(350));
+        assert_eq!(
+            settle(Duration::from_millis(100)),
+            Duration::from_millis(350)
+        );
         assert_eq!(met(true, "1"), "met (1)");
         assert_eq!(met(false, "1"), "MISSED (1)");
     }
