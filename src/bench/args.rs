@@ -60,7 +60,8 @@ pub struct ServerArgs {
     #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// The server's data directory, read for the admin key when --api-key is not given.
+    /// The server's data directory, read for the admin key when --api-key is not given
+    /// (and by `poll` for the realm's JWT secret when --jwt-secret is not given).
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
 
@@ -856,6 +857,72 @@ mod tests {
                 .to_string()
                 .contains("--drop-after")
         );
+    }
+
+    #[test]
+    fn poll_defaults_and_mode_checks() {
+        let Ok(Scenario::Poll(args)) = parse(&["poll"]) else {
+            panic!("poll parses");
+        };
+        assert_eq!(args.mode, PollMode::Closed);
+        assert_eq!(
+            (args.connections, args.threads, args.intervals),
+            (100, 1, 4)
+        );
+        assert_eq!(args.viewers, 10_000);
+        assert_eq!(args.lead, Duration::ZERO);
+        assert_eq!(
+            (args.hearts_rate, args.chats_rate, args.answers_rate),
+            (5000.0, 1000.0, 2000.0)
+        );
+        assert!(args.validate().is_ok());
+        let Ok(Scenario::Poll(args)) =
+            parse(&["poll", "--mode", "live", "--viewers", "20000", "--ingest"])
+        else {
+            panic!("parses");
+        };
+        assert!(
+            args.validate()
+                .expect_err("too many sockets")
+                .to_string()
+                .contains("--viewers")
+        );
+        let Ok(Scenario::Poll(args)) = parse(&[
+            "poll",
+            "--mode",
+            "live",
+            "--viewers",
+            "20000",
+            "--viewers-per-connection",
+            "4",
+        ]) else {
+            panic!("parses");
+        };
+        assert!(args.validate().is_ok(), "5 000 connections fit");
+        for refused in [
+            &["poll", "--mode", "live", "--peer", "nginx"][..],
+            &["poll", "--peer", "pushpin"][..],
+            &["poll", "--ingest"][..],
+            &["poll", "--mode", "live", "--lead", "3s"][..],
+            &["poll", "--threads", "200"][..],
+        ] {
+            let Ok(Scenario::Poll(args)) = parse(refused) else {
+                panic!("{refused:?} parses");
+            };
+            assert!(args.validate().is_err(), "{refused:?}");
+        }
+        let Ok(Scenario::Fanout(args)) = parse(&[
+            "fanout",
+            "--peer",
+            "nginx",
+            "--publish-url",
+            "http://127.0.0.1:1/",
+            "--stream-url",
+            "http://127.0.0.1:1/{topic}",
+        ]) else {
+            panic!("parses");
+        };
+        assert!(args.validate_peer().is_err(), "nginx has no publish API");
     }
 
     #[test]
