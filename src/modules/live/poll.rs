@@ -171,6 +171,25 @@ async fn stored(
     Ok(Closed::new(interval, body))
 }
 
+/// What a poll's answer says of the resource: its methods and that it
+/// varies with `Accept`.
+fn describe(headers: &mut http::HeaderMap) {
+    headers.insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+}
+
+/// `OPTIONS` on a stream (not a CORS preflight, which the HTTP layer
+/// answers): 204 with `Allow`.
+pub fn options() -> Response {
+    let mut response = http::Response::new(response::full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    describe(response.headers_mut());
+    response
+}
+
 /// 200 with the bytes, or 304 when the client holds them.
 fn reply(request: &Request, stream: &LiveStream, closed: Closed) -> Response {
     let record = stream.record();

@@ -141,12 +141,30 @@ pub struct LiveStream {
     hearts: AtomicU64,
     discounts: AtomicU64,
     quiz: Mutex<Option<OpenQuiz>>,
-    chats_in_interval: Mutex<(u64, u32)>,
+    chats_in_interval: Mutex<ChatCount>,
     ring: RwLock<VecDeque<Closed>>,
     closed_through: watch::Sender<u64>,
     hasher: RandomState,
     ring_len: usize,
+    ring_bytes: usize,
     max_viewers: usize,
+}
+
+/// Chats counted in the open interval: all, and per viewer.
+#[derive(Default)]
+struct ChatCount {
+    interval: u64,
+    total: u32,
+    by_viewer: HashMap<u64, u32>,
+}
+
+/// The per-interval chat bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatBounds {
+    /// Most chats in one interval.
+    pub per_interval: u32,
+    /// Most chats of one viewer in one interval.
+    pub per_viewer: u32,
 }
 
 impl LiveStream {
@@ -160,11 +178,12 @@ impl LiveStream {
             hearts: AtomicU64::new(0),
             discounts: AtomicU64::new(0),
             quiz: Mutex::new(None),
-            chats_in_interval: Mutex::new((0, 0)),
+            chats_in_interval: Mutex::new(ChatCount::default()),
             ring: RwLock::new(VecDeque::new()),
             closed_through: watch::Sender::new(closed_through),
             hasher: RandomState::new(),
             ring_len: limits.ring_len.max(1),
+            ring_bytes: limits.ring_bytes,
             max_viewers: limits.max_viewers,
         }
     }
@@ -216,22 +235,41 @@ impl LiveStream {
         viewers.values().filter(|seen| **seen >= since_ms).count() as u64
     }
 
-    /// Counts a chat going into `interval`; 429 when the interval holds
-    /// `max` already. Called inside the chat's change (a chat whose change
-    /// then fails still counts: the bound errs on the safe side).
-    pub fn count_chat(&self, interval: u64, max: u32) -> Result<(), ApiError> {
+    /// Counts `viewer`'s chat going into `interval`; 429 when the interval
+    /// holds its most chats, or the viewer's most. Called inside the chat's
+    /// change (a chat whose change then fails still counts: the bound errs
+    /// on the safe side). Memory: at most `per_interval` viewers counted.
+    pub fn count_chat(
+        &self,
+        viewer: &str,
+        interval: u64,
+        bounds: ChatBounds,
+    ) -> Result<(), ApiError> {
         let mut counted = lock(&self.chats_in_interval);
-        if counted.0 != interval {
-            *counted = (interval, 0);
+        if counted.interval != interval {
+            *counted = ChatCount {
+                interval,
+                ..ChatCount::default()
+            };
         }
-        if counted.1 >= max {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!("this events-stream takes at most {max} chats an interval (--live-max-chats-per-interval)"),
-            )
-            .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(1)));
+        if counted.total >= bounds.per_interval {
+            return Err(too_many(format!(
+                "this events-stream takes at most {} chats an interval (--live-max-chats-per-interval)",
+                bounds.per_interval
+            )));
         }
-        counted.1 += 1;
+        let of_viewer = counted
+            .by_viewer
+            .entry(self.hasher.hash_one(viewer))
+            .or_default();
+        if *of_viewer >= bounds.per_viewer {
+            return Err(too_many(format!(
+                "a viewer may post at most {} chats an interval (--live-max-chats-per-viewer-interval)",
+                bounds.per_viewer
+            )));
+        }
+        *of_viewer += 1;
+        counted.total += 1;
         Ok(())
     }
 
@@ -356,8 +394,11 @@ impl LiveStream {
             for interval in closed {
                 ring.push_back(interval);
             }
-            while ring.len() > self.ring_len {
-                ring.pop_front();
+            let mut bytes: usize = ring.iter().map(|closed| closed.body.len()).sum();
+            while ring.len() > self.ring_len || (bytes > self.ring_bytes && ring.len() > 1) {
+                if let Some(evicted) = ring.pop_front() {
+                    bytes -= evicted.body.len();
+                }
             }
         }
         self.closed_through.send_if_modified(|through| {
@@ -396,6 +437,8 @@ impl LiveStream {
 pub struct StreamMemory {
     /// Closed intervals kept in memory.
     pub ring_len: usize,
+    /// Their most bytes (the newest is kept whatever its size).
+    pub ring_bytes: usize,
     /// Most distinct viewers tracked.
     pub max_viewers: usize,
 }
@@ -438,6 +481,11 @@ impl Streams {
     }
 }
 
+fn too_many(message: String) -> ApiError {
+    ApiError::new(ErrorCode::RateLimited, message)
+        .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(1))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -468,6 +516,7 @@ mod tests {
         };
         let memory = StreamMemory {
             ring_len: 3,
+            ring_bytes: 1 << 20,
             max_viewers,
         };
         LiveStream::new(record, 0, &memory)
