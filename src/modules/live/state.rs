@@ -14,6 +14,7 @@
 use super::model::{QuizRecord, StreamRecord};
 use crate::error::{ApiError, ErrorCode};
 use bytes::Bytes;
+use http::HeaderValue;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -29,8 +30,8 @@ pub struct Closed {
     pub interval: u64,
     /// The body served.
     pub body: Bytes,
-    /// Its `ETag` (quoted).
-    pub etag: String,
+    /// Its `ETag` (quoted), ready for the header.
+    pub etag: HeaderValue,
 }
 
 impl Closed {
@@ -47,14 +48,25 @@ impl Closed {
 
 /// A strong ETag for `body`: 64 bits of SHA-256, hex (stable across
 /// processes and versions, so a restart keeps validators).
-pub fn etag_of(body: &[u8]) -> String {
+pub fn etag_of(body: &[u8]) -> HeaderValue {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(body);
     let hex: String = digest[..8]
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    format!("\"{hex}\"")
+    HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// The `Cache-Control` of a stream's closed intervals: immutable for its
+/// retention, `public` (a CDN may keep them) when the stream is.
+fn cache_control(record: &StreamRecord) -> HeaderValue {
+    let visibility = if record.public { "public" } else { "private" };
+    let value = format!(
+        "{visibility}, max-age={}, immutable",
+        record.retention_seconds
+    );
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("private"))
 }
 
 /// The quiz open in a stream, with its answers so far.
@@ -136,7 +148,7 @@ pub struct LiveStream {
     pub tenant: Uuid,
     /// Its id.
     pub id: Uuid,
-    record: RwLock<Arc<StreamRecord>>,
+    record: RwLock<(Arc<StreamRecord>, HeaderValue)>,
     viewers: Mutex<HashMap<u64, u64>>,
     hearts: AtomicU64,
     discounts: AtomicU64,
@@ -173,7 +185,7 @@ impl LiveStream {
         Self {
             tenant: Uuid::nil(),
             id: record.id,
-            record: RwLock::new(Arc::new(record)),
+            record: RwLock::new((Arc::new(record.clone()), cache_control(&record))),
             viewers: Mutex::new(HashMap::new()),
             hearts: AtomicU64::new(0),
             discounts: AtomicU64::new(0),
@@ -193,12 +205,23 @@ impl LiveStream {
         self.record
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The `Cache-Control` of its closed intervals now.
+    pub fn cache_control(&self) -> HeaderValue {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
             .clone()
     }
 
     /// Replaces the record (after the change storing it committed).
     pub fn set_record(&self, record: StreamRecord) {
-        *self.record.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(record);
+        let cache = cache_control(&record);
+        *self.record.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(record), cache);
         self.closed_through.send_modify(|_| {});
     }
 
