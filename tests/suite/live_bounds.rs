@@ -163,10 +163,10 @@ async fn hearts_and_bodies_are_bounded() {
 
 #[tokio::test]
 async fn waiting_polls_are_counted_and_released_by_the_close() {
-    let server = Server::start();
+    let server = Server::builder().args(&["--live-max-ahead", "10s"]).start();
     let stream = create_stream(&server).await;
     let token = viewer(&server, "waiter");
-    let ahead = now_ms() / 250 * 250 + 1_500;
+    let ahead = now_ms() / 250 * 250 + 8_000;
     let waiters: Vec<_> = (0..20)
         .map(|_| {
             let (server_url, token, stream) = (server.url(""), token.clone(), stream.clone());
@@ -182,8 +182,11 @@ async fn waiting_polls_are_counted_and_released_by_the_close() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(server.metric("tidings_live_waiting_polls").await, 20.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while server.metric("tidings_live_waiting_polls").await < 20.0 {
+        assert!(std::time::Instant::now() < deadline, "20 polls wait");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut bodies = Vec::new();
     for waiter in waiters {
         let response = waiter.await.unwrap();
@@ -196,7 +199,7 @@ async fn waiting_polls_are_counted_and_released_by_the_close() {
     );
     assert_eq!(server.metric("tidings_live_waiting_polls").await, 0.0);
     assert!(server.metric("tidings_live_intervals_closed_total").await >= 6.0);
-    let too_far = poll(&server, &stream, &token, now_ms() / 250 * 250 + 10_000).await;
+    let too_far = poll(&server, &stream, &token, now_ms() / 250 * 250 + 20_000).await;
     assert_eq!(too_far.status(), 400);
     assert!(json(too_far).await["error"]["details"]["serverTime"].is_u64());
 }
