@@ -30,6 +30,7 @@ pub mod realms;
 pub mod registry;
 pub mod tenants;
 pub mod tickets;
+pub mod token_cache;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
@@ -43,6 +44,7 @@ use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tickets::{Target, Ticket, TicketSession, Tickets};
+use token_cache::TokenCache;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
@@ -62,8 +64,8 @@ pub enum Credential {
     Admin,
     /// A tenant's API key.
     Key(ApiKey),
-    /// A verified JWT.
-    Token(Box<Claims>),
+    /// A verified JWT (shared with the verified-token cache).
+    Token(Arc<Claims>),
     /// A claimed stream ticket.
     Ticket(Box<Ticket>),
 }
@@ -194,17 +196,20 @@ pub struct Authenticator {
     registry: Arc<Registry>,
     tickets: Arc<Tickets>,
     limits: Arc<StreamLimits>,
+    verified_tokens: Arc<TokenCache>,
 }
 
 impl Authenticator {
     /// An authenticator for the instance admin key, an optional base domain,
-    /// the registry, tickets and per-user stream limits.
+    /// the registry, tickets, per-user stream limits and the cache of
+    /// verified tokens.
     pub fn new(
         admin_key: String,
         base_domain: Option<String>,
         registry: Arc<Registry>,
         tickets: Arc<Tickets>,
         limits: Arc<StreamLimits>,
+        verified_tokens: TokenCache,
     ) -> Self {
         Self {
             admin_key,
@@ -213,7 +218,13 @@ impl Authenticator {
             registry,
             tickets,
             limits,
+            verified_tokens: Arc::new(verified_tokens),
         }
+    }
+
+    /// The cache of verified tokens (for its hit and miss counts).
+    pub fn verified_tokens(&self) -> &TokenCache {
+        &self.verified_tokens
     }
 
     /// The ticket service.
@@ -356,9 +367,12 @@ impl Authenticator {
                 realm.unwrap_or(realms::DEFAULT_REALM)
             ))
         })?;
-        let claims = verifier.verify(token).map_err(|err| {
-            unauthorized(err.message()).with_details(json!({ "reason": err.code() }))
-        })?;
+        let claims = self
+            .verified_tokens
+            .verify(&verifier, token)
+            .map_err(|err| {
+                unauthorized(err.message()).with_details(json!({ "reason": err.code() }))
+            })?;
         if let Some(claimed) = &claims.tenant {
             let matches = self
                 .registry
@@ -371,7 +385,7 @@ impl Authenticator {
         Ok(Principal {
             tenant,
             name: claims.sub.clone(),
-            credential: Credential::Token(Box::new(claims)),
+            credential: Credential::Token(claims),
             revocation,
         })
     }

@@ -9,7 +9,8 @@
 //! the writer made durable, and the changes and bytes waiting for it; the
 //! hub's subscriptions, ring memory and log reads; durable timers fired,
 //! failed, parked and rows scanned; idempotent replays; refused
-//! connections. Route labels are the router's
+//! connections; JWTs answered from the verified-token cache and those it
+//! had to verify (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route labels are the router's
 //! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
 //! cardinality stays bounded.
 //!
@@ -102,6 +103,8 @@ pub struct Metrics {
     webhook_disabled: Counter,
     writer: WriterSeries,
     timers: TimerSeries,
+    jwt_cache_hits: Counter,
+    jwt_cache_misses: Counter,
 }
 
 /// The commit pipeline's series, set from its status at scrape time.
@@ -285,9 +288,23 @@ impl Metrics {
         );
         let writer = WriterSeries::register(&mut registry);
         let timers = TimerSeries::register(&mut registry);
+        let jwt_cache_hits = registered(
+            &mut registry,
+            "tidings_jwt_cache_hits",
+            "JWTs answered from the verified-token cache",
+            Counter::default(),
+        );
+        let jwt_cache_misses = registered(
+            &mut registry,
+            "tidings_jwt_cache_misses",
+            "JWTs the verified-token cache did not hold (verified, and cached if valid)",
+            Counter::default(),
+        );
         Self {
             writer,
             timers,
+            jwt_cache_hits,
+            jwt_cache_misses,
             registry,
             resident_memory,
             open_fds,
@@ -426,6 +443,13 @@ impl Metrics {
         raise_to(&series.failed, failed);
         set_size(&series.parked, parked);
         raise_to(&series.scanned, scanned);
+    }
+
+    /// Records the verified-token cache's hits and misses so far (set by
+    /// the `/metrics` handler before rendering).
+    pub fn set_jwt_cache(&self, hits: u64, misses: u64) {
+        raise_to(&self.jwt_cache_hits, hits);
+        raise_to(&self.jwt_cache_misses, misses);
     }
 
     /// Records what the hub's rings hold and how often it read the log (set
