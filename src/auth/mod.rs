@@ -373,14 +373,10 @@ impl Authenticator {
             .map_err(|err| {
                 unauthorized(err.message()).with_details(json!({ "reason": err.code() }))
             })?;
-        if let Some(claimed) = &claims.tenant {
-            let matches = self
-                .registry
-                .tenant(&tenant)
-                .is_some_and(|t| *claimed == t.id.to_string() || *claimed == t.slug);
-            if !matches {
-                return Err(forbidden("this token was issued for another tenant".into()));
-            }
+        if let Some(claimed) = &claims.tenant
+            && !self.registry.tenant_is(&tenant, claimed)
+        {
+            return Err(forbidden("this token was issued for another tenant".into()));
         }
         Ok(Principal {
             tenant,
@@ -407,9 +403,9 @@ impl Authenticator {
         if let Some(text) = header(TENANT_HEADER) {
             let id = Uuid::parse_str(text.trim())
                 .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
-            return match self.registry.tenant(&id) {
-                Some(_) => Ok(Some(id)),
-                None => Err(ApiError::not_found("no such tenant")),
+            return match self.registry.has_tenant(&id) {
+                true => Ok(Some(id)),
+                false => Err(ApiError::not_found("no such tenant")),
             };
         }
         let (Some(base), Some(host)) = (&self.base_domain, header("host")) else {

@@ -234,3 +234,45 @@ async fn assert_stream_ends(stream: &mut SseReader) {
     assert_eq!(last.json()["code"], "CREDENTIAL_REVOKED");
     assert!(stream.next().await.is_none(), "the stream closes");
 }
+
+#[tokio::test]
+async fn the_tenant_claim_is_checked_on_every_request_cached_or_not() {
+    let server = Server::start();
+    let admin = Admin::new(&server);
+    let tenant = admin.create_tenant("claimed").await;
+    put_realm(&server, &tenant, "default", &[SECRET]).await;
+    let exp = unix_now() + 600;
+    let with_tenant = |claim: &str| {
+        tidings::auth::jwt::mint_hs256(
+            SECRET,
+            &json!({ "sub": "a", "exp": exp, "topics": ["*"], "tenant": claim }),
+            None,
+        )
+        .unwrap()
+    };
+    let by_id = Reader::new(&server, Some(&tenant), "default", &with_tenant(&tenant));
+    by_id.read_ok(2).await;
+    let upper = Reader::new(
+        &server,
+        Some(&tenant),
+        "default",
+        &with_tenant(&tenant.to_uppercase()),
+    );
+    assert_eq!(upper.read().await.0, 403, "the id as the API writes it");
+    let by_slug = Reader::new(&server, Some(&tenant), "default", &with_tenant("claimed"));
+    by_slug.read_ok(2).await;
+    let renamed = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/admin/v1/tenants/{tenant}"),
+            Some(json!({ "slug": "renamed" })),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+    let (status, body) = by_slug.read().await;
+    assert_eq!(
+        status, 403,
+        "the old slug no longer names the tenant: {body}"
+    );
+    by_id.read_ok(1).await;
+}
