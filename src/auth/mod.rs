@@ -5,7 +5,8 @@
 //! tenant); API keys (`X-API-Key: ek_…`, scoped, one tenant); JWTs
 //! (`Authorization: Bearer …`, or `?access_token=` on a WebSocket handshake
 //! since browsers cannot set headers there; verified by a realm of the
-//! tenant, chosen with the `realmname` header, else `default`).
+//! tenant, chosen with the `realmname` header, else `default`; a verified
+//! token is then answered from the [`token_cache`] until it expires).
 //!
 //! The tenant comes from, in order: `x-tenantid` (a UUID), the Host's
 //! subdomain under `--base-domain`, the credential's own tenant.

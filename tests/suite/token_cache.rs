@@ -155,7 +155,7 @@ async fn a_cached_token_is_refused_once_its_realm_no_longer_has_its_key() {
 async fn a_cached_token_is_refused_from_its_expiry_on() {
     let server = Server::start();
     put_realm(&server, "default", "viewers", &[SECRET]).await;
-    let exp = unix_now() + 4;
+    let exp = unix_now() + 6;
     let reader = Reader::new(&server, None, "viewers", &mint(SECRET, "a", exp));
     reader.read_ok(5).await;
     assert!(server.metric(HITS).await >= 4.0, "the token was cached");
