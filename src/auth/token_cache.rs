@@ -167,7 +167,8 @@ impl Shard {
 }
 
 /// A shard's entries: a ring of at most `capacity` (at least 1) slots swept
-/// by the clock hand, and an index from key hash to slot.
+/// by the clock hand, and an index from key hash to slot. Both grow with use
+/// (nothing is reserved up front, so a large capacity costs nothing idle).
 struct Entries {
     capacity: usize,
     slot_of: HashMap<u64, usize>,
@@ -192,8 +193,8 @@ impl Entries {
     fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            slot_of: HashMap::with_capacity(capacity),
-            slots: Vec::with_capacity(capacity),
+            slot_of: HashMap::new(),
+            slots: Vec::new(),
             hand: 0,
             hits: 0,
             misses: 0,
