@@ -404,10 +404,10 @@ impl Authenticator {
         if let Some(text) = header(TENANT_HEADER) {
             let id = Uuid::parse_str(text.trim())
                 .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
-            return match self.registry.has_tenant(&id) {
-                true => Ok(Some(id)),
-                false => Err(ApiError::not_found("no such tenant")),
-            };
+            if !self.registry.has_tenant(&id) {
+                return Err(ApiError::not_found("no such tenant"));
+            }
+            return Ok(Some(id));
         }
         let (Some(base), Some(host)) = (&self.base_domain, header("host")) else {
             return Ok(None);

@@ -10,9 +10,9 @@
 //! hub's subscriptions, ring memory and log reads; durable timers fired,
 //! failed, parked and rows scanned; idempotent replays; refused
 //! connections; JWTs answered from the verified-token cache and those it
-//! had to verify (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route labels are the router's
-//! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
-//! cardinality stays bounded.
+//! had to verify (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route
+//! labels are the router's patterns (`/api/v1/topics/{topic}/events`),
+//! never raw paths, so label cardinality stays bounded.
 //!
 //! The exposition is the OpenMetrics text format, which Prometheus scrapes natively.
 
