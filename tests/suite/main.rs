@@ -20,6 +20,7 @@ mod full_disk;
 mod hostile;
 mod idempotency;
 mod lean;
+mod live_bounds;
 mod ops;
 mod protocols;
 mod resume;
