@@ -9,9 +9,9 @@ use crate::core::hub::HubLimits;
 use crate::core::log::retention;
 use crate::core::writer::WriterLimits;
 use crate::error::StartupError;
-use crate::http::HttpLimits;
 use crate::http::cors::CorsSettings;
 use crate::http::tls::TlsSetting;
+use crate::http::{AccessLog, HttpLimits};
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
@@ -206,6 +206,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Which requests write an access-log line: all, errors (status 400 and up) or off.
+    #[arg(long, env = "TIDINGS_ACCESS_LOG", value_enum, default_value_t = AccessLog::All)]
+    pub access_log: AccessLog,
+
     /// Serve tenants as `{slug}.DOMAIN` (the Host's subdomain picks the tenant).
     #[arg(long, env = "TIDINGS_BASE_DOMAIN")]
     pub base_domain: Option<String>,
@@ -229,6 +233,11 @@ pub struct ServeArgs {
     /// Most concurrent streams per end user (token subject or ticket viewer) per tenant.
     #[arg(long, env = "TIDINGS_MAX_STREAMS_PER_USER", default_value_t = 5)]
     pub max_streams_per_user: usize,
+
+    /// Verified JWTs kept in memory (for the whole process, all realms together) so a token
+    /// is checked cryptographically once, then answered from memory until it expires; 0 disables.
+    #[arg(long, env = "TIDINGS_JWT_CACHE_ENTRIES", default_value_t = 100_000)]
+    pub jwt_cache_entries: usize,
 
     /// Events each subscribed topic keeps in memory for its subscribers; slower ones read the log.
     #[arg(long, env = "TIDINGS_TOPIC_BUFFER", default_value_t = 1024)]
@@ -383,6 +392,18 @@ pub struct ServeArgs {
     )]
     pub live_max_chats_per_interval: u32,
 
+    /// Live events: most chats of one viewer in one interval of one stream (more get 429).
+    #[arg(
+        long,
+        env = "TIDINGS_LIVE_MAX_CHATS_PER_VIEWER_INTERVAL",
+        default_value_t = 2
+    )]
+    pub live_max_chats_per_viewer_interval: u32,
+
+    /// Live events: bytes of closed intervals kept in memory per stream.
+    #[arg(long, env = "TIDINGS_LIVE_INTERVAL_CACHE_BYTES", default_value = "16MiB", value_parser = parse_byte_size)]
+    pub live_interval_cache_bytes: u64,
+
     /// Live events: longest chat text, in characters.
     #[arg(long, env = "TIDINGS_LIVE_MAX_CHAT_CHARS", default_value_t = 500)]
     pub live_max_chat_chars: usize,
@@ -466,6 +487,8 @@ pub struct ServeConfig {
     pub tickets: crate::auth::tickets::TicketSettings,
     /// Concurrent streams per user per tenant.
     pub max_streams_per_user: usize,
+    /// Verified JWTs kept in memory (0: none).
+    pub jwt_cache_entries: usize,
     /// Event core settings.
     pub core: CoreSettings,
     /// Webhook delivery settings.
@@ -530,6 +553,7 @@ impl ServeArgs {
                 max_head_bytes: usize::try_from(self.max_head).unwrap_or(usize::MAX),
                 idle_timeout: self.idle_timeout.max(Duration::from_millis(100)),
                 h2_max_streams: self.h2_max_streams.max(1),
+                access_log: self.access_log,
             },
             shutdown_grace: self.shutdown_grace,
             drain_delay: self.drain_delay,
@@ -545,6 +569,7 @@ impl ServeArgs {
                 resume_window: self.ticket_resume_window,
             },
             max_streams_per_user: self.max_streams_per_user.max(1),
+            jwt_cache_entries: self.jwt_cache_entries,
             core: CoreSettings {
                 origin_limits: self.origin_limits.limits(),
                 hub: HubLimits {
@@ -599,6 +624,9 @@ impl ServeArgs {
                     max_retention: self.live_max_retention.max(Duration::from_secs(1)),
                     max_hearts_per_request: self.live_max_hearts_per_request.max(1),
                     max_chats_per_interval: self.live_max_chats_per_interval.max(1),
+                    max_chats_per_viewer_interval: self.live_max_chats_per_viewer_interval.max(1),
+                    interval_cache_bytes: usize::try_from(self.live_interval_cache_bytes)
+                        .unwrap_or(usize::MAX),
                     max_chat_chars: self.live_max_chat_chars.max(1),
                 },
             },

@@ -8,10 +8,13 @@
 //! state (`tidings_store_state`: 0 healthy, 1 failed, 2 recovering), groups
 //! the writer made durable, and the changes and bytes waiting for it; the
 //! hub's subscriptions, ring memory and log reads; durable timers fired,
-//! failed, parked and rows scanned; idempotent replays; refused
-//! connections. Route labels are the router's
-//! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
-//! cardinality stays bounded.
+//! failed, parked and rows scanned; live events-streams being closed,
+//! polls waiting for their interval, intervals closed and closes that
+//! failed; idempotent replays; refused connections; JWTs answered from the
+//! verified-token cache and those it had to verify
+//! (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route labels are the
+//! router's patterns (`/api/v1/topics/{topic}/events`), never raw paths, so
+//! label cardinality stays bounded.
 //!
 //! The exposition is the OpenMetrics text format, which Prometheus scrapes natively.
 
@@ -102,6 +105,9 @@ pub struct Metrics {
     webhook_disabled: Counter,
     writer: WriterSeries,
     timers: TimerSeries,
+    jwt_cache_hits: Counter,
+    jwt_cache_misses: Counter,
+    live: LiveSeries,
 }
 
 /// The commit pipeline's series, set from its status at scrape time.
@@ -179,6 +185,54 @@ impl TimerSeries {
                 Counter::default(),
             ),
         }
+    }
+}
+
+/// The live events' series, bumped by the live module as it works.
+struct LiveSeries {
+    streams: Gauge,
+    waiting_polls: Gauge,
+    intervals_closed: Counter,
+    close_failures: Counter,
+}
+
+impl LiveSeries {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            streams: registered(
+                registry,
+                "tidings_live_streams",
+                "Live events-streams whose intervals are being closed",
+                Gauge::default(),
+            ),
+            waiting_polls: registered(
+                registry,
+                "tidings_live_waiting_polls",
+                "Polls waiting for their interval to close",
+                Gauge::default(),
+            ),
+            intervals_closed: registered(
+                registry,
+                "tidings_live_intervals_closed",
+                "Live intervals closed and stored",
+                Counter::default(),
+            ),
+            close_failures: registered(
+                registry,
+                "tidings_live_close_failures",
+                "Interval closes that did not commit (their counts went into the next close)",
+                Counter::default(),
+            ),
+        }
+    }
+}
+
+/// A poll counted in `tidings_live_waiting_polls` until dropped.
+pub struct WaitingPoll(Gauge);
+
+impl Drop for WaitingPoll {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -285,9 +339,25 @@ impl Metrics {
         );
         let writer = WriterSeries::register(&mut registry);
         let timers = TimerSeries::register(&mut registry);
+        let jwt_cache_hits = registered(
+            &mut registry,
+            "tidings_jwt_cache_hits",
+            "JWTs answered from the verified-token cache",
+            Counter::default(),
+        );
+        let jwt_cache_misses = registered(
+            &mut registry,
+            "tidings_jwt_cache_misses",
+            "JWTs the verified-token cache did not hold (verified, and cached if valid)",
+            Counter::default(),
+        );
+        let live = LiveSeries::register(&mut registry);
         Self {
             writer,
             timers,
+            live,
+            jwt_cache_hits,
+            jwt_cache_misses,
             registry,
             resident_memory,
             open_fds,
@@ -418,6 +488,23 @@ impl Metrics {
         set_size(&series.queued_bytes, queued_bytes);
     }
 
+    /// Records one close of live intervals: the streams it covered and the
+    /// intervals it stored, or its failure.
+    pub fn live_closed(&self, streams: usize, intervals: u64, committed: bool) {
+        set_size(&self.live.streams, streams);
+        if committed {
+            self.live.intervals_closed.inc_by(intervals);
+        } else {
+            self.live.close_failures.inc();
+        }
+    }
+
+    /// Counts a poll waiting for its interval until the guard drops.
+    pub fn live_poll_waiting(&self) -> WaitingPoll {
+        self.live.waiting_polls.inc();
+        WaitingPoll(self.live.waiting_polls.clone())
+    }
+
     /// Records what the durable timers did (set by the `/metrics` handler
     /// before rendering).
     pub fn set_timers(&self, fired: u64, failed: u64, parked: usize, scanned: u64) {
@@ -426,6 +513,13 @@ impl Metrics {
         raise_to(&series.failed, failed);
         set_size(&series.parked, parked);
         raise_to(&series.scanned, scanned);
+    }
+
+    /// Records the verified-token cache's hits and misses so far (set by
+    /// the `/metrics` handler before rendering).
+    pub fn set_jwt_cache(&self, hits: u64, misses: u64) {
+        raise_to(&self.jwt_cache_hits, hits);
+        raise_to(&self.jwt_cache_misses, misses);
     }
 
     /// Records what the hub's rings hold and how often it read the log (set

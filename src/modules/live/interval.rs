@@ -15,10 +15,11 @@
 //!   the newest closed interval (`c` row) only grows;
 //! * counters go into the newest interval of a close; a close that does not
 //!   commit gives them back (see `state.rs`);
-//! * after a gap (the server was down), intervals older than
-//!   [`FULL_CLOSE_SPAN_MS`] before the newest are closed only if items were
-//!   committed for them; the others stay without a row and are served as
-//!   empty intervals (nobody counted anything while the server was down).
+//! * after a gap (the server was down), intervals before the process
+//!   started, or older than [`FULL_CLOSE_SPAN_MS`] before the newest, are
+//!   closed only if items were committed for them; the others stay without
+//!   a row and are served as empty intervals (nobody counted anything while
+//!   the server was down).
 
 use super::LiveModule;
 use super::layout;
@@ -100,6 +101,9 @@ pub async fn run(module: Arc<LiveModule>) {
 
 /// Closes, in one change, every stream's intervals up to `due`.
 pub async fn close_due(module: &LiveModule, due: u64) {
+    let full_from = due
+        .saturating_sub(FULL_CLOSE_SPAN_MS)
+        .max(interval_of(module.started_ms));
     let window = module.limits.viewer_window.as_millis() as u64;
     let since = crate::core::clock::unix_millis().saturating_sub(window);
     let closing: Vec<(Arc<LiveStream>, Harvest)> = module
@@ -112,7 +116,9 @@ pub async fn close_due(module: &LiveModule, due: u64) {
             (stream, harvest)
         })
         .collect();
+    let streams = closing.len();
     if closing.is_empty() {
+        module.core.metrics.live_closed(0, 0, true);
         return;
     }
     let closing = Arc::new(closing);
@@ -122,12 +128,18 @@ pub async fn close_due(module: &LiveModule, due: u64) {
         .core
         .writer
         .commit(Footprint::data(held), move |change| {
+            let mut intervals = 0;
             for (stream, harvest) in work.iter() {
-                close_stream(change, stream, harvest, due)?;
+                intervals += close_stream(change, stream, harvest, (full_from, due))?;
             }
-            Ok(())
+            Ok(intervals)
         })
         .await;
+    let metrics = &module.core.metrics;
+    match &committed {
+        Ok(done) => metrics.live_closed(streams, done.value, true),
+        Err(_) => metrics.live_closed(streams, 0, false),
+    }
     if let Err(err) = committed {
         tracing::warn!(error = %err, "closing live intervals did not commit; their counts go into the next close");
         for (stream, harvest) in Arc::unwrap_or_clone(closing) {
@@ -137,27 +149,26 @@ pub async fn close_due(module: &LiveModule, due: u64) {
 }
 
 /// Closes one stream's intervals up to `due` (up to its last one when it
-/// ended) inside `change`.
+/// ended) inside `change`; those from `full_from` on with the view count.
+/// Returns how many intervals it stored.
 fn close_stream(
     change: &mut Change<'_>,
     stream: &Arc<LiveStream>,
     harvest: &Harvest,
-    due: u64,
-) -> Result<(), ApiError> {
+    (full_from, due): (u64, u64),
+) -> Result<u64, ApiError> {
     let tenant = stream.tenant;
     let Some(record) = super::read_record(change, &tenant, &stream.id)? else {
-        return Ok(());
+        return Ok(0);
     };
     let through = closed_through(change, &tenant, &record)?;
     let newest = record.last_interval.map_or(due, |last| last.min(due));
     if newest <= through {
-        return Ok(());
+        return Ok(0);
     }
     store_answers(change, &tenant, harvest)?;
     let mut items = take_items(change, &tenant, &record.id, newest)?;
-    let full_from = newest
-        .saturating_sub(FULL_CLOSE_SPAN_MS)
-        .max(through + INTERVAL_MS);
+    let full_from = full_from.max(through + INTERVAL_MS);
     let sparse: Vec<u64> = items.range(..full_from).map(|(t, _)| *t).collect();
     let full = (full_from..=newest).step_by(INTERVAL_MS as usize);
     let mut closed = Vec::new();
@@ -188,9 +199,10 @@ fn close_stream(
         layout::closed_through(&tenant, &record.id),
         newest.to_be_bytes().to_vec(),
     );
+    let stored = closed.len() as u64;
     let stream = stream.clone();
     change.after_commit(move || stream.publish(closed, newest));
-    Ok(())
+    Ok(stored)
 }
 
 /// Takes (reads and deletes) every item waiting for an interval up to

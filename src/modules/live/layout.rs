@@ -28,10 +28,7 @@ pub fn prefix() -> Vec<u8> {
 
 /// The prefix of every key of one kind for a tenant.
 fn base(tenant: &Uuid, kind: u8) -> Vec<u8> {
-    let mut key = prefix();
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(kind);
-    key
+    store_layout::module_kind(MODULE, tenant, kind)
 }
 
 fn with_id(tenant: &Uuid, kind: u8, id: &Uuid) -> Vec<u8> {
@@ -84,6 +81,11 @@ pub fn body(tenant: &Uuid, stream: &Uuid, interval: u64) -> Vec<u8> {
     let mut key = bodies(tenant, stream);
     key.extend_from_slice(&interval.to_be_bytes());
     key
+}
+
+/// The prefix of every quiz record of a tenant.
+pub fn quizzes(tenant: &Uuid) -> Vec<u8> {
+    base(tenant, b'q')
 }
 
 /// A quiz record.

@@ -10,7 +10,8 @@
 //! * [`interval`]: closing intervals (the writer change per tick);
 //! * [`quiz`]: opening, answering and closing quizzes (a durable timer);
 //! * `poll`: the read path; `api`: the write side and the snapshot;
-//!   `recovery`: loading streams at start.
+//!   `recovery`: loading streams at start; `prune`: removing expired
+//!   intervals and closed quizzes' answer rows.
 //!
 //! Invariants: a closed interval's bytes are built once, stored, and served
 //! unchanged forever (from memory or the store), also across restarts; a
@@ -25,6 +26,7 @@ pub mod interval;
 pub mod layout;
 pub mod model;
 mod poll;
+mod prune;
 pub mod quiz;
 mod recovery;
 pub mod state;
@@ -35,8 +37,11 @@ use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::modules::platform::{Background, Module, ModuleContext};
 use crate::transport::webhook::{BodyOf, event_data};
+use bytes::Bytes;
 use http::Method;
 use model::{QuizRecord, StreamRecord};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use state::{LiveStream, StreamMemory, Streams};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +67,10 @@ pub struct LiveLimits {
     pub max_hearts_per_request: u64,
     /// Most chats in one interval of one stream.
     pub max_chats_per_interval: u32,
+    /// Most chats of one viewer in one interval of one stream.
+    pub max_chats_per_viewer_interval: u32,
+    /// Bytes of closed intervals kept in memory per stream.
+    pub interval_cache_bytes: usize,
     /// Longest chat text, in characters.
     pub max_chat_chars: usize,
 }
@@ -70,6 +79,7 @@ impl LiveLimits {
     fn memory(&self) -> StreamMemory {
         StreamMemory {
             ring_len: self.interval_cache,
+            ring_bytes: self.interval_cache_bytes,
             max_viewers: self.max_viewers,
         }
     }
@@ -83,6 +93,8 @@ pub struct LiveModule {
     pub limits: LiveLimits,
     /// Every stream in memory.
     pub streams: Streams,
+    /// When the module started (unix ms): earlier intervals were not counted.
+    pub started_ms: u64,
 }
 
 impl LiveModule {
@@ -92,6 +104,7 @@ impl LiveModule {
             core: context.clone(),
             limits: context.settings.live,
             streams: Streams::default(),
+            started_ms: crate::core::clock::unix_millis(),
         }
     }
 
@@ -132,22 +145,44 @@ impl LiveModule {
     }
 }
 
+/// Decodes a stored JSON record (`what` names it in the error).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::internal(format!("a stored {what} is unreadable: {err}")))
+}
+
+/// Reads a JSON record as `change` sees it.
+pub fn read_json<T: DeserializeOwned>(
+    change: &Change<'_>,
+    key: &[u8],
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    change
+        .get(key)?
+        .map(|bytes| decode_json(&bytes, what))
+        .transpose()
+}
+
+/// Writes a JSON record in `change`.
+pub fn write_json<T: Serialize>(
+    change: &mut Change<'_>,
+    key: Vec<u8>,
+    value: &T,
+    what: &str,
+) -> Result<(), ApiError> {
+    let json = serde_json::to_vec(value)
+        .map_err(|err| ApiError::internal(format!("encoding a {what}: {err}")))?;
+    change.put(key, json);
+    Ok(())
+}
+
 /// Reads a stream record as `change` sees it.
 pub fn read_record(
     change: &Change<'_>,
     tenant: &Uuid,
     stream: &Uuid,
 ) -> Result<Option<StreamRecord>, ApiError> {
-    change
-        .get(&layout::stream(tenant, stream))?
-        .map(|bytes| decode_record(&bytes))
-        .transpose()
-}
-
-/// Decodes a stored stream record.
-pub fn decode_record(bytes: &[u8]) -> Result<StreamRecord, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::internal(format!("a stored stream is unreadable: {err}")))
+    read_json(change, &layout::stream(tenant, stream), "stream")
 }
 
 /// Writes a stream record.
@@ -156,10 +191,21 @@ pub fn write_record(
     tenant: &Uuid,
     record: &StreamRecord,
 ) -> Result<(), ApiError> {
-    let json = serde_json::to_vec(record)
-        .map_err(|err| ApiError::internal(format!("encoding a stream: {err}")))?;
-    change.put(layout::stream(tenant, &record.id), json);
-    Ok(())
+    write_json(change, layout::stream(tenant, &record.id), record, "stream")
+}
+
+impl LiveModule {
+    /// A committed row, read on the blocking pool.
+    async fn stored(&self, key: Vec<u8>) -> Result<Option<Bytes>, ApiError> {
+        let value = self
+            .core
+            .hub
+            .store()
+            .run(move |store| store.get_blocking(&key))
+            .await
+            .map_err(|err| err.into_api("reading the store failed"))?;
+        Ok(value.map(|bytes| Bytes::copy_from_slice(&bytes)))
+    }
 }
 
 impl Module for LiveModule {
@@ -185,6 +231,7 @@ impl Module for LiveModule {
         const STREAM: &str = "/api/v1/events-streams/{streamId}";
         router.route_with(Method::POST, STREAMS, &self, api::create);
         router.route_with(Method::GET, STREAM, &self, poll::poll);
+        router.route(Method::OPTIONS, STREAM, |_| async { Ok(poll::options()) });
         router.route_with(Method::PATCH, STREAM, &self, api::update);
         router.route_with(
             Method::POST,
@@ -251,6 +298,7 @@ impl Module for LiveModule {
         if let Err(err) = recovery::load(&self) {
             tracing::error!(error = %err, "live streams could not be loaded; they answer 404 until a restart");
         }
+        background.spawn(prune::run(self.clone()));
         background.spawn(interval::run(self));
     }
 }
