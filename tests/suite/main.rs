@@ -20,6 +20,8 @@ mod full_disk;
 mod hostile;
 mod idempotency;
 mod lean;
+mod live;
+mod live_browser;
 mod ops;
 mod protocols;
 mod resume;
