@@ -47,8 +47,10 @@ const show = (line) => { shown.textContent += line + '\n'; };
   const clock = await syncClock(cfg.base);
   report('clock', clock);
   const got = [];
-  let doneAt = null, posted = false;
+  let doneAt = null, posted = false, finished = false;
   const finish = (reason) => {
+    if (finished) return;
+    finished = true;
     poller.stop();
     report('result', { reason, intervals: got, shown: shown.textContent.length });
   };
