@@ -37,6 +37,7 @@ use crate::http::tls::{self, ReloadableCertificate};
 use crate::modules::admin::AdminApi;
 use crate::modules::discussions::DiscussionsApi;
 use crate::modules::idempotency::Idempotency;
+use crate::modules::live::LiveModule;
 use crate::modules::platform::CoreSettings;
 use crate::modules::platform::{Background, Module, ModuleContext, Platform};
 use crate::modules::topics::TopicsApi;
@@ -254,6 +255,7 @@ fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>
         Arc::new(OpsState::new(context)),
         Arc::new(TopicsApi::new(context)),
         Arc::new(DiscussionsApi::new(context)),
+        Arc::new(LiveModule::new(context)),
         Arc::new(AdminApi::new(context)),
     ];
     #[cfg(debug_assertions)]

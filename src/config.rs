@@ -13,6 +13,7 @@ use crate::http::HttpLimits;
 use crate::http::cors::CorsSettings;
 use crate::http::tls::TlsSetting;
 use crate::modules::discussions::service::DiscussionLimits;
+use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
 use crate::modules::topics::TopicsLimits;
 use crate::transport::coalesce::WritePacing;
@@ -345,6 +346,46 @@ pub struct ServeArgs {
         default_value_t = 20
     )]
     pub discussion_max_reaction_kinds: usize,
+
+    /// Live events: how far ahead of the server's clock a poll may ask for an interval (and wait for it).
+    #[arg(long, env = "TIDINGS_LIVE_MAX_AHEAD", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub live_max_ahead: Duration,
+
+    /// Live events: a viewer counts in `view-count` when it polled within this window.
+    #[arg(long, env = "TIDINGS_LIVE_VIEWER_WINDOW", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub live_viewer_window: Duration,
+
+    /// Live events: most distinct viewers tracked per stream (the view count saturates there).
+    #[arg(long, env = "TIDINGS_LIVE_MAX_VIEWERS", default_value_t = 1_000_000)]
+    pub live_max_viewers: usize,
+
+    /// Live events: closed intervals kept in memory per stream (older ones are read from the store).
+    #[arg(long, env = "TIDINGS_LIVE_INTERVAL_CACHE", default_value_t = 240)]
+    pub live_interval_cache: usize,
+
+    /// Live events: the longest retention a stream may ask for.
+    #[arg(long, env = "TIDINGS_LIVE_MAX_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub live_max_retention: Duration,
+
+    /// Live events: most hearts one request may send.
+    #[arg(
+        long,
+        env = "TIDINGS_LIVE_MAX_HEARTS_PER_REQUEST",
+        default_value_t = 100
+    )]
+    pub live_max_hearts_per_request: u64,
+
+    /// Live events: most chats in one interval of one stream (more get 429).
+    #[arg(
+        long,
+        env = "TIDINGS_LIVE_MAX_CHATS_PER_INTERVAL",
+        default_value_t = 1_000
+    )]
+    pub live_max_chats_per_interval: u32,
+
+    /// Live events: longest chat text, in characters.
+    #[arg(long, env = "TIDINGS_LIVE_MAX_CHAT_CHARS", default_value_t = 500)]
+    pub live_max_chat_chars: usize,
     /// Webhooks: time one delivery attempt may take (connect, send, response head and a little body).
     #[arg(long, env = "TIDINGS_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Duration,
@@ -549,6 +590,16 @@ impl ServeArgs {
                     max_title_chars: self.discussion_max_title_chars.max(1),
                     max_reaction_kinds: self.discussion_max_reaction_kinds.max(1),
                     max_page: 100,
+                },
+                live: LiveLimits {
+                    max_ahead: self.live_max_ahead,
+                    viewer_window: self.live_viewer_window.max(Duration::from_millis(250)),
+                    max_viewers: self.live_max_viewers,
+                    interval_cache: self.live_interval_cache.max(1),
+                    max_retention: self.live_max_retention.max(Duration::from_secs(1)),
+                    max_hearts_per_request: self.live_max_hearts_per_request.max(1),
+                    max_chats_per_interval: self.live_max_chats_per_interval.max(1),
+                    max_chat_chars: self.live_max_chat_chars.max(1),
                 },
             },
             webhooks,

@@ -33,6 +33,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The server cannot take the request now (503).
     ServiceUnavailable,
+    /// A live-event interval older than its stream keeps (410).
+    IntervalExpired,
+    /// A live-event interval after its stream ended (410).
+    StreamEnded,
     /// A bug or an unexpected failure on our side (500).
     Internal,
 }
@@ -49,6 +53,8 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::IntervalExpired => "INTERVAL_EXPIRED",
+            Self::StreamEnded => "STREAM_ENDED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -64,6 +70,7 @@ impl ErrorCode {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IntervalExpired | Self::StreamEnded => StatusCode::GONE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -92,6 +92,13 @@ impl Request {
             .map(|(_, value)| value.as_str())
     }
 
+    /// A path parameter that must be a UUID, or 400 naming it.
+    pub fn uuid_param(&self, name: &str) -> Result<uuid::Uuid, ApiError> {
+        let text = self.param(name).unwrap_or_default();
+        uuid::Uuid::parse_str(text)
+            .map_err(|_| ApiError::validation(format!("{name} `{text}` is not a UUID")))
+    }
+
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let query = self.head.uri.query()?;

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod discussions;
 pub mod idempotency;
+pub mod live;
 pub mod platform;
 #[cfg(debug_assertions)]
 pub mod sample;

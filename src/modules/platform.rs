@@ -31,6 +31,7 @@ use crate::error::StartupError;
 use crate::http::router::Router;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::idempotency::Idempotency;
+use crate::modules::live::LiveLimits;
 use crate::modules::topics::TopicsLimits;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
@@ -97,6 +98,8 @@ pub struct CoreSettings {
     pub discussions: DiscussionLimits,
     /// Limits of tenants' allowed browser origins.
     pub origin_limits: OriginLimits,
+    /// Limits and timing of the live events-streams.
+    pub live: LiveLimits,
 }
 
 /// The shared parts of the core a module is built from.

@@ -24,6 +24,9 @@ use ulid::Ulid;
 /// Pending writes: a value to put, or `None` to delete.
 pub(super) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Key-value pairs read from the store.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Work to run once the change that registered it is durable.
 pub(super) type Hook = Box<dyn FnOnce() + Send>;
 
@@ -85,6 +88,35 @@ impl Change<'_> {
             .get_blocking(key)
             .map(|value| value.map(|v| v.to_vec()))
             .map_err(|err| err.into_api("store read failed"))
+    }
+
+    /// Every pair under `prefix` as this change sees it (the store plus
+    /// earlier changes of the group plus its own writes), in key order. It
+    /// reads the whole prefix: for small key ranges only (a few hundred rows).
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Pairs, ApiError> {
+        let mut seen: Writes = BTreeMap::new();
+        self.store
+            .for_each_blocking(prefix, |key, value| {
+                seen.insert(key.to_vec(), Some(value.to_vec()));
+                Ok(())
+            })
+            .map_err(|err| err.into_api("store read failed"))?;
+        for pending in [self.group, &self.own] {
+            let under = pending
+                .range(prefix.to_vec()..)
+                .take_while(|(key, _)| key.starts_with(prefix));
+            seen.extend(under.map(|(key, value)| (key.clone(), value.clone())));
+        }
+        Ok(seen
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect())
+    }
+
+    /// The writer's clock for this change (unix ms): the time its event ids
+    /// are made from.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// Writes a key.

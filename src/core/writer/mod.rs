@@ -41,7 +41,7 @@ pub use change::{Change, EventObserver};
 pub use health::{StoreState, WriterStatus};
 pub use periodic::{Counters, Counts, DEFAULT_PERIOD};
 pub use pipeline::RecoverySettings;
-pub use timers::{PREFIX as TIMERS_PREFIX, Timer, TimerRegistry};
+pub use timers::{PREFIX as TIMERS_PREFIX, Timer, TimerId, TimerRegistry};
 
 use crate::core::hub::Hub;
 use crate::core::log::ids::IdGenerator;

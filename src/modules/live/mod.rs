@@ -1,0 +1,256 @@
+//! Live events-streams (spec 001): viewers poll a stream's 250 ms intervals
+//! (`GET /api/v1/events-streams/{streamId}?interval=T`) and get what
+//! happened in each: the view count, chats, hearts, discounts, quizzes,
+//! their results and winners. Producers (API keys) create, update and end
+//! streams and run quizzes; viewers (JWTs) post chats, send hearts and
+//! answer quizzes.
+//!
+//! * [`model`]: records and the interval body; [`layout`]: the key space;
+//! * [`state`]: what is kept in memory per stream;
+//! * [`interval`]: closing intervals (the writer change per tick);
+//! * [`quiz`]: opening, answering and closing quizzes (a durable timer);
+//! * `poll`: the read path; `api`: the write side and the snapshot;
+//!   `recovery`: loading streams at start.
+//!
+//! Invariants: a closed interval's bytes are built once, stored, and served
+//! unchanged forever (from memory or the store), also across restarts; a
+//! chat is acknowledged only once durable and is in exactly the interval
+//! its answer named; counters (viewers, hearts, discounts, answers) live in
+//! memory and are stored once per interval, so a crash loses at most the
+//! open interval's; memory follows the store (every in-memory change is an
+//! after-commit hook of the change that stored it).
+
+mod api;
+pub mod interval;
+pub mod layout;
+pub mod model;
+mod poll;
+pub mod quiz;
+mod recovery;
+pub mod state;
+
+use crate::core::log::namespace::Namespace;
+use crate::core::writer::Change;
+use crate::error::ApiError;
+use crate::http::router::Router;
+use crate::modules::platform::{Background, Module, ModuleContext};
+use crate::transport::webhook::{BodyOf, event_data};
+use http::Method;
+use model::{QuizRecord, StreamRecord};
+use state::{LiveStream, StreamMemory, Streams};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The module's topic namespace: chats go to `~live/<streamId>`.
+pub const NAMESPACE: Namespace = Namespace::Module(layout::MODULE);
+
+/// Limits and timing of the live module (flags `--live-*`).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveLimits {
+    /// How far ahead of the server's clock a poll may ask and wait.
+    pub max_ahead: Duration,
+    /// Viewers count when they polled within this window.
+    pub viewer_window: Duration,
+    /// Most distinct viewers tracked per stream.
+    pub max_viewers: usize,
+    /// Closed intervals kept in memory per stream.
+    pub interval_cache: usize,
+    /// Longest retention a stream may ask for.
+    pub max_retention: Duration,
+    /// Most hearts in one request.
+    pub max_hearts_per_request: u64,
+    /// Most chats in one interval of one stream.
+    pub max_chats_per_interval: u32,
+    /// Longest chat text, in characters.
+    pub max_chat_chars: usize,
+}
+
+impl LiveLimits {
+    fn memory(&self) -> StreamMemory {
+        StreamMemory {
+            ring_len: self.interval_cache,
+            max_viewers: self.max_viewers,
+        }
+    }
+}
+
+/// The live module.
+pub struct LiveModule {
+    /// The core's shared parts.
+    pub core: ModuleContext,
+    /// Its limits.
+    pub limits: LiveLimits,
+    /// Every stream in memory.
+    pub streams: Streams,
+}
+
+impl LiveModule {
+    /// The module on the core's shared parts.
+    pub fn new(context: &ModuleContext) -> Self {
+        Self {
+            core: context.clone(),
+            limits: context.settings.live,
+            streams: Streams::default(),
+        }
+    }
+
+    /// A stream in memory built from its record.
+    fn in_memory(
+        &self,
+        tenant: Uuid,
+        record: StreamRecord,
+        closed_through: u64,
+    ) -> Arc<LiveStream> {
+        self.streams.insert(
+            tenant,
+            LiveStream::new(record, closed_through, &self.limits.memory()),
+        )
+    }
+
+    /// Closes `quiz` of `stream` in `change` and updates the stream record;
+    /// the memory follows once durable. `None` when it was not open.
+    fn close_quiz_in(
+        &self,
+        change: &mut Change<'_>,
+        stream: &Arc<LiveStream>,
+        quiz: &Uuid,
+    ) -> Result<Option<QuizRecord>, ApiError> {
+        let Some(mut record) = read_record(change, &stream.tenant, &stream.id)? else {
+            return Ok(None);
+        };
+        let Some(closed) = quiz::close(change, stream, &mut record, quiz)? else {
+            return Ok(None);
+        };
+        write_record(change, &stream.tenant, &record)?;
+        let (stream, quiz) = (stream.clone(), *quiz);
+        change.after_commit(move || {
+            stream.forget_quiz(quiz);
+            stream.set_record(record);
+        });
+        Ok(Some(closed))
+    }
+}
+
+/// Reads a stream record as `change` sees it.
+pub fn read_record(
+    change: &Change<'_>,
+    tenant: &Uuid,
+    stream: &Uuid,
+) -> Result<Option<StreamRecord>, ApiError> {
+    change
+        .get(&layout::stream(tenant, stream))?
+        .map(|bytes| decode_record(&bytes))
+        .transpose()
+}
+
+/// Decodes a stored stream record.
+pub fn decode_record(bytes: &[u8]) -> Result<StreamRecord, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::internal(format!("a stored stream is unreadable: {err}")))
+}
+
+/// Writes a stream record.
+pub fn write_record(
+    change: &mut Change<'_>,
+    tenant: &Uuid,
+    record: &StreamRecord,
+) -> Result<(), ApiError> {
+    let json = serde_json::to_vec(record)
+        .map_err(|err| ApiError::internal(format!("encoding a stream: {err}")))?;
+    change.put(layout::stream(tenant, &record.id), json);
+    Ok(())
+}
+
+impl Module for LiveModule {
+    fn name(&self) -> &'static str {
+        layout::MODULE
+    }
+
+    fn namespace(&self) -> Option<Namespace> {
+        Some(NAMESPACE)
+    }
+
+    fn key_prefix(&self) -> Option<Vec<u8>> {
+        Some(layout::prefix())
+    }
+
+    /// Webhooks receive the chat (the event's `data`).
+    fn webhook_body(&self) -> BodyOf {
+        event_data
+    }
+
+    fn routes(self: Arc<Self>, router: &mut Router) {
+        const STREAMS: &str = "/api/v1/events-streams";
+        const STREAM: &str = "/api/v1/events-streams/{streamId}";
+        router.route_with(Method::POST, STREAMS, &self, api::create);
+        router.route_with(Method::GET, STREAM, &self, poll::poll);
+        router.route_with(Method::PATCH, STREAM, &self, api::update);
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/end",
+            &self,
+            api::end,
+        );
+        router.route_with(
+            Method::GET,
+            "/api/v1/events-streams/{streamId}/snapshot",
+            &self,
+            api::snapshot,
+        );
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/chats",
+            &self,
+            api::chat,
+        );
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/hearts",
+            &self,
+            api::hearts,
+        );
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/discounts",
+            &self,
+            api::discounts,
+        );
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/quizzes",
+            &self,
+            api::open_quiz,
+        );
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/quizzes/{quizId}/close",
+            &self,
+            api::close_quiz,
+        );
+        router.route_with(
+            Method::POST,
+            "/api/v1/events-streams/{streamId}/quizzes/{quizId}/answers",
+            &self,
+            api::answer,
+        );
+    }
+
+    fn start(self: Arc<Self>, background: &Background) {
+        let module = self.clone();
+        let registered = self
+            .core
+            .writer
+            .timers()
+            .register(quiz::CLOSE_TIMER, move |change, timer| {
+                quiz::on_timer(&module, change, timer)
+            });
+        if let Err(err) = registered {
+            tracing::error!(error = %err, "the live module's quiz timer could not be registered");
+        }
+        if let Err(err) = recovery::load(&self) {
+            tracing::error!(error = %err, "live streams could not be loaded; they answer 404 until a restart");
+        }
+        background.spawn(interval::run(self));
+    }
+}

@@ -1,0 +1,64 @@
+//! Loading the live streams at start: every tenant's stream records, their
+//! newest closed interval, and the open quiz with the answers stored so far.
+//!
+//! Invariant: runs before the server serves (from `Module::start`), so no
+//! request sees a stream half loaded; counters start at zero (what the open
+//! interval had counted before a crash is lost, as documented).
+
+use super::layout;
+use super::model::INTERVAL_MS;
+use super::{LiveModule, decode_record};
+use crate::core::store::{Store, StoreError, decode_u64};
+
+/// Loads every stream of every tenant into memory.
+pub fn load(module: &LiveModule) -> Result<(), StoreError> {
+    let store = module.core.hub.store();
+    for tenant in module.core.auth.registry().tenants() {
+        let mut records = Vec::new();
+        store.for_each_blocking(&layout::streams(&tenant.id), |_, value| {
+            match decode_record(value) {
+                Ok(record) => records.push(record),
+                Err(err) => tracing::error!(error = %err.message, "a live stream record is unreadable; skipped"),
+            }
+            Ok(())
+        })?;
+        for record in records {
+            let through = store
+                .get_blocking(&layout::closed_through(&tenant.id, &record.id))?
+                .map_or(record.first_interval.saturating_sub(INTERVAL_MS), |bytes| {
+                    decode_u64(&bytes)
+                });
+            let open_quiz = record.open_quiz;
+            let stream = module.in_memory(tenant.id, record, through);
+            if let Some(quiz) = open_quiz {
+                load_quiz(store, &stream, &quiz)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts the open quiz back in memory with who answered it.
+fn load_quiz(
+    store: &Store,
+    stream: &super::state::LiveStream,
+    quiz: &uuid::Uuid,
+) -> Result<(), StoreError> {
+    let Some(bytes) = store.get_blocking(&layout::quiz(&stream.tenant, quiz))? else {
+        return Ok(());
+    };
+    let Ok(record) = super::quiz::decode(&bytes) else {
+        return Ok(());
+    };
+    if record.closed {
+        return Ok(());
+    }
+    let prefix = layout::answers(&stream.tenant, quiz);
+    let mut answered = Vec::new();
+    store.for_each_blocking(&prefix, |key, _| {
+        answered.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        Ok(())
+    })?;
+    stream.open_quiz(record, answered);
+    Ok(())
+}

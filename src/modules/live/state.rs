@@ -1,0 +1,512 @@
+//! What the live module keeps in memory per stream: the record, the viewers
+//! seen within the window, the counters of the open interval (hearts,
+//! discounts, quiz answers), the newest closed intervals' bytes, and the
+//! watch that wakes polls waiting for an interval to close.
+//!
+//! Invariants: memory follows the store, never leads it: a closed interval
+//! enters the ring and the watch only after the change that stored it is
+//! durable (an after-commit hook); a counter taken for a close that did not
+//! commit is given back ([`LiveStream::give_back`]), so an increment is
+//! counted once, in the interval it is folded into; the viewers map holds at
+//! most `max_viewers` subjects (a saturated stream counts no new viewer);
+//! the ring holds at most `ring_len` intervals.
+
+use super::model::{QuizRecord, StreamRecord};
+use crate::error::{ApiError, ErrorCode};
+use bytes::Bytes;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// A closed interval's bytes and their strong validator.
+#[derive(Clone)]
+pub struct Closed {
+    /// The interval (unix ms).
+    pub interval: u64,
+    /// The body served.
+    pub body: Bytes,
+    /// Its `ETag` (quoted).
+    pub etag: String,
+}
+
+impl Closed {
+    /// A closed interval with the ETag of its bytes.
+    pub fn new(interval: u64, body: Bytes) -> Self {
+        let etag = etag_of(&body);
+        Self {
+            interval,
+            body,
+            etag,
+        }
+    }
+}
+
+/// A strong ETag for `body`: 64 bits of SHA-256, hex (stable across
+/// processes and versions, so a restart keeps validators).
+pub fn etag_of(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("\"{hex}\"")
+}
+
+/// The quiz open in a stream, with its answers so far.
+pub struct OpenQuiz {
+    /// The record (counts as last persisted).
+    pub record: QuizRecord,
+    /// Answers per choice, every answer accepted so far.
+    pub counts: Vec<u64>,
+    /// Who answered (hashed subjects).
+    answered: HashSet<u64>,
+    /// Answers accepted since the last persisted interval.
+    pending: Vec<Answer>,
+    /// True once the close began: no answer is accepted after it.
+    pub closed: bool,
+}
+
+/// One viewer's answer: (subject, choice index).
+pub type Answer = (String, u8);
+
+/// A quiz's final counts and the answers not stored yet, taken by its close.
+pub struct Finals {
+    /// Answers per choice.
+    pub totals: Vec<u64>,
+    /// Answers taken since the last stored interval.
+    pub unstored: Vec<Answer>,
+}
+
+/// Why an answer was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AnswerRefused {
+    /// No such quiz is open in the stream.
+    NotOpen,
+    /// The quiz has closed.
+    Closed,
+    /// This subject answered already.
+    AlreadyAnswered,
+}
+
+/// Counters and answers taken for one close.
+#[derive(Debug, Default, Clone)]
+pub struct Harvest {
+    /// Distinct viewers within the window.
+    pub viewers: u64,
+    /// Hearts since the last close.
+    pub hearts: u64,
+    /// Discounts since the last close.
+    pub discounts: u64,
+    /// The open quiz's answers since the last close and its totals now.
+    pub answers: Option<QuizAnswers>,
+}
+
+/// A quiz's answers taken for one close.
+#[derive(Debug, Clone)]
+pub struct QuizAnswers {
+    /// The quiz.
+    pub quiz: Uuid,
+    /// New answers.
+    pub new: Vec<Answer>,
+    /// Totals per choice including the new ones.
+    pub totals: Vec<u64>,
+}
+
+impl Harvest {
+    /// What it holds, for the writer queue's byte bound.
+    pub fn bytes(&self) -> usize {
+        self.answers.as_ref().map_or(0, |answers| {
+            answers
+                .new
+                .iter()
+                .map(|(subject, _)| subject.len() + 32)
+                .sum()
+        })
+    }
+}
+
+/// One stream in memory.
+pub struct LiveStream {
+    /// Its tenant.
+    pub tenant: Uuid,
+    /// Its id.
+    pub id: Uuid,
+    record: RwLock<Arc<StreamRecord>>,
+    viewers: Mutex<HashMap<u64, u64>>,
+    hearts: AtomicU64,
+    discounts: AtomicU64,
+    quiz: Mutex<Option<OpenQuiz>>,
+    chats_in_interval: Mutex<(u64, u32)>,
+    ring: RwLock<VecDeque<Closed>>,
+    closed_through: watch::Sender<u64>,
+    hasher: RandomState,
+    ring_len: usize,
+    max_viewers: usize,
+}
+
+impl LiveStream {
+    /// A stream whose newest closed interval is `closed_through`.
+    pub fn new(record: StreamRecord, closed_through: u64, limits: &StreamMemory) -> Self {
+        Self {
+            tenant: Uuid::nil(),
+            id: record.id,
+            record: RwLock::new(Arc::new(record)),
+            viewers: Mutex::new(HashMap::new()),
+            hearts: AtomicU64::new(0),
+            discounts: AtomicU64::new(0),
+            quiz: Mutex::new(None),
+            chats_in_interval: Mutex::new((0, 0)),
+            ring: RwLock::new(VecDeque::new()),
+            closed_through: watch::Sender::new(closed_through),
+            hasher: RandomState::new(),
+            ring_len: limits.ring_len.max(1),
+            max_viewers: limits.max_viewers,
+        }
+    }
+
+    /// The record now.
+    pub fn record(&self) -> Arc<StreamRecord> {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the record (after the change storing it committed).
+    pub fn set_record(&self, record: StreamRecord) {
+        *self.record.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(record);
+        self.closed_through.send_modify(|_| {});
+    }
+
+    /// True when intervals up to `due` remain to close: a live stream's,
+    /// or an ended one's up to its last interval.
+    pub fn needs_closing(&self, due: u64) -> bool {
+        let record = self.record();
+        let newest = record.last_interval.map_or(due, |last| last.min(due));
+        self.closed_through() < newest
+    }
+
+    /// Notes that `subject` polled at `now_ms`.
+    pub fn saw_viewer(&self, subject: &str, now_ms: u64) {
+        let key = self.hasher.hash_one(subject);
+        let mut viewers = lock(&self.viewers);
+        let room = viewers.len() < self.max_viewers;
+        if let Some(seen) = viewers.get_mut(&key) {
+            *seen = now_ms;
+        } else if room {
+            viewers.insert(key, now_ms);
+        }
+    }
+
+    /// Distinct viewers seen since `since_ms`, forgetting older ones.
+    pub fn count_viewers(&self, since_ms: u64) -> u64 {
+        let mut viewers = lock(&self.viewers);
+        viewers.retain(|_, seen| *seen >= since_ms);
+        viewers.len() as u64
+    }
+
+    /// Distinct viewers seen since `since_ms` (read-only).
+    pub fn viewers_since(&self, since_ms: u64) -> u64 {
+        let viewers = lock(&self.viewers);
+        viewers.values().filter(|seen| **seen >= since_ms).count() as u64
+    }
+
+    /// Counts a chat going into `interval`; 429 when the interval holds
+    /// `max` already. Called inside the chat's change (a chat whose change
+    /// then fails still counts: the bound errs on the safe side).
+    pub fn count_chat(&self, interval: u64, max: u32) -> Result<(), ApiError> {
+        let mut counted = lock(&self.chats_in_interval);
+        if counted.0 != interval {
+            *counted = (interval, 0);
+        }
+        if counted.1 >= max {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this events-stream takes at most {max} chats an interval (--live-max-chats-per-interval)"),
+            )
+            .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(1)));
+        }
+        counted.1 += 1;
+        Ok(())
+    }
+
+    /// Adds hearts to the open interval.
+    pub fn add_hearts(&self, count: u64) {
+        saturating_add(&self.hearts, count);
+    }
+
+    /// Adds discounts to the open interval.
+    pub fn add_discounts(&self, count: u64) {
+        saturating_add(&self.discounts, count);
+    }
+
+    /// Takes what the open interval counted, for a close.
+    pub fn harvest(&self, viewers_since_ms: u64) -> Harvest {
+        let answers = lock(&self.quiz).as_mut().and_then(|quiz| {
+            (!quiz.pending.is_empty()).then(|| QuizAnswers {
+                quiz: quiz.record.id,
+                new: std::mem::take(&mut quiz.pending),
+                totals: quiz.counts.clone(),
+            })
+        });
+        Harvest {
+            viewers: self.count_viewers(viewers_since_ms),
+            hearts: self.hearts.swap(0, Ordering::AcqRel),
+            discounts: self.discounts.swap(0, Ordering::AcqRel),
+            answers,
+        }
+    }
+
+    /// Gives back what a close that did not commit had taken.
+    pub fn give_back(&self, harvest: Harvest) {
+        self.add_hearts(harvest.hearts);
+        self.add_discounts(harvest.discounts);
+        let Some(answers) = harvest.answers else {
+            return;
+        };
+        if let Some(quiz) = lock(&self.quiz).as_mut()
+            && quiz.record.id == answers.quiz
+            && !quiz.closed
+        {
+            let mut back = answers.new;
+            back.append(&mut quiz.pending);
+            quiz.pending = back;
+        }
+    }
+
+    /// Opens `record` as the stream's quiz with the answers already stored.
+    pub fn open_quiz(&self, record: QuizRecord, answered: impl IntoIterator<Item = String>) {
+        let answered = answered
+            .into_iter()
+            .map(|subject| self.hasher.hash_one(subject))
+            .collect();
+        let counts = record.counts.clone();
+        *lock(&self.quiz) = Some(OpenQuiz {
+            record,
+            counts,
+            answered,
+            pending: Vec::new(),
+            closed: false,
+        });
+    }
+
+    /// Takes `subject`'s answer `choice` to quiz `quiz` at `now_ms`.
+    pub fn answer(
+        &self,
+        quiz: Uuid,
+        subject: &str,
+        choice: u8,
+        now_ms: u64,
+    ) -> Result<(), AnswerRefused> {
+        let mut open = lock(&self.quiz);
+        let open = open
+            .as_mut()
+            .filter(|open| open.record.id == quiz)
+            .ok_or(AnswerRefused::NotOpen)?;
+        if open.closed || now_ms >= open.record.close_interval {
+            return Err(AnswerRefused::Closed);
+        }
+        if !open.answered.insert(self.hasher.hash_one(subject)) {
+            return Err(AnswerRefused::AlreadyAnswered);
+        }
+        if let Some(count) = open.counts.get_mut(usize::from(choice)) {
+            *count += 1;
+        }
+        open.pending.push((subject.to_string(), choice));
+        Ok(())
+    }
+
+    /// Stops taking answers for `quiz` and returns its final counts and the
+    /// answers not yet stored; `None` when it is not the open quiz.
+    pub fn close_quiz(&self, quiz: Uuid) -> Option<Finals> {
+        let mut open = lock(&self.quiz);
+        let open = open.as_mut().filter(|open| open.record.id == quiz)?;
+        open.closed = true;
+        Some(Finals {
+            totals: open.counts.clone(),
+            unstored: std::mem::take(&mut open.pending),
+        })
+    }
+
+    /// Forgets the quiz once its close is durable.
+    pub fn forget_quiz(&self, quiz: Uuid) {
+        let mut open = lock(&self.quiz);
+        if open.as_ref().is_some_and(|open| open.record.id == quiz) {
+            *open = None;
+        }
+    }
+
+    /// The open quiz's record, if any.
+    pub fn open_quiz_record(&self) -> Option<QuizRecord> {
+        lock(&self.quiz)
+            .as_ref()
+            .filter(|open| !open.closed)
+            .map(|open| open.record.clone())
+    }
+
+    /// Publishes closed intervals (after their change is durable).
+    pub fn publish(&self, closed: Vec<Closed>, closed_through: u64) {
+        {
+            let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());
+            for interval in closed {
+                ring.push_back(interval);
+            }
+            while ring.len() > self.ring_len {
+                ring.pop_front();
+            }
+        }
+        self.closed_through.send_if_modified(|through| {
+            let newer = closed_through > *through;
+            *through = (*through).max(closed_through);
+            newer
+        });
+    }
+
+    /// The newest closed interval.
+    pub fn closed_through(&self) -> u64 {
+        *self.closed_through.borrow()
+    }
+
+    /// Wakes on every close (and record change).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.closed_through.subscribe()
+    }
+
+    /// A closed interval from the ring.
+    pub fn cached(&self, interval: u64) -> Option<Closed> {
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        let newest = ring.back()?.interval;
+        let back =
+            usize::try_from(newest.checked_sub(interval)? / super::model::INTERVAL_MS).ok()?;
+        let index = ring.len().checked_sub(1 + back)?;
+        ring.get(index)
+            .filter(|closed| closed.interval == interval)
+            .or_else(|| ring.iter().find(|closed| closed.interval == interval))
+            .cloned()
+    }
+}
+
+/// Memory bounds of one stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamMemory {
+    /// Closed intervals kept in memory.
+    pub ring_len: usize,
+    /// Most distinct viewers tracked.
+    pub max_viewers: usize,
+}
+
+/// Every stream in memory, by (tenant, stream).
+#[derive(Default)]
+pub struct Streams {
+    map: RwLock<HashMap<(Uuid, Uuid), Arc<LiveStream>>>,
+}
+
+impl Streams {
+    /// The stream, if known.
+    pub fn get(&self, tenant: &Uuid, stream: &Uuid) -> Option<Arc<LiveStream>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(*tenant, *stream))
+            .cloned()
+    }
+
+    /// Adds a stream (after the change creating it committed, or at start).
+    pub fn insert(&self, tenant: Uuid, mut stream: LiveStream) -> Arc<LiveStream> {
+        stream.tenant = tenant;
+        let stream = Arc::new(stream);
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant, stream.id), stream.clone());
+        stream
+    }
+
+    /// Every stream.
+    pub fn all(&self) -> Vec<Arc<LiveStream>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn saturating_add(counter: &AtomicU64, amount: u64) {
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+        Some(now.saturating_add(amount))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::live::model::StreamStatus;
+
+    fn stream(max_viewers: usize) -> LiveStream {
+        let record = StreamRecord {
+            id: Uuid::from_u128(7),
+            title: "t".into(),
+            public: false,
+            retention_seconds: 60,
+            created_at: 0,
+            first_interval: 0,
+            ended_at: None,
+            last_interval: None,
+            status: StreamStatus::Live,
+            open_quiz: None,
+        };
+        let memory = StreamMemory {
+            ring_len: 3,
+            max_viewers,
+        };
+        LiveStream::new(record, 0, &memory)
+    }
+
+    #[test]
+    fn viewers_are_distinct_within_the_window_and_bounded() {
+        let live = stream(2);
+        live.saw_viewer("a", 1_000);
+        live.saw_viewer("a", 2_000);
+        live.saw_viewer("b", 1_500);
+        live.saw_viewer("c", 2_000);
+        assert_eq!(live.count_viewers(0), 2, "c is beyond the bound");
+        assert_eq!(live.count_viewers(1_600), 1, "b fell out of the window");
+        live.saw_viewer("c", 2_100);
+        assert_eq!(live.count_viewers(0), 2, "room again after the window");
+    }
+
+    #[test]
+    fn a_close_that_did_not_commit_gives_its_counts_back() {
+        let live = stream(10);
+        live.add_hearts(3);
+        let taken = live.harvest(0);
+        assert_eq!(taken.hearts, 3);
+        live.add_hearts(2);
+        live.give_back(taken);
+        assert_eq!(live.harvest(0).hearts, 5);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_intervals() {
+        let live = stream(10);
+        let closed = (1..=5)
+            .map(|n| Closed::new(n * 250, Bytes::from(vec![n as u8])))
+            .collect();
+        live.publish(closed, 1_250);
+        assert!(live.cached(500).is_none());
+        assert_eq!(live.cached(1_000).unwrap().body.as_ref(), &[4]);
+        assert_eq!(live.closed_through(), 1_250);
+        assert_eq!(live.cached(750).unwrap().etag, etag_of(&[3]));
+    }
+}
