@@ -1886,3 +1886,99 @@ async fn answering_a_quiz_that_does_not_exist_or_belongs_to_another_stream_is_40
         .await;
     assert_eq!(status, 201, "on its own stream: {body}");
 }
+
+#[tokio::test]
+async fn an_interval_older_than_the_retention_is_410_interval_expired() {
+    let server = Server::start();
+    let producer = Producer::admin(&server);
+    let stream = producer
+        .create_stream(json!({ "title": "Short memory", "retentionSeconds": 1 }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let viewer = Viewer::new(&server, "forgetful");
+    let (chat, t) = viewer.message(&stream, "soon gone").await;
+    let kept = viewer.interval(&stream, t).await;
+    assert!(kept.text().contains(chat["id"].as_str().unwrap()));
+    assert_eq!(
+        kept.header("cache-control").as_deref(),
+        Some("private, max-age=1, immutable")
+    );
+    wait_closed(t + 2000 / STEP * STEP).await;
+    let expired = viewer.poll(&stream, t).await;
+    assert_eq!(expired.status, 410, "{}", expired.text());
+    assert_eq!(expired.error_code(), "INTERVAL_EXPIRED");
+}
+
+#[tokio::test]
+async fn live_max_ahead_bounds_how_far_ahead_a_poll_may_wait() {
+    let server = Server::builder()
+        .args(&["--live-max-ahead", "500ms"])
+        .start();
+    let stream = Producer::admin(&server).stream("Near future").await;
+    let viewer = Viewer::new(&server, "eager");
+    let too_far = interval_of(now_ms()) + 1500;
+    let refused = viewer.poll(&stream, too_far).await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.error_code(), "VALIDATION_ERROR");
+    assert!(refused.json()["error"]["details"]["serverTime"].is_u64());
+    let near = interval_of(now_ms()) + STEP;
+    let waited = viewer.poll(&stream, near).await;
+    assert_eq!(waited.status, 200, "{}", waited.text());
+    assert!(waited.received_ms >= near + STEP);
+}
+
+#[tokio::test]
+async fn a_plain_options_request_is_answered_with_the_allowed_methods() {
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Options").await;
+    let t = interval_of(now_ms()) - 4 * STEP;
+    let options = server
+        .http1()
+        .request(
+            Method::OPTIONS,
+            server.url(&format!("/api/v1/events-streams/{stream}?interval={t}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = options.status().as_u16();
+    let allow = options
+        .headers()
+        .get("allow")
+        .map(|value| value.to_str().unwrap().to_string());
+    let body = options.text().await.unwrap();
+    assert!(
+        (200..300).contains(&status) && allow.as_deref() == Some("GET, HEAD, OPTIONS"),
+        "the spec's Allow lists OPTIONS, so OPTIONS is answered: {status} allow={allow:?} {body}"
+    );
+}
+
+#[tokio::test]
+async fn bytes_served_right_at_the_close_are_the_same_after_an_immediate_sigkill() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let stream = Producer::admin(&server).stream("Crash at the close").await;
+    let viewers: Vec<Viewer> = (0..3)
+        .map(|n| Viewer::new(&server, &format!("present-{n}")))
+        .collect();
+    let t = interval_of(now_ms()) + STEP;
+    let (waited, _) = tokio::join!(
+        join_all(viewers.iter().map(|viewer| viewer.poll(&stream, t))),
+        async {
+            assert_eq!(viewers[0].hearts(&stream, json!(5)).await.0, 202);
+        }
+    );
+    assert_eq!(waited[0].status, 200, "{}", waited[0].text());
+    server.kill();
+    let restarted = Server::builder().data_dir(&dir).start();
+    let again = viewers[0].on(&restarted).interval(&stream, t).await;
+    assert_eq!(
+        again.text(),
+        waited[0].text(),
+        "bytes served once are the interval's bytes forever"
+    );
+    assert_eq!(again.header("etag"), waited[0].header("etag"));
+}
