@@ -1982,3 +1982,217 @@ async fn bytes_served_right_at_the_close_are_the_same_after_an_immediate_sigkill
     );
     assert_eq!(again.header("etag"), waited[0].header("etag"));
 }
+
+#[tokio::test]
+async fn chats_and_hearts_posted_across_many_closes_are_each_counted_once_while_waiters_poll() {
+    const POSTERS: usize = 6;
+    const RUN: Duration = Duration::from_millis(3000);
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Sustained").await;
+    let posters: Vec<Viewer> = (0..POSTERS)
+        .map(|n| Viewer::new(&server, &format!("poster-{n}")))
+        .collect();
+    let waiter = Viewer::new(&server, "waiter");
+    let start = interval_of(now_ms());
+    let deadline = tokio::time::Instant::now() + RUN;
+    let posting = join_all(posters.iter().enumerate().map(|(n, poster)| {
+        let stream = &stream;
+        async move {
+            let (mut chats, mut hearts) = (Vec::new(), 0u64);
+            let mut round = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                if round.is_multiple_of(2) {
+                    chats.push(poster.message(stream, &format!("{n}-{round}")).await);
+                } else {
+                    let count = 1 + (round + n as u64) % 7;
+                    let (status, body) = poster.hearts(stream, json!(count)).await;
+                    assert_eq!((status, &body["data"]["accepted"]), (202, &json!(count)));
+                    hearts += count;
+                }
+                round += 1;
+            }
+            (chats, hearts)
+        }
+    }));
+    // Meanwhile a viewer waits on every interval as it closes.
+    let polling = async {
+        let mut served = Vec::new();
+        let mut t = start;
+        while tokio::time::Instant::now() < deadline {
+            served.push(waiter.interval(&stream, t).await);
+            t += STEP;
+        }
+        served
+    };
+    let (posted, served) = tokio::join!(posting, polling);
+    let chats: Vec<(Value, u64)> = posted.iter().flat_map(|(chats, _)| chats.clone()).collect();
+    let hearts: u64 = posted.iter().map(|(_, hearts)| hearts).sum();
+    assert!(chats.len() >= 10, "only {} chats posted", chats.len());
+    let end = chats
+        .iter()
+        .map(|(_, t)| *t)
+        .max()
+        .unwrap()
+        .max(interval_of(now_ms()))
+        + 2 * STEP;
+    let intervals = waiter.intervals(&stream, start, end).await;
+    for polled in &served {
+        let t = polled.json()["interval"].as_u64().unwrap();
+        let later = &intervals[((t - start) / STEP) as usize];
+        assert_eq!(
+            later.text(),
+            polled.text(),
+            "{t} served while waiting = later"
+        );
+    }
+    let locations = chat_locations(&bodies(&intervals));
+    for (chat, t) in &chats {
+        assert_eq!(
+            locations.get(chat["id"].as_str().unwrap()),
+            Some(&vec![(*t, "messages")]),
+            "{chat} once, in {t}"
+        );
+    }
+    assert_eq!(locations.len(), chats.len());
+    assert_eq!(
+        chats_total(&bodies(&intervals), "hearts"),
+        hearts,
+        "every accepted heart counted once"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_accepted_up_to_the_close_is_in_the_results_and_none_after() {
+    let server = Server::start();
+    let producer = Producer::admin(&server);
+    let stream = producer.stream("Photo finish").await;
+    let quiz = producer
+        .open_quiz(
+            &stream,
+            json!({ "question": "Fast?", "choices": ["Yes", "No"], "answer": "Yes", "durationMs": 1000 }),
+        )
+        .await;
+    let quiz_id = quiz["id"].as_str().unwrap().to_string();
+    let close = quiz["closeInterval"].as_u64().unwrap();
+    let viewers: Vec<Viewer> = (0..40)
+        .map(|n| Viewer::new(&server, &format!("racer-{n}")))
+        .collect();
+    // Answers spread from 400 ms before the close to 400 ms after it.
+    let answers = join_all(viewers.iter().enumerate().map(|(n, viewer)| {
+        let (stream, quiz_id) = (&stream, &quiz_id);
+        async move {
+            let at = close - 400 + n as u64 * 20;
+            let now = now_ms();
+            if at > now {
+                tokio::time::sleep(Duration::from_millis(at - now)).await;
+            }
+            let choice = if n.is_multiple_of(3) { "No" } else { "Yes" };
+            let (status, body) = viewer.answer(stream, quiz_id, choice).await;
+            (choice, status, body)
+        }
+    }))
+    .await;
+    let mut accepted: BTreeMap<&str, u64> = BTreeMap::from([("Yes", 0), ("No", 0)]);
+    for (choice, status, body) in &answers {
+        match status {
+            201 => *accepted.get_mut(choice).unwrap() += 1,
+            409 => assert_eq!(body["error"]["details"]["reason"], "quiz-closed", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let results = Viewer::new(&server, "judge")
+        .interval(&stream, close)
+        .await
+        .event("quiz-results")
+        .expect("results in the close interval");
+    assert_eq!(
+        (
+            &results["choices"]["Yes"]["count"],
+            &results["choices"]["No"]["count"]
+        ),
+        (&json!(accepted["Yes"]), &json!(accepted["No"])),
+        "exactly the acknowledged answers: {answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn of_concurrent_answers_by_one_subject_exactly_one_counts() {
+    let server = Server::start();
+    let producer = Producer::admin(&server);
+    let stream = producer.stream("Double tap").await;
+    let quiz = producer
+        .open_quiz(
+            &stream,
+            json!({ "question": "Once?", "choices": ["A", "B"], "answer": "A", "durationMs": 1000 }),
+        )
+        .await;
+    let quiz_id = quiz["id"].as_str().unwrap();
+    let tokens: Vec<Viewer> = (0..20)
+        .map(|_| Viewer::new(&server, "same-subject"))
+        .collect();
+    let answers = join_all(tokens.iter().enumerate().map(|(n, viewer)| {
+        viewer.answer(
+            &stream,
+            quiz_id,
+            if n.is_multiple_of(2) { "A" } else { "B" },
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+    let close = quiz["closeInterval"].as_u64().unwrap();
+    let results = tokens[0]
+        .interval(&stream, close)
+        .await
+        .event("quiz-results")
+        .unwrap();
+    let total = results["choices"]["A"]["count"].as_u64().unwrap()
+        + results["choices"]["B"]["count"].as_u64().unwrap();
+    assert_eq!(total, 1, "{results}");
+}
+
+#[tokio::test]
+async fn intervals_that_closed_while_the_server_was_down_are_served_and_never_change() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let stream = Producer::admin(&server).stream("Downtime").await;
+    let viewer = Viewer::new(&server, "patient");
+    let (_, last_before) = viewer.message(&stream, "before the crash").await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let down_until = now_ms();
+    let mut second = Server::builder().data_dir(&dir).start();
+    let viewer = viewer.on(&second);
+    let during: Vec<u64> = (last_before + STEP..interval_of(down_until))
+        .step_by(STEP as usize)
+        .collect();
+    assert!(during.len() >= 3);
+    let mut first_reads = Vec::new();
+    for t in &during {
+        let polled = viewer.interval(&stream, *t).await;
+        assert_eq!(
+            viewer.interval(&stream, *t).await.bytes,
+            polled.bytes,
+            "{t} twice"
+        );
+        first_reads.push(polled);
+    }
+    assert!(second.stop().success());
+    let third = Server::builder().data_dir(&dir).start();
+    let viewer = viewer.on(&third);
+    for (t, before) in during.iter().zip(&first_reads) {
+        let again = viewer.interval(&stream, *t).await;
+        assert_eq!(again.text(), before.text(), "{t} after another restart");
+        assert_eq!(again.header("etag"), before.header("etag"));
+    }
+}
