@@ -794,18 +794,18 @@ async fn quiz_results_have_floored_percentages_and_winners_and_the_timer_closes_
     let quiz = producer
         .open_quiz(
             &stream,
-            json!({ "question": question, "choices": ["Coffee", "Tea", "Soda"], "answer": "Tea", "durationMs": 3000 }),
+            json!({ "question": question, "choices": ["Coffee", "Tea", "Soda"], "answer": "Tea", "durationMs": 6000 }),
         )
         .await;
     assert_eq!(quiz["answer"], "Tea");
     assert_eq!(quiz["question"], question);
     assert_eq!(quiz["streamId"], stream.as_str());
-    assert_eq!(quiz["duration"], 3000);
+    assert_eq!(quiz["duration"], 6000);
     let quiz_id = quiz["id"].as_str().unwrap().to_string();
     let created = quiz["created"].as_u64().unwrap();
     let close = quiz["closeInterval"].as_u64().unwrap();
     assert_eq!((created % STEP, close % STEP), (0, 0), "{quiz}");
-    assert!(close >= created + 3000, "{quiz}");
+    assert!(close >= created + 6000, "{quiz}");
 
     let (status, body) = producer
         .post(
@@ -868,7 +868,7 @@ async fn quiz_results_have_floored_percentages_and_winners_and_the_timer_closes_
         (&shown["created"], &shown["closeInterval"]),
         (&json!(created), &json!(close))
     );
-    assert_eq!(shown["duration"], 3000);
+    assert_eq!(shown["duration"], 6000);
     assert_eq!(shown["streamId"], stream.as_str());
     assert_eq!(shown["question"], question);
     assert_eq!(
@@ -2123,7 +2123,7 @@ async fn of_concurrent_answers_by_one_subject_exactly_one_counts() {
     let quiz = producer
         .open_quiz(
             &stream,
-            json!({ "question": "Once?", "choices": ["A", "B"], "answer": "A", "durationMs": 1000 }),
+            json!({ "question": "Once?", "choices": ["A", "B"], "answer": "A", "durationMs": 60000 }),
         )
         .await;
     let quiz_id = quiz["id"].as_str().unwrap();
@@ -2149,12 +2149,30 @@ async fn of_concurrent_answers_by_one_subject_exactly_one_counts() {
         19,
         "{statuses:?}"
     );
-    let close = quiz["closeInterval"].as_u64().unwrap();
+    let reasons: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 409)
+        .map(|(_, body)| &body["error"]["details"]["reason"])
+        .collect();
+    assert!(
+        reasons.iter().all(|reason| *reason == "already-answered"),
+        "{reasons:?}"
+    );
+    let before_close = interval_of(now_ms());
+    let (status, body) = producer
+        .post(
+            &format!("/api/v1/events-streams/{stream}/quizzes/{quiz_id}/close"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let after_close = interval_of(now_ms()) + 2 * STEP;
     let results = tokens[0]
-        .interval(&stream, close)
+        .intervals(&stream, before_close, after_close)
         .await
-        .event("quiz-results")
-        .unwrap();
+        .iter()
+        .find_map(|polled| polled.event("quiz-results"))
+        .expect("results after the close");
     let total = results["choices"]["A"]["count"].as_u64().unwrap()
         + results["choices"]["B"]["count"].as_u64().unwrap();
     assert_eq!(total, 1, "{results}");
