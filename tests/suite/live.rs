@@ -1444,9 +1444,9 @@ async fn a_chat_posted_while_others_wait_is_in_the_bytes_they_get() {
 
 #[tokio::test]
 async fn view_count_counts_distinct_subjects_within_the_window_and_drops_after_it() {
-    const WINDOW_MS: u64 = 3000;
+    const WINDOW_MS: u64 = 5000;
     let server = Server::builder()
-        .args(&["--live-viewer-window", "3s"])
+        .args(&["--live-viewer-window", "5s"])
         .start();
     let created = Producer::admin(&server)
         .create_stream(json!({ "title": "Counting" }))
