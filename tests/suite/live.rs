@@ -1885,6 +1885,18 @@ async fn answering_a_quiz_that_does_not_exist_or_belongs_to_another_stream_is_40
         .answer(&other, quiz["id"].as_str().unwrap(), "A")
         .await;
     assert_eq!(status, 201, "on its own stream: {body}");
+    let unknown = uuid::Uuid::new_v4();
+    let (status, body) = producer
+        .post(
+            &format!("/api/v1/events-streams/{stream}/quizzes/{unknown}/close"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "closing a quiz that never existed: {body}"
+    );
 }
 
 #[tokio::test]
@@ -2213,4 +2225,27 @@ async fn intervals_that_closed_while_the_server_was_down_are_served_and_never_ch
         assert_eq!(again.text(), before.text(), "{t} after another restart");
         assert_eq!(again.header("etag"), before.header("etag"));
     }
+}
+
+#[tokio::test]
+async fn a_purchase_without_a_currency_is_in_euros() {
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Shop").await;
+    let buyer = Viewer::new(&server, "buyer");
+    let (status, body) = buyer
+        .post(
+            &format!("/api/v1/events-streams/{stream}/chats"),
+            json!({ "kind": "purchase", "text": "bought", "item": "Hat", "amount": 12 }),
+        )
+        .await;
+    assert_eq!(status, 201, "currency is optional: {body}");
+    let chat = &body["data"]["chat"];
+    assert_eq!(
+        (&chat["item"], &chat["amount"], &chat["currency"]),
+        (&json!("Hat"), &json!(12.0), &json!("EUR")),
+        "a purchase always says its currency: {chat}"
+    );
+    let t = body["data"]["interval"].as_u64().unwrap();
+    let served = buyer.interval(&stream, t).await;
+    assert_eq!(served.event("chats").unwrap()["purchases"][0], *chat);
 }
