@@ -2249,3 +2249,64 @@ async fn a_purchase_without_a_currency_is_in_euros() {
     let served = buyer.interval(&stream, t).await;
     assert_eq!(served.event("chats").unwrap()["purchases"][0], *chat);
 }
+
+#[tokio::test]
+async fn an_ended_stream_keeps_its_intervals_up_to_the_end_and_refuses_later_ones_across_a_restart()
+{
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let producer = Producer::admin(&server);
+    let stream = producer.stream("Finale").await;
+    let viewer = Viewer::new(&server, "stayer");
+    let (chat, t) = viewer.message(&stream, "last chat").await;
+    let acme = Admin::new(&server).create_tenant("acme").await;
+    let (_, acme_key) = Admin::new(&server).create_key(&acme, &["publish"]).await;
+    let (status, _) = Producer::with_key(&server, acme_key)
+        .post(&format!("/api/v1/events-streams/{stream}/end"), json!({}))
+        .await;
+    assert!(
+        [403, 404].contains(&status),
+        "another tenant's key does not end it: {status}"
+    );
+    let (status, ended) = producer
+        .post(&format!("/api/v1/events-streams/{stream}/end"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{ended}");
+    let ended_at = ended["data"]["endedAt"].as_u64().unwrap();
+    let last = interval_of(ended_at);
+    let kept = viewer.intervals(&stream, t, last).await;
+    assert!(kept[0].text().contains(chat["id"].as_str().unwrap()));
+    let after = last + 2 * STEP;
+    wait_closed(after).await;
+    let refused = viewer.poll(&stream, after).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (410, "STREAM_ENDED".into())
+    );
+    let (status, body) = viewer
+        .post(
+            &format!("/api/v1/events-streams/{stream}/hearts"),
+            json!({ "count": 1 }),
+        )
+        .await;
+    assert!(status >= 400, "no hearts after the end: {status} {body}");
+
+    assert!(server.stop().success());
+    let again = Server::builder().data_dir(&dir).start();
+    let viewer = viewer.on(&again);
+    for before in &kept {
+        let t = before.json()["interval"].as_u64().unwrap();
+        assert_eq!(
+            viewer.interval(&stream, t).await.text(),
+            before.text(),
+            "{t}"
+        );
+    }
+    let refused = viewer.poll(&stream, after).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (410, "STREAM_ENDED".into())
+    );
+    assert_eq!(viewer.snapshot(&stream).await["stream"]["status"], "ended");
+}
