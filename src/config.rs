@@ -383,6 +383,18 @@ pub struct ServeArgs {
     )]
     pub live_max_chats_per_interval: u32,
 
+    /// Live events: most chats of one viewer in one interval of one stream (more get 429).
+    #[arg(
+        long,
+        env = "TIDINGS_LIVE_MAX_CHATS_PER_VIEWER_INTERVAL",
+        default_value_t = 2
+    )]
+    pub live_max_chats_per_viewer_interval: u32,
+
+    /// Live events: bytes of closed intervals kept in memory per stream.
+    #[arg(long, env = "TIDINGS_LIVE_INTERVAL_CACHE_BYTES", default_value = "16MiB", value_parser = parse_byte_size)]
+    pub live_interval_cache_bytes: u64,
+
     /// Live events: longest chat text, in characters.
     #[arg(long, env = "TIDINGS_LIVE_MAX_CHAT_CHARS", default_value_t = 500)]
     pub live_max_chat_chars: usize,
@@ -599,6 +611,9 @@ impl ServeArgs {
                     max_retention: self.live_max_retention.max(Duration::from_secs(1)),
                     max_hearts_per_request: self.live_max_hearts_per_request.max(1),
                     max_chats_per_interval: self.live_max_chats_per_interval.max(1),
+                    max_chats_per_viewer_interval: self.live_max_chats_per_viewer_interval.max(1),
+                    interval_cache_bytes: usize::try_from(self.live_interval_cache_bytes)
+                        .unwrap_or(usize::MAX),
                     max_chat_chars: self.live_max_chat_chars.max(1),
                 },
             },

@@ -306,4 +306,35 @@ mod tests {
         assert!(store.get_blocking(&record_key(after)).unwrap().is_some());
         assert_eq!(records(), 2, "only the two durable appends left a record");
     }
+
+    #[tokio::test]
+    async fn a_prefix_scan_sees_the_store_and_the_changes_own_writes_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let writer = Writer::start_for_tests(store.clone(), HubLimits::minimal()).writer;
+        writer
+            .commit(Footprint::SMALL, |change| {
+                change.put(b"xp1".to_vec(), b"1".to_vec());
+                change.put(b"xp2".to_vec(), b"2".to_vec());
+                change.put(b"xq".to_vec(), b"other".to_vec());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let seen = writer
+            .commit(Footprint::SMALL, |change| {
+                change.put(b"xp3".to_vec(), b"3".to_vec());
+                change.put(b"xp2".to_vec(), b"two".to_vec());
+                change.delete(b"xp1".to_vec());
+                change.scan_prefix(b"xp")
+            })
+            .await
+            .unwrap()
+            .value;
+        let expected: Pairs = vec![
+            (b"xp2".to_vec(), b"two".to_vec()),
+            (b"xp3".to_vec(), b"3".to_vec()),
+        ];
+        assert_eq!(seen, expected);
+    }
 }

@@ -19,7 +19,7 @@ use super::model::{
     Chat, ChatKind, INTERVAL_MS, Item, QuizView, StreamRecord, StreamStatus, interval_of,
 };
 use super::quiz::{self, NewQuiz};
-use super::state::{AnswerRefused, LiveStream};
+use super::state::{AnswerRefused, ChatBounds, LiveStream};
 use super::{LiveModule, read_record, write_record};
 use crate::auth::Principal;
 use crate::auth::api_keys::Scope;
@@ -374,7 +374,10 @@ pub async fn chat(module: Arc<LiveModule>, mut request: Request) -> Result<Respo
         .clone()
         .or_else(|| token_name(&principal))
         .unwrap_or_else(|| user.clone());
-    let max_chats = module.limits.max_chats_per_interval;
+    let bounds = ChatBounds {
+        per_interval: module.limits.max_chats_per_interval,
+        per_viewer: module.limits.max_chats_per_viewer_interval,
+    };
     let footprint = input.text.len() + display_name.len() + 512;
     let committed = module
         .core
@@ -387,7 +390,7 @@ pub async fn chat(module: Arc<LiveModule>, mut request: Request) -> Result<Respo
                     return Err(ended());
                 }
                 let interval = open_interval(change, &stream.tenant, &record)?;
-                stream.count_chat(interval, max_chats)?;
+                stream.count_chat(&user, interval, bounds)?;
                 let chat = Chat {
                     id: change.next_id().to_string(),
                     user_id: user,

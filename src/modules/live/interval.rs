@@ -15,10 +15,11 @@
 //!   the newest closed interval (`c` row) only grows;
 //! * counters go into the newest interval of a close; a close that does not
 //!   commit gives them back (see `state.rs`);
-//! * after a gap (the server was down), intervals older than
-//!   [`FULL_CLOSE_SPAN_MS`] before the newest are closed only if items were
-//!   committed for them; the others stay without a row and are served as
-//!   empty intervals (nobody counted anything while the server was down).
+//! * after a gap (the server was down), intervals before the process
+//!   started, or older than [`FULL_CLOSE_SPAN_MS`] before the newest, are
+//!   closed only if items were committed for them; the others stay without
+//!   a row and are served as empty intervals (nobody counted anything while
+//!   the server was down).
 
 use super::LiveModule;
 use super::layout;
@@ -100,6 +101,9 @@ pub async fn run(module: Arc<LiveModule>) {
 
 /// Closes, in one change, every stream's intervals up to `due`.
 pub async fn close_due(module: &LiveModule, due: u64) {
+    let full_from = due
+        .saturating_sub(FULL_CLOSE_SPAN_MS)
+        .max(interval_of(module.started_ms));
     let window = module.limits.viewer_window.as_millis() as u64;
     let since = crate::core::clock::unix_millis().saturating_sub(window);
     let closing: Vec<(Arc<LiveStream>, Harvest)> = module
@@ -123,7 +127,7 @@ pub async fn close_due(module: &LiveModule, due: u64) {
         .writer
         .commit(Footprint::data(held), move |change| {
             for (stream, harvest) in work.iter() {
-                close_stream(change, stream, harvest, due)?;
+                close_stream(change, stream, harvest, (full_from, due))?;
             }
             Ok(())
         })
@@ -137,12 +141,12 @@ pub async fn close_due(module: &LiveModule, due: u64) {
 }
 
 /// Closes one stream's intervals up to `due` (up to its last one when it
-/// ended) inside `change`.
+/// ended) inside `change`; those from `full_from` on with the view count.
 fn close_stream(
     change: &mut Change<'_>,
     stream: &Arc<LiveStream>,
     harvest: &Harvest,
-    due: u64,
+    (full_from, due): (u64, u64),
 ) -> Result<(), ApiError> {
     let tenant = stream.tenant;
     let Some(record) = super::read_record(change, &tenant, &stream.id)? else {
@@ -155,9 +159,7 @@ fn close_stream(
     }
     store_answers(change, &tenant, harvest)?;
     let mut items = take_items(change, &tenant, &record.id, newest)?;
-    let full_from = newest
-        .saturating_sub(FULL_CLOSE_SPAN_MS)
-        .max(through + INTERVAL_MS);
+    let full_from = full_from.max(through + INTERVAL_MS);
     let sparse: Vec<u64> = items.range(..full_from).map(|(t, _)| *t).collect();
     let full = (full_from..=newest).step_by(INTERVAL_MS as usize);
     let mut closed = Vec::new();

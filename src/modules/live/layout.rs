@@ -86,6 +86,11 @@ pub fn body(tenant: &Uuid, stream: &Uuid, interval: u64) -> Vec<u8> {
     key
 }
 
+/// The prefix of every quiz record of a tenant.
+pub fn quizzes(tenant: &Uuid) -> Vec<u8> {
+    base(tenant, b'q')
+}
+
 /// A quiz record.
 pub fn quiz(tenant: &Uuid, quiz: &Uuid) -> Vec<u8> {
     with_id(tenant, b'q', quiz)

@@ -10,7 +10,8 @@
 //! * [`interval`]: closing intervals (the writer change per tick);
 //! * [`quiz`]: opening, answering and closing quizzes (a durable timer);
 //! * `poll`: the read path; `api`: the write side and the snapshot;
-//!   `recovery`: loading streams at start.
+//!   `recovery`: loading streams at start; `prune`: removing expired
+//!   intervals and closed quizzes' answer rows.
 //!
 //! Invariants: a closed interval's bytes are built once, stored, and served
 //! unchanged forever (from memory or the store), also across restarts; a
@@ -25,6 +26,7 @@ pub mod interval;
 pub mod layout;
 pub mod model;
 mod poll;
+mod prune;
 pub mod quiz;
 mod recovery;
 pub mod state;
@@ -62,6 +64,10 @@ pub struct LiveLimits {
     pub max_hearts_per_request: u64,
     /// Most chats in one interval of one stream.
     pub max_chats_per_interval: u32,
+    /// Most chats of one viewer in one interval of one stream.
+    pub max_chats_per_viewer_interval: u32,
+    /// Bytes of closed intervals kept in memory per stream.
+    pub interval_cache_bytes: usize,
     /// Longest chat text, in characters.
     pub max_chat_chars: usize,
 }
@@ -70,6 +76,7 @@ impl LiveLimits {
     fn memory(&self) -> StreamMemory {
         StreamMemory {
             ring_len: self.interval_cache,
+            ring_bytes: self.interval_cache_bytes,
             max_viewers: self.max_viewers,
         }
     }
@@ -83,6 +90,8 @@ pub struct LiveModule {
     pub limits: LiveLimits,
     /// Every stream in memory.
     pub streams: Streams,
+    /// When the module started (unix ms): earlier intervals were not counted.
+    pub started_ms: u64,
 }
 
 impl LiveModule {
@@ -92,6 +101,7 @@ impl LiveModule {
             core: context.clone(),
             limits: context.settings.live,
             streams: Streams::default(),
+            started_ms: crate::core::clock::unix_millis(),
         }
     }
 
@@ -185,6 +195,7 @@ impl Module for LiveModule {
         const STREAM: &str = "/api/v1/events-streams/{streamId}";
         router.route_with(Method::POST, STREAMS, &self, api::create);
         router.route_with(Method::GET, STREAM, &self, poll::poll);
+        router.route(Method::OPTIONS, STREAM, |_| async { Ok(poll::options()) });
         router.route_with(Method::PATCH, STREAM, &self, api::update);
         router.route_with(
             Method::POST,
@@ -251,6 +262,7 @@ impl Module for LiveModule {
         if let Err(err) = recovery::load(&self) {
             tracing::error!(error = %err, "live streams could not be loaded; they answer 404 until a restart");
         }
+        background.spawn(prune::run(self.clone()));
         background.spawn(interval::run(self));
     }
 }

@@ -171,17 +171,30 @@ async fn stored(
     Ok(Closed::new(interval, body))
 }
 
+/// What a poll's answer says of the resource: its methods and that it
+/// varies with `Accept`.
+fn describe(headers: &mut http::HeaderMap) {
+    headers.insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+}
+
+/// `OPTIONS` on a stream (not a CORS preflight, which the HTTP layer
+/// answers): 204 with `Allow`.
+pub fn options() -> Response {
+    let mut response = http::Response::new(response::full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    describe(response.headers_mut());
+    response
+}
+
 /// 200 with the bytes, or 304 when the client holds them.
 fn reply(request: &Request, stream: &LiveStream, closed: Closed) -> Response {
-    let record = stream.record();
-    let visibility = if record.public { "public" } else { "private" };
-    let cache = format!(
-        "{visibility}, max-age={}, immutable",
-        record.retention_seconds
-    );
     let fresh = request
         .header("if-none-match")
-        .is_some_and(|tags| matches_etag(tags, &closed.etag));
+        .is_some_and(|tags| matches_etag(tags, closed.etag.to_str().unwrap_or_default()));
     let mut response = if fresh {
         let mut response =
             response::with_content_type(StatusCode::NOT_MODIFIED, "application/json", Bytes::new());
@@ -196,12 +209,8 @@ fn reply(request: &Request, stream: &LiveStream, closed: Closed) -> Response {
         HeaderValue::from_static("GET, HEAD, OPTIONS"),
     );
     headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-    if let Ok(etag) = HeaderValue::from_str(&closed.etag) {
-        headers.insert(header::ETAG, etag);
-    }
-    if let Ok(cache) = HeaderValue::from_str(&cache) {
-        headers.insert(header::CACHE_CONTROL, cache);
-    }
+    headers.insert(header::ETAG, closed.etag);
+    headers.insert(header::CACHE_CONTROL, stream.cache_control());
     response
 }
 

@@ -14,6 +14,7 @@
 use super::model::{QuizRecord, StreamRecord};
 use crate::error::{ApiError, ErrorCode};
 use bytes::Bytes;
+use http::HeaderValue;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -29,8 +30,8 @@ pub struct Closed {
     pub interval: u64,
     /// The body served.
     pub body: Bytes,
-    /// Its `ETag` (quoted).
-    pub etag: String,
+    /// Its `ETag` (quoted), ready for the header.
+    pub etag: HeaderValue,
 }
 
 impl Closed {
@@ -47,14 +48,25 @@ impl Closed {
 
 /// A strong ETag for `body`: 64 bits of SHA-256, hex (stable across
 /// processes and versions, so a restart keeps validators).
-pub fn etag_of(body: &[u8]) -> String {
+pub fn etag_of(body: &[u8]) -> HeaderValue {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(body);
     let hex: String = digest[..8]
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    format!("\"{hex}\"")
+    HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// The `Cache-Control` of a stream's closed intervals: immutable for its
+/// retention, `public` (a CDN may keep them) when the stream is.
+fn cache_control(record: &StreamRecord) -> HeaderValue {
+    let visibility = if record.public { "public" } else { "private" };
+    let value = format!(
+        "{visibility}, max-age={}, immutable",
+        record.retention_seconds
+    );
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("private"))
 }
 
 /// The quiz open in a stream, with its answers so far.
@@ -136,17 +148,35 @@ pub struct LiveStream {
     pub tenant: Uuid,
     /// Its id.
     pub id: Uuid,
-    record: RwLock<Arc<StreamRecord>>,
+    record: RwLock<(Arc<StreamRecord>, HeaderValue)>,
     viewers: Mutex<HashMap<u64, u64>>,
     hearts: AtomicU64,
     discounts: AtomicU64,
     quiz: Mutex<Option<OpenQuiz>>,
-    chats_in_interval: Mutex<(u64, u32)>,
+    chats_in_interval: Mutex<ChatCount>,
     ring: RwLock<VecDeque<Closed>>,
     closed_through: watch::Sender<u64>,
     hasher: RandomState,
     ring_len: usize,
+    ring_bytes: usize,
     max_viewers: usize,
+}
+
+/// Chats counted in the open interval: all, and per viewer.
+#[derive(Default)]
+struct ChatCount {
+    interval: u64,
+    total: u32,
+    by_viewer: HashMap<u64, u32>,
+}
+
+/// The per-interval chat bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatBounds {
+    /// Most chats in one interval.
+    pub per_interval: u32,
+    /// Most chats of one viewer in one interval.
+    pub per_viewer: u32,
 }
 
 impl LiveStream {
@@ -155,16 +185,17 @@ impl LiveStream {
         Self {
             tenant: Uuid::nil(),
             id: record.id,
-            record: RwLock::new(Arc::new(record)),
+            record: RwLock::new((Arc::new(record.clone()), cache_control(&record))),
             viewers: Mutex::new(HashMap::new()),
             hearts: AtomicU64::new(0),
             discounts: AtomicU64::new(0),
             quiz: Mutex::new(None),
-            chats_in_interval: Mutex::new((0, 0)),
+            chats_in_interval: Mutex::new(ChatCount::default()),
             ring: RwLock::new(VecDeque::new()),
             closed_through: watch::Sender::new(closed_through),
             hasher: RandomState::new(),
             ring_len: limits.ring_len.max(1),
+            ring_bytes: limits.ring_bytes,
             max_viewers: limits.max_viewers,
         }
     }
@@ -174,12 +205,23 @@ impl LiveStream {
         self.record
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The `Cache-Control` of its closed intervals now.
+    pub fn cache_control(&self) -> HeaderValue {
+        self.record
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
             .clone()
     }
 
     /// Replaces the record (after the change storing it committed).
     pub fn set_record(&self, record: StreamRecord) {
-        *self.record.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(record);
+        let cache = cache_control(&record);
+        *self.record.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(record), cache);
         self.closed_through.send_modify(|_| {});
     }
 
@@ -216,22 +258,41 @@ impl LiveStream {
         viewers.values().filter(|seen| **seen >= since_ms).count() as u64
     }
 
-    /// Counts a chat going into `interval`; 429 when the interval holds
-    /// `max` already. Called inside the chat's change (a chat whose change
-    /// then fails still counts: the bound errs on the safe side).
-    pub fn count_chat(&self, interval: u64, max: u32) -> Result<(), ApiError> {
+    /// Counts `viewer`'s chat going into `interval`; 429 when the interval
+    /// holds its most chats, or the viewer's most. Called inside the chat's
+    /// change (a chat whose change then fails still counts: the bound errs
+    /// on the safe side). Memory: at most `per_interval` viewers counted.
+    pub fn count_chat(
+        &self,
+        viewer: &str,
+        interval: u64,
+        bounds: ChatBounds,
+    ) -> Result<(), ApiError> {
         let mut counted = lock(&self.chats_in_interval);
-        if counted.0 != interval {
-            *counted = (interval, 0);
+        if counted.interval != interval {
+            *counted = ChatCount {
+                interval,
+                ..ChatCount::default()
+            };
         }
-        if counted.1 >= max {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!("this events-stream takes at most {max} chats an interval (--live-max-chats-per-interval)"),
-            )
-            .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(1)));
+        if counted.total >= bounds.per_interval {
+            return Err(too_many(format!(
+                "this events-stream takes at most {} chats an interval (--live-max-chats-per-interval)",
+                bounds.per_interval
+            )));
         }
-        counted.1 += 1;
+        let of_viewer = counted
+            .by_viewer
+            .entry(self.hasher.hash_one(viewer))
+            .or_default();
+        if *of_viewer >= bounds.per_viewer {
+            return Err(too_many(format!(
+                "a viewer may post at most {} chats an interval (--live-max-chats-per-viewer-interval)",
+                bounds.per_viewer
+            )));
+        }
+        *of_viewer += 1;
+        counted.total += 1;
         Ok(())
     }
 
@@ -356,8 +417,11 @@ impl LiveStream {
             for interval in closed {
                 ring.push_back(interval);
             }
-            while ring.len() > self.ring_len {
-                ring.pop_front();
+            let mut bytes: usize = ring.iter().map(|closed| closed.body.len()).sum();
+            while ring.len() > self.ring_len || (bytes > self.ring_bytes && ring.len() > 1) {
+                if let Some(evicted) = ring.pop_front() {
+                    bytes -= evicted.body.len();
+                }
             }
         }
         self.closed_through.send_if_modified(|through| {
@@ -396,6 +460,8 @@ impl LiveStream {
 pub struct StreamMemory {
     /// Closed intervals kept in memory.
     pub ring_len: usize,
+    /// Their most bytes (the newest is kept whatever its size).
+    pub ring_bytes: usize,
     /// Most distinct viewers tracked.
     pub max_viewers: usize,
 }
@@ -438,6 +504,11 @@ impl Streams {
     }
 }
 
+fn too_many(message: String) -> ApiError {
+    ApiError::new(ErrorCode::RateLimited, message)
+        .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(1))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -468,6 +539,7 @@ mod tests {
         };
         let memory = StreamMemory {
             ring_len: 3,
+            ring_bytes: 1 << 20,
             max_viewers,
         };
         LiveStream::new(record, 0, &memory)
