@@ -29,6 +29,9 @@ const EVENT_ORDER: [&str; 5] = [
     "quiz-winners",
 ];
 
+/// For tests whose viewers post faster than the default per-viewer limit.
+pub const MANY_CHATS: &[&str] = &["--live-max-chats-per-viewer-interval", "1000"];
+
 /// The five chat kinds and the array of `chats` each lands in.
 const CHAT_KINDS: [(&str, &str); 5] = [
     ("message", "messages"),
@@ -658,7 +661,7 @@ fn the_formatted_oracle_follows_the_contract_examples() {
 
 #[tokio::test]
 async fn every_event_type_of_chats_has_its_exact_fields_headers_and_no_data_wrapper() {
-    let server = Server::start();
+    let server = Server::builder().args(MANY_CHATS).start();
     let producer = Producer::admin(&server);
     let stream = producer.stream("Every chat kind").await;
     let alice = Viewer::new(&server, "alice");
@@ -1618,7 +1621,7 @@ async fn a_chat_acknowledged_right_before_sigkill_is_in_its_interval_after_the_r
 
 #[tokio::test]
 async fn fifty_concurrent_chats_each_appear_in_exactly_one_interval_the_one_acknowledged() {
-    let server = Server::start();
+    let server = Server::builder().args(MANY_CHATS).start();
     let stream = Producer::admin(&server).stream("Busy").await;
     let viewers: Vec<Viewer> = (0..50)
         .map(|n| Viewer::new(&server, &format!("chatter-{n}")))
@@ -1999,7 +2002,7 @@ async fn bytes_served_right_at_the_close_are_the_same_after_an_immediate_sigkill
 async fn chats_and_hearts_posted_across_many_closes_are_each_counted_once_while_waiters_poll() {
     const POSTERS: usize = 6;
     const RUN: Duration = Duration::from_millis(3000);
-    let server = Server::start();
+    let server = Server::builder().args(MANY_CHATS).start();
     let stream = Producer::admin(&server).stream("Sustained").await;
     let posters: Vec<Viewer> = (0..POSTERS)
         .map(|n| Viewer::new(&server, &format!("poster-{n}")))
@@ -2309,4 +2312,61 @@ async fn an_ended_stream_keeps_its_intervals_up_to_the_end_and_refuses_later_one
         (410, "STREAM_ENDED".into())
     );
     assert_eq!(viewer.snapshot(&stream).await["stream"]["status"], "ended");
+}
+
+#[tokio::test]
+async fn chat_limits_per_viewer_and_per_stream_interval_hold_and_answer_429() {
+    let server = Server::builder()
+        .args(&[
+            "--live-max-chats-per-viewer-interval",
+            "1",
+            "--live-max-chats-per-interval",
+            "3",
+        ])
+        .start();
+    let stream = Producer::admin(&server).stream("Limited").await;
+    let path = format!("/api/v1/events-streams/{stream}/chats");
+    let eager = Viewer::new(&server, "eager");
+    let crowd: Vec<Viewer> = (0..6)
+        .map(|n| Viewer::new(&server, &format!("crowd-{n}")))
+        .collect();
+    let from = interval_of(now_ms());
+    let body = |n: usize| json!({ "kind": "message", "text": format!("m{n}") });
+    let (own, others) = tokio::join!(
+        join_all((0..6).map(|n| eager.post(&path, body(n)))),
+        join_all(
+            crowd
+                .iter()
+                .enumerate()
+                .map(|(n, viewer)| viewer.post(&path, body(n)))
+        )
+    );
+    let mut acknowledged: Vec<(String, u64)> = Vec::new();
+    for (n, (status, answer)) in own.iter().chain(&others).enumerate() {
+        match status {
+            201 => {
+                let data = &answer["data"];
+                let user = data["chat"]["userId"].as_str().unwrap().to_string();
+                acknowledged.push((user, data["interval"].as_u64().unwrap()));
+            }
+            429 => assert_eq!(answer["error"]["code"], "RATE_LIMITED", "{n}: {answer}"),
+            other => panic!("{n}: {other} {answer}"),
+        }
+    }
+    let mut per_viewer: BTreeMap<(String, u64), u32> = BTreeMap::new();
+    let mut per_interval: BTreeMap<u64, u32> = BTreeMap::new();
+    for (user, t) in &acknowledged {
+        *per_viewer.entry((user.clone(), *t)).or_default() += 1;
+        *per_interval.entry(*t).or_default() += 1;
+    }
+    assert!(per_viewer.values().all(|n| *n == 1), "{per_viewer:?}");
+    assert!(per_interval.values().all(|n| *n <= 3), "{per_interval:?}");
+    let to = per_interval.keys().max().copied().unwrap_or(from) + STEP;
+    let intervals = eager.intervals(&stream, from, to).await;
+    let served: usize = chat_locations(&bodies(&intervals)).len();
+    assert_eq!(
+        served,
+        acknowledged.len(),
+        "every acknowledged chat, nothing refused"
+    );
 }

@@ -12,7 +12,8 @@ use crate::chromium::{Browser, PageServer, chromium};
 use crate::clients::set_origins;
 use crate::harness::Server;
 use crate::live::{
-    Producer, STEP, Viewer, assert_interval_body, chat_locations, chats_total, interval_of, now_ms,
+    MANY_CHATS, Producer, STEP, Viewer, assert_interval_body, chat_locations, chats_total,
+    interval_of, now_ms,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -102,7 +103,7 @@ async fn a_page_on_another_origin_syncs_its_clock_and_polls_every_interval_in_ch
             return;
         }
     };
-    let server = Server::start();
+    let server = Server::builder().args(MANY_CHATS).start();
     let stream = Producer::admin(&server).stream("In the browser").await;
     let page_viewer = Viewer::new(&server, "page-viewer");
     let config = json!({ "base": server.base, "streamId": stream, "token": page_viewer.token });
