@@ -2370,3 +2370,159 @@ async fn chat_limits_per_viewer_and_per_stream_interval_hold_and_answer_429() {
         "every acknowledged chat, nothing refused"
     );
 }
+
+#[tokio::test]
+async fn if_none_match_lists_and_weak_forms_revalidate_a_closed_interval() {
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Revalidate").await;
+    let viewer = Viewer::new(&server, "cdn");
+    let t = interval_of(now_ms());
+    let first = viewer.interval(&stream, t).await;
+    let etag = first.header("etag").unwrap();
+    let query = format!("?interval={t}");
+    for condition in [
+        etag.clone(),
+        format!("\"nope\", {etag}"),
+        format!("W/{etag}"),
+        "*".to_string(),
+    ] {
+        let polled = viewer
+            .fetch(
+                Method::GET,
+                &stream,
+                &query,
+                &[("if-none-match", &condition)],
+            )
+            .await;
+        assert_eq!(polled.status, 304, "If-None-Match: {condition}");
+        assert_eq!(polled.header("etag").as_deref(), Some(etag.as_str()));
+    }
+    let head = viewer
+        .fetch(Method::HEAD, &stream, &query, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(head.status, 304, "HEAD revalidates too");
+}
+
+#[tokio::test]
+async fn an_idempotent_chat_retried_after_a_sigkill_is_the_same_chat_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let stream = Producer::admin(&server).stream("Retry after crash").await;
+    let viewer = Viewer::new(&server, "retrier");
+    let path = format!("/api/v1/events-streams/{stream}/chats");
+    let body = json!({ "kind": "cheer", "text": "once only" });
+    let key = [("idempotency-key", "cheer-1")];
+    let (status, first) = viewer.post_with(&path, body.clone(), &key).await;
+    assert_eq!(status, 201, "{first}");
+    server.kill();
+    let restarted = Server::builder().data_dir(&dir).start();
+    let viewer = viewer.on(&restarted);
+    let (status, retried) = viewer.post_with(&path, body, &key).await;
+    assert_eq!((status, &retried), (201, &first), "the first answer again");
+    let t = first["data"]["interval"].as_u64().unwrap();
+    let intervals = viewer.intervals(&stream, t - 2 * STEP, t + 2 * STEP).await;
+    let locations = chat_locations(&bodies(&intervals));
+    assert_eq!(locations.len(), 1, "{locations:?}");
+    assert_eq!(
+        locations.get(first["data"]["chat"]["id"].as_str().unwrap()),
+        Some(&vec![(t, "cheers")])
+    );
+}
+
+#[tokio::test]
+async fn a_quiz_opened_and_a_stream_ended_right_before_sigkill_are_kept() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let producer = Producer::admin(&server);
+    let stream = producer.stream("Opened then crashed").await;
+    let quiz = producer
+        .open_quiz(
+            &stream,
+            json!({ "question": "Kept?", "choices": ["Yes", "No"], "answer": "Yes", "durationMs": 60000 }),
+        )
+        .await;
+    server.kill();
+    let mut second = Server::builder().data_dir(&dir).start();
+    let viewer = Viewer::new(&second, "witness");
+    let created = quiz["created"].as_u64().unwrap();
+    let opened = viewer.interval(&stream, created).await;
+    let shown = opened
+        .event("quiz")
+        .expect("the quiz in the interval it opened in");
+    assert_eq!(shown["id"], quiz["id"]);
+    assert_eq!(viewer.snapshot(&stream).await["quiz"]["id"], quiz["id"]);
+
+    let producer = Producer::admin(&second);
+    let (status, ended) = producer
+        .post(&format!("/api/v1/events-streams/{stream}/end"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{ended}");
+    second.kill();
+    let third = Server::builder().data_dir(&dir).start();
+    let viewer = viewer.on(&third);
+    let snapshot = viewer.snapshot(&stream).await;
+    assert_eq!(snapshot["stream"]["status"], "ended", "{snapshot}");
+    assert_eq!(snapshot["stream"]["endedAt"], ended["data"]["endedAt"]);
+    let after = interval_of(ended["data"]["endedAt"].as_u64().unwrap()) + 2 * STEP;
+    wait_closed(after).await;
+    let refused = viewer.poll(&stream, after).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (410, "STREAM_ENDED".into())
+    );
+}
+
+#[tokio::test]
+async fn a_quiz_due_while_the_server_was_down_closes_after_the_restart_and_says_where() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let producer = Producer::admin(&server);
+    let stream = producer.stream("Closed in absentia").await;
+    let quiz = producer
+        .open_quiz(
+            &stream,
+            json!({ "question": "Down?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 1000 }),
+        )
+        .await;
+    let quiz_id = quiz["id"].as_str().unwrap().to_string();
+    let voter = Viewer::new(&server, "voter");
+    let (status, body) = voter.answer(&stream, &quiz_id, "No").await;
+    assert_eq!(status, 201, "{body}");
+    // Let the answer's interval complete, then crash and stay down past the close.
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    server.kill();
+    let planned = quiz["closeInterval"].as_u64().unwrap();
+    wait_closed(planned + 4 * STEP).await;
+    let restarted_at = interval_of(now_ms());
+    let second = Server::builder().data_dir(&dir).start();
+    let voter = voter.on(&second);
+    let (status, body) = voter.answer(&stream, &quiz_id, "Yes").await;
+    assert_eq!(status, 409, "{body}");
+    let intervals = voter
+        .intervals(&stream, planned, interval_of(now_ms()) + 2 * STEP)
+        .await;
+    let with_results: Vec<&Polled> = intervals
+        .iter()
+        .filter(|polled| polled.event("quiz-results").is_some())
+        .collect();
+    assert_eq!(with_results.len(), 1, "results exactly once");
+    let results = with_results[0].event("quiz-results").unwrap();
+    let shown_in = with_results[0].json()["interval"].as_u64().unwrap();
+    assert_eq!(
+        results["closeInterval"], shown_in,
+        "closeInterval says where"
+    );
+    assert!(shown_in >= restarted_at, "after the restart: {shown_in}");
+    assert_eq!(
+        results["choices"],
+        json!({ "Yes": { "count": 0, "percentage": 0 }, "No": { "count": 1, "percentage": 100 } })
+    );
+    assert_eq!(
+        with_results[0].event("quiz-winners"),
+        Some(json!({ "count": 1 }))
+    );
+    assert_eq!(voter.snapshot(&stream).await["quiz"], Value::Null);
+}
