@@ -2526,3 +2526,54 @@ async fn a_quiz_due_while_the_server_was_down_closes_after_the_restart_and_says_
     );
     assert_eq!(voter.snapshot(&stream).await["quiz"], Value::Null);
 }
+
+#[tokio::test]
+async fn the_view_count_saturates_at_live_max_viewers() {
+    let server = Server::builder()
+        .args(&["--live-max-viewers", "3", "--live-viewer-window", "60s"])
+        .start();
+    let created = Producer::admin(&server)
+        .create_stream(json!({ "title": "Packed" }))
+        .await;
+    let stream = created["id"].as_str().unwrap().to_string();
+    let seen = created["firstInterval"].as_u64().unwrap();
+    let viewers: Vec<Viewer> = (0..5)
+        .map(|n| Viewer::new(&server, &format!("fan-{n}")))
+        .collect();
+    for viewer in &viewers {
+        assert_eq!(
+            viewer.poll(&stream, seen).await.status,
+            200,
+            "every viewer is served"
+        );
+    }
+    let t = interval_of(now_ms()) + STEP;
+    let count = viewers[4].interval(&stream, t).await.event("view-count");
+    assert_eq!(count, Some(json!({ "value": 3, "formatted": "3" })));
+}
+
+#[tokio::test]
+async fn a_chat_without_a_display_name_takes_the_token_name_or_the_subject() {
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Names").await;
+    let named = Viewer::with_token(
+        &server,
+        "u-ada",
+        mint_jwt(
+            &server,
+            json!({ "sub": "u-ada", "name": "Ada", "exp": unix_now() + 600 }),
+        ),
+    );
+    let anonymous = Viewer::new(&server, "u-anon");
+    let text = json!({ "kind": "message", "text": "hi" });
+    let (chat, _) = named.chat(&stream, text.clone()).await;
+    assert_eq!(
+        (&chat["userId"], &chat["displayName"]),
+        (&json!("u-ada"), &json!("Ada"))
+    );
+    let (chat, _) = anonymous.chat(&stream, text).await;
+    assert_eq!(
+        (&chat["userId"], &chat["displayName"]),
+        (&json!("u-anon"), &json!("u-anon"))
+    );
+}
