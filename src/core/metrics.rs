@@ -8,7 +8,9 @@
 //! state (`tidings_store_state`: 0 healthy, 1 failed, 2 recovering), groups
 //! the writer made durable, and the changes and bytes waiting for it; the
 //! hub's subscriptions, ring memory and log reads; durable timers fired,
-//! failed, parked and rows scanned; idempotent replays; refused
+//! failed, parked and rows scanned; live events-streams being closed,
+//! polls waiting for their interval, intervals closed and closes that
+//! failed; idempotent replays; refused
 //! connections. Route labels are the router's
 //! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
 //! cardinality stays bounded.
@@ -102,6 +104,7 @@ pub struct Metrics {
     webhook_disabled: Counter,
     writer: WriterSeries,
     timers: TimerSeries,
+    live: LiveSeries,
 }
 
 /// The commit pipeline's series, set from its status at scrape time.
@@ -179,6 +182,54 @@ impl TimerSeries {
                 Counter::default(),
             ),
         }
+    }
+}
+
+/// The live events' series, bumped by the live module as it works.
+struct LiveSeries {
+    streams: Gauge,
+    waiting_polls: Gauge,
+    intervals_closed: Counter,
+    close_failures: Counter,
+}
+
+impl LiveSeries {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            streams: registered(
+                registry,
+                "tidings_live_streams",
+                "Live events-streams whose intervals are being closed",
+                Gauge::default(),
+            ),
+            waiting_polls: registered(
+                registry,
+                "tidings_live_waiting_polls",
+                "Polls waiting for their interval to close",
+                Gauge::default(),
+            ),
+            intervals_closed: registered(
+                registry,
+                "tidings_live_intervals_closed",
+                "Live intervals closed and stored",
+                Counter::default(),
+            ),
+            close_failures: registered(
+                registry,
+                "tidings_live_close_failures",
+                "Interval closes that did not commit (their counts went into the next close)",
+                Counter::default(),
+            ),
+        }
+    }
+}
+
+/// A poll counted in `tidings_live_waiting_polls` until dropped.
+pub struct WaitingPoll(Gauge);
+
+impl Drop for WaitingPoll {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -285,9 +336,11 @@ impl Metrics {
         );
         let writer = WriterSeries::register(&mut registry);
         let timers = TimerSeries::register(&mut registry);
+        let live = LiveSeries::register(&mut registry);
         Self {
             writer,
             timers,
+            live,
             registry,
             resident_memory,
             open_fds,
@@ -416,6 +469,23 @@ impl Metrics {
         raise_to(&series.commits, commits);
         set_size(&series.queued_changes, queued_changes);
         set_size(&series.queued_bytes, queued_bytes);
+    }
+
+    /// Records one close of live intervals: the streams it covered and the
+    /// intervals it stored, or its failure.
+    pub fn live_closed(&self, streams: usize, intervals: u64, committed: bool) {
+        set_size(&self.live.streams, streams);
+        if committed {
+            self.live.intervals_closed.inc_by(intervals);
+        } else {
+            self.live.close_failures.inc();
+        }
+    }
+
+    /// Counts a poll waiting for its interval until the guard drops.
+    pub fn live_poll_waiting(&self) -> WaitingPoll {
+        self.live.waiting_polls.inc();
+        WaitingPoll(self.live.waiting_polls.clone())
     }
 
     /// Records what the durable timers did (set by the `/metrics` handler

@@ -21,6 +21,7 @@ mod hostile;
 mod idempotency;
 mod lean;
 mod live;
+mod live_bounds;
 mod live_browser;
 mod ops;
 mod protocols;

@@ -325,9 +325,10 @@ impl NewChat {
         if !purchase {
             return Ok(());
         }
-        let (Some(item), Some(amount)) = (&self.item, self.amount) else {
+        let (Some(item), Some(amount), Some(currency)) = (&self.item, self.amount, &self.currency)
+        else {
             return Err(ApiError::validation(
-                "a purchase needs an item and an amount",
+                "a purchase needs an item, an amount and a currency",
             ));
         };
         check_chars("item", item, MAX_LABEL_CHARS)?;
@@ -336,9 +337,7 @@ impl NewChat {
                 "amount must be a number from 0 to 1e12",
             ));
         }
-        if let Some(currency) = &self.currency
-            && !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()))
-        {
+        if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
             return Err(ApiError::validation(
                 "currency must be an ISO 4217 code such as EUR",
             ));
@@ -580,12 +579,11 @@ pub async fn close_quiz(module: Arc<LiveModule>, request: Request) -> Result<Res
         .core
         .writer
         .commit(Footprint::data(256), move |change| {
-            let closed = closer
-                .close_quiz_in(change, &stream, &quiz_id)?
-                .ok_or_else(|| {
-                    ApiError::new(ErrorCode::Conflict, "this quiz is not open")
-                        .with_details(json!({ "reason": "quiz-closed" }))
-                })?;
+            let Some(closed) = closer.close_quiz_in(change, &stream, &quiz_id)? else {
+                let known = quiz::read(change, &stream.tenant, &quiz_id)?
+                    .is_some_and(|quiz| quiz.stream_id == stream.id);
+                return Err(not_open(known));
+            };
             if let Some(timer) = quiz::timer_of(&closed) {
                 change.cancel(timer)?;
             }
@@ -612,10 +610,9 @@ pub async fn answer(module: Arc<LiveModule>, mut request: Request) -> Result<Res
     let (principal, stream) = module.viewer(&request)?;
     let quiz_id = request.uuid_param("quizId")?;
     let AnswerInput { choice } = body(&mut request).await?;
-    let open = stream
-        .open_quiz_record()
-        .filter(|quiz| quiz.id == quiz_id)
-        .ok_or_else(|| quiz_closed("this quiz is not open"))?;
+    let Some(open) = stream.open_quiz_record().filter(|quiz| quiz.id == quiz_id) else {
+        return Err(not_open(module.quiz_known(&stream, quiz_id).await?));
+    };
     let index = open
         .choices
         .iter()
@@ -631,9 +628,7 @@ pub async fn answer(module: Arc<LiveModule>, mut request: Request) -> Result<Res
                     .with_details(json!({ "reason": "already-answered" })),
             );
         }
-        Err(AnswerRefused::Closed | AnswerRefused::NotOpen) => {
-            return Err(quiz_closed("this quiz has closed"));
-        }
+        Err(AnswerRefused::Closed | AnswerRefused::NotOpen) => return Err(not_open(true)),
     }
     Ok(response::data(
         StatusCode::CREATED,
@@ -641,6 +636,30 @@ pub async fn answer(module: Arc<LiveModule>, mut request: Request) -> Result<Res
     ))
 }
 
-fn quiz_closed(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Conflict, message).with_details(json!({ "reason": "quiz-closed" }))
+/// 409 `quiz-closed` for a quiz of the stream that is no longer open, 404
+/// for a quiz the stream never had.
+fn not_open(known: bool) -> ApiError {
+    if known {
+        ApiError::new(ErrorCode::Conflict, "this quiz has closed")
+            .with_details(json!({ "reason": "quiz-closed" }))
+    } else {
+        ApiError::not_found("no such quiz in this events-stream")
+    }
+}
+
+impl LiveModule {
+    /// True when `quiz` is a stored quiz of `stream`.
+    async fn quiz_known(&self, stream: &LiveStream, quiz: Uuid) -> Result<bool, ApiError> {
+        let (key, stream_id) = (super::layout::quiz(&stream.tenant, &quiz), stream.id);
+        let stored = self
+            .core
+            .hub
+            .store()
+            .run(move |store| store.get_blocking(&key))
+            .await
+            .map_err(|err| err.into_api("reading a quiz failed"))?;
+        Ok(stored
+            .and_then(|bytes| quiz::decode(&bytes).ok())
+            .is_some_and(|quiz| quiz.stream_id == stream_id))
+    }
 }

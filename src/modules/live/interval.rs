@@ -116,7 +116,9 @@ pub async fn close_due(module: &LiveModule, due: u64) {
             (stream, harvest)
         })
         .collect();
+    let streams = closing.len();
     if closing.is_empty() {
+        module.core.metrics.live_closed(0, 0, true);
         return;
     }
     let closing = Arc::new(closing);
@@ -126,12 +128,18 @@ pub async fn close_due(module: &LiveModule, due: u64) {
         .core
         .writer
         .commit(Footprint::data(held), move |change| {
+            let mut intervals = 0;
             for (stream, harvest) in work.iter() {
-                close_stream(change, stream, harvest, (full_from, due))?;
+                intervals += close_stream(change, stream, harvest, (full_from, due))?;
             }
-            Ok(())
+            Ok(intervals)
         })
         .await;
+    let metrics = &module.core.metrics;
+    match &committed {
+        Ok(done) => metrics.live_closed(streams, done.value, true),
+        Err(_) => metrics.live_closed(streams, 0, false),
+    }
     if let Err(err) = committed {
         tracing::warn!(error = %err, "closing live intervals did not commit; their counts go into the next close");
         for (stream, harvest) in Arc::unwrap_or_clone(closing) {
@@ -142,20 +150,21 @@ pub async fn close_due(module: &LiveModule, due: u64) {
 
 /// Closes one stream's intervals up to `due` (up to its last one when it
 /// ended) inside `change`; those from `full_from` on with the view count.
+/// Returns how many intervals it stored.
 fn close_stream(
     change: &mut Change<'_>,
     stream: &Arc<LiveStream>,
     harvest: &Harvest,
     (full_from, due): (u64, u64),
-) -> Result<(), ApiError> {
+) -> Result<u64, ApiError> {
     let tenant = stream.tenant;
     let Some(record) = super::read_record(change, &tenant, &stream.id)? else {
-        return Ok(());
+        return Ok(0);
     };
     let through = closed_through(change, &tenant, &record)?;
     let newest = record.last_interval.map_or(due, |last| last.min(due));
     if newest <= through {
-        return Ok(());
+        return Ok(0);
     }
     store_answers(change, &tenant, harvest)?;
     let mut items = take_items(change, &tenant, &record.id, newest)?;
@@ -190,9 +199,10 @@ fn close_stream(
         layout::closed_through(&tenant, &record.id),
         newest.to_be_bytes().to_vec(),
     );
+    let stored = closed.len() as u64;
     let stream = stream.clone();
     change.after_commit(move || stream.publish(closed, newest));
-    Ok(())
+    Ok(stored)
 }
 
 /// Takes (reads and deletes) every item waiting for an interval up to

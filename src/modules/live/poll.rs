@@ -116,6 +116,7 @@ async fn wait_for_close(
 ) -> Result<(), ApiError> {
     let end = interval + INTERVAL_MS;
     let patience = Duration::from_millis(end.saturating_sub(now)) + CLOSE_PATIENCE;
+    let _waiting = module.core.metrics.live_poll_waiting();
     let mut watch = stream.watch();
     let closed = watch.wait_for(|through| {
         *through >= interval

@@ -136,7 +136,8 @@ pub fn close(
     quiz: &Uuid,
 ) -> Result<Option<QuizRecord>, ApiError> {
     let tenant = stream.tenant;
-    let Some(mut closing) = read(change, &tenant, quiz)?.filter(|q| !q.closed) else {
+    let open = |q: &QuizRecord| !q.closed && q.stream_id == record.id;
+    let Some(mut closing) = read(change, &tenant, quiz)?.filter(open) else {
         return Ok(None);
     };
     // Taking the answers stops new ones at once; should this change not

@@ -1,0 +1,205 @@
+//! Live events-streams against hostile or greedy clients: every bound a
+//! viewer's JWT can push against holds, and says so with the error envelope.
+
+use crate::clients::{admin_key, mint_jwt, unix_now};
+use crate::harness::{Server, json};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A stream created with the admin key; returns its id.
+async fn create_stream(server: &Server) -> String {
+    let response = server
+        .http1()
+        .post(server.url("/api/v1/events-streams"))
+        .header("x-api-key", admin_key(server))
+        .json(&json!({ "title": "bounds" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    json(response).await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn viewer(server: &Server, subject: &str) -> String {
+    mint_jwt(server, json!({ "sub": subject, "exp": unix_now() + 600 }))
+}
+
+async fn post(server: &Server, path: &str, token: &str, body: Value) -> reqwest::Response {
+    server
+        .http1()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn poll(server: &Server, stream: &str, token: &str, interval: u64) -> reqwest::Response {
+    server
+        .http1()
+        .get(server.url(&format!(
+            "/api/v1/events-streams/{stream}?interval={interval}"
+        )))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The `view-count` value in an interval body, if any.
+fn view_count(body: &Value) -> Option<u64> {
+    body["events"]
+        .as_array()?
+        .iter()
+        .find(|event| event["type"] == "view-count")
+        .and_then(|event| event["data"]["value"].as_u64())
+}
+
+#[tokio::test]
+async fn the_view_count_saturates_at_the_viewer_bound() {
+    let server = Server::builder().args(&["--live-max-viewers", "2"]).start();
+    let stream = create_stream(&server).await;
+    for subject in ["a", "b", "c", "d"] {
+        let token = viewer(&server, subject);
+        let current = now_ms() / 250 * 250;
+        assert_eq!(poll(&server, &stream, &token, current).await.status(), 200);
+    }
+    let token = viewer(&server, "a");
+    let next = now_ms() / 250 * 250;
+    let body = json(poll(&server, &stream, &token, next).await).await;
+    assert_eq!(view_count(&body), Some(2), "{body}");
+}
+
+#[tokio::test]
+async fn chats_are_bounded_per_viewer_and_per_interval_with_429() {
+    let server = Server::builder()
+        .args(&[
+            "--live-max-chats-per-interval",
+            "3",
+            "--live-max-chats-per-viewer-interval",
+            "1",
+        ])
+        .start();
+    let stream = create_stream(&server).await;
+    let path = format!("/api/v1/events-streams/{stream}/chats");
+    let chat = json!({ "kind": "message", "text": "hi" });
+    // Retry until one viewer's two chats land in the same interval.
+    let mut refused = None;
+    for _ in 0..20 {
+        let token = viewer(&server, &format!("v-{}", now_ms()));
+        let first = post(&server, &path, &token, chat.clone()).await;
+        if first.status() == 429 {
+            continue;
+        }
+        let first = json(first).await["data"]["interval"].as_u64().unwrap();
+        let second = post(&server, &path, &token, chat.clone()).await;
+        if second.status() == 429 {
+            refused = Some((first, second));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(260)).await;
+    }
+    let (_, second) = refused.expect("a second chat in one interval is refused");
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body = json(second).await;
+    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+
+    // Many viewers at once: at most 3 chats in any one interval.
+    let tokens: Vec<String> = (0..12)
+        .map(|n| viewer(&server, &format!("crowd-{n}")))
+        .collect();
+    let answers = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|token| post(&server, &path, token, chat.clone())),
+    )
+    .await;
+    let mut per_interval = std::collections::HashMap::<u64, usize>::new();
+    for answer in answers {
+        match answer.status().as_u16() {
+            201 => {
+                let interval = json(answer).await["data"]["interval"].as_u64().unwrap();
+                *per_interval.entry(interval).or_default() += 1;
+            }
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        per_interval.values().all(|count| *count <= 3),
+        "{per_interval:?}"
+    );
+}
+
+#[tokio::test]
+async fn hearts_and_bodies_are_bounded() {
+    let server = Server::builder().args(&["--max-body", "4KiB"]).start();
+    let stream = create_stream(&server).await;
+    let token = viewer(&server, "greedy");
+    let hearts = format!("/api/v1/events-streams/{stream}/hearts");
+    for count in [0, 101] {
+        let refused = post(&server, &hearts, &token, json!({ "count": count })).await;
+        assert_eq!(refused.status(), 400);
+        assert_eq!(json(refused).await["error"]["details"]["max"], 100);
+    }
+    let chats = format!("/api/v1/events-streams/{stream}/chats");
+    let long = json!({ "kind": "message", "text": "x".repeat(501) });
+    let refused = json(post(&server, &chats, &token, long).await).await;
+    assert_eq!(refused["error"]["details"]["maxChars"], 500, "{refused}");
+    let huge = json!({ "kind": "message", "text": "x".repeat(8_000) });
+    assert_eq!(post(&server, &chats, &token, huge).await.status(), 413);
+}
+
+#[tokio::test]
+async fn waiting_polls_are_counted_and_released_by_the_close() {
+    let server = Server::builder().args(&["--live-max-ahead", "10s"]).start();
+    let stream = create_stream(&server).await;
+    let token = viewer(&server, "waiter");
+    let ahead = now_ms() / 250 * 250 + 8_000;
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let (server_url, token, stream) = (server.url(""), token.clone(), stream.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .get(format!(
+                        "{server_url}/api/v1/events-streams/{stream}?interval={ahead}"
+                    ))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while server.metric("tidings_live_waiting_polls").await < 20.0 {
+        assert!(std::time::Instant::now() < deadline, "20 polls wait");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bodies = Vec::new();
+    for waiter in waiters {
+        let response = waiter.await.unwrap();
+        assert_eq!(response.status(), 200);
+        bodies.push(response.bytes().await.unwrap());
+    }
+    assert!(
+        bodies.windows(2).all(|pair| pair[0] == pair[1]),
+        "one body for every waiter"
+    );
+    assert_eq!(server.metric("tidings_live_waiting_polls").await, 0.0);
+    assert!(server.metric("tidings_live_intervals_closed_total").await >= 6.0);
+    let too_far = poll(&server, &stream, &token, now_ms() / 250 * 250 + 20_000).await;
+    assert_eq!(too_far.status(), 400);
+    assert!(json(too_far).await["error"]["details"]["serverTime"].is_u64());
+}
