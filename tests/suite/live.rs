@@ -2580,3 +2580,60 @@ async fn a_chat_without_a_display_name_takes_the_token_name_or_the_subject() {
         (&json!("u-anon"), &json!("u-anon"))
     );
 }
+
+#[tokio::test]
+async fn intervals_read_back_from_the_store_are_the_bytes_served_from_memory() {
+    let server = Server::builder()
+        .args(&["--live-interval-cache", "2"])
+        .start();
+    let stream = Producer::admin(&server).stream("Evicted").await;
+    let viewer = Viewer::new(&server, "reader");
+    let from = interval_of(now_ms());
+    let mut fresh = Vec::new();
+    for n in 0..10u64 {
+        let t = from + n * STEP;
+        if n % 3 == 1 {
+            viewer.message(&stream, &format!("chat {n}")).await;
+        }
+        fresh.push(viewer.interval(&stream, t).await);
+    }
+    for polled in &fresh {
+        let t = polled.json()["interval"].as_u64().unwrap();
+        let again = viewer.interval(&stream, t).await;
+        assert_eq!(again.text(), polled.text(), "{t} from the store");
+        assert_eq!(again.header("etag"), polled.header("etag"));
+        assert_eq!(
+            again.header("cache-control"),
+            polled.header("cache-control")
+        );
+    }
+}
+
+#[tokio::test]
+async fn polls_over_http2_wait_and_share_the_bytes_of_http1_polls() {
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Two protocols").await;
+    let token = mint_jwt(
+        &server,
+        json!({ "sub": "h2-viewer", "exp": unix_now() + 600 }),
+    );
+    let h2 = server.h2();
+    let t = interval_of(now_ms()) + STEP;
+    let url = server.url(&format!("/api/v1/events-streams/{stream}?interval={t}"));
+    let polls = (0..4).map(|_| {
+        h2.get(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    });
+    let answers = join_all(polls).await;
+    let mut bodies_h2 = Vec::new();
+    for answer in answers {
+        let response = answer.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        bodies_h2.push(response.bytes().await.unwrap());
+    }
+    assert!(bodies_h2.iter().all(|body| *body == bodies_h2[0]));
+    let h1 = Viewer::new(&server, "h1-viewer").interval(&stream, t).await;
+    assert_eq!(h1.bytes, bodies_h2[0].to_vec());
+}
