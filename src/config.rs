@@ -9,9 +9,9 @@ use crate::core::hub::HubLimits;
 use crate::core::log::retention;
 use crate::core::writer::WriterLimits;
 use crate::error::StartupError;
-use crate::http::HttpLimits;
 use crate::http::cors::CorsSettings;
 use crate::http::tls::TlsSetting;
+use crate::http::{AccessLog, HttpLimits};
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
@@ -205,6 +205,10 @@ pub struct ServeArgs {
     /// Log line format on stderr (the filter comes from RUST_LOG, default `info`).
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Which requests write an access-log line: all, errors (status 400 and up) or off.
+    #[arg(long, env = "TIDINGS_ACCESS_LOG", value_enum, default_value_t = AccessLog::All)]
+    pub access_log: AccessLog,
 
     /// Serve tenants as `{slug}.DOMAIN` (the Host's subdomain picks the tenant).
     #[arg(long, env = "TIDINGS_BASE_DOMAIN")]
@@ -542,6 +546,7 @@ impl ServeArgs {
                 max_head_bytes: usize::try_from(self.max_head).unwrap_or(usize::MAX),
                 idle_timeout: self.idle_timeout.max(Duration::from_millis(100)),
                 h2_max_streams: self.h2_max_streams.max(1),
+                access_log: self.access_log,
             },
             shutdown_grace: self.shutdown_grace,
             drain_delay: self.drain_delay,

@@ -221,6 +221,7 @@ mod tests {
             max_head_bytes: 8192,
             idle_timeout: Duration::from_secs(1),
             h2_max_streams: 8,
+            access_log: crate::http::AccessLog::All,
         }
     }
 

@@ -56,4 +56,28 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_streams: u32,
+    /// Which requests write an access-log line.
+    pub access_log: AccessLog,
+}
+
+/// Which requests write an access-log line (`--access-log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLog {
+    /// Every request.
+    All,
+    /// Requests answered with a status of 400 or more.
+    Errors,
+    /// None (the metrics still count every request).
+    Off,
+}
+
+impl AccessLog {
+    /// True when a request answered with `status` is logged.
+    pub fn logs(self, status: u16) -> bool {
+        match self {
+            AccessLog::All => true,
+            AccessLog::Errors => status >= 400,
+            AccessLog::Off => false,
+        }
+    }
 }

@@ -117,6 +117,9 @@ impl HttpService {
         {
             self.metrics.idempotent_replay();
         }
+        if !self.limits.access_log.logs(status) {
+            return response;
+        }
         tracing::info!(
             target: "tidings::access",
             request_id = %request_id,

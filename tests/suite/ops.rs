@@ -73,3 +73,52 @@ fn unix_millis() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[tokio::test]
+async fn the_access_log_can_keep_only_errors_or_nothing() {
+    for (policy, logs_success, logs_error) in [
+        ("all", true, true),
+        ("errors", false, true),
+        ("off", false, false),
+    ] {
+        let server = Server::builder().args(&["--access-log", policy]).start();
+        let client = server.http1();
+        let ok = client.get(server.url("/api/v1/time")).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+        let missing = client
+            .get(server.url("/no-such-route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        // A request logged last proves the lines before it were written.
+        let marker = client
+            .get(server.url("/marker-route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(marker.status(), 404);
+        let stderr = if logs_error {
+            server.stderr_once_it_contains("/marker-route")
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            server.stderr()
+        };
+        assert_eq!(
+            stderr.contains("path=/api/v1/time"),
+            logs_success,
+            "{policy}: {stderr}"
+        );
+        assert_eq!(
+            stderr.contains("path=/no-such-route"),
+            logs_error,
+            "{policy}: {stderr}"
+        );
+        let counted = server
+            .metric(
+                r#"tidings_http_requests_total{route="/api/v1/time",method="GET",status="200"}"#,
+            )
+            .await;
+        assert_eq!(counted, 1.0, "{policy}: metrics count every request");
+    }
+}

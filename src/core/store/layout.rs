@@ -47,6 +47,15 @@ pub fn module(name: &str) -> Vec<u8> {
     key
 }
 
+/// Prefix of one kind of record of one tenant in module `name`:
+/// `s <name> 0x00 <tenant:16> <kind>` (the convention modules follow).
+pub fn module_kind(name: &str, tenant: &Uuid, kind: u8) -> Vec<u8> {
+    let mut key = module(name);
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(kind);
+    key
+}
+
 /// Key of a store record.
 pub fn meta(name: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + name.len());

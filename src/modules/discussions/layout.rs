@@ -26,10 +26,7 @@ pub fn prefix() -> Vec<u8> {
 }
 
 fn base(tenant: &Uuid, kind: u8) -> Vec<u8> {
-    let mut key = prefix();
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(kind);
-    key
+    store_layout::module_kind(MODULE, tenant, kind)
 }
 
 /// Key of a discussion.

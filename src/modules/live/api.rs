@@ -16,7 +16,8 @@
 
 use super::interval::{open_interval, put_item};
 use super::model::{
-    Chat, ChatKind, INTERVAL_MS, Item, QuizView, StreamRecord, StreamStatus, interval_of,
+    Chat, ChatKind, INTERVAL_MS, Item, QuizRecord, QuizView, StreamRecord, StreamStatus,
+    interval_of,
 };
 use super::quiz::{self, NewQuiz};
 use super::state::{AnswerRefused, ChatBounds, LiveStream};
@@ -650,16 +651,11 @@ fn not_open(known: bool) -> ApiError {
 impl LiveModule {
     /// True when `quiz` is a stored quiz of `stream`.
     async fn quiz_known(&self, stream: &LiveStream, quiz: Uuid) -> Result<bool, ApiError> {
-        let (key, stream_id) = (super::layout::quiz(&stream.tenant, &quiz), stream.id);
         let stored = self
-            .core
-            .hub
-            .store()
-            .run(move |store| store.get_blocking(&key))
-            .await
-            .map_err(|err| err.into_api("reading a quiz failed"))?;
+            .stored(super::layout::quiz(&stream.tenant, &quiz))
+            .await?;
         Ok(stored
-            .and_then(|bytes| quiz::decode(&bytes).ok())
-            .is_some_and(|quiz| quiz.stream_id == stream_id))
+            .and_then(|bytes| super::decode_json::<QuizRecord>(&bytes, "quiz").ok())
+            .is_some_and(|quiz| quiz.stream_id == stream.id))
     }
 }

@@ -28,10 +28,7 @@ pub fn prefix() -> Vec<u8> {
 
 /// The prefix of every key of one kind for a tenant.
 fn base(tenant: &Uuid, kind: u8) -> Vec<u8> {
-    let mut key = prefix();
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(kind);
-    key
+    store_layout::module_kind(MODULE, tenant, kind)
 }
 
 fn with_id(tenant: &Uuid, kind: u8, id: &Uuid) -> Vec<u8> {

@@ -37,8 +37,11 @@ use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::modules::platform::{Background, Module, ModuleContext};
 use crate::transport::webhook::{BodyOf, event_data};
+use bytes::Bytes;
 use http::Method;
 use model::{QuizRecord, StreamRecord};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use state::{LiveStream, StreamMemory, Streams};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,22 +145,44 @@ impl LiveModule {
     }
 }
 
+/// Decodes a stored JSON record (`what` names it in the error).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::internal(format!("a stored {what} is unreadable: {err}")))
+}
+
+/// Reads a JSON record as `change` sees it.
+pub fn read_json<T: DeserializeOwned>(
+    change: &Change<'_>,
+    key: &[u8],
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    change
+        .get(key)?
+        .map(|bytes| decode_json(&bytes, what))
+        .transpose()
+}
+
+/// Writes a JSON record in `change`.
+pub fn write_json<T: Serialize>(
+    change: &mut Change<'_>,
+    key: Vec<u8>,
+    value: &T,
+    what: &str,
+) -> Result<(), ApiError> {
+    let json = serde_json::to_vec(value)
+        .map_err(|err| ApiError::internal(format!("encoding a {what}: {err}")))?;
+    change.put(key, json);
+    Ok(())
+}
+
 /// Reads a stream record as `change` sees it.
 pub fn read_record(
     change: &Change<'_>,
     tenant: &Uuid,
     stream: &Uuid,
 ) -> Result<Option<StreamRecord>, ApiError> {
-    change
-        .get(&layout::stream(tenant, stream))?
-        .map(|bytes| decode_record(&bytes))
-        .transpose()
-}
-
-/// Decodes a stored stream record.
-pub fn decode_record(bytes: &[u8]) -> Result<StreamRecord, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::internal(format!("a stored stream is unreadable: {err}")))
+    read_json(change, &layout::stream(tenant, stream), "stream")
 }
 
 /// Writes a stream record.
@@ -166,10 +191,21 @@ pub fn write_record(
     tenant: &Uuid,
     record: &StreamRecord,
 ) -> Result<(), ApiError> {
-    let json = serde_json::to_vec(record)
-        .map_err(|err| ApiError::internal(format!("encoding a stream: {err}")))?;
-    change.put(layout::stream(tenant, &record.id), json);
-    Ok(())
+    write_json(change, layout::stream(tenant, &record.id), record, "stream")
+}
+
+impl LiveModule {
+    /// A committed row, read on the blocking pool.
+    async fn stored(&self, key: Vec<u8>) -> Result<Option<Bytes>, ApiError> {
+        let value = self
+            .core
+            .hub
+            .store()
+            .run(move |store| store.get_blocking(&key))
+            .await
+            .map_err(|err| err.into_api("reading the store failed"))?;
+        Ok(value.map(|bytes| Bytes::copy_from_slice(&bytes)))
+    }
 }
 
 impl Module for LiveModule {

@@ -158,17 +158,10 @@ async fn stored(
     interval: u64,
 ) -> Result<Closed, ApiError> {
     let key = layout::body(&stream.tenant, &stream.id, interval);
-    let bytes = module
-        .core
-        .hub
-        .store()
-        .run(move |store| store.get_blocking(&key))
-        .await
-        .map_err(|err| err.into_api("reading an interval failed"))?;
-    let body = bytes.map_or_else(
-        || Bytes::from(empty_body(interval)),
-        |b| Bytes::copy_from_slice(&b),
-    );
+    let body = module
+        .stored(key)
+        .await?
+        .unwrap_or_else(|| Bytes::from(empty_body(interval)));
     Ok(Closed::new(interval, body))
 }
 

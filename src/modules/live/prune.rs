@@ -77,7 +77,7 @@ async fn closed_quizzes(
             let mut closed = Vec::new();
             for tenant in tenants {
                 store.for_each_blocking(&layout::quizzes(&tenant), |_, value| {
-                    if let Ok(quiz) = super::quiz::decode(value)
+                    if let Ok(quiz) = super::decode_json::<super::model::QuizRecord>(value, "quiz")
                         && quiz.closed
                     {
                         closed.push((tenant, quiz.id));

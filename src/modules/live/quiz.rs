@@ -18,6 +18,7 @@ use super::interval::{open_interval, put_item};
 use super::layout;
 use super::model::{INTERVAL_MS, Item, QuizRecord, StreamRecord};
 use super::state::LiveStream;
+use super::{read_json, write_json};
 use crate::core::writer::{Change, Timer, TimerId};
 use crate::error::{ApiError, ErrorCode};
 use serde_json::json;
@@ -45,24 +46,12 @@ pub fn read(
     tenant: &Uuid,
     quiz: &Uuid,
 ) -> Result<Option<QuizRecord>, ApiError> {
-    change
-        .get(&layout::quiz(tenant, quiz))?
-        .map(|bytes| decode(&bytes))
-        .transpose()
-}
-
-/// Decodes a stored quiz record.
-pub fn decode(bytes: &[u8]) -> Result<QuizRecord, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::internal(format!("a stored quiz is unreadable: {err}")))
+    read_json(change, &layout::quiz(tenant, quiz), "quiz")
 }
 
 /// Writes a quiz record.
 pub fn write(change: &mut Change<'_>, tenant: &Uuid, quiz: &QuizRecord) -> Result<(), ApiError> {
-    let json = serde_json::to_vec(quiz)
-        .map_err(|err| ApiError::internal(format!("encoding a quiz: {err}")))?;
-    change.put(layout::quiz(tenant, &quiz.id), json);
-    Ok(())
+    write_json(change, layout::quiz(tenant, &quiz.id), quiz, "quiz")
 }
 
 /// Stores viewers' answers, one row each.

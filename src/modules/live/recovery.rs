@@ -7,7 +7,8 @@
 
 use super::layout;
 use super::model::INTERVAL_MS;
-use super::{LiveModule, decode_record};
+use super::model::{QuizRecord, StreamRecord};
+use super::{LiveModule, decode_json};
 use crate::core::store::{Store, StoreError, decode_u64};
 
 /// Loads every stream of every tenant into memory.
@@ -16,7 +17,7 @@ pub fn load(module: &LiveModule) -> Result<(), StoreError> {
     for tenant in module.core.auth.registry().tenants() {
         let mut records = Vec::new();
         store.for_each_blocking(&layout::streams(&tenant.id), |_, value| {
-            match decode_record(value) {
+            match decode_json::<StreamRecord>(value, "stream") {
                 Ok(record) => records.push(record),
                 Err(err) => tracing::error!(error = %err.message, "a live stream record is unreadable; skipped"),
             }
@@ -47,7 +48,7 @@ fn load_quiz(
     let Some(bytes) = store.get_blocking(&layout::quiz(&stream.tenant, quiz))? else {
         return Ok(());
     };
-    let Ok(record) = super::quiz::decode(&bytes) else {
+    let Ok(record) = super::decode_json::<QuizRecord>(&bytes, "quiz") else {
         return Ok(());
     };
     if record.closed {
