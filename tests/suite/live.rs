@@ -1408,6 +1408,11 @@ async fn polls_of_the_current_and_a_near_future_interval_wait_for_the_close_and_
             "the waiters got the closed bytes of {t}"
         );
         assert_eq!(closed.header("etag"), waiters[0].header("etag"));
+        assert_eq!(
+            closed.header("cache-control"),
+            waiters[0].header("cache-control"),
+            "a waiter's answer is as cacheable as the closed interval"
+        );
     }
 }
 
@@ -2607,6 +2612,10 @@ async fn intervals_read_back_from_the_store_are_the_bytes_served_from_memory() {
             polled.header("cache-control")
         );
     }
+    let mut etags: Vec<String> = fresh.iter().map(|p| p.header("etag").unwrap()).collect();
+    etags.sort_unstable();
+    etags.dedup();
+    assert_eq!(etags.len(), fresh.len(), "each interval has its own ETag");
 }
 
 #[tokio::test]
