@@ -18,6 +18,7 @@ use crate::auth::Authenticator;
 use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
+use crate::auth::token_cache::TokenCache;
 use crate::config::ServeConfig;
 use crate::core::datadir::InstanceConfig;
 use crate::core::datadir::{self, DataDir};
@@ -195,6 +196,7 @@ impl Core {
             registry,
             tickets,
             limits,
+            TokenCache::new(config.jwt_cache_entries),
         );
         let metrics = Arc::new(Metrics::new());
         let lifecycle = Arc::new(Lifecycle::new());

@@ -234,6 +234,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_MAX_STREAMS_PER_USER", default_value_t = 5)]
     pub max_streams_per_user: usize,
 
+    /// Verified JWTs kept in memory (for the whole process, all realms together) so a token
+    /// is checked cryptographically once, then answered from memory until it expires; 0 disables.
+    #[arg(long, env = "TIDINGS_JWT_CACHE_ENTRIES", default_value_t = 100_000)]
+    pub jwt_cache_entries: usize,
+
     /// Events each subscribed topic keeps in memory for its subscribers; slower ones read the log.
     #[arg(long, env = "TIDINGS_TOPIC_BUFFER", default_value_t = 1024)]
     pub topic_buffer: usize,
@@ -482,6 +487,8 @@ pub struct ServeConfig {
     pub tickets: crate::auth::tickets::TicketSettings,
     /// Concurrent streams per user per tenant.
     pub max_streams_per_user: usize,
+    /// Verified JWTs kept in memory (0: none).
+    pub jwt_cache_entries: usize,
     /// Event core settings.
     pub core: CoreSettings,
     /// Webhook delivery settings.
@@ -562,6 +569,7 @@ impl ServeArgs {
                 resume_window: self.ticket_resume_window,
             },
             max_streams_per_user: self.max_streams_per_user.max(1),
+            jwt_cache_entries: self.jwt_cache_entries,
             core: CoreSettings {
                 origin_limits: self.origin_limits.limits(),
                 hub: HubLimits {

@@ -27,9 +27,15 @@
 //!   panic), and no rustls provider is touched.
 //! * No input panics. Tokens longer than [`MAX_TOKEN_BYTES`] are
 //!   [`JwtError::Malformed`]. Errors and their messages never echo the token.
+//! * Every built verifier has its own [`Verifier::id`], never reused in the
+//!   process (clones share it): a result cached for one verifier (see
+//!   [`super::token_cache`]) can never answer for a realm rebuilt with other
+//!   keys or checks. [`Validity`] is the one place the `exp`/`nbf` rule is
+//!   written, so a cached token expires exactly as a verified one.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -173,6 +179,43 @@ pub struct Claims {
     pub extra: Map<String, Value>,
 }
 
+/// When a verified token is accepted: its `exp` and `nbf` with the realm's
+/// leeway, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// The first second the token is accepted (`nbf - leeway`; 0 without `nbf`).
+    pub from: u64,
+    /// The first second it is refused again (`exp + leeway`).
+    pub until: u64,
+}
+
+impl Validity {
+    /// [`JwtError::Expired`] from `until` on, [`JwtError::NotYetValid`] before `from`.
+    pub fn check(&self, now: u64) -> Result<(), JwtError> {
+        if now >= self.until {
+            Err(JwtError::Expired)
+        } else if self.from > now {
+            Err(JwtError::NotYetValid)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// True when the token is accepted at `now`.
+    pub fn admits(&self, now: u64) -> bool {
+        self.check(now).is_ok()
+    }
+}
+
+/// A token that verified: its claims and when it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// What the token says.
+    pub claims: Claims,
+    /// When it is accepted.
+    pub validity: Validity,
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtError {
@@ -238,6 +281,7 @@ pub struct Verifier {
 }
 
 struct Realm {
+    id: u64,
     keys: Vec<PreparedKey>,
     audience: Option<Vec<String>>,
     issuer: Option<String>,
@@ -267,6 +311,9 @@ impl fmt::Debug for Verifier {
     }
 }
 
+/// The id of the next verifier built ([`Verifier::id`]).
+static NEXT_VERIFIER_ID: AtomicU64 = AtomicU64::new(1);
+
 impl Verifier {
     /// Parses and checks every key of the policy. The error says which key
     /// (by position, `kid` and algorithm) is unusable and why.
@@ -281,6 +328,7 @@ impl Verifier {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let realm = Realm {
+            id: NEXT_VERIFIER_ID.fetch_add(1, Ordering::Relaxed),
             keys,
             audience: policy.audience.clone(),
             issuer: policy.issuer.clone(),
@@ -291,6 +339,12 @@ impl Verifier {
         })
     }
 
+    /// This verifier's identity: unique among the verifiers built in this
+    /// process (clones share it), so it names exactly these keys and checks.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
     /// The claims of `token` if it is valid for this realm now.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
         self.verify_at(token, crate::core::clock::unix_millis() / 1000)
@@ -298,6 +352,12 @@ impl Verifier {
 
     /// [`Verifier::verify`] at the given time (Unix seconds).
     fn verify_at(&self, token: &str, now: u64) -> Result<Claims, JwtError> {
+        self.verified_at(token, now).map(|verified| verified.claims)
+    }
+
+    /// The claims of `token` and when it is accepted, if it is valid for
+    /// this realm at `now` (Unix seconds).
+    pub fn verified_at(&self, token: &str, now: u64) -> Result<Verified, JwtError> {
         let segments = split_token(token)?;
         let header = parse_header(segments.header)?;
         let signature = decode_segment(segments.signature)?;
@@ -357,12 +417,12 @@ impl Verifier {
         }
     }
 
-    fn check_claims(&self, mut claims: Map<String, Value>, now: u64) -> Result<Claims, JwtError> {
-        let exp = self.check_times(&claims, now)?;
+    fn check_claims(&self, mut claims: Map<String, Value>, now: u64) -> Result<Verified, JwtError> {
+        let (exp, validity) = self.check_times(&claims, now)?;
         self.check_issuer(&claims)?;
         self.check_audience(&claims)?;
         claims.remove("exp");
-        Ok(Claims {
+        let claims = Claims {
             sub: take_subject(&mut claims)?,
             exp,
             roles: take_string_list(&mut claims, "roles")?,
@@ -371,25 +431,32 @@ impl Verifier {
             topics: take_string_list(&mut claims, "topics")?,
             tenant: take_optional_string(&mut claims, "tenant")?,
             extra: claims,
-        })
+        };
+        Ok(Verified { claims, validity })
     }
 
-    /// Enforces `exp` (required) and `nbf` (when present); returns `exp`.
-    fn check_times(&self, claims: &Map<String, Value>, now: u64) -> Result<u64, JwtError> {
+    /// Enforces `exp` (required, checked first) and `nbf` (when present);
+    /// returns `exp` and the token's [`Validity`].
+    fn check_times(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(u64, Validity), JwtError> {
         let leeway = self.inner.leeway_secs;
         let exp = match claims.get("exp") {
             None | Some(Value::Null) => return Err(JwtError::MissingClaim("exp")),
             Some(value) => numeric_date(value)?,
         };
-        if now >= exp.saturating_add(leeway) {
-            return Err(JwtError::Expired);
+        let mut validity = Validity {
+            from: 0,
+            until: exp.saturating_add(leeway),
+        };
+        validity.check(now)?;
+        if let Some(value) = claims.get("nbf").filter(|value| !value.is_null()) {
+            validity.from = numeric_date(value)?.saturating_sub(leeway);
         }
-        if let Some(value) = claims.get("nbf").filter(|value| !value.is_null())
-            && numeric_date(value)? > now.saturating_add(leeway)
-        {
-            return Err(JwtError::NotYetValid);
-        }
-        Ok(exp)
+        validity.check(now)?;
+        Ok((exp, validity))
     }
 
     fn check_issuer(&self, claims: &Map<String, Value>) -> Result<(), JwtError> {
@@ -1090,6 +1157,40 @@ mod tests {
         );
         assert!(hs_realm(5).verify_at(&early, now).is_ok());
         assert!(hs_realm(0).verify_at(&early, now + 5).is_ok());
+    }
+
+    #[test]
+    fn the_validity_is_the_window_verify_accepts() {
+        let now = 1_800_000_000;
+        let token = mint(json!({"sub": "u", "exp": now + 100, "nbf": now - 20}));
+        let verified = hs_realm(30).verified_at(&token, now).unwrap();
+        assert_eq!(
+            verified.validity,
+            Validity {
+                from: now - 50,
+                until: now + 130
+            }
+        );
+        for at in [now - 51, now - 50, now + 129, now + 130] {
+            assert_eq!(
+                verified.validity.check(at),
+                hs_realm(30).verify_at(&token, at).map(|_| ()),
+                "at {at}"
+            );
+        }
+        let no_nbf = mint(json!({"sub": "u", "exp": 10}));
+        assert_eq!(
+            hs_realm(5).verified_at(&no_nbf, 0).unwrap().validity,
+            Validity { from: 0, until: 15 }
+        );
+    }
+
+    #[test]
+    fn every_built_verifier_has_its_own_id_and_clones_share_it() {
+        let first = hs_realm(0);
+        let second = hs_realm(0);
+        assert_ne!(first.id(), second.id(), "same keys, another verifier");
+        assert_eq!(first.clone().id(), first.id());
     }
 
     #[test]

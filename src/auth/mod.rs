@@ -5,7 +5,8 @@
 //! tenant); API keys (`X-API-Key: ek_…`, scoped, one tenant); JWTs
 //! (`Authorization: Bearer …`, or `?access_token=` on a WebSocket handshake
 //! since browsers cannot set headers there; verified by a realm of the
-//! tenant, chosen with the `realmname` header, else `default`).
+//! tenant, chosen with the `realmname` header, else `default`; a verified
+//! token is then answered from the [`token_cache`] until it expires).
 //!
 //! The tenant comes from, in order: `x-tenantid` (a UUID), the Host's
 //! subdomain under `--base-domain`, the credential's own tenant.
@@ -30,6 +31,7 @@ pub mod realms;
 pub mod registry;
 pub mod tenants;
 pub mod tickets;
+pub mod token_cache;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Request;
@@ -43,6 +45,7 @@ use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tickets::{Target, Ticket, TicketSession, Tickets};
+use token_cache::TokenCache;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
@@ -62,8 +65,8 @@ pub enum Credential {
     Admin,
     /// A tenant's API key.
     Key(ApiKey),
-    /// A verified JWT.
-    Token(Box<Claims>),
+    /// A verified JWT (shared with the verified-token cache).
+    Token(Arc<Claims>),
     /// A claimed stream ticket.
     Ticket(Box<Ticket>),
 }
@@ -194,17 +197,20 @@ pub struct Authenticator {
     registry: Arc<Registry>,
     tickets: Arc<Tickets>,
     limits: Arc<StreamLimits>,
+    verified_tokens: Arc<TokenCache>,
 }
 
 impl Authenticator {
     /// An authenticator for the instance admin key, an optional base domain,
-    /// the registry, tickets and per-user stream limits.
+    /// the registry, tickets, per-user stream limits and the cache of
+    /// verified tokens.
     pub fn new(
         admin_key: String,
         base_domain: Option<String>,
         registry: Arc<Registry>,
         tickets: Arc<Tickets>,
         limits: Arc<StreamLimits>,
+        verified_tokens: TokenCache,
     ) -> Self {
         Self {
             admin_key,
@@ -213,7 +219,13 @@ impl Authenticator {
             registry,
             tickets,
             limits,
+            verified_tokens: Arc::new(verified_tokens),
         }
+    }
+
+    /// The cache of verified tokens (for its hit and miss counts).
+    pub fn verified_tokens(&self) -> &TokenCache {
+        &self.verified_tokens
     }
 
     /// The ticket service.
@@ -356,22 +368,21 @@ impl Authenticator {
                 realm.unwrap_or(realms::DEFAULT_REALM)
             ))
         })?;
-        let claims = verifier.verify(token).map_err(|err| {
-            unauthorized(err.message()).with_details(json!({ "reason": err.code() }))
-        })?;
-        if let Some(claimed) = &claims.tenant {
-            let matches = self
-                .registry
-                .tenant(&tenant)
-                .is_some_and(|t| *claimed == t.id.to_string() || *claimed == t.slug);
-            if !matches {
-                return Err(forbidden("this token was issued for another tenant".into()));
-            }
+        let claims = self
+            .verified_tokens
+            .verify(&verifier, token)
+            .map_err(|err| {
+                unauthorized(err.message()).with_details(json!({ "reason": err.code() }))
+            })?;
+        if let Some(claimed) = &claims.tenant
+            && !self.registry.tenant_is(&tenant, claimed)
+        {
+            return Err(forbidden("this token was issued for another tenant".into()));
         }
         Ok(Principal {
             tenant,
             name: claims.sub.clone(),
-            credential: Credential::Token(Box::new(claims)),
+            credential: Credential::Token(claims),
             revocation,
         })
     }
@@ -393,10 +404,10 @@ impl Authenticator {
         if let Some(text) = header(TENANT_HEADER) {
             let id = Uuid::parse_str(text.trim())
                 .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
-            return match self.registry.tenant(&id) {
-                Some(_) => Ok(Some(id)),
-                None => Err(ApiError::not_found("no such tenant")),
-            };
+            if !self.registry.has_tenant(&id) {
+                return Err(ApiError::not_found("no such tenant"));
+            }
+            return Ok(Some(id));
         }
         let (Some(base), Some(host)) = (&self.base_domain, header("host")) else {
             return Ok(None);

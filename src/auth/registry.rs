@@ -255,6 +255,22 @@ impl Registry {
             .map(|entry| entry.record.clone())
     }
 
+    /// True when tenant `id` exists (no copy of its record, for the request path).
+    pub fn has_tenant(&self, id: &Uuid) -> bool {
+        self.read().tenants.contains_key(id)
+    }
+
+    /// True when tenant `id` exists and `name` is its id (lowercase,
+    /// hyphenated) or its slug (no copy of its record, for the request path).
+    pub fn tenant_is(&self, id: &Uuid, name: &str) -> bool {
+        let view = self.read();
+        let Some(entry) = view.tenants.get(id) else {
+            return false;
+        };
+        name == entry.record.slug
+            || name == id.hyphenated().encode_lower(&mut Uuid::encode_buffer())
+    }
+
     /// A tenant and its revocation token.
     pub fn tenant_token(&self, id: &Uuid) -> Option<CancellationToken> {
         self.read().tenants.get(id).map(|entry| entry.token.clone())

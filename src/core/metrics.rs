@@ -10,10 +10,11 @@
 //! hub's subscriptions, ring memory and log reads; durable timers fired,
 //! failed, parked and rows scanned; live events-streams being closed,
 //! polls waiting for their interval, intervals closed and closes that
-//! failed; idempotent replays; refused
-//! connections. Route labels are the router's
-//! patterns (`/api/v1/topics/{topic}/events`), never raw paths, so label
-//! cardinality stays bounded.
+//! failed; idempotent replays; refused connections; JWTs answered from the
+//! verified-token cache and those it had to verify
+//! (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route labels are the
+//! router's patterns (`/api/v1/topics/{topic}/events`), never raw paths, so
+//! label cardinality stays bounded.
 //!
 //! The exposition is the OpenMetrics text format, which Prometheus scrapes natively.
 
@@ -104,6 +105,8 @@ pub struct Metrics {
     webhook_disabled: Counter,
     writer: WriterSeries,
     timers: TimerSeries,
+    jwt_cache_hits: Counter,
+    jwt_cache_misses: Counter,
     live: LiveSeries,
 }
 
@@ -336,11 +339,25 @@ impl Metrics {
         );
         let writer = WriterSeries::register(&mut registry);
         let timers = TimerSeries::register(&mut registry);
+        let jwt_cache_hits = registered(
+            &mut registry,
+            "tidings_jwt_cache_hits",
+            "JWTs answered from the verified-token cache",
+            Counter::default(),
+        );
+        let jwt_cache_misses = registered(
+            &mut registry,
+            "tidings_jwt_cache_misses",
+            "JWTs the verified-token cache did not hold (verified, and cached if valid)",
+            Counter::default(),
+        );
         let live = LiveSeries::register(&mut registry);
         Self {
             writer,
             timers,
             live,
+            jwt_cache_hits,
+            jwt_cache_misses,
             registry,
             resident_memory,
             open_fds,
@@ -496,6 +513,13 @@ impl Metrics {
         raise_to(&series.failed, failed);
         set_size(&series.parked, parked);
         raise_to(&series.scanned, scanned);
+    }
+
+    /// Records the verified-token cache's hits and misses so far (set by
+    /// the `/metrics` handler before rendering).
+    pub fn set_jwt_cache(&self, hits: u64, misses: u64) {
+        raise_to(&self.jwt_cache_hits, hits);
+        raise_to(&self.jwt_cache_misses, misses);
     }
 
     /// Records what the hub's rings hold and how often it read the log (set

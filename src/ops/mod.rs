@@ -20,6 +20,7 @@
 pub mod logging;
 pub mod pruner;
 
+use crate::auth::Authenticator;
 use crate::core::hub::Hub;
 use crate::core::lifecycle::Lifecycle;
 use crate::core::metrics::{self, Metrics};
@@ -55,6 +56,8 @@ pub struct OpsState {
     pub lifecycle: Arc<Lifecycle>,
     /// The hub whose size `/metrics` reports.
     pub hub: Arc<Hub>,
+    /// The authenticator whose verified-token cache `/metrics` reports.
+    pub auth: Authenticator,
     /// Held while a readiness probe write is in flight (one at a time).
     pub probing: tokio::sync::Mutex<()>,
 }
@@ -67,6 +70,7 @@ impl OpsState {
             metrics: context.metrics.clone(),
             lifecycle: context.lifecycle.clone(),
             hub: context.hub.clone(),
+            auth: context.auth.clone(),
             probing: tokio::sync::Mutex::new(()),
         }
     }
@@ -105,6 +109,8 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
         state
             .metrics
             .set_timers(timers.fired, timers.failed, timers.parked, timers.scanned);
+        let tokens = state.auth.verified_tokens().stats();
+        state.metrics.set_jwt_cache(tokens.hits, tokens.misses);
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,

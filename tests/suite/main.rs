@@ -33,6 +33,7 @@ mod streams;
 mod tickets;
 mod timers;
 mod tls_streams;
+mod token_cache;
 mod topics;
 mod webhooks;
 mod writer;
