@@ -2646,3 +2646,47 @@ async fn polls_over_http2_wait_and_share_the_bytes_of_http1_polls() {
     let h1 = Viewer::new(&server, "h1-viewer").interval(&stream, t).await;
     assert_eq!(h1.bytes, bodies_h2[0].to_vec());
 }
+
+#[tokio::test]
+async fn a_viewer_whose_token_expires_is_refused_from_then_on_cached_or_not() {
+    let server = Server::start();
+    let stream = Producer::admin(&server).stream("Short tokens").await;
+    let secret = "tight-realm-secret-of-at-least-32-bytes";
+    let put = Admin::new(&server)
+        .call(
+            Method::PUT,
+            "/admin/v1/tenants/default/realms/tight",
+            Some(json!({ "keys": [{ "kid": null, "algorithm": "HS256", "material": secret }], "leewaySeconds": 0 })),
+        )
+        .await;
+    assert_eq!(put.status(), 200);
+    let exp = unix_now() + 2;
+    let token =
+        tidings::auth::jwt::mint_hs256(secret, &json!({ "sub": "brief", "exp": exp }), None)
+            .unwrap();
+    let poll = |t: u64| {
+        server
+            .http1()
+            .get(server.url(&format!("/api/v1/events-streams/{stream}?interval={t}")))
+            .header("authorization", format!("Bearer {token}"))
+            .header("realmname", "tight")
+            .send()
+    };
+    let t = interval_of(now_ms()) - STEP;
+    for _ in 0..3 {
+        assert_eq!(
+            poll(t).await.unwrap().status(),
+            200,
+            "valid, then from the cache"
+        );
+    }
+    let after = exp * 1000 + 1000;
+    tokio::time::sleep(Duration::from_millis(after.saturating_sub(now_ms()))).await;
+    let refused = poll(t).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["error"]["details"]["reason"], "TOKEN_EXPIRED",
+        "{body}"
+    );
+}
