@@ -288,12 +288,22 @@ impl Authenticator {
 
     /// The principal behind the request's credentials, or 401/403.
     pub fn authenticate(&self, request: &Request) -> Result<Principal, ApiError> {
-        let principal = self.credential(request)?;
+        let principal = self.credential(request, QueryToken::WebSocketOnly)?;
+        self.accepted(request, principal)
+    }
+
+    /// [`Authenticator::authenticate`] that also takes a JWT from the
+    /// `access_token` query parameter on any request: for reads a browser
+    /// repeats across origins with a new URL each time (live polls), where
+    /// an `Authorization` header would make every request a CORS preflight
+    /// plus the request. Tidings never logs query strings (proxies might).
+    pub fn authenticate_with_query_token(&self, request: &Request) -> Result<Principal, ApiError> {
+        let principal = self.credential(request, QueryToken::Allowed)?;
         self.accepted(request, principal)
     }
 
     /// The principal of the request's API key or JWT.
-    fn credential(&self, request: &Request) -> Result<Principal, ApiError> {
+    fn credential(&self, request: &Request, query: QueryToken) -> Result<Principal, ApiError> {
         let requested = self.tenant_named_by(request.headers())?;
         if let Some(secret) = request.header(API_KEY_HEADER) {
             return self.api_key(secret, requested);
@@ -301,7 +311,7 @@ impl Authenticator {
         if let Some(token) = bearer_token(request) {
             return self.token(token, requested, request.header(REALM_HEADER));
         }
-        if let Some(token) = websocket_query_token(request) {
+        if let Some(token) = query_token(request, query) {
             return self.token(&token, requested, request.header(REALM_HEADER));
         }
         Err(unauthorized(
@@ -442,11 +452,22 @@ impl OriginPolicy for Authenticator {
     }
 }
 
-/// The JWT in the `access_token` query parameter of a WebSocket handshake
-/// (a browser's WebSocket cannot send `Authorization`); ignored on every
-/// other request. Query strings are never logged.
-fn websocket_query_token(request: &Request) -> Option<String> {
-    if !cors::is_websocket_handshake(request.headers()) {
+/// Where a JWT in the `access_token` query parameter is taken.
+#[derive(Clone, Copy)]
+enum QueryToken {
+    /// Only on a WebSocket handshake (a browser's WebSocket cannot send
+    /// `Authorization`).
+    WebSocketOnly,
+    /// On any request of the route.
+    Allowed,
+}
+
+/// The JWT in the `access_token` query parameter, where `query` takes one.
+/// Query strings are never logged.
+fn query_token(request: &Request, query: QueryToken) -> Option<String> {
+    if matches!(query, QueryToken::WebSocketOnly)
+        && !cors::is_websocket_handshake(request.headers())
+    {
         return None;
     }
     request.query_param(WEBSOCKET_TOKEN_PARAM)

@@ -99,12 +99,17 @@ impl Request {
             .map_err(|_| ApiError::validation(format!("{name} `{text}` is not a UUID")))
     }
 
+    /// Every value of a query parameter, percent-decoded, in order.
+    pub fn query_params<'a>(&'a self, name: &'a str) -> impl Iterator<Item = String> + 'a {
+        let query = self.head.uri.query().unwrap_or_default();
+        form_urlencoded::parse(query.as_bytes())
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.head.uri.query()?;
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
+        self.query_params(name).next()
     }
 
     /// The `limit` query parameter of a paged read: `default` when absent,

@@ -203,3 +203,57 @@ async fn waiting_polls_are_counted_and_released_by_the_close() {
     assert_eq!(too_far.status(), 400);
     assert!(json(too_far).await["error"]["details"]["serverTime"].is_u64());
 }
+
+#[tokio::test]
+async fn one_interval_has_one_url_and_a_query_token_polls_without_a_header() {
+    let server = Server::start();
+    let stream = create_stream(&server).await;
+    let token = viewer(&server, "query");
+    let closed = now_ms() / 250 * 250;
+    assert_eq!(poll(&server, &stream, &token, closed).await.status(), 200);
+    let base = format!("/api/v1/events-streams/{stream}");
+    for query in [
+        format!("interval=0{closed}"),
+        format!("interval=+{closed}"),
+        format!("interval={closed}&interval={closed}"),
+        String::new(),
+    ] {
+        let refused = server
+            .http1()
+            .get(server.url(&format!("{base}?{query}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{query}");
+        assert_eq!(json(refused).await["error"]["code"], "VALIDATION_ERROR");
+    }
+    let by_query = server
+        .http1()
+        .get(server.url(&format!("{base}?interval={closed}&access_token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), 200);
+    let by_header = poll(&server, &stream, &token, closed).await;
+    assert_eq!(
+        by_query.bytes().await.unwrap(),
+        by_header.bytes().await.unwrap()
+    );
+    let forged = server
+        .http1()
+        .get(server.url(&format!("{base}?interval={closed}&access_token={token}x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // Writes take no query token.
+    let chat = server
+        .http1()
+        .post(server.url(&format!("{base}/chats?access_token={token}")))
+        .json(&json!({ "kind": "message", "text": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 401);
+}

@@ -198,7 +198,11 @@ mod tests {
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // One fold is durable before the flush fails (however loaded the machine).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read(&store, FOLDS) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         writer.faults().fail_flushes(1);
         for bumper in bumpers {
             bumper.await.unwrap();

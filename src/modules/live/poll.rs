@@ -31,7 +31,7 @@ const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// `GET /api/v1/events-streams/{streamId}?interval=T`.
 pub async fn poll(module: Arc<LiveModule>, request: Request) -> Result<Response, ApiError> {
-    let principal = module.core.auth.authenticate(&request)?;
+    let principal = module.core.auth.authenticate_with_query_token(&request)?;
     let stream_id = super::api::stream_param(&request)?;
     let interval = interval_param(&request)?;
     let stream = module
@@ -51,18 +51,25 @@ pub async fn poll(module: Arc<LiveModule>, request: Request) -> Result<Response,
     Ok(reply(&request, &stream, closed))
 }
 
-/// The `interval` query parameter: a unix time in ms, a multiple of 250.
+/// The `interval` query parameter: a unix time in ms, a multiple of 250,
+/// given once and in its plain decimal form (so one interval has one URL,
+/// and a cache in front keeps one copy).
 fn interval_param(request: &Request) -> Result<u64, ApiError> {
-    let text = request.query_param("interval").ok_or_else(|| {
-        ApiError::validation(
-            "the interval query parameter is required (unix ms, a multiple of 250)",
-        )
-    })?;
-    let interval: u64 = text.parse().map_err(|_| {
-        ApiError::validation(format!(
-            "interval `{text}` is not a whole number of milliseconds"
-        ))
-    })?;
+    let mut given = request.query_params("interval");
+    let (Some(text), None) = (given.next(), given.next()) else {
+        return Err(ApiError::validation(
+            "give the interval query parameter once (unix ms, a multiple of 250)",
+        ));
+    };
+    let interval: u64 = text
+        .parse()
+        .ok()
+        .filter(|interval: &u64| interval.to_string() == text)
+        .ok_or_else(|| {
+            ApiError::validation(format!(
+                "interval `{text}` is not a whole number of milliseconds in plain decimal"
+            ))
+        })?;
     if !interval.is_multiple_of(INTERVAL_MS) {
         return Err(ApiError::validation(format!(
             "interval {interval} is not a multiple of {INTERVAL_MS} ms; use {}",
