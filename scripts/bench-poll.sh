@@ -20,7 +20,8 @@
 # same settings `bench poll --peer nginx` generates (src/bench/nginx.rs).
 #
 # Environment: TIDINGS (binary, default target/release/tidings, built when
-# missing), VIEWERS (default 10000), PORT (Tidings, default 18080), NGINX_PORT
+# missing), TIDINGS_FLAGS (extra `serve` flags, e.g. `--access-log off`),
+# VIEWERS (default 10000), PORT (Tidings, default 18080), NGINX_PORT
 # (the wrk reference nginx, default 18081), KEEP=1 keeps the temporary directory.
 set -euo pipefail
 
@@ -66,7 +67,8 @@ wait_for() {
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 start_tidings() {
-  "$TIDINGS" serve --data-dir "$DATA" --listen 127.0.0.1:$PORT >"$WORK/tidings.out" 2>"$WORK/tidings.log" &
+  # shellcheck disable=SC2086 # TIDINGS_FLAGS holds several flags
+  "$TIDINGS" serve --data-dir "$DATA" --listen 127.0.0.1:$PORT ${TIDINGS_FLAGS:-} >"$WORK/tidings.out" 2>"$WORK/tidings.log" &
   TIDINGS_PID=$!
   PIDS+=($TIDINGS_PID)
   wait_for grep -q listening "$WORK/tidings.out"
