@@ -316,7 +316,7 @@ impl Authenticator {
         }
         Err(unauthorized(
             "send an API key in X-API-Key or a JWT in Authorization: Bearer \
-             (on a WebSocket handshake also ?access_token=)",
+             (on a WebSocket handshake and a live events poll also ?access_token=)",
         ))
     }
 

@@ -220,7 +220,7 @@ impl LiveSeries {
             close_failures: registered(
                 registry,
                 "tidings_live_close_failures",
-                "Interval closes that did not commit (their counts went into the next close)",
+                "Streams whose interval close did not commit (their counts went into the next close)",
                 Counter::default(),
             ),
         }
@@ -488,15 +488,12 @@ impl Metrics {
         set_size(&series.queued_bytes, queued_bytes);
     }
 
-    /// Records one close of live intervals: the streams it covered and the
-    /// intervals it stored, or its failure.
-    pub fn live_closed(&self, streams: usize, intervals: u64, committed: bool) {
+    /// Records one tick of live closes: the streams it covered, the
+    /// intervals it stored and the streams whose close did not commit.
+    pub fn live_closed(&self, streams: usize, intervals: u64, failures: u64) {
         set_size(&self.live.streams, streams);
-        if committed {
-            self.live.intervals_closed.inc_by(intervals);
-        } else {
-            self.live.close_failures.inc();
-        }
+        self.live.intervals_closed.inc_by(intervals);
+        self.live.close_failures.inc_by(failures);
     }
 
     /// Counts a poll waiting for its interval until the guard drops.

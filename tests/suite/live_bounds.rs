@@ -257,3 +257,108 @@ async fn one_interval_has_one_url_and_a_query_token_polls_without_a_header() {
         .unwrap();
     assert_eq!(chat.status(), 401);
 }
+
+#[tokio::test]
+async fn one_viewer_has_one_chat_in_flight() {
+    let server = Server::builder()
+        .args(&["--live-max-chats-per-viewer-interval", "1000"])
+        .start();
+    let stream = create_stream(&server).await;
+    let token = viewer(&server, "flooder");
+    let path = format!("/api/v1/events-streams/{stream}/chats");
+    let answers = futures_util::future::join_all((0..40).map(|n| {
+        post(
+            &server,
+            &path,
+            &token,
+            json!({ "kind": "message", "text": format!("flood {n}") }),
+        )
+    }))
+    .await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    for answer in answers {
+        match answer.status().as_u16() {
+            201 => accepted += 1,
+            429 => {
+                let body = json(answer).await;
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("one chat at a time"),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        accepted >= 1 && refused >= 1,
+        "{accepted} accepted, {refused} refused"
+    );
+    // Another viewer is not held up by the flooder's chat in flight.
+    let other = viewer(&server, "bystander");
+    let chat = json!({ "kind": "message", "text": "hi" });
+    assert_eq!(post(&server, &path, &other, chat).await.status(), 201);
+}
+
+#[tokio::test]
+async fn an_expired_interval_stays_gone_when_the_retention_grows() {
+    let server = Server::start();
+    let key = admin_key(&server);
+    let created = server
+        .http1()
+        .post(server.url("/api/v1/events-streams"))
+        .header("x-api-key", &key)
+        .json(&json!({ "title": "short", "retentionSeconds": 1 }))
+        .send()
+        .await
+        .unwrap();
+    let stream = json(created).await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = viewer(&server, "late");
+    let early = now_ms() / 250 * 250;
+    assert_eq!(poll(&server, &stream, &token, early).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let expired = poll(&server, &stream, &token, early).await;
+    assert_eq!(expired.status(), 410);
+    let grown = server
+        .http1()
+        .patch(server.url(&format!("/api/v1/events-streams/{stream}")))
+        .header("x-api-key", &key)
+        .json(&json!({ "retentionSeconds": 3600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grown.status(), 200);
+    let still = poll(&server, &stream, &token, early).await;
+    assert_eq!(still.status(), 410, "its body is gone: never an empty 200");
+    assert_eq!(json(still).await["error"]["code"], "INTERVAL_EXPIRED");
+}
+
+#[tokio::test]
+async fn an_api_key_polls_only_with_the_read_scope() {
+    let server = Server::start();
+    let stream = create_stream(&server).await;
+    let admin = crate::clients::Admin::new(&server);
+    let tenant = "default";
+    let (_, publisher) = admin.create_key(tenant, &["publish"]).await;
+    let (_, reader) = admin.create_key(tenant, &["read"]).await;
+    let closed = now_ms() / 250 * 250;
+    for (key, status) in [(publisher, 403), (reader, 200)] {
+        let answer = server
+            .http1()
+            .get(server.url(&format!(
+                "/api/v1/events-streams/{stream}?interval={closed}"
+            )))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status);
+    }
+}

@@ -113,8 +113,9 @@ impl Change<'_> {
             .collect())
     }
 
-    /// The writer's clock for this change (unix ms): the time its event ids
-    /// are made from.
+    /// The writer's clock for this change (unix ms): the wall clock read when
+    /// its group began, the time its event ids are made from. It follows the
+    /// system clock, so it can step back between groups.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
     }

@@ -16,8 +16,7 @@
 
 use super::interval::{open_interval, put_item};
 use super::model::{
-    Chat, ChatKind, INTERVAL_MS, Item, QuizRecord, QuizView, StreamRecord, StreamStatus,
-    interval_of,
+    Chat, ChatKind, Item, QuizRecord, QuizView, StreamRecord, StreamStatus, interval_of,
 };
 use super::quiz::{self, NewQuiz};
 use super::state::{AnswerRefused, ChatBounds, LiveStream};
@@ -68,6 +67,22 @@ async fn body<T: DeserializeOwned>(request: &mut Request) -> Result<T, ApiError>
 }
 
 impl LiveModule {
+    /// The caller of a read (a poll, the snapshot): a JWT of the tenant's
+    /// realm (in the header, or in `access_token` when `query` allows), or
+    /// an API key with the `read` scope.
+    pub(super) fn reader(&self, request: &Request, query: bool) -> Result<Principal, ApiError> {
+        let auth = &self.core.auth;
+        let principal = if query {
+            auth.authenticate_with_query_token(request)?
+        } else {
+            auth.authenticate(request)?
+        };
+        if principal.user().is_none() {
+            principal.require(Scope::Read)?;
+        }
+        Ok(principal)
+    }
+
     /// The caller, who must be a producer (the `publish` scope).
     fn producer(&self, request: &Request) -> Result<Principal, ApiError> {
         let principal = self.core.auth.authenticate(request)?;
@@ -197,7 +212,7 @@ pub async fn create(module: Arc<LiveModule>, mut request: Request) -> Result<Res
                 open_quiz: None,
             };
             write_record(change, &tenant, &record)?;
-            let (memory, through) = (record.clone(), record.first_interval - INTERVAL_MS);
+            let (memory, through) = (record.clone(), record.initial_closed_through());
             change.after_commit(move || {
                 owner.in_memory(tenant, memory, through);
             });
@@ -268,13 +283,12 @@ pub async fn end(module: Arc<LiveModule>, request: Request) -> Result<Response, 
 /// late needs: the stream, the server's time, the newest closed interval,
 /// the view count and the open quiz.
 pub async fn snapshot(module: Arc<LiveModule>, request: Request) -> Result<Response, ApiError> {
-    let principal = module.core.auth.authenticate(&request)?;
+    let principal = module.reader(&request, false)?;
     let stream = module.stream(&principal, &request)?;
     let now = crate::core::clock::unix_millis();
     let record = stream.record();
     let through = stream.closed_through();
-    let window = module.limits.viewer_window.as_millis() as u64;
-    let viewers = stream.viewers_since(now.saturating_sub(window));
+    let viewers = stream.viewer_count();
     let quiz = stream
         .open_quiz_record()
         .map(|quiz| serde_json::to_value(quiz.view(QuizView::Opened)).unwrap_or_default());
@@ -368,12 +382,13 @@ pub async fn chat(module: Arc<LiveModule>, mut request: Request) -> Result<Respo
         ))
     })?;
     input.check(module.limits.max_chat_chars)?;
+    let in_flight = stream.chat_in_flight(principal.user().unwrap_or_default())?;
     let user = principal.user().unwrap_or_default().to_string();
     let display_name = input
         .display_name
         .clone()
         .or_else(|| token_name(&principal))
-        .unwrap_or_else(|| user.clone());
+        .unwrap_or_else(|| user.chars().take(MAX_NAME_CHARS).collect());
     let bounds = ChatBounds {
         per_interval: module.limits.max_chats_per_interval,
         per_viewer: module.limits.max_chats_per_viewer_interval,
@@ -428,6 +443,7 @@ pub async fn chat(module: Arc<LiveModule>, mut request: Request) -> Result<Respo
             })
         })
         .await?;
+    drop(in_flight);
     Ok(idempotency::reply_response(&committed.value))
 }
 

@@ -1,5 +1,5 @@
 //! Closing intervals: once an interval's 250 ms have passed, one writer
-//! change per tick builds the body of every stream's just-ended interval
+//! change per stream (grouped into one commit) builds the body of its just-ended interval
 //! from what was committed for it (chats, quiz events) and what was counted
 //! in memory (viewers, hearts, discounts, answers), stores the bytes, and
 //! after the change is durable hands them to waiting polls.
@@ -13,8 +13,11 @@
 //!   answer named, and in no other;
 //! * a closed interval's body is written once (`v` row) and never changed;
 //!   the newest closed interval (`c` row) only grows;
-//! * counters go into the newest interval of a close; a close that does not
-//!   commit gives them back (see `state.rs`);
+//! * hearts and discounts go into the newest interval of a close, the view
+//!   count into every full interval; a close that does not commit gives its
+//!   counts back (see `state.rs`);
+//! * the bodies a close deletes (older than the retention) are covered by
+//!   the stream's expired mark in the same change ([`expire_through`]);
 //! * after a gap (the server was down), intervals before the process
 //!   started, or older than [`FULL_CLOSE_SPAN_MS`] before the newest, are
 //!   closed only if items were committed for them; the others stay without
@@ -49,9 +52,7 @@ pub fn closed_through(
 ) -> Result<u64, ApiError> {
     Ok(change
         .get(&layout::closed_through(tenant, &record.id))?
-        .map_or(record.first_interval.saturating_sub(INTERVAL_MS), |bytes| {
-            decode_u64(&bytes)
-        }))
+        .map_or(record.initial_closed_through(), |bytes| decode_u64(&bytes)))
 }
 
 /// The interval an item committed by `change` belongs to: the interval of
@@ -99,51 +100,57 @@ pub async fn run(module: Arc<LiveModule>) {
     close_due(&module, interval_of(now)).await;
 }
 
-/// Closes, in one change, every stream's intervals up to `due`.
+/// Closes every stream's intervals up to `due`, one change per stream (the
+/// writer groups them into one commit; a stream whose close fails, even by a
+/// panic, fails alone and gets its counts back).
 pub async fn close_due(module: &LiveModule, due: u64) {
     let full_from = due
         .saturating_sub(FULL_CLOSE_SPAN_MS)
         .max(interval_of(module.started_ms));
     let window = module.limits.viewer_window.as_millis() as u64;
     let since = crate::core::clock::unix_millis().saturating_sub(window);
-    let closing: Vec<(Arc<LiveStream>, Harvest)> = module
+    let closing: Vec<Arc<LiveStream>> = module
         .streams
         .all()
         .into_iter()
         .filter(|stream| stream.needs_closing(due))
-        .map(|stream| {
-            let harvest = stream.harvest(since);
-            (stream, harvest)
-        })
         .collect();
     let streams = closing.len();
-    if closing.is_empty() {
-        module.core.metrics.live_closed(0, 0, true);
-        return;
-    }
-    let closing = Arc::new(closing);
-    let held = closing.iter().map(|(_, h)| h.bytes()).sum::<usize>() + 1024;
-    let work = closing.clone();
+    let closes = closing
+        .into_iter()
+        .map(|stream| close_one(module, stream, since, (full_from, due)));
+    let outcomes = futures_util::future::join_all(closes).await;
+    let intervals = outcomes.iter().flatten().sum();
+    let failures = outcomes.iter().filter(|outcome| outcome.is_none()).count() as u64;
+    module
+        .core
+        .metrics
+        .live_closed(streams, intervals, failures);
+}
+
+/// Closes one stream in a change of its own; the intervals it stored, or
+/// `None` when the change did not commit (its counts are given back).
+async fn close_one(
+    module: &LiveModule,
+    stream: Arc<LiveStream>,
+    viewers_since: u64,
+    span: (u64, u64),
+) -> Option<u64> {
+    let harvest = Arc::new(stream.harvest(viewers_since));
+    let (work, taken) = (stream.clone(), harvest.clone());
     let committed = module
         .core
         .writer
-        .commit(Footprint::data(held), move |change| {
-            let mut intervals = 0;
-            for (stream, harvest) in work.iter() {
-                intervals += close_stream(change, stream, harvest, (full_from, due))?;
-            }
-            Ok(intervals)
+        .commit(Footprint::data(harvest.bytes() + 1024), move |change| {
+            close_stream(change, &work, &taken, span)
         })
         .await;
-    let metrics = &module.core.metrics;
-    match &committed {
-        Ok(done) => metrics.live_closed(streams, done.value, true),
-        Err(_) => metrics.live_closed(streams, 0, false),
-    }
-    if let Err(err) = committed {
-        tracing::warn!(error = %err, "closing live intervals did not commit; their counts go into the next close");
-        for (stream, harvest) in Arc::unwrap_or_clone(closing) {
-            stream.give_back(harvest);
+    match committed {
+        Ok(done) => Some(done.value),
+        Err(err) => {
+            tracing::warn!(stream = %stream.id, error = %err, "closing a live stream's intervals did not commit; its counts go into the next close");
+            stream.give_back(Arc::unwrap_or_clone(harvest));
+            None
         }
     }
 }
@@ -195,6 +202,9 @@ fn close_stream(
         }
         closed.push(Closed::new(interval, Bytes::from(bytes)));
     }
+    if let Some(expired) = newest.checked_sub(record.retention_ms()) {
+        expire_through(change, stream, expired)?;
+    }
     change.put(
         layout::closed_through(&tenant, &record.id),
         newest.to_be_bytes().to_vec(),
@@ -203,6 +213,25 @@ fn close_stream(
     let stream = stream.clone();
     change.after_commit(move || stream.publish(closed, newest));
     Ok(stored)
+}
+
+/// Records in `change` that the intervals of `stream` up to `through` are
+/// expired (the mark only grows; memory follows once durable), so they stay
+/// 410 even if the retention is raised after their bodies were deleted.
+pub fn expire_through(
+    change: &mut Change<'_>,
+    stream: &Arc<LiveStream>,
+    through: u64,
+) -> Result<(), ApiError> {
+    let key = layout::expired_through(&stream.tenant, &stream.id);
+    let stored = change.get(&key)?.map_or(0, |bytes| decode_u64(&bytes));
+    if through <= stored {
+        return Ok(());
+    }
+    change.put(key, through.to_be_bytes().to_vec());
+    let stream = stream.clone();
+    change.after_commit(move || stream.raise_expired(through));
+    Ok(())
 }
 
 /// Takes (reads and deletes) every item waiting for an interval up to

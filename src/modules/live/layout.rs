@@ -3,6 +3,7 @@
 //! ```text
 //! s <stream:16>                          stream record (JSON)
 //! c <stream:16>                          newest closed interval (u64, unix ms)
+//! x <stream:16>                          newest expired interval (u64, unix ms; only grows)
 //! i <stream:16> <interval:8> <id:16>     an item waiting for its interval (JSON)
 //! v <stream:16> <interval:8>             a closed interval's body (the bytes served)
 //! q <quiz:16>                            quiz record (JSON)
@@ -50,6 +51,11 @@ pub fn stream(tenant: &Uuid, stream: &Uuid) -> Vec<u8> {
 /// The newest closed interval of a stream.
 pub fn closed_through(tenant: &Uuid, stream: &Uuid) -> Vec<u8> {
     with_id(tenant, b'c', stream)
+}
+
+/// The newest expired interval of a stream (its body is or will be deleted).
+pub fn expired_through(tenant: &Uuid, stream: &Uuid) -> Vec<u8> {
+    with_id(tenant, b'x', stream)
 }
 
 /// The prefix of every item waiting in a stream.

@@ -14,12 +14,15 @@
 //!   intervals and closed quizzes' answer rows.
 //!
 //! Invariants: a closed interval's bytes are built once, stored, and served
-//! unchanged forever (from memory or the store), also across restarts; a
-//! chat is acknowledged only once durable and is in exactly the interval
-//! its answer named; counters (viewers, hearts, discounts, answers) live in
-//! memory and are stored once per interval, so a crash loses at most the
-//! open interval's; memory follows the store (every in-memory change is an
-//! after-commit hook of the change that stored it).
+//! unchanged forever (from memory or the store), also across restarts, or
+//! answered 410 once expired (never again as something else); a chat is
+//! acknowledged only once durable and is in exactly the interval its answer
+//! named; counters (viewers, hearts, discounts, answers) are counted in
+//! memory first and stored once per interval, so a crash loses at most the
+//! open interval's; everything else in memory (records, quizzes, closed
+//! intervals, marks) follows the store: it changes in an after-commit hook
+//! of the change that stored it (a quiz's close also stops answers at once,
+//! before its change commits).
 
 mod api;
 pub mod interval;
@@ -95,7 +98,13 @@ pub struct LiveModule {
     pub streams: Streams,
     /// When the module started (unix ms): earlier intervals were not counted.
     pub started_ms: u64,
+    /// Store reads of polls and answers in flight (the blocking pool is
+    /// shared by the whole server): at most [`STORE_READERS`].
+    store_reads: tokio::sync::Semaphore,
 }
+
+/// Most store reads the live routes run at once; further ones wait.
+pub const STORE_READERS: usize = 16;
 
 impl LiveModule {
     /// The module on the core's shared parts.
@@ -105,6 +114,7 @@ impl LiveModule {
             limits: context.settings.live,
             streams: Streams::default(),
             started_ms: crate::core::clock::unix_millis(),
+            store_reads: tokio::sync::Semaphore::new(STORE_READERS),
         }
     }
 
@@ -195,8 +205,14 @@ pub fn write_record(
 }
 
 impl LiveModule {
-    /// A committed row, read on the blocking pool.
+    /// A committed row, read on the blocking pool (at most
+    /// [`STORE_READERS`] at once).
     async fn stored(&self, key: Vec<u8>) -> Result<Option<Bytes>, ApiError> {
+        let _permit = self
+            .store_reads
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("the server is stopping"))?;
         let value = self
             .core
             .hub

@@ -62,6 +62,12 @@ impl StreamRecord {
         self.retention_seconds.saturating_mul(1000)
     }
 
+    /// The newest closed interval of a stream nothing was closed for yet:
+    /// the one before its first.
+    pub fn initial_closed_through(&self) -> u64 {
+        self.first_interval.saturating_sub(INTERVAL_MS)
+    }
+
     /// True while intervals are being closed.
     pub fn is_live(&self) -> bool {
         self.status == StreamStatus::Live

@@ -31,7 +31,7 @@ const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// `GET /api/v1/events-streams/{streamId}?interval=T`.
 pub async fn poll(module: Arc<LiveModule>, request: Request) -> Result<Response, ApiError> {
-    let principal = module.core.auth.authenticate_with_query_token(&request)?;
+    let principal = module.reader(&request, true)?;
     let stream_id = super::api::stream_param(&request)?;
     let interval = interval_param(&request)?;
     let stream = module
@@ -98,7 +98,8 @@ async fn closed_interval(
         )
         .with_details(json!({ "lastInterval": record.last_interval })));
     }
-    if interval.saturating_add(record.retention_ms()) < now {
+    if interval.saturating_add(record.retention_ms()) < now || interval <= stream.expired_through()
+    {
         return Err(ApiError::new(
             ErrorCode::IntervalExpired,
             "this interval is older than the events-stream keeps",

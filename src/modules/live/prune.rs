@@ -5,15 +5,16 @@
 //! while the server was down) and the per-viewer answer rows of closed
 //! quizzes (they only guard against a second answer while a quiz is open).
 //!
-//! Invariants: it deletes only rows nothing reads any more (a poll of an
-//! expired interval is answered 410 from the stream's retention, before any
-//! read); each commit deletes at most [`PRUNE_BATCH`] rows, so a large
+//! Invariants: it deletes only rows nothing reads any more: before
+//! deleting a stream's bodies it raises the stream's expired mark over them
+//! (a poll at or below the mark is 410, whatever the retention becomes); each commit deletes at most [`PRUNE_BATCH`] rows, so a large
 //! backlog never makes one huge change; it runs every
 //! [`PRUNE_EVERY`] and once at start, and ends when the server stops.
 
 use super::LiveModule;
+use super::interval::expire_through;
 use super::layout;
-use super::model::INTERVAL_MS;
+use super::model::{INTERVAL_MS, interval_of};
 use crate::core::store::{Store, StoreError};
 use crate::core::writer::Footprint;
 use std::sync::Arc;
@@ -44,9 +45,18 @@ pub async fn prune_once(module: &LiveModule) -> Result<usize, crate::error::ApiE
     let mut deleted = 0;
     for stream in module.streams.all() {
         let record = stream.record();
-        let Some(cutoff) = now.checked_sub(record.retention_ms() + INTERVAL_MS) else {
+        let kept = record.retention_ms().saturating_add(INTERVAL_MS);
+        let Some(cutoff) = now.checked_sub(kept).map(interval_of).filter(|c| *c > 0) else {
             continue;
         };
+        let marked = stream.clone();
+        module
+            .core
+            .writer
+            .commit(Footprint::SMALL, move |change| {
+                expire_through(change, &marked, cutoff - INTERVAL_MS)
+            })
+            .await?;
         let prefix = layout::bodies(&stream.tenant, &stream.id);
         let end = layout::body(&stream.tenant, &stream.id, cutoff);
         deleted += delete_rows(module, prefix, Some(end)).await?;

@@ -6,7 +6,6 @@
 //! interval had counted before a crash is lost, as documented).
 
 use super::layout;
-use super::model::INTERVAL_MS;
 use super::model::{QuizRecord, StreamRecord};
 use super::{LiveModule, decode_json};
 use crate::core::store::{Store, StoreError, decode_u64};
@@ -26,11 +25,13 @@ pub fn load(module: &LiveModule) -> Result<(), StoreError> {
         for record in records {
             let through = store
                 .get_blocking(&layout::closed_through(&tenant.id, &record.id))?
-                .map_or(record.first_interval.saturating_sub(INTERVAL_MS), |bytes| {
-                    decode_u64(&bytes)
-                });
+                .map_or(record.initial_closed_through(), |bytes| decode_u64(&bytes));
+            let expired = store
+                .get_blocking(&layout::expired_through(&tenant.id, &record.id))?
+                .map_or(0, |bytes| decode_u64(&bytes));
             let open_quiz = record.open_quiz;
             let stream = module.in_memory(tenant.id, record, through);
+            stream.raise_expired(expired);
             if let Some(quiz) = open_quiz {
                 load_quiz(store, &stream, &quiz)?;
             }

@@ -154,12 +154,27 @@ pub struct LiveStream {
     discounts: AtomicU64,
     quiz: Mutex<Option<OpenQuiz>>,
     chats_in_interval: Mutex<ChatCount>,
+    chats_in_flight: Mutex<HashSet<u64>>,
     ring: RwLock<VecDeque<Closed>>,
     closed_through: watch::Sender<u64>,
+    expired_through: AtomicU64,
+    viewer_count: AtomicU64,
     hasher: RandomState,
     ring_len: usize,
     ring_bytes: usize,
     max_viewers: usize,
+}
+
+/// A viewer's chat waiting for the writer (see [`LiveStream::chat_in_flight`]).
+pub struct InFlight {
+    stream: Arc<LiveStream>,
+    key: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.stream.chats_in_flight).remove(&self.key);
+    }
 }
 
 /// Chats counted in the open interval: all, and per viewer.
@@ -191,8 +206,11 @@ impl LiveStream {
             discounts: AtomicU64::new(0),
             quiz: Mutex::new(None),
             chats_in_interval: Mutex::new(ChatCount::default()),
+            chats_in_flight: Mutex::new(HashSet::new()),
             ring: RwLock::new(VecDeque::new()),
             closed_through: watch::Sender::new(closed_through),
+            expired_through: AtomicU64::new(0),
+            viewer_count: AtomicU64::new(0),
             hasher: RandomState::new(),
             ring_len: limits.ring_len.max(1),
             ring_bytes: limits.ring_bytes,
@@ -249,13 +267,31 @@ impl LiveStream {
     pub fn count_viewers(&self, since_ms: u64) -> u64 {
         let mut viewers = lock(&self.viewers);
         viewers.retain(|_, seen| *seen >= since_ms);
-        viewers.len() as u64
+        let count = viewers.len() as u64;
+        self.viewer_count.store(count, Ordering::Release);
+        count
     }
 
-    /// Distinct viewers seen since `since_ms` (read-only).
-    pub fn viewers_since(&self, since_ms: u64) -> u64 {
-        let viewers = lock(&self.viewers);
-        viewers.values().filter(|seen| **seen >= since_ms).count() as u64
+    /// Distinct viewers as of the last close (what the newest interval says).
+    pub fn viewer_count(&self) -> u64 {
+        self.viewer_count.load(Ordering::Acquire)
+    }
+
+    /// Marks `viewer`'s chat as waiting for the writer until the guard
+    /// drops; 429 while another of theirs waits. One chat in flight per
+    /// viewer keeps a flooding viewer from filling the writer's queue (the
+    /// per-interval bounds are checked inside the change, in order).
+    pub fn chat_in_flight(self: &Arc<Self>, viewer: &str) -> Result<InFlight, ApiError> {
+        let key = self.hasher.hash_one(viewer);
+        if !lock(&self.chats_in_flight).insert(key) {
+            return Err(too_many(
+                "one chat at a time: wait for the answer to the previous one".into(),
+            ));
+        }
+        Ok(InFlight {
+            stream: self.clone(),
+            key,
+        })
     }
 
     /// Counts `viewer`'s chat going into `interval`; 429 when the interval
@@ -429,6 +465,17 @@ impl LiveStream {
             *through = (*through).max(closed_through);
             newer
         });
+    }
+
+    /// The newest expired interval: it and older ones are answered 410
+    /// whatever the retention says now (their bodies are or will be gone).
+    pub fn expired_through(&self) -> u64 {
+        self.expired_through.load(Ordering::Acquire)
+    }
+
+    /// Raises the expired mark (after the change storing it committed, or at start).
+    pub fn raise_expired(&self, through: u64) {
+        self.expired_through.fetch_max(through, Ordering::AcqRel);
     }
 
     /// The newest closed interval.
