@@ -263,11 +263,8 @@ pub async fn end(module: Arc<LiveModule>, request: Request) -> Result<Response, 
             if !record.is_live() {
                 return Ok(record.clone());
             }
-            if let Some(open) = record.open_quiz
-                && quiz::close(change, &target, record, &open)?.is_some()
-            {
-                let quiz_stream = target.clone();
-                change.after_commit(move || quiz_stream.forget_quiz(open));
+            if let Some(open) = record.open_quiz {
+                quiz::close(change, &target, record, &open)?;
             }
             let last = open_interval(change, &target.tenant, record)?;
             record.status = StreamStatus::Ended;

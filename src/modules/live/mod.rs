@@ -125,10 +125,12 @@ impl LiveModule {
         record: StreamRecord,
         closed_through: u64,
     ) -> Arc<LiveStream> {
-        self.streams.insert(
+        self.streams.insert(LiveStream::new(
             tenant,
-            LiveStream::new(record, closed_through, &self.limits.memory()),
-        )
+            record,
+            closed_through,
+            &self.limits.memory(),
+        ))
     }
 
     /// Closes `quiz` of `stream` in `change` and updates the stream record;
@@ -146,11 +148,8 @@ impl LiveModule {
             return Ok(None);
         };
         write_record(change, &stream.tenant, &record)?;
-        let (stream, quiz) = (stream.clone(), *quiz);
-        change.after_commit(move || {
-            stream.forget_quiz(quiz);
-            stream.set_record(record);
-        });
+        let stream = stream.clone();
+        change.after_commit(move || stream.set_record(record));
         Ok(Some(closed))
     }
 }

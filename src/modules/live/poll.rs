@@ -46,7 +46,9 @@ pub async fn poll(module: Arc<LiveModule>, request: Request) -> Result<Response,
         ))
         .with_details(json!({ "serverTime": now, "maxAheadMs": ahead })));
     }
-    stream.saw_viewer(principal.user().unwrap_or(&principal.name), now);
+    if stream.record().is_live() {
+        stream.saw_viewer(principal.user().unwrap_or(&principal.name), now);
+    }
     let closed = closed_interval(&module, &stream, interval, now).await?;
     Ok(reply(&request, &stream, closed))
 }
@@ -186,31 +188,35 @@ fn describe(headers: &mut http::HeaderMap) {
 /// `OPTIONS` on a stream (not a CORS preflight, which the HTTP layer
 /// answers): 204 with `Allow`.
 pub fn options() -> Response {
-    let mut response = http::Response::new(response::full(Bytes::new()));
-    *response.status_mut() = StatusCode::NO_CONTENT;
+    let mut response = bare(StatusCode::NO_CONTENT);
     describe(response.headers_mut());
     response
 }
 
-/// 200 with the bytes, or 304 when the client holds them.
+/// An answer without a body.
+fn bare(status: StatusCode) -> Response {
+    let mut response = http::Response::new(response::full(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// 200 with the bytes, or 304 when the client holds them (any
+/// `If-None-Match` line naming the ETag).
 fn reply(request: &Request, stream: &LiveStream, closed: Closed) -> Response {
+    let etag = closed.etag.to_str().unwrap_or_default();
     let fresh = request
-        .header("if-none-match")
-        .is_some_and(|tags| matches_etag(tags, closed.etag.to_str().unwrap_or_default()));
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|tags| tags.to_str().ok())
+        .any(|tags| matches_etag(tags, etag));
     let mut response = if fresh {
-        let mut response =
-            response::with_content_type(StatusCode::NOT_MODIFIED, "application/json", Bytes::new());
-        response.headers_mut().remove(header::CONTENT_TYPE);
-        response
+        bare(StatusCode::NOT_MODIFIED)
     } else {
         response::with_content_type(StatusCode::OK, "application/json", closed.body)
     };
     let headers = response.headers_mut();
-    headers.insert(
-        header::ALLOW,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    describe(headers);
     headers.insert(header::ETAG, closed.etag);
     headers.insert(header::CACHE_CONTROL, stream.cache_control());
     response

@@ -60,11 +60,10 @@ pub fn store_answers(
     tenant: &Uuid,
     quiz: &Uuid,
     answers: &[super::state::Answer],
-) -> Result<(), ApiError> {
+) {
     for (subject, choice) in answers {
         change.put(layout::answer(tenant, quiz, subject), vec![*choice]);
     }
-    Ok(())
 }
 
 /// Opens a quiz in `record`'s stream inside `change`: its record, its
@@ -116,7 +115,8 @@ pub fn open(
 
 /// Closes quiz `quiz` of `stream` inside `change`: final totals (memory's,
 /// which include every answer taken), the answers not stored yet, the
-/// results item in the open interval, the stream's open quiz cleared.
+/// results item in the open interval, the stream's open quiz cleared (in
+/// `record`, which the caller writes; memory forgets the quiz once durable).
 /// `Ok(None)` when it is unknown or closed already.
 pub fn close(
     change: &mut Change<'_>,
@@ -134,7 +134,7 @@ pub fn close(
     // producer's next close), and only the rows of the answers taken here
     // are missing, which matter no more once the quiz is closed.
     if let Some(finals) = stream.close_quiz(*quiz) {
-        store_answers(change, &tenant, quiz, &finals.unstored)?;
+        store_answers(change, &tenant, quiz, &finals.unstored);
         closing.counts = finals.totals;
     }
     closing.closed = true;
@@ -152,6 +152,8 @@ pub fn close(
     if record.open_quiz == Some(*quiz) {
         record.open_quiz = None;
     }
+    let (memory, closed) = (stream.clone(), *quiz);
+    change.after_commit(move || memory.forget_quiz(closed));
     Ok(Some(closing))
 }
 

@@ -196,9 +196,14 @@ pub struct ChatBounds {
 
 impl LiveStream {
     /// A stream whose newest closed interval is `closed_through`.
-    pub fn new(record: StreamRecord, closed_through: u64, limits: &StreamMemory) -> Self {
+    pub fn new(
+        tenant: Uuid,
+        record: StreamRecord,
+        closed_through: u64,
+        limits: &StreamMemory,
+    ) -> Self {
         Self {
-            tenant: Uuid::nil(),
+            tenant,
             id: record.id,
             record: RwLock::new((Arc::new(record.clone()), cache_control(&record))),
             viewers: Mutex::new(HashMap::new()),
@@ -530,13 +535,12 @@ impl Streams {
     }
 
     /// Adds a stream (after the change creating it committed, or at start).
-    pub fn insert(&self, tenant: Uuid, mut stream: LiveStream) -> Arc<LiveStream> {
-        stream.tenant = tenant;
+    pub fn insert(&self, stream: LiveStream) -> Arc<LiveStream> {
         let stream = Arc::new(stream);
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((tenant, stream.id), stream.clone());
+            .insert((stream.tenant, stream.id), stream.clone());
         stream
     }
 
@@ -589,7 +593,7 @@ mod tests {
             ring_bytes: 1 << 20,
             max_viewers,
         };
-        LiveStream::new(record, 0, &memory)
+        LiveStream::new(Uuid::nil(), record, 0, &memory)
     }
 
     #[test]
