@@ -874,7 +874,7 @@ fn hs256_signature(secret: &[u8], signing_input: &str) -> Result<String, String>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -882,7 +882,8 @@ mod tests {
     /// Tokens, keys and policies minted by PyJWT (tests/vectors/make_jwt_vectors.py).
     const VECTORS: &str = include_str!("../../tests/vectors/jwt.json");
 
-    const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+    /// The HS256 secret of [`hs_realm`].
+    pub(crate) const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 
     #[derive(Deserialize)]
     struct Vectors {
@@ -966,7 +967,8 @@ mod tests {
         }
     }
 
-    fn hs_realm(leeway_secs: u64) -> Verifier {
+    /// An HS256 realm (key id `dev`) with `leeway_secs` of clock skew.
+    pub(crate) fn hs_realm(leeway_secs: u64) -> Verifier {
         Verifier::new(&RealmPolicy {
             keys: vec![VerificationKey {
                 kid: Some("dev".into()),

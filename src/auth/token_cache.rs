@@ -261,26 +261,12 @@ impl Entries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::jwt::tests::{SECRET, hs_realm as verifier};
     use crate::auth::jwt::{JwtAlgorithm, RealmPolicy, VerificationKey, mint_hs256};
     use serde_json::json;
     use std::time::Duration;
 
-    const SECRET: &str = "token-cache-test-secret-0123456789abcdef";
     const NOW: u64 = 1_800_000_000;
-
-    fn verifier(leeway_secs: u64) -> Verifier {
-        Verifier::new(&RealmPolicy {
-            keys: vec![VerificationKey {
-                kid: None,
-                algorithm: JwtAlgorithm::Hs256,
-                material: SECRET.into(),
-            }],
-            audience: None,
-            issuer: None,
-            leeway: Duration::from_secs(leeway_secs),
-        })
-        .unwrap()
-    }
 
     fn token(sub: &str, exp: u64) -> String {
         mint_hs256(SECRET, &json!({ "sub": sub, "exp": exp }), None).unwrap()

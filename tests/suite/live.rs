@@ -324,12 +324,7 @@ impl Viewer {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("POST");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|err| panic!("JSON answer to POST {path} ({err}): {text}"));
-        (status, body)
+        status_and_json(request, path).await
     }
 
     /// Posts a chat; asserts 201 and returns (chat, interval).
@@ -417,12 +412,7 @@ impl Producer {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|err| panic!("JSON answer to {path} ({err}): {text}"));
-        (status, body)
+        status_and_json(request, path).await
     }
 
     /// `POST path body`.
@@ -444,6 +434,13 @@ impl Producer {
         stream["id"].as_str().unwrap().to_string()
     }
 
+    /// A new stream with a quiz open in it: (stream id, quiz).
+    pub async fn stream_with_quiz(&self, title: &str, quiz: Value) -> (String, Value) {
+        let stream = self.stream(title).await;
+        let quiz = self.open_quiz(&stream, quiz).await;
+        (stream, quiz)
+    }
+
     /// Opens a quiz; asserts 201 and returns the Quiz.
     pub async fn open_quiz(&self, stream: &str, body: Value) -> Value {
         let (status, answer) = self
@@ -452,6 +449,16 @@ impl Producer {
         assert_eq!(status, 201, "{answer}");
         answer["data"].clone()
     }
+}
+
+/// Sends `request` (to `path`); returns the status and the JSON answer.
+async fn status_and_json(request: reqwest::RequestBuilder, path: &str) -> (u16, Value) {
+    let response = request.send().await.expect("the request is sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("JSON answer to {path} ({err}): {text}"));
+    (status, body)
 }
 
 /// The shape of a Stream object: every field of the contract (the module
@@ -966,13 +973,7 @@ async fn quiz_results_have_floored_percentages_and_winners_and_the_timer_closes_
 async fn a_quiz_without_answers_has_zero_percentages() {
     let server = Server::start();
     let producer = Producer::admin(&server);
-    let stream = producer.stream("Quiet").await;
-    let quiz = producer
-        .open_quiz(
-            &stream,
-            json!({ "question": "Anyone?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 1000 }),
-        )
-        .await;
+    let (stream, quiz) = producer.stream_with_quiz("Quiet", json!({ "question": "Anyone?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 1000 })).await;
     let close = quiz["closeInterval"].as_u64().unwrap();
     let viewer = Viewer::new(&server, "quiet");
     let closing = viewer.interval(&stream, close).await;
@@ -1531,13 +1532,7 @@ async fn a_quiz_open_across_a_sigkill_and_a_clean_restart_closes_on_time_with_ev
     let dir = temp.path().join("data");
     let mut server = Server::builder().data_dir(&dir).start();
     let producer = Producer::admin(&server);
-    let stream = producer.stream("Restarts").await;
-    let quiz = producer
-        .open_quiz(
-            &stream,
-            json!({ "question": "Which?", "choices": ["Coffee", "Tea", "Soda"], "answer": "Tea", "durationMs": 20000 }),
-        )
-        .await;
+    let (stream, quiz) = producer.stream_with_quiz("Restarts", json!({ "question": "Which?", "choices": ["Coffee", "Tea", "Soda"], "answer": "Tea", "durationMs": 20000 })).await;
     let quiz_id = quiz["id"].as_str().unwrap().to_string();
     let close = quiz["closeInterval"].as_u64().unwrap();
     let (ann, ben, cat) = (
@@ -2085,13 +2080,7 @@ async fn chats_and_hearts_posted_across_many_closes_are_each_counted_once_while_
 async fn every_answer_accepted_up_to_the_close_is_in_the_results_and_none_after() {
     let server = Server::start();
     let producer = Producer::admin(&server);
-    let stream = producer.stream("Photo finish").await;
-    let quiz = producer
-        .open_quiz(
-            &stream,
-            json!({ "question": "Fast?", "choices": ["Yes", "No"], "answer": "Yes", "durationMs": 1000 }),
-        )
-        .await;
+    let (stream, quiz) = producer.stream_with_quiz("Photo finish", json!({ "question": "Fast?", "choices": ["Yes", "No"], "answer": "Yes", "durationMs": 1000 })).await;
     let quiz_id = quiz["id"].as_str().unwrap().to_string();
     let close = quiz["closeInterval"].as_u64().unwrap();
     let viewers: Vec<Viewer> = (0..40)
@@ -2139,13 +2128,7 @@ async fn every_answer_accepted_up_to_the_close_is_in_the_results_and_none_after(
 async fn of_concurrent_answers_by_one_subject_exactly_one_counts() {
     let server = Server::start();
     let producer = Producer::admin(&server);
-    let stream = producer.stream("Double tap").await;
-    let quiz = producer
-        .open_quiz(
-            &stream,
-            json!({ "question": "Once?", "choices": ["A", "B"], "answer": "A", "durationMs": 60000 }),
-        )
-        .await;
+    let (stream, quiz) = producer.stream_with_quiz("Double tap", json!({ "question": "Once?", "choices": ["A", "B"], "answer": "A", "durationMs": 60000 })).await;
     let quiz_id = quiz["id"].as_str().unwrap();
     let tokens: Vec<Viewer> = (0..20)
         .map(|_| Viewer::new(&server, "same-subject"))
@@ -2444,13 +2427,7 @@ async fn a_quiz_opened_and_a_stream_ended_right_before_sigkill_are_kept() {
     let dir = temp.path().join("data");
     let mut server = Server::builder().data_dir(&dir).start();
     let producer = Producer::admin(&server);
-    let stream = producer.stream("Opened then crashed").await;
-    let quiz = producer
-        .open_quiz(
-            &stream,
-            json!({ "question": "Kept?", "choices": ["Yes", "No"], "answer": "Yes", "durationMs": 60000 }),
-        )
-        .await;
+    let (stream, quiz) = producer.stream_with_quiz("Opened then crashed", json!({ "question": "Kept?", "choices": ["Yes", "No"], "answer": "Yes", "durationMs": 60000 })).await;
     server.kill();
     let mut second = Server::builder().data_dir(&dir).start();
     let viewer = Viewer::new(&second, "witness");
@@ -2488,13 +2465,7 @@ async fn a_quiz_due_while_the_server_was_down_closes_after_the_restart_and_says_
     let dir = temp.path().join("data");
     let mut server = Server::builder().data_dir(&dir).start();
     let producer = Producer::admin(&server);
-    let stream = producer.stream("Closed in absentia").await;
-    let quiz = producer
-        .open_quiz(
-            &stream,
-            json!({ "question": "Down?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 1000 }),
-        )
-        .await;
+    let (stream, quiz) = producer.stream_with_quiz("Closed in absentia", json!({ "question": "Down?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 1000 })).await;
     let quiz_id = quiz["id"].as_str().unwrap().to_string();
     let voter = Viewer::new(&server, "voter");
     let (status, body) = voter.answer(&stream, &quiz_id, "No").await;
