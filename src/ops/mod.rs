@@ -36,9 +36,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Length of one live-event polling interval, announced by `/api/v1/time`.
-pub const INTERVAL_MS: u64 = 250;
-
 /// With no durable group for this long, `/readyz` proves the pipeline with
 /// one probe write.
 pub const PROBE_AFTER: Duration = Duration::from_secs(10);
@@ -121,7 +118,7 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
     router.route(Method::GET, "/api/v1/time", |_| async {
         Ok(response::data(
             StatusCode::OK,
-            &json!({ "now": crate::core::clock::unix_millis(), "intervalMs": INTERVAL_MS }),
+            &json!({ "now": crate::core::clock::unix_millis(), "intervalMs": crate::modules::live::model::INTERVAL_MS }),
         ))
     });
 }
