@@ -14,7 +14,7 @@
 //! choices) before anything is written; a chat's answer names the interval
 //! it is in.
 
-use super::interval::{open_interval, put_item};
+use super::items::{open_interval, put_item};
 use super::model::{
     Chat, ChatKind, Item, QuizRecord, QuizView, StreamRecord, StreamStatus, interval_of,
 };

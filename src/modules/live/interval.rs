@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! * an item (chat, quiz event) is assigned, inside the change committing
-//!   it, to [`open_interval`]: the interval of the writer's clock, but never
+//!   it, to [`super::items::open_interval`]: the interval of the writer's clock, but never
 //!   one already closed; the close of `T` runs in a later change that reads
 //!   every item of `T` as it sees the store (earlier changes of its group
 //!   included), so every acknowledged item is in exactly the interval its
@@ -25,14 +25,14 @@
 //!   the server was down).
 
 use super::LiveModule;
+use super::items::{closed_through, take_items_through};
 use super::layout;
-use super::model::{INTERVAL_MS, IntervalBody, Item, StreamRecord, interval_of};
+use super::model::{INTERVAL_MS, IntervalBody, interval_of};
 use super::state::{Closed, Harvest, LiveStream};
 use crate::core::store::decode_u64;
 use crate::core::writer::{Change, Footprint};
 use crate::error::ApiError;
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -43,43 +43,6 @@ pub const FULL_CLOSE_SPAN_MS: u64 = 20 * INTERVAL_MS;
 
 /// How long after an interval's end its close starts.
 const CLOSE_GRACE: Duration = Duration::from_millis(1);
-
-/// The newest closed interval of a stream as `change` sees it.
-pub fn closed_through(
-    change: &Change<'_>,
-    tenant: &Uuid,
-    record: &StreamRecord,
-) -> Result<u64, ApiError> {
-    Ok(change
-        .get(&layout::closed_through(tenant, &record.id))?
-        .map_or(record.initial_closed_through(), |bytes| decode_u64(&bytes)))
-}
-
-/// The interval an item committed by `change` belongs to: the interval of
-/// the writer's clock, or the one after the newest closed, whichever is later.
-pub fn open_interval(
-    change: &Change<'_>,
-    tenant: &Uuid,
-    record: &StreamRecord,
-) -> Result<u64, ApiError> {
-    let through = closed_through(change, tenant, record)?;
-    Ok(interval_of(change.now_ms()).max(through + INTERVAL_MS))
-}
-
-/// Stores `item` for `interval` in `change`.
-pub fn put_item(
-    change: &mut Change<'_>,
-    tenant: &Uuid,
-    stream: &Uuid,
-    interval: u64,
-    item: &Item,
-) -> Result<(), ApiError> {
-    let id = u128::from(change.next_id());
-    let json = serde_json::to_vec(item)
-        .map_err(|err| ApiError::internal(format!("encoding an interval item: {err}")))?;
-    change.put(layout::item(tenant, stream, interval, id), json);
-    Ok(())
-}
 
 /// Closes intervals every tick until the server stops, then once more so
 /// the interval open at the stop is closed with what it counted.
@@ -174,7 +137,7 @@ fn close_stream(
         return Ok(0);
     }
     store_answers(change, &tenant, harvest)?;
-    let mut items = take_items(change, &tenant, &record.id, newest)?;
+    let mut items = take_items_through(change, &tenant, &record.id, newest)?;
     let full_from = full_from.max(through + INTERVAL_MS);
     let sparse: Vec<u64> = items.range(..full_from).map(|(t, _)| *t).collect();
     let full = (full_from..=newest).step_by(INTERVAL_MS as usize);
@@ -232,32 +195,6 @@ pub fn expire_through(
     let stream = stream.clone();
     change.after_commit(move || stream.raise_expired(through));
     Ok(())
-}
-
-/// Takes (reads and deletes) every item waiting for an interval up to
-/// `newest`, by interval, in commit order.
-fn take_items(
-    change: &mut Change<'_>,
-    tenant: &Uuid,
-    stream: &Uuid,
-    newest: u64,
-) -> Result<BTreeMap<u64, Vec<Item>>, ApiError> {
-    let prefix = layout::items(tenant, stream);
-    let mut items: BTreeMap<u64, Vec<Item>> = BTreeMap::new();
-    for (key, value) in change.scan_prefix(&prefix)? {
-        let Some(interval) = layout::item_interval(&prefix, &key) else {
-            continue;
-        };
-        if interval > newest {
-            break;
-        }
-        change.delete(key);
-        match serde_json::from_slice::<Item>(&value) {
-            Ok(item) => items.entry(interval).or_default().push(item),
-            Err(err) => tracing::error!(error = %err, "an unreadable live item was dropped"),
-        }
-    }
-    Ok(items)
 }
 
 /// Stores the answers taken for a close: one row per viewer and the quiz's

@@ -7,7 +7,8 @@
 //!
 //! * [`model`]: records and the interval body; [`layout`]: the key space;
 //! * [`state`]: what is kept in memory per stream;
-//! * [`interval`]: closing intervals (the writer change per tick);
+//! * [`items`]: what waits for an interval and which interval it gets;
+//! * [`interval`]: closing intervals (a writer change per stream and tick);
 //! * [`quiz`]: opening, answering and closing quizzes (a durable timer);
 //! * `poll`: the read path; `api`: the write side and the snapshot;
 //!   `recovery`: loading streams at start; `prune`: removing expired
@@ -26,6 +27,7 @@
 
 mod api;
 pub mod interval;
+pub mod items;
 pub mod layout;
 pub mod model;
 mod poll;

@@ -14,7 +14,7 @@
 //! a crash loses at most the answers of the open interval; the close stores
 //! the final totals and is the last write to the quiz's counts.
 
-use super::interval::{open_interval, put_item};
+use super::items::{open_interval, put_item};
 use super::layout;
 use super::model::{INTERVAL_MS, Item, QuizRecord, StreamRecord};
 use super::state::LiveStream;
