@@ -209,6 +209,9 @@ impl Pipeline {
                 // Its timers (fired or scheduled) are undone: read them again.
                 self.timers.reread_soon();
                 tracing::error!(error = %failure.error, "commit failed; the store stops taking writes until it has recovered");
+                // Failed before anyone hears of the failure: a caller that
+                // got its 503 and asks /readyz at once must see it too.
+                self.health.set_state(StoreState::Failed);
                 refuse_unknown(outcomes, &failure.error, self.recovery.interval);
                 return Err(failure);
             }
