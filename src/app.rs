@@ -9,9 +9,10 @@
 //! Shutdown order (first SIGTERM or SIGINT): readiness turns 503 → after
 //! `--drain-delay` the listener closes, long-lived streams are told to end,
 //! webhook lanes abandon their attempt in flight (it stays pending) and
-//! background work ends → in-flight requests get up to `--shutdown-grace`,
-//! then lanes and background work get up to `--shutdown-grace` → the store is flushed →
-//! `run` returns. A second signal exits at once (exit code 1); nothing
+//! background work ends → in-flight requests get up to `--shutdown-grace`
+//! (live intervals keep closing meanwhile) → the drain is marked finished
+//! (the live module closes its last interval) → lanes and background work
+//! get up to `--shutdown-grace` → the store is flushed → `run` returns. A second signal exits at once (exit code 1); nothing
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
 use crate::auth::Authenticator;
@@ -135,6 +136,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     tokio::time::sleep(config.drain_delay).await;
     lifecycle.stop();
     drain(server, &lifecycle, config.shutdown_grace).await;
+    lifecycle.finish_drain();
     let background_work = async { tokio::join!(webhooks.finished(), background.finished()) };
     if tokio::time::timeout(config.shutdown_grace, background_work)
         .await

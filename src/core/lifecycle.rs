@@ -1,10 +1,14 @@
-//! Process lifecycle shared by the server, handlers and streams: ready → draining → stopping.
+//! Process lifecycle shared by the server, handlers and streams: ready →
+//! draining → stopping → drained.
 //!
 //! * draining: `/readyz` answers 503 so load balancers stop sending traffic;
 //!   the listener still accepts (for `--drain-delay`).
 //! * stopping: the listener closes, every long-lived stream (SSE, WebSocket)
 //!   ends with its shutdown message, and connections finish their in-flight
 //!   requests before closing.
+//! * drained: every connection and session ended (or the grace ran out);
+//!   background work that must see every request's effect (the live
+//!   module's last interval close) runs its final step now.
 //!
 //! Invariant: the phases only move forward; stopping implies draining.
 //! Sessions that outlive their HTTP connection (WebSocket) are tracked here
@@ -22,6 +26,7 @@ use tokio_util::task::TaskTracker;
 pub struct Lifecycle {
     draining: AtomicBool,
     stopping: CancellationToken,
+    drained: CancellationToken,
     sessions: TaskTracker,
 }
 
@@ -57,6 +62,17 @@ impl Lifecycle {
     /// for its whole life instead of registering anew on every poll.
     pub fn stopping_owned(&self) -> WaitForCancellationFutureOwned {
         self.stopping.clone().cancelled_owned()
+    }
+
+    /// Marks the end of the drain: no request is in flight any more.
+    pub fn finish_drain(&self) {
+        self.stop();
+        self.drained.cancel();
+    }
+
+    /// Completes once the drain ended (see [`Lifecycle::finish_drain`]).
+    pub fn drained(&self) -> WaitForCancellationFuture<'_> {
+        self.drained.cancelled()
     }
 
     /// True once stopping began.

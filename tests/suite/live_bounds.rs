@@ -362,3 +362,59 @@ async fn an_api_key_polls_only_with_the_read_scope() {
         assert_eq!(answer.status(), status);
     }
 }
+
+#[tokio::test]
+async fn hearts_sent_while_the_server_drains_are_in_its_last_interval() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut server = Server::builder().data_dir(&dir).start();
+    let stream = create_stream(&server).await;
+    let token = viewer(&server, "last-minute");
+    let body = r#"{"count":7}"#;
+    let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /api/v1/events-streams/{stream}/hearts HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    server.signal(libc::SIGTERM);
+    // Past the moment the listener closed: the request is in flight in the drain.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    socket.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(server.wait_exit(Duration::from_secs(20)).success());
+
+    let restarted = Server::builder().data_dir(&dir).start();
+    let key = admin_key(&restarted);
+    let snapshot = json(
+        restarted
+            .http1()
+            .get(restarted.url(&format!("/api/v1/events-streams/{stream}/snapshot")))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let first = snapshot["data"]["stream"]["firstInterval"]
+        .as_u64()
+        .unwrap();
+    let latest = snapshot["data"]["latestInterval"].as_u64().unwrap();
+    let mut hearts = 0;
+    for interval in (first..=latest).step_by(250) {
+        let polled = json(poll(&restarted, &stream, &token, interval).await).await;
+        for event in polled["events"].as_array().unwrap() {
+            if event["type"] == "chats" {
+                hearts += event["data"]["hearts"].as_u64().unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        hearts, 7,
+        "the hearts answered 202 during the drain were stored"
+    );
+}

@@ -44,8 +44,10 @@ pub const FULL_CLOSE_SPAN_MS: u64 = 20 * INTERVAL_MS;
 /// How long after an interval's end its close starts.
 const CLOSE_GRACE: Duration = Duration::from_millis(1);
 
-/// Closes intervals every tick until the server stops, then once more so
-/// the interval open at the stop is closed with what it counted.
+/// Closes intervals every tick until the server has drained (requests
+/// still in flight while it stops count and waiting polls are answered),
+/// then once more so the interval open at the end is closed with what it
+/// counted.
 pub async fn run(module: Arc<LiveModule>) {
     let lifecycle = module.core.lifecycle.clone();
     loop {
@@ -54,7 +56,7 @@ pub async fn run(module: Arc<LiveModule>) {
         let tick = tokio::time::sleep(Duration::from_millis(wait) + CLOSE_GRACE);
         tokio::select! {
             () = tick => {}
-            () = lifecycle.stopping() => break,
+            () = lifecycle.drained() => break,
         }
         let now = crate::core::clock::unix_millis();
         close_due(&module, interval_of(now).saturating_sub(INTERVAL_MS)).await;
