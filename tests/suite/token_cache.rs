@@ -47,6 +47,17 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Subject `a` of the default tenant's `viewers` realm, with a token
+    /// valid for ten minutes.
+    fn viewer(server: &'a Server) -> Self {
+        Self::new(
+            server,
+            None,
+            "viewers",
+            &mint(SECRET, "a", unix_now() + 600),
+        )
+    }
+
     fn new(server: &'a Server, tenant: Option<&str>, realm: &str, token: &str) -> Self {
         let mut headers = vec![
             ("authorization", format!("Bearer {token}")),
@@ -114,12 +125,7 @@ async fn a_cache_of_zero_entries_verifies_every_time() {
         .args(&["--jwt-cache-entries", "0"])
         .start();
     put_realm(&server, "default", "viewers", &[SECRET]).await;
-    let reader = Reader::new(
-        &server,
-        None,
-        "viewers",
-        &mint(SECRET, "a", unix_now() + 600),
-    );
+    let reader = Reader::viewer(&server);
     reader.read_ok(5).await;
     assert_eq!(server.metric(HITS).await, 0.0);
     assert_eq!(server.metric(MISSES).await, 0.0);
@@ -129,12 +135,7 @@ async fn a_cache_of_zero_entries_verifies_every_time() {
 async fn a_cached_token_is_refused_once_its_realm_no_longer_has_its_key() {
     let server = Server::start();
     put_realm(&server, "default", "viewers", &[SECRET]).await;
-    let reader = Reader::new(
-        &server,
-        None,
-        "viewers",
-        &mint(SECRET, "a", unix_now() + 600),
-    );
+    let reader = Reader::viewer(&server);
     reader.read_ok(3).await;
     put_realm(&server, "default", "viewers", &[SECRET, OTHER_SECRET]).await;
     reader.read_ok(3).await;
@@ -173,12 +174,7 @@ async fn a_cached_token_is_refused_from_its_expiry_on() {
 async fn deleting_the_realm_of_a_cached_token_refuses_it_and_ends_its_streams() {
     let server = Server::start();
     put_realm(&server, "default", "viewers", &[SECRET]).await;
-    let reader = Reader::new(
-        &server,
-        None,
-        "viewers",
-        &mint(SECRET, "a", unix_now() + 600),
-    );
+    let reader = Reader::viewer(&server);
     reader.read_ok(3).await;
     let mut stream = reader.stream().await;
     let deleted = Admin::new(&server)
