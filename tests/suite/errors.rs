@@ -161,7 +161,9 @@ async fn a_panicking_handler_is_500_and_the_server_keeps_serving() {
         let next = client.get(server.url("/healthz")).send().await.unwrap();
         assert_eq!(next.status(), 200);
     }
-    assert!(server.stderr().contains("handler panicked"));
+    // The log line goes out through a writer thread: wait for it.
+    let stderr = server.stderr_once_it_contains("handler panicked");
+    assert!(stderr.contains("handler panicked"), "{stderr}");
 }
 
 #[tokio::test]
