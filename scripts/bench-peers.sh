@@ -45,14 +45,9 @@ PIDS=()
 WORK=$(mktemp -d /tmp/bench-peers.XXXXXX)
 
 skip() { echo "SKIPPED: $*"; exit 0; }
-die() { echo "bench-peers: $*" >&2; exit 1; }
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
+NAME=bench-peers
+# shellcheck source=scripts/bench-common.sh
+source "$ROOT/scripts/bench-common.sh"
 trap cleanup EXIT
 
 ensure_pushpin() {
@@ -75,16 +70,6 @@ check_ports_free() {
       die "port $port on 127.0.0.1 is in use; stop what listens there first"
     fi
   done
-}
-
-# Waits until COMMAND succeeds (at most 15 s).
-wait_for() {
-  local i
-  for i in $(seq 150); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  die "timed out waiting for: $*"
 }
 
 write_pushpin_config() {

@@ -37,14 +37,9 @@ chmod 755 "$WORK"
 DATA=$WORK/data
 PIDS=()
 
-die() { echo "bench-poll: $*" >&2; exit 1; }
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
+NAME=bench-poll
+# shellcheck source=scripts/bench-common.sh
+source "$ROOT/scripts/bench-common.sh"
 trap cleanup EXIT
 
 # Installs Debian package $1 when command $2 is missing.
@@ -52,16 +47,6 @@ ensure() {
   command -v "$2" >/dev/null && return
   [ "$(id -u)" = 0 ] || die "$2 is missing: apt-get install $1"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
-}
-
-# Waits until COMMAND succeeds (at most 15 s).
-wait_for() {
-  local i
-  for i in $(seq 150); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  die "timed out waiting for: $*"
 }
 
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
