@@ -173,14 +173,9 @@ async fn a_page_on_another_origin_syncs_its_clock_and_polls_every_interval_in_ch
         "the page asked for intervals of now: {first}"
     );
     for (index, body) in intervals.iter().enumerate() {
-        let expected = first + index as u64 * STEP;
-        assert_interval_body(body, expected);
-        let viewers = body["events"][0]["data"]["value"].as_u64();
-        assert!(
-            viewers.is_some_and(|count| count >= 1),
-            "the polling page is a viewer in {expected}: {body}"
-        );
+        assert_interval_body(body, first + index as u64 * STEP);
     }
+    assert_page_is_a_viewer_from_its_first_poll_on(&intervals);
 
     let page_chat = &outcome["page-chat"];
     assert_eq!(page_chat["status"], 201, "{page_chat}");
@@ -215,6 +210,25 @@ async fn a_page_on_another_origin_syncs_its_clock_and_polls_every_interval_in_ch
     };
     assert!(polls("GET") >= 12, "the page polled");
     assert_eq!(polls("OPTIONS"), 0, "no preflight before the page's polls");
+}
+
+/// The page counts as a viewer once its first poll has reached the server
+/// and stays one (the viewer window is 10 s). An interval that closed before
+/// that poll arrived (the first, or a few on a loaded machine) may say 0.
+fn assert_page_is_a_viewer_from_its_first_poll_on(intervals: &[Value]) {
+    let viewers: Vec<u64> = intervals
+        .iter()
+        .map(|body| body["events"][0]["data"]["value"].as_u64().unwrap())
+        .collect();
+    let before_first_poll = viewers.iter().take_while(|count| **count == 0).count();
+    assert!(
+        before_first_poll <= 4,
+        "the page became a viewer within a second: {viewers:?}"
+    );
+    assert!(
+        viewers[before_first_poll..].iter().all(|count| *count >= 1),
+        "once a viewer, the page stays one: {viewers:?}"
+    );
 }
 
 #[test]
