@@ -12,6 +12,7 @@ use crate::error::StartupError;
 use crate::http::cors::CorsSettings;
 use crate::http::tls::TlsSetting;
 use crate::http::{AccessLog, HttpLimits};
+use crate::modules::chat::ChatLimits;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
@@ -356,6 +357,44 @@ pub struct ServeArgs {
     )]
     pub discussion_max_reaction_kinds: usize,
 
+    /// Chat: longest message text, in characters.
+    #[arg(long, env = "TIDINGS_CHAT_MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub chat_max_message_chars: usize,
+
+    /// Chat: most members of one room.
+    #[arg(long, env = "TIDINGS_CHAT_MAX_ROOM_MEMBERS", default_value_t = 10_000)]
+    pub chat_max_room_members: usize,
+
+    /// Chat: most rooms one user is a member of.
+    #[arg(long, env = "TIDINGS_CHAT_MAX_ROOMS_PER_USER", default_value_t = 1000)]
+    pub chat_max_rooms_per_user: usize,
+
+    /// Chat: longest room name, in characters.
+    #[arg(long, env = "TIDINGS_CHAT_MAX_NAME_CHARS", default_value_t = 100)]
+    pub chat_max_name_chars: usize,
+
+    /// Chat: longest room description, in characters.
+    #[arg(
+        long,
+        env = "TIDINGS_CHAT_MAX_DESCRIPTION_CHARS",
+        default_value_t = 1000
+    )]
+    pub chat_max_description_chars: usize,
+
+    /// Chat: most members named when a room is created.
+    #[arg(long, env = "TIDINGS_CHAT_MAX_INITIAL_MEMBERS", default_value_t = 1000)]
+    pub chat_max_initial_members: usize,
+
+    /// Chat: most comments under one message (deleting it deletes them).
+    #[arg(long, env = "TIDINGS_CHAT_MAX_THREAD_COMMENTS", default_value_t = 1000)]
+    pub chat_max_thread_comments: usize,
+
+    /// Chat: how long an idle event stream waits after a new event before it writes, so
+    /// messages of a room posted close together reach a client as one frame (adds up to this
+    /// much delay; 0 writes at once, batching only what committed or queued together).
+    #[arg(long, env = "TIDINGS_CHAT_BATCH_WINDOW", default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub chat_batch_window: Duration,
+
     /// Live events: how far ahead of the server's clock a poll may ask for an interval (and wait for it).
     #[arg(long, env = "TIDINGS_LIVE_MAX_AHEAD", default_value = "2s", value_parser = humantime::parse_duration)]
     pub live_max_ahead: Duration,
@@ -615,6 +654,16 @@ impl ServeArgs {
                     max_title_chars: self.discussion_max_title_chars.max(1),
                     max_reaction_kinds: self.discussion_max_reaction_kinds.max(1),
                     max_page: 100,
+                },
+                chat: ChatLimits {
+                    max_message_chars: self.chat_max_message_chars.max(1),
+                    max_room_members: self.chat_max_room_members.max(1),
+                    max_rooms_per_user: self.chat_max_rooms_per_user.max(1),
+                    max_name_chars: self.chat_max_name_chars.max(1),
+                    max_description_chars: self.chat_max_description_chars.max(1),
+                    max_initial_members: self.chat_max_initial_members.max(1),
+                    max_thread_comments: self.chat_max_thread_comments.max(1),
+                    batch_window: self.chat_batch_window.min(Duration::from_secs(1)),
                 },
                 live: LiveLimits {
                     max_ahead: self.live_max_ahead,

@@ -259,20 +259,32 @@ impl Authenticator {
         self.admit(principal, Some(session))
     }
 
-    /// Applies the per-user stream limit to an authenticated principal.
+    /// Admits a stream of an authenticated principal: a token must be
+    /// before its `exp` (the leeway does not stretch a stream, which ends
+    /// there), then the per-user stream limit applies.
     pub fn admit(
         &self,
         principal: Principal,
         session: Option<TicketSession>,
     ) -> Result<Admission, ApiError> {
-        let slot = match principal.user() {
-            Some(user) => Some(self.limits.acquire(principal.tenant, user)?),
-            None => None,
-        };
         let expires_at = session
             .as_ref()
             .map(|s| s.ends_at)
             .or_else(|| principal.expires_at());
+        // A stream ends at the token's `exp`: one already past it (accepted
+        // only within the realm's leeway) would be closed at once.
+        if session.is_none()
+            && expires_at.is_some_and(|exp| exp <= crate::core::clock::unix_millis() / 1000)
+        {
+            return Err(unauthorized(
+                "this token has expired: a stream needs a token before its exp",
+            )
+            .with_details(json!({ "reason": "expired" })));
+        }
+        let slot = match principal.user() {
+            Some(user) => Some(self.limits.acquire(principal.tenant, user)?),
+            None => None,
+        };
         Ok(Admission {
             principal,
             expires_at,

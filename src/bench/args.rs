@@ -5,6 +5,7 @@
 //! [`StreamArgs`]); every group validates its own values once, so the
 //! scenarios receive numbers that make sense.
 
+use super::chat::layout::Layout;
 use super::discussions::Surface;
 use super::error::BenchError;
 use super::peer::Peer;
@@ -40,6 +41,8 @@ pub enum Scenario {
     Reconnect(ReconnectArgs),
     /// Live events-streams polling: closed-interval requests/s (beside nginx), or V viewers polling every interval.
     Poll(PollArgs),
+    /// Chat rooms (issue 13): users on their event streams, messages posted to rooms; delivery, batching, catch-up, memory.
+    Chat(ChatArgs),
     /// Internal: hosts subscribers for a coordinating bench process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -127,6 +130,25 @@ pub struct SubscriberArgs {
     #[arg(long, default_value_t = 1)]
     pub topics: usize,
 
+    /// How the connections are opened and spread over processes.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// SSE over HTTP/2: each subscriber is one h2 stream, --h2-streams of them
+    /// share a connection (h2c by prior knowledge on http://, ALPN h2 on https://).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// With --http2: subscribers per HTTP/2 connection (keep it at or under the
+    /// server's --h2-max-streams, default 32; 1 = one connection each).
+    #[arg(long, default_value_t = 32, requires = "http2")]
+    pub h2_streams: usize,
+}
+
+/// How subscriber connections are opened and spread over processes
+/// (fanout, connections, reconnect, chat).
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
     /// New connections opened per second.
     #[arg(long, default_value_t = 2000.0)]
     pub connect_rate: f64,
@@ -142,16 +164,24 @@ pub struct SubscriberArgs {
     /// Sockets one process may hold (stay under `ulimit -n`).
     #[arg(long, default_value_t = 19_000)]
     pub sockets_per_process: usize,
+}
 
-    /// SSE over HTTP/2: each subscriber is one h2 stream, --h2-streams of them
-    /// share a connection (h2c by prior knowledge on http://, ALPN h2 on https://).
-    #[arg(long)]
-    pub http2: bool,
-
-    /// With --http2: subscribers per HTTP/2 connection (keep it at or under the
-    /// server's --h2-max-streams, default 32; 1 = one connection each).
-    #[arg(long, default_value_t = 32, requires = "http2")]
-    pub h2_streams: usize,
+impl ConnectArgs {
+    /// Checks the flags for `sockets` connections.
+    pub fn validate(&self, sockets: usize) -> Result<(), BenchError> {
+        require_rate(self.connect_rate, "--connect-rate")?;
+        require_duration(self.connect_timeout, "--connect-timeout", true)?;
+        require(
+            self.sockets_per_process >= 1,
+            "--sockets-per-process",
+            "must be at least 1",
+        )?;
+        require(
+            self.workers.is_none_or(|workers| workers <= sockets),
+            "--workers",
+            "must not exceed the number of connections",
+        )
+    }
 }
 
 impl SubscriberArgs {
@@ -427,6 +457,201 @@ pub struct PollArgs {
     pub ingest_connections: usize,
 }
 
+/// What `tidings bench chat` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChatMode {
+    /// Many users in many rooms (a few big): post→delivery latency, deliveries/s, exact accounting.
+    Fanout,
+    /// One big room: deliveries/s, frames/s (grouped messages), latency.
+    BigRoom,
+    /// Every user drops its stream and resumes with `?lastEventId=` while messages go on: catch-up time, loss.
+    Reconnect,
+    /// Idle users: server memory per connection, and per room membership (1 room each, then others with several, both open).
+    Idle,
+}
+
+impl ChatMode {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fanout => "fanout",
+            Self::BigRoom => "big-room",
+            Self::Reconnect => "reconnect",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// Flags of `tidings bench chat`. The shape flags default per `--mode`
+/// (fanout / big-room / reconnect / idle, as in issue 13).
+#[derive(Debug, Args, Clone)]
+pub struct ChatArgs {
+    /// The server to measure.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// How results are shown.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// How the users' streams are opened.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = ChatMode::Fanout)]
+    pub mode: ChatMode,
+
+    /// Users, each with its own JWT subject and event stream (idle: per population; both stay open) [default: 10000 / 5000 / 2000 / 5000].
+    #[arg(long)]
+    pub users: Option<usize>,
+
+    /// Rooms, big ones included [default: 2000 / 1 / 400 / 2000].
+    #[arg(long)]
+    pub rooms: Option<usize>,
+
+    /// Rooms each user is a member of (idle: in the second phase; the first has 1) [default: 10 / 1 / 10 / 10].
+    #[arg(long)]
+    pub rooms_per_user: Option<usize>,
+
+    /// How many of the rooms are big [default: 5 / 1 / 0 / 0].
+    #[arg(long)]
+    pub big_rooms: Option<usize>,
+
+    /// Members of each big room (users 0.. fill them, none in two) [default: 1000 / all users].
+    #[arg(long)]
+    pub big_room_size: Option<usize>,
+
+    /// Messages posted per second, round robin over the rooms [default: 1000 / 100 / 200; idle posts none].
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Size of each message's text in bytes (it carries the send time).
+    #[arg(long, default_value = "100", value_parser = parse_size)]
+    pub size: usize,
+
+    /// Posting connections (each sends its share of the rate), as the tenant's backend.
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+
+    /// How long to post messages.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// After posting stops, how long to wait for the last deliveries.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// reconnect: when (after posting starts) every user drops its stream and resumes with `?lastEventId=`.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub drop_after: Duration,
+
+    /// idle: how long to hold the streams open before reading the server's memory.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub hold: Duration,
+
+    /// idle: the server's process id, to read its RSS from /proc/<pid>/status (default: /metrics).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// HS256 secret of the `default` JWT realm the users' tokens are signed for (default: from DATA_DIR/config.json).
+    #[arg(long, env = "TIDINGS_BENCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// API key of the realm's tenant with the read and publish scopes (default: one is made with the admin key).
+    #[arg(long, env = "TIDINGS_BENCH_TENANT_KEY", hide_env_values = true)]
+    pub tenant_key: Option<String>,
+
+    /// The tenant a key is made for (default: the `default` realm's tenantId in DATA_DIR/config.json).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+/// A chat run's rooms and postings, the mode's defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ChatShape {
+    /// Users, rooms and memberships (idle: of the second phase).
+    pub layout: Layout,
+    /// The posting side (fanout, big-room, reconnect).
+    pub stream: StreamArgs,
+}
+
+impl ChatArgs {
+    /// The run's shape, checked.
+    pub fn shape(&self) -> Result<ChatShape, BenchError> {
+        let (users, rooms, per_user, big_rooms, rate) = match self.mode {
+            ChatMode::Fanout => (10_000, 2_000, 10, 5, 1000.0),
+            ChatMode::BigRoom => (5_000, 1, 1, 1, 100.0),
+            ChatMode::Reconnect => (2_000, 400, 10, 0, 200.0),
+            ChatMode::Idle => (5_000, 2_000, 10, 0, 1.0),
+        };
+        let users = self.users.unwrap_or(users);
+        let big_room_size = match self.mode {
+            ChatMode::Fanout => 1_000.min(users),
+            _ => users,
+        };
+        let big_rooms = self.big_rooms.unwrap_or(big_rooms);
+        let layout = Layout {
+            users,
+            rooms: self.rooms.unwrap_or(rooms),
+            per_user: self.rooms_per_user.unwrap_or(per_user),
+            big_rooms,
+            big_room_size: if big_rooms == 0 {
+                0
+            } else {
+                self.big_room_size.unwrap_or(big_room_size)
+            },
+        };
+        layout.check().map_err(|problem| {
+            BenchError::usage(format!(
+                "--users/--rooms/--rooms-per-user/--big-rooms/--big-room-size: {problem}"
+            ))
+        })?;
+        let stream = StreamArgs {
+            rate: self.rate.unwrap_or(rate),
+            size: self.size,
+            batch: 1,
+            publishers: self.publishers,
+            duration: self.duration,
+            drain_timeout: self.drain_timeout,
+        };
+        stream.validate()?;
+        self.connect.validate(users)?;
+        self.check_mode(&layout)?;
+        Ok(ChatShape { layout, stream })
+    }
+
+    /// The checks of one mode.
+    fn check_mode(&self, layout: &Layout) -> Result<(), BenchError> {
+        match self.mode {
+            ChatMode::Reconnect => require(
+                self.drop_after < self.duration,
+                "--drop-after",
+                "must be shorter than --duration (posting must go on after the drop)",
+            ),
+            ChatMode::Idle => {
+                require(
+                    layout.per_user >= 2 && layout.big_rooms == 0,
+                    "--rooms-per-user",
+                    "must be at least 2 in idle mode, without big rooms (it is compared with 1 room per user)",
+                )?;
+                require(
+                    2 * layout.users <= self.connect.sockets_per_process
+                        || self.connect.workers.is_some(),
+                    "--users",
+                    "in idle mode holds two populations of --users streams at once: 2 × --users must fit --sockets-per-process (or give --workers)",
+                )?;
+                require_duration(self.hold, "--hold", false)
+            }
+            ChatMode::Fanout | ChatMode::BigRoom => Ok(()),
+        }
+    }
+
+    /// How long the users' tokens must stay valid.
+    pub fn token_lifetime(&self) -> Duration {
+        self.duration + self.drain_timeout + self.hold + Duration::from_secs(60)
+    }
+}
+
 /// Most connections or viewers one bench process holds (stay under `ulimit -n`).
 pub const MAX_POLL_SOCKETS: usize = 19_000;
 
@@ -575,25 +800,13 @@ impl SubscriberArgs {
             "--topics",
             "must not exceed --subscribers (every topic needs a subscriber)",
         )?;
-        require_rate(self.connect_rate, "--connect-rate")?;
-        require_duration(self.connect_timeout, "--connect-timeout", true)?;
-        require(
-            self.sockets_per_process >= 1,
-            "--sockets-per-process",
-            "must be at least 1",
-        )?;
+        self.connect.validate(self.subscribers)?;
         require(
             !self.http2 || self.transport == Transport::Sse,
             "--http2",
             "works with --transport sse only (WebSockets are HTTP/1.1 upgrades)",
         )?;
-        require(self.h2_streams >= 1, "--h2-streams", "must be at least 1")?;
-        require(
-            self.workers
-                .is_none_or(|workers| workers <= self.subscribers),
-            "--workers",
-            "must not exceed --subscribers",
-        )
+        require(self.h2_streams >= 1, "--h2-streams", "must be at least 1")
     }
 }
 
@@ -766,7 +979,7 @@ mod tests {
         };
         assert_eq!(args.subscribers.subscribers, 10_000);
         assert_eq!(args.subscribers.transport, Transport::Ws);
-        assert_eq!(args.subscribers.workers, Some(2));
+        assert_eq!(args.subscribers.connect.workers, Some(2));
         assert_eq!(args.stream.rate, 50.0);
         assert_eq!(args.stream.duration, Duration::from_millis(500));
         assert!(args.subscribers.validate().is_ok());
@@ -923,6 +1136,62 @@ mod tests {
             panic!("parses");
         };
         assert!(args.validate_peer().is_err(), "nginx has no publish API");
+    }
+
+    #[test]
+    fn chat_modes_default_to_the_issue_shapes() {
+        let shape_of = |args: &[&str]| {
+            let Ok(Scenario::Chat(chat)) = parse(args) else {
+                panic!("{args:?} parses");
+            };
+            chat.shape()
+        };
+        let fanout = shape_of(&["chat"]).expect("valid");
+        assert_eq!(
+            (
+                fanout.layout.users,
+                fanout.layout.rooms,
+                fanout.layout.per_user
+            ),
+            (10_000, 2_000, 10)
+        );
+        assert_eq!(
+            (fanout.layout.big_rooms, fanout.layout.big_room_size),
+            (5, 1_000)
+        );
+        assert_eq!(fanout.stream.rate, 1000.0);
+        let big = shape_of(&["chat", "--mode", "big-room"]).expect("valid");
+        assert_eq!((big.layout.rooms, big.layout.big_room_size), (1, 5_000));
+        assert_eq!(big.stream.rate, 100.0);
+        let reconnect = shape_of(&["chat", "--mode", "reconnect"]).expect("valid");
+        assert_eq!(reconnect.layout.users, 2_000);
+        let idle = shape_of(&["chat", "--mode", "idle", "--users", "30"]).expect("valid");
+        assert_eq!((idle.layout.users, idle.layout.big_rooms), (30, 0));
+        for refused in [
+            &["chat", "--mode", "idle", "--rooms-per-user", "1"][..],
+            &["chat", "--mode", "reconnect", "--duration", "2s"][..],
+            &[
+                "chat",
+                "--users",
+                "10",
+                "--big-rooms",
+                "1",
+                "--big-room-size",
+                "11",
+            ][..],
+            &["chat", "--rate", "0"][..],
+            &[
+                "chat",
+                "--mode",
+                "idle",
+                "--users",
+                "10000",
+                "--sockets-per-process",
+                "15000",
+            ][..],
+        ] {
+            assert!(shape_of(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

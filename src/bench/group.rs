@@ -6,10 +6,11 @@
 //! forwards reconnect/finish/stop commands to the subscribers and reports the
 //! merged figures when the last subscriber is done.
 
+use super::error::BenchError;
 use super::h2_pool::H2Pool;
 use super::payload::unix_micros;
 use super::protocol::{Command, GroupEvent, GroupJob, GroupResult};
-use super::subscriber::{self, Context, Control, GroupStats, Outcome, SubscriberSpec};
+use super::subscriber::{self, Context, Control, GroupStats, Outcome, Source, SubscriberSpec};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,7 +24,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// Runs one group until its subscribers are done, then reports `done`.
 pub async fn run_group(mut commands: mpsc::Receiver<Command>, events: mpsc::Sender<GroupEvent>) {
     let job = match commands.recv().await {
-        Some(Command::Start(job)) => job,
+        Some(Command::Start(job)) => *job,
         other => {
             let message = format!("a group must be started first, got {other:?}");
             let _ = events.send(GroupEvent::Failed { message }).await;
@@ -34,7 +35,15 @@ pub async fn run_group(mut commands: mpsc::Receiver<Command>, events: mpsc::Send
         let _ = events.send(GroupEvent::Failed { message }).await;
         return;
     }
-    let result = drive(job, commands, &events).await;
+    let specs = match specs_of(&job) {
+        Ok(specs) => specs,
+        Err(err) => {
+            let message = err.to_string();
+            let _ = events.send(GroupEvent::Failed { message }).await;
+            return;
+        }
+    };
+    let result = drive(job, specs, commands, &events).await;
     let _ = events
         .send(GroupEvent::Done {
             result: Box::new(result),
@@ -58,20 +67,36 @@ impl Outcomes {
     }
 }
 
+/// What each subscriber of the job listens to: subscriber `i` to topic
+/// `i mod topics`, or chat user `i` to its own stream (and its rooms).
+fn specs_of(job: &GroupJob) -> Result<Vec<SubscriberSpec>, BenchError> {
+    (job.first..job.first + job.count)
+        .map(|index| match &job.chat {
+            None => {
+                let topic = index % job.topics.len();
+                Ok(SubscriberSpec {
+                    topics: vec![topic as u32],
+                    source: Source::Topic(job.topics[topic].clone()),
+                })
+            }
+            Some(users) => Ok(SubscriberSpec {
+                topics: users.layout.rooms_of(index),
+                source: Source::ChatUser(users.token(index)?),
+            }),
+        })
+        .collect()
+}
+
 /// Spawns the subscribers, paced at the job's connection rate.
 fn spawn_subscribers(
     job: &GroupJob,
+    specs: Vec<SubscriberSpec>,
     ctx: &Arc<Context>,
     control: &watch::Receiver<Control>,
 ) -> JoinSet<Outcome> {
     let mut tasks = JoinSet::new();
     let start = Instant::now();
-    for local in 0..job.count {
-        let topic_index = (job.first + local) % job.topics.len();
-        let spec = SubscriberSpec {
-            topic_index: topic_index as u32,
-            topic: job.topics[topic_index].clone(),
-        };
+    for (local, spec) in specs.into_iter().enumerate() {
         let at = start + Duration::from_secs_f64(local as f64 / job.connect_rate);
         tasks.spawn(subscriber::run(spec, ctx.clone(), control.clone(), at));
     }
@@ -122,6 +147,7 @@ async fn announce_ready(
 /// Runs the subscribers and the command loop; returns the group's figures.
 async fn drive(
     job: GroupJob,
+    specs: Vec<SubscriberSpec>,
     mut commands: mpsc::Receiver<Command>,
     events: &mpsc::Sender<GroupEvent>,
 ) -> GroupResult {
@@ -135,7 +161,7 @@ async fn drive(
         stats: GroupStats::default(),
     });
     let (control, control_rx) = watch::channel(Control::default());
-    let mut tasks = spawn_subscribers(&job, &ctx, &control_rx);
+    let mut tasks = spawn_subscribers(&job, specs, &ctx, &control_rx);
     let mut ticker = tokio::time::interval(PROGRESS_EVERY);
     let mut ready = false;
     let mut commands_open = true;

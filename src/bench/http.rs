@@ -204,6 +204,23 @@ pub async fn fetch_rss(target: &Target) -> Result<u64, BenchError> {
     })
 }
 
+/// The server's RSS: `/proc/<pid>/status` when its pid is known, else `/metrics` (`None` when unreadable).
+pub async fn server_rss(target: &Target, pid: Option<u32>) -> Option<u64> {
+    match pid {
+        Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| vm_rss(&status)),
+        None => fetch_rss(target).await.ok(),
+    }
+}
+
+/// `VmRSS:  1234 kB` of a `/proc/<pid>/status` text, in bytes.
+pub fn vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Finds `process_resident_memory_bytes <value>` in Prometheus/OpenMetrics text.
 pub fn parse_rss(text: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -218,6 +235,15 @@ pub fn parse_rss(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rss_is_read_from_proc_status() {
+        let status = "Name:\ttidings\nVmPeak:\t  9999 kB\nVmRSS:\t   1234 kB\nThreads:\t4\n";
+        assert_eq!(vm_rss(status), Some(1234 * 1024));
+        assert_eq!(vm_rss("Name:\tx\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").expect("proc");
+        assert!(vm_rss(&own).is_some_and(|rss| rss > 0));
+    }
 
     #[test]
     fn rss_is_found_in_metrics_text() {

@@ -108,6 +108,11 @@ impl SeqTracker {
         self.origin + u64::from(front.trailing_ones())
     }
 
+    /// Whether a number was received while a smaller one is still missing.
+    pub fn has_holes(&self) -> bool {
+        self.unique > self.prefix()
+    }
+
     /// Distinct numbers received.
     pub fn unique(&self) -> u64 {
         self.unique
@@ -210,6 +215,8 @@ mod tests {
         let tracker = tracker_after(&seqs);
         assert_eq!(tracker.lost(&expectation(1000, &[])), 10);
         assert_eq!(tracker.prefix(), 7);
+        assert!(tracker.has_holes());
+        assert!(!tracker_after(&[1, 0, 2]).has_holes());
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! connection), `reconnect` (catch-up after every subscriber drops at once),
 //! `poll` (live events-streams: closed-interval requests/s beside nginx, or
 //! viewers polling every interval: delay from the close, identical bytes,
-//! RSS, with optional ingest).
+//! RSS, with optional ingest), `chat` (users on their chat event streams,
+//! messages posted to rooms: latency, exact accounting per member, frames
+//! grouping messages, catch-up after a mass reconnect, memory per
+//! connection and per room membership).
 //!
 //! Run it against a server started separately (`http://`, or `https://` with
 //! `--ca-file PEM` or `--insecure`), for example:
@@ -21,6 +24,8 @@
 //! tidings bench fanout --url https://127.0.0.1:8443 --insecure --http2 --h2-streams 32
 //! tidings bench poll --mode closed -c 100 --duration 10s --peer nginx
 //! tidings bench poll --mode live --viewers 10000 --duration 10s --ingest
+//! tidings bench chat --mode fanout --users 10000 --rooms 2000 --rate 1000
+//! tidings bench chat --mode idle --server-pid "$(pidof tidings)"
 //! ```
 //!
 //! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
@@ -54,9 +59,11 @@
 //! * [`publisher`]: concurrent, paced or closed-loop publishing.
 //! * [`subscriber`], [`group`]: subscribers and the group that drives them.
 //! * [`protocol`], [`workers`]: groups in worker processes (JSON lines).
-//! * [`scenario`]: the five scenarios; [`progress`], [`report`]: output.
+//! * [`chat`]: the chat rooms' layout, set-up calls and stream frames.
+//! * [`scenario`]: the six scenarios; [`progress`], [`report`]: output.
 
 pub mod args;
+pub mod chat;
 pub mod chunked;
 pub mod discussions;
 pub mod error;
@@ -116,6 +123,7 @@ async fn run_scenario(scenario: Scenario) -> Result<(), BenchError> {
         Scenario::Connections(args) => scenario::connections::run(args).await,
         Scenario::Reconnect(args) => scenario::reconnect::run(args).await,
         Scenario::Poll(args) => scenario::poll::run(args).await,
+        Scenario::Chat(args) => scenario::chat::run(args).await,
         Scenario::Worker => workers::worker_main(),
     }
 }

@@ -70,9 +70,26 @@ pub fn publish_body(stamps: &[Stamp], size: usize) -> String {
 /// also when the stamped data travels JSON-escaped inside a string (a
 /// discussion comment's body: `\"tidingsBenchStamp\":\"…\"`).
 pub fn find_stamp(text: &[u8]) -> Option<Stamp> {
-    static KEY: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(STAMP_NAME.as_bytes()));
-    let after_key = strip_quote(&text[KEY.find(text)? + STAMP_NAME.len()..])?;
+    let at = STAMP_FINDER.find(text)?;
+    stamp_after_key(&text[at + STAMP_NAME.len()..])
+}
+
+/// Every stamp in received bytes, in order: a chat frame groups several
+/// messages, each with its own stamp. A key not followed by a readable
+/// stamp is skipped.
+pub fn find_stamps(text: &[u8]) -> impl Iterator<Item = Stamp> + '_ {
+    STAMP_FINDER
+        .find_iter(text)
+        .filter_map(|at| stamp_after_key(&text[at + STAMP_NAME.len()..]))
+}
+
+/// Finds the stamp's field name.
+static STAMP_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(STAMP_NAME.as_bytes()));
+
+/// The stamp whose field name ends where `after_name` begins.
+fn stamp_after_key(after_name: &[u8]) -> Option<Stamp> {
+    let after_key = strip_quote(after_name)?;
     let value = after_key.trim_ascii_start().strip_prefix(b":")?;
     let value = strip_quote(value.trim_ascii_start())?;
     let (topic, value) = leading_number(value, b".")?;
@@ -163,6 +180,21 @@ mod tests {
             None,
             "sequence beyond u64"
         );
+    }
+
+    #[test]
+    fn every_stamp_of_a_grouped_frame_is_found() {
+        let second = Stamp { seq: 43, ..STAMP };
+        let messages: Vec<serde_json::Value> = [STAMP, second]
+            .iter()
+            .map(|stamp| serde_json::json!({ "text": data_json(*stamp, 120) }))
+            .collect();
+        let frame =
+            serde_json::json!({ "type": "TextMessagesCreated", "data": { "messages": messages } });
+        let text = frame.to_string();
+        let found: Vec<Stamp> = find_stamps(text.as_bytes()).collect();
+        assert_eq!(found, vec![STAMP, second]);
+        assert_eq!(find_stamps(b"{\"tidingsBenchStamp\":7}").count(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! on its stdout.
 
 use super::args::Transport;
+use super::chat::layout::ChatUsers;
 use super::histogram::Histogram;
 use super::ledger::TopicExpectation;
 use super::target::Target;
@@ -31,6 +32,11 @@ pub struct GroupJob {
     /// SSE streams per shared HTTP/2 connection (`--http2`); `None`: one HTTP/1.1 connection each.
     #[serde(default)]
     pub h2_streams: Option<usize>,
+    /// Chat users instead of topic subscribers (`tidings bench chat`): user
+    /// `i` reads its own event stream and must receive every message of its
+    /// rooms (the topics, by index).
+    #[serde(default)]
+    pub chat: Option<Box<ChatUsers>>,
 }
 
 impl GroupJob {
@@ -48,6 +54,13 @@ impl GroupJob {
         if self.h2_streams == Some(0) {
             return Some("zero streams per HTTP/2 connection".into());
         }
+        let chat = self.chat.as_ref()?;
+        if let Err(problem) = chat.layout.check() {
+            return Some(problem);
+        }
+        if chat.layout.rooms != self.topics.len() || self.first + self.count > chat.layout.users {
+            return Some("the chat users do not match the job's rooms and range".into());
+        }
         None
     }
 }
@@ -57,7 +70,7 @@ impl GroupJob {
 #[serde(tag = "cmd", rename_all = "camelCase")]
 pub enum Command {
     /// Connect the subscribers (always the first command).
-    Start(GroupJob),
+    Start(Box<GroupJob>),
     /// Every subscriber drops its connection now and resumes after its last event.
     Reconnect,
     /// Publishing has stopped: wait until every subscriber has everything, at most `drain_ms`.
@@ -89,6 +102,9 @@ pub struct Snapshot {
     pub reconnects: u64,
     /// Subscribers that caught up after the reconnect command.
     pub caught_up: u64,
+    /// Frames that carried bench events (a chat frame may carry several).
+    #[serde(default)]
+    pub frames: u64,
 }
 
 impl Snapshot {
@@ -101,6 +117,7 @@ impl Snapshot {
         self.duplicates += other.duplicates;
         self.reconnects += other.reconnects;
         self.caught_up += other.caught_up;
+        self.frames += other.frames;
     }
 }
 

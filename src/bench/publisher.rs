@@ -6,6 +6,7 @@
 //! that receivers can tell a loss from an event that was never stored: see
 //! [`TopicExpectation`].
 
+use super::chat;
 use super::discussions;
 use super::error::BenchError;
 use super::histogram::{AtomicHistogram, Histogram};
@@ -323,6 +324,9 @@ impl Lane {
             (None, [single]) if !self.target.discussions.is_empty() => {
                 discussions::publish_body(*single, self.plan.size)
             }
+            (None, [single]) if !self.target.rooms.is_empty() => {
+                chat::message_body(*single, self.plan.size)
+            }
             (None, _) => publish_body(&stamps, self.plan.size),
         };
         let path = self.target.events_path(name);
@@ -425,8 +429,10 @@ fn acknowledged_count(body: &[u8], batch: bool) -> Option<usize> {
     }
     #[derive(Deserialize)]
     struct Single {
+        /// A topic event's or comment's `id`, a chat message's `messageId`.
+        #[serde(alias = "messageId")]
         #[allow(dead_code)]
-        id: String,
+        id: IgnoredAny,
     }
     #[derive(Deserialize)]
     struct Batch {

@@ -6,7 +6,8 @@
 //! one wake-up brings to a [`ReceivedSink`] until the server closes. The
 //! deliveries borrow from the connection's buffer: nothing is allocated per
 //! event. Resuming passes the last seen event id (`Last-Event-ID` on
-//! SSE, `after` on WebSocket).
+//! SSE, `after` on WebSocket, `?lastEventId=` on a user's chat stream,
+//! [`StreamConn::open_chat`]).
 
 use super::args::Transport;
 use super::error::BenchError;
@@ -87,6 +88,15 @@ pub enum Received<'a> {
         /// Why (`connection-timeout`, `shutdown`, a close frame's reason).
         reason: Cow<'a, str>,
     },
+    /// The start of a frame that carries bench events (a chat frame groups
+    /// several messages: the events that follow it until the next `Frame`).
+    Frame,
+    /// A frame without bench events that moves the resume position (the
+    /// chat stream's `Connected`).
+    Position {
+        /// Where to resume after it.
+        cursor: CursorRef<'a>,
+    },
     /// Anything else: heartbeats, confirmations, retry hints.
     Control,
 }
@@ -124,6 +134,18 @@ impl StreamConn {
                 .await
                 .map(|conn| Self::Ws(Box::new(conn))),
         }
+    }
+
+    /// Opens the chat event stream of the user of `token`, resuming after
+    /// `after` when given, and waits for its `Connected` frame.
+    pub async fn open_chat(
+        target: &Target,
+        token: &str,
+        after: Option<&str>,
+    ) -> Result<Self, BenchError> {
+        WsConn::open_chat(target, token, after)
+            .await
+            .map(|conn| Self::Ws(Box::new(conn)))
     }
 
     /// Waits until something arrives and hands everything that is ready to

@@ -1,6 +1,8 @@
 //! One subscriber: connects, counts what it receives, resumes after drops.
 //!
-//! Each subscriber is a task with its own connection and [`SeqTracker`]. It
+//! Each subscriber is a task with its own connection and one [`SeqTracker`]
+//! per topic it must receive (a topic subscriber has one; a chat user one
+//! per room it is in: a stamp of any other room is misrouted). It
 //! follows a shared [`Control`] (reconnect now, publishing finished, stop) and
 //! records into the group's [`GroupStats`]. When the server closes its stream
 //! it resumes after the last event it saw, as a real client would.
@@ -59,6 +61,8 @@ pub struct GroupStats {
     pub reconnects: AtomicU64,
     /// Subscribers caught up after a reconnect command.
     pub caught_up: AtomicU64,
+    /// Frames that carried bench events.
+    pub frames: AtomicU64,
     /// Sequence numbers out of any plausible range.
     pub out_of_range: AtomicU64,
     /// Events for another topic.
@@ -106,6 +110,7 @@ impl GroupStats {
             duplicates: read(&self.duplicates),
             reconnects: read(&self.reconnects),
             caught_up: read(&self.caught_up),
+            frames: read(&self.frames),
         }
     }
 
@@ -137,13 +142,22 @@ pub struct Context {
     pub stats: GroupStats,
 }
 
-/// Which topic one subscriber listens to.
+/// What one subscriber listens to.
 #[derive(Debug, Clone)]
 pub struct SubscriberSpec {
-    /// Index of the topic in the run's topic list.
-    pub topic_index: u32,
-    /// The topic's name.
-    pub topic: String,
+    /// Indices (in the run's topic list) of the topics it must receive every event of, ascending.
+    pub topics: Vec<u32>,
+    /// The stream it reads.
+    pub source: Source,
+}
+
+/// The stream a subscriber reads.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The stream of one topic, by name.
+    Topic(String),
+    /// A chat user's event stream, opened with the user's JWT.
+    ChatUser(String),
 }
 
 /// A subscriber's final figures.
@@ -159,27 +173,32 @@ pub struct Outcome {
 
 /// Per-subscriber bookkeeping.
 struct State {
-    topic_index: u32,
-    tracker: SeqTracker,
+    /// One tracker per topic the subscriber must receive, by ascending topic index.
+    trackers: Vec<(u32, SeqTracker)>,
     cursor: Option<Cursor>,
     epoch: u64,
     reconnect_at: Option<u64>,
     /// Deliveries not yet added to the group's counter.
     unflushed: u64,
+    /// Frames not yet added to the group's counter.
+    unflushed_frames: u64,
     /// Latencies not yet added to the group's histogram.
     latencies: Batch,
 }
 
 impl State {
-    /// A subscriber of topic `topic_index` that has received nothing.
-    fn new(topic_index: u32, epoch: u64) -> Self {
+    /// A subscriber of `topics` (ascending) that has received nothing.
+    fn new(topics: &[u32], epoch: u64) -> Self {
         Self {
-            topic_index,
-            tracker: SeqTracker::new(),
+            trackers: topics
+                .iter()
+                .map(|topic| (*topic, SeqTracker::new()))
+                .collect(),
             cursor: None,
             epoch,
             reconnect_at: None,
             unflushed: 0,
+            unflushed_frames: 0,
             latencies: Batch::default(),
         }
     }
@@ -207,6 +226,8 @@ impl State {
                 bump(&stats.server_errors);
                 stats.problem(&format!("server error frame: {message}"));
             }
+            Received::Position { cursor } => Cursor::remember(&mut self.cursor, cursor),
+            Received::Frame => self.unflushed_frames += 1,
             Received::Closing { .. } | Received::Control => {}
         }
     }
@@ -214,20 +235,26 @@ impl State {
     /// Accounts for one bench event.
     fn on_event(&mut self, stamp: Stamp, now: u64, stats: &GroupStats) {
         self.unflushed += 1;
-        if stamp.topic != self.topic_index {
+        let Ok(at) = self
+            .trackers
+            .binary_search_by_key(&stamp.topic, |(topic, _)| *topic)
+        else {
             bump(&stats.misrouted);
             return;
-        }
+        };
         self.latencies
             .push(now.saturating_sub(stamp.sent_us), &stats.latency);
-        match self.tracker.record(stamp.seq) {
+        let tracker = &mut self.trackers[at].1;
+        match tracker.record(stamp.seq) {
             Receipt::New => {}
             Receipt::Duplicate => bump(&stats.duplicates),
             Receipt::OutOfRange => bump(&stats.out_of_range),
         }
+        let covered = tracker.prefix() > stamp.seq;
         if let Some(since) = self.reconnect_at
             && stamp.sent_us >= since
-            && self.tracker.prefix() > stamp.seq
+            && covered
+            && self.trackers.iter().all(|(_, other)| !other.has_holes())
         {
             self.caught_up(now, stats);
         }
@@ -240,6 +267,12 @@ impl State {
                 .deliveries
                 .fetch_add(std::mem::take(&mut self.unflushed), Ordering::Relaxed);
         }
+        if self.unflushed_frames > 0 {
+            stats.frames.fetch_add(
+                std::mem::take(&mut self.unflushed_frames),
+                Ordering::Relaxed,
+            );
+        }
         self.latencies.flush(&stats.latency);
     }
 
@@ -251,24 +284,34 @@ impl State {
         }
     }
 
-    /// The expectation of this subscriber's topic, once publishing has stopped.
-    fn expectation<'a>(&self, control: &'a Control) -> Option<&'a TopicExpectation> {
-        control.expect.as_ref()?.get(self.topic_index as usize)
+    /// Each tracker with its topic's expectation, once publishing has stopped.
+    fn expectations<'a>(
+        &'a self,
+        control: &'a Control,
+    ) -> Option<impl Iterator<Item = (&'a SeqTracker, Option<&'a TopicExpectation>)>> {
+        let expect = control.expect.as_ref()?;
+        Some(
+            self.trackers
+                .iter()
+                .map(|(topic, tracker)| (tracker, expect.get(*topic as usize))),
+        )
     }
 
     /// Whether everything acknowledged has arrived.
     fn is_complete(&self, control: &Control) -> bool {
-        self.expectation(control)
-            .is_some_and(|expect| self.tracker.is_complete(expect))
+        self.expectations(control).is_some_and(|mut all| {
+            all.all(|(tracker, expect)| expect.is_some_and(|e| tracker.is_complete(e)))
+        })
     }
 
     /// Final figures.
     fn outcome(&self, control: &Control) -> Outcome {
-        let lost = self
-            .expectation(control)
-            .map_or(0, |expect| self.tracker.lost(expect));
+        let lost = self.expectations(control).map_or(0, |all| {
+            all.map(|(tracker, expect)| expect.map_or(0, |e| tracker.lost(e)))
+                .sum()
+        });
         Outcome {
-            unique: self.tracker.unique(),
+            unique: self.trackers.iter().map(|(_, t)| t.unique()).sum(),
             lost,
             incomplete: lost > 0,
         }
@@ -281,13 +324,14 @@ async fn open(
     spec: &SubscriberSpec,
     after: Option<&str>,
 ) -> Result<StreamConn, BenchError> {
-    let attempt = StreamConn::open(
-        &ctx.target,
-        ctx.transport,
-        &spec.topic,
-        after,
-        ctx.h2.as_ref(),
-    );
+    let attempt = async {
+        match &spec.source {
+            Source::Topic(topic) => {
+                StreamConn::open(&ctx.target, ctx.transport, topic, after, ctx.h2.as_ref()).await
+            }
+            Source::ChatUser(token) => StreamConn::open_chat(&ctx.target, token, after).await,
+        }
+    };
     match tokio::time::timeout(ctx.connect_timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(BenchError::run(format!(
@@ -431,7 +475,7 @@ pub async fn run(
     };
     let stats = &ctx.stats;
     let mut now = control.borrow_and_update().clone();
-    let mut state = State::new(spec.topic_index, now.reconnect_epoch);
+    let mut state = State::new(&spec.topics, now.reconnect_epoch);
     let mut conn = Some(first);
     loop {
         if now.stop || state.is_complete(&now) {
@@ -479,7 +523,7 @@ mod tests {
     use crate::bench::stream::CursorRef;
 
     fn state() -> State {
-        State::new(0, 0)
+        State::new(&[0], 0)
     }
 
     /// Delivers bench event `seq` of topic 0 with SSE id `id<seq>`, flushing the figures.
@@ -551,8 +595,57 @@ mod tests {
         assert_eq!(read(&stats.misrouted), 1);
         assert_eq!(read(&stats.foreign), 1);
         assert_eq!(read(&stats.gaps), 1);
-        assert_eq!(state.tracker.unique(), 0);
+        assert_eq!(state.trackers[0].1.unique(), 0);
         assert_eq!(stats.problems().len(), 1);
+    }
+
+    #[test]
+    fn a_chat_user_accounts_per_room_and_refuses_other_rooms() {
+        let stats = GroupStats::default();
+        let mut state = State::new(&[2, 5], 0);
+        let event = |topic, seq, sent_us| Received::Event {
+            stamp: Stamp {
+                topic,
+                seq,
+                sent_us,
+            },
+            cursor: Some(CursorRef::Id(b"01F")),
+        };
+        state.handle(Received::Frame, 0, &stats);
+        state.handle(event(2, 0, 10), 0, &stats);
+        state.handle(event(5, 1, 10), 0, &stats);
+        state.handle(event(3, 0, 10), 0, &stats);
+        state.reconnect_at = Some(100);
+        state.handle(event(2, 1, 150), 0, &stats);
+        assert_eq!(read(&stats.caught_up), 0, "room 5 still misses message 0");
+        state.handle(event(5, 0, 90), 0, &stats);
+        state.handle(event(2, 2, 160), 0, &stats);
+        state.flush(&stats);
+        assert_eq!(read(&stats.caught_up), 1);
+        assert_eq!(read(&stats.misrouted), 1);
+        assert_eq!(read(&stats.frames), 1);
+        let expect = |issued| TopicExpectation {
+            issued,
+            unacknowledged: vec![],
+        };
+        let control = Control {
+            expect: Some(Arc::new(vec![
+                expect(0),
+                expect(0),
+                expect(3),
+                expect(9),
+                expect(0),
+                expect(3),
+            ])),
+            ..Control::default()
+        };
+        let outcome = state.outcome(&control);
+        assert_eq!(
+            (outcome.unique, outcome.lost),
+            (5, 1),
+            "room 5 lost message 2"
+        );
+        assert!(!state.is_complete(&control));
     }
 
     #[test]

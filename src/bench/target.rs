@@ -36,6 +36,10 @@ pub struct Target {
     /// (`--surface discussions`); empty for the topics API.
     #[serde(default)]
     pub discussions: BTreeMap<String, String>,
+    /// Chat room id per topic name when the run measures chat rooms
+    /// (`tidings bench chat`): a publish is a message posted to the room.
+    #[serde(default)]
+    pub rooms: BTreeMap<String, u64>,
     /// How to speak TLS to an `https://` target (`None`: plain TCP).
     #[serde(default)]
     pub tls: Option<Box<TlsTarget>>,
@@ -59,6 +63,7 @@ impl Target {
             api_key,
             peer: None,
             discussions: BTreeMap::new(),
+            rooms: BTreeMap::new(),
             tls,
         })
     }
@@ -92,6 +97,7 @@ impl Target {
                 stream,
             })),
             discussions: BTreeMap::new(),
+            rooms: BTreeMap::new(),
             tls: None,
         }))
     }
@@ -118,6 +124,9 @@ impl Target {
         if let Some(id) = self.discussions.get(topic) {
             return self.path(&format!("/api/v1/discussions/{id}/comments"));
         }
+        if let Some(id) = self.rooms.get(topic) {
+            return self.path(&format!("/api/v1/rooms/{id}/messages"));
+        }
         match &self.peer {
             Some(peer) => peer.publish.path.clone(),
             None => self.path(&format!("/api/v1/topics/{}/events", encode_segment(topic))),
@@ -138,6 +147,11 @@ impl Target {
     /// `GET` path of the WebSocket endpoint.
     pub fn ws_path(&self) -> String {
         self.path("/api/v1/topics/ws")
+    }
+
+    /// `GET` path of a user's chat event stream (a WebSocket).
+    pub fn chat_events_path(&self) -> String {
+        self.path("/api/v1/events")
     }
 }
 

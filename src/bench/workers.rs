@@ -79,7 +79,7 @@ impl Fleet {
                 Placement::Workers(_) => start_worker(index, event_tx.clone())?,
             };
             sender
-                .try_send(Command::Start(job))
+                .try_send(Command::Start(Box::new(job)))
                 .map_err(|_| BenchError::run("a subscriber group stopped before it started"))?;
             commands.push(sender);
         }

@@ -1,6 +1,8 @@
 //! WebSocket subscriber: connects to `/api/v1/topics/ws` on its own
 //! connection (plain or TLS), sends `{"op":"subscribe"}` for one topic and classifies the
-//! server's frames into [`Received`] items.
+//! server's frames into [`Received`] items; or, as a chat user, connects to
+//! the chat event stream `/api/v1/events` with its JWT (frames read by
+//! [`super::chat::frames`]).
 //!
 //! Like the SSE client, it reads its socket in its own task and decodes in
 //! place (see [`super::ws_frame`]): per event the hot path is one socket read
@@ -52,6 +54,17 @@ pub struct WsConn {
     closed: bool,
     /// Text messages that arrived before the subscription was confirmed, delivered first.
     early: VecDeque<Vec<u8>>,
+    /// Which stream's frames these are.
+    dialect: Dialect,
+}
+
+/// The frames a connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// The topics API (`{"op":…}` frames).
+    Topics,
+    /// A user's chat event stream (`{"type","id","data"}` frames).
+    Chat,
 }
 
 /// One frame taken from the buffer, as far as the subscriber cares.
@@ -84,6 +97,55 @@ impl WsConn {
         topic: &str,
         after: Option<&str>,
     ) -> Result<Self, BenchError> {
+        let mut headers = Vec::new();
+        if !target.api_key.is_empty() {
+            headers.push(("X-API-Key", target.api_key.as_str()));
+        }
+        let mut conn = Self::upgrade(target, &target.ws_path(), &headers, Dialect::Topics).await?;
+        conn.subscribe(topic, after).await?;
+        Ok(conn)
+    }
+
+    /// Opens the chat event stream of the user of `token` (resuming after
+    /// `after` when given) and waits for its `Connected` frame, which is
+    /// delivered first (it carries the position to resume from).
+    pub async fn open_chat(
+        target: &Target,
+        token: &str,
+        after: Option<&str>,
+    ) -> Result<Self, BenchError> {
+        let bearer = format!("Bearer {token}");
+        let path = match after {
+            Some(id) => format!("{}?lastEventId={id}", target.chat_events_path()),
+            None => target.chat_events_path(),
+        };
+        let headers = [("Authorization", bearer.as_str())];
+        let mut conn = Self::upgrade(target, &path, &headers, Dialect::Chat).await?;
+        let Some(first) = conn.read_text().await? else {
+            return Err(BenchError::run(
+                "the chat stream closed before its Connected frame",
+            ));
+        };
+        if !super::chat::frames::is_connected(&first) {
+            return Err(BenchError::run(format!(
+                "the chat stream began with {}",
+                String::from_utf8_lossy(&first)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            )));
+        }
+        conn.early.push_back(first);
+        Ok(conn)
+    }
+
+    /// Connects and upgrades `path` to a WebSocket.
+    async fn upgrade(
+        target: &Target,
+        path: &str,
+        extra: &[(&str, &str)],
+        dialect: Dialect,
+    ) -> Result<Self, BenchError> {
         let mut stream = Socket::connect(target, Alpn::Http1).await?;
         let key = generate_key();
         let mut headers = vec![
@@ -92,10 +154,8 @@ impl WsConn {
             ("Sec-WebSocket-Version", "13"),
             ("Sec-WebSocket-Key", key.as_str()),
         ];
-        if !target.api_key.is_empty() {
-            headers.push(("X-API-Key", target.api_key.as_str()));
-        }
-        h1::send_get(&mut stream, &target.authority, &target.ws_path(), &headers).await?;
+        headers.extend_from_slice(extra);
+        h1::send_get(&mut stream, &target.authority, path, &headers).await?;
         let head = h1::read_head(&mut stream).await?;
         if head.status != 101 {
             let excerpt = String::from_utf8_lossy(&head.leftover)
@@ -107,7 +167,7 @@ impl WsConn {
                 head.status
             )));
         }
-        let mut conn = Self {
+        Ok(Self {
             stream,
             buf: head.leftover,
             start: 0,
@@ -115,9 +175,8 @@ impl WsConn {
             out: Vec::new(),
             closed: false,
             early: VecDeque::new(),
-        };
-        conn.subscribe(topic, after).await?;
-        Ok(conn)
+            dialect,
+        })
     }
 
     /// Sends the subscribe op and waits for its confirmation.
@@ -178,7 +237,7 @@ impl WsConn {
         if !self.early.is_empty() {
             let now = unix_micros();
             for text in std::mem::take(&mut self.early) {
-                sink.deliver(classify(&text), now);
+                deliver(self.dialect, &text, now, sink);
             }
             return Ok(true);
         }
@@ -202,7 +261,7 @@ impl WsConn {
         while let Some(taken) = self.take_frame()? {
             if let Taken::Text(start, end) = taken {
                 let at = *now.get_or_insert_with(unix_micros);
-                sink.deliver(classify(&self.buf[start..end]), at);
+                deliver(self.dialect, &self.buf[start..end], at, sink);
             }
         }
         self.try_send_out()
@@ -332,7 +391,15 @@ fn error_text(frame: &ControlFrame) -> String {
     format!("{code}: {}", frame.message.as_deref().unwrap_or(""))
 }
 
-/// Classifies one server text frame.
+/// Hands what one server text frame holds to `sink`.
+fn deliver(dialect: Dialect, text: &[u8], at: u64, sink: &mut impl ReceivedSink) {
+    match dialect {
+        Dialect::Topics => sink.deliver(classify(text), at),
+        Dialect::Chat => super::chat::frames::deliver(text, at, sink),
+    }
+}
+
+/// Classifies one server text frame of the topics API.
 fn classify(text: &[u8]) -> Received<'_> {
     if let Some(stamp) = find_stamp(text) {
         return Received::Event {

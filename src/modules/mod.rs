@@ -2,6 +2,7 @@
 //!
 //! * [`topics`]: the generic topics API, the core's own public surface.
 //! * [`discussions`]: spec 000, article discussions streamed over SSE.
+//! * [`chat`]: spec 002, chat rooms, members, messages, threads and receipts.
 //! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
 //! * [`idempotency`]: idempotency keys: a retried write replays its first
 //!   reply (every creating write of a module goes through it).
@@ -14,6 +15,7 @@
 //! `http::Request`/`Response` helpers. `app.rs` lists the modules.
 
 pub mod admin;
+pub mod chat;
 pub mod discussions;
 pub mod idempotency;
 pub mod live;

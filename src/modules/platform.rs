@@ -24,11 +24,13 @@ use crate::core::lifecycle::Lifecycle;
 use crate::core::log::namespace::Namespace;
 use crate::core::log::retention;
 use crate::core::metrics::Metrics;
+use crate::core::store::Store;
 use crate::core::store::prefixes::KeyPrefixes;
 use crate::core::writer::Writer;
 use crate::core::writer::WriterLimits;
-use crate::error::StartupError;
+use crate::error::{ApiError, StartupError};
 use crate::http::router::Router;
+use crate::modules::chat::ChatLimits;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveLimits;
@@ -96,6 +98,8 @@ pub struct CoreSettings {
     pub ws: WsSettings,
     /// Limits of the discussions module.
     pub discussions: DiscussionLimits,
+    /// Limits of the chat module.
+    pub chat: ChatLimits,
     /// Limits of tenants' allowed browser origins.
     pub origin_limits: OriginLimits,
     /// Limits and timing of the live events-streams.
@@ -132,6 +136,20 @@ impl ModuleContext {
     /// WebSocket limits, timing and write pacing.
     pub fn ws(&self) -> WsSettings {
         self.settings.ws
+    }
+
+    /// Runs a blocking read of committed state off the async threads; a
+    /// store failure becomes a 500 saying `failed` (e.g. "reading chat failed").
+    pub async fn read<T, F>(&self, failed: &'static str, operation: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    {
+        self.hub
+            .store()
+            .run(move |store| Ok(operation(store)))
+            .await
+            .map_err(|err| err.into_api(failed))?
     }
 }
 

@@ -415,3 +415,137 @@ fn poll_with_a_wrong_realm_secret_fails_with_the_servers_answer() {
     let refused = bench_output(&server, &["poll", "--mode", "live", "--peer", "nginx"]);
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
 }
+
+/// `tidings bench chat --mode MODE` at a small scale, with `extra` flags.
+fn chat(server: &Server, mode: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["chat", "--mode", mode];
+    args.extend_from_slice(extra);
+    bench(server, &args)
+}
+
+/// Asserts the chat run's set-up and that every member got every message once.
+fn assert_chat_complete(result: &Value, users: u64, memberships: u64) {
+    assert_complete(result);
+    assert_eq!(result["setup"]["users"], users, "{result}");
+    assert_eq!(result["setup"]["memberships"], memberships, "{result}");
+    assert_eq!(result["delivery"]["misrouted"], 0, "{result}");
+    assert_eq!(result["frames"]["reachedNonMembers"], 0, "{result}");
+    assert!(result["frames"]["frames"].as_u64().is_some_and(|n| n > 0));
+}
+
+#[test]
+fn chat_fanout_delivers_every_message_to_every_member_once() {
+    let server = Server::start();
+    let shape = [
+        "--users",
+        "40",
+        "--rooms",
+        "12",
+        "--rooms-per-user",
+        "3",
+        "--big-rooms",
+        "2",
+        "--big-room-size",
+        "15",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+    ];
+    let result = chat(&server, "fanout", &shape);
+    assert_chat_complete(&result, 40, 120);
+    // 100 messages over 12 rooms: 2 big rooms of 15, 10 small rooms sharing 90 memberships.
+    let published = result["publishing"]["events"].as_u64().expect("events");
+    assert!(published >= 90, "{result}");
+    assert_eq!(result["setup"]["bigRooms"], 2);
+}
+
+#[test]
+fn chat_big_room_groups_messages_into_frames() {
+    let server = Server::start();
+    let shape = ["--users", "60", "--rate", "200", "--duration", "1s"];
+    let result = chat(&server, "big-room", &shape);
+    assert_chat_complete(&result, 60, 60);
+    let frames = &result["frames"];
+    let delivered = result["delivery"]["deliveries"]
+        .as_u64()
+        .expect("deliveries");
+    assert!(
+        frames["frames"].as_u64().is_some_and(|n| n <= delivered),
+        "{result}"
+    );
+    assert!(
+        frames["messagesPerFrame"]
+            .as_f64()
+            .is_some_and(|n| n >= 1.0)
+    );
+}
+
+#[test]
+fn chat_reconnect_resumes_every_user_without_loss() {
+    let server = Server::start();
+    let shape = [
+        "--users",
+        "30",
+        "--rooms",
+        "6",
+        "--rooms-per-user",
+        "3",
+        "--rate",
+        "60",
+        "--duration",
+        "2s",
+        "--drop-after",
+        "1s",
+    ];
+    let result = chat(&server, "reconnect", &shape);
+    assert_chat_complete(&result, 30, 90);
+    assert_eq!(result["catchUp"]["caughtUp"], 30, "{result}");
+    assert_eq!(result["delivery"]["reconnects"], 30, "{result}");
+}
+
+#[test]
+fn chat_idle_reads_memory_with_one_and_several_rooms_per_user() {
+    let server = Server::start();
+    let shape = [
+        "--users",
+        "30",
+        "--rooms",
+        "10",
+        "--rooms-per-user",
+        "4",
+        "--hold",
+        "0s",
+    ];
+    let result = chat(&server, "idle", &shape);
+    assert_eq!(result["passed"], true, "{result}");
+    let phases = result["phases"].as_array().expect("two phases");
+    assert_eq!(phases.len(), 2);
+    for (phase, rooms) in phases.iter().zip([1, 4]) {
+        assert_eq!(phase["roomsPerUser"], rooms, "{result}");
+        assert_eq!(phase["openAtEnd"], 30, "{result}");
+        assert!(phase["rssHeldBytes"].as_u64().is_some_and(|n| n > 0));
+    }
+    assert!(result["bytesPerMembership"].is_number(), "{result}");
+}
+
+#[test]
+fn chat_refuses_shapes_that_cannot_be_laid_out() {
+    let server = Server::start();
+    let refused = bench_output(
+        &server,
+        &[
+            "chat",
+            "--users",
+            "10",
+            "--rooms",
+            "3",
+            "--rooms-per-user",
+            "5",
+            "--big-rooms",
+            "0",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rooms-per-user"));
+}

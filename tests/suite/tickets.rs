@@ -189,19 +189,10 @@ async fn minting_needs_the_read_scope() {
 #[tokio::test]
 async fn the_sixth_stream_of_a_user_is_refused_until_one_closes() {
     let server = Server::start();
-    let config = crate::harness::read_json_file(&server.data_dir.join("config.json"));
-    let secret = config["jwtRealms"][0]["hs256Secret"].as_str().unwrap();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 300;
-    let token = tidings::auth::jwt::mint_hs256(
-        secret,
-        &json!({ "sub": "busy-user", "exp": exp, "topics": ["*"] }),
-        None,
-    )
-    .unwrap();
+    let token = crate::clients::mint_jwt(
+        &server,
+        json!({ "sub": "busy-user", "exp": crate::clients::unix_now() + 300, "topics": ["*"] }),
+    );
     let open_one = || {
         server
             .http1()

@@ -3,6 +3,7 @@
 //! filters, crash and shutdown survival, failed deliveries and re-delivery,
 //! disabling, admin validation and tenant isolation.
 
+use crate::chat_api::Chat;
 use crate::clients::{admin_key, discussion_post, publish_raw};
 use crate::harness::Server;
 use bytes::Bytes;
@@ -1194,4 +1195,77 @@ async fn a_new_module_namespace_reaches_webhooks_without_module_code() {
     );
     let pending = deliveries(&server, &endpoint, "?status=pending").await;
     assert_eq!(pending["deliveries"], json!([]), "{pending}");
+}
+
+/// Chat events (room topics and user topics of the `~chat` namespace) reach
+/// the tenant's endpoint in commit order, each with the event's `data` as
+/// the body, exactly what the REST answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_events_reach_the_tenant_webhook_with_their_data() {
+    let server = server(&[]);
+    let receiver = Receiver::start().await;
+    let (_, secret) = create_endpoint(&server, json!({ "url": receiver.url })).await;
+    let chat = Chat::new(&server).await;
+    let (ann, bob) = (chat.user("ann"), chat.user("bob"));
+    let created = chat
+        .post(
+            "/rooms",
+            &ann,
+            json!({ "name": "hooked", "members": ["bob"] }),
+        )
+        .await;
+    let room = chat.expect(201, created).await;
+    let id = room["roomId"].as_u64().unwrap();
+    let message = chat.say(&ann, id, "hello", None).await;
+    let path = format!("/rooms/{id}/messages/{}", message["messageId"]);
+    let read = json!({ "messageId": message["messageId"] });
+    chat.expect(
+        200,
+        chat.post(&format!("/rooms/{id}/read"), &bob, read).await,
+    )
+    .await;
+    let edited = chat
+        .expect(200, chat.patch(&path, &ann, json!({ "text": "hi" })).await)
+        .await;
+    chat.expect(200, chat.delete(&path, &ann).await).await;
+    chat.expect(200, chat.delete(&format!("/rooms/{id}"), &ann).await)
+        .await;
+
+    let got = receiver.wait_delivered(7).await;
+    let types: Vec<String> = got.iter().map(|r| r.header("tidings-event-type")).collect();
+    assert_eq!(
+        types,
+        [
+            "RoomCreated",
+            "RoomCreated",
+            "TextMessagesCreated",
+            "ReadReceiptsUpdated",
+            "TextMessagesUpdated",
+            "TextMessageDeleted",
+            "RoomDeleted"
+        ]
+    );
+    for received in &got {
+        verify_signature(received, &secret);
+    }
+    let bodies: Vec<Value> = got.iter().map(Received::event).collect();
+    assert_eq!(
+        bodies[0],
+        json!({ "room": room, "userId": 1, "reason": "created", "role": "owner" })
+    );
+    assert_eq!(
+        (&bodies[1]["userId"], &bodies[1]["role"]),
+        (&json!(2), &json!("member"))
+    );
+    assert_eq!(bodies[2], json!({ "messages": [message] }));
+    assert_eq!(
+        bodies[3],
+        json!({ "roomId": id, "userId": 2, "lastReadMessageId": message["messageId"] })
+    );
+    assert_eq!(bodies[4], json!({ "messages": [edited] }));
+    assert_eq!(
+        bodies[5],
+        json!({ "parentMessageId": null, "roomId": id, "messageId": message["messageId"] })
+    );
+    assert_eq!(bodies[6], json!({ "roomId": id }));
 }

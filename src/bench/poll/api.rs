@@ -29,16 +29,28 @@ pub const QUIZ_CHOICES: [&str; 3] = ["Tea", "Coffee", "Soda"];
 
 /// Reads the HS256 secret of `realm` from `DATA_DIR/config.json`.
 pub fn realm_secret_from(data_dir: &Path, realm: &str) -> Result<String, BenchError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Seed {
-        name: String,
-        hs256_secret: String,
-    }
+    realm_from(data_dir, realm).map(|seed| seed.hs256_secret)
+}
+
+/// A JWT realm as `DATA_DIR/config.json` seeds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RealmSeed {
+    /// The realm's name.
+    pub name: String,
+    /// The tenant its users belong to.
+    #[serde(default)]
+    pub tenant_id: String,
+    /// Its HS256 secret.
+    pub hs256_secret: String,
+}
+
+/// Reads `realm` from `DATA_DIR/config.json`.
+pub fn realm_from(data_dir: &Path, realm: &str) -> Result<RealmSeed, BenchError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct RealmsOnly {
-        jwt_realms: Vec<Seed>,
+        jwt_realms: Vec<RealmSeed>,
     }
     let path = data_dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|err| {
@@ -54,7 +66,6 @@ pub fn realm_secret_from(data_dir: &Path, realm: &str) -> Result<String, BenchEr
         .jwt_realms
         .into_iter()
         .find(|seed| seed.name == realm)
-        .map(|seed| seed.hs256_secret)
         .ok_or_else(|| {
             BenchError::usage(format!(
                 "{} has no realm `{realm}` (give --jwt-secret for a realm created through the API)",
@@ -79,17 +90,22 @@ pub fn mint_viewers(
     count: usize,
     lifetime: Duration,
 ) -> Result<Vec<Viewer>, BenchError> {
-    let now = local_unix_us() / 1_000_000;
-    let exp = now + i64::try_from((lifetime + TOKEN_SLACK).as_secs()).unwrap_or(i64::MAX / 2);
     (0..count)
         .map(|index| {
             let subject = format!("bench-{run}-{index}");
-            let claims = json!({ "sub": subject, "iat": now, "exp": exp });
-            let token = crate::auth::jwt::mint_hs256(secret, &claims, None)
-                .map_err(|err| BenchError::usage(format!("cannot mint a viewer token: {err}")))?;
+            let token = mint_token(secret, &subject, lifetime)?;
             Ok(Viewer { subject, token })
         })
         .collect()
+}
+
+/// Mints a token for `subject` valid for `lifetime` (plus [`TOKEN_SLACK`]).
+pub fn mint_token(secret: &str, subject: &str, lifetime: Duration) -> Result<String, BenchError> {
+    let now = local_unix_us() / 1_000_000;
+    let exp = now + i64::try_from((lifetime + TOKEN_SLACK).as_secs()).unwrap_or(i64::MAX / 2);
+    let claims = json!({ "sub": subject, "iat": now, "exp": exp });
+    crate::auth::jwt::mint_hs256(secret, &claims, None)
+        .map_err(|err| BenchError::usage(format!("cannot mint a user token: {err}")))
 }
 
 /// Builds the requests viewers send to one stream.
@@ -363,6 +379,7 @@ mod tests {
             api_key: "adm_x".into(),
             peer: None,
             discussions: Default::default(),
+            rooms: Default::default(),
             tls: None,
         }
     }

@@ -5,7 +5,7 @@
 use super::{Coordinator, Setup, setup};
 use crate::bench::args::{ConnectionsArgs, PeerArgs};
 use crate::bench::error::BenchError;
-use crate::bench::http::fetch_rss;
+use crate::bench::http::{fetch_rss, server_rss};
 use crate::bench::progress::Progress;
 use crate::bench::protocol::{Command, Snapshot};
 use crate::bench::report::{Latency, Report, bytes};
@@ -39,7 +39,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
     let mut coordinator = Coordinator::start(&target, &args.subscribers, topics)?;
     let ready = coordinator.wait_ready(&mut progress, total).await?;
     coordinator.require_all_connected(total).await?;
-    let held = hold(&mut coordinator, &target, args.hold, &mut progress).await?;
+    let held = hold(&mut coordinator, &target, None, args.hold, &mut progress).await?;
     coordinator.broadcast(&Command::Stop).await;
     let result = coordinator.results(&mut progress, "closing").await?;
     progress.clear();
@@ -59,7 +59,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
             ),
             (
                 "connect rate",
-                format!("{}/s", args.subscribers.connect_rate),
+                format!("{}/s", args.subscribers.connect.connect_rate),
             ),
             ("held for", format!("{:?}", args.hold)),
             (
@@ -113,10 +113,12 @@ pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
     report.emit(args.output.json)
 }
 
-/// Holds the connections for `hold`, then reads the server's memory.
-async fn hold(
+/// Holds the connections for `hold` (at least a second), then reads the
+/// server's memory (from `/proc/<pid>/status` when `pid` is given, else `/metrics`).
+pub async fn hold(
     coordinator: &mut Coordinator,
     target: &Target,
+    pid: Option<u32>,
     hold: Duration,
     progress: &mut Progress,
 ) -> Result<(u64, Snapshot), BenchError> {
@@ -131,6 +133,8 @@ async fn hold(
         let totals = coordinator.totals();
         progress.update(&format!("holding · open {}", totals.connected));
     }
-    let rss = fetch_rss(target).await?;
+    let rss = server_rss(target, pid).await.ok_or_else(|| {
+        BenchError::run("the server's resident memory could not be read (/metrics or /proc)")
+    })?;
     Ok((rss, coordinator.totals()))
 }

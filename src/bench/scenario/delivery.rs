@@ -1,4 +1,4 @@
-//! The engine shared by `fanout` and `reconnect`: connect the subscribers,
+//! The engine shared by `fanout`, `reconnect` and `chat`: connect the subscribers,
 //! publish at a steady rate (optionally telling every subscriber to drop and
 //! resume part-way), then let them drain and gather the figures; plus the
 //! report sections both scenarios print.
@@ -13,6 +13,7 @@ use crate::bench::progress::{Progress, rate, si};
 use crate::bench::protocol::{Command, GroupResult};
 use crate::bench::publisher::{PublishOutcome, PublishPlan, Publisher};
 use crate::bench::report::{Latency, Report};
+use crate::bench::target::Target;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -71,35 +72,71 @@ pub async fn run(plan: DeliveryPlan<'_>) -> Result<DeliveryRun, BenchError> {
         progress.note("waiting for the peer's subscriptions to settle");
         tokio::time::sleep(crate::bench::peer::SETTLE).await;
     }
+    let measured = measure(
+        &mut coordinator,
+        &target,
+        topics,
+        plan.stream,
+        plan.drop_after,
+        &mut progress,
+    )
+    .await?;
+    Ok(DeliveryRun {
+        expected: expected_deliveries(&measured.publish.expectations, subs.subscribers),
+        window: measured.window,
+        processes: coordinator.processes,
+        publish: measured.publish,
+        delivery: measured.delivery,
+    })
+}
+
+/// What [`measure`] found.
+pub struct Measured {
+    /// The publishing side.
+    pub publish: PublishOutcome,
+    /// The subscribers' merged figures.
+    pub delivery: GroupResult,
+    /// From the first publish until every subscriber was done.
+    pub window: Duration,
+}
+
+/// With every subscriber connected: publishes `stream` to `topics` (making
+/// every subscriber drop and resume after `drop_after`, when given), tells
+/// the groups what to expect and gathers their figures.
+pub async fn measure(
+    coordinator: &mut Coordinator,
+    target: &Target,
+    topics: Vec<String>,
+    stream: &StreamArgs,
+    drop_after: Option<Duration>,
+    progress: &mut Progress,
+) -> Result<Measured, BenchError> {
     let publish_plan = PublishPlan {
         topics,
-        batch: plan.stream.batch,
-        size: plan.stream.size,
-        rate: Some(plan.stream.rate),
-        duration: plan.stream.duration,
-        publishers: plan.stream.publishers,
+        batch: stream.batch,
+        size: stream.size,
+        rate: Some(stream.rate),
+        duration: stream.duration,
+        publishers: stream.publishers,
         protocol: Protocol::Http1,
         h2_connections: 1,
     };
     let started = Instant::now();
-    let publisher = Publisher::start(&target, publish_plan).await?;
-    let publish =
-        publish_phase(&mut coordinator, publisher, plan.drop_after, &mut progress).await?;
-    let drain_ms = u64::try_from(plan.stream.drain_timeout.as_millis()).unwrap_or(u64::MAX);
+    let publisher = Publisher::start(target, publish_plan).await?;
+    let publish = publish_phase(coordinator, publisher, drop_after, progress).await?;
+    let drain_ms = u64::try_from(stream.drain_timeout.as_millis()).unwrap_or(u64::MAX);
     coordinator
         .broadcast(&Command::Finish {
             expect: publish.expectations.clone(),
             drain_ms,
         })
         .await;
-    let delivery = coordinator.results(&mut progress, "draining").await?;
+    let delivery = coordinator.results(progress, "draining").await?;
     progress.clear();
-    Ok(DeliveryRun {
-        expected: expected_deliveries(&publish.expectations, subs.subscribers),
-        window: started.elapsed(),
-        processes: coordinator.processes,
+    Ok(Measured {
         publish,
         delivery,
+        window: started.elapsed(),
     })
 }
 

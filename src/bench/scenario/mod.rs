@@ -1,6 +1,7 @@
-//! The five scenarios and what the subscriber scenarios share: the pre-flight check, topic
+//! The six scenarios and what the subscriber scenarios share: the pre-flight check, topic
 //! naming and the [`Coordinator`] that drives subscriber groups.
 
+pub mod chat;
 pub mod connections;
 pub mod delivery;
 pub mod fanout;
@@ -8,7 +9,7 @@ pub mod poll;
 pub mod publish;
 pub mod reconnect;
 
-use super::args::{PeerArgs, ServerArgs, SubscriberArgs};
+use super::args::{ConnectArgs, PeerArgs, ServerArgs, SubscriberArgs};
 use super::error::BenchError;
 use super::http::{Body, HttpClient, Protocol};
 use super::ledger::TopicExpectation;
@@ -143,24 +144,42 @@ impl Coordinator {
         args: &SubscriberArgs,
         topics: Vec<String>,
     ) -> Result<Self, BenchError> {
-        let placed = placement(args.subscribers, args.sockets_per_process, args.workers)?;
+        let job = GroupJob {
+            target: target.clone(),
+            transport: args.transport,
+            topics,
+            first: 0,
+            count: 0,
+            connect_rate: 0.0,
+            connect_timeout_ms: 0,
+            h2_streams: args.http2.then_some(args.h2_streams),
+            chat: None,
+        };
+        Self::start_job(job, args.subscribers, &args.connect)
+    }
+
+    /// Splits `total` subscribers of `job` (whose range and pace this sets)
+    /// into groups, in this process or in workers as `connect` says, and starts them.
+    pub fn start_job(
+        job: GroupJob,
+        total: usize,
+        connect: &ConnectArgs,
+    ) -> Result<Self, BenchError> {
+        let placed = placement(total, connect.sockets_per_process, connect.workers)?;
         let (groups, processes) = match placed {
             Placement::InProcess => (1, 0),
             Placement::Workers(count) => (count, count),
         };
-        let ranges = split(args.subscribers, groups);
+        let ranges = split(total, groups);
         let jobs: Vec<GroupJob> = ranges
             .iter()
             .map(|(first, count)| GroupJob {
-                target: target.clone(),
-                transport: args.transport,
-                topics: topics.clone(),
                 first: *first,
                 count: *count,
-                connect_rate: args.connect_rate / ranges.len() as f64,
-                connect_timeout_ms: u64::try_from(args.connect_timeout.as_millis())
+                connect_rate: connect.connect_rate / ranges.len() as f64,
+                connect_timeout_ms: u64::try_from(connect.connect_timeout.as_millis())
                     .unwrap_or(u64::MAX),
-                h2_streams: args.http2.then_some(args.h2_streams),
+                ..job.clone()
             })
             .collect();
         let fleet = Fleet::start(jobs, placed)?;

@@ -22,7 +22,7 @@
 
 use crate::bench::args::{PollArgs, PollMode};
 use crate::bench::error::BenchError;
-use crate::bench::http::fetch_rss;
+use crate::bench::http::server_rss;
 use crate::bench::keepalive::KeepAlive;
 use crate::bench::nginx::Nginx;
 use crate::bench::poll::api::{self, Producer, Viewer, ViewerRequests};
@@ -384,7 +384,7 @@ async fn live_mode(context: &Context<'_>) -> Result<Report, BenchError> {
     let lifetime = ramp + args.warmup + args.duration * phases + Duration::from_secs(60);
     let viewers = Arc::new(context.viewers(args.viewers, lifetime)?);
     let clock = api::sync_clock(context.target, args.clock_samples).await?;
-    let rss_before = read_rss(context.target, args.server_pid).await;
+    let rss_before = server_rss(context.target, args.server_pid).await;
     let running = Viewers::start(LivePlan {
         target: context.target.clone(),
         requests: context.requests.clone(),
@@ -512,30 +512,13 @@ async fn hold(running: &Viewers, phase: Phase, length: Duration, progress: &mut 
 async fn settle_and_read(context: &Context<'_>, running: &Viewers, phase: Phase) -> PhaseResult {
     let args = context.args;
     tokio::time::sleep(settle(args.lead)).await;
-    let rss = read_rss(context.target, args.server_pid).await;
+    let rss = server_rss(context.target, args.server_pid).await;
     let intervals = args.duration.as_millis() as u64 / INTERVAL_MS as u64;
     PhaseResult {
         figures: running.figures(phase),
         expected_polls: intervals * args.viewers as u64,
         rss,
     }
-}
-
-/// The server's RSS: `/proc/<pid>/status` with `--server-pid`, else `/metrics` (`None` when unreadable).
-async fn read_rss(target: &Target, pid: Option<u32>) -> Option<u64> {
-    match pid {
-        Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|status| vm_rss(&status)),
-        None => fetch_rss(target).await.ok(),
-    }
-}
-
-/// `VmRSS:  1234 kB` of a `/proc/<pid>/status` text, in bytes.
-pub fn vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Everything the live report shows.
@@ -804,15 +787,6 @@ fn live_failures(report: &mut Report, live: &LiveResults) {
 mod tests {
     use super::*;
     use crate::bench::histogram::Histogram;
-
-    #[test]
-    fn rss_is_read_from_proc_status() {
-        let status = "Name:\ttidings\nVmPeak:\t  9999 kB\nVmRSS:\t   1234 kB\nThreads:\t4\n";
-        assert_eq!(vm_rss(status), Some(1234 * 1024));
-        assert_eq!(vm_rss("Name:\tx\n"), None);
-        let own = std::fs::read_to_string("/proc/self/status").expect("proc");
-        assert!(vm_rss(&own).is_some_and(|rss| rss > 0));
-    }
 
     #[test]
     fn coverage_and_ratio_math() {

@@ -7,11 +7,13 @@
 //! its full history. The time is measured from the command, so its
 //! resolution is the interval between events on one topic (rate / topics).
 
-use super::delivery::{self, DeliveryPlan, DeliveryRun};
+use super::delivery::{self, DeliveryPlan};
 use crate::bench::args::{PeerArgs, ReconnectArgs};
 use crate::bench::error::BenchError;
+use crate::bench::protocol::GroupResult;
 use crate::bench::report::{Latency, Report, micros};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Runs the reconnect scenario and prints its report.
 pub async fn run(args: ReconnectArgs) -> Result<(), BenchError> {
@@ -29,7 +31,7 @@ pub async fn run(args: ReconnectArgs) -> Result<(), BenchError> {
     let mut report = Report::new("reconnect", json!({}));
     let setup =
         delivery::setup_section(&mut report, &args.subscribers, &args.stream, run.processes);
-    let catch_up = catch_up_section(&mut report, &args, &run);
+    let catch_up = catch_up_section(&mut report, args.drop_after, &run.delivery);
     let publishing = delivery::publishing_section(&mut report, &args.stream, &run.publish);
     let delivered = delivery::delivery_section(&mut report, &run);
     report.json = json!({
@@ -41,9 +43,8 @@ pub async fn run(args: ReconnectArgs) -> Result<(), BenchError> {
     report.emit(args.output.json)
 }
 
-/// The catch-up rows, JSON and verdict.
-fn catch_up_section(report: &mut Report, args: &ReconnectArgs, run: &DeliveryRun) -> Value {
-    let d = &run.delivery;
+/// The catch-up rows, JSON and verdict of subscribers told to drop `drop_after` into publishing.
+pub fn catch_up_section(report: &mut Report, drop_after: Duration, d: &GroupResult) -> Value {
     let catch_up = Latency::of(&d.catch_up);
     let subscribers = d.subscribers;
     let all_caught_up = d.totals.caught_up >= subscribers;
@@ -57,7 +58,7 @@ fn catch_up_section(report: &mut Report, args: &ReconnectArgs, run: &DeliveryRun
         vec![
             (
                 "dropped at",
-                format!("{:?} after publishing started", args.drop_after),
+                format!("{drop_after:?} after publishing started"),
             ),
             (
                 "caught up",
@@ -75,7 +76,7 @@ fn catch_up_section(report: &mut Report, args: &ReconnectArgs, run: &DeliveryRun
         ),
     );
     json!({
-        "dropAfterSeconds": args.drop_after.as_secs_f64(),
+        "dropAfterSeconds": drop_after.as_secs_f64(),
         "caughtUp": d.totals.caught_up,
         "subscribers": subscribers,
         "allCaughtUpMicros": all_caught_up.then_some(catch_up.max_us),

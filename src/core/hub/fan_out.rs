@@ -35,6 +35,7 @@ use crate::core::log::read::Gap;
 use crate::core::log::{LogEvent, TopicRef};
 use crate::core::store::StoreError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use ulid::Ulid;
 
@@ -53,6 +54,10 @@ pub enum Start {
 pub struct Batch {
     /// Set when the requested cursor could not be honoured.
     pub gap: Option<Gap>,
+    /// For a feed over several topics ([`super::Merged`] and what is built on
+    /// it): the key of the topic the gap notice is about; `None` for a
+    /// single-topic feed.
+    pub gap_key: Option<Arc<str>>,
     /// The events, oldest first.
     pub events: Vec<Arc<LogEvent>>,
 }
@@ -67,6 +72,14 @@ pub trait FanOut: Send + Sync + 'static {
 
     /// Registers a subscriber on `topic` starting at `start`.
     fn subscribe(self: &Arc<Self>, topic: TopicRef, start: Start) -> Self::Feed;
+
+    /// The published mark: every event with an id at or below it has been
+    /// handed to its subscribers' feeds (a caught-up feed's
+    /// [`Feed::take_ready`] returns it). Never above the durable mark; only grows.
+    fn published_mark(&self) -> Ulid;
+
+    /// Resolves once the published mark is above `id` (at once if it is).
+    fn published_past(&self, id: Ulid) -> impl Future<Output = ()> + Send + '_;
 }
 
 /// One subscriber's ordered, exactly-once view of one topic.
@@ -83,4 +96,17 @@ pub trait Feed: Send {
     /// Takes what is ready right now without waiting (possibly nothing even
     /// when more will come). Transports add it to a write they are about to make.
     fn take_ready(&mut self, max: usize) -> Vec<Arc<LogEvent>>;
+
+    /// Whether the feed delivers from memory: then every event of its topic
+    /// up to the published mark read before a [`Feed::take_ready`] was
+    /// returned by that call or earlier (unless the call hit `max`). False
+    /// while it replays or repairs from the log.
+    fn is_live(&self) -> bool;
+
+    /// A small future, already registered, that resolves when the feed's
+    /// topic may have something new (a publish). A caller following many
+    /// live feeds waits on these instead of [`Feed::next`], then takes with
+    /// [`Feed::take_ready`]; registration comes first, so a publish between
+    /// creating it and the caller's next take is never missed.
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

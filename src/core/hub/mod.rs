@@ -33,12 +33,14 @@
 mod fan_out;
 #[cfg(test)]
 mod invariants;
+mod merged;
 mod replay;
 mod ring;
 mod steps;
 mod subscription;
 
 pub use fan_out::{Batch, FanOut, Feed, Start};
+pub use merged::{Merged, MergedItem};
 pub use subscription::Subscription;
 
 use crate::core::log::read::{Cursor, Page, PageLimit};
@@ -95,7 +97,7 @@ pub struct HubStats {
 
 struct Channel {
     ring: Mutex<Ring>,
-    notify: Notify,
+    notify: Arc<Notify>,
     subscribers: AtomicUsize,
     pages: Mutex<PageCache>,
 }
@@ -104,7 +106,7 @@ impl Channel {
     fn new() -> Self {
         Self {
             ring: Mutex::new(Ring::default()),
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
             subscribers: AtomicUsize::new(0),
             pages: Mutex::new(PageCache::default()),
         }
@@ -124,6 +126,9 @@ pub struct Hub {
     limits: HubLimits,
     subscriptions: AtomicUsize,
     ring_bytes: AtomicUsize,
+    /// The published mark ([`FanOut::published_mark`]) and its waiters.
+    published: Mutex<Ulid>,
+    published_changed: Notify,
     steps: Steps,
 }
 
@@ -141,6 +146,8 @@ impl Hub {
             },
             subscriptions: AtomicUsize::new(0),
             ring_bytes: AtomicUsize::new(0),
+            published: Mutex::new(Ulid::nil()),
+            published_changed: Notify::new(),
             steps,
         })
     }
@@ -195,6 +202,43 @@ impl Hub {
         limit: PageLimit,
     ) -> Result<Page, StoreError> {
         Ok(self.readers.read(topic, cursor, limit, || 0).await?.page)
+    }
+
+    /// Appends each event to its topic's ring (when the topic has
+    /// subscribers); returns the channels to wake.
+    fn append_to_rings(&self, events: &[Arc<LogEvent>]) -> Vec<Arc<Channel>> {
+        let mut woken: Vec<Arc<Channel>> = Vec::new();
+        let channels = self.channels();
+        if channels.is_empty() {
+            return woken;
+        }
+        for event in events {
+            let topic = TopicRef {
+                tenant: event.tenant,
+                name: event.event.topic.clone(),
+            };
+            let Some(channel) = channels.get(&topic) else {
+                continue;
+            };
+            let mut ring = channel.lock();
+            self.append(&mut ring, event);
+            drop(ring);
+            if !woken.iter().any(|known| Arc::ptr_eq(known, channel)) {
+                woken.push(channel.clone());
+            }
+        }
+        self.enforce_total(&channels);
+        woken
+    }
+
+    /// Raises the published mark once the rings hold everything up to `id`
+    /// (set after the appends and before subscribers are woken, so a woken
+    /// subscriber always sees a mark covering what it takes).
+    fn raise_published(&self, id: Ulid) {
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        *published = (*published).max(id);
+        drop(published);
+        self.published_changed.notify_waiters();
     }
 
     fn channels(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicRef, Arc<Channel>>> {
@@ -302,29 +346,26 @@ impl Hub {
 impl FanOut for Hub {
     type Feed = Subscription;
 
-    fn publish(&self, events: &[Arc<LogEvent>]) {
-        let mut woken: Vec<Arc<Channel>> = Vec::new();
-        {
-            let channels = self.channels();
-            if channels.is_empty() {
+    fn published_mark(&self) -> Ulid {
+        *self.published.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn published_past(&self, id: Ulid) {
+        loop {
+            let changed = self.published_changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.published_mark() > id {
                 return;
             }
-            for event in events {
-                let topic = TopicRef {
-                    tenant: event.tenant,
-                    name: event.event.topic.clone(),
-                };
-                let Some(channel) = channels.get(&topic) else {
-                    continue;
-                };
-                let mut ring = channel.lock();
-                self.append(&mut ring, event);
-                drop(ring);
-                if !woken.iter().any(|known| Arc::ptr_eq(known, channel)) {
-                    woken.push(channel.clone());
-                }
-            }
-            self.enforce_total(&channels);
+            changed.await;
+        }
+    }
+
+    fn publish(&self, events: &[Arc<LogEvent>]) {
+        let woken = self.append_to_rings(events);
+        if let Some(last) = events.last() {
+            self.raise_published(last.id());
         }
         for channel in woken {
             channel.notify.notify_waiters();
@@ -339,10 +380,13 @@ impl FanOut for Hub {
         let registered_at = channel.lock().end_seq();
         self.steps.reached(Step::RingPositionTaken);
         self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        // Read after registering: every event above this mark is published
+        // into the ring at or after `registered_at`.
+        let durable = self.readers.durable();
         let (position, replay) = match start {
-            // Read after registering: every event above this mark is published
-            // into the ring at or after `registered_at`.
-            Start::Live => (self.readers.durable(), false),
+            Start::Live => (durable, false),
+            // Nothing durable after the cursor: the ring will have all of it.
+            Start::After(id) if id == durable => (id, false),
             Start::After(id) => (id, true),
         };
         Subscription::new(
@@ -362,8 +406,9 @@ mod tests {
     use crate::core::writer::{Footprint, Writer};
     use serde_json::{Value, json};
 
-    /// A store in a temporary directory, its writer, and a hub with `limits`.
-    fn start(limits: HubLimits) -> (tempfile::TempDir, Writer, Arc<Hub>) {
+    /// A store in a temporary directory, its writer, and a hub with `limits`
+    /// (for the hub's tests and its submodules').
+    pub(super) fn start(limits: HubLimits) -> (tempfile::TempDir, Writer, Arc<Hub>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), 16 << 20).unwrap();
         let started = Writer::start_for_tests(store, limits);
@@ -392,6 +437,24 @@ mod tests {
             ids.extend(delivery.events.iter().map(|event| event.id()));
         }
         ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resuming_from_the_durable_mark_reads_no_log_and_misses_nothing() {
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 16,
+            topic_bytes: usize::MAX,
+            total_bytes: usize::MAX,
+            readers: 1,
+        });
+        let topic = TopicRef::new(uuid::Uuid::nil(), "quiet").unwrap();
+        let before = append(&writer, &topic, vec![json!(1)]).await;
+        let reads = hub.stats().log_reads;
+        let mut subscription = hub.subscribe(topic.clone(), Start::After(before[0]));
+        assert!(subscription.is_live(), "nothing durable after the cursor");
+        let after = append(&writer, &topic, vec![json!(2), json!(3)]).await;
+        assert_eq!(take(&mut subscription, 2).await, after);
+        assert_eq!(hub.stats().log_reads, reads);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

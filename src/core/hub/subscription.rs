@@ -14,6 +14,7 @@ use crate::core::log::read::Cursor;
 use crate::core::log::{LogEvent, TopicRef};
 use crate::core::store::StoreError;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use ulid::Ulid;
 
@@ -93,7 +94,10 @@ impl Subscription {
                     notified.as_mut().enable();
                     let events = self.take_from_ring(max);
                     if !events.is_empty() {
-                        return Ok(Batch { gap: None, events });
+                        return Ok(Batch {
+                            events,
+                            ..Batch::default()
+                        });
                     }
                     if matches!(self.mode, Mode::Live) {
                         self.hub.steps.reached(Step::LiveIdle);
@@ -155,7 +159,11 @@ impl Subscription {
             self.hub.steps.reached(Step::PageEnded);
             self.finish_page(&shared);
         }
-        Batch { gap, events }
+        Batch {
+            gap,
+            events,
+            ..Batch::default()
+        }
     }
 
     fn finish_page(&mut self, shared: &SharedPage) {
@@ -183,6 +191,16 @@ impl Feed for Subscription {
             Mode::Live => self.take_from_ring(max),
             Mode::Repair(_) | Mode::Replaying { .. } => Vec::new(),
         }
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.mode, Mode::Live)
+    }
+
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let mut notified = Box::pin(self.channel.notify.clone().notified_owned());
+        notified.as_mut().enable();
+        notified
     }
 }
 

@@ -270,6 +270,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Pairs under `prefix` whose key is less than `before` (or all), in
+    /// descending key order, at most `limit` (blocking): the newest entries
+    /// of an index whose keys grow with time.
+    pub fn scan_back_blocking(
+        &self,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        use std::ops::Bound;
+        let upper = match before {
+            Some(before) => Bound::Excluded(before.to_vec()),
+            None => successor(prefix).map_or(Bound::Unbounded, Bound::Excluded),
+        };
+        let db = self.db()?;
+        let mut out = Vec::new();
+        for item in db
+            .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
+            .rev()
+        {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// Calls `visit` with every pair under `prefix`, in key order, reading
     /// a page at a time (blocking).
     pub fn for_each_blocking(
@@ -332,6 +361,19 @@ enum MigrateError {
     Store(StoreError),
 }
 
+/// The smallest key greater than every key starting with `prefix`, if any
+/// (none when the prefix is all `0xff`).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
 /// Decodes a big-endian u64 record (0 when malformed).
 pub fn decode_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
@@ -352,10 +394,39 @@ mod tests {
         store.flush_blocking().unwrap();
         store.close();
         assert!(reader.get_blocking(b"k").is_err(), "closed for every clone");
-        reader.reopen_blocking().unwrap();
+        // sled's own threads may hold the files a moment after the close:
+        // retry as the callers do.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Err(err) = reader.reopen_blocking() {
+            assert!(std::time::Instant::now() < deadline, "{err}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert_eq!(
             store.get_blocking(b"k").unwrap().as_deref(),
             Some(&b"v"[..])
         );
+    }
+
+    #[test]
+    fn a_backward_scan_stays_inside_its_prefix_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let mut batch = WriteBatch::default();
+        for key in [&b"a\xff"[..], b"b1", b"b2", b"b3", b"b\xff", b"c"] {
+            batch.put(key, b"");
+        }
+        store.apply_blocking(batch).unwrap();
+        let keys = |pairs: Vec<(sled::IVec, sled::IVec)>| {
+            pairs
+                .into_iter()
+                .map(|(k, _)| k.to_vec())
+                .collect::<Vec<_>>()
+        };
+        let all = keys(store.scan_back_blocking(b"b", None, 10).unwrap());
+        assert_eq!(all, [&b"b\xff"[..], b"b3", b"b2", b"b1"]);
+        let before = keys(store.scan_back_blocking(b"b", Some(b"b3"), 1).unwrap());
+        assert_eq!(before, [b"b2"]);
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff\xff"), None);
     }
 }

@@ -113,6 +113,34 @@ impl Change<'_> {
             .collect())
     }
 
+    /// Up to `max` stored keys under `prefix`, in key order, less those this
+    /// change or an earlier one of its group deletes: for removing a range
+    /// too large for one change in bounded steps (keys only written in the
+    /// group are not listed).
+    pub fn stored_keys(&self, prefix: &[u8], max: usize) -> Result<Vec<Vec<u8>>, ApiError> {
+        let mut keys = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        while keys.len() < max {
+            let page = self
+                .store
+                .scan_blocking(prefix, after.as_deref(), max)
+                .map_err(|err| err.into_api("store read failed"))?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.to_vec());
+            let deleted = |key: &[u8]| {
+                matches!(
+                    self.own.get(key).or_else(|| self.group.get(key)),
+                    Some(None)
+                )
+            };
+            let live = page.iter().map(|(key, _)| key).filter(|key| !deleted(key));
+            keys.extend(live.take(max - keys.len()).map(|key| key.to_vec()));
+        }
+        Ok(keys)
+    }
+
     /// The writer's clock for this change (unix ms): the wall clock read when
     /// its group began, the time its event ids are made from. It follows the
     /// system clock, so it can step back between groups.

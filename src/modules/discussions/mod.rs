@@ -65,11 +65,8 @@ impl DiscussionsApi {
         F: FnOnce(&crate::core::store::Store) -> Result<T, ApiError> + Send + 'static,
     {
         self.core
-            .hub
-            .store()
-            .run(move |store| Ok(operation(store)))
+            .read("reading discussions failed", operation)
             .await
-            .map_err(|err| err.into_api("reading discussions failed"))?
     }
 }
 

@@ -13,6 +13,7 @@
 //! replaces its subscription; dropping a subscription (unfollow, end of the
 //! session) unsubscribes it from the hub.
 
+use super::frames::FrameBatch;
 use crate::auth::{Admission, Principal};
 use crate::core::hub::{Batch, FanOut, Feed, Hub, Start, Subscription};
 use crate::core::log::read::Gap;
@@ -92,11 +93,22 @@ pub trait WsProtocol: Send + 'static {
     /// encoding), or `None` to skip it for this session.
     fn event_text<'e>(&self, key: &str, event: &'e LogEvent) -> Option<Cow<'e, Bytes>>;
 
+    /// Frames the events of one delivery on `key`, in order: one frame per
+    /// event from [`WsProtocol::event_text`] unless the protocol groups
+    /// several events into one frame.
+    fn frame_events(&self, key: &str, events: &[Arc<LogEvent>], frames: &mut FrameBatch) {
+        for event in events {
+            if let Some(text) = self.event_text(key, event) {
+                frames.push_text(&text);
+            }
+        }
+    }
+
     /// The text frame announcing that `key` resumed past a gap.
     fn gap_text(&self, key: &str, gap: &Gap) -> String;
 }
 
-/// One subscription as a stream of deliveries.
+/// One subscription (or a protocol's own feed) as a stream of deliveries.
 type Deliveries = Pin<Box<dyn Stream<Item = Result<Batch, StoreError>> + Send>>;
 
 /// A delivery ready to be written, with the key it was followed under.
@@ -163,6 +175,20 @@ impl<'a> Session<'a> {
             .subscriptions
             .insert(Arc::from(key), deliveries(subscription));
         position
+    }
+
+    /// Follows a feed the protocol built itself (e.g. several topics merged
+    /// in commit order) under `key`, replacing what `key` followed. The
+    /// runner writes its deliveries like a subscription's; a gap notice
+    /// carrying [`Batch::gap_key`] is framed under that key.
+    pub fn follow_stream(
+        &mut self,
+        key: &str,
+        deliveries: impl Stream<Item = Result<Batch, StoreError>> + Send + 'static,
+    ) {
+        self.follows
+            .subscriptions
+            .insert(Arc::from(key), Box::pin(deliveries));
     }
 
     /// Stops following `key`; false when it was not followed.

@@ -39,6 +39,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// Transport label of WebSocket sessions in metrics.
 const TRANSPORT: &str = "ws";
 
+/// Most events framed before the write buffer is checked: a full buffer is
+/// written before it grows much past its size.
+const FRAMED_AT_ONCE: usize = 128;
+
 /// What every session needs from the server.
 #[derive(Clone)]
 pub struct WsRuntime {
@@ -190,12 +194,11 @@ impl<P: WsProtocol> Runner<P> {
                 End::Close(Closing::log_unreadable())
             })?;
             if let Some(gap) = delivery.gap {
-                batch.push_text(self.protocol.gap_text(&key, &gap).as_bytes());
+                let gap_key = delivery.gap_key.as_deref().unwrap_or(&key);
+                batch.push_text(self.protocol.gap_text(gap_key, &gap).as_bytes());
             }
-            for event in &delivery.events {
-                if let Some(text) = self.protocol.event_text(&key, event) {
-                    batch.push_text(&text);
-                }
+            for events in delivery.events.chunks(FRAMED_AT_ONCE) {
+                self.protocol.frame_events(&key, events, &mut batch);
                 if batch.is_full() {
                     self.write(&mut batch).await?;
                     wrote_full_batch = true;
