@@ -6,6 +6,8 @@
 //! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
 //! * [`idempotency`]: idempotency keys: a retried write replays its first
 //!   reply (every creating write of a module goes through it).
+//! * [`records`]: stored-record encoding and the validation errors modules share.
+//! * [`rest`]: path, query and body helpers every module's REST handlers share.
 //! * [`platform`]: the [`platform::Module`] interface every module
 //!   implements, the context it is built from, and the startup checks.
 //! * `sample` (debug builds, `--enable-test-routes`): a minimal module that
@@ -20,6 +22,8 @@ pub mod discussions;
 pub mod idempotency;
 pub mod live;
 pub mod platform;
+pub mod records;
+pub mod rest;
 #[cfg(debug_assertions)]
 pub mod sample;
 pub mod topics;

@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Request, Response};
 use crate::modules::idempotency::{self, Claim, Reply};
+use crate::modules::rest::json_input;
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,37 +48,11 @@ pub(super) fn routes(router: &mut Router, chat: &Arc<ChatModule>) {
     message_api::routes(router, chat);
 }
 
-/// A numeric path parameter, or 400.
-pub(super) fn id_param(request: &Request, name: &str) -> Result<u64, ApiError> {
-    let text = request.param(name).unwrap_or_default();
-    text.parse()
-        .map_err(|_| ApiError::validation(format!("{name} `{text}` is not a number")))
-}
-
-/// An optional numeric query parameter, or 400.
-pub(super) fn id_query(request: &Request, name: &str) -> Result<Option<u64>, ApiError> {
-    request
-        .query_param(name)
-        .filter(|text| !text.is_empty())
-        .map(|text| {
-            text.parse()
-                .map_err(|_| ApiError::validation(format!("{name} `{text}` is not a number")))
-        })
-        .transpose()
-}
+pub(super) use crate::modules::rest::{id_param, id_query};
 
 /// The `{roomId}` path parameter, or 400.
 pub(super) fn room_id(request: &Request) -> Result<u64, ApiError> {
     id_param(request, "roomId")
-}
-
-/// A JSON body as the endpoint's input; 400 when it does not have its shape.
-fn input<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
-    serde_json::from_value(body).map_err(|err| {
-        ApiError::validation(format!(
-            "the JSON body does not have the expected shape: {err}"
-        ))
-    })
 }
 
 /// A write's answer: its status and value.
@@ -183,7 +158,7 @@ impl ChatModule {
             caller,
             tenant: principal.tenant,
             claim,
-            input: input(body)?,
+            input: json_input(body)?,
             bytes: text.len() + CHANGE_BYTES,
         })
     }

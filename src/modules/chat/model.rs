@@ -9,9 +9,7 @@
 //! limit in characters, refused with 400 `VALIDATION_ERROR` naming the
 //! field, the flag and the limit.
 
-use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::time::Duration;
 
 /// Limits of the chat module (flags `--chat-*`).
@@ -196,50 +194,12 @@ impl Receipt {
     }
 }
 
-/// 404 naming what was not found (also for what the caller may not see).
-pub fn not_found(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no such {what}"))
-}
-
-/// 403 with `message`.
-pub fn forbidden(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Forbidden, message.to_string())
-}
-
-/// 400 for a count over a limit, naming the flag and the limit.
-pub fn over_limit(what: &str, flag: &str, limit: usize) -> ApiError {
-    ApiError::validation(format!("{what}: the most is {limit} (--{flag})"))
-        .with_details(json!({ "limit": flag, "max": limit }))
-}
-
-/// 400 when `value` is longer than `max` characters, naming the field, the
-/// flag that sets the limit, and the limit.
-pub fn check_chars(field: &str, value: &str, max: usize, flag: &str) -> Result<(), ApiError> {
-    let length = value.chars().count();
-    if length <= max {
-        return Ok(());
-    }
-    Err(ApiError::validation(format!(
-        "`{field}` is {length} characters; the most is {max} (--{flag})"
-    ))
-    .with_details(json!({ "field": field, "limit": flag, "maxChars": max, "actualChars": length })))
-}
-
-/// Decodes a stored record.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::internal(format!("stored chat record unreadable: {err}")))
-}
-
-/// Encodes a record for the store.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value)
-        .map_err(|err| ApiError::internal(format!("encoding a chat record: {err}")))
-}
+pub use crate::modules::records::{check_chars, decode, encode, forbidden, not_found, over_limit};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn unread_counts_others_messages_after_the_position() {

@@ -224,17 +224,7 @@ pub fn require_text(field: &str, value: &str, max: usize, multiline: bool) -> Re
     Ok(())
 }
 
-/// Decodes a stored record.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::internal(format!("stored discussion record unreadable: {err}")))
-}
-
-/// Encodes a record for the store.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value)
-        .map_err(|err| ApiError::internal(format!("encoding a discussion record: {err}")))
-}
+pub use crate::modules::records::{decode, encode};
 
 #[cfg(test)]
 mod tests {
