@@ -37,6 +37,7 @@ use crate::http::service::HttpService;
 use crate::http::tls::TlsSetting;
 use crate::http::tls::{self, ReloadableCertificate};
 use crate::modules::admin::AdminApi;
+use crate::modules::channels::ChannelsModule;
 use crate::modules::chat::ChatModule;
 use crate::modules::discussions::DiscussionsApi;
 use crate::modules::idempotency::Idempotency;
@@ -261,6 +262,7 @@ fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>
         Arc::new(TopicsApi::new(context)),
         Arc::new(DiscussionsApi::new(context)),
         Arc::new(ChatModule::new(context)),
+        Arc::new(ChannelsModule::new(context)),
         Arc::new(LiveModule::new(context)),
         Arc::new(AdminApi::new(context)),
     ];

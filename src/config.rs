@@ -12,6 +12,7 @@ use crate::error::StartupError;
 use crate::http::cors::CorsSettings;
 use crate::http::tls::TlsSetting;
 use crate::http::{AccessLog, HttpLimits};
+use crate::modules::channels::ChannelsLimits;
 use crate::modules::chat::ChatLimits;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::live::LiveLimits;
@@ -395,6 +396,27 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_CHAT_BATCH_WINDOW", default_value = "0ms", value_parser = humantime::parse_duration)]
     pub chat_batch_window: Duration,
 
+    /// Channels: longest post or discussion message text, in characters.
+    #[arg(
+        long,
+        env = "TIDINGS_CHANNELS_MAX_TEXT_CHARS",
+        default_value_t = 10_000
+    )]
+    pub channels_max_text_chars: usize,
+
+    /// Channels: longest channel name, in characters.
+    #[arg(long, env = "TIDINGS_CHANNELS_MAX_NAME_CHARS", default_value_t = 200)]
+    pub channels_max_name_chars: usize,
+
+    /// Channels: most rooms one Socket.IO connection may have joined at once.
+    #[arg(long, env = "TIDINGS_CHANNELS_MAX_JOINED_ROOMS", default_value_t = 100)]
+    pub channels_max_joined_rooms: usize,
+
+    /// Channels: how long after losing a channel's entitlement a member still gets its
+    /// broadcast push (never realtime access).
+    #[arg(long, env = "TIDINGS_CHANNELS_ENTITLEMENT_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub channels_entitlement_grace: Duration,
+
     /// Live events: how far ahead of the server's clock a poll may ask for an interval (and wait for it).
     #[arg(long, env = "TIDINGS_LIVE_MAX_AHEAD", default_value = "2s", value_parser = humantime::parse_duration)]
     pub live_max_ahead: Duration,
@@ -654,6 +676,12 @@ impl ServeArgs {
                     max_title_chars: self.discussion_max_title_chars.max(1),
                     max_reaction_kinds: self.discussion_max_reaction_kinds.max(1),
                     max_page: 100,
+                },
+                channels: ChannelsLimits {
+                    max_text_chars: self.channels_max_text_chars.max(1),
+                    max_name_chars: self.channels_max_name_chars.max(1),
+                    max_joined_rooms: self.channels_max_joined_rooms.max(1),
+                    entitlement_grace: self.channels_entitlement_grace,
                 },
                 chat: ChatLimits {
                     max_message_chars: self.chat_max_message_chars.max(1),

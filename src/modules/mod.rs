@@ -3,6 +3,7 @@
 //! * [`topics`]: the generic topics API, the core's own public surface.
 //! * [`discussions`]: spec 000, article discussions streamed over SSE.
 //! * [`chat`]: spec 002, chat rooms, members, messages, threads and receipts.
+//! * [`channels`]: spec 003, channel posts and discussions for Socket.IO clients.
 //! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
 //! * [`idempotency`]: idempotency keys: a retried write replays its first
 //!   reply (every creating write of a module goes through it).
@@ -17,6 +18,7 @@
 //! `http::Request`/`Response` helpers. `app.rs` lists the modules.
 
 pub mod admin;
+pub mod channels;
 pub mod chat;
 pub mod discussions;
 pub mod idempotency;

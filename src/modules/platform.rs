@@ -30,6 +30,7 @@ use crate::core::writer::Writer;
 use crate::core::writer::WriterLimits;
 use crate::error::{ApiError, StartupError};
 use crate::http::router::Router;
+use crate::modules::channels::ChannelsLimits;
 use crate::modules::chat::ChatLimits;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::idempotency::Idempotency;
@@ -100,6 +101,8 @@ pub struct CoreSettings {
     pub discussions: DiscussionLimits,
     /// Limits of the chat module.
     pub chat: ChatLimits,
+    /// Limits of the channels module.
+    pub channels: ChannelsLimits,
     /// Limits of tenants' allowed browser origins.
     pub origin_limits: OriginLimits,
     /// Limits and timing of the live events-streams.

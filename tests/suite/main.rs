@@ -9,6 +9,7 @@ mod harness;
 mod auth;
 mod bench;
 mod browser;
+mod channels_rest;
 mod chat_api;
 mod chat_browser;
 mod chat_events;

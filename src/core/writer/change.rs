@@ -113,6 +113,26 @@ impl Change<'_> {
             .collect())
     }
 
+    /// Up to `max` committed pairs under `prefix` after the key `after`
+    /// (from the first when `None`), in key order, read from the store
+    /// alone (this group's pending writes are not seen): for walking a
+    /// range too large for one change in bounded steps, one page a change.
+    pub fn stored_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        max: usize,
+    ) -> Result<Pairs, ApiError> {
+        let page = self
+            .store
+            .scan_blocking(prefix, after, max)
+            .map_err(|err| err.into_api("store read failed"))?;
+        Ok(page
+            .into_iter()
+            .map(|(key, value)| (key.to_vec(), value.to_vec()))
+            .collect())
+    }
+
     /// Up to `max` stored keys under `prefix`, in key order, less those this
     /// change or an earlier one of its group deletes: for removing a range
     /// too large for one change in bounded steps (keys only written in the

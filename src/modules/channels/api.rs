@@ -1,0 +1,202 @@
+//! The channels REST API's frame (all under `/api/v1/communication`): who
+//! calls, reads of committed state with the position to sync from, and
+//! idempotent writes. Handlers: [`super::channel_api`] (channels,
+//! discussions, members, bans, grants) and [`super::content_api`] (posts,
+//! discussion messages).
+//!
+//! Who calls: the tenant's backend with an API key (writes need the
+//! `publish` scope, reads `read`; a write may name who acted on the
+//! customer's side in an `actorId` body field, which events carry as
+//! `actor.id`), or a user with a JWT of the tenant's realm (reads what the
+//! access policy lets them, writes discussion messages). The instance admin
+//! key and stream tickets get 403.
+//!
+//! Invariants: every write is one writer change, idempotent under an
+//! `Idempotency-Key` header or `idempotencyKey` body field; every answer is
+//! `{"data": …}` or the shared error envelope.
+
+use super::ChannelsModule;
+use super::access::Reader;
+use super::model::check_user;
+use super::query::Viewer;
+use super::service::Acting;
+use crate::auth::api_keys::Scope;
+use crate::auth::{Credential, Principal};
+use crate::core::writer::{Change, Footprint};
+use crate::error::ApiError;
+use crate::http::{Request, Response, response};
+use crate::modules::idempotency::{self, Claim, Reply};
+use crate::modules::records::forbidden;
+use crate::modules::rest::json_input;
+use http::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use ulid::Ulid;
+
+/// Entries in a page unless `limit` says otherwise.
+pub(super) const DEFAULT_PAGE: usize = 50;
+/// Most entries in a page.
+pub(super) const MAX_PAGE: usize = 200;
+/// What a change holds besides its body while it waits for the writer.
+const CHANGE_BYTES: usize = 4096;
+/// The body field naming who acted on the customer's side (backend writes).
+const ACTOR_FIELD: &str = "actorId";
+
+/// Whether a write takes a JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Body {
+    /// The input is the JSON body.
+    Json,
+    /// No input (a body, if any, is not read).
+    None,
+}
+
+/// A prepared write: who acts, its idempotency claim, its input and size.
+pub(super) struct Write<T> {
+    acting: Acting,
+    claim: Option<Claim>,
+    input: T,
+    bytes: usize,
+}
+
+/// The reader behind a principal: a user (JWT) or the backend (API key
+/// with `scope`); others get 403.
+pub fn reader_of(principal: &Principal, scope: Scope) -> Result<Reader, ApiError> {
+    match &principal.credential {
+        Credential::Token(claims) => Ok(Reader::User {
+            sub: claims.sub.clone(),
+            entitlements: claims.entitlements.clone(),
+            features: claims.features.clone(),
+        }),
+        Credential::Key(_) => {
+            principal.require(scope)?;
+            Ok(Reader::Backend)
+        }
+        Credential::Admin => Err(forbidden(
+            "the instance admin key does not act in channels: use a tenant API key or a user's JWT",
+        )),
+        Credential::Ticket(_) => Err(forbidden("a stream ticket only opens its stream")),
+    }
+}
+
+impl ChannelsModule {
+    /// Who reads (API key with `read`, or a JWT).
+    pub(super) fn viewer(&self, request: &Request) -> Result<Viewer, ApiError> {
+        let principal = self.core.auth.authenticate(request)?;
+        Ok(Viewer {
+            tenant: principal.tenant,
+            reader: reader_of(&principal, Scope::Read)?,
+        })
+    }
+
+    /// Runs a blocking read of committed state and answers `{"data": …}`.
+    /// The read gets the log position read before it (see [`super::query`]).
+    pub(super) async fn answer<T, F>(&self, operation: F) -> Result<Response, ApiError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(&crate::core::store::Store, Ulid) -> Result<T, ApiError> + Send + 'static,
+    {
+        let latest = self.core.hub.durable_mark();
+        let value = self
+            .core
+            .read("reading channels failed", move |store| {
+                operation(store, latest)
+            })
+            .await?;
+        Ok(response::data(StatusCode::OK, &value))
+    }
+
+    /// Prepares a write to `operation`: the caller, the claim of the key,
+    /// the backend's `actorId` and the input.
+    pub(super) async fn prepare<T: DeserializeOwned>(
+        &self,
+        request: &mut Request,
+        operation: &str,
+        body: Body,
+    ) -> Result<Write<T>, ApiError> {
+        let principal = self.core.auth.authenticate(request)?;
+        let reader = reader_of(&principal, Scope::Publish)?;
+        let mut body: Value = match body {
+            Body::Json => request.json().await?,
+            Body::None => Value::Null,
+        };
+        let key = idempotency::requested(request.headers(), idempotency::take_field(&mut body))?;
+        let text = body.to_string();
+        let claim = self.core.idempotency.claim(
+            key,
+            &principal,
+            operation,
+            &[
+                request.method().as_str().as_bytes(),
+                request.uri().path().as_bytes(),
+                text.as_bytes(),
+            ],
+        );
+        let actor = actor_of(&reader, &mut body)?;
+        let input = json_input(body)?;
+        Ok(Write {
+            acting: Acting {
+                tenant: principal.tenant,
+                reader,
+                actor,
+                limits: self.limits,
+            },
+            claim,
+            input,
+            bytes: text.len() + CHANGE_BYTES,
+        })
+    }
+
+    /// Runs `operation` in one atomic change, idempotently, and replies
+    /// `{"data": value}` with `status`.
+    pub(super) async fn commit<I, T, F>(
+        &self,
+        write: Write<I>,
+        status: StatusCode,
+        operation: F,
+    ) -> Result<Response, ApiError>
+    where
+        I: Send + 'static,
+        T: Serialize,
+        F: FnOnce(&mut Change<'_>, &Acting, I) -> Result<T, ApiError> + Send + 'static,
+    {
+        let Write {
+            acting,
+            claim,
+            input,
+            bytes,
+        } = write;
+        let committed = self
+            .core
+            .writer
+            .commit(Footprint::data(bytes), move |change| {
+                idempotency::protect(claim.as_ref(), change, |change| {
+                    let value = operation(change, &acting, input)?;
+                    let body = serde_json::to_vec(&value).map_err(|err| {
+                        ApiError::internal(format!("encoding the reply failed: {err}"))
+                    })?;
+                    Ok(Reply::new(status, body))
+                })
+            })
+            .await?;
+        Ok(idempotency::reply_response(&committed.value))
+    }
+}
+
+/// Who events name: a user themselves, or whom the backend's `actorId` names.
+fn actor_of(reader: &Reader, body: &mut Value) -> Result<Option<String>, ApiError> {
+    let named = body
+        .as_object_mut()
+        .and_then(|fields| fields.remove(ACTOR_FIELD));
+    match (reader, named) {
+        (Reader::User { sub, .. }, None) => Ok(Some(sub.clone())),
+        (Reader::User { .. }, Some(_)) => Err(forbidden("only the backend names an `actorId`")),
+        (Reader::Backend, None | Some(Value::Null)) => Ok(None),
+        (Reader::Backend, Some(Value::String(actor))) => {
+            check_user(ACTOR_FIELD, &actor)?;
+            Ok(Some(actor))
+        }
+        (Reader::Backend, Some(_)) => Err(ApiError::validation("`actorId` must be a string")),
+    }
+}
