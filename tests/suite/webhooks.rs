@@ -1269,3 +1269,71 @@ async fn chat_events_reach_the_tenant_webhook_with_their_data() {
     );
     assert_eq!(bodies[6], json!({ "roomId": id }));
 }
+
+/// A broadcast post hands its recipients to push services: the channel's
+/// explicit members who hold its entitlement or lost it within the grace
+/// (never one who lost it earlier, nor a non-member); channel events reach
+/// the webhook as the envelope Socket.IO clients get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_post_lists_its_push_recipients_within_the_entitlement_grace() {
+    let server = server(&["--channels-entitlement-grace", "2s"]);
+    let receiver = Receiver::start().await;
+    create_endpoint(&server, json!({ "url": receiver.url })).await;
+    let api = Chat::new(&server).await;
+    let body = json!({ "name": "gold", "readPolicy": "entitled", "entitlementKey": "gold" });
+    let channel = api
+        .expect(
+            201,
+            api.post("/communication/channels", &api.backend, body)
+                .await,
+        )
+        .await;
+    let id = channel["id"].as_u64().unwrap();
+    for user in ["ann", "bob", "dan", "eve"] {
+        let member = format!("/communication/channels/{id}/members/{user}");
+        api.expect(
+            200,
+            api.call(Method::PUT, &member, &api.backend, None).await,
+        )
+        .await;
+    }
+    for user in ["ann", "bob", "dan"] {
+        let grant = format!("/communication/users/{user}/entitlements/gold");
+        api.expect(200, api.call(Method::PUT, &grant, &api.backend, None).await)
+            .await;
+    }
+    let lose = |user: &str| format!("/communication/users/{user}/entitlements/gold");
+    api.expect(200, api.delete(&lose("dan"), &api.backend).await)
+        .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    api.expect(200, api.delete(&lose("bob"), &api.backend).await)
+        .await;
+    let post = json!({ "text": "big news", "authorId": "ed", "broadcast": true });
+    let path = format!("/communication/channels/{id}/posts");
+    api.expect(201, api.post(&path, &api.backend, post).await)
+        .await;
+
+    let got = receiver.wait_delivered(4).await;
+    let types: Vec<String> = got.iter().map(|r| r.header("tidings-event-type")).collect();
+    assert_eq!(
+        types,
+        [
+            "communication.access.changed",
+            "communication.access.changed",
+            "communication.channel_post.created",
+            "communication.channel_post.broadcast"
+        ]
+    );
+    let narrowed = got[1].event();
+    assert_eq!(narrowed["data"]["userId"], "bob");
+    let created = got[2].event();
+    assert_eq!(created["eventType"], "communication.channel_post.created");
+    assert_eq!(created["data"]["text"], "big news");
+    assert_eq!(created["eventId"].as_str().map(str::len), Some(36));
+    let broadcast = got[3].event()["data"].clone();
+    assert_eq!(
+        broadcast,
+        json!({ "postId": 1, "channelId": id, "recipients": ["ann", "bob"], "page": 1, "last": true,
+                "actor": { "id": null } })
+    );
+}

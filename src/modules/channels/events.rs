@@ -327,7 +327,7 @@ impl Emitter {
     ) -> Result<(), ApiError> {
         let data = json!({
             "postId": post.id, "channelId": post.channel_id, "recipients": recipients,
-            "page": page, "last": last,
+            "page": page, "last": last, "actor": self.actor,
         });
         change.append(
             &push_topic(self.tenant),
