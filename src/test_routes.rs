@@ -59,12 +59,7 @@ pub fn routes(
     auth: Authenticator,
     writer: Writer,
 ) {
-    socketio::routes(
-        router,
-        sio,
-        runtime.lifecycle.clone(),
-        runtime.metrics.clone(),
-    );
+    socketio::routes(router, sio, runtime.clone());
     writer_fault_routes(router, writer.clone());
     timer_routes(router, writer.clone());
     periodic_routes(router, writer);

@@ -3,35 +3,199 @@
 //!
 //! * `/__test/engine.io/`: a raw Engine.IO endpoint that sends every message
 //!   back (text as text, binary as binary).
+//! * `/__test/socket.io/`: namespaces `/` and `/custom`. On CONNECT both emit
+//!   `auth` with the CONNECT payload (`{}` if none); `/` also has the kit's
+//!   handlers: `message` → emit `message-back` with the same arguments;
+//!   `message-with-ack` → ack with them; `emit-with-ack` → emit them with
+//!   an ack request, and emit `emit-with-ack` with the client's answer;
+//!   `smoke` → ack `{ok: true, data}`, then broadcast `smoke:broadcast`
+//!   `{from, data}` to every socket of `/` (a `tokio::sync::broadcast`
+//!   channel, each socket's signal). Binary attachments travel along.
 //!
-//! Both are served by the transport exactly as a module would serve it.
+//! The Socket.IO endpoint is written only against the transport's module
+//! interface ([`Namespace`], [`SocketHandler`]): it is the example for modules.
 
-use crate::core::lifecycle::Lifecycle;
-use crate::core::metrics::Metrics;
+use crate::auth::Admission;
+use crate::core::log::LogEvent;
+use crate::core::log::read::Gap;
 use crate::http::router::Router;
-use crate::transport::socketio::SioSettings;
 use crate::transport::socketio::engine::{
-    AppEnd, Application, EngineServer, Handshake, Message, Outgoing, SessionApp,
+    AppEnd, Application, EngineServer, Message, Outgoing, SessionApp,
 };
+use crate::transport::socketio::{
+    ClientAck, ClientEvent, ConnectRefusal, Handshake, Namespace, SioSettings, SocketCtx,
+    SocketHandler, SocketIoServer,
+};
+use crate::transport::ws::WsRuntime;
+use bytes::Bytes;
 use http::Method;
+use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
+use tokio::sync::broadcast;
 
 /// Path of the raw Engine.IO echo endpoint.
 const ENGINE_PATH: &str = "/__test/engine.io/";
+/// Path of the Socket.IO endpoint.
+const SOCKETIO_PATH: &str = "/__test/socket.io/";
+/// The smoke client's event.
+const SMOKE_EVENT: &str = "smoke";
+/// The broadcast a smoke event triggers.
+const SMOKE_BROADCAST: &str = "smoke:broadcast";
+/// Broadcasts a slow socket may lag behind before it misses some.
+const SHOUT_BUFFER: usize = 64;
 
 /// Registers the kit's endpoints.
-pub fn routes(
-    router: &mut Router,
-    settings: SioSettings,
-    lifecycle: Arc<Lifecycle>,
-    metrics: Arc<Metrics>,
-) {
-    let echo = Arc::new(EngineServer::new(settings, lifecycle, metrics, Echo));
+pub fn routes(router: &mut Router, settings: SioSettings, runtime: WsRuntime) {
+    let echo = Arc::new(EngineServer::new(
+        settings,
+        runtime.lifecycle.clone(),
+        runtime.metrics.clone(),
+        Echo,
+    ));
+    let (shouts, _) = broadcast::channel(SHOUT_BUFFER);
+    let sio = Arc::new(
+        SocketIoServer::new(settings, runtime)
+            .namespace(
+                "/",
+                Arc::new(KitNamespace {
+                    shouts: Some(shouts),
+                }),
+            )
+            .namespace("/custom", Arc::new(KitNamespace { shouts: None })),
+    );
     for method in [Method::GET, Method::POST, Method::PUT] {
-        router.route_with(method, ENGINE_PATH, &echo, |echo, request| async move {
-            echo.handle(request).await
+        router.route_with(
+            method.clone(),
+            ENGINE_PATH,
+            &echo,
+            |echo, request| async move { echo.handle(request).await },
+        );
+        router.route_with(method, SOCKETIO_PATH, &sio, |sio, request| async move {
+            sio.handle(request).await
         });
+    }
+}
+
+/// A kit namespace: `/` with the smoke broadcast channel and every
+/// handler, `/custom` with the `auth` greeting only.
+struct KitNamespace {
+    shouts: Option<broadcast::Sender<Shout>>,
+}
+
+/// A `smoke` broadcast.
+#[derive(Debug, Clone)]
+struct Shout {
+    from: String,
+    data: Value,
+    attachments: Vec<Bytes>,
+}
+
+impl Namespace for KitNamespace {
+    type Socket = KitSocket;
+
+    async fn connect(
+        &self,
+        _handshake: &Handshake,
+        auth: Option<Value>,
+    ) -> Result<(KitSocket, Option<Admission>), ConnectRefusal> {
+        let smoke = self.shouts.as_ref().map(|shouts| Smoke {
+            shouts: shouts.clone(),
+            heard: shouts.subscribe(),
+        });
+        let auth = auth.unwrap_or_else(|| json!({}));
+        Ok((KitSocket { auth, smoke }, None))
+    }
+}
+
+/// One client in a kit namespace.
+struct KitSocket {
+    /// The CONNECT payload, sent back on connect.
+    auth: Value,
+    /// The broadcast channel (`/` only: it has the handlers).
+    smoke: Option<Smoke>,
+}
+
+/// The smoke broadcast, both ways.
+struct Smoke {
+    shouts: broadcast::Sender<Shout>,
+    heard: broadcast::Receiver<Shout>,
+}
+
+impl SocketHandler for KitSocket {
+    type Signal = Shout;
+
+    async fn on_connect(&mut self, ctx: &mut SocketCtx<'_>) {
+        ctx.emit("auth", vec![self.auth.take()]);
+    }
+
+    async fn on_event(&mut self, event: ClientEvent, ctx: &mut SocketCtx<'_>) {
+        let Some(smoke) = &self.smoke else {
+            return;
+        };
+        let ClientEvent {
+            name,
+            args,
+            attachments,
+            ack,
+        } = event;
+        match name.as_str() {
+            "message" => ctx.emit_binary("message-back", args, attachments),
+            "message-with-ack" => {
+                if let Some(id) = ack {
+                    ctx.ack_binary(id, args, attachments);
+                }
+            }
+            "emit-with-ack" => {
+                ctx.emit_binary_with_ack("emit-with-ack", args, attachments);
+            }
+            SMOKE_EVENT => {
+                let data = args.into_iter().next().unwrap_or(Value::Null);
+                if let Some(id) = ack {
+                    let reply = json!({ "ok": true, "data": data });
+                    ctx.ack_binary(id, vec![reply], attachments.clone());
+                }
+                let from = ctx.socket_id().to_string();
+                // No receiver is no error (the sender itself listens).
+                let _ = smoke.shouts.send(Shout {
+                    from,
+                    data,
+                    attachments,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_ack(&mut self, ack: ClientAck, ctx: &mut SocketCtx<'_>) {
+        ctx.emit_binary("emit-with-ack", ack.args, ack.attachments);
+    }
+
+    async fn next_signal(&mut self) -> Shout {
+        let Some(smoke) = &mut self.smoke else {
+            return std::future::pending().await;
+        };
+        loop {
+            match smoke.heard.recv().await {
+                Ok(shout) => return shout,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    async fn on_signal(&mut self, shout: Shout, ctx: &mut SocketCtx<'_>) {
+        let data = json!({ "from": shout.from, "data": shout.data });
+        ctx.emit_binary(SMOKE_BROADCAST, vec![data], shout.attachments);
+    }
+
+    fn event_packet<'e>(&self, _key: &str, _event: &'e LogEvent) -> Option<Cow<'e, Bytes>> {
+        None
+    }
+
+    fn gap_packet(&self, _key: &str, _gap: &Gap) -> Option<String> {
+        None
     }
 }
 
