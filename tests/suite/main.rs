@@ -34,6 +34,7 @@ mod resume;
 mod revocation;
 mod shutdown;
 mod slow;
+mod socketio;
 mod streams;
 mod tickets;
 mod timers;
