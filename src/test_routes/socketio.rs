@@ -12,16 +12,28 @@
 //!   `{from, data}` to every socket of `/` (a `tokio::sync::broadcast`
 //!   channel, each socket's signal). Binary attachments travel along.
 //!
+//!   `/topics` (not the kit's) follows topics of the tenant named by the
+//!   handshake's `?tenant=` (or `X-TenantId`; without one the CONNECT is
+//!   refused, the refusal's data naming the peer): `follow` (topic) acks
+//!   `{position, following, namespace, principal}`; `unfollow` (topic) acks
+//!   `[unfollowed, still followed]`; `leave` disconnects the socket. Events
+//!   arrive as `42/topics,["event",<stored event JSON>]` (built once per
+//!   event), gaps as `42/topics,["gap",{topic,gap}]`. No credential: test
+//!   builds only.
+//!
 //! The Socket.IO endpoint is written only against the transport's module
 //! interface ([`Namespace`], [`SocketHandler`]): it is the example for modules.
 
 use crate::auth::Admission;
-use crate::core::log::LogEvent;
+use crate::core::hub::Start;
+use crate::core::log::encoding::Encoding;
 use crate::core::log::read::Gap;
+use crate::core::log::{LogEvent, TopicRef};
 use crate::http::router::Router;
 use crate::transport::socketio::engine::{
     AppEnd, Application, EngineServer, Message, Outgoing, SessionApp,
 };
+use crate::transport::socketio::packet;
 use crate::transport::socketio::{
     ClientAck, ClientEvent, ConnectRefusal, Handshake, Namespace, SioSettings, SocketCtx,
     SocketHandler, SocketIoServer,
@@ -45,6 +57,8 @@ const SMOKE_EVENT: &str = "smoke";
 const SMOKE_BROADCAST: &str = "smoke:broadcast";
 /// Broadcasts a slow socket may lag behind before it misses some.
 const SHOUT_BUFFER: usize = 64;
+/// The namespace following topics.
+const TOPICS_NSP: &str = "/topics";
 
 /// Registers the kit's endpoints.
 pub fn routes(router: &mut Router, settings: SioSettings, runtime: WsRuntime) {
@@ -63,7 +77,8 @@ pub fn routes(router: &mut Router, settings: SioSettings, runtime: WsRuntime) {
                     shouts: Some(shouts),
                 }),
             )
-            .namespace("/custom", Arc::new(KitNamespace { shouts: None })),
+            .namespace("/custom", Arc::new(KitNamespace { shouts: None }))
+            .namespace(TOPICS_NSP, Arc::new(TopicsNamespace)),
     );
     for method in [Method::GET, Method::POST, Method::PUT] {
         router.route_with(
@@ -147,6 +162,9 @@ impl SocketHandler for KitSocket {
                     ctx.ack_binary(id, args, attachments);
                 }
             }
+            "emit-with-ack" if attachments.is_empty() => {
+                ctx.emit_with_ack("emit-with-ack", args);
+            }
             "emit-with-ack" => {
                 ctx.emit_binary_with_ack("emit-with-ack", args, attachments);
             }
@@ -196,6 +214,87 @@ impl SocketHandler for KitSocket {
 
     fn gap_packet(&self, _key: &str, _gap: &Gap) -> Option<String> {
         None
+    }
+}
+
+/// `/topics`: sockets following topics of one tenant.
+struct TopicsNamespace;
+
+impl Namespace for TopicsNamespace {
+    type Socket = TopicsSocket;
+
+    async fn connect(
+        &self,
+        handshake: &Handshake,
+        _auth: Option<Value>,
+    ) -> Result<(TopicsSocket, Option<Admission>), ConnectRefusal> {
+        let named = handshake.query_param("tenant").or_else(|| {
+            handshake
+                .headers()
+                .get("x-tenantid")
+                .and_then(|value| value.to_str().ok())
+        });
+        let tenant = named
+            .and_then(|tenant| tenant.parse().ok())
+            .ok_or_else(|| ConnectRefusal {
+                message: "name the tenant: ?tenant=<uuid> on the handshake".into(),
+                data: Some(json!({ "peer": handshake.peer().map(|peer| peer.to_string()) })),
+            })?;
+        Ok((TopicsSocket { tenant }, None))
+    }
+}
+
+/// One client of `/topics`.
+struct TopicsSocket {
+    tenant: uuid::Uuid,
+}
+
+/// `42/topics,["event",<stored JSON>]`, built once per event.
+static TOPICS_EVENT: Encoding = Encoding::new("test.socketio.event", |event| {
+    packet::event_text(TOPICS_NSP, "event", &event.json)
+});
+
+impl SocketHandler for TopicsSocket {
+    type Signal = Infallible;
+
+    async fn on_event(&mut self, event: ClientEvent, ctx: &mut SocketCtx<'_>) {
+        let topic = event
+            .args
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let reply = match event.name.as_str() {
+            "follow" => match TopicRef::new(self.tenant, topic) {
+                Ok(topic_ref) => {
+                    let position = ctx.follow(topic, topic_ref, Start::Live);
+                    json!({
+                        "position": position.map(|id| id.to_string()),
+                        "following": ctx.following(),
+                        "namespace": ctx.namespace(),
+                        "principal": ctx.principal().map(|principal| principal.name.clone()),
+                    })
+                }
+                Err(err) => json!({ "error": err }),
+            },
+            "unfollow" => json!([ctx.unfollow(topic), ctx.follows(topic)]),
+            "leave" => {
+                ctx.disconnect();
+                return;
+            }
+            _ => return,
+        };
+        if let Some(id) = event.ack {
+            ctx.ack(id, vec![reply]);
+        }
+    }
+
+    fn event_packet<'e>(&self, _key: &str, event: &'e LogEvent) -> Option<Cow<'e, Bytes>> {
+        Some(event.encoded(&TOPICS_EVENT))
+    }
+
+    fn gap_packet(&self, key: &str, gap: &Gap) -> Option<String> {
+        let notice = json!({ "topic": key, "gap": gap }).to_string();
+        String::from_utf8(packet::event_text(TOPICS_NSP, "gap", notice.as_bytes()).to_vec()).ok()
     }
 }
 

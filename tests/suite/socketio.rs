@@ -354,3 +354,94 @@ async fn shutdown_ends_sessions_with_the_close_packet() {
     assert_eq!(waiting.await.unwrap(), "1");
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// Sends a text message.
+async fn send(socket: &mut Client, text: &str) {
+    socket.send(Message::text(text)).await.unwrap();
+}
+
+/// The JSON after `prefix` of the next message.
+async fn next_json(socket: &mut Client, prefix: &str) -> serde_json::Value {
+    let text = next_text(socket).await.expect("a message");
+    let json = text
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected {prefix}…, got {text}"));
+    serde_json::from_str(json).unwrap()
+}
+
+#[tokio::test]
+async fn sockets_of_several_namespaces_share_a_session_and_follow_topics() {
+    let server = Server::start();
+    let url = format!("ws://{}{SOCKETIO}?EIO=4&transport=websocket", server.addr());
+    let (mut refused, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_text(&mut refused).await.unwrap().starts_with("0{"));
+    send(&mut refused, "40/topics,").await;
+    let refusal = next_json(&mut refused, "44/topics,").await;
+    assert!(
+        refusal["message"].as_str().unwrap().contains("?tenant="),
+        "{refusal}"
+    );
+    assert!(
+        refusal["data"]["peer"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{refusal}"
+    );
+
+    let tenant = crate::chat_api::default_tenant(&server);
+    let url = format!(
+        "ws://{}{SOCKETIO}?EIO=4&transport=websocket&tenant={tenant}",
+        server.addr()
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_text(&mut socket).await.unwrap().starts_with("0{"));
+    send(&mut socket, "40").await;
+    let main = next_json(&mut socket, "40").await;
+    assert_eq!(next_text(&mut socket).await.unwrap(), "42[\"auth\",{}]");
+    send(&mut socket, "40/topics,").await;
+    let topics = next_json(&mut socket, "40/topics,").await;
+    assert_ne!(
+        main["sid"], topics["sid"],
+        "each namespace socket has its own id"
+    );
+
+    send(&mut socket, "42/topics,1[\"follow\",\"room-1\"]").await;
+    let ack = next_json(&mut socket, "43/topics,1").await;
+    assert_eq!(ack[0]["following"], 1, "{ack}");
+    assert_eq!(ack[0]["namespace"], "/topics");
+    assert!(ack[0]["position"].is_string(), "{ack}");
+    let client = server.http1();
+    let id =
+        crate::clients::publish(&server, &client, "room-1", serde_json::json!({ "n": 1 })).await;
+    let event = next_json(&mut socket, "42/topics,").await;
+    assert_eq!(event[0], "event");
+    assert_eq!(
+        (event[1]["id"].as_str(), &event[1]["data"]["n"]),
+        (Some(id.as_str()), &serde_json::json!(1))
+    );
+
+    send(&mut socket, "42/topics,2[\"unfollow\",\"room-1\"]").await;
+    assert_eq!(
+        next_text(&mut socket).await.unwrap(),
+        "43/topics,2[[true,false]]"
+    );
+    crate::clients::publish(&server, &client, "room-1", serde_json::json!({ "n": 2 })).await;
+    send(&mut socket, "42[\"message\",\"main\"]").await;
+    assert_eq!(
+        next_text(&mut socket).await.unwrap(),
+        "42[\"message-back\",\"main\"]",
+        "no event after unfollow"
+    );
+    send(&mut socket, "42/topics,[\"leave\"]").await;
+    assert_eq!(
+        next_text(&mut socket).await.unwrap(),
+        "41/topics,",
+        "server DISCONNECT"
+    );
+    send(&mut socket, "42[\"message\",\"still\"]").await;
+    assert_eq!(
+        next_text(&mut socket).await.unwrap(),
+        "42[\"message-back\",\"still\"]"
+    );
+}

@@ -324,9 +324,7 @@ impl<'a> SocketCtx<'a> {
     pub fn follow(&mut self, key: &str, topic: TopicRef, start: Start) -> Option<Ulid> {
         let subscription = self.follows.hub.subscribe(topic, start);
         let position = subscription.last_id();
-        self.follows
-            .streams
-            .insert(self.key(key), deliveries(subscription));
+        self.follow_stream(key, deliveries(subscription));
         position
     }
 

@@ -66,11 +66,6 @@ impl SocketIoServer {
         self
     }
 
-    /// Engine.IO sessions open now.
-    pub fn open_sessions(&self) -> usize {
-        self.engine.open_sessions()
-    }
-
     /// Answers one request of the endpoint.
     pub async fn handle(self: &Arc<Self>, request: Request) -> Result<Response, ApiError> {
         self.engine.handle(request).await

@@ -204,11 +204,6 @@ impl<A: Application> EngineServer<A> {
         &mut self.app
     }
 
-    /// Sessions open now.
-    pub fn open_sessions(&self) -> usize {
-        self.registry.open_sessions()
-    }
-
     /// Answers one request of the endpoint (GET, POST, or the WebSocket upgrade).
     pub async fn handle(&self, mut request: Request) -> Result<Response, ApiError> {
         let transport = match request.query_param("transport").as_deref() {

@@ -74,11 +74,6 @@ impl Registry {
         self.entries().get(sid).cloned()
     }
 
-    /// Sessions open now.
-    pub(crate) fn open_sessions(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, mpsc::Sender<Inbound>>> {
         self.polling
             .lock()
