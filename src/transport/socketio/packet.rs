@@ -256,7 +256,7 @@ mod tests {
             (packet.nsp.as_str(), packet.attachments, packet.id),
             ("/custom", 2, Some(789))
         );
-        assert_eq!(decode("40/custom").unwrap().nsp, "/custom");
+        assert_eq!(decode("0/custom").unwrap().nsp, "/custom");
         assert_eq!(decode("0").unwrap().data, None);
         assert_eq!(
             decode(r#"0{"token":"1"}"#).unwrap().data,

@@ -258,7 +258,8 @@ impl<A: Application> EngineServer<A> {
                     self.settings.websocket(),
                     &self.lifecycle,
                     move |socket| {
-                        let mut session = Session::new(runtime, app, Link::WebSocket(socket), slot);
+                        let mut session =
+                            Session::new(runtime, app, Link::WebSocket(Box::new(socket)), slot);
                         session.greet(open);
                         session.run()
                     },
@@ -289,7 +290,9 @@ impl<A: Application> EngineServer<A> {
                     &self.lifecycle,
                     move |socket| async move {
                         // A session that is gone drops the socket, which closes it.
-                        let _ = session.send(polling::Inbound::Probe(socket)).await;
+                        let _ = session
+                            .send(polling::Inbound::Probe(Box::new(socket)))
+                            .await;
                     },
                 )?
             }

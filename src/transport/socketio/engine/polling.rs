@@ -35,7 +35,7 @@ pub(crate) enum Inbound {
     /// A POST over `--sio-max-payload`: the session ends.
     TooLarge,
     /// A WebSocket opened with this session's sid (an upgrade probe).
-    Probe(WsSocket),
+    Probe(Box<WsSocket>),
 }
 
 /// The answer to a GET.
@@ -160,7 +160,7 @@ impl Polling {
 
     /// Takes a WebSocket opened with this session's sid as the upgrade
     /// probe (a second one is closed: one upgrade at a time).
-    pub(super) fn start_probe(&mut self, socket: WsSocket) {
+    pub(super) fn start_probe(&mut self, socket: Box<WsSocket>) {
         if self.probe.is_none() {
             self.probe = Some(Box::new(Probe::new(socket)));
         }
@@ -168,7 +168,7 @@ impl Polling {
 
     /// Acts on the probe's event; returns the WebSocket once the client
     /// completed the upgrade.
-    pub(super) async fn on_probe(&mut self, event: ProbeEvent) -> Option<WsSocket> {
+    pub(super) async fn on_probe(&mut self, event: ProbeEvent) -> Option<Box<WsSocket>> {
         let probe = self.probe.as_mut()?;
         match probe.advance(event).await {
             Ok(false) => {

@@ -52,7 +52,7 @@ pub(crate) enum Link {
     /// HTTP long-polling (possibly probing an upgrade).
     Polling(Box<Polling>),
     /// WebSocket (from the start, or after an upgrade).
-    WebSocket(WsSocket),
+    WebSocket(Box<WsSocket>),
 }
 
 /// What woke the session on its transport.

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 /// An upgrade probe in progress.
 pub(super) struct Probe {
-    socket: WsSocket,
+    socket: Box<WsSocket>,
     deadline: Pin<Box<Sleep>>,
     probed: bool,
 }
@@ -30,7 +30,7 @@ pub(super) enum ProbeEvent {
 
 impl Probe {
     /// A probe on `socket`, given [`UPGRADE_TIMEOUT`] to complete.
-    pub(super) fn new(socket: WsSocket) -> Self {
+    pub(super) fn new(socket: Box<WsSocket>) -> Self {
         Self {
             socket,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now() + UPGRADE_TIMEOUT)),
@@ -73,7 +73,7 @@ impl Probe {
     }
 
     /// The WebSocket the session continues on.
-    pub(super) fn into_socket(self) -> WsSocket {
+    pub(super) fn into_socket(self) -> Box<WsSocket> {
         self.socket
     }
 }
