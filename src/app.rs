@@ -298,7 +298,13 @@ fn assemble(
             lifecycle: core.lifecycle.clone(),
             metrics: core.metrics.clone(),
         };
-        crate::test_routes::routes(&mut router, runtime, core.auth.clone(), core.writer.clone());
+        crate::test_routes::routes(
+            &mut router,
+            runtime,
+            context.sio(),
+            core.auth.clone(),
+            core.writer.clone(),
+        );
     }
     platform.start(background);
     core.start_pruner(&context, background);

@@ -19,6 +19,7 @@ use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
 use crate::modules::topics::TopicsLimits;
 use crate::transport::coalesce::WritePacing;
+use crate::transport::socketio::SioSettings;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::WebhookSettings;
 use crate::transport::webhook::address::{AddressPolicy, AllowList};
@@ -334,6 +335,36 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WS_MAX_TOPICS", default_value_t = 100)]
     pub ws_max_topics: usize,
 
+    /// Socket.IO: interval between Engine.IO pings (`pingInterval`); the first
+    /// ping comes one interval after the session opened.
+    #[arg(long, env = "TIDINGS_SIO_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub sio_ping_interval: Duration,
+
+    /// Socket.IO: how long a client has to answer a ping (`pingTimeout`)
+    /// before its session is closed.
+    #[arg(long, env = "TIDINGS_SIO_PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub sio_ping_timeout: Duration,
+
+    /// Socket.IO: largest packet, WebSocket message or long-polling payload
+    /// a client may send (`maxPayload`); a larger one closes the session.
+    #[arg(long, env = "TIDINGS_SIO_MAX_PAYLOAD", default_value = "100000", value_parser = parse_byte_size)]
+    pub sio_max_payload: u64,
+
+    /// Socket.IO: an Engine.IO session with no namespace joined for this long
+    /// (from its start, or since it left its last one) is closed.
+    #[arg(long, env = "TIDINGS_SIO_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub sio_connect_timeout: Duration,
+
+    /// Socket.IO: most Engine.IO sessions open at once per endpoint
+    /// (anonymous ones included); a handshake beyond gets 503.
+    #[arg(long, env = "TIDINGS_SIO_MAX_SESSIONS", default_value_t = 20_000)]
+    pub sio_max_sessions: usize,
+
+    /// Socket.IO: most bytes queued for a long-polling client between its
+    /// polls; more ends its session (the client reconnects and resumes).
+    #[arg(long, env = "TIDINGS_SIO_MAX_BUFFER", default_value = "1MiB", value_parser = parse_byte_size)]
+    pub sio_max_buffer: u64,
+
     /// Longest discussion comment, in characters.
     #[arg(
         long,
@@ -560,6 +591,7 @@ impl ServeArgs {
     /// Checks cross-field rules and produces the config the server runs with.
     pub fn into_config(self) -> Result<ServeConfig, StartupError> {
         let webhooks = self.webhook_settings()?;
+        let (ws, sio) = (self.ws(), self.sio());
         let max_connections = self
             .max_connections
             .unwrap_or_else(crate::http::admission::default_max_connections);
@@ -664,13 +696,8 @@ impl ServeArgs {
                     max_batch: 1024,
                     write_interval: self.stream_write_interval,
                 },
-                ws: WsSettings {
-                    max_message_bytes: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
-                    read_buffer_bytes: usize::try_from(self.ws_read_buffer.max(1024))
-                        .unwrap_or(4096),
-                    ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
-                    write_interval: self.stream_write_interval,
-                },
+                ws,
+                sio,
                 discussions: DiscussionLimits {
                     max_comment_chars: self.discussion_max_comment_chars.max(1),
                     max_title_chars: self.discussion_max_title_chars.max(1),
@@ -709,6 +736,30 @@ impl ServeArgs {
             },
             webhooks,
         })
+    }
+
+    /// WebSocket limits, timing and write pacing.
+    fn ws(&self) -> WsSettings {
+        WsSettings {
+            max_message_bytes: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
+            read_buffer_bytes: usize::try_from(self.ws_read_buffer.max(1024)).unwrap_or(4096),
+            ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
+            write_interval: self.stream_write_interval,
+        }
+    }
+
+    /// Socket.IO limits and timing (its WebSocket settings from [`Self::ws`]).
+    fn sio(&self) -> SioSettings {
+        let least = Duration::from_millis(10);
+        SioSettings {
+            ping_interval: self.sio_ping_interval.max(least),
+            ping_timeout: self.sio_ping_timeout.max(least),
+            max_payload: usize::try_from(self.sio_max_payload.max(1)).unwrap_or(usize::MAX),
+            connect_timeout: self.sio_connect_timeout.max(least),
+            max_sessions: self.sio_max_sessions.max(1),
+            max_buffer: usize::try_from(self.sio_max_buffer.max(1024)).unwrap_or(usize::MAX),
+            ws: self.ws(),
+        }
     }
 
     fn webhook_settings(&self) -> Result<WebhookSettings, StartupError> {

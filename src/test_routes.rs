@@ -10,6 +10,8 @@
 //!   Autobahn conformance suite (messages up to 16 MiB).
 //! * `GET /__test/ws-follow`, `POST /__test/ws-follow/{id}`: a WebSocket
 //!   session whose topics only the server sets (see [`ws_follow`]).
+//! * `/__test/engine.io/`, `/__test/socket.io/`: the Socket.IO conformance
+//!   kit's endpoints (see [`socketio`]).
 //! * `POST /__test/writer/fail-flushes?count=N`: the next N flushes (of groups
 //!   or of recovery attempts) fail after their batch was applied (a failed
 //!   disk, without a full disk).
@@ -25,6 +27,7 @@
 //!   250 ms into a stored total; `GET /__test/periodic/total` reads the total
 //!   and the number of folds.
 
+mod socketio;
 mod ws_follow;
 
 use crate::auth::Authenticator;
@@ -35,6 +38,7 @@ use crate::core::writer::{Change, Counters, Counts, DEFAULT_PERIOD, Footprint, T
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Body, response};
+use crate::transport::socketio::SioSettings;
 use crate::transport::ws::{self, WsRuntime, WsSettings, WsSocket};
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -48,7 +52,14 @@ use std::time::Duration;
 const ECHO_MAX_MESSAGE: usize = 16 << 20;
 
 /// Registers the test routes.
-pub fn routes(router: &mut Router, runtime: WsRuntime, auth: Authenticator, writer: Writer) {
+pub fn routes(
+    router: &mut Router,
+    runtime: WsRuntime,
+    sio: SioSettings,
+    auth: Authenticator,
+    writer: Writer,
+) {
+    socketio::routes(router, sio, runtime.clone());
     writer_fault_routes(router, writer.clone());
     timer_routes(router, writer.clone());
     periodic_routes(router, writer);

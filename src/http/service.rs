@@ -94,6 +94,7 @@ impl HttpService {
         let method = head.method.clone();
         let path = head.uri.path().to_string();
         let page = self.cors.as_ref().and_then(|cors| cors.inspect(&mut head));
+        head.extensions.insert(peer);
         let (route, mut response) = if peer.probe_only && !PROBE_PATHS.contains(&path.as_str()) {
             (AT_CONNECTION_LIMIT, at_connection_limit())
         } else if let Some(answer) = self.preflight(page.as_ref(), &path) {

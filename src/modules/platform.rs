@@ -36,6 +36,7 @@ use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveLimits;
 use crate::modules::topics::TopicsLimits;
+use crate::transport::socketio::SioSettings;
 use crate::transport::sse::SseSettings;
 use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
 use crate::transport::ws::WsSettings;
@@ -97,6 +98,8 @@ pub struct CoreSettings {
     pub sse: SseSettings,
     /// WebSocket limits, timing and write pacing.
     pub ws: WsSettings,
+    /// Socket.IO limits and timing.
+    pub sio: SioSettings,
     /// Limits of the discussions module.
     pub discussions: DiscussionLimits,
     /// Limits of the chat module.
@@ -139,6 +142,11 @@ impl ModuleContext {
     /// WebSocket limits, timing and write pacing.
     pub fn ws(&self) -> WsSettings {
         self.settings.ws
+    }
+
+    /// Socket.IO limits and timing.
+    pub fn sio(&self) -> SioSettings {
+        self.settings.sio
     }
 
     /// Runs a blocking read of committed state off the async threads; a

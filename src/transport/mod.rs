@@ -2,6 +2,7 @@
 //!
 //! * [`sse`]: Server-Sent Events over a streaming HTTP body (HTTP/1.1, HTTP/2, TLS).
 //! * [`ws`]: WebSocket (RFC 6455) on hyper's upgrade.
+//! * [`socketio`]: Socket.IO v5 over Engine.IO v4 (long-polling and WebSocket).
 //! * [`webhook`]: signed POSTs to tenants' endpoints from a durable outbox.
 //!
 //! * [`coalesce`]: when a busy SSE or WebSocket stream writes (adaptive hold).
@@ -14,6 +15,7 @@
 //! connection's write timeout.
 
 pub mod coalesce;
+pub mod socketio;
 pub mod sse;
 pub mod webhook;
 pub mod ws;

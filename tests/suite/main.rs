@@ -35,6 +35,7 @@ mod resume;
 mod revocation;
 mod shutdown;
 mod slow;
+mod socketio;
 mod streams;
 mod tickets;
 mod timers;

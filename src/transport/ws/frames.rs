@@ -27,11 +27,21 @@ impl FrameBatch {
     /// Adds an unmasked, final text frame carrying `text`, which must be UTF-8
     /// (it is: event JSON and notices are built by serde_json).
     pub fn push_text(&mut self, text: &[u8]) {
+        self.push_frame(0x81, text);
+    }
+
+    /// Adds an unmasked, final binary frame carrying `data`.
+    pub fn push_binary(&mut self, data: &[u8]) {
+        self.push_frame(0x82, data);
+    }
+
+    /// Adds an unmasked, final frame: `head` is FIN plus the opcode.
+    fn push_frame(&mut self, head: u8, text: &[u8]) {
         if self.bytes.capacity() == 0 {
             self.bytes
                 .reserve(WRITE_BUFFER_BYTES.min(text.len() * 8 + 16));
         }
-        self.bytes.push(0x81);
+        self.bytes.push(head);
         match text.len() {
             len @ 0..=125 => self.bytes.push(len as u8),
             len @ 126..=0xFFFF => {

@@ -109,12 +109,13 @@ pub trait WsProtocol: Send + 'static {
 }
 
 /// One subscription (or a protocol's own feed) as a stream of deliveries.
-type Deliveries = Pin<Box<dyn Stream<Item = Result<Batch, StoreError>> + Send>>;
+pub(crate) type Deliveries = Pin<Box<dyn Stream<Item = Result<Batch, StoreError>> + Send>>;
 
 /// A delivery ready to be written, with the key it was followed under.
 pub(super) type Ready = (Arc<str>, Result<Batch, StoreError>);
 
-fn deliveries(subscription: Subscription) -> Deliveries {
+/// A subscription as the stream of its deliveries (at most [`MAX_BATCH`] events each).
+pub(crate) fn deliveries(subscription: Subscription) -> Deliveries {
     Box::pin(futures_util::stream::unfold(
         subscription,
         |mut subscription| async move {
