@@ -16,6 +16,7 @@
 
 pub mod engine;
 mod erased;
+mod lapse;
 pub mod namespace;
 pub mod packet;
 pub mod server;

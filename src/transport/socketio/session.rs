@@ -14,10 +14,10 @@
 
 use super::engine::{AppEnd, Handshake, Message, Outgoing, SessionApp, new_id};
 use super::erased::{DynNamespace, DynSocket};
+use super::lapse::{Lapse, Watch, watch};
 use super::namespace::{ClientAck, ClientEvent, FollowKey, Follows, SocketCtx, SocketState};
 use super::packet::{self, Kind, Packet};
 use super::settings::MAX_NAMESPACES_PER_SESSION;
-use crate::auth::Admission;
 use crate::core::hub::Batch;
 use crate::core::store::StoreError;
 use bytes::Bytes;
@@ -34,18 +34,6 @@ use tokio::time::{Instant, Sleep};
 
 /// The namespaces of an endpoint by name.
 pub(crate) type Table = HashMap<String, Arc<dyn DynNamespace>>;
-
-/// Why an admitted socket must leave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lapse {
-    /// Its credential expired.
-    Expired,
-    /// Its credential was revoked.
-    Revoked,
-}
-
-/// Waits for an admission's expiry or revocation.
-type Watch = Pin<Box<dyn Future<Output = Lapse> + Send>>;
 
 /// What the session waits for besides client packets.
 pub(crate) enum Work {
@@ -324,20 +312,6 @@ impl SioSession {
         }
         Ok(())
     }
-}
-
-/// Waits for `admission`'s expiry or revocation.
-fn watch(admission: &Admission) -> Watch {
-    let expiry = admission
-        .expires_at
-        .map(crate::core::clock::instant_of_unix_seconds);
-    let revoked = admission.revoked();
-    Box::pin(async move {
-        tokio::select! {
-            () = crate::core::clock::sleep_until_or_forever(expiry) => Lapse::Expired,
-            () = revoked => Lapse::Revoked,
-        }
-    })
 }
 
 /// The name and arguments of an EVENT's payload (checked by the decoder).
