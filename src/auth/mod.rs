@@ -314,6 +314,42 @@ impl Authenticator {
         self.accepted(request, principal)
     }
 
+    /// The principal of a Socket.IO CONNECT: the JWT given in the CONNECT
+    /// payload (`token`), else the `Authorization: Bearer` of the request
+    /// that opened the session, of the tenant its headers name (else the
+    /// default tenant) and the `realmname` realm. A page's `Origin` must be
+    /// allowed by the tenant, as for a WebSocket handshake (an Engine.IO
+    /// session may have opened over long-polling, where CORS only guards
+    /// reading the answers).
+    pub fn authenticate_socket(
+        &self,
+        headers: &HeaderMap,
+        token: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let requested = self.tenant_named_by(headers)?;
+        let realm = headers
+            .get(REALM_HEADER)
+            .and_then(|value| value.to_str().ok());
+        let token = token.or_else(|| bearer_in(headers)).ok_or_else(|| {
+            unauthorized(
+                "send a JWT: `auth: { token }` in the Socket.IO connect, or Authorization: Bearer",
+            )
+        })?;
+        let principal = self.token(token, requested, realm)?;
+        let origin = headers
+            .get(http::header::ORIGIN)
+            .and_then(|value| value.to_str().ok());
+        if let Some(origin) = origin
+            && !self.registry.allows_origin(&principal.tenant, origin)
+        {
+            return Err(forbidden(format!(
+                "this tenant does not allow connections from pages on {origin}"
+            ))
+            .with_details(json!({ "origin": origin })));
+        }
+        Ok(principal)
+    }
+
     /// The principal of the request's API key or JWT.
     fn credential(&self, request: &Request, query: QueryToken) -> Result<Principal, ApiError> {
         let requested = self.tenant_named_by(request.headers())?;
@@ -486,7 +522,12 @@ fn query_token(request: &Request, query: QueryToken) -> Option<String> {
 }
 
 fn bearer_token(request: &Request) -> Option<&str> {
-    let value = request.header("authorization")?;
+    bearer_in(request.headers())
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_in(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

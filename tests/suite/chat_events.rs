@@ -17,7 +17,7 @@
 //! Where two rooms' events race (a removal or a join while another user
 //! posts), a second member's client is the witness of the commit order.
 
-mod client;
+pub mod client;
 
 use crate::chat_api::{Auth, Chat, default_tenant, tenant_key, token, token_expiring};
 use crate::clients::admin_key;

@@ -10,6 +10,7 @@ mod auth;
 mod bench;
 mod browser;
 mod channels_rest;
+mod channels_socket;
 mod chat_api;
 mod chat_browser;
 mod chat_events;

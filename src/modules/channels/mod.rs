@@ -10,7 +10,9 @@
 //!   writer change with its events; `push`: broadcast recipients listed by a
 //!   durable timer;
 //! * [`query`]: the read side and sync;
-//! * `api`: the REST frame; `channel_api` and `content_api` its handlers.
+//! * `api`: the REST frame; `channel_api` and `content_api` its handlers;
+//! * [`socket`]: `/socket.io/`, the Socket.IO namespace `/` (joins, leaves,
+//!   syncs and the room events) on the Socket.IO transport.
 //!
 //! Routes (all under `/api/v1/communication`): `channels[/{channelId}]`,
 //! `…/discussion`, `…/members[/{userId}]`, `…/posts[/{postId}[/pin]]`,
@@ -37,6 +39,7 @@ mod push;
 pub mod query;
 pub mod service;
 mod settings;
+pub mod socket;
 
 use crate::core::log::LogEvent;
 use crate::core::log::namespace::Namespace;
@@ -91,6 +94,7 @@ impl Module for ChannelsModule {
     fn routes(self: Arc<Self>, router: &mut Router) {
         channel_api::routes(router, &self);
         content_api::routes(router, &self);
+        socket::routes(router, &self);
     }
 
     /// Registers the push hand-off timer ([`push`]).

@@ -33,6 +33,8 @@ pub enum Kind {
     Python,
     /// `ws` on Node.
     Node,
+    /// `socket.io-client` on Node (its script reads commands, not frames).
+    SocketIo,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
         match self {
             Kind::Python => "websockets==15.0.1",
             Kind::Node => "ws@8.18.0",
+            Kind::SocketIo => "socket.io-client@4.8.4",
         }
     }
 
@@ -49,6 +52,7 @@ impl Kind {
         match self {
             Kind::Python => "venv",
             Kind::Node => "node",
+            Kind::SocketIo => "socketio",
         }
     }
 
@@ -64,7 +68,7 @@ impl Kind {
                     .arg(self.pin());
                 vec![venv, pip]
             }
-            Kind::Node => {
+            Kind::Node | Kind::SocketIo => {
                 let mut npm = Command::new("npm");
                 npm.args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
                     .arg(scratch)
@@ -84,9 +88,13 @@ impl Kind {
                 python.arg(scripts.join("ws_client.py")).arg(config);
                 python
             }
-            Kind::Node => {
+            Kind::Node | Kind::SocketIo => {
+                let script = match self {
+                    Kind::SocketIo => "sio_client.cjs",
+                    _ => "ws_client.cjs",
+                };
                 let mut node = Command::new("node");
-                node.arg(scripts.join("ws_client.cjs")).arg(dir).arg(config);
+                node.arg(scripts.join(script)).arg(dir).arg(config);
                 node
             }
         }
@@ -96,9 +104,11 @@ impl Kind {
     fn installed(self) -> Result<PathBuf, String> {
         static PYTHON: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
         static NODE: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+        static SOCKET_IO: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
         let slot = match self {
             Kind::Python => &PYTHON,
             Kind::Node => &NODE,
+            Kind::SocketIo => &SOCKET_IO,
         };
         let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         slot.get_or_insert_with(|| self.install()).clone()
@@ -171,6 +181,17 @@ impl WsClient {
     /// Starts `kind`'s client connecting to `url` with `headers`; `None`
     /// (after printing why) when that client cannot be had here.
     pub fn open(kind: Kind, url: &str, headers: &[(&str, &str)]) -> Option<Self> {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), json!(value)))
+            .collect();
+        Self::open_with(kind, json!({ "url": url, "headers": headers }))
+    }
+
+    /// Starts `kind`'s client with its script's whole `config` (the
+    /// lifetime added); `None` (after printing why) when it cannot be had.
+    pub fn open_with(kind: Kind, mut config: Value) -> Option<Self> {
+        config["timeout"] = json!(CLIENT_LIFETIME_SECS);
         let dir = match kind.installed() {
             Ok(dir) => dir,
             Err(reason) => {
@@ -178,11 +199,6 @@ impl WsClient {
                 return None;
             }
         };
-        let headers: serde_json::Map<String, Value> = headers
-            .iter()
-            .map(|(name, value)| (name.to_string(), json!(value)))
-            .collect();
-        let config = json!({ "url": url, "headers": headers, "timeout": CLIENT_LIFETIME_SECS });
         let spawned = kind
             .client_command(&dir, &config.to_string())
             .stdin(Stdio::piped())
