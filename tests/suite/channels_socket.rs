@@ -701,3 +701,42 @@ async fn clients_resync_across_a_restart_with_nothing_missing() {
         .collect();
     assert_eq!(texts, ["while away 1", "while away 2"]);
 }
+
+/// The conformance kit's smoke script (the unmodified default-option
+/// `socket.io-client`: polling, upgrade, an event with its ack, disconnect,
+/// reconnect) against the product endpoint `/socket.io/` with a JWT.
+#[test]
+fn the_kit_smoke_script_runs_against_the_product_endpoint() {
+    let kit = match crate::socketio::kit()
+        .and_then(|kit| crate::socketio::node_available().map(|()| kit))
+    {
+        Ok(kit) => kit,
+        Err(why) => {
+            eprintln!("SKIPPED socket.io smoke on /socket.io/: {why}");
+            return;
+        }
+    };
+    let server = Server::start();
+    let auth = json!({ "token": token(&server, "smoker") }).to_string();
+    let output = std::process::Command::new("bash")
+        .arg(kit.join("run.sh"))
+        .arg(&server.base)
+        .args(["--only", "smoke"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SMOKE_AUTH", auth)
+        .env("SMOKE_EVENT", "communication:join_channel_posts")
+        .env("SMOKE_BROADCAST", "")
+        .env("SMOKE_BINARY", "0")
+        .output()
+        .expect("running the kit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().last() == Some("1 passed, 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("VALIDATION_ERROR"),
+        "the join's ack came back: {stdout}"
+    );
+}

@@ -9,6 +9,7 @@ mod harness;
 mod auth;
 mod bench;
 mod browser;
+mod channels_browser;
 mod channels_rest;
 mod channels_socket;
 mod chat_api;

@@ -29,7 +29,7 @@ const SOCKETIO: &str = "/__test/socket.io/";
 const KIT_CASES: usize = 24 + 32 + 8 + 1;
 
 /// The kit's directory, or why there is none.
-fn kit() -> Result<PathBuf, String> {
+pub fn kit() -> Result<PathBuf, String> {
     let candidates = [
         std::env::var_os("TIDINGS_SIO_KIT").map(PathBuf::from),
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance")),
@@ -44,7 +44,7 @@ fn kit() -> Result<PathBuf, String> {
         })
 }
 
-fn node_available() -> Result<(), String> {
+pub fn node_available() -> Result<(), String> {
     for tool in ["node", "npm"] {
         let found = Command::new(tool)
             .arg("--version")

@@ -100,6 +100,12 @@ impl Kind {
         }
     }
 
+    /// The directory holding the installed package (`node_modules` in it
+    /// for Node), installing it first; the reason when impossible.
+    pub fn package_dir(self) -> Result<PathBuf, String> {
+        self.installed()
+    }
+
     /// The install, made once per test process; the reason when impossible.
     fn installed(self) -> Result<PathBuf, String> {
         static PYTHON: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
