@@ -19,7 +19,7 @@ use super::settings::narrow_channel;
 use crate::core::store::decode_u64;
 use crate::core::writer::Change;
 use crate::error::ApiError;
-use crate::modules::records::{forbidden, over_limit};
+use crate::modules::records::forbidden;
 use serde::{Deserialize, Serialize};
 
 /// `PUT /discussions/{discussionId}/bans/{userId}` body.
@@ -115,7 +115,11 @@ pub fn ban(
 ) -> Result<Ban, ApiError> {
     backend_only(acting)?;
     check_user("userId", user)?;
-    crate::modules::records::check_chars("reason", &input.reason, MAX_REASON_CHARS, "(fixed)")?;
+    if input.reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::validation(format!(
+            "`reason` is longer than {MAX_REASON_CHARS} characters"
+        )));
+    }
     let channel = service::discussion_channel(change, &acting.tenant, discussion)?;
     let until_ms = input.until.as_deref().map(parse_time).transpose()?;
     let ban = Ban {
@@ -212,11 +216,9 @@ pub fn set_grant(
         return Ok(grants);
     }
     if grants.entitlements.len() + grants.features.len() > MAX_GRANTS_PER_USER {
-        return Err(over_limit(
-            "too many entitlements and features for one user",
-            "(fixed)",
-            MAX_GRANTS_PER_USER,
-        ));
+        return Err(ApiError::validation(format!(
+            "a user holds at most {MAX_GRANTS_PER_USER} entitlements and features"
+        )));
     }
     save(change, layout::grants(&tenant, user), &grants)?;
     if !held {
