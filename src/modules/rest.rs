@@ -1,11 +1,14 @@
 //! Small pieces every module's REST handlers share: numeric path and query
-//! parameters and a JSON body read as an endpoint's input.
+//! parameters, a JSON body read as an endpoint's input, and a write's
+//! request read once with the claim of its idempotency key.
 //!
 //! Invariants: a malformed parameter or body is a 400 `VALIDATION_ERROR`
 //! naming what was wrong, never a panic or a default.
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::Request;
+use crate::modules::idempotency::{self, Claim, Idempotency};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -34,5 +37,57 @@ pub fn json_input<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
         ApiError::validation(format!(
             "the JSON body does not have the expected shape: {err}"
         ))
+    })
+}
+
+/// Whether a write takes a JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// The input is the JSON body.
+    Json,
+    /// No input (a body, if any, is not read).
+    None,
+}
+
+/// A write's request, read once.
+pub struct WriteRequest {
+    /// The JSON body (`null` without one), the idempotency field taken out.
+    pub body: Value,
+    /// The claim of the request's idempotency key, if it sent one.
+    pub claim: Option<Claim>,
+    /// The body's size as sent on, for the writer's queue accounting.
+    pub bytes: usize,
+}
+
+/// Reads a write's body and claims its idempotency key (an
+/// `Idempotency-Key` header or an `idempotencyKey` body field) for
+/// `operation`, fingerprinted by method, path and body.
+pub async fn write_request(
+    idempotency: &Idempotency,
+    request: &mut Request,
+    principal: &Principal,
+    operation: &str,
+    body: Body,
+) -> Result<WriteRequest, ApiError> {
+    let mut body: Value = match body {
+        Body::Json => request.json().await?,
+        Body::None => Value::Null,
+    };
+    let key = idempotency::requested(request.headers(), idempotency::take_field(&mut body))?;
+    let text = body.to_string();
+    let claim = idempotency.claim(
+        key,
+        principal,
+        operation,
+        &[
+            request.method().as_str().as_bytes(),
+            request.uri().path().as_bytes(),
+            text.as_bytes(),
+        ],
+    );
+    Ok(WriteRequest {
+        body,
+        claim,
+        bytes: text.len(),
     })
 }

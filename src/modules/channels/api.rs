@@ -27,7 +27,8 @@ use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::modules::idempotency::{self, Claim, Reply};
 use crate::modules::records::forbidden;
-use crate::modules::rest::json_input;
+pub(super) use crate::modules::rest::Body;
+use crate::modules::rest::{WriteRequest, json_input, write_request};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,15 +43,6 @@ pub(super) const MAX_PAGE: usize = 200;
 const CHANGE_BYTES: usize = 4096;
 /// The body field naming who acted on the customer's side (backend writes).
 const ACTOR_FIELD: &str = "actorId";
-
-/// Whether a write takes a JSON body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Body {
-    /// The input is the JSON body.
-    Json,
-    /// No input (a body, if any, is not read).
-    None,
-}
 
 /// A prepared write: who acts, its idempotency claim, its input and size.
 pub(super) struct Write<T> {
@@ -117,22 +109,11 @@ impl ChannelsModule {
     ) -> Result<Write<T>, ApiError> {
         let principal = self.core.auth.authenticate(request)?;
         let reader = reader_of(&principal, Scope::Publish)?;
-        let mut body: Value = match body {
-            Body::Json => request.json().await?,
-            Body::None => Value::Null,
-        };
-        let key = idempotency::requested(request.headers(), idempotency::take_field(&mut body))?;
-        let text = body.to_string();
-        let claim = self.core.idempotency.claim(
-            key,
-            &principal,
-            operation,
-            &[
-                request.method().as_str().as_bytes(),
-                request.uri().path().as_bytes(),
-                text.as_bytes(),
-            ],
-        );
+        let WriteRequest {
+            mut body,
+            claim,
+            bytes,
+        } = write_request(&self.core.idempotency, request, &principal, operation, body).await?;
         let actor = actor_of(&reader, &mut body)?;
         let input = json_input(body)?;
         Ok(Write {
@@ -144,7 +125,7 @@ impl ChannelsModule {
             },
             claim,
             input,
-            bytes: text.len() + CHANGE_BYTES,
+            bytes: bytes + CHANGE_BYTES,
         })
     }
 

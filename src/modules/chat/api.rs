@@ -27,11 +27,11 @@ use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Request, Response};
 use crate::modules::idempotency::{self, Claim, Reply};
-use crate::modules::rest::json_input;
+pub(super) use crate::modules::rest::Body;
+use crate::modules::rest::{WriteRequest, json_input, write_request};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use std::sync::Arc;
 
 /// Entries in a page unless `limit` says otherwise.
@@ -57,15 +57,6 @@ pub(super) fn room_id(request: &Request) -> Result<u64, ApiError> {
 
 /// A write's answer: its status and value.
 pub(super) type Outcome<T> = (StatusCode, T);
-
-/// Whether a write takes a JSON body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Body {
-    /// The input is the JSON body.
-    Json,
-    /// No input (a body, if any, is not read).
-    None,
-}
 
 /// A prepared write: who acts, its idempotency claim, its input and its size.
 pub(super) struct Write<T> {
@@ -138,28 +129,14 @@ impl ChatModule {
         body: Body,
     ) -> Result<Write<T>, ApiError> {
         let (principal, caller) = self.caller(request, Scope::Publish)?;
-        let mut body: Value = match body {
-            Body::Json => request.json().await?,
-            Body::None => Value::Null,
-        };
-        let key = idempotency::requested(request.headers(), idempotency::take_field(&mut body))?;
-        let text = body.to_string();
-        let claim = self.core.idempotency.claim(
-            key,
-            &principal,
-            operation,
-            &[
-                request.method().as_str().as_bytes(),
-                request.uri().path().as_bytes(),
-                text.as_bytes(),
-            ],
-        );
+        let WriteRequest { body, claim, bytes } =
+            write_request(&self.core.idempotency, request, &principal, operation, body).await?;
         Ok(Write {
             caller,
             tenant: principal.tenant,
             claim,
             input: json_input(body)?,
-            bytes: text.len() + CHANGE_BYTES,
+            bytes: bytes + CHANGE_BYTES,
         })
     }
 
