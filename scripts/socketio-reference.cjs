@@ -5,10 +5,10 @@
 // auth: every CONNECT is accepted.
 //
 // Usage: node scripts/socketio-reference.cjs
-//   PORT        listen port on 127.0.0.1 (default 3030)
+//   PORT        listen port on 127.0.0.1 (default 3030; 0 picks a free one)
 //   SIO_PREFIX  npm prefix holding socket.io (default target/sio-reference,
 //               made with `npm --prefix target/sio-reference install socket.io@4.8.4`)
-// Prints `listening on PORT` once it accepts connections.
+// Prints `listening on <port>` once it accepts connections.
 //
 // HTTP:   POST /api/v1/communication/channels             -> 201 {"data":{"id":N}}
 //         POST /api/v1/communication/channels/{id}/posts  -> 201 {"data":{"postId","eventId"}}
@@ -174,4 +174,4 @@ io.on('connection', (socket) => {
   });
 });
 
-server.listen(PORT, '127.0.0.1', () => console.log(`listening on ${PORT}`));
+server.listen(PORT, '127.0.0.1', () => console.log(`listening on ${server.address().port}`));

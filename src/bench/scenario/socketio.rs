@@ -281,7 +281,7 @@ fn delivery_section(
     window: Duration,
 ) -> Value {
     let live = read(&stats.live);
-    let received = live + read(&stats.synced);
+    let received = (live + read(&stats.synced)).saturating_sub(read(&stats.overlap));
     let latency = Latency::of(&stats.latency.snapshot());
     let duplicates = read(&stats.duplicates);
     let out_of_range = read(&stats.out_of_range);
