@@ -78,7 +78,7 @@ run_mode() {
       tidings) start_tidings "$label"
         started+=("$TIDINGS_PID")
         args+=(--data-dir "$DATA")
-        if [ ${#args[@]} -eq 2 ]; then
+        if [ ${#started[@]} -eq 1 ]; then
           args+=(--target "http://127.0.0.1:$PORT" --target-kind tidings --server-pid "$TIDINGS_PID")
         else
           args+=(--peer "http://127.0.0.1:$PORT" --peer-kind tidings --peer-pid "$TIDINGS_PID")

@@ -780,7 +780,11 @@ pub(crate) fn require_rate(rate: f64, flag: &str) -> Result<(), BenchError> {
 }
 
 /// Checks a duration of at most a day (and more than zero when `positive`).
-pub(crate) fn require_duration(duration: Duration, flag: &str, positive: bool) -> Result<(), BenchError> {
+pub(crate) fn require_duration(
+    duration: Duration,
+    flag: &str,
+    positive: bool,
+) -> Result<(), BenchError> {
     let rule = if positive {
         "must be longer than 0s and at most 24h"
     } else {

@@ -656,7 +656,10 @@ fn socketio_broadcasts_and_resyncs_every_post_on_the_node_reference() {
     assert_eq!(delivery["duplicated"], 0, "{broadcast}");
     assert_eq!(delivery["foreign"], 0, "{broadcast}");
     let expected = delivery["expected"].as_u64().expect("expected");
-    assert_eq!(expected, 50 * run["posting"]["acknowledged"].as_u64().expect("posts"));
+    assert_eq!(
+        expected,
+        50 * run["posting"]["acknowledged"].as_u64().expect("posts")
+    );
     assert!(expected >= 50 * 90, "about 100 posts in 2 s: {broadcast}");
     assert_eq!(delivery["received"], expected);
     assert_eq!(delivery["live"], expected);
@@ -664,11 +667,20 @@ fn socketio_broadcasts_and_resyncs_every_post_on_the_node_reference() {
     assert_eq!(delivery["latency"]["count"], expected);
     assert!(delivery["latency"]["p50Us"].as_u64() > Some(0));
     assert!(delivery["latency"]["p99Us"].as_u64() >= delivery["latency"]["p50Us"].as_u64());
-    let reconnect = reference.bench(&[
-        &small[..],
-        &["--mode", "reconnect", "--duration", "3s", "--drop-after", "1s"],
-    ]
-    .concat());
+    let reconnect = reference.bench(
+        &[
+            &small[..],
+            &[
+                "--mode",
+                "reconnect",
+                "--duration",
+                "3s",
+                "--drop-after",
+                "1s",
+            ],
+        ]
+        .concat(),
+    );
     assert_eq!(reconnect["passed"], true, "{reconnect}");
     let run = &reconnect["runs"][0];
     assert_eq!(run["catchUp"]["caughtUp"], 50, "{reconnect}");

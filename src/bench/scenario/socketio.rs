@@ -57,23 +57,44 @@ pub async fn run(args: SocketIoArgs) -> Result<(), BenchError> {
             side.kind.name(),
             side.url
         ));
-        let server = Server::prepare(
-            &side.url,
-            side.kind,
-            args.admin(),
-            &run,
-            args.token_lifetime(),
-        )
-        .await?;
-        let server = Arc::new(server);
-        let report = match args.mode {
-            Mode::Broadcast | Mode::Reconnect => deliveries(&args, server, &mut progress).await?,
-            Mode::Idle => idle(&args, server, &side, &mut progress).await?,
+        let report = match measure(&args, &side, &run, &mut progress).await {
+            Ok(report) => report,
+            Err(BenchError::Usage(message)) => return Err(BenchError::Usage(message)),
+            Err(err) => could_not_run(&err),
         };
         runs.push((side, report));
     }
     progress.clear();
     side_by_side(args.mode, args.clients, &runs).emit(args.output.json)
+}
+
+/// Sets up one server and measures it in the run's mode.
+async fn measure(
+    args: &SocketIoArgs,
+    side: &Side,
+    run: &str,
+    progress: &mut Progress,
+) -> Result<Report, BenchError> {
+    let server = Server::prepare(
+        &side.url,
+        side.kind,
+        args.admin(),
+        run,
+        args.token_lifetime(),
+    )
+    .await?;
+    let server = Arc::new(server);
+    match args.mode {
+        Mode::Broadcast | Mode::Reconnect => deliveries(args, server, progress).await,
+        Mode::Idle => idle(args, server, side, progress).await,
+    }
+}
+
+/// The report of a server that could not be measured (the other one still is).
+fn could_not_run(err: &BenchError) -> Report {
+    let mut report = Report::new("socketio", json!({ "error": err.to_string() }));
+    report.fail_if(true, format!("could not run: {err}"));
+    report
 }
 
 /// A counter's value.
@@ -124,7 +145,10 @@ async fn post_phase(
     let started = Instant::now();
     loop {
         let tick = Instant::now() + TICK;
-        if publisher.wait_until(drop_at.map_or(tick, |at| at.min(tick))).await {
+        if publisher
+            .wait_until(drop_at.map_or(tick, |at| at.min(tick)))
+            .await
+        {
             break;
         }
         if drop_at.is_some_and(|at| Instant::now() >= at) {
@@ -188,7 +212,12 @@ fn posting_section(report: &mut Report, args: &SocketIoArgs, posts: &PostOutcome
         vec![
             (
                 "target rate",
-                format!("{}/s for {:?}, {} bytes", si(args.rate), args.duration, args.size),
+                format!(
+                    "{}/s for {:?}, {} bytes",
+                    si(args.rate),
+                    args.duration,
+                    args.size
+                ),
             ),
             ("posts acknowledged", posts.acknowledged.to_string()),
             ("achieved rate", rate(posts.acknowledged, posts.elapsed)),
@@ -245,7 +274,10 @@ fn catch_up_section(report: &mut Report, args: &SocketIoArgs, stats: &Stats) -> 
             ("syncs refused (too_old/unknown)", refusals.to_string()),
         ],
     );
-    report.fail_if(!all, format!("only {caught_up} of {clients} clients caught up"));
+    report.fail_if(
+        !all,
+        format!("only {caught_up} of {clients} clients caught up"),
+    );
     report.fail_if(
         refusals > 0,
         format!("{refusals} syncs answered too_old or unknown"),
@@ -291,14 +323,20 @@ fn delivery_section(
     report.section(
         "delivery",
         vec![
-            ("posts received", format!("{received} of {expected} expected")),
+            (
+                "posts received",
+                format!("{received} of {expected} expected"),
+            ),
             ("live deliveries/s", rate(live, window)),
             ("latency (post→receipt, live)", latency.brief()),
             ("lost", must_be_zero(ending.lost)),
             ("duplicated", must_be_zero(duplicates)),
             ("impossible post numbers", must_be_zero(out_of_range)),
             ("other events", must_be_zero(foreign)),
-            ("sessions ended by the server / failed", format!("{closes} / {errors}")),
+            (
+                "sessions ended by the server / failed",
+                format!("{closes} / {errors}"),
+            ),
             ("reconnects", read(&stats.reconnects).to_string()),
         ],
     );
@@ -345,7 +383,10 @@ async fn idle(
     let until = Instant::now() + args.hold.max(SETTLE);
     while Instant::now() < until {
         tokio::time::sleep(TICK.min(until - Instant::now())).await;
-        progress.update(&format!("holding · joined {}", read(&fleet.stats().connected)));
+        progress.update(&format!(
+            "holding · joined {}",
+            read(&fleet.stats().connected)
+        ));
     }
     let held = server_rss(&server.target, side.pid).await;
     let open = read(&fleet.stats().connected);
@@ -397,10 +438,12 @@ async fn idle(
     Ok(report)
 }
 
-/// One report with every server's values in columns, failures named by server.
+/// One report with every server's values in columns (the rows of the
+/// report with the most sections; a server that could not run shows empty
+/// cells), failures named by server.
 fn side_by_side(mode: Mode, clients: usize, runs: &[(Side, Report)]) -> Report {
     let mut merged = Report::new("socketio", json!({}));
-    let Some((_, first)) = runs.first() else {
+    let Some((_, first)) = runs.iter().max_by_key(|(_, report)| report.sections.len()) else {
         return merged;
     };
     let width = first
@@ -491,7 +534,10 @@ mod tests {
     fn two_servers_print_in_columns_and_fail_by_name() {
         let runs = [
             (side(ServerKind::Tidings), report("0", None)),
-            (side(ServerKind::Reference), report("3", Some("3 posts LOST"))),
+            (
+                side(ServerKind::Reference),
+                report("3", Some("3 posts LOST")),
+            ),
         ];
         let merged = side_by_side(Mode::Broadcast, 2, &runs);
         assert!(merged.table().contains("lost  0   3"), "{}", merged.table());
@@ -500,6 +546,24 @@ mod tests {
         assert_eq!(json["runs"][1]["server"], "reference");
         assert_eq!(json["runs"][1]["passed"], false);
         assert_eq!(json["runs"][0]["figure"], "0");
+        let failed = could_not_run(&BenchError::run(
+            "POST /api/v1/communication/channels answered 404",
+        ));
+        let runs = [
+            (side(ServerKind::Tidings), failed),
+            (side(ServerKind::Reference), report("0", None)),
+        ];
+        let merged = side_by_side(Mode::Broadcast, 2, &runs);
+        let table = merged.table();
+        let lost = table
+            .lines()
+            .find(|line| line.trim_start().starts_with("lost"));
+        assert!(
+            lost.is_some_and(|line| line.trim_end().ends_with(" 0")),
+            "{table}"
+        );
+        assert_eq!(merged.failures.len(), 1);
+        assert!(merged.failures[0].starts_with("tidings: could not run: POST"));
     }
 
     #[test]

@@ -229,7 +229,10 @@ async fn call(
     let mut client = HttpClient::connect(target, Protocol::Http1)
         .await
         .map_err(|err| {
-            BenchError::run(format!("the server at {} is not reachable: {err}", target.addr))
+            BenchError::run(format!(
+                "the server at {} is not reachable: {err}",
+                target.addr
+            ))
         })?;
     let request = client
         .request(method.clone(), &target.path(path))
@@ -263,7 +266,9 @@ mod tests {
 
     #[tokio::test]
     async fn targets_keep_the_base_path_and_refuse_tls() {
-        let target = plain_target("http://127.0.0.1:3030/base/").await.expect("valid");
+        let target = plain_target("http://127.0.0.1:3030/base/")
+            .await
+            .expect("valid");
         assert_eq!(target.base_path, "/base");
         assert_eq!(target.authority, "127.0.0.1:3030");
         assert!(target.api_key.is_empty());

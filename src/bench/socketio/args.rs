@@ -243,7 +243,9 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> SocketIoArgs {
-        let argv = ["bench", "socketio"].into_iter().chain(args.iter().copied());
+        let argv = ["bench", "socketio"]
+            .into_iter()
+            .chain(args.iter().copied());
         match TestCli::try_parse_from(argv).map(|cli| cli.bench.scenario) {
             Ok(Scenario::SocketIo(args)) => args,
             other => panic!("{args:?} parses as socketio: {other:?}"),
@@ -253,7 +255,10 @@ mod tests {
     #[test]
     fn defaults_and_sides() {
         let args = parse(&[]);
-        assert_eq!((args.mode, args.clients, args.rate), (Mode::Broadcast, 1000, 100.0));
+        assert_eq!(
+            (args.mode, args.clients, args.rate),
+            (Mode::Broadcast, 1000, 100.0)
+        );
         assert_eq!(args.sides().len(), 1);
         assert_eq!(args.sides()[0].kind, ServerKind::Tidings);
         assert!(args.validate().is_ok());
@@ -289,7 +294,10 @@ mod tests {
             (&["--clients", "19000"][..], "--publishers"),
             (&["--size", "65537"][..], "--size"),
             (&["--rate", "0"][..], "--rate"),
-            (&["--mode", "reconnect", "--duration", "2s"][..], "--drop-after"),
+            (
+                &["--mode", "reconnect", "--duration", "2s"][..],
+                "--drop-after",
+            ),
             (&["--tenant", "a/b"][..], "--tenant"),
         ] {
             let err = parse(flags).validate().expect_err("refused");

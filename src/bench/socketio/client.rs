@@ -66,9 +66,9 @@ pub struct Stats {
     pub connected: AtomicU64,
     /// First connection attempts that failed.
     pub connect_failures: AtomicU64,
-    /// Posts first received live.
+    /// Posts received live (each counted once; received posts: live + synced − overlap).
     pub live: AtomicU64,
-    /// Posts first received by sync.
+    /// Posts received by sync (each counted once).
     pub synced: AtomicU64,
     /// Posts brought twice the same way.
     pub duplicates: AtomicU64,
@@ -286,7 +286,8 @@ impl Sink for Receiver<'_> {
             Delivery::Post(post) => self.state.on_live(post, received_us, self.stats),
             Delivery::Foreign(name) => {
                 bump(&self.stats.foreign);
-                self.stats.problem(&format!("an event that is no bench post: {name}"));
+                self.stats
+                    .problem(&format!("an event that is no bench post: {name}"));
             }
         }
     }
@@ -349,7 +350,9 @@ async fn sync(conn: &mut SioConn, state: &mut State, shared: &Shared) -> Result<
             return Ok(());
         }
         let Some(events) = data["events"].as_array() else {
-            return Err(BenchError::run(format!("a sync page without events: {data}")));
+            return Err(BenchError::run(format!(
+                "a sync page without events: {data}"
+            )));
         };
         let now = unix_micros();
         for envelope in events {
@@ -360,7 +363,9 @@ async fn sync(conn: &mut SioConn, state: &mut State, shared: &Shared) -> Result<
             return Ok(());
         }
         if events.is_empty() {
-            return Err(BenchError::run("a sync page says hasMore but holds no event"));
+            return Err(BenchError::run(
+                "a sync page says hasMore but holds no event",
+            ));
         }
     }
     Err(BenchError::run(format!(
@@ -610,7 +615,7 @@ mod tests {
         live(&mut state, 2, 30, &stats);
         state.on_synced(stamp(1, 20), 50, &stats);
         assert_eq!(read(&stats.duplicates), 2, "the same way twice");
-        assert_eq!((read(&stats.live), read(&stats.synced)), (2, 1));
+        assert_eq!((read(&stats.live), read(&stats.synced)), (2, 2));
         assert_eq!(stats.latency.snapshot().count(), 2, "live posts only");
         assert!(state.is_complete(&expecting(3)));
         assert_eq!(state.lost(&expecting(5)), 2);
@@ -644,7 +649,11 @@ mod tests {
         apply_synced(&mut state, &synced_envelope(1, "s1"), 20, &stats);
         live(&mut state, 5, 30, &stats);
         state.end_session();
-        assert_eq!(state.cursor.as_deref(), Some("s1"), "the sync had not completed");
+        assert_eq!(
+            state.cursor.as_deref(),
+            Some("s1"),
+            "the sync had not completed"
+        );
         state.sync_done = true;
         live(&mut state, 6, 40, &stats);
         state.end_session();

@@ -125,7 +125,13 @@ impl SioConn {
         if let Some(realm) = &login.realm {
             headers.push((crate::auth::REALM_HEADER, realm.as_str()));
         }
-        h1::send_get(&mut stream, &target.authority, &target.path(ENDPOINT), &headers).await?;
+        h1::send_get(
+            &mut stream,
+            &target.authority,
+            &target.path(ENDPOINT),
+            &headers,
+        )
+        .await?;
         let head = h1::read_head(&mut stream).await?;
         if head.status != 101 {
             return Err(BenchError::run(format!(
@@ -265,7 +271,11 @@ impl SioConn {
     }
 
     /// Acts on one text message at `buf[range]`.
-    fn on_message(&mut self, range: Range<usize>, sink: &mut impl Sink) -> Result<Step, BenchError> {
+    fn on_message(
+        &mut self,
+        range: Range<usize>,
+        sink: &mut impl Sink,
+    ) -> Result<Step, BenchError> {
         let message = &self.buf[range.clone()];
         let offset = |part: &[u8]| {
             let from = range.start + (part.as_ptr() as usize - message.as_ptr() as usize);
@@ -308,7 +318,10 @@ impl SioConn {
                 Ok(written) => drop(self.out.drain(..written)),
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(err) => {
-                    return Err(BenchError::context("writing to the Socket.IO WebSocket", err));
+                    return Err(BenchError::context(
+                        "writing to the Socket.IO WebSocket",
+                        err,
+                    ));
                 }
             }
         }

@@ -110,7 +110,9 @@ impl Fleet {
                 stats.problem(&format!(
                     "only {attempted} of {total} clients finished connecting by the deadline"
                 ));
-                stats.connect_failures.fetch_add(total - attempted, Ordering::Relaxed);
+                stats
+                    .connect_failures
+                    .fetch_add(total - attempted, Ordering::Relaxed);
                 break;
             }
             progress.update(&format!(

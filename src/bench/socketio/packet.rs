@@ -121,7 +121,10 @@ pub fn connect(auth: Option<&Value>) -> String {
 
 /// `42<id>["name",payload]`: an event the server must acknowledge with `id`.
 pub fn emit(id: u64, name: &str, payload: &Value) -> String {
-    format!("42{id}{}", Value::Array(vec![Value::from(name), payload.clone()]))
+    format!(
+        "42{id}{}",
+        Value::Array(vec![Value::from(name), payload.clone()])
+    )
 }
 
 /// The Engine.IO handshake fields the client uses.
@@ -232,7 +235,11 @@ mod tests {
         assert_eq!(connect(None), "40");
         assert_eq!(connect(Some(&json!({"token":"t"}))), r#"40{"token":"t"}"#);
         assert_eq!(
-            emit(3, "communication:join_channel_posts", &json!({"channelId": 7})),
+            emit(
+                3,
+                "communication:join_channel_posts",
+                &json!({"channelId": 7})
+            ),
             r#"423["communication:join_channel_posts",{"channelId":7}]"#
         );
     }
@@ -243,10 +250,7 @@ mod tests {
             .expect("valid");
         assert_eq!((open.sid.as_str(), open.ping_interval), ("s", 25_000));
         assert!(handshake(b"{}").is_err());
-        assert_eq!(
-            ack_argument(br#"[{"ok":true}]"#),
-            Ok(json!({"ok": true}))
-        );
+        assert_eq!(ack_argument(br#"[{"ok":true}]"#), Ok(json!({"ok": true})));
         assert!(ack_argument(b"[1,2]").is_err());
         assert!(ack_argument(b"nope").is_err());
     }

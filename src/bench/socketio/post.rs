@@ -172,7 +172,13 @@ mod tests {
         assert_eq!(stamp_of_text(padded.as_bytes()), Some(STAMP));
         let short = text(STAMP, 1);
         assert_eq!(stamp_of_text(short.as_bytes()), Some(STAMP));
-        for bad in ["hello", "bench 1", "bench a 2 ", "bench 1 2", "bench 99999999999999999999 1 "] {
+        for bad in [
+            "hello",
+            "bench 1",
+            "bench a 2 ",
+            "bench 1 2",
+            "bench 99999999999999999999 1 ",
+        ] {
             assert_eq!(stamp_of_text(bad.as_bytes()), None, "{bad}");
         }
     }
@@ -186,8 +192,9 @@ mod tests {
         });
         assert!(frame.as_bytes().starts_with(EVENT_START));
         assert_eq!(read_event(frame.as_bytes()), expected);
-        let spaced = serde_json::to_string_pretty(&json!([POST_CREATED, envelope(&text(STAMP, 100))]))
-            .expect("json");
+        let spaced =
+            serde_json::to_string_pretty(&json!([POST_CREATED, envelope(&text(STAMP, 100))]))
+                .expect("json");
         assert_eq!(read_event(spaced.as_bytes()), expected);
     }
 

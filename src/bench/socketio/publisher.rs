@@ -155,7 +155,6 @@ impl Publisher {
             },
         }
     }
-
 }
 
 impl Lane {
