@@ -24,7 +24,7 @@ const crypto = require('node:crypto');
 const http = require('node:http');
 const path = require('node:path');
 
-const prefix = process.env.SIO_PREFIX || path.join(__dirname, '..', 'target', 'sio-reference');
+const prefix = path.resolve(process.env.SIO_PREFIX || path.join(__dirname, '..', 'target', 'sio-reference'));
 const { Server } = require(path.join(prefix, 'node_modules', 'socket.io'));
 
 const PORT = Number(process.env.PORT || 3030);
