@@ -434,7 +434,8 @@ async fn read_until_paused(
     }
 }
 
-/// Reconnects, rejoins and syncs, retrying with backoff until it works or the fleet stops.
+/// Reconnects, rejoins and syncs, retrying with backoff until it works or
+/// the fleet stops (which also ends an attempt under way).
 async fn reopen(
     shared: &Shared,
     index: usize,
@@ -452,7 +453,12 @@ async fn reopen(
             sync(&mut conn, state, shared).await?;
             Ok::<_, BenchError>(conn)
         };
-        match attempt.await {
+        let mut watcher = control.clone();
+        let attempted = tokio::select! {
+            attempted = attempt => attempted,
+            _ = watcher.wait_for(|now| now.stop) => return None,
+        };
+        match attempted {
             Ok(conn) => return Some(conn),
             Err(err) => {
                 state.end_session();
@@ -504,7 +510,9 @@ fn lost_session(pause: Pause, stats: &Stats) {
     }
 }
 
-/// Runs client `index` from `start_at` until the fleet stops it or it has every post.
+/// Runs client `index` from `start_at` until the fleet stops it or it has
+/// every post; its outcome is judged against the latest expectation, even
+/// when the stop came while it was still reconnecting.
 pub async fn run(
     shared: Arc<Shared>,
     index: usize,
@@ -562,6 +570,7 @@ pub async fn run(
         stats.connected.fetch_sub(1, Ordering::Relaxed);
     }
     state.flush(stats);
+    let now = control.borrow().clone();
     if state.is_complete(&now) {
         state.caught_up(unix_micros(), stats);
     }
