@@ -640,7 +640,7 @@ impl Drop for SocketIoReference {
 }
 
 #[test]
-fn socketio_broadcasts_and_resyncs_every_post_on_the_node_reference() {
+fn socketio_broadcasts_resyncs_and_idles_on_the_node_reference() {
     let Some(reference) = SocketIoReference::start() else {
         return;
     };
@@ -693,4 +693,21 @@ fn socketio_broadcasts_and_resyncs_every_post_on_the_node_reference() {
     assert_eq!(run["delivery"]["duplicated"], 0, "{reconnect}");
     assert_eq!(run["delivery"]["received"], run["delivery"]["expected"]);
     assert_eq!(run["delivery"]["reconnects"], 50);
+    let pid = reference.child.id().to_string();
+    let idle = reference.bench(&[
+        "--clients",
+        "50",
+        "--mode",
+        "idle",
+        "--hold",
+        "0s",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(idle["passed"], true, "{idle}");
+    let run = &idle["runs"][0];
+    assert_eq!(run["joinedAtEnd"], 50, "{idle}");
+    assert!(run["rssBeforeBytes"].as_u64() > Some(0), "{idle}");
+    assert!(run["rssHeldBytes"].as_u64() > Some(0), "{idle}");
+    assert!(run["bytesPerConnection"].is_number(), "{idle}");
 }
