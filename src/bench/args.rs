@@ -43,6 +43,9 @@ pub enum Scenario {
     Poll(PollArgs),
     /// Chat rooms (issue 13): users on their event streams, messages posted to rooms; delivery, batching, catch-up, memory.
     Chat(ChatArgs),
+    /// Socket.IO channel posts (spec 003) on Tidings beside the Node.js socket.io reference: broadcast, idle memory, reconnect + sync.
+    #[command(name = "socketio")]
+    SocketIo(super::socketio::args::SocketIoArgs),
     /// Internal: hosts subscribers for a coordinating bench process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -744,7 +747,7 @@ impl PollArgs {
 }
 
 /// Parses an event size such as `200`, `1KiB` or `4KB` (at most 1 MiB).
-fn parse_size(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     let bytes = crate::config::parse_byte_size(text)?;
     usize::try_from(bytes)
         .ok()
@@ -753,7 +756,7 @@ fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 /// Fails with a usage error naming `flag` unless `ok`.
-fn require(ok: bool, flag: &str, rule: &str) -> Result<(), BenchError> {
+pub(crate) fn require(ok: bool, flag: &str, rule: &str) -> Result<(), BenchError> {
     if ok {
         Ok(())
     } else {
@@ -768,7 +771,7 @@ const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.01..=1e9;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Checks a rate between 0.01 and 10^9 per second.
-fn require_rate(rate: f64, flag: &str) -> Result<(), BenchError> {
+pub(crate) fn require_rate(rate: f64, flag: &str) -> Result<(), BenchError> {
     require(
         RATE_RANGE.contains(&rate),
         flag,
@@ -777,7 +780,11 @@ fn require_rate(rate: f64, flag: &str) -> Result<(), BenchError> {
 }
 
 /// Checks a duration of at most a day (and more than zero when `positive`).
-fn require_duration(duration: Duration, flag: &str, positive: bool) -> Result<(), BenchError> {
+pub(crate) fn require_duration(
+    duration: Duration,
+    flag: &str,
+    positive: bool,
+) -> Result<(), BenchError> {
     let rule = if positive {
         "must be longer than 0s and at most 24h"
     } else {

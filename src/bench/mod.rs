@@ -9,7 +9,10 @@
 //! RSS, with optional ingest), `chat` (users on their chat event streams,
 //! messages posted to rooms: latency, exact accounting per member, frames
 //! grouping messages, catch-up after a mass reconnect, memory per
-//! connection and per room membership).
+//! connection and per room membership), `socketio` (Socket.IO clients
+//! joined to a channel's posts room on Tidings and on the Node.js
+//! socket.io reference, side by side: broadcast, idle memory, reconnect
+//! with sync).
 //!
 //! Run it against a server started separately (`http://`, or `https://` with
 //! `--ca-file PEM` or `--insecure`), for example:
@@ -26,6 +29,7 @@
 //! tidings bench poll --mode live --viewers 10000 --duration 10s --ingest
 //! tidings bench chat --mode fanout --users 10000 --rooms 2000 --rate 1000
 //! tidings bench chat --mode idle --server-pid "$(pidof tidings)"
+//! tidings bench socketio --target http://127.0.0.1:8080 --peer http://127.0.0.1:3030 --clients 10000 --rate 100
 //! ```
 //!
 //! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
@@ -60,7 +64,8 @@
 //! * [`subscriber`], [`group`]: subscribers and the group that drives them.
 //! * [`protocol`], [`workers`]: groups in worker processes (JSON lines).
 //! * [`chat`]: the chat rooms' layout, set-up calls and stream frames.
-//! * [`scenario`]: the six scenarios; [`progress`], [`report`]: output.
+//! * [`socketio`]: the Socket.IO client, its fleet, posts and set-up calls.
+//! * [`scenario`]: the scenarios; [`progress`], [`report`]: output.
 
 pub mod args;
 pub mod chat;
@@ -84,6 +89,7 @@ pub mod publisher;
 pub mod report;
 pub mod scenario;
 pub mod socket;
+pub mod socketio;
 pub mod sse;
 pub mod sse_body;
 pub mod sse_client;
@@ -124,6 +130,7 @@ async fn run_scenario(scenario: Scenario) -> Result<(), BenchError> {
         Scenario::Reconnect(args) => scenario::reconnect::run(args).await,
         Scenario::Poll(args) => scenario::poll::run(args).await,
         Scenario::Chat(args) => scenario::chat::run(args).await,
+        Scenario::SocketIo(args) => scenario::socketio::run(args).await,
         Scenario::Worker => workers::worker_main(),
     }
 }

@@ -549,3 +549,165 @@ fn chat_refuses_shapes_that_cannot_be_laid_out() {
     assert_eq!(refused.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--rooms-per-user"));
 }
+
+/// The socket.io version the reference server runs.
+const SOCKET_IO: &str = "socket.io@4.8.4";
+
+/// The Node.js socket.io reference (`scripts/socketio-reference.cjs`) on a
+/// free port of 127.0.0.1; killed on drop.
+struct SocketIoReference {
+    child: std::process::Child,
+    url: String,
+}
+
+impl SocketIoReference {
+    /// Installs socket.io under `target/sio-reference` (once) and starts the
+    /// reference; `None` (after printing why) when node or npm cannot.
+    fn start() -> Option<Self> {
+        use std::io::{BufRead, BufReader};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let prefix = root.join("target/sio-reference");
+        if !prefix.join("node_modules/socket.io/package.json").exists() {
+            let installed = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                .arg(&prefix)
+                .arg(SOCKET_IO)
+                .output();
+            match installed {
+                Ok(output) if output.status.success() => {}
+                Ok(output) => {
+                    let reason = String::from_utf8_lossy(&output.stderr).into_owned();
+                    eprintln!("SKIPPED socketio bench: npm install {SOCKET_IO} failed: {reason}");
+                    return None;
+                }
+                Err(err) => {
+                    eprintln!("SKIPPED socketio bench: running npm: {err}");
+                    return None;
+                }
+            }
+        }
+        let mut child = match Command::new("node")
+            .arg(root.join("scripts/socketio-reference.cjs"))
+            .env("PORT", "0")
+            .env("SIO_PREFIX", &prefix)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(err) => {
+                eprintln!("SKIPPED socketio bench: running node: {err}");
+                return None;
+            }
+        };
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the reference prints its port");
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("the reference did not start: {line:?}"));
+        Some(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// Runs `tidings bench socketio ARGS --json` against the reference.
+    fn bench(&self, args: &[&str]) -> Value {
+        let output = Command::new(binary())
+            .args(["bench", "socketio", "--target", &self.url])
+            .args(["--target-kind", "reference", "--quiet", "--json"])
+            .args(args)
+            .output()
+            .expect("the bench runs");
+        assert!(
+            output.status.success(),
+            "bench socketio {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+    }
+}
+
+impl Drop for SocketIoReference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn socketio_broadcasts_resyncs_and_idles_on_the_node_reference() {
+    let Some(reference) = SocketIoReference::start() else {
+        return;
+    };
+    let small = ["--clients", "50", "--rate", "50"];
+    let broadcast = reference.bench(&[&small[..], &["--duration", "2s"]].concat());
+    assert_eq!(broadcast["passed"], true, "{broadcast}");
+    assert_eq!(broadcast["mode"], "broadcast");
+    let run = &broadcast["runs"][0];
+    assert_eq!(run["server"], "reference", "{broadcast}");
+    assert_eq!(run["setup"]["clients"], 50);
+    let delivery = &run["delivery"];
+    assert_eq!(delivery["lost"], 0, "{broadcast}");
+    assert_eq!(delivery["duplicated"], 0, "{broadcast}");
+    assert_eq!(delivery["foreign"], 0, "{broadcast}");
+    let expected = delivery["expected"].as_u64().expect("expected");
+    assert_eq!(
+        expected,
+        50 * run["posting"]["acknowledged"].as_u64().expect("posts")
+    );
+    assert!(expected >= 50 * 90, "about 100 posts in 2 s: {broadcast}");
+    assert_eq!(delivery["received"], expected);
+    assert_eq!(delivery["live"], expected);
+    assert!(delivery["deliveriesPerSecond"].as_f64() > Some(0.0));
+    assert_eq!(delivery["latency"]["count"], expected);
+    assert!(delivery["latency"]["p50Us"].as_u64() > Some(0));
+    assert!(delivery["latency"]["p99Us"].as_u64() >= delivery["latency"]["p50Us"].as_u64());
+    let reconnect = reference.bench(
+        &[
+            &small[..],
+            &[
+                "--mode",
+                "reconnect",
+                "--duration",
+                "3s",
+                "--drop-after",
+                "1s",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(reconnect["passed"], true, "{reconnect}");
+    let run = &reconnect["runs"][0];
+    assert_eq!(run["catchUp"]["caughtUp"], 50, "{reconnect}");
+    assert!(run["catchUp"]["allCaughtUpMicros"].as_u64() > Some(0));
+    assert!(
+        run["catchUp"]["syncPages"].as_u64() >= Some(50),
+        "every client synced: {reconnect}"
+    );
+    assert_eq!(run["delivery"]["lost"], 0, "{reconnect}");
+    assert_eq!(run["delivery"]["duplicated"], 0, "{reconnect}");
+    assert_eq!(run["delivery"]["received"], run["delivery"]["expected"]);
+    assert_eq!(run["delivery"]["reconnects"], 50);
+    let pid = reference.child.id().to_string();
+    let idle = reference.bench(&[
+        "--clients",
+        "50",
+        "--mode",
+        "idle",
+        "--hold",
+        "0s",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(idle["passed"], true, "{idle}");
+    let run = &idle["runs"][0];
+    assert_eq!(run["joinedAtEnd"], 50, "{idle}");
+    assert!(run["rssBeforeBytes"].as_u64() > Some(0), "{idle}");
+    assert!(run["rssHeldBytes"].as_u64() > Some(0), "{idle}");
+    assert!(run["bytesPerConnection"].is_number(), "{idle}");
+}

@@ -1,4 +1,4 @@
-//! The six scenarios and what the subscriber scenarios share: the pre-flight check, topic
+//! The scenarios and what the subscriber scenarios share: the pre-flight check, topic
 //! naming and the [`Coordinator`] that drives subscriber groups.
 
 pub mod chat;
@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod poll;
 pub mod publish;
 pub mod reconnect;
+pub mod socketio;
 
 use super::args::{ConnectArgs, PeerArgs, ServerArgs, SubscriberArgs};
 use super::error::BenchError;
