@@ -71,6 +71,11 @@ async fn posts_are_written_by_the_backend_and_deleted_ones_are_tombstones() {
         (Some(1), Some(id))
     );
     assert_eq!(post["isDeleted"], false);
+    assert_eq!(
+        post["eventId"].as_str().map(str::len),
+        Some(36),
+        "the event it appended"
+    );
     let (status, refused) = api
         .post(&posts, &reader, json!({ "text": "x", "authorId": "ann" }))
         .await;
@@ -84,6 +89,14 @@ async fn posts_are_written_by_the_backend_and_deleted_ones_are_tombstones() {
         )
         .await;
     assert_eq!(edited["text"], "hello!");
+    let same = api
+        .patch(&one, &api.backend, json!({ "text": "hello!" }))
+        .await;
+    assert_eq!(
+        same.1["data"]["eventId"],
+        Value::Null,
+        "nothing changed, no event"
+    );
     let pin = api
         .call(
             reqwest::Method::PUT,

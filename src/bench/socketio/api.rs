@@ -30,7 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Scopes of the API key that creates the channel and posts to it.
-pub const PUBLISHER_SCOPES: &[&str] = &["write"];
+pub const PUBLISHER_SCOPES: &[&str] = &["publish"];
 
 /// Bytes of randomness in a realm's HS256 secret (hex-encoded: twice as many characters).
 const SECRET_BYTES: usize = 32;

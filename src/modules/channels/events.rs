@@ -161,15 +161,16 @@ impl Emitter {
         room: Room,
         event_type: &str,
         mut data: Value,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ulid, ApiError> {
         data["actor"] = self.actor.clone();
         let topic = room.topic(self.tenant);
-        change.append(&topic, event_type, self.actor.clone(), data)?;
-        Ok(())
+        Ok(change
+            .append(&topic, event_type, self.actor.clone(), data)?
+            .id())
     }
 
     /// `communication.channel_post.created`.
-    pub fn post_created(&self, change: &mut Change<'_>, post: &Post) -> Result<(), ApiError> {
+    pub fn post_created(&self, change: &mut Change<'_>, post: &Post) -> Result<Ulid, ApiError> {
         let data = json!({
             "postId": post.id, "channelId": post.channel_id, "text": post.text,
             "authorId": post.author_id, "broadcast": post.broadcast, "isPinned": post.is_pinned,
@@ -184,7 +185,7 @@ impl Emitter {
     }
 
     /// `communication.channel_post.updated` with the new text.
-    pub fn post_updated(&self, change: &mut Change<'_>, post: &Post) -> Result<(), ApiError> {
+    pub fn post_updated(&self, change: &mut Change<'_>, post: &Post) -> Result<Ulid, ApiError> {
         let data = json!({
             "postId": post.id, "channelId": post.channel_id, "text": post.text,
             "updatedAt": post.updated_at,
@@ -198,7 +199,7 @@ impl Emitter {
     }
 
     /// `communication.channel_post.deleted`, a tombstone.
-    pub fn post_deleted(&self, change: &mut Change<'_>, post: &Post) -> Result<(), ApiError> {
+    pub fn post_deleted(&self, change: &mut Change<'_>, post: &Post) -> Result<Ulid, ApiError> {
         let data = json!({
             "postId": post.id, "channelId": post.channel_id, "isDeleted": true,
             "deletedAt": post.deleted_at,
@@ -212,7 +213,7 @@ impl Emitter {
     }
 
     /// `communication.channel_post.pinned` (pinned or unpinned).
-    pub fn post_pinned(&self, change: &mut Change<'_>, post: &Post) -> Result<(), ApiError> {
+    pub fn post_pinned(&self, change: &mut Change<'_>, post: &Post) -> Result<Ulid, ApiError> {
         let data = json!({
             "postId": post.id, "channelId": post.channel_id, "isPinned": post.is_pinned,
             "pinnedAt": post.pinned_at, "updatedAt": post.updated_at,
@@ -230,7 +231,7 @@ impl Emitter {
         &self,
         change: &mut Change<'_>,
         message: &DiscussionMessage,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ulid, ApiError> {
         let data = message_fields(message);
         let room = Room::Discussion(message.discussion_id);
         self.emit(
@@ -246,7 +247,7 @@ impl Emitter {
         &self,
         change: &mut Change<'_>,
         message: &DiscussionMessage,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ulid, ApiError> {
         let data = json!({
             "messageId": message.id, "discussionId": message.discussion_id,
             "channelId": message.channel_id, "text": message.text, "updatedAt": message.updated_at,
@@ -265,7 +266,7 @@ impl Emitter {
         &self,
         change: &mut Change<'_>,
         message: &DiscussionMessage,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ulid, ApiError> {
         let data = json!({
             "messageId": message.id, "discussionId": message.discussion_id,
             "channelId": message.channel_id, "isDeleted": true, "deletedAt": message.deleted_at,
@@ -284,7 +285,7 @@ impl Emitter {
         &self,
         change: &mut Change<'_>,
         message: &DiscussionMessage,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ulid, ApiError> {
         let mut data = message_fields(message);
         data["isDeleted"] = json!(false);
         let room = Room::Discussion(message.discussion_id);
@@ -305,7 +306,7 @@ impl Emitter {
         channel: u64,
         user: Option<&str>,
         why: Narrowed,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ulid, ApiError> {
         let discussion = match room {
             Room::Posts(_) => None,
             Room::Discussion(id) => Some(id),

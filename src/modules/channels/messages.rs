@@ -12,7 +12,7 @@
 //! only the backend moderates in it.
 
 use super::access;
-use super::model::{DiscussionMessage, check_user};
+use super::model::{DiscussionMessage, Written, check_user};
 use super::service::{self, Acting, now, save};
 use super::{layout, layout::Counter};
 use crate::core::writer::Change;
@@ -75,7 +75,7 @@ pub fn create(
     acting: &Acting,
     discussion: u64,
     input: NewMessage,
-) -> Result<DiscussionMessage, ApiError> {
+) -> Result<Written<DiscussionMessage>, ApiError> {
     let (channel, enabled) = writable(change, acting, discussion)?;
     if !enabled {
         return Err(forbidden("this channel's discussion is disabled"));
@@ -109,8 +109,8 @@ pub fn create(
         layout::message(&acting.tenant, discussion, message.id),
         &message,
     )?;
-    acting.emitter().message_created(change, &message)?;
-    Ok(message)
+    let event = acting.emitter().message_created(change, &message)?;
+    Ok(Written::with_event(message, event))
 }
 
 /// Edits a message's text.
@@ -119,7 +119,7 @@ pub fn edit(
     acting: &Acting,
     ids: (u64, u64),
     input: MessageEdit,
-) -> Result<DiscussionMessage, ApiError> {
+) -> Result<Written<DiscussionMessage>, ApiError> {
     let mut message = own_message(change, acting, ids)?;
     if message.is_deleted {
         return Err(ApiError::new(
@@ -129,7 +129,7 @@ pub fn edit(
     }
     require_text("text", &input.text, acting.limits.max_text_chars, true)?;
     if message.text == input.text {
-        return Ok(message);
+        return Ok(Written::unchanged(message));
     }
     message.text = input.text;
     message.updated_at = now(change);
@@ -138,8 +138,8 @@ pub fn edit(
         layout::message(&acting.tenant, ids.0, ids.1),
         &message,
     )?;
-    acting.emitter().message_updated(change, &message)?;
-    Ok(message)
+    let event = acting.emitter().message_updated(change, &message)?;
+    Ok(Written::with_event(message, event))
 }
 
 /// Deletes a message (a tombstone); deleting a deleted one changes nothing.
@@ -147,10 +147,10 @@ pub fn delete(
     change: &mut Change<'_>,
     acting: &Acting,
     ids: (u64, u64),
-) -> Result<DiscussionMessage, ApiError> {
+) -> Result<Written<DiscussionMessage>, ApiError> {
     let mut message = own_message(change, acting, ids)?;
     if message.is_deleted {
-        return Ok(message);
+        return Ok(Written::unchanged(message));
     }
     let at = now(change);
     message.is_deleted = true;
@@ -161,8 +161,8 @@ pub fn delete(
         layout::message(&acting.tenant, ids.0, ids.1),
         &message,
     )?;
-    acting.emitter().message_deleted(change, &message)?;
-    Ok(message)
+    let event = acting.emitter().message_deleted(change, &message)?;
+    Ok(Written::with_event(message, event))
 }
 
 /// Restores a deleted message; restoring one that is not deleted changes nothing.
@@ -170,10 +170,10 @@ pub fn restore(
     change: &mut Change<'_>,
     acting: &Acting,
     ids: (u64, u64),
-) -> Result<DiscussionMessage, ApiError> {
+) -> Result<Written<DiscussionMessage>, ApiError> {
     let mut message = own_message(change, acting, ids)?;
     if !message.is_deleted {
-        return Ok(message);
+        return Ok(Written::unchanged(message));
     }
     message.is_deleted = false;
     message.deleted_at = None;
@@ -183,6 +183,6 @@ pub fn restore(
         layout::message(&acting.tenant, ids.0, ids.1),
         &message,
     )?;
-    acting.emitter().message_restored(change, &message)?;
-    Ok(message)
+    let event = acting.emitter().message_restored(change, &message)?;
+    Ok(Written::with_event(message, event))
 }

@@ -6,7 +6,7 @@
 //! pin that is already so append nothing; a broadcast post schedules its
 //! push hand-off ([`super::push`]) in the change that creates it.
 
-use super::model::Post;
+use super::model::{Post, Written};
 use super::push;
 use super::service::{self, Acting, now, save};
 use super::{layout, layout::Counter};
@@ -78,7 +78,7 @@ pub fn create(
     acting: &Acting,
     channel: u64,
     input: NewPost,
-) -> Result<Post, ApiError> {
+) -> Result<Written<Post>, ApiError> {
     backend_only(acting)?;
     service::channel(change, &acting.tenant, channel)?;
     require_text("text", &input.text, acting.limits.max_text_chars, true)?;
@@ -102,11 +102,11 @@ pub fn create(
         layout::post(&acting.tenant, channel, post.id),
         &post,
     )?;
-    acting.emitter().post_created(change, &post)?;
+    let event = acting.emitter().post_created(change, &post)?;
     if post.broadcast {
         push::schedule(change, &acting.tenant, &post, acting.actor.as_deref())?;
     }
-    Ok(post)
+    Ok(Written::with_event(post, event))
 }
 
 /// Edits a post's text.
@@ -115,17 +115,17 @@ pub fn edit(
     acting: &Acting,
     (channel, id): (u64, u64),
     input: PostEdit,
-) -> Result<Post, ApiError> {
+) -> Result<Written<Post>, ApiError> {
     let mut post = live_post(change, acting, channel, id)?;
     require_text("text", &input.text, acting.limits.max_text_chars, true)?;
     if post.text == input.text {
-        return Ok(post);
+        return Ok(Written::unchanged(post));
     }
     post.text = input.text;
     post.updated_at = now(change);
     save(change, layout::post(&acting.tenant, channel, id), &post)?;
-    acting.emitter().post_updated(change, &post)?;
-    Ok(post)
+    let event = acting.emitter().post_updated(change, &post)?;
+    Ok(Written::with_event(post, event))
 }
 
 /// Deletes a post (a tombstone).
@@ -133,15 +133,15 @@ pub fn delete(
     change: &mut Change<'_>,
     acting: &Acting,
     (channel, id): (u64, u64),
-) -> Result<Post, ApiError> {
+) -> Result<Written<Post>, ApiError> {
     let mut post = live_post(change, acting, channel, id)?;
     let at = now(change);
     post.is_deleted = true;
     post.deleted_at = Some(at.clone());
     post.updated_at = at;
     save(change, layout::post(&acting.tenant, channel, id), &post)?;
-    acting.emitter().post_deleted(change, &post)?;
-    Ok(post)
+    let event = acting.emitter().post_deleted(change, &post)?;
+    Ok(Written::with_event(post, event))
 }
 
 /// Pins or unpins a post.
@@ -150,16 +150,16 @@ pub fn pin(
     acting: &Acting,
     (channel, id): (u64, u64),
     input: Pin,
-) -> Result<Post, ApiError> {
+) -> Result<Written<Post>, ApiError> {
     let mut post = live_post(change, acting, channel, id)?;
     if post.is_pinned == input.pinned {
-        return Ok(post);
+        return Ok(Written::unchanged(post));
     }
     let at = now(change);
     post.is_pinned = input.pinned;
     post.pinned_at = input.pinned.then(|| at.clone());
     post.updated_at = at;
     save(change, layout::post(&acting.tenant, channel, id), &post)?;
-    acting.emitter().post_pinned(change, &post)?;
-    Ok(post)
+    let event = acting.emitter().post_pinned(change, &post)?;
+    Ok(Written::with_event(post, event))
 }
