@@ -616,20 +616,26 @@ impl SocketIoReference {
 
     /// Runs `tidings bench socketio ARGS --json` against the reference.
     fn bench(&self, args: &[&str]) -> Value {
-        let output = Command::new(binary())
-            .args(["bench", "socketio", "--target", &self.url])
-            .args(["--target-kind", "reference", "--quiet", "--json"])
-            .args(args)
-            .output()
-            .expect("the bench runs");
-        assert!(
-            output.status.success(),
-            "bench socketio {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+        socketio_bench(&["--target", &self.url, "--target-kind", "reference"], args)
     }
+}
+
+/// Runs `tidings bench socketio TARGET ARGS --quiet --json`; its result.
+fn socketio_bench(target: &[&str], args: &[&str]) -> Value {
+    let output = Command::new(binary())
+        .args(["bench", "socketio"])
+        .args(target)
+        .args(["--quiet", "--json"])
+        .args(args)
+        .output()
+        .expect("the bench runs");
+    assert!(
+        output.status.success(),
+        "bench socketio {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
 }
 
 impl Drop for SocketIoReference {
@@ -710,4 +716,49 @@ fn socketio_broadcasts_resyncs_and_idles_on_the_node_reference() {
     assert!(run["rssBeforeBytes"].as_u64() > Some(0), "{idle}");
     assert!(run["rssHeldBytes"].as_u64() > Some(0), "{idle}");
     assert!(run["bytesPerConnection"].is_number(), "{idle}");
+}
+
+#[test]
+fn socketio_broadcasts_and_resyncs_on_tidings_channels() {
+    let server = Server::start();
+    let data_dir = server.data_dir.to_string_lossy().to_string();
+    let target = [
+        "--target",
+        &server.base,
+        "--target-kind",
+        "tidings",
+        "--data-dir",
+        &data_dir,
+    ];
+    let small = ["--clients", "50", "--rate", "50"];
+    let broadcast = socketio_bench(&target, &[&small[..], &["--duration", "2s"]].concat());
+    assert_eq!(broadcast["passed"], true, "{broadcast}");
+    let delivery = &broadcast["runs"][0]["delivery"];
+    assert_eq!(
+        (delivery["lost"].as_u64(), delivery["duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(
+        delivery["expected"].as_u64() >= Some(50 * 90),
+        "{broadcast}"
+    );
+    assert_eq!(delivery["live"], delivery["expected"], "{broadcast}");
+    let reconnect = [
+        &small[..],
+        &[
+            "--mode",
+            "reconnect",
+            "--duration",
+            "3s",
+            "--drop-after",
+            "1s",
+        ],
+    ]
+    .concat();
+    let reconnect = socketio_bench(&target, &reconnect);
+    assert_eq!(reconnect["passed"], true, "{reconnect}");
+    let run = &reconnect["runs"][0];
+    assert_eq!(run["catchUp"]["caughtUp"], 50, "{reconnect}");
+    assert_eq!(run["delivery"]["lost"], 0, "{reconnect}");
+    assert_eq!(run["delivery"]["duplicated"], 0, "{reconnect}");
 }
