@@ -471,7 +471,12 @@ async fn sync_serves_the_envelopes_in_order_from_a_rest_position_and_says_unknow
 #[tokio::test]
 async fn sync_says_too_old_once_retention_removed_events_after_the_id() {
     let server = Server::builder()
-        .args(&["--retention", "~channels/=3,7d", "--prune-interval", "200ms"])
+        .args(&[
+            "--retention",
+            "~channels/=3,7d",
+            "--prune-interval",
+            "200ms",
+        ])
         .start();
     let api = Chat::new(&server).await;
     let id = channel(&api, json!({ "name": "short" })).await;
@@ -479,7 +484,9 @@ async fn sync_says_too_old_once_retention_removed_events_after_the_id() {
     let mut first = None;
     for n in 0..6 {
         let body = json!({ "text": format!("post {n}"), "authorId": "ed" });
-        let post = api.expect(201, api.post(&posts, &api.backend, body).await).await;
+        let post = api
+            .expect(201, api.post(&posts, &api.backend, body).await)
+            .await;
         first.get_or_insert(post["eventId"].as_str().unwrap().to_string());
     }
     let room = format!("channels/{id}");
@@ -491,10 +498,22 @@ async fn sync_says_too_old_once_retention_removed_events_after_the_id() {
             assert_eq!(synced["events"], json!([]), "{synced}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never pruned: {synced}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never pruned: {synced}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let kept = events(&api, &room, None, &reader).await;
-    let texts: Vec<&str> = kept["events"].as_array().unwrap().iter().map(|e| e["data"]["text"].as_str().unwrap()).collect();
-    assert_eq!(texts, ["post 3", "post 4", "post 5"], "the newest 3 are kept");
+    let texts: Vec<&str> = kept["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["post 3", "post 4", "post 5"],
+        "the newest 3 are kept"
+    );
 }
