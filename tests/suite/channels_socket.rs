@@ -740,3 +740,84 @@ fn the_kit_smoke_script_runs_against_the_product_endpoint() {
         "the join's ack came back: {stdout}"
     );
 }
+
+/// A hostile user with a valid JWT: sockets past the per-user stream limit
+/// are refused at CONNECT, and rooms past `--channels-max-joined-rooms` at
+/// join; a socket's end frees its slot.
+#[tokio::test]
+async fn per_user_sockets_and_joined_rooms_are_bounded() {
+    let server = Server::builder()
+        .args(&[
+            "--max-streams-per-user",
+            "2",
+            "--channels-max-joined-rooms",
+            "2",
+        ])
+        .start();
+    let api = Chat::new(&server).await;
+    let mut channels = Vec::new();
+    for name in ["a", "b", "c"] {
+        channels.push(channel(&api, json!({ "name": name })).await);
+    }
+    let ann = api.user("ann");
+    let Some(mut first) = connected(&server, &ann).await else {
+        return;
+    };
+    let Some(_second) = connected(&server, &ann).await else {
+        return;
+    };
+    let Some(mut third) = client(&server, json!({ "token": jwt(&ann) })) else {
+        return;
+    };
+    let refused = third.line().await;
+    assert!(refused["connect_error"]["message"].is_string(), "{refused}");
+    assert_eq!(
+        refused["connect_error"]["data"]["code"], "RATE_LIMITED",
+        "{refused}"
+    );
+
+    let mut n = 0;
+    for id in &channels[..2] {
+        let joined = ask(
+            &mut first,
+            &mut n,
+            "communication:join_channel_posts",
+            json!({ "channelId": id }),
+        )
+        .await;
+        assert_eq!(joined["ok"], true);
+    }
+    let over = ask(
+        &mut first,
+        &mut n,
+        "communication:join_channel_posts",
+        json!({ "channelId": channels[2] }),
+    )
+    .await;
+    assert_eq!(over["error"]["code"], "VALIDATION_ERROR", "{over}");
+    let again = ask(
+        &mut first,
+        &mut n,
+        "communication:join_channel_posts",
+        json!({ "channelId": channels[0] }),
+    )
+    .await;
+    assert_eq!(again["ok"], true, "joining a joined room again is fine");
+
+    first.send(&json!({ "disconnect": true }).to_string());
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let Some(mut retry) = client(&server, json!({ "token": jwt(&ann) })) else {
+            return;
+        };
+        if retry.line().await.get("connect").is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -138,11 +138,13 @@ impl Namespace for ChannelsNamespace {
     }
 }
 
-/// A refused CONNECT: the error's message, and its code and details.
+/// A refused CONNECT: the error's message, and its code (the API's:
+/// `UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMITED` past the per-user stream
+/// limit, …) and details.
 fn refusal(err: ApiError) -> ConnectRefusal {
     ConnectRefusal {
         message: err.message.clone(),
-        data: Some(json!({ "code": ack_code(err.code), "details": err.details })),
+        data: Some(json!({ "code": err.code.as_str(), "details": err.details })),
     }
 }
 
