@@ -12,8 +12,8 @@
 //! only the backend moderates in it.
 
 use super::access;
-use super::model::{DiscussionMessage, Written, check_user};
-use super::service::{self, Acting, now, save};
+use super::model::{DiscussionMessage, check_user};
+use super::service::{self, Acting, Written, now, save};
 use super::{layout, layout::Counter};
 use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};

@@ -132,37 +132,6 @@ pub struct DiscussionMessage {
     pub updated_at: String,
 }
 
-/// A write's answer: the record as it is now and the id of the event the
-/// write appended (null when it changed nothing), so a client can tell the
-/// event it caused when it arrives or sync from it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Written<T> {
-    /// The record.
-    #[serde(flatten)]
-    pub record: T,
-    /// The event appended, as clients see its id.
-    pub event_id: Option<String>,
-}
-
-impl<T> Written<T> {
-    /// A write that appended `event`.
-    pub fn with_event(record: T, event: ulid::Ulid) -> Self {
-        Self {
-            record,
-            event_id: Some(super::events::event_id(event)),
-        }
-    }
-
-    /// A write that changed nothing.
-    pub fn unchanged(record: T) -> Self {
-        Self {
-            record,
-            event_id: None,
-        }
-    }
-}
-
 /// An explicit channel membership as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

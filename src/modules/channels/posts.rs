@@ -6,9 +6,9 @@
 //! pin that is already so append nothing; a broadcast post schedules its
 //! push hand-off ([`super::push`]) in the change that creates it.
 
-use super::model::{Post, Written};
+use super::model::Post;
 use super::push;
-use super::service::{self, Acting, now, save};
+use super::service::{self, Acting, Written, now, save};
 use super::{layout, layout::Counter};
 use crate::core::writer::Change;
 use crate::error::ApiError;

@@ -9,13 +9,14 @@
 //! 404 naming it.
 
 use super::access::{Reader, Standing};
-use super::events::Emitter;
+use super::events::{self, Emitter};
 use super::layout;
 use super::model::{Ban, Channel, ChannelsLimits, DiscussionMessage, Grants, Post};
 use crate::core::store::{Store, decode_u64};
 use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::modules::records::{decode, encode, not_found};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// A view of stored records: a writer change or the committed store.
@@ -144,6 +145,37 @@ pub fn next_id(
 /// The change's time as RFC 3339 (ms).
 pub fn now(change: &Change<'_>) -> String {
     crate::core::clock::rfc3339_millis(change.now_ms())
+}
+
+/// A write's answer: the record as it is now and the id of the event the
+/// write appended (null when it changed nothing), so a client can tell the
+/// event it caused when it arrives or sync from it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Written<T> {
+    /// The record.
+    #[serde(flatten)]
+    pub record: T,
+    /// The event appended, as clients see its id.
+    pub event_id: Option<String>,
+}
+
+impl<T> Written<T> {
+    /// A write that appended `event`.
+    pub fn with_event(record: T, event: ulid::Ulid) -> Self {
+        Self {
+            record,
+            event_id: Some(events::event_id(event)),
+        }
+    }
+
+    /// A write that changed nothing.
+    pub fn unchanged(record: T) -> Self {
+        Self {
+            record,
+            event_id: None,
+        }
+    }
 }
 
 /// Who acts in a change: the tenant, the reader behind the credential, the
