@@ -174,13 +174,18 @@ impl<S: SessionApp> Session<S> {
     }
 
     /// Serves the session to its end.
-    pub(crate) async fn run(mut self) {
-        let metrics = self.runtime.metrics.clone();
-        let _open = metrics.stream_opened(TRANSPORT);
-        let end = self.serve().await;
-        let metric = end.metric();
-        self.finish(end).await;
-        metrics.stream_ended(TRANSPORT, metric);
+    ///
+    /// Not an `async fn`: one would hold the session twice in its state (the
+    /// argument, and its move into the body); the block holds it once.
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let metrics = self.runtime.metrics.clone();
+            let _open = metrics.stream_opened(TRANSPORT);
+            let end = self.serve().await;
+            let metric = end.metric();
+            self.finish(end).await;
+            metrics.stream_ended(TRANSPORT, metric);
+        }
     }
 
     /// Writes what the session opened with (the open packet), then serves
