@@ -238,6 +238,9 @@ impl SioSession {
             acks: Default::default(),
             disconnect: false,
         };
+        // One slot at a time: a socket is large (its admission inline) and
+        // most sessions join one namespace, so no spare room is kept.
+        self.sockets.reserve_exact(1);
         self.sockets.push(NsSocket {
             handler,
             state,

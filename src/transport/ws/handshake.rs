@@ -68,6 +68,9 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let accept = accept_key(request)?;
+    // Boxed until the upgrade completes: what the closure holds (a session
+    // about to start) would otherwise stay in the task for its whole life.
+    let session = Box::new(session);
     let on_upgrade = request
         .take_upgrade()
         .ok_or_else(|| ApiError::validation("WebSocket needs an HTTP/1.1 upgrade request"))?;

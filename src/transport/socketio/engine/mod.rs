@@ -35,7 +35,7 @@ use crate::error::ApiError;
 use crate::http::service::Peer;
 use crate::http::{Request, Response, response};
 use crate::transport::ws;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use registry::Registry;
 use session::{Link, Session};
 use std::borrow::Cow;
@@ -48,11 +48,27 @@ use tokio::sync::mpsc;
 /// `Retry-After` of a handshake refused at `--sio-max-sessions`.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The headers of the opening request a [`Handshake`] keeps: those
+/// namespaces read at CONNECT (authentication: the bearer token, the page's
+/// origin, the tenant by id or host, the realm). The others are not kept, so
+/// an idle session holds a few small copies, not the whole request head.
+pub static HANDSHAKE_HEADERS: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::ORIGIN,
+    header::HOST,
+    HeaderName::from_static(crate::auth::TENANT_HEADER),
+    HeaderName::from_static(crate::auth::REALM_HEADER),
+];
+
 /// What the transport knows of the connection when the session opened.
+///
+/// Invariant: it owns its bytes (the header values are copies), so it never
+/// keeps the HTTP connection's read buffer alive, which the request's own
+/// header values share.
 #[derive(Debug)]
 pub struct Handshake {
     headers: HeaderMap,
-    query: Vec<(String, String)>,
+    query: Box<[(Box<str>, Box<str>)]>,
     peer: Option<SocketAddr>,
 }
 
@@ -60,16 +76,17 @@ impl Handshake {
     /// The handshake of `request` (the one that opened the session).
     fn of(request: &Request) -> Self {
         let query = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .map(|(name, value)| (name.into(), value.into()))
             .collect();
         Self {
-            headers: request.headers().clone(),
+            headers: kept_headers(request.headers()),
             query,
             peer: request.extensions().get::<Peer>().map(|peer| peer.addr),
         }
     }
 
-    /// The headers of the request that opened the session.
+    /// The headers of the request that opened the session, those of
+    /// [`HANDSHAKE_HEADERS`] only.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -78,14 +95,39 @@ impl Handshake {
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+            .find(|(key, _)| **key == *name)
+            .map(|(_, value)| &**value)
     }
 
     /// The client's address.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
     }
+}
+
+/// Copies of the values of `headers` named in [`HANDSHAKE_HEADERS`] (every
+/// value of a repeated one, in order), in a map of just their size.
+fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+    let copies: Vec<(&HeaderName, HeaderValue)> = HANDSHAKE_HEADERS
+        .iter()
+        .flat_map(|name| {
+            let values = headers.get_all(name).iter();
+            values.filter_map(move |value| Some((name, copy_of(value)?)))
+        })
+        .collect();
+    let mut kept = HeaderMap::with_capacity(copies.len());
+    for (name, value) in copies {
+        kept.append(name.clone(), value);
+    }
+    kept
+}
+
+/// A header value in bytes of its own (`None` cannot happen: the bytes of a
+/// header value make one).
+fn copy_of(value: &HeaderValue) -> Option<HeaderValue> {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).ok()?;
+    copy.set_sensitive(value.is_sensitive());
+    Some(copy)
 }
 
 /// Why the application ends its session.
@@ -321,4 +363,34 @@ fn open_packet(sid: &str, settings: &SioSettings, can_upgrade: bool) -> String {
         settings.ping_timeout.as_millis(),
         settings.max_payload,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_headers_are_the_listed_ones_in_bytes_of_their_own() {
+        let head = bytes::Bytes::from_static(b"Bearer abcd, https://a.example");
+        let shared = |range| HeaderValue::from_maybe_shared(head.slice(range)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, shared(0..11));
+        headers.append(header::ORIGIN, shared(13..30));
+        headers.append(
+            header::ORIGIN,
+            HeaderValue::from_static("https://b.example"),
+        );
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("test"));
+        headers.insert("realmname", HeaderValue::from_static("people"));
+
+        let kept = kept_headers(&headers);
+
+        assert_eq!(kept.len(), 4, "user-agent is not kept");
+        assert_eq!(kept[header::AUTHORIZATION], "Bearer abcd");
+        let origins: Vec<_> = kept.get_all(header::ORIGIN).iter().collect();
+        assert_eq!(origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(kept["realmname"], "people");
+        let own = kept[header::AUTHORIZATION].as_bytes().as_ptr();
+        assert!(!head.as_ptr_range().contains(&own), "a copy, not a share");
+    }
 }

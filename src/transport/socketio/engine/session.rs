@@ -13,6 +13,11 @@
 //! WebSocket; every end is counted once under `socketio` with its reason,
 //! and the client is told (close packet to a waiting GET, or a WebSocket
 //! close frame; shutdown also sends the close packet over WebSocket).
+//!
+//! Memory: the task's state is what every idle session costs, so the paths
+//! a WebSocket session seldom or never takes (the application's message
+//! handling, long-polling input, the upgrade) are boxed futures, made only
+//! while they run.
 
 use super::packet::{self, CLOSE, ClientPacket, Message, Outgoing, PING};
 use super::polling::{Inbound, Polling, PollingInput};
@@ -169,19 +174,26 @@ impl<S: SessionApp> Session<S> {
     }
 
     /// Serves the session to its end.
-    pub(crate) async fn run(mut self) {
-        let metrics = self.runtime.metrics.clone();
-        let _open = metrics.stream_opened(TRANSPORT);
-        let end = match self.flush().await {
-            Ok(()) => self.serve().await,
-            Err(end) => end,
-        };
-        let metric = end.metric();
-        self.finish(end).await;
-        metrics.stream_ended(TRANSPORT, metric);
+    ///
+    /// Not an `async fn`: one would hold the session twice in its state (the
+    /// argument, and its move into the body); the block holds it once.
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let metrics = self.runtime.metrics.clone();
+            let _open = metrics.stream_opened(TRANSPORT);
+            let end = self.serve().await;
+            let metric = end.metric();
+            self.finish(end).await;
+            metrics.stream_ended(TRANSPORT, metric);
+        }
     }
 
+    /// Writes what the session opened with (the open packet), then serves
+    /// client input, the application's work and the heartbeat to the end.
     async fn serve(&mut self) -> EngineEnd {
+        if let Err(end) = self.flush().await {
+            return end;
+        }
         let lifecycle = self.runtime.lifecycle.clone();
         loop {
             let step = tokio::select! {
@@ -225,8 +237,11 @@ impl<S: SessionApp> Session<S> {
     async fn on_input(&mut self, input: Input) -> Result<(), EngineEnd> {
         match input {
             Input::WebSocket(message) => self.on_websocket(message).await,
-            Input::Polling(PollingInput::Inbound(inbound)) => self.on_inbound(inbound).await,
-            Input::Polling(PollingInput::Probe(event)) => self.on_probe(event).await,
+            // Boxed, as the WebSocket steady state needs none of them.
+            Input::Polling(PollingInput::Inbound(inbound)) => {
+                Box::pin(self.on_inbound(inbound)).await
+            }
+            Input::Polling(PollingInput::Probe(event)) => Box::pin(self.on_probe(event)).await,
         }
     }
 
@@ -279,11 +294,13 @@ impl<S: SessionApp> Session<S> {
                 self.on_pong();
                 Ok(())
             }
-            ClientPacket::Message(message) => self
-                .app
-                .on_message(message, &mut self.out)
-                .await
-                .map_err(EngineEnd::App),
+            // Boxed: the application's message handling (a namespace
+            // CONNECT, an event and its handler) is the largest state of the
+            // session; inline, every idle session would carry its room.
+            ClientPacket::Message(message) => {
+                let handled = Box::pin(self.app.on_message(message, &mut self.out));
+                handled.await.map_err(EngineEnd::App)
+            }
             ClientPacket::Upgrade | ClientPacket::Noop => Ok(()),
         }
     }
