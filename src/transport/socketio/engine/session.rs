@@ -177,6 +177,10 @@ impl<S: SessionApp> Session<S> {
     ///
     /// Not an `async fn`: one would hold the session twice in its state (the
     /// argument, and its move into the body); the block holds it once.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the session twice in every session's task"
+    )]
     pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
         async move {
             let metrics = self.runtime.metrics.clone();
