@@ -44,6 +44,7 @@ use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveModule;
 use crate::modules::platform::CoreSettings;
 use crate::modules::platform::{Background, Module, ModuleContext, Platform};
+use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
 use crate::ops::OpsState;
 use crate::ops::pruner;
@@ -263,6 +264,7 @@ fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>
         Arc::new(DiscussionsApi::new(context)),
         Arc::new(ChatModule::new(context)),
         Arc::new(ChannelsModule::new(context)),
+        Arc::new(TicketsModule::new(context)),
         Arc::new(LiveModule::new(context)),
         Arc::new(AdminApi::new(context)),
     ];

@@ -17,6 +17,7 @@ use crate::modules::chat::ChatLimits;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
+use crate::modules::tickets::TicketsLimits;
 use crate::modules::topics::TopicsLimits;
 use crate::transport::coalesce::WritePacing;
 use crate::transport::socketio::SioSettings;
@@ -448,6 +449,38 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_CHANNELS_ENTITLEMENT_GRACE", default_value = "7d", value_parser = humantime::parse_duration)]
     pub channels_entitlement_grace: Duration,
 
+    /// Tickets: longest ticket title, in characters.
+    #[arg(long, env = "TIDINGS_TICKETS_MAX_TITLE_CHARS", default_value_t = 500)]
+    pub tickets_max_title_chars: usize,
+
+    /// Tickets: longest description or comment, in characters.
+    #[arg(long, env = "TIDINGS_TICKETS_MAX_TEXT_CHARS", default_value_t = 20_000)]
+    pub tickets_max_text_chars: usize,
+
+    /// Tickets: most watchers of one ticket.
+    #[arg(long, env = "TIDINGS_TICKETS_MAX_WATCHERS", default_value_t = 100)]
+    pub tickets_max_watchers: usize,
+
+    /// Tickets: most agents of one queue.
+    #[arg(long, env = "TIDINGS_TICKETS_MAX_QUEUE_AGENTS", default_value_t = 500)]
+    pub tickets_max_queue_agents: usize,
+
+    /// Tickets: notifications kept per user (the oldest leave first).
+    #[arg(long, env = "TIDINGS_TICKETS_INBOX_MAX", default_value_t = 1_000)]
+    pub tickets_inbox_max: usize,
+
+    /// Tickets: notification or list-update streams one user may hold open at once (429 beyond).
+    #[arg(
+        long,
+        env = "TIDINGS_TICKETS_MAX_STREAMS_PER_USER",
+        default_value_t = 5
+    )]
+    pub tickets_max_streams_per_user: usize,
+
+    /// Tickets: interval of the `heartbeat` event on the notification and list-update streams.
+    #[arg(long, env = "TIDINGS_TICKETS_HEARTBEAT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub tickets_heartbeat: Duration,
+
     /// Live events: how far ahead of the server's clock a poll may ask for an interval (and wait for it).
     #[arg(long, env = "TIDINGS_LIVE_MAX_AHEAD", default_value = "2s", value_parser = humantime::parse_duration)]
     pub live_max_ahead: Duration,
@@ -709,6 +742,15 @@ impl ServeArgs {
                     max_name_chars: self.channels_max_name_chars.max(1),
                     max_joined_rooms: self.channels_max_joined_rooms.max(1),
                     entitlement_grace: self.channels_entitlement_grace,
+                },
+                tickets: TicketsLimits {
+                    max_title_chars: self.tickets_max_title_chars.max(1),
+                    max_text_chars: self.tickets_max_text_chars.max(1),
+                    max_watchers: self.tickets_max_watchers.max(1),
+                    max_queue_agents: self.tickets_max_queue_agents.max(1),
+                    inbox_max: self.tickets_inbox_max.max(1),
+                    max_streams_per_user: self.tickets_max_streams_per_user.max(1),
+                    heartbeat: self.tickets_heartbeat.max(Duration::from_millis(10)),
                 },
                 chat: ChatLimits {
                     max_message_chars: self.chat_max_message_chars.max(1),

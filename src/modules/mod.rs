@@ -4,6 +4,8 @@
 //! * [`discussions`]: spec 000, article discussions streamed over SSE.
 //! * [`chat`]: spec 002, chat rooms, members, messages, threads and receipts.
 //! * [`channels`]: spec 003, channel posts and discussions for Socket.IO clients.
+//! * [`tickets`]: spec 004, a ticketing core with notification inboxes,
+//!   SLA timers and the notification and list-update SSE streams.
 //! * [`admin`]: `/admin/v1`, tenants, API keys, JWT realms and live stats.
 //! * [`idempotency`]: idempotency keys: a retried write replays its first
 //!   reply (every creating write of a module goes through it).
@@ -28,4 +30,5 @@ pub mod records;
 pub mod rest;
 #[cfg(debug_assertions)]
 pub mod sample;
+pub mod tickets;
 pub mod topics;

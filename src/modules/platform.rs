@@ -35,6 +35,7 @@ use crate::modules::chat::ChatLimits;
 use crate::modules::discussions::service::DiscussionLimits;
 use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveLimits;
+use crate::modules::tickets::TicketsLimits;
 use crate::modules::topics::TopicsLimits;
 use crate::transport::socketio::SioSettings;
 use crate::transport::sse::SseSettings;
@@ -106,6 +107,8 @@ pub struct CoreSettings {
     pub chat: ChatLimits,
     /// Limits of the channels module.
     pub channels: ChannelsLimits,
+    /// Limits and timing of the tickets module.
+    pub tickets: TicketsLimits,
     /// Limits of tenants' allowed browser origins.
     pub origin_limits: OriginLimits,
     /// Limits and timing of the live events-streams.

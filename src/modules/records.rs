@@ -7,6 +7,8 @@
 //! `VALIDATION_ERROR` naming the field or count, the flag that sets the
 //! limit and the limit.
 
+use crate::core::store::Store;
+use crate::core::writer::Change;
 use crate::error::{ApiError, ErrorCode};
 use serde::Serialize;
 use serde_json::json;
@@ -50,4 +52,36 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value)
         .map_err(|err| ApiError::internal(format!("encoding a record for the store: {err}")))
+}
+
+/// A view of stored records: a writer change (what the change sees, its own
+/// writes included) or the store (committed state), so writes and reads
+/// load, decode and judge records with the same code.
+pub trait Records {
+    /// The value stored under `key`.
+    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ApiError>;
+}
+
+impl Records for Change<'_> {
+    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
+        self.get(key)
+    }
+}
+
+impl Records for Store {
+    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
+        self.get_blocking(key)
+            .map(|value| value.map(|bytes| bytes.to_vec()))
+            .map_err(|err| err.into_api("reading stored records failed"))
+    }
+}
+
+/// The record under `key`, decoded; 404 naming `what` when missing.
+pub fn load<T: serde::de::DeserializeOwned>(
+    records: &impl Records,
+    key: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    let bytes = records.record(key)?.ok_or_else(|| not_found(what))?;
+    decode(&bytes)
 }

@@ -6,9 +6,12 @@
 //! naming what was wrong, never a panic or a default.
 
 use crate::auth::Principal;
+use crate::core::writer::{Change, Footprint, Writer};
 use crate::error::ApiError;
-use crate::http::Request;
-use crate::modules::idempotency::{self, Claim, Idempotency};
+use crate::http::{Request, Response};
+use crate::modules::idempotency::{self, Claim, Idempotency, Reply};
+use http::StatusCode;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -90,4 +93,31 @@ pub async fn write_request(
         claim,
         bytes: text.len(),
     })
+}
+
+/// Runs `operation` in one atomic writer change of `bytes`, idempotently
+/// under `claim` (a retried key replays the first reply), and replies
+/// `{"data": value}` with the status it chose.
+pub async fn commit_reply<T, F>(
+    writer: &Writer,
+    claim: Option<Claim>,
+    bytes: usize,
+    operation: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize,
+    F: FnOnce(&mut Change<'_>) -> Result<(StatusCode, T), ApiError> + Send + 'static,
+{
+    let committed = writer
+        .commit(Footprint::data(bytes), move |change| {
+            idempotency::protect(claim.as_ref(), change, |change| {
+                let (status, value) = operation(change)?;
+                let body = serde_json::to_vec(&value).map_err(|err| {
+                    ApiError::internal(format!("encoding the reply failed: {err}"))
+                })?;
+                Ok(Reply::new(status, body))
+            })
+        })
+        .await?;
+    Ok(idempotency::reply_response(&committed.value))
 }

@@ -22,13 +22,13 @@ use super::query::Viewer;
 use super::service::Acting;
 use crate::auth::api_keys::Scope;
 use crate::auth::{Credential, Principal};
-use crate::core::writer::{Change, Footprint};
+use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::modules::idempotency::{self, Claim, Reply};
+use crate::modules::idempotency::Claim;
 use crate::modules::records::forbidden;
 pub(super) use crate::modules::rest::Body;
-use crate::modules::rest::{WriteRequest, json_input, write_request};
+use crate::modules::rest::{WriteRequest, commit_reply, json_input, write_request};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -148,20 +148,10 @@ impl ChannelsModule {
             input,
             bytes,
         } = write;
-        let committed = self
-            .core
-            .writer
-            .commit(Footprint::data(bytes), move |change| {
-                idempotency::protect(claim.as_ref(), change, |change| {
-                    let value = operation(change, &acting, input)?;
-                    let body = serde_json::to_vec(&value).map_err(|err| {
-                        ApiError::internal(format!("encoding the reply failed: {err}"))
-                    })?;
-                    Ok(Reply::new(status, body))
-                })
-            })
-            .await?;
-        Ok(idempotency::reply_response(&committed.value))
+        commit_reply(&self.core.writer, claim, bytes, move |change| {
+            Ok((status, operation(change, &acting, input)?))
+        })
+        .await
     }
 }
 

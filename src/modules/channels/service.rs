@@ -12,41 +12,13 @@ use super::access::{Reader, Standing};
 use super::events::{self, Emitter};
 use super::layout;
 use super::model::{Ban, Channel, ChannelsLimits, DiscussionMessage, Grants, Post};
-use crate::core::store::{Store, decode_u64};
+use crate::core::store::decode_u64;
 use crate::core::writer::Change;
 use crate::error::ApiError;
-use crate::modules::records::{decode, encode, not_found};
+pub use crate::modules::records::Records;
+use crate::modules::records::{decode, encode, load, not_found};
 use serde::Serialize;
 use uuid::Uuid;
-
-/// A view of stored records: a writer change or the committed store.
-pub trait Records {
-    /// The value stored under `key`.
-    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ApiError>;
-}
-
-impl Records for Change<'_> {
-    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
-        self.get(key)
-    }
-}
-
-impl Records for Store {
-    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
-        self.get_blocking(key)
-            .map(|value| value.map(|bytes| bytes.to_vec()))
-            .map_err(|err| err.into_api("reading channels failed"))
-    }
-}
-
-fn load<T: serde::de::DeserializeOwned>(
-    records: &impl Records,
-    key: &[u8],
-    what: &str,
-) -> Result<T, ApiError> {
-    let bytes = records.record(key)?.ok_or_else(|| not_found(what))?;
-    decode(&bytes)
-}
 
 /// A channel (404 when missing).
 pub fn channel(records: &impl Records, tenant: &Uuid, id: u64) -> Result<Channel, ApiError> {

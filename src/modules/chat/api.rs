@@ -22,13 +22,13 @@ use super::service::{Acting, Caller};
 use super::{member_api, message_api, room_api};
 use crate::auth::api_keys::Scope;
 use crate::auth::{Credential, Principal};
-use crate::core::writer::{Change, Footprint};
+use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::http::router::Router;
 use crate::http::{Request, Response};
-use crate::modules::idempotency::{self, Claim, Reply};
+use crate::modules::idempotency::Claim;
 pub(super) use crate::modules::rest::Body;
-use crate::modules::rest::{WriteRequest, json_input, write_request};
+use crate::modules::rest::{WriteRequest, commit_reply, json_input, write_request};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -160,20 +160,10 @@ impl ChatModule {
             input,
             bytes,
         } = write;
-        let committed = self
-            .core
-            .writer
-            .commit(Footprint::data(bytes), move |change| {
-                idempotency::protect(claim.as_ref(), change, |change| {
-                    let acting = Acting::resolve(change, tenant, &caller, limits)?;
-                    let (status, value) = operation(change, &acting, input)?;
-                    let body = serde_json::to_vec(&value).map_err(|err| {
-                        ApiError::internal(format!("encoding the reply failed: {err}"))
-                    })?;
-                    Ok(Reply::new(status, body))
-                })
-            })
-            .await?;
-        Ok(idempotency::reply_response(&committed.value))
+        commit_reply(&self.core.writer, claim, bytes, move |change| {
+            let acting = Acting::resolve(change, tenant, &caller, limits)?;
+            operation(change, &acting, input)
+        })
+        .await
     }
 }
