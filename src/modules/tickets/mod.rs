@@ -9,7 +9,7 @@
 //! * [`events`]: per-user topics and the notification's wire JSON;
 //! * [`service`]: who acts (role) and records as a change or the store sees them;
 //! * [`notify`]: raising notifications into inboxes and topics;
-//! * [`lists`]: ticket-list updates;
+//! * [`lists`]: ticket-list updates; [`recipients`]: who each type notifies;
 //! * `tickets`: ticket writes, each inside one writer change;
 //! * `api`: the REST frame; `ticket_api`: its ticket handlers.
 //!
@@ -27,6 +27,7 @@ pub mod layout;
 pub mod lists;
 pub mod model;
 pub mod notify;
+pub mod recipients;
 pub mod service;
 mod ticket_api;
 mod tickets;

@@ -1,6 +1,7 @@
 //! Ticket writes, each inside one writer change with the notifications and
 //! list updates it causes: create, and [`save`], which every write of a
-//! ticket goes through.
+//! ticket goes through. The requester watches their ticket from its
+//! creation (so the followers' notifications reach them).
 //!
 //! Invariants: a ticket's number is `<prefix>-<year>-<id, 6 digits or
 //! more>` from the tenant's ticket counter (durable, never reused); a new
@@ -83,7 +84,9 @@ pub fn create(
     if let Some(assignee) = &input.assignee {
         check_user("assignee", assignee)?;
     }
-    let watchers = distinct_watchers(acting, input.watchers)?;
+    let mut watchers = input.watchers;
+    watchers.insert(0, acting.person.id.clone());
+    let watchers = distinct_watchers(acting, watchers)?;
     if let Some(queue) = input.queue_id {
         service::queue(change, &acting.tenant, queue)?;
     }
