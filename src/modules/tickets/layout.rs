@@ -13,16 +13,24 @@
 //! i <user> <event:16>       a notification in the user's inbox (JSON), by its event's ULID
 //! c <user>                  the user's inbox counts: unread, total (two u64)
 //! p <user>                  the user's preferences (JSON)
+//! v <user> <view> <status> <ticket>
+//!                           a user's ticket-list row (empty value; view 1 byte: r requested,
+//!                           a assigned, w watching; status 1 byte: 0 new … 4 closed)
+//! w <queue> <status> <ticket>
+//!                           a queue's ticket-list row (empty value)
 //! ```
 //!
 //! Invariants: ids are issued in increasing order per tenant; every key
 //! starts with the tenant, so one tenant's keys never reach another's; an
 //! inbox's keys sort oldest first (ULIDs), so the newest is the last key;
 //! the `c` row always equals what the `i` rows of the user hold (written in
-//! the same change as them); these encodings never change once released
+//! the same change as them); a ticket has exactly the `v`/`w` rows its
+//! requester, assignee, watchers, queue and status give it (written in the
+//! change that saves it), so a list is a backward scan of a few prefixes
+//! (newest ticket first); these encodings never change once released
 //! (the tests pin the bytes).
 
-use super::model::Priority;
+use super::model::{Priority, Status};
 use crate::core::store::layout as store_layout;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -168,6 +176,63 @@ pub fn preferences(tenant: &Uuid, user: &UserKey) -> Vec<u8> {
     user_key(tenant, b'p', user)
 }
 
+/// A user's ticket list, as named in its `v` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UserList {
+    /// Tickets the user asked.
+    Requested,
+    /// Tickets assigned to the user.
+    Assigned,
+    /// Tickets the user watches.
+    Watching,
+}
+
+impl UserList {
+    fn byte(self) -> u8 {
+        match self {
+            UserList::Requested => b'r',
+            UserList::Assigned => b'a',
+            UserList::Watching => b'w',
+        }
+    }
+}
+
+/// A status's byte in list rows (stable: never renumbered).
+fn status_byte(status: Status) -> u8 {
+    match status {
+        Status::New => 0,
+        Status::Open => 1,
+        Status::Pending => 2,
+        Status::Resolved => 3,
+        Status::Closed => 4,
+    }
+}
+
+/// Prefix of a user's list rows of one status.
+pub fn user_list(tenant: &Uuid, user: &UserKey, list: UserList, status: Status) -> Vec<u8> {
+    let mut key = user_key(tenant, b'v', user);
+    key.extend_from_slice(&[list.byte(), status_byte(status)]);
+    key
+}
+
+/// Prefix of a queue's list rows of one status.
+pub fn queue_list(tenant: &Uuid, queue: u64, status: Status) -> Vec<u8> {
+    let mut key = key(tenant, b'w', &[queue]);
+    key.push(status_byte(status));
+    key
+}
+
+/// A list row: a list's prefix (of the ticket's status) and the ticket.
+pub fn list_row(list_prefix: &[u8], ticket: u64) -> Vec<u8> {
+    [list_prefix, &ticket.to_be_bytes()].concat()
+}
+
+/// The ticket of a list row (its last 8 bytes).
+pub fn ticket_of_row(row: &[u8]) -> Option<u64> {
+    let start = row.len().checked_sub(8)?;
+    row[start..].try_into().ok().map(u64::from_be_bytes)
+}
+
 /// A user's inbox counts, as stored in the `c` row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InboxCounts {
@@ -235,6 +300,34 @@ mod tests {
             [&base[..], b"c", &user.0].concat()
         );
         assert_eq!(settings(&tenant), [&base[..], b"o"].concat());
+        let row = list_row(
+            &user_list(&tenant, &user, UserList::Watching, Status::Resolved),
+            5,
+        );
+        assert_eq!(
+            row,
+            [&base[..], b"v", &user.0, b"w", &[3], &5u64.to_be_bytes()].concat()
+        );
+        assert_eq!(ticket_of_row(&row), Some(5));
+        assert_eq!(
+            list_row(&queue_list(&tenant, 2, Status::New), 6),
+            [
+                &base[..],
+                b"w",
+                &2u64.to_be_bytes(),
+                &[0],
+                &6u64.to_be_bytes()
+            ]
+            .concat()
+        );
+        assert_eq!(
+            user_list(&tenant, &user, UserList::Requested, Status::Closed),
+            [&base[..], b"v", &user.0, b"r", &[4]].concat()
+        );
+        assert_eq!(
+            user_list(&tenant, &user, UserList::Assigned, Status::Open)[base.len() + 17..],
+            [b'a', 1]
+        );
     }
 
     #[test]

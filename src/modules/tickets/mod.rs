@@ -10,10 +10,19 @@
 //! * [`service`]: who acts (role) and records as a change or the store sees them;
 //! * [`notify`]: raising notifications into inboxes and topics;
 //! * [`lists`]: ticket-list updates; [`recipients`]: who each type notifies;
-//! * `tickets`: ticket writes, each inside one writer change;
-//! * `api`: the REST frame; `ticket_api`: its ticket handlers.
+//! * `tickets`: ticket writes (create, edit, the one `save`), each inside
+//!   one writer change; `workflow`: status, assignee, escalation, merge;
+//!   `watchers`: adding and removing watchers;
+//! * `index`: the ticket-list index rows `save` keeps in step; `query`:
+//!   ticket lists read from it, a bounded page at a time;
+//! * `queues`: queues; `settings`: the tenant's settings;
+//! * `api`: the REST frame; `ticket_api`: its ticket handlers;
+//!   `queue_api`: queue and settings handlers.
 //!
-//! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/{ticketId}`.
+//! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/list`,
+//! `ticket/{ticketId}` (GET, PATCH), `ticket/{ticketId}/status`,
+//! `…/assignee`, `…/watchers`, `…/watchers/{userId}`, `…/escalate`,
+//! `…/merge`; `queue`, `queue/{queueId}`; `settings`.
 //!
 //! Invariants: every state change, its notifications and its list updates
 //! are one writer change; a user's events go to their own topics in the
@@ -23,14 +32,21 @@
 
 mod api;
 pub mod events;
+mod index;
 pub mod layout;
 pub mod lists;
 pub mod model;
 pub mod notify;
+mod query;
+mod queue_api;
+mod queues;
 pub mod recipients;
 pub mod service;
+mod settings;
 mod ticket_api;
 mod tickets;
+mod watchers;
+mod workflow;
 
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::DATA_JSON;
@@ -89,5 +105,6 @@ impl Module for TicketsModule {
 
     fn routes(self: Arc<Self>, router: &mut Router) {
         ticket_api::routes(router, &self);
+        queue_api::routes(router, &self);
     }
 }
