@@ -39,6 +39,7 @@ mod shutdown;
 mod slow;
 mod socketio;
 mod streams;
+mod ticketing_core;
 mod tickets;
 mod timers;
 mod tls_streams;
