@@ -328,6 +328,11 @@ mod tests {
             user_list(&tenant, &user, UserList::Assigned, Status::Open)[base.len() + 17..],
             [b'a', 1]
         );
+        assert_eq!(
+            queue_list(&tenant, 1, Status::Pending).last(),
+            Some(&2),
+            "pending"
+        );
     }
 
     #[test]

@@ -24,52 +24,51 @@ use std::sync::Arc;
 
 /// Adds the ticket routes.
 pub(super) fn routes(router: &mut Router, module: &Arc<TicketsModule>) {
-    let r = router;
-    r.route_with(Method::POST, "/api/v2/ticketing/ticket", module, create);
-    r.route_with(Method::GET, "/api/v2/ticketing/ticket/list", module, list);
-    r.route_with(
+    router.route_with(Method::POST, "/api/v2/ticketing/ticket", module, create);
+    router.route_with(Method::GET, "/api/v2/ticketing/ticket/list", module, list);
+    router.route_with(
         Method::GET,
         "/api/v2/ticketing/ticket/{ticketId}",
         module,
         get,
     );
-    r.route_with(
+    router.route_with(
         Method::PATCH,
         "/api/v2/ticketing/ticket/{ticketId}",
         module,
         update,
     );
-    r.route_with(
+    router.route_with(
         Method::PUT,
         "/api/v2/ticketing/ticket/{ticketId}/status",
         module,
         status,
     );
-    r.route_with(
+    router.route_with(
         Method::PUT,
         "/api/v2/ticketing/ticket/{ticketId}/assignee",
         module,
         assignee,
     );
-    r.route_with(
+    router.route_with(
         Method::POST,
         "/api/v2/ticketing/ticket/{ticketId}/watchers",
         module,
         add_watcher,
     );
-    r.route_with(
+    router.route_with(
         Method::DELETE,
         "/api/v2/ticketing/ticket/{ticketId}/watchers/{userId}",
         module,
         remove_watcher,
     );
-    r.route_with(
+    router.route_with(
         Method::POST,
         "/api/v2/ticketing/ticket/{ticketId}/escalate",
         module,
         escalate,
     );
-    r.route_with(
+    router.route_with(
         Method::POST,
         "/api/v2/ticketing/ticket/{ticketId}/merge",
         module,
