@@ -11,9 +11,15 @@
 //! * [`notify`]: raising notifications into inboxes and topics;
 //! * [`lists`]: ticket-list updates; [`recipients`]: who each type notifies;
 //! * `tickets`: ticket writes, each inside one writer change;
-//! * `api`: the REST frame; `ticket_api`: its ticket handlers.
+//! * `comments`: comments and their `@mentions`; `approvals`: approval
+//!   requests and decisions; [`sla`]: SLA policies and the durable
+//!   `tickets.sla` timers that raise `slaWarning`/`slaBreach`;
+//! * `api`: the REST frame; `ticket_api`: its ticket handlers; `work_api`:
+//!   the comment, approval and SLA policy handlers.
 //!
-//! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/{ticketId}`.
+//! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/{ticketId}`,
+//! `ticket/{ticketId}/comments`, `ticket/{ticketId}/approvals`,
+//! `ticket/{ticketId}/approvals/{approvalId}`, `sla/policy`.
 //!
 //! Invariants: every state change, its notifications and its list updates
 //! are one writer change; a user's events go to their own topics in the
@@ -22,6 +28,8 @@
 //! served notification object.
 
 mod api;
+mod approvals;
+mod comments;
 pub mod events;
 pub mod layout;
 pub mod lists;
@@ -29,14 +37,16 @@ pub mod model;
 pub mod notify;
 pub mod recipients;
 pub mod service;
+pub mod sla;
 mod ticket_api;
 mod tickets;
+mod work_api;
 
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::DATA_JSON;
 use crate::core::log::namespace::Namespace;
 use crate::http::router::Router;
-use crate::modules::platform::{Module, ModuleContext};
+use crate::modules::platform::{Background, Module, ModuleContext};
 use crate::transport::webhook::BodyOf;
 use bytes::Bytes;
 pub use model::TicketsLimits;
@@ -89,5 +99,21 @@ impl Module for TicketsModule {
 
     fn routes(self: Arc<Self>, router: &mut Router) {
         ticket_api::routes(router, &self);
+        work_api::routes(router, &self);
+    }
+
+    /// Registers the SLA timers' handler ([`sla`]).
+    fn start(self: Arc<Self>, _background: &Background) {
+        let limits = self.limits;
+        let registered = self
+            .core
+            .writer
+            .timers()
+            .register(sla::SLA_TIMER, move |change, timer| {
+                sla::on_timer(change, timer, limits)
+            });
+        if let Err(err) = registered {
+            tracing::error!(error = %err, "the tickets SLA timer could not be registered");
+        }
     }
 }

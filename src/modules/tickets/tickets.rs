@@ -152,15 +152,17 @@ fn number(prefix: &str, created_at: &str, id: u64) -> String {
     format!("{prefix}-{year}-{id:06}")
 }
 
-/// Stores `ticket` (coming from `before`, `None` when new) and publishes
-/// its list updates; returns it as stored.
+/// Stores `ticket` (coming from `before`, `None` when new) with its SLA
+/// deadlines re-planned ([`super::sla::replan`]) and publishes its list
+/// updates; returns it as stored.
 pub fn save(
     change: &mut Change<'_>,
     acting: &Acting,
     before: Option<&Ticket>,
-    ticket: Ticket,
+    mut ticket: Ticket,
 ) -> Result<Ticket, ApiError> {
     let tenant = acting.tenant;
+    super::sla::replan(change, acting, before, &mut ticket)?;
     save_record(change, layout::ticket(&tenant, ticket.id), &ticket)?;
     lists::publish(change, &tenant, before, &ticket)?;
     Ok(ticket)
