@@ -447,7 +447,7 @@ mod tests {
         }
     }
 
-    fn target(response: u64, resolution: u64) -> Option<SlaTarget> {
+    fn goal(response: u64, resolution: u64) -> Option<SlaTarget> {
         Some(SlaTarget {
             response_minutes: response,
             resolution_minutes: resolution,
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn a_new_ticket_gets_deadlines_from_its_creation() {
         let new = ticket(Priority::High, Status::New);
-        let planned = plan(None, &new, target(10, 60), MINUTE, CREATED + 5);
+        let planned = plan(None, &new, goal(10, 60), MINUTE, CREATED + 5);
         assert_eq!(planned.response, Some(CREATED + 10 * MINUTE));
         assert_eq!(planned.resolution, Some(CREATED + 60 * MINUTE));
         assert_eq!(plan(None, &new, None, MINUTE, CREATED).response, None);
@@ -469,11 +469,11 @@ mod tests {
         stored.sla.response_due_ms = Some(CREATED + 10 * MINUTE);
         stored.sla.resolution_due_ms = Some(CREATED + 60 * MINUTE);
         let same = stored.clone();
-        let kept = plan(Some(&stored), &same, target(1, 2), MINUTE, CREATED + 1);
+        let kept = plan(Some(&stored), &same, goal(1, 2), MINUTE, CREATED + 1);
         assert_eq!(kept.response, Some(CREATED + 10 * MINUTE), "policy changed");
         let mut urgent = stored.clone();
         urgent.priority = Priority::Urgent;
-        let moved = plan(Some(&stored), &urgent, target(1, 2), MINUTE, CREATED + 1);
+        let moved = plan(Some(&stored), &urgent, goal(1, 2), MINUTE, CREATED + 1);
         assert_eq!(
             (moved.response, moved.resolution),
             (Some(CREATED + MINUTE), Some(CREATED + 2 * MINUTE))
@@ -487,20 +487,20 @@ mod tests {
         stored.sla.resolution_due_ms = Some(CREATED + 60 * MINUTE);
         let mut responded = stored.clone();
         responded.first_response_at = Some("2026-01-01T00:01:00.000Z".into());
-        let planned = plan(Some(&stored), &responded, target(10, 60), MINUTE, 0);
+        let planned = plan(Some(&stored), &responded, goal(10, 60), MINUTE, 0);
         assert_eq!(
             (planned.response, planned.resolution),
             (None, Some(CREATED + 60 * MINUTE))
         );
         let mut resolved = responded.clone();
         resolved.status = Status::Resolved;
-        let planned = plan(Some(&responded), &resolved, target(10, 60), MINUTE, 0);
+        let planned = plan(Some(&responded), &resolved, goal(10, 60), MINUTE, 0);
         assert_eq!((planned.response, planned.resolution), (None, None));
         resolved.sla.resolution_due_ms = None;
         let mut reopened = resolved.clone();
         reopened.status = Status::Open;
         let now = CREATED + 500 * MINUTE;
-        let planned = plan(Some(&resolved), &reopened, target(10, 60), MINUTE, now);
+        let planned = plan(Some(&resolved), &reopened, goal(10, 60), MINUTE, now);
         assert_eq!(planned.resolution, Some(now + 60 * MINUTE));
         assert_eq!(planned.resolution_start, Some(now));
         assert_eq!(planned.response, None);
@@ -517,13 +517,316 @@ mod tests {
     #[test]
     fn policies_refuse_targets_out_of_range() {
         let mut policy = SlaPolicy {
-            high: target(1, MAX_TARGET_MINUTES),
+            high: goal(1, MAX_TARGET_MINUTES),
             ..SlaPolicy::default()
         };
         assert!(policy.check().is_ok());
-        policy.low = target(0, 5);
+        policy.low = goal(0, 5);
         assert!(policy.check().is_err());
-        policy.low = target(1, MAX_TARGET_MINUTES + 1);
+        policy.low = goal(1, MAX_TARGET_MINUTES + 1);
         assert!(policy.check().is_err());
+    }
+
+    /// The SLA timers on a real writer and store: tickets created, changed
+    /// and fired exactly as the server does it, read back from the store.
+    mod timers {
+        use super::super::*;
+        use super::goal;
+        use crate::core::hub::HubLimits;
+        use crate::core::store::Store;
+        use crate::core::writer::{Footprint, Writer};
+        use crate::modules::tickets::layout::UserKey;
+        use crate::modules::tickets::model::{Notification, Queue, Status};
+        use crate::modules::tickets::service::save as save_record;
+        use crate::modules::tickets::tickets::{self, NewTicket};
+        use std::time::Duration;
+
+        /// One policy minute in these tests.
+        const UNIT: Duration = Duration::from_millis(100);
+
+        struct Desk {
+            _dir: tempfile::TempDir,
+            store: Store,
+            writer: Writer,
+            agent: Acting,
+        }
+
+        fn limits() -> TicketsLimits {
+            TicketsLimits {
+                max_title_chars: 100,
+                max_text_chars: 1000,
+                max_watchers: 10,
+                max_queue_agents: 10,
+                inbox_max: 100,
+                max_streams_per_user: 5,
+                heartbeat: Duration::from_secs(30),
+                sla_unit: UNIT,
+            }
+        }
+
+        /// A writer with the SLA handler armed, a queue 1 worked by `q1`,
+        /// and `high` targets of `high` (low: 20 / 30).
+        async fn desk(high: (u64, u64)) -> Desk {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+            let writer = Writer::start_for_tests(store.clone(), HubLimits::minimal()).writer;
+            writer
+                .timers()
+                .register(SLA_TIMER, |change, timer| on_timer(change, timer, limits()))
+                .unwrap();
+            writer.arm_timers().await;
+            let person = service::person("agent-1", None, None).unwrap();
+            let agent = Acting {
+                tenant: Uuid::new_v4(),
+                person,
+                role: Role::Admin,
+                limits: limits(),
+            };
+            let desk = Desk {
+                _dir: dir,
+                store,
+                writer,
+                agent,
+            };
+            let policy = SlaPolicy {
+                low: goal(20, 30),
+                high: goal(high.0, high.1),
+                ..SlaPolicy::default()
+            };
+            desk.run(move |change, acting| {
+                let queue = Queue {
+                    id: 1,
+                    name: "desk".into(),
+                    agents: vec!["q1".into()],
+                };
+                save_record(change, layout::queue(&acting.tenant, 1), &queue)?;
+                put_policy(change, acting, policy).map(|_| ())
+            })
+            .await;
+            desk
+        }
+
+        impl Desk {
+            /// Runs `body` as the agent in one change.
+            async fn run<T: Send + 'static>(
+                &self,
+                body: impl FnOnce(&mut Change<'_>, &Acting) -> Result<T, ApiError> + Send + 'static,
+            ) -> T {
+                let acting = self.agent.clone();
+                self.writer
+                    .commit(Footprint::SMALL, move |change| body(change, &acting))
+                    .await
+                    .unwrap()
+                    .value
+            }
+
+            /// A ticket of `priority` in queue 1, assigned to `agent-2`,
+            /// watched by `w1` (and its requester, `agent-1`).
+            async fn create(&self, priority: Priority) -> Ticket {
+                self.run(move |change, acting| {
+                    let input = NewTicket {
+                        title: "VPN down".into(),
+                        description: String::new(),
+                        category: String::new(),
+                        priority,
+                        queue_id: Some(1),
+                        assignee: Some("agent-2".into()),
+                        watchers: vec!["w1".into()],
+                    };
+                    tickets::create(change, acting, input)
+                })
+                .await
+            }
+
+            /// Changes the stored ticket with `edit` through `tickets::save`.
+            async fn edit(
+                &self,
+                id: u64,
+                edit: impl FnOnce(&mut Ticket) + Send + 'static,
+            ) -> Ticket {
+                self.run(move |change, acting| {
+                    let before = service::ticket(change, &acting.tenant, id)?;
+                    let mut after = before.clone();
+                    edit(&mut after);
+                    tickets::save(change, acting, Some(&before), after)
+                })
+                .await
+            }
+
+            fn ticket(&self, id: u64) -> Ticket {
+                service::ticket(&self.store, &self.agent.tenant, id).unwrap()
+            }
+
+            /// `user`'s SLA notifications: (type, slaType, slaTarget).
+            fn sla_seen(&self, user: &str) -> Vec<(NotificationType, String, String)> {
+                let inbox = layout::inbox(&self.agent.tenant, &UserKey::of(user));
+                self.store
+                    .scan_blocking(&inbox, None, 100)
+                    .unwrap()
+                    .iter()
+                    .map(|(_, value)| decode::<Notification>(value).unwrap())
+                    .filter(|n| n.actor.id == "system")
+                    .map(|n| {
+                        let meta = n.metadata;
+                        (n.kind, meta.sla_type.unwrap(), meta.sla_target.unwrap())
+                    })
+                    .collect()
+            }
+
+            /// Waits until `user` has `count` SLA notifications and the
+            /// ticket no pending timer, then a while longer; returns them.
+            async fn settled(
+                &self,
+                user: &str,
+                id: u64,
+                count: usize,
+            ) -> Vec<(NotificationType, String, String)> {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while self.sla_seen(user).len() < count || !self.ticket(id).sla.timers.is_empty() {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{:?}",
+                        self.sla_seen(user)
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(UNIT * 5).await;
+                self.sla_seen(user)
+            }
+        }
+
+        fn at(ms: Option<u64>) -> String {
+            crate::core::clock::rfc3339_millis(ms.unwrap())
+        }
+
+        #[tokio::test]
+        async fn each_deadline_warns_and_breaches_once_to_followers_and_queue_agents() {
+            let desk = desk((3, 6)).await;
+            let ticket = desk.create(Priority::High).await;
+            assert_eq!(ticket.sla.timers.len(), 4);
+            let (response, resolution) = (
+                at(ticket.sla.response_due_ms),
+                at(ticket.sla.resolution_due_ms),
+            );
+            let seen = desk.settled("agent-2", ticket.id, 4).await;
+            use NotificationType::{SlaBreach, SlaWarning};
+            assert_eq!(
+                seen,
+                [
+                    (SlaWarning, "response".into(), response.clone()),
+                    (SlaBreach, "response".into(), response),
+                    (SlaWarning, "resolution".into(), resolution.clone()),
+                    (SlaBreach, "resolution".into(), resolution),
+                ]
+            );
+            for user in ["agent-1", "w1", "q1"] {
+                assert_eq!(desk.sla_seen(user), seen, "{user}");
+            }
+            let sla = desk.ticket(ticket.id).sla;
+            assert!(sla.response_warned && sla.response_breached);
+            assert!(sla.resolution_warned && sla.resolution_breached);
+        }
+
+        #[tokio::test]
+        async fn a_new_priority_replaces_the_timers_with_its_own_targets() {
+            let desk = desk((2, 4)).await;
+            let low = desk.create(Priority::Low).await;
+            let old_timers = low.sla.timers.clone();
+            assert_eq!(old_timers.len(), 4);
+            let high = desk.edit(low.id, |t| t.priority = Priority::High).await;
+            assert_eq!(high.sla.timers.len(), 4);
+            assert!(high.sla.timers.iter().all(|id| !old_timers.contains(id)));
+            assert!(high.sla.response_due_ms < low.sla.response_due_ms);
+            let seen = desk.settled("w1", low.id, 4).await;
+            assert_eq!(seen.len(), 4, "{seen:?}");
+            tokio::time::sleep_until(tokio::time::Instant::now() + UNIT * 30).await;
+            assert_eq!(
+                desk.writer.timers().stats().fired,
+                4,
+                "the low timers were cancelled, never fired"
+            );
+            assert!(
+                seen.iter()
+                    .all(|(_, _, target)| *target == at(high.sla.response_due_ms)
+                        || *target == at(high.sla.resolution_due_ms))
+            );
+        }
+
+        #[tokio::test]
+        async fn responding_and_resolving_cancel_and_reopening_restarts_resolution() {
+            let desk = desk((5, 10)).await;
+            let ticket = desk.create(Priority::High).await;
+            let responded = desk
+                .edit(ticket.id, |t| t.first_response_at = Some("now".into()))
+                .await;
+            assert_eq!(responded.sla.response_due_ms, None);
+            assert_eq!(responded.sla.timers.len(), 2);
+            let resolved = desk.edit(ticket.id, |t| t.status = Status::Resolved).await;
+            assert_eq!(resolved.sla, SlaState::default());
+            tokio::time::sleep(UNIT * 14).await;
+            assert_eq!(
+                desk.sla_seen("w1"),
+                [],
+                "nothing fires for a resolved ticket"
+            );
+            let reopened = desk.edit(ticket.id, |t| t.status = Status::Open).await;
+            let start = reopened.sla.resolution_start_ms.unwrap();
+            assert_eq!(reopened.sla.resolution_due_ms, Some(start + 10 * 100));
+            let seen = desk.settled("w1", ticket.id, 2).await;
+            let target = at(reopened.sla.resolution_due_ms);
+            assert_eq!(
+                seen,
+                [
+                    (
+                        NotificationType::SlaWarning,
+                        "resolution".into(),
+                        target.clone()
+                    ),
+                    (NotificationType::SlaBreach, "resolution".into(), target),
+                ]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_stale_timer_only_leaves_the_tickets_list() {
+            let desk = desk((1000, 2000)).await;
+            let ticket = desk.create(Priority::High).await;
+            let id = ticket.id;
+            let tenant = desk.agent.tenant;
+            let stale = |deadline_ms: u64| Payload {
+                tenant,
+                ticket: id,
+                kind: SlaKind::Response,
+                phase: Phase::Breach,
+                deadline_ms,
+            };
+            let current = ticket.sla.response_due_ms.unwrap();
+            let pending = Ulid::from_string(&ticket.sla.timers[1]).unwrap();
+            let fired = [
+                (stale(current - 1), Ulid::from_parts(1, 2)),
+                (stale(current), pending),
+            ];
+            let fired = fired.map(|(payload, id)| Timer {
+                id: TimerId(id),
+                due_ms: 0,
+                handler: SLA_TIMER.into(),
+                payload: encode(&payload).unwrap(),
+            });
+            desk.run(move |change, _| {
+                for timer in &fired {
+                    on_timer(change, timer, limits())?;
+                }
+                on_timer(change, &fired[1], limits())
+            })
+            .await;
+            assert_eq!(
+                desk.sla_seen("w1").len(),
+                1,
+                "the stale deadline raised nothing, the current one once"
+            );
+            let sla = desk.ticket(id).sla;
+            assert!(sla.response_breached && !sla.response_warned);
+            assert_eq!(sla.timers.len(), 3);
+        }
     }
 }
