@@ -39,6 +39,8 @@ mod shutdown;
 mod slow;
 mod socketio;
 mod streams;
+mod ticketing_comments;
+mod ticketing_sla;
 mod tickets;
 mod timers;
 mod tls_streams;
