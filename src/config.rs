@@ -481,6 +481,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_TICKETS_HEARTBEAT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub tickets_heartbeat: Duration,
 
+    /// Tickets: the length of one "minute" of SLA policies (tests shorten it, e.g. `100ms`).
+    #[arg(long, env = "TIDINGS_TICKETS_SLA_UNIT", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub tickets_sla_unit: Duration,
+
     /// Live events: how far ahead of the server's clock a poll may ask for an interval (and wait for it).
     #[arg(long, env = "TIDINGS_LIVE_MAX_AHEAD", default_value = "2s", value_parser = humantime::parse_duration)]
     pub live_max_ahead: Duration,
@@ -751,6 +755,7 @@ impl ServeArgs {
                     inbox_max: self.tickets_inbox_max.max(1),
                     max_streams_per_user: self.tickets_max_streams_per_user.max(1),
                     heartbeat: self.tickets_heartbeat.max(Duration::from_millis(10)),
+                    sla_unit: self.tickets_sla_unit.max(Duration::from_millis(1)),
                 },
                 chat: ChatLimits {
                     max_message_chars: self.chat_max_message_chars.max(1),

@@ -28,7 +28,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// Fast timings so retries, give-ups and disables happen within a test.
 /// Fast retries; the receivers of these tests listen on 127.0.0.1, which the
 /// operator must allow explicitly.
-const FAST: &[&str] = &[
+pub const FAST: &[&str] = &[
     "--webhook-allow-private",
     "127.0.0.1/32",
     "--webhook-timeout",
@@ -52,7 +52,7 @@ enum Answer {
 
 /// One request the receiver got, and how it answered.
 #[derive(Debug, Clone)]
-struct Received {
+pub struct Received {
     path: String,
     headers: http::HeaderMap,
     body: Bytes,
@@ -60,14 +60,14 @@ struct Received {
 }
 
 impl Received {
-    fn header(&self, name: &str) -> String {
+    pub fn header(&self, name: &str) -> String {
         self.headers
             .get(name)
             .map(|value| value.to_str().unwrap().to_string())
             .unwrap_or_default()
     }
 
-    fn event(&self) -> Value {
+    pub fn event(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
@@ -82,13 +82,13 @@ struct ReceiverState {
 
 /// A local HTTP/1.1 server recording every request.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     state: Arc<Mutex<ReceiverState>>,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         Self::start_with(None).await
     }
 
@@ -215,7 +215,7 @@ impl Receiver {
         self.state.lock().unwrap().received.clone()
     }
 
-    fn delivered(&self) -> Vec<Received> {
+    pub fn delivered(&self) -> Vec<Received> {
         self.received()
             .into_iter()
             .filter(|r| r.answer == Answer::Accept)
@@ -283,7 +283,7 @@ async fn admin(server: &Server, method: Method, path: &str, body: Option<Value>)
 const HOOKS: &str = "/admin/v1/tenants/default/webhooks";
 
 /// Creates an endpoint of the default tenant; returns its id and secret.
-async fn create_endpoint(server: &Server, body: Value) -> (String, String) {
+pub async fn create_endpoint(server: &Server, body: Value) -> (String, String) {
     let (status, created) = admin(server, Method::POST, HOOKS, Some(body)).await;
     assert_eq!(status, 201, "{created}");
     let data = &created["data"];

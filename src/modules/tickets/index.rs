@@ -5,7 +5,7 @@
 //!
 //! Invariants: a ticket has exactly the rows [`rows`] gives it as stored:
 //! [`update`] runs in every change that saves a ticket (through
-//! [`super::tickets::save`]) and moves the rows from what the ticket was
+//! [`super::ticket::save`]) and moves the rows from what the ticket was
 //! to what it is, so the index never lists a ticket in a list it left.
 
 use super::layout::{self, UserKey, UserList};

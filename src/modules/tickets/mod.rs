@@ -10,19 +10,24 @@
 //! * [`service`]: who acts (role) and records as a change or the store sees them;
 //! * [`notify`]: raising notifications into inboxes and topics;
 //! * [`lists`]: ticket-list updates; [`recipients`]: who each type notifies;
-//! * `tickets`: ticket writes (create, edit, the one `save`), each inside
+//! * `ticket`: ticket writes (create, edit, the one `save`), each inside
 //!   one writer change; `workflow`: status, assignee, escalation, merge;
 //!   `watchers`: adding and removing watchers;
+//! * `comments`: comments and their `@mentions`; `approvals`: approval
+//!   requests and decisions; [`sla`]: SLA policies and the durable
+//!   `tickets.sla` timers that raise `slaWarning`/`slaBreach`;
 //! * `index`: the ticket-list index rows `save` keeps in step; `query`:
 //!   ticket lists read from it, a bounded page at a time;
 //! * `queues`: queues; `settings`: the tenant's settings;
 //! * `api`: the REST frame; `ticket_api`: its ticket handlers;
-//!   `queue_api`: queue and settings handlers.
+//!   `queue_api`: queue and settings handlers; `work_api`: the comment,
+//!   approval and SLA policy handlers.
 //!
 //! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/list`,
 //! `ticket/{ticketId}` (GET, PATCH), `ticket/{ticketId}/status`,
 //! `…/assignee`, `…/watchers`, `…/watchers/{userId}`, `…/escalate`,
-//! `…/merge`; `queue`, `queue/{queueId}`; `settings`.
+//! `…/merge`, `…/comments`, `…/approvals`, `…/approvals/{approvalId}`;
+//! `queue`, `queue/{queueId}`; `settings`; `sla/policy`.
 //!
 //! Invariants: every state change, its notifications and its list updates
 //! are one writer change; a user's events go to their own topics in the
@@ -31,6 +36,8 @@
 //! served notification object.
 
 mod api;
+mod approvals;
+mod comments;
 pub mod events;
 mod index;
 pub mod layout;
@@ -43,16 +50,18 @@ mod queues;
 pub mod recipients;
 pub mod service;
 mod settings;
+pub mod sla;
+mod ticket;
 mod ticket_api;
-mod tickets;
 mod watchers;
+mod work_api;
 mod workflow;
 
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::DATA_JSON;
 use crate::core::log::namespace::Namespace;
 use crate::http::router::Router;
-use crate::modules::platform::{Module, ModuleContext};
+use crate::modules::platform::{Background, Module, ModuleContext};
 use crate::transport::webhook::BodyOf;
 use bytes::Bytes;
 pub use model::TicketsLimits;
@@ -106,5 +115,21 @@ impl Module for TicketsModule {
     fn routes(self: Arc<Self>, router: &mut Router) {
         ticket_api::routes(router, &self);
         queue_api::routes(router, &self);
+        work_api::routes(router, &self);
+    }
+
+    /// Registers the SLA timers' handler ([`sla`]).
+    fn start(self: Arc<Self>, _background: &Background) {
+        let limits = self.limits;
+        let registered = self
+            .core
+            .writer
+            .timers()
+            .register(sla::SLA_TIMER, move |change, timer| {
+                sla::on_timer(change, timer, limits)
+            });
+        if let Err(err) = registered {
+            tracing::error!(error = %err, "the tickets SLA timer could not be registered");
+        }
     }
 }

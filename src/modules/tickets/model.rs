@@ -31,6 +31,9 @@ pub struct TicketsLimits {
     pub max_streams_per_user: usize,
     /// Interval of the `heartbeat` event on both SSE streams.
     pub heartbeat: Duration,
+    /// The length of one "minute" of SLA policies (`--tickets-sla-unit`,
+    /// shorter in tests).
+    pub sla_unit: Duration,
 }
 
 /// Longest user id (a JWT subject or an id a backend names), in characters.
@@ -166,6 +169,27 @@ pub struct SlaState {
     /// the deadlines are recomputed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timers: Vec<String>,
+    /// When the resolution clock last started (unix ms): the last reopening;
+    /// absent until the ticket is reopened (the clock then runs from its
+    /// creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_start_ms: Option<u64>,
+    /// `slaWarning` was raised for the current response deadline.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub response_warned: bool,
+    /// `slaBreach` was raised for the current response deadline.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub response_breached: bool,
+    /// `slaWarning` was raised for the current resolution deadline.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resolution_warned: bool,
+    /// `slaBreach` was raised for the current resolution deadline.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resolution_breached: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// A ticket as stored and served.
@@ -211,6 +235,22 @@ pub struct Ticket {
     pub created_at: String,
     /// Last changed (RFC 3339).
     pub updated_at: String,
+}
+
+impl Ticket {
+    /// 409 once the ticket was merged into another (it takes no further writes).
+    pub fn check_not_merged(&self) -> Result<(), ApiError> {
+        match self.merged_into {
+            Some(target) => Err(ApiError::new(
+                crate::error::ErrorCode::Conflict,
+                format!(
+                    "ticket {} was merged into ticket {target} and takes no further writes",
+                    self.id
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A queue and the agents who work it.

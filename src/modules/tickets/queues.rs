@@ -11,7 +11,7 @@ use super::layout::{self, Counter};
 use super::model::{MAX_NAME_CHARS, Queue};
 use super::query::Page;
 use super::service::{self, Acting, fixed_chars, next_id, save};
-use super::tickets::distinct_users;
+use super::ticket::distinct_users;
 use crate::core::store::Store;
 use crate::core::writer::Change;
 use crate::error::ApiError;

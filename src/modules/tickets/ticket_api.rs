@@ -1,7 +1,7 @@
 //! REST handlers of tickets: create, get, edit, the workflow (status,
 //! assignee, escalate, merge), watchers, and the ticket lists.
 //!
-//! Invariants: writes are [`super::tickets`]', [`super::workflow`]'s and
+//! Invariants: writes are [`super::ticket`]', [`super::workflow`]'s and
 //! [`super::watchers`]' inside one change each, answering the ticket as
 //! the change left it; reads show only tickets the caller may see (404
 //! otherwise); lists read the index ([`super::query`]), bounded by `limit`.
@@ -11,7 +11,7 @@ use super::api::{Body, DEFAULT_PAGE, MAX_PAGE};
 use super::model::Ticket;
 use super::query::{self, ListQuery};
 use super::service::{self, Acting};
-use super::tickets::{self, NewTicket};
+use super::ticket::{self, NewTicket};
 use super::{watchers, workflow};
 use crate::core::writer::Change;
 use crate::error::ApiError;
@@ -82,7 +82,7 @@ async fn create(module: Arc<TicketsModule>, mut request: Request) -> Result<Resp
         .prepare::<NewTicket>(&mut request, "tickets.create", Body::Json)
         .await?;
     module
-        .commit(write, StatusCode::CREATED, tickets::create)
+        .commit(write, StatusCode::CREATED, ticket::create)
         .await
 }
 
@@ -139,7 +139,7 @@ async fn update(module: Arc<TicketsModule>, request: Request) -> Result<Response
         request,
         "tickets.update",
         Body::Json,
-        tickets::update,
+        ticket::update,
     )
     .await
 }

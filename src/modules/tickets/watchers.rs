@@ -8,7 +8,7 @@
 
 use super::model::{NotificationType, Ticket};
 use super::service::{Acting, check_user, now};
-use super::tickets::{distinct_watchers, raise, save, writable};
+use super::ticket::{distinct_watchers, raise, save, writable};
 use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::modules::records::{forbidden, not_found};

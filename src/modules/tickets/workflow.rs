@@ -17,7 +17,7 @@
 //! Invariants: the workflow of [`Status::may_become`] is the only way a
 //! status moves (409 otherwise); an agent other than the requester moving
 //! a ticket out of `new` or assigning it sets `firstResponseAt` once
-//! ([`super::tickets::first_response`]); a write that changes nothing
+//! ([`super::ticket::first_response`]); a write that changes nothing
 //! (same assignee) stores and notifies nothing; merged tickets take no
 //! writes (409), and a ticket is never merged into itself.
 
@@ -25,7 +25,7 @@ use super::model::{Metadata, NotificationType, Status, Ticket};
 use super::notify::Cause;
 use super::recipients;
 use super::service::{Acting, check_user, now};
-use super::tickets::{distinct_watchers, first_response, raise, raise_cause, save, writable};
+use super::ticket::{distinct_watchers, first_response, raise, raise_cause, save, writable};
 use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::modules::records::{check_chars, forbidden};

@@ -21,7 +21,7 @@ use super::notify::{self, Cause};
 use super::service::{self, Acting, check_user, next_id, now, save as save_record};
 use super::{index, lists};
 use crate::core::writer::Change;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::modules::records::{Records, check_chars, forbidden, over_limit};
 use serde::Deserialize;
 
@@ -191,13 +191,8 @@ pub fn distinct_users(
 /// once merged).
 pub fn writable(records: &impl Records, acting: &Acting, id: u64) -> Result<Ticket, ApiError> {
     let ticket = service::visible_ticket(records, acting, id)?;
-    match ticket.merged_into {
-        Some(target) => Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("ticket {id} was merged into ticket {target} and takes no further writes"),
-        )),
-        None => Ok(ticket),
-    }
+    ticket.check_not_merged()?;
+    Ok(ticket)
 }
 
 /// Edits a ticket's fields: agents any of them; its requester only the
@@ -269,15 +264,17 @@ fn number(prefix: &str, created_at: &str, id: u64) -> String {
     format!("{prefix}-{year}-{id:06}")
 }
 
-/// Stores `ticket` (coming from `before`, `None` when new) and publishes
-/// its list updates; returns it as stored.
+/// Stores `ticket` (coming from `before`, `None` when new) with its SLA
+/// deadlines re-planned ([`super::sla::replan`]) and publishes its list
+/// updates; returns it as stored.
 pub fn save(
     change: &mut Change<'_>,
     acting: &Acting,
     before: Option<&Ticket>,
-    ticket: Ticket,
+    mut ticket: Ticket,
 ) -> Result<Ticket, ApiError> {
     let tenant = acting.tenant;
+    super::sla::replan(change, acting, before, &mut ticket)?;
     save_record(change, layout::ticket(&tenant, ticket.id), &ticket)?;
     index::update(change, &tenant, before, &ticket);
     lists::publish(change, &tenant, before, &ticket)?;
