@@ -12,8 +12,13 @@
 //! * [`lists`]: ticket-list updates; [`recipients`]: who each type notifies;
 //! * `tickets`: ticket writes, each inside one writer change;
 //! * `api`: the REST frame; `ticket_api`: its ticket handlers.
+//! * [`stream`]: the notification and ticket-list SSE streams;
+//! * [`inbox`]: a user's inbox (counts, pages, marking read) and
+//!   preferences; `inbox_api`: their REST handlers.
 //!
-//! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/{ticketId}`.
+//! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/{ticketId}`,
+//! `ticket/sse/notifications`, `ticket/sse/list/updates`,
+//! `ticket/notification/count|list|read`, `user/preference`.
 //!
 //! Invariants: every state change, its notifications and its list updates
 //! are one writer change; a user's events go to their own topics in the
@@ -23,15 +28,19 @@
 
 mod api;
 pub mod events;
+pub mod inbox;
+mod inbox_api;
 pub mod layout;
 pub mod lists;
 pub mod model;
 pub mod notify;
 pub mod recipients;
 pub mod service;
+pub mod stream;
 mod ticket_api;
 mod tickets;
 
+use crate::auth::limits::StreamLimits;
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::DATA_JSON;
 use crate::core::log::namespace::Namespace;
@@ -48,6 +57,9 @@ pub struct TicketsModule {
     pub core: ModuleContext,
     /// Module limits.
     pub limits: TicketsLimits,
+    /// Open notification and list-update streams per user
+    /// (`--tickets-max-streams-per-user`).
+    pub streams: StreamLimits,
 }
 
 impl TicketsModule {
@@ -56,6 +68,7 @@ impl TicketsModule {
         Self {
             core: context.clone(),
             limits: context.settings.tickets,
+            streams: StreamLimits::new(context.settings.tickets.max_streams_per_user),
         }
     }
 }
@@ -89,5 +102,7 @@ impl Module for TicketsModule {
 
     fn routes(self: Arc<Self>, router: &mut Router) {
         ticket_api::routes(router, &self);
+        stream::routes(router, &self);
+        inbox_api::routes(router, &self);
     }
 }
