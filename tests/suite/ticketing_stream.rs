@@ -71,7 +71,15 @@ pub async fn expect(
 /// Creates a ticket titled `title` as an agent, assigned to `assignee`.
 pub async fn assign_new_ticket(server: &Server, agent: &str, assignee: &str, title: &str) -> Value {
     let body = json!({ "title": title, "assignee": assignee, "priority": "low" });
-    expect(server, reqwest::Method::POST, "/ticket", agent, Some(body), 201).await
+    expect(
+        server,
+        reqwest::Method::POST,
+        "/ticket",
+        agent,
+        Some(body),
+        201,
+    )
+    .await
 }
 
 /// Opens a stream at `path` with `headers` (and `Last-Event-ID`, if any).
@@ -257,12 +265,24 @@ async fn refusals_are_401_for_every_missing_or_bad_credential_part() {
     invalid.push(("authorization", "Bearer not.a.jwt".into()));
     refused(open(&server, NOTIFICATIONS, &invalid, None).await, 401).await;
     let expired = mint_jwt(&server, json!({ "sub": "ann", "exp": unix_now() - 120 }));
-    let response = open(&server, NOTIFICATIONS, &spec_headers(&server, &expired), None).await;
+    let response = open(
+        &server,
+        NOTIFICATIONS,
+        &spec_headers(&server, &expired),
+        None,
+    )
+    .await;
     refused(response, 401).await;
     let mut wrong_realm = without("realmname");
     wrong_realm.push(("realmname", "nope".into()));
     refused(open(&server, NOTIFICATIONS, &wrong_realm, None).await, 401).await;
-    let response = open(&server, &format!("{NOTIFICATIONS}?access_token={ann}"), &[], None).await;
+    let response = open(
+        &server,
+        &format!("{NOTIFICATIONS}?access_token={ann}"),
+        &[],
+        None,
+    )
+    .await;
     refused(response, 401).await;
     let bad_cursor = open(&server, NOTIFICATIONS, &full, Some("not-an-id")).await;
     refused(bad_cursor, 400).await;
@@ -349,7 +369,11 @@ async fn last_event_id_replays_exactly_the_later_notifications() {
     drop(first);
 
     let (mut resumed, connected) = connect(&server, NOTIFICATIONS, &ann, Some(&ids[0])).await;
-    assert_eq!(connected.id.as_ref(), Some(&ids[0]), "positioned at the cursor");
+    assert_eq!(
+        connected.id.as_ref(),
+        Some(&ids[0]),
+        "positioned at the cursor"
+    );
     let mut replayed = Vec::new();
     for _ in 0..2 {
         let frame = next_event(&mut resumed).await;
