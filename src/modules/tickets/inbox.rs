@@ -293,6 +293,102 @@ fn unknown_type(name: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::hub::HubLimits;
+    use crate::core::writer::{Footprint, Writer};
+    use crate::modules::tickets::model::{Metadata, Person, Priority};
+
+    fn notification(id: u128, read: bool) -> Notification {
+        let person = Person {
+            id: "a".into(),
+            name: "a".into(),
+            avatar: None,
+        };
+        Notification {
+            id: uuid::Uuid::from_u128(id).to_string(),
+            kind: NotificationType::Assignment,
+            ticket_id: "1".into(),
+            ticket_number: "INC-2026-000001".into(),
+            title: "t".into(),
+            message: "m".into(),
+            priority: Priority::High,
+            category: String::new(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            read,
+            action_url: "/tickets/1".into(),
+            actor: person,
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// Stores notifications `ids` (every third one read) and their counts.
+    async fn seed(writer: &Writer, owner: Owner, ids: std::ops::Range<u128>) {
+        let written = writer.commit(Footprint::SMALL, move |change| {
+            let mut counts = counts(change, &owner)?;
+            for id in ids {
+                let read = id % 3 == 0;
+                let key = layout::notification(&owner.tenant, &owner.user, id);
+                change.put(key, encode(&notification(id, read))?);
+                counts.total += 1;
+                counts.unread += u64::from(!read);
+            }
+            change.put(owner.counts_key(), counts.encode());
+            Ok(())
+        });
+        written.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn marking_all_read_goes_a_page_a_change_up_to_the_newest_at_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 8 << 20).unwrap();
+        let writer = Writer::start_for_tests(store.clone(), HubLimits::minimal()).writer;
+        let owner = Owner::of(Uuid::new_v4(), "ann");
+        let other = Owner::of(owner.tenant, "bob");
+        seed(&writer, owner, 1..2_501).await;
+        seed(&writer, other, 1..11).await;
+        let through = newest(&store, &owner).unwrap().unwrap();
+        // 2 501 … 2 505 come after the start: three of them unread.
+        seed(&writer, owner, 2_501..2_506).await;
+
+        let mut after: Option<Vec<u8>> = None;
+        let mut pages = Vec::new();
+        loop {
+            let through = through.clone();
+            let progress = writer
+                .commit(Footprint::SMALL, move |change| {
+                    mark_page(change, &owner, after.as_deref(), &through)
+                })
+                .await
+                .unwrap()
+                .value;
+            pages.push(progress.updated);
+            match progress.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let unread_before = 2_500 - 2_500 / 3;
+        assert_eq!(pages.iter().sum::<u64>(), unread_before);
+        assert_eq!(pages.len(), 3, "1 000 rows a change: {pages:?}");
+        let left = counts(&store, &owner).unwrap();
+        assert_eq!(
+            (left.unread, left.total),
+            (3, 2_505),
+            "newer ones stay unread"
+        );
+        let listed = list(
+            &store,
+            &owner,
+            ListQuery {
+                cursor: None,
+                limit: 200,
+                unread_only: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(listed.items.len(), 3, "the counts match the rows");
+        assert_eq!(counts(&store, &other).unwrap().unread, 7, "bob's untouched");
+    }
 
     #[test]
     fn the_preferences_view_names_every_type() {
