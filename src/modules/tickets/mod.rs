@@ -11,7 +11,7 @@
 //! * [`notify`]: raising notifications into inboxes and topics;
 //! * [`lists`]: ticket-list updates; [`recipients`]: who each type notifies;
 //! * `tickets`: ticket writes, each inside one writer change;
-//! * `api`: the REST frame; `ticket_api`: its ticket handlers.
+//! * `api`: the REST frame; `ticket_api`: its ticket handlers;
 //! * [`stream`]: the notification and ticket-list SSE streams;
 //! * [`inbox`]: a user's inbox (counts, pages, marking read) and
 //!   preferences; `inbox_api`: their REST handlers.
