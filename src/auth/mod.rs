@@ -57,6 +57,12 @@ pub const TENANT_HEADER: &str = "x-tenantid";
 pub const REALM_HEADER: &str = "realmname";
 /// Query parameter carrying a JWT on a WebSocket handshake.
 pub const WEBSOCKET_TOKEN_PARAM: &str = "access_token";
+/// Query parameter naming the tenant where a browser cannot send `x-tenantid`
+/// ([`Authenticator::authenticate_named_user`]).
+pub const TENANT_PARAM: &str = "tenant";
+/// Query parameter naming the JWT realm where a browser cannot send
+/// `realmname` ([`Authenticator::authenticate_named_user`]).
+pub const REALM_PARAM: &str = "realm";
 
 /// The credential behind a principal.
 #[derive(Debug, Clone)]
@@ -314,6 +320,31 @@ impl Authenticator {
         self.accepted(request, principal)
     }
 
+    /// The principal of a user's JWT that names its tenant and realm, for
+    /// event streams a browser's `EventSource` opens (it cannot set
+    /// headers): each part comes from its header, else its query parameter
+    /// (the token from `Authorization: Bearer` or `access_token`, the tenant
+    /// from `x-tenantid` or `tenant`, the realm from `realmname` or
+    /// `realm`). A missing part is a 401 naming it. Query strings are never
+    /// logged.
+    pub fn authenticate_named_user(&self, request: &Request) -> Result<Principal, ApiError> {
+        let part = |header: Option<&str>, param: &str| {
+            header
+                .map(str::to_string)
+                .or_else(|| request.query_param(param))
+                .filter(|value| !value.is_empty())
+        };
+        let token = part(bearer_token(request), WEBSOCKET_TOKEN_PARAM).ok_or_else(|| {
+            unauthorized("send the user's JWT: Authorization: Bearer, or ?access_token=")
+        })?;
+        let tenant = part(request.header(TENANT_HEADER), TENANT_PARAM)
+            .ok_or_else(|| unauthorized("name the tenant: the x-tenantid header, or ?tenant="))?;
+        let realm = part(request.header(REALM_HEADER), REALM_PARAM)
+            .ok_or_else(|| unauthorized("name the JWT realm: the realmname header, or ?realm="))?;
+        let principal = self.token(&token, Some(self.tenant_by_id(&tenant)?), Some(&realm))?;
+        self.accepted(request, principal)
+    }
+
     /// The principal of a Socket.IO CONNECT: the JWT given in the CONNECT
     /// payload (`token`), else the `Authorization: Bearer` of the request
     /// that opened the session, of the tenant its headers name (else the
@@ -460,12 +491,7 @@ impl Authenticator {
     fn tenant_named_by(&self, headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
         let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
         if let Some(text) = header(TENANT_HEADER) {
-            let id = Uuid::parse_str(text.trim())
-                .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
-            if !self.registry.has_tenant(&id) {
-                return Err(ApiError::not_found("no such tenant"));
-            }
-            return Ok(Some(id));
+            return self.tenant_by_id(text).map(Some);
         }
         let (Some(base), Some(host)) = (&self.base_domain, header("host")) else {
             return Ok(None);
@@ -481,6 +507,17 @@ impl Authenticator {
             Some(tenant) => Ok(Some(tenant.id)),
             None => Err(ApiError::not_found(format!("no tenant {slug}"))),
         }
+    }
+
+    /// The tenant named by its UUID (`x-tenantid`, or `?tenant=`); 400/404
+    /// when it is not one.
+    fn tenant_by_id(&self, text: &str) -> Result<Uuid, ApiError> {
+        let id = Uuid::parse_str(text.trim())
+            .map_err(|_| ApiError::validation("x-tenantid must be a tenant UUID"))?;
+        if !self.registry.has_tenant(&id) {
+            return Err(ApiError::not_found("no such tenant"));
+        }
+        Ok(id)
     }
 }
 

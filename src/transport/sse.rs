@@ -3,14 +3,19 @@
 //! Wire contract: first `retry: <ms>`, then the surface's `connected` frame
 //! with `id: <position>` (the subscription's position: the client's cursor,
 //! or the durable mark when it connected without one, so that a client that
-//! has seen no event yet still resumes exactly with `Last-Event-ID`); then events (`id:`, `event:`, `data:` with one line of JSON); a `reset`
-//! frame with `{"reason","oldestId"}` when the resume cursor is a gap;
-//! `: heartbeat` comments every `--sse-heartbeat`; after `--sse-lifetime` a
+//! has seen no event yet still resumes exactly with `Last-Event-ID`); then
+//! events (`id:`, `event:`, `data:` with one line of JSON); a `reset` frame
+//! with `{"reason","oldestId"}` when the resume cursor is a gap; a heartbeat
+//! every [`SseSettings::heartbeat`] (`--sse-heartbeat`, or a surface's own
+//! interval): a `: heartbeat` comment, or the surface's own frame
+//! ([`SseFormat::heartbeat`]); after `--sse-lifetime` a
 //! `connection-timeout` frame and a clean end (the browser reconnects with
 //! `Last-Event-ID`); when the credential that opened the stream expires, an
 //! `error` frame `{"code":"TOKEN_EXPIRED"}`, and when it is revoked (or its
 //! realm or tenant deleted) an `error` frame `{"code":"CREDENTIAL_REVOKED"}`,
-//! then the end; on server shutdown a `shutdown` frame and a clean end.
+//! then the end; on server shutdown a `shutdown` frame and a clean end; when
+//! the log cannot be read, an `error` frame (data from
+//! [`SseFormat::read_failure`]) and the end.
 //!
 //! Invariants: every frame batch is one body chunk; a chunk is written as soon
 //! as it is ready unless the stream is busy, when [`Coalescer`] holds it
@@ -23,7 +28,7 @@ use crate::auth::Admission;
 use crate::core::hub::{Batch, Feed, Start, Subscription};
 use crate::core::lifecycle::Lifecycle;
 use crate::core::log::LogEvent;
-use crate::core::log::encoding::Encoding;
+use crate::core::log::encoding::{DATA_JSON, Encoding};
 use crate::core::log::read::Gap;
 use crate::core::metrics::{Metrics, OpenGuard};
 use crate::error::ApiError;
@@ -51,7 +56,7 @@ const TRANSPORT: &str = "sse";
 pub struct SseSettings {
     /// Reconnection delay announced to the client.
     pub retry_ms: u64,
-    /// Interval of heartbeat comments.
+    /// Interval of heartbeats.
     pub heartbeat: Duration,
     /// Lifetime after which the connection is cycled.
     pub lifetime: Duration,
@@ -68,6 +73,19 @@ pub trait SseFormat: Send + Sync + 'static {
     fn connected(&self) -> Value;
     /// The frame for an event, or `None` to skip it for this client.
     fn event(&self, event: &LogEvent) -> Option<Bytes>;
+
+    /// The keep-alive written every heartbeat interval: a `: heartbeat`
+    /// comment unless the surface's spec shows an event.
+    fn heartbeat(&self) -> Bytes {
+        Bytes::from_static(b": heartbeat\n\n")
+    }
+
+    /// Data of the final `error` frame when the event log cannot be read
+    /// (`message` says so): `{"reason", "reconnect": true}` unless the
+    /// surface's spec shows another shape.
+    fn read_failure(&self, message: &str) -> Value {
+        json!({ "reason": message, "reconnect": true })
+    }
 }
 
 /// The generic format of the topics API: the stored event JSON as data.
@@ -90,6 +108,12 @@ impl SseFormat for GenericFormat {
 /// stored event JSON.
 pub static EVENT_FRAME: Encoding =
     Encoding::new("sse.event", |event| event_frame(event, &event.json));
+
+/// The SSE frame of an event whose `data:` is the event's own `data` (the
+/// payload a surface's spec shows), `event:` its type.
+pub static DATA_FRAME: Encoding = Encoding::new("sse.data", |event| {
+    event_frame(event, &event.encoded(&DATA_JSON))
+});
 
 /// The SSE frame of `event` carrying `data` (one line of JSON: the event
 /// itself, or the payload a surface's spec shows): `id:` is the event's id,
@@ -256,10 +280,10 @@ impl State {
                     }
                     Err(err) => {
                         tracing::error!(error = %err, "SSE stream could not read the log");
-                        return Some(self.finish("error", "the server could not read the event log; reconnect"));
+                        return Some(self.fail());
                     }
                 },
-                _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": heartbeat\n\n")),
+                _ = self.heartbeat.tick() => return Some(self.stream.format.heartbeat()),
             }
         }
     }
@@ -312,6 +336,17 @@ impl State {
             "error",
             &json!({ "code": "CREDENTIAL_REVOKED", "message": "the credential that opened this stream was revoked or its realm or tenant deleted" }),
         )
+    }
+
+    /// The final frame when the log cannot be read.
+    fn fail(&mut self) -> Bytes {
+        self.finished = true;
+        self.stream.metrics.stream_ended(TRANSPORT, "error");
+        let data = self
+            .stream
+            .format
+            .read_failure("the server could not read the event log; reconnect");
+        frame("error", &data)
     }
 
     fn finish(&mut self, name: &'static str, message: &str) -> Bytes {

@@ -55,6 +55,12 @@ impl EventSourceClient {
     /// Opens `url`, listening for `types`; `None` (after saying why) when
     /// Node's EventSource cannot be had on this machine.
     pub fn spawn(url: &str, types: &[&str]) -> Option<Self> {
+        Self::spawn_with_headers(url, &[], types)
+    }
+
+    /// [`EventSourceClient::spawn`] sending `headers` on every request
+    /// (the package's `fetch` option; a browser's EventSource cannot).
+    pub fn spawn_with_headers(url: &str, headers: &[(&str, &str)], types: &[&str]) -> Option<Self> {
         let prefix = match install() {
             Ok(prefix) => prefix,
             Err(reason) => {
@@ -69,6 +75,7 @@ impl EventSourceClient {
             .arg(&prefix)
             .arg(url)
             .args(types)
+            .env("EVENTSOURCE_HEADERS", headers_json(headers))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -110,6 +117,15 @@ impl EventSourceClient {
             }
         }
     }
+}
+
+/// `headers` as the JSON object the client script reads.
+fn headers_json(headers: &[(&str, &str)]) -> String {
+    let object: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), Value::from(*value)))
+        .collect();
+    Value::Object(object).to_string()
 }
 
 impl Drop for EventSourceClient {

@@ -4,11 +4,15 @@
 // receives, and every open and error, as one JSON line on stdout.
 //
 // usage: node eventsource-client.cjs MODULE_DIR URL EVENT_TYPE...
+// (EVENTSOURCE_HEADERS: a JSON object of headers sent on every request)
 const [moduleDir, url, ...types] = process.argv.slice(2);
 const { EventSource } = require(require.resolve('eventsource', { paths: [moduleDir] }));
+const headers = JSON.parse(process.env.EVENTSOURCE_HEADERS || '{}');
 
 const print = (line) => process.stdout.write(JSON.stringify(line) + '\n');
-const source = new EventSource(url);
+const source = new EventSource(url, {
+  fetch: (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...headers } }),
+});
 source.onopen = () => print({ type: 'open' });
 source.onerror = (event) =>
   print({ type: 'error', code: event.code ?? null, readyState: source.readyState });

@@ -27,8 +27,6 @@ use crate::auth::tickets::{Target, Viewer};
 use crate::auth::{Credential, Principal};
 use crate::core::hub::FanOut;
 use crate::core::log::LogEvent;
-use crate::core::log::encoding::DATA_JSON;
-use crate::core::log::encoding::Encoding;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
 use crate::transport::sse::{self, SseFormat, SseStream};
@@ -48,15 +46,11 @@ impl SseFormat for DiscussionFormat {
         self.connected.clone()
     }
 
+    /// The spec's frame: `data:` is the payload.
     fn event(&self, event: &LogEvent) -> Option<Bytes> {
-        Some(event.encoded(&PAYLOAD_FRAME).into_owned())
+        Some(event.encoded(&sse::DATA_FRAME).into_owned())
     }
 }
-
-/// A discussion event as the spec's SSE frame: `data:` is the payload.
-static PAYLOAD_FRAME: Encoding = Encoding::new("discussions.sse", |event| {
-    sse::event_frame(event, &event.encoded(&DATA_JSON))
-});
 
 /// The viewer a backend names when minting.
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,18 @@ pub(super) struct Write<T> {
     bytes: usize,
 }
 
+impl<T> Write<T> {
+    /// Who acts.
+    pub(super) fn acting(&self) -> &Acting {
+        &self.acting
+    }
+
+    /// The input.
+    pub(super) fn input(&self) -> &T {
+        &self.input
+    }
+}
+
 impl TicketsModule {
     /// Who reads (a user's JWT, or an API key with `read` acting for a user).
     pub(super) fn reader(&self, request: &Request) -> Result<Acting, ApiError> {

@@ -107,11 +107,6 @@ pub fn ticket(tenant: &Uuid, ticket: u64) -> Vec<u8> {
     key(tenant, b't', &[ticket])
 }
 
-/// Prefix of every ticket of a tenant.
-pub fn tickets(tenant: &Uuid) -> Vec<u8> {
-    key(tenant, b't', &[])
-}
-
 /// Key of a queue.
 pub fn queue(tenant: &Uuid, queue: u64) -> Vec<u8> {
     key(tenant, b'q', &[queue])

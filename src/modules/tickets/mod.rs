@@ -19,15 +19,21 @@
 //! * `index`: the ticket-list index rows `save` keeps in step; `query`:
 //!   ticket lists read from it, a bounded page at a time;
 //! * `queues`: queues; `settings`: the tenant's settings;
+//! * [`stream`]: the notification and ticket-list SSE streams;
+//! * [`inbox`]: a user's inbox (counts, pages, marking read) and
+//!   preferences;
 //! * `api`: the REST frame; `ticket_api`: its ticket handlers;
 //!   `queue_api`: queue and settings handlers; `work_api`: the comment,
-//!   approval and SLA policy handlers.
+//!   approval and SLA policy handlers; `inbox_api`: the inbox and
+//!   preference handlers.
 //!
 //! Routes (all under `/api/v2/ticketing`): `ticket`, `ticket/list`,
 //! `ticket/{ticketId}` (GET, PATCH), `ticket/{ticketId}/status`,
 //! `…/assignee`, `…/watchers`, `…/watchers/{userId}`, `…/escalate`,
 //! `…/merge`, `…/comments`, `…/approvals`, `…/approvals/{approvalId}`;
-//! `queue`, `queue/{queueId}`; `settings`; `sla/policy`.
+//! `queue`, `queue/{queueId}`; `settings`; `sla/policy`;
+//! `ticket/sse/notifications`, `ticket/sse/list/updates`,
+//! `ticket/notification/count|list|read`, `user/preference`.
 //!
 //! Invariants: every state change, its notifications and its list updates
 //! are one writer change; a user's events go to their own topics in the
@@ -39,6 +45,8 @@ mod api;
 mod approvals;
 mod comments;
 pub mod events;
+pub mod inbox;
+mod inbox_api;
 mod index;
 pub mod layout;
 pub mod lists;
@@ -51,12 +59,14 @@ pub mod recipients;
 pub mod service;
 mod settings;
 pub mod sla;
+pub mod stream;
 mod ticket;
 mod ticket_api;
 mod watchers;
 mod work_api;
 mod workflow;
 
+use crate::auth::limits::StreamLimits;
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::DATA_JSON;
 use crate::core::log::namespace::Namespace;
@@ -73,6 +83,9 @@ pub struct TicketsModule {
     pub core: ModuleContext,
     /// Module limits.
     pub limits: TicketsLimits,
+    /// Open notification and list-update streams per user
+    /// (`--tickets-max-streams-per-user`).
+    pub streams: StreamLimits,
 }
 
 impl TicketsModule {
@@ -81,6 +94,7 @@ impl TicketsModule {
         Self {
             core: context.clone(),
             limits: context.settings.tickets,
+            streams: StreamLimits::new(context.settings.tickets.max_streams_per_user),
         }
     }
 }
@@ -114,6 +128,8 @@ impl Module for TicketsModule {
 
     fn routes(self: Arc<Self>, router: &mut Router) {
         ticket_api::routes(router, &self);
+        stream::routes(router, &self);
+        inbox_api::routes(router, &self);
         queue_api::routes(router, &self);
         work_api::routes(router, &self);
     }

@@ -12,8 +12,9 @@
 //! exact).
 
 use super::events::{self, NOTIFICATION};
+use super::inbox::{Owner, preferences};
 use super::layout::{self, InboxCounts, UserKey};
-use super::model::{Metadata, Notification, NotificationType, Person, Preferences, Ticket};
+use super::model::{Metadata, Notification, NotificationType, Person, Ticket};
 use super::service::settings;
 use crate::core::writer::Change;
 use crate::error::ApiError;
@@ -72,26 +73,17 @@ pub fn notify<'r>(
     };
     let mut delivered = Vec::new();
     for user in recipients {
-        let key = UserKey::of(user);
-        if !preferences(change, tenant, &key)?.wants(cause.kind) {
+        let owner = Owner {
+            tenant: *tenant,
+            user: UserKey::of(user),
+        };
+        if !preferences(change, &owner)?.wants(cause.kind) {
             continue;
         }
-        deliver(change, tenant, &key, &mut notification, inbox_max)?;
+        deliver(change, tenant, &owner.user, &mut notification, inbox_max)?;
         delivered.push(user.to_string());
     }
     Ok(delivered)
-}
-
-/// A user's preferences (everything on until they store some).
-pub fn preferences(
-    change: &Change<'_>,
-    tenant: &Uuid,
-    user: &UserKey,
-) -> Result<Preferences, ApiError> {
-    match change.get(&layout::preferences(tenant, user))? {
-        Some(bytes) => decode(&bytes),
-        None => Ok(Preferences::default()),
-    }
 }
 
 fn deliver(

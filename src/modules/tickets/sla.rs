@@ -538,7 +538,7 @@ mod tests {
         use crate::modules::tickets::layout::UserKey;
         use crate::modules::tickets::model::{Notification, Queue, Status};
         use crate::modules::tickets::service::save as save_record;
-        use crate::modules::tickets::tickets::{self, NewTicket};
+        use crate::modules::tickets::ticket::{self, NewTicket};
         use std::time::Duration;
 
         /// One policy minute in these tests.
