@@ -93,7 +93,12 @@ impl<'a> Context<'a> {
     }
 
     /// `count` users (`label`) with `roles`.
-    fn population(&self, label: &str, count: usize, roles: &[&str]) -> Result<Population, BenchError> {
+    fn population(
+        &self,
+        label: &str,
+        count: usize,
+        roles: &[&str],
+    ) -> Result<Population, BenchError> {
         Population::mint(
             &self.realm,
             &self.run,
@@ -127,7 +132,12 @@ impl<'a> Context<'a> {
 }
 
 /// Waits until `expected` notifications have been received or `grace` has passed.
-async fn drain(listeners: &Listeners, expected: u64, grace: Duration, progress: &mut Progress) -> Duration {
+async fn drain(
+    listeners: &Listeners,
+    expected: u64,
+    grace: Duration,
+    progress: &mut Progress,
+) -> Duration {
     let began = Instant::now();
     while began.elapsed() < grace {
         let received = Stats::read(&listeners.stats().received);
@@ -157,7 +167,13 @@ async fn notify(context: &Context<'_>, progress: &mut Progress) -> Result<Report
     };
     let api = context.api().await?;
     let changed = changes::run(&api, &context.admin, &plan, progress).await?;
-    let drained = drain(&listeners, changed.expected.len() as u64, args.grace, progress).await;
+    let drained = drain(
+        &listeners,
+        changed.expected.len() as u64,
+        args.grace,
+        progress,
+    )
+    .await;
     let receipts = listeners.stop().await;
     let settled = ledger::settle(&changed.expected, &receipts);
     let stats = listeners.stats();
@@ -172,7 +188,10 @@ async fn notify(context: &Context<'_>, progress: &mut Progress) -> Result<Report
         "setup",
         vec![
             ("mode", "notify".into()),
-            ("users (notification streams)", users.users.len().to_string()),
+            (
+                "users (notification streams)",
+                users.users.len().to_string(),
+            ),
             ("all streams open in", seconds(connecting)),
             ("changes", args.change.name().into()),
             ("reassignment pool set up in", seconds(changed.pool_setup)),
@@ -214,7 +233,11 @@ fn changes_section(report: &mut Report, changed: &ChangeOutcome, target_rate: f6
             ("failed", changed.failed.to_string()),
             (
                 "rate (target)",
-                format!("{} ({}/s)", rate(changed.acknowledged, changed.window), si(target_rate)),
+                format!(
+                    "{} ({}/s)",
+                    rate(changed.acknowledged, changed.window),
+                    si(target_rate)
+                ),
             ),
             ("request → acknowledgement", ack.brief()),
         ],
@@ -237,20 +260,31 @@ fn changes_section(report: &mut Report, changed: &ChangeOutcome, target_rate: f6
 }
 
 /// The deliveries' rows and JSON.
-fn delivery_section(report: &mut Report, settled: &Settled, window: Duration, stats: &Stats) -> Value {
+fn delivery_section(
+    report: &mut Report,
+    settled: &Settled,
+    window: Duration,
+    stats: &Stats,
+) -> Value {
     let latency = Latency::of(&settled.latency);
     let reconnects = Stats::read(&stats.reconnects);
     report.section(
         "notifications",
         vec![
             ("owed by acknowledged changes", settled.expected.to_string()),
-            ("received (paired with their change)", settled.delivered.to_string()),
+            (
+                "received (paired with their change)",
+                settled.delivered.to_string(),
+            ),
             ("deliveries", rate(settled.delivered, window)),
             ("change → notification", latency.brief()),
             ("lost", settled.lost.to_string()),
             ("duplicated (same id twice)", settled.duplicated.to_string()),
             ("extra (more than the changes)", settled.extra.to_string()),
-            ("unexpected (no change owed them)", settled.unexpected.to_string()),
+            (
+                "unexpected (no change owed them)",
+                settled.unexpected.to_string(),
+            ),
             ("streams reopened", reconnects.to_string()),
         ],
     );
@@ -281,14 +315,21 @@ async fn sla_mode(context: &Context<'_>, progress: &mut Progress) -> Result<Repo
     let args = context.args;
     let api = context.api().await?;
     if args.observe_only {
-        let path = args.state.as_deref().ok_or_else(|| BenchError::usage("--observe-only needs --state"))?;
+        let path = args
+            .state
+            .as_deref()
+            .ok_or_else(|| BenchError::usage("--observe-only needs --state"))?;
         let state = SlaState::load(path)?;
         let agents = state.agents(&context.realm, args.token_lifetime())?;
         progress.note("sla: waiting for the due time to pass…");
         sla::sleep_until_ms(state.last_due_ms + millis(args.grace)).await;
         let seen = sla::read_inboxes(&api, &agents.users, args.publishers).await?;
         let verdict = sla::judge(&state, &seen);
-        return Ok(sla_report(&state, None, Some((&verdict, "inbox (createdAt)"))));
+        return Ok(sla_report(
+            &state,
+            None,
+            Some((&verdict, "inbox (createdAt)")),
+        ));
     }
     let agents = context.population(sla::AGENT_LABEL, args.agents(), &["agent"])?;
     let mut listeners = match args.create_only {
@@ -302,7 +343,15 @@ async fn sla_mode(context: &Context<'_>, progress: &mut Progress) -> Result<Repo
         unit: args.sla_unit,
         in_flight: args.publishers,
     };
-    let creation = sla::create(&api, &context.admin, &agents.users, &context.run, plan, progress).await?;
+    let creation = sla::create(
+        &api,
+        &context.admin,
+        &agents.users,
+        &context.run,
+        plan,
+        progress,
+    )
+    .await?;
     if let Some(path) = &args.state {
         creation.state.save(path)?;
     }
@@ -333,14 +382,26 @@ fn sla_report(
     let mut report = Report::new("tickets", json!({}));
     let mut rows = vec![
         ("mode", "sla".to_string()),
-        ("agents (one stream or inbox each)", state.agents.to_string()),
+        (
+            "agents (one stream or inbox each)",
+            state.agents.to_string(),
+        ),
         ("tickets", state.created.to_string()),
-        ("due in the same second (planned / as answered)", format!("{} / {}", state.due.len(), state.due_in_second())),
-        ("due tickets' deadlines span", micros(state.due_spread_ms() * 1000)),
+        (
+            "due in the same second (planned / as answered)",
+            format!("{} / {}", state.due.len(), state.due_in_second()),
+        ),
+        (
+            "due tickets' deadlines span",
+            micros(state.due_spread_ms() * 1000),
+        ),
     ];
     if let Some(creation) = creation {
         rows.push(("created in", seconds(creation.took)));
-        rows.push(("all created before the first deadline", creation.done_before_due.to_string()));
+        rows.push((
+            "all created before the first deadline",
+            creation.done_before_due.to_string(),
+        ));
     }
     report.section("setup", rows);
     let breaches = observed.map(|(verdict, source)| breaches_section(&mut report, verdict, source));
@@ -370,16 +431,25 @@ fn breaches_section(report: &mut Report, verdict: &Verdict, source: &str) -> Val
         "breaches of the due tickets",
         vec![
             ("observed through", source.to_string()),
-            ("fired / due", format!("{} / {}", verdict.fired, verdict.due)),
+            (
+                "fired / due",
+                format!("{} / {}", verdict.fired, verdict.due),
+            ),
             ("after the deadline", lateness.brief()),
             (
                 "within 1 s of the deadline",
                 format!("{} (all: {all_within})", verdict.within_second),
             ),
             ("lost", verdict.lost.to_string()),
-            ("duplicated (any SLA notification)", verdict.duplicated.to_string()),
+            (
+                "duplicated (any SLA notification)",
+                verdict.duplicated.to_string(),
+            ),
             ("before the deadline", verdict.early.to_string()),
-            ("SLA notifications seen (all tickets)", verdict.sla_notices.to_string()),
+            (
+                "SLA notifications seen (all tickets)",
+                verdict.sla_notices.to_string(),
+            ),
         ],
     );
     report.fail_if(
@@ -421,9 +491,20 @@ async fn inbox(context: &Context<'_>, progress: &mut Progress) -> Result<Report,
         run: &context.run,
     };
     let api = context.api().await?;
-    progress.note(&format!("inbox: storing {} notifications…", args.notifications));
+    progress.note(&format!(
+        "inbox: storing {} notifications…",
+        args.notifications
+    ));
     let filled = changes::run(&api, &context.admin, &plan, progress).await?;
-    let read = readers::run(&context.target, &context.realm, &users.users, args.readers, args.duration, progress).await?;
+    let read = readers::run(
+        &context.target,
+        &context.realm,
+        &users.users,
+        args.readers,
+        args.duration,
+        progress,
+    )
+    .await?;
     let mut report = Report::new("tickets", json!({}));
     let stored = filled.expected.len() as u64;
     report.section(
@@ -432,18 +513,38 @@ async fn inbox(context: &Context<'_>, progress: &mut Progress) -> Result<Report,
             ("mode", "inbox".into()),
             ("users (inboxes)", users.users.len().to_string()),
             ("notifications stored", stored.to_string()),
-            ("per user", format!("{:.1}", stored as f64 / users.users.len() as f64)),
-            ("changes", format!("{} {}", filled.acknowledged, args.change.name())),
+            (
+                "per user",
+                format!("{:.1}", stored as f64 / users.users.len() as f64),
+            ),
+            (
+                "changes",
+                format!("{} {}", filled.acknowledged, args.change.name()),
+            ),
             ("stored in", seconds(filled.window + filled.pool_setup)),
             ("readers", args.readers.to_string()),
         ],
     );
     report.fail_if(
         filled.failed > 0,
-        format!("{} changes failed: {}", filled.failed, filled.problems.join("; ")),
+        format!(
+            "{} changes failed: {}",
+            filled.failed,
+            filled.problems.join("; ")
+        ),
     );
-    let count = endpoint_section(&mut report, "GET /ticket/notification/count", &read.count, &read);
-    let list = endpoint_section(&mut report, "GET /ticket/notification/list?limit=20", &read.list, &read);
+    let count = endpoint_section(
+        &mut report,
+        "GET /ticket/notification/count",
+        &read.count,
+        &read,
+    );
+    let list = endpoint_section(
+        &mut report,
+        "GET /ticket/notification/list?limit=20",
+        &read.list,
+        &read,
+    );
     report.json = json!({
         "mode": "inbox",
         "setup": {
@@ -460,7 +561,12 @@ async fn inbox(context: &Context<'_>, progress: &mut Progress) -> Result<Report,
 }
 
 /// One endpoint's rows and JSON; errors fail the run.
-fn endpoint_section(report: &mut Report, title: &str, endpoint: &Endpoint, read: &ReadOutcome) -> Value {
+fn endpoint_section(
+    report: &mut Report,
+    title: &str,
+    endpoint: &Endpoint,
+    read: &ReadOutcome,
+) -> Value {
     let latency = Latency::of(&endpoint.latency);
     report.section(
         title,
@@ -473,7 +579,11 @@ fn endpoint_section(report: &mut Report, title: &str, endpoint: &Endpoint, read:
     );
     report.fail_if(
         endpoint.errors > 0,
-        format!("{title}: {} errors: {}", endpoint.errors, endpoint.problems.join("; ")),
+        format!(
+            "{title}: {} errors: {}",
+            endpoint.errors,
+            endpoint.problems.join("; ")
+        ),
     );
     json!({
         "ok": endpoint.ok,

@@ -138,7 +138,14 @@ impl Api {
         ticket: Value,
     ) -> Result<Created, BenchError> {
         let data = self
-            .call(lane, who, Method::POST, "/ticket", ticket, StatusCode::CREATED)
+            .call(
+                lane,
+                who,
+                Method::POST,
+                "/ticket",
+                ticket,
+                StatusCode::CREATED,
+            )
             .await?;
         Created::of(&data)
     }
@@ -180,9 +187,10 @@ impl Api {
         let data = self
             .call(lane, who, Method::GET, &path, Value::Null, StatusCode::OK)
             .await?;
-        let items = data["items"].as_array().cloned().ok_or_else(|| {
-            BenchError::run(format!("an inbox page has no items: {data}"))
-        })?;
+        let items = data["items"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| BenchError::run(format!("an inbox page has no items: {data}")))?;
         let next = data["nextCursor"].as_str().map(str::to_string);
         Ok((items, next))
     }
@@ -198,7 +206,11 @@ pub struct Reader {
 
 impl Reader {
     /// Connects as `who`.
-    pub async fn connect(target: &Target, realm: &Realm, who: Identity) -> Result<Self, BenchError> {
+    pub async fn connect(
+        target: &Target,
+        realm: &Realm,
+        who: Identity,
+    ) -> Result<Self, BenchError> {
         Ok(Self {
             client: HttpClient::connect(target, Protocol::Http1).await?,
             target: target.clone(),
@@ -213,9 +225,13 @@ impl Reader {
             self.client = HttpClient::connect(&self.target, Protocol::Http1).await?;
         }
         let full = self.target.path(&format!("{BASE}{path}"));
-        let request = authorize(self.client.request(Method::GET, &full), &self.who, &self.realm)
-            .body(Body::default())
-            .map_err(|err| BenchError::context("building an inbox request", err))?;
+        let request = authorize(
+            self.client.request(Method::GET, &full),
+            &self.who,
+            &self.realm,
+        )
+        .body(Body::default())
+        .map_err(|err| BenchError::context("building an inbox request", err))?;
         Ok(self.client.fetch(request).await?.status)
     }
 }

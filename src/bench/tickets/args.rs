@@ -233,7 +233,7 @@ impl TicketsArgs {
         )?;
         require_duration(self.due_in, "--due-in", true)?;
         require(
-            self.due_units() >= super::sla::WINDOWS as u64 + 1,
+            self.due_units() > super::sla::WINDOWS as u64,
             "--due-in",
             "must last at least 5 --sla-unit (the four creation windows use targets due-in, due-in − 1, … units)",
         )

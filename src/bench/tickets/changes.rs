@@ -70,7 +70,7 @@ impl ChangeKind {
         match self {
             Self::Create => true,
             Self::Reassign => false,
-            Self::Mixed => index % 2 == 0,
+            Self::Mixed => index.is_multiple_of(2),
         }
     }
 }
@@ -291,7 +291,9 @@ async fn send(shared: &Shared<'_>, k: usize, mut slots: Vec<Slot>) -> ChangeOutc
                     .record(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX));
                 outcome.acknowledged += 1;
                 counters.acknowledged.fetch_add(1, Ordering::Relaxed);
-                counters.owed.fetch_add(owed.len() as u64, Ordering::Relaxed);
+                counters
+                    .owed
+                    .fetch_add(owed.len() as u64, Ordering::Relaxed);
                 outcome.expected.extend(owed);
             }
             Err(err) => {

@@ -155,6 +155,9 @@ mod tests {
             secret: "short".into(),
             ..realm()
         };
-        assert!(weak.identity("x".into(), &[], Duration::from_secs(1)).is_err());
+        assert!(
+            weak.identity("x".into(), &[], Duration::from_secs(1))
+                .is_err()
+        );
     }
 }

@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(settled.lost, 1, "user 1 never got ticket 2");
         assert_eq!(settled.duplicated, 1);
         assert_eq!(settled.extra, 1);
-        assert_eq!(settled.unexpected, 2, "ticket 9, and ticket 2 at the wrong user");
+        assert_eq!(
+            settled.unexpected, 2,
+            "ticket 9, and ticket 2 at the wrong user"
+        );
         assert!(!settled.is_exact());
     }
 }

@@ -199,7 +199,11 @@ impl Listeners {
 }
 
 /// Opens a stream within the connect timeout.
-async fn open(shared: &Shared, token: &str, after: Option<&str>) -> Result<NotificationStream, BenchError> {
+async fn open(
+    shared: &Shared,
+    token: &str,
+    after: Option<&str>,
+) -> Result<NotificationStream, BenchError> {
     let attempt = NotificationStream::open(&shared.target, &shared.realm, token, after);
     tokio::time::timeout(shared.connect_timeout, attempt)
         .await

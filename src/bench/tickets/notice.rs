@@ -103,10 +103,12 @@ impl Notice {
     }
 
     fn of(wire: &Wire<'_>) -> Result<Self, String> {
-        let ticket = wire
-            .ticket_id
-            .parse()
-            .map_err(|_| format!("a notification's ticketId is not a number: {}", wire.ticket_id))?;
+        let ticket = wire.ticket_id.parse().map_err(|_| {
+            format!(
+                "a notification's ticketId is not a number: {}",
+                wire.ticket_id
+            )
+        })?;
         let deadline = match wire.metadata.sla_type {
             Some("resolution") => Deadline::Resolution,
             _ => Deadline::Response,

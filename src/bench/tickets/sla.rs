@@ -111,7 +111,10 @@ impl SlaState {
     /// Due tickets whose deadline is inside the planned second.
     pub fn due_in_second(&self) -> usize {
         let second = self.due_second_ms..self.due_second_ms + 1000;
-        self.due.iter().filter(|t| second.contains(&t.due_ms)).count()
+        self.due
+            .iter()
+            .filter(|t| second.contains(&t.due_ms))
+            .count()
     }
 
     /// First to last deadline of the due tickets, ms.
@@ -122,7 +125,14 @@ impl SlaState {
 
     /// The agents' identities (the same subjects as when the tickets were made).
     pub fn agents(&self, realm: &Realm, lifetime: Duration) -> Result<Population, BenchError> {
-        Population::mint(realm, &self.run, AGENT_LABEL, self.agents, &["agent"], lifetime)
+        Population::mint(
+            realm,
+            &self.run,
+            AGENT_LABEL,
+            self.agents,
+            &["agent"],
+            lifetime,
+        )
     }
 }
 
@@ -156,7 +166,9 @@ pub struct Creation {
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The tokio instant of unix time `at_ms`.
@@ -231,13 +243,31 @@ pub async fn create(
         progress.note(&format!(
             "sla: window {window}: {count} {priority} tickets due at {due_second_ms} ms"
         ));
-        let made = create_all(api, agents, run, first..first + count, |_| priority, plan.in_flight);
+        let made = create_all(
+            api,
+            agents,
+            run,
+            first..first + count,
+            |_| priority,
+            plan.in_flight,
+        );
         due.extend(made.await?);
         first += count;
     }
-    progress.note(&format!("sla: {} more tickets, due later…", plan.tickets - plan.due));
+    progress.note(&format!(
+        "sla: {} more tickets, due later…",
+        plan.tickets - plan.due
+    ));
     let rest = plan.due..plan.tickets;
-    create_all(api, agents, run, rest, |g| WINDOW_PRIORITIES[g % WINDOWS], plan.in_flight).await?;
+    create_all(
+        api,
+        agents,
+        run,
+        rest,
+        |g| WINDOW_PRIORITIES[g % WINDOWS],
+        plan.in_flight,
+    )
+    .await?;
     let last_due_ms = due.iter().map(|t| t.due_ms).max().unwrap_or(due_second_ms);
     let first_due_ms = due.iter().map(|t| t.due_ms).min().unwrap_or(due_second_ms);
     Ok(Creation {
@@ -287,11 +317,12 @@ pub async fn read_inboxes(
     agents: &[Identity],
     in_flight: usize,
 ) -> Result<Vec<Seen>, BenchError> {
-    let pages: Vec<Result<Vec<Seen>, BenchError>> = futures_util::stream::iter(agents.iter().enumerate())
-        .map(|(lane, agent)| read_inbox(api, lane, agent))
-        .buffer_unordered(in_flight)
-        .collect()
-        .await;
+    let pages: Vec<Result<Vec<Seen>, BenchError>> =
+        futures_util::stream::iter(agents.iter().enumerate())
+            .map(|(lane, agent)| read_inbox(api, lane, agent))
+            .buffer_unordered(in_flight)
+            .collect()
+            .await;
     let mut seen = Vec::new();
     for page in pages {
         seen.extend(page?);
@@ -417,9 +448,21 @@ mod tests {
             created: 10,
             due_second_ms: 10_000,
             due: vec![
-                DueTicket { id: 1, agent: 0, due_ms: 10_100 },
-                DueTicket { id: 2, agent: 1, due_ms: 10_900 },
-                DueTicket { id: 3, agent: 0, due_ms: 11_200 },
+                DueTicket {
+                    id: 1,
+                    agent: 0,
+                    due_ms: 10_100,
+                },
+                DueTicket {
+                    id: 2,
+                    agent: 1,
+                    due_ms: 10_900,
+                },
+                DueTicket {
+                    id: 3,
+                    agent: 0,
+                    due_ms: 11_200,
+                },
             ],
             last_due_ms: 11_200,
         }
@@ -476,7 +519,8 @@ mod tests {
 
     #[test]
     fn the_state_file_round_trips() {
-        let path = std::env::temp_dir().join(format!("tidings-sla-state-{}.json", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("tidings-sla-state-{}.json", std::process::id()));
         state().save(&path).expect("saves");
         assert_eq!(SlaState::load(&path).expect("loads"), state());
         std::fs::remove_file(&path).expect("cleanup");

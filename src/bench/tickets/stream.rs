@@ -199,7 +199,8 @@ mod tests {
     fn frames_are_read_as_the_specs_events() {
         let mut last = None;
         let data = r#"{"id":"n1","type":"assignment","ticketId":"5"}"#;
-        let Incoming::Notification(notice) = classify(frame("notification", Some("01J"), data), &mut last)
+        let Incoming::Notification(notice) =
+            classify(frame("notification", Some("01J"), data), &mut last)
         else {
             panic!("a notification");
         };
@@ -210,11 +211,18 @@ mod tests {
             &mut last,
         );
         assert!(matches!(error, Incoming::Problem(text) if text.contains("TOKEN_EXPIRED")));
-        assert_eq!(classify(frame("heartbeat", None, "{}"), &mut last), Incoming::Control);
+        assert_eq!(
+            classify(frame("heartbeat", None, "{}"), &mut last),
+            Incoming::Control
+        );
         assert!(matches!(
             classify(frame("notification", Some("01K"), "nope"), &mut last),
             Incoming::Problem(_)
         ));
-        assert_eq!(last.as_deref(), Some("01K"), "an unreadable one still moves the cursor");
+        assert_eq!(
+            last.as_deref(),
+            Some("01K"),
+            "an unreadable one still moves the cursor"
+        );
     }
 }
