@@ -258,3 +258,76 @@ impl TicketsArgs {
         require_duration(self.duration, "--duration", true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tickets: TicketsArgs,
+    }
+
+    fn parse(args: &[&str]) -> TicketsArgs {
+        let argv = std::iter::once("tickets").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("parses").tickets
+    }
+
+    #[test]
+    fn modes_fill_their_defaults() {
+        let notify = parse(&[]);
+        assert_eq!(
+            (notify.mode, notify.users(), notify.rate),
+            (Mode::Notify, 10_000, 500.0)
+        );
+        assert_eq!(notify.change, ChangeKind::Create);
+        assert!(notify.validate().is_ok());
+        let inbox = parse(&["--mode", "inbox"]);
+        assert_eq!(
+            (inbox.users(), inbox.notifications, inbox.readers),
+            (1_000, 100_000, 50)
+        );
+        assert!(inbox.validate().is_ok());
+        let sla = parse(&["--mode", "sla"]);
+        assert_eq!(
+            (sla.tickets, sla.due, sla.agents()),
+            (100_000, 10_000, 1_000)
+        );
+        assert_eq!(sla.due_units(), 120);
+        assert!(sla.validate().is_ok());
+        let scaled = parse(&["--mode", "sla", "--due-in", "60s", "--sla-unit", "500ms"]);
+        assert_eq!(scaled.due_units(), 120);
+    }
+
+    #[test]
+    fn unusable_values_are_refused() {
+        for args in [
+            &["--users", "1"][..],
+            &["--users", "19001"],
+            &["--rate", "0"],
+            &["--publishers", "0"],
+            &["--mode", "sla", "--due", "0"],
+            &["--mode", "sla", "--tickets", "10", "--due", "11"],
+            &["--mode", "sla", "--due-in", "4s"],
+            &[
+                "--mode",
+                "sla",
+                "--tickets-per-agent",
+                "1",
+                "--tickets",
+                "20000",
+            ],
+            &["--mode", "inbox", "--readers", "0"],
+            &["--mode", "inbox", "--notifications", "0"],
+        ] {
+            assert!(parse(args).validate().is_err(), "{args:?}");
+        }
+        let observe = ["tickets", "--mode", "sla", "--observe-only"];
+        assert!(
+            Cli::try_parse_from(observe).is_err(),
+            "--observe-only needs --state"
+        );
+    }
+}

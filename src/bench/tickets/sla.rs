@@ -241,7 +241,8 @@ pub async fn create(
         let count = plan.due / WINDOWS + usize::from(window < plan.due % WINDOWS);
         tokio::time::sleep_until(instant_of(s0 + 1000 * window as u64)).await;
         progress.note(&format!(
-            "sla: window {window}: {count} {priority} tickets due at {due_second_ms} ms"
+            "sla: window {window}: {count} {priority} tickets, due {} s after window 0",
+            plan.due_units * unit_ms / 1000
         ));
         let made = create_all(
             api,
