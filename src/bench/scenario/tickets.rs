@@ -312,29 +312,16 @@ fn fail_on_stream_problems(report: &mut Report, stats: &Stats) {
 
 /// `sla`: the policy, the tickets, the breaches (or, with flags, half of it).
 async fn sla_mode(context: &Context<'_>, progress: &mut Progress) -> Result<Report, BenchError> {
-    let args = context.args;
     let api = context.api().await?;
-    if args.observe_only {
-        let path = args
-            .state
-            .as_deref()
-            .ok_or_else(|| BenchError::usage("--observe-only needs --state"))?;
-        let state = SlaState::load(path)?;
-        let agents = state.agents(&context.realm, args.token_lifetime())?;
-        progress.note("sla: waiting for the due time to pass…");
-        sla::sleep_until_ms(state.last_due_ms + millis(args.grace)).await;
-        let seen = sla::read_inboxes(&api, &agents.users, args.publishers).await?;
-        let verdict = sla::judge(&state, &seen);
-        return Ok(sla_report(
-            &state,
-            None,
-            Some((&verdict, "inbox (createdAt)")),
-        ));
+    if context.args.observe_only {
+        return sla_observe(context, &api, progress).await;
     }
+    let args = context.args;
     let agents = context.population(sla::AGENT_LABEL, args.agents(), &["agent"])?;
-    let mut listeners = match args.create_only {
-        true => None,
-        false => Some(context.listen(&agents, progress).await?.0),
+    let mut listeners = if args.create_only {
+        None
+    } else {
+        Some(context.listen(&agents, progress).await?.0)
     };
     let plan = SlaPlan {
         tickets: args.tickets,
@@ -366,6 +353,30 @@ async fn sla_mode(context: &Context<'_>, progress: &mut Progress) -> Result<Repo
     let mut report = sla_report(&creation.state, Some(&creation), observed);
     fail_on_stream_problems(&mut report, listeners.stats());
     Ok(report)
+}
+
+/// `sla --observe-only`: after the due time of `--state`, the agents' inboxes.
+async fn sla_observe(
+    context: &Context<'_>,
+    api: &Api,
+    progress: &mut Progress,
+) -> Result<Report, BenchError> {
+    let args = context.args;
+    let path = args
+        .state
+        .as_deref()
+        .ok_or_else(|| BenchError::usage("--observe-only needs --state"))?;
+    let state = SlaState::load(path)?;
+    let agents = state.agents(&context.realm, args.token_lifetime())?;
+    progress.note("sla: waiting for the due time to pass…");
+    sla::sleep_until_ms(state.last_due_ms + millis(args.grace)).await;
+    let seen = sla::read_inboxes(api, &agents.users, args.publishers).await?;
+    let verdict = sla::judge(&state, &seen);
+    Ok(sla_report(
+        &state,
+        None,
+        Some((&verdict, "inbox (createdAt)")),
+    ))
 }
 
 /// A duration in whole milliseconds.
