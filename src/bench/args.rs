@@ -46,6 +46,8 @@ pub enum Scenario {
     /// Socket.IO channel posts (spec 003) on Tidings beside the Node.js socket.io reference: broadcast, idle memory, reconnect + sync.
     #[command(name = "socketio")]
     SocketIo(super::socketio::args::SocketIoArgs),
+    /// Tickets (spec 004): notification streams under ticket changes, SLA breaches due at once, inbox reads.
+    Tickets(super::tickets::args::TicketsArgs),
     /// Internal: hosts subscribers for a coordinating bench process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,

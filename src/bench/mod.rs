@@ -12,7 +12,8 @@
 //! connection and per room membership), `socketio` (Socket.IO clients
 //! joined to a channel's posts room on Tidings and on the Node.js
 //! socket.io reference, side by side: broadcast, idle memory, reconnect
-//! with sync).
+//! with sync), `tickets` (users on their ticket notification streams under
+//! ticket changes, SLA breaches falling due in one second, inbox reads).
 //!
 //! Run it against a server started separately (`http://`, or `https://` with
 //! `--ca-file PEM` or `--insecure`), for example:
@@ -30,6 +31,9 @@
 //! tidings bench chat --mode fanout --users 10000 --rooms 2000 --rate 1000
 //! tidings bench chat --mode idle --server-pid "$(pidof tidings)"
 //! tidings bench socketio --target http://127.0.0.1:8080 --peer http://127.0.0.1:3030 --clients 10000 --rate 100
+//! tidings bench tickets --mode notify --users 10000 --rate 500 --change mixed
+//! tidings bench tickets --mode sla --tickets 100000 --due 10000 --due-in 120s --sla-unit 1s
+//! tidings bench tickets --mode inbox --users 1000 --notifications 100000 --readers 50
 //! ```
 //!
 //! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
@@ -65,6 +69,8 @@
 //! * [`protocol`], [`workers`]: groups in worker processes (JSON lines).
 //! * [`chat`]: the chat rooms' layout, set-up calls and stream frames.
 //! * [`socketio`]: the Socket.IO client, its fleet, posts and set-up calls.
+//! * [`tickets`]: the ticketing API's calls, notification streams, changes
+//!   and their exact accounting, SLA tickets, inbox readers.
 //! * [`scenario`]: the scenarios; [`progress`], [`report`]: output.
 
 pub mod args;
@@ -96,6 +102,7 @@ pub mod sse_client;
 pub mod stream;
 pub mod subscriber;
 pub mod target;
+pub mod tickets;
 pub mod tls;
 pub mod workers;
 pub mod ws_client;
@@ -131,6 +138,7 @@ async fn run_scenario(scenario: Scenario) -> Result<(), BenchError> {
         Scenario::Poll(args) => scenario::poll::run(args).await,
         Scenario::Chat(args) => scenario::chat::run(args).await,
         Scenario::SocketIo(args) => scenario::socketio::run(args).await,
+        Scenario::Tickets(args) => scenario::tickets::run(args).await,
         Scenario::Worker => workers::worker_main(),
     }
 }

@@ -762,3 +762,54 @@ fn socketio_broadcasts_and_resyncs_on_tidings_channels() {
     assert_eq!(run["delivery"]["lost"], 0, "{reconnect}");
     assert_eq!(run["delivery"]["duplicated"], 0, "{reconnect}");
 }
+
+#[test]
+fn tickets_notify_delivers_every_assignment_and_reassignment_once() {
+    let server = Server::start();
+    let result = bench(
+        &server,
+        &[
+            "tickets",
+            "--mode",
+            "notify",
+            "--users",
+            "20",
+            "--rate",
+            "20",
+            "--duration",
+            "3s",
+            "--change",
+            "mixed",
+            "--publishers",
+            "4",
+        ],
+    );
+    assert_complete(&result);
+    let delivery = &result["delivery"];
+    assert_eq!(delivery["extra"], 0, "{result}");
+    assert_eq!(delivery["unexpected"], 0, "{result}");
+    let changes = &result["changes"];
+    // 20 changes/s for 3 s: changes 0..59, half creates, half reassignments.
+    assert_eq!(changes["sent"], 60, "{result}");
+    assert_eq!(changes["acknowledged"], 60, "{result}");
+    assert_eq!(changes["failed"], 0, "{result}");
+    // 30 assignments by creation and 30 by reassignment; senders 1 and 3 make
+    // the 30 reassignments over their 4 pool tickets each, so 30 − 8 of them
+    // also tell a previous assignee.
+    assert_eq!(delivery["expected"], 82, "{result}");
+    assert_eq!(result["setup"]["users"], 20);
+}
+
+#[test]
+fn tickets_refuses_unusable_flags() {
+    let server = Server::start();
+    let cases: [&[&str]; 3] = [
+        &["tickets", "--mode", "sla", "--tickets", "5", "--due", "6"],
+        &["tickets", "--mode", "sla", "--due-in", "3s"],
+        &["tickets", "--users", "1"],
+    ];
+    for args in cases {
+        let refused = bench_output(&server, args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {refused:?}");
+    }
+}

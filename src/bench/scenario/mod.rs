@@ -9,6 +9,7 @@ pub mod poll;
 pub mod publish;
 pub mod reconnect;
 pub mod socketio;
+pub mod tickets;
 
 use super::args::{ConnectArgs, PeerArgs, ServerArgs, SubscriberArgs};
 use super::error::BenchError;
