@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The most encodings one process caches per event. Each one costs every
 /// event 40 bytes whether or not it is used.
-pub const MAX_ENCODINGS: usize = 8;
+pub const MAX_ENCODINGS: usize = 12;
 
 /// Slots handed out so far (it may exceed [`MAX_ENCODINGS`]; those get none).
 static SLOTS_TAKEN: AtomicUsize = AtomicUsize::new(0);
