@@ -43,6 +43,7 @@ mod ticketing_browser;
 mod ticketing_comments;
 mod ticketing_core;
 mod ticketing_inbox;
+mod ticketing_notifications;
 mod ticketing_sla;
 mod ticketing_stream;
 mod tickets;

@@ -27,7 +27,7 @@ async fn high_policy(desk: &Desk<'_>, response: u64, resolution: u64) {
 }
 
 /// Unix ms of an RFC 3339 time.
-fn unix_ms(rfc3339: &Value) -> u64 {
+pub fn unix_ms(rfc3339: &Value) -> u64 {
     let time = humantime::parse_rfc3339(rfc3339.as_str().unwrap()).unwrap();
     time.duration_since(std::time::UNIX_EPOCH)
         .unwrap()
