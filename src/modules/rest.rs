@@ -121,3 +121,43 @@ where
         .await?;
     Ok(idempotency::reply_response(&committed.value))
 }
+
+/// A prepared write: who acts (the module's own type), the claim of its
+/// idempotency key, its input, and the bytes it holds while it waits for
+/// the writer.
+pub struct PreparedWrite<A, T> {
+    /// Who acts.
+    pub acting: A,
+    /// The claim of the request's idempotency key, if it sent one.
+    pub claim: Option<Claim>,
+    /// The request's input.
+    pub input: T,
+    /// What the change holds while queued.
+    pub bytes: usize,
+}
+
+impl<A: Send + 'static, T: Send + 'static> PreparedWrite<A, T> {
+    /// Runs `operation` as the write's actor in one atomic change,
+    /// idempotently, and replies `{"data": value}` with `status`.
+    pub async fn commit<V, F>(
+        self,
+        writer: &Writer,
+        status: StatusCode,
+        operation: F,
+    ) -> Result<Response, ApiError>
+    where
+        V: Serialize,
+        F: FnOnce(&mut Change<'_>, &A, T) -> Result<V, ApiError> + Send + 'static,
+    {
+        let Self {
+            acting,
+            claim,
+            input,
+            bytes,
+        } = self;
+        commit_reply(writer, claim, bytes, move |change| {
+            Ok((status, operation(change, &acting, input)?))
+        })
+        .await
+    }
+}

@@ -21,8 +21,10 @@
 //! * when recovery does not succeed within `--store-recovery-timeout`, `run`
 //!   returns an error and the process exits non-zero;
 //! * the thread sleeps until a change arrives or a timer may be due; due
-//!   timers run first in a group (at most half of `--writer-batch`), so their
-//!   reads see exactly the store, and are part of the group's fate.
+//!   timers run first in a group (the room the group's client changes
+//!   leave, and at least half of `--writer-batch`, so neither starves the
+//!   other), so their reads see exactly the store, and are part of the
+//!   group's fate.
 
 use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
@@ -195,7 +197,8 @@ impl Pipeline {
         let now_ms = crate::core::clock::unix_millis();
         let issued_before = u128::from(self.ids.last());
         let mut group = Writes::new();
-        let (mut outcomes, tally) = self.fire_due_timers(&mut group, now_ms);
+        let room = self.max_batch.saturating_sub(jobs.len());
+        let (mut outcomes, tally) = self.fire_due_timers(&mut group, now_ms, room);
         for job in jobs {
             let result = self.apply_one(job.change, &mut group, now_ms);
             outcomes.push(Outcome {
@@ -222,16 +225,18 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Runs the handlers of the timers due at `now_ms` (at most half a
-    /// group, so queued client changes are never starved) as the group's
-    /// first changes: the group is empty, so their reads are exact. A handler
-    /// that fails is replaced by a change that only deletes its timer.
+    /// Runs the handlers of the timers due at `now_ms` as the group's first
+    /// changes (the group is empty, so their reads are exact): at most the
+    /// `room` its client changes leave, but at least half a group, so queued
+    /// client changes never starve timers nor timers them. A handler that
+    /// fails is replaced by a change that only deletes its timer.
     fn fire_due_timers(
         &mut self,
         group: &mut Writes,
         now_ms: u64,
+        room: usize,
     ) -> (Vec<Outcome>, timers::Tally) {
-        let limit = (self.max_batch / 2).max(1);
+        let limit = room.max(self.max_batch / 2).max(1);
         let mut tally = timers::Tally::default();
         let mut outcomes = Vec::new();
         for (timer, handler) in self.timers.take_due(&self.store, now_ms, limit) {

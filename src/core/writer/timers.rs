@@ -51,7 +51,7 @@ const DUE: u8 = b'd';
 const BY_ID: u8 = b'i';
 /// Longest handler name (its length is stored in one byte).
 const MAX_HANDLER_NAME: usize = 64;
-/// Largest payload: an id or a small record (a wake reads up to half a
+/// Largest payload: an id or a small record (a wake reads up to a whole
 /// group of due timers at once, so this bounds that read).
 pub const MAX_PAYLOAD: usize = 64 << 10;
 /// How long the writer waits before reading the timers again after a read failed.
@@ -809,7 +809,7 @@ mod tests {
         assert_eq!(wait_fired(&fired, 3).await, ["1", "2", "3"]);
         let stats = writer.timers().stats();
         let scanned = stats.scanned - scanned_before;
-        // Each wake reads at most one page (half a group plus one row).
+        // Each wake reads at most one page (a group plus one row).
         assert!(
             scanned < 100,
             "the wakes read {scanned} timer rows, not the {PENDING} pending ones"

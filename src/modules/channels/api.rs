@@ -25,10 +25,9 @@ use crate::auth::{Credential, Principal};
 use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::modules::idempotency::Claim;
 use crate::modules::records::forbidden;
 pub(super) use crate::modules::rest::Body;
-use crate::modules::rest::{WriteRequest, commit_reply, json_input, write_request};
+use crate::modules::rest::{PreparedWrite, WriteRequest, json_input, write_request};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,13 +43,8 @@ const CHANGE_BYTES: usize = 4096;
 /// The body field naming who acted on the customer's side (backend writes).
 const ACTOR_FIELD: &str = "actorId";
 
-/// A prepared write: who acts, its idempotency claim, its input and size.
-pub(super) struct Write<T> {
-    acting: Acting,
-    claim: Option<Claim>,
-    input: T,
-    bytes: usize,
-}
+/// A prepared write of this module.
+pub(super) type Write<T> = PreparedWrite<Acting, T>;
 
 /// The reader behind a principal: a user (JWT) or the backend (API key
 /// with `scope`); others get 403.
@@ -142,16 +136,7 @@ impl ChannelsModule {
         T: Serialize,
         F: FnOnce(&mut Change<'_>, &Acting, I) -> Result<T, ApiError> + Send + 'static,
     {
-        let Write {
-            acting,
-            claim,
-            input,
-            bytes,
-        } = write;
-        commit_reply(&self.core.writer, claim, bytes, move |change| {
-            Ok((status, operation(change, &acting, input)?))
-        })
-        .await
+        write.commit(&self.core.writer, status, operation).await
     }
 }
 

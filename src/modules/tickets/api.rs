@@ -12,9 +12,8 @@ use crate::core::store::Store;
 use crate::core::writer::Change;
 use crate::error::ApiError;
 use crate::http::{Request, Response, response};
-use crate::modules::idempotency::Claim;
 pub(super) use crate::modules::rest::Body;
-use crate::modules::rest::{WriteRequest, commit_reply, json_input, write_request};
+use crate::modules::rest::{PreparedWrite, WriteRequest, json_input, write_request};
 use http::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,25 +25,8 @@ pub(super) const MAX_PAGE: usize = 200;
 /// What a change holds besides its body while it waits for the writer.
 const CHANGE_BYTES: usize = 4096;
 
-/// A prepared write: who acts, its idempotency claim, its input and size.
-pub(super) struct Write<T> {
-    acting: Acting,
-    claim: Option<Claim>,
-    input: T,
-    bytes: usize,
-}
-
-impl<T> Write<T> {
-    /// Who acts.
-    pub(super) fn acting(&self) -> &Acting {
-        &self.acting
-    }
-
-    /// The input.
-    pub(super) fn input(&self) -> &T {
-        &self.input
-    }
-}
+/// A prepared write of this module.
+pub(super) type Write<T> = PreparedWrite<Acting, T>;
 
 impl TicketsModule {
     /// Who reads (a user's JWT, or an API key with `read` acting for a user).
@@ -96,15 +78,6 @@ impl TicketsModule {
         T: Serialize,
         F: FnOnce(&mut Change<'_>, &Acting, I) -> Result<T, ApiError> + Send + 'static,
     {
-        let Write {
-            acting,
-            claim,
-            input,
-            bytes,
-        } = write;
-        commit_reply(&self.core.writer, claim, bytes, move |change| {
-            Ok((status, operation(change, &acting, input)?))
-        })
-        .await
+        write.commit(&self.core.writer, status, operation).await
     }
 }

@@ -149,7 +149,7 @@ async fn read(module: Arc<TicketsModule>, mut request: Request) -> Result<Respon
     let write = module
         .prepare::<ReadInput>(&mut request, "tickets.notifications.read", Body::Json)
         .await?;
-    match write.input().target()? {
+    match write.input.target()? {
         Target::Ids(ids) => {
             module
                 .commit(write, StatusCode::OK, move |change, acting, _| {
@@ -164,7 +164,7 @@ async fn read(module: Arc<TicketsModule>, mut request: Request) -> Result<Respon
 /// Marks every notification read, one change per page, then records the
 /// reply in a last change (under the request's idempotency key).
 async fn mark_all(module: &TicketsModule, write: Write<ReadInput>) -> Result<Response, ApiError> {
-    let owner = inbox_of(write.acting());
+    let owner = inbox_of(&write.acting);
     let newest = module
         .core
         .read("reading the inbox failed", move |store| {
