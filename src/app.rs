@@ -258,6 +258,7 @@ impl Core {
 /// The application's modules, all in this one list. Adding a module is one
 /// line here (see ARCHITECTURE.md, "Adding a module").
 fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>> {
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut modules: Vec<Arc<dyn Module>> = vec![
         Arc::new(OpsState::new(context)),
         Arc::new(TopicsApi::new(context)),

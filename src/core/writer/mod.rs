@@ -39,6 +39,8 @@ mod timers;
 
 pub use change::{Change, EventObserver};
 pub use health::{StoreState, WriterStatus};
+// Periodic commits are platform API; only the debug test routes use them yet.
+#[cfg_attr(not(debug_assertions), allow(unused_imports))]
 pub use periodic::{Counters, Counts, DEFAULT_PERIOD};
 pub use pipeline::RecoverySettings;
 pub use timers::{PREFIX as TIMERS_PREFIX, Timer, TimerId, TimerRegistry};

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The period used when a module has no reason to choose another.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub const DEFAULT_PERIOD: Duration = Duration::from_millis(250);
 
 /// Counts taken for one fold, by the module's own keys.

@@ -23,8 +23,9 @@ pub mod server;
 mod session;
 pub mod settings;
 
-pub use namespace::{
-    ClientAck, ClientEvent, ConnectRefusal, Handshake, Namespace, SocketCtx, SocketHandler,
-};
+// Server-initiated acks are platform API; only the debug test routes use them yet.
+#[cfg_attr(not(debug_assertions), allow(unused_imports))]
+pub use namespace::ClientAck;
+pub use namespace::{ClientEvent, ConnectRefusal, Handshake, Namespace, SocketCtx, SocketHandler};
 pub use server::SocketIoServer;
 pub use settings::SioSettings;

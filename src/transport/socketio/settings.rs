@@ -15,6 +15,7 @@ pub const MAX_NAMESPACES_PER_SESSION: usize = 8;
 pub const MAX_ATTACHMENTS: usize = 16;
 /// Most server-to-client acknowledgements a socket waits for; emitting one
 /// more forgets the oldest (its late answer is then ignored).
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 pub const MAX_PENDING_ACKS: usize = 64;
 /// How long a probed WebSocket may take to send the upgrade packet `5`
 /// before it is dropped and the session stays on long-polling.

@@ -203,6 +203,7 @@ impl<'a> Session<'a> {
     }
 
     /// The keys followed, in no particular order.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub fn followed(&self) -> impl Iterator<Item = &str> {
         self.follows.subscriptions.keys().map(|key| &**key)
     }

@@ -68,7 +68,10 @@ pub static HANDSHAKE_HEADERS: [HeaderName; 5] = [
 #[derive(Debug)]
 pub struct Handshake {
     headers: HeaderMap,
+    // The query and peer are platform API; only the debug test routes read them yet.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     query: Box<[(Box<str>, Box<str>)]>,
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     peer: Option<SocketAddr>,
 }
 
@@ -92,6 +95,7 @@ impl Handshake {
     }
 
     /// A query parameter of that request, percent-decoded.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -100,6 +104,7 @@ impl Handshake {
     }
 
     /// The client's address.
+    #[cfg_attr(not(debug_assertions), allow(dead_code))]
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
     }
