@@ -241,8 +241,10 @@ impl Core {
         }
     }
 
-    /// Background work of the core: retention (events, tickets, idempotency records).
-    fn start_pruner(&self, context: &ModuleContext, background: &Background) {
+    /// Background work of the core: retention (events, tickets, idempotency
+    /// records) and the hub's expiry of replay pages.
+    fn start_background(&self, context: &ModuleContext, background: &Background) {
+        background.spawn(self.hub.clone().expire_pages(self.lifecycle.clone()));
         background.spawn(pruner::run(
             self.store.clone(),
             self.writer.clone(),
@@ -310,7 +312,7 @@ fn assemble(
         );
     }
     platform.start(background);
-    core.start_pruner(&context, background);
+    core.start_background(&context, background);
     Ok(router)
 }
 

@@ -35,8 +35,8 @@ use crate::core::log::read::Gap;
 use crate::core::log::{LogEvent, TopicRef};
 use crate::core::store::StoreError;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::Notify;
 use ulid::Ulid;
 
 /// Where a new subscription starts.
@@ -103,10 +103,11 @@ pub trait Feed: Send {
     /// while it replays or repairs from the log.
     fn is_live(&self) -> bool;
 
-    /// A small future, already registered, that resolves when the feed's
-    /// topic may have something new (a publish). A caller following many
-    /// live feeds waits on these instead of [`Feed::next`], then takes with
-    /// [`Feed::take_ready`]; registration comes first, so a publish between
-    /// creating it and the caller's next take is never missed.
-    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Rings `bell` (`notify_one`) on every publish to the feed's topic
+    /// from now on, until the feed is dropped; replaces a bell attached
+    /// before. A caller following many live feeds gives them all one bell
+    /// and waits on it (enabled before its last take), then takes with
+    /// [`Feed::take_ready`]: one wake-up registration per caller, not one
+    /// per feed, and no publish between its take and its wait is missed.
+    fn attach_bell(&mut self, bell: Arc<Notify>);
 }

@@ -35,6 +35,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::Notify;
 use ulid::Ulid;
 
 /// Most events a member holds while waiting for the frontier.
@@ -56,7 +57,8 @@ struct Member<K, F> {
     key: K,
     feed: F,
     pending: VecDeque<Arc<LogEvent>>,
-    gap: Option<Gap>,
+    /// Boxed: rare, and every member carries the slot.
+    gap: Option<Box<Gap>>,
     /// Every event of the topic up to here is pending or handed out.
     complete: Ulid,
 }
@@ -74,8 +76,8 @@ impl<K, F: Feed> Member<K, F> {
 
     /// Takes a delivery of the member's feed into its pending queue.
     fn accept(&mut self, batch: Batch) {
-        if batch.gap.is_some() {
-            self.gap = batch.gap;
+        if let Some(gap) = batch.gap {
+            self.gap = Some(Box::new(gap));
         }
         if let Some(last) = batch.events.last() {
             self.complete = self.complete.max(last.id());
@@ -105,7 +107,7 @@ impl<K, F: Feed> Member<K, F> {
 enum Woke {
     /// A member replaying from the log delivered.
     Member(usize, Result<Batch, StoreError>),
-    /// A live member's topic or the published mark moved: take from the rings.
+    /// A member's topic or the published mark moved: take from the rings.
     Changed,
 }
 
@@ -115,16 +117,26 @@ type Waiting<'a> = Pin<Box<dyn Future<Output = Woke> + Send + 'a>>;
 pub struct Merged<K, H: FanOut = Hub> {
     fan_out: Arc<H>,
     members: Vec<Member<K, H::Feed>>,
+    /// Attached to every member's feed: rung by a publish to any of them.
+    bell: Arc<Notify>,
     /// The published mark read by the last take from the rings.
     seen_published: Ulid,
 }
 
 impl<K: Clone + PartialEq + Send, H: FanOut> Merged<K, H> {
     /// An empty merged feed on `fan_out`.
+    #[cfg(test)]
     pub fn new(fan_out: Arc<H>) -> Self {
+        Self::with_capacity(fan_out, 0)
+    }
+
+    /// An empty merged feed on `fan_out` with room for `members` topics
+    /// (a feed held open for hours should not carry a doubled vector).
+    pub fn with_capacity(fan_out: Arc<H>, members: usize) -> Self {
         Self {
             fan_out,
-            members: Vec::new(),
+            members: Vec::with_capacity(members),
+            bell: Arc::new(Notify::new()),
             seen_published: Ulid::nil(),
         }
     }
@@ -133,8 +145,13 @@ impl<K: Clone + PartialEq + Send, H: FanOut> Merged<K, H> {
     /// followed, with whatever it had pending); returns the position.
     pub fn follow(&mut self, key: K, topic: TopicRef, start: Start) -> Option<Ulid> {
         self.unfollow(&key);
-        let feed = self.fan_out.subscribe(topic, start);
+        let mut feed = self.fan_out.subscribe(topic, start);
+        feed.attach_bell(self.bell.clone());
         let position = feed.last_id();
+        if self.members.len() == self.members.capacity() {
+            // Grows by an eighth, not double: members live as long as the feed.
+            self.members.reserve_exact(self.members.len().div_ceil(8));
+        }
         self.members.push(Member {
             key,
             feed,
@@ -222,7 +239,7 @@ impl<K: Clone + PartialEq + Send, H: FanOut> Merged<K, H> {
     fn pop(&mut self) -> Option<MergedItem<K>> {
         if let Some(member) = self.members.iter_mut().find(|member| member.gap.is_some()) {
             let gap = member.gap.take()?;
-            return Some(MergedItem::Gap(member.key.clone(), gap));
+            return Some(MergedItem::Gap(member.key.clone(), *gap));
         }
         let index = self.next_member()?;
         let member = &mut self.members[index];
@@ -230,27 +247,15 @@ impl<K: Clone + PartialEq + Send, H: FanOut> Merged<K, H> {
         Some(MergedItem::Event(member.key.clone(), event))
     }
 
-    /// Waits until a member may have more: a live member's topic was
-    /// published to (a small registered wake-up, no delivery future), a
-    /// member replaying from the log delivered, or, when events are held
-    /// while every member is live (taken from a ring during a publish,
-    /// before the mark covered them), the published mark moved. The live
-    /// wake-ups are registered before a last take from the rings, so no
-    /// publish falls between the take and the wait.
+    /// Waits until a member may have more: a member's topic was published
+    /// to (the merged feed's one bell, enabled before a last take from the
+    /// rings, so no publish falls between the take and the wait), a member
+    /// replaying from the log delivered, or, when events are held while
+    /// every member is live (taken from a ring during a publish, before the
+    /// mark covered them), the published mark moved.
     async fn wait(&mut self) -> Result<(), StoreError> {
-        let held = self.held();
-        let mut waiting: Vec<Waiting<'_>> = self
-            .members
-            .iter()
-            .filter(|member| member.room(held) > 0 && member.feed.is_live())
-            .map(|member| {
-                let changed = member.feed.changed();
-                Box::pin(async move {
-                    changed.await;
-                    Woke::Changed
-                }) as Waiting<'_>
-            })
-            .collect();
+        let mut rung = std::pin::pin!(self.bell.clone().notified_owned());
+        rung.as_mut().enable();
         self.take_ready();
         if self.has_item() {
             return Ok(());
@@ -259,6 +264,7 @@ impl<K: Clone + PartialEq + Send, H: FanOut> Merged<K, H> {
         let held = self.held();
         let waits_for_mark = held > 0 && self.members.iter().all(|member| member.feed.is_live());
         let fan_out = self.fan_out.clone();
+        let mut waiting: Vec<Waiting<'_>> = Vec::new();
         for (index, member) in self.members.iter_mut().enumerate() {
             let room = member.room(held);
             if room > 0 && !member.feed.is_live() {
@@ -274,8 +280,13 @@ impl<K: Clone + PartialEq + Send, H: FanOut> Merged<K, H> {
             }));
         }
         if waiting.is_empty() {
+            rung.await;
             return Ok(());
         }
+        waiting.push(Box::pin(async move {
+            rung.await;
+            Woke::Changed
+        }));
         let (woke, _, rest) = futures_util::future::select_all(waiting).await;
         drop(rest);
         if let Woke::Member(index, delivery) = woke {

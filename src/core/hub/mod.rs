@@ -4,7 +4,9 @@
 //! Each topic with subscribers has a [`Channel`]: a ring of the most recent
 //! events ([`ring`], bounded by `--topic-buffer` events, `--topic-buffer-bytes`
 //! per topic and `--hub-buffer-bytes` for all rings together, which the
-//! largest ring gives way to first), a `Notify`, and
+//! largest ring gives way to first), a `Notify` for its subscriptions, the
+//! bells of callers following it among many topics ([`Merged`]: one bell per
+//! caller, rung once per publish), and
 //! a few recent log pages its subscribers share ([`replay`]). Publishing
 //! appends each event once (an `Arc`, so every subscriber shares the same
 //! bytes) and wakes the waiting subscribers; each subscriber
@@ -43,6 +45,7 @@ pub use fan_out::{Batch, FanOut, Feed, Start};
 pub use merged::{Merged, MergedItem};
 pub use subscription::Subscription;
 
+use crate::core::lifecycle::Lifecycle;
 use crate::core::log::read::{Cursor, Page, PageLimit};
 use crate::core::log::{DurableMark, LogEvent, TopicRef};
 use crate::core::store::{Store, StoreError};
@@ -96,19 +99,53 @@ pub struct HubStats {
 }
 
 struct Channel {
+    topic: TopicRef,
     ring: Mutex<Ring>,
-    notify: Arc<Notify>,
+    /// Wakes the subscriptions waiting in [`Feed::next`].
+    notify: Notify,
+    /// Bells of callers following the topic among many (rung once each per publish).
+    bells: Mutex<Vec<Arc<Notify>>>,
     subscribers: AtomicUsize,
     pages: Mutex<PageCache>,
 }
 
 impl Channel {
-    fn new() -> Self {
+    fn new(topic: TopicRef) -> Self {
         Self {
+            topic,
             ring: Mutex::new(Ring::default()),
-            notify: Arc::new(Notify::new()),
+            notify: Notify::new(),
+            bells: Mutex::new(Vec::new()),
             subscribers: AtomicUsize::new(0),
             pages: Mutex::new(PageCache::default()),
+        }
+    }
+
+    fn pages(&self) -> MutexGuard<'_, PageCache> {
+        self.pages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bells(&self) -> MutexGuard<'_, Vec<Arc<Notify>>> {
+        self.bells.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn attach_bell(&self, bell: Arc<Notify>) {
+        self.bells().push(bell);
+    }
+
+    /// Removes one attachment of `bell` (a caller may attach it once per feed).
+    fn detach_bell(&self, bell: &Arc<Notify>) {
+        let mut bells = self.bells();
+        if let Some(index) = bells.iter().position(|known| Arc::ptr_eq(known, bell)) {
+            bells.swap_remove(index);
+        }
+    }
+
+    /// Wakes everything waiting for the topic: subscriptions and bells.
+    fn wake(&self) {
+        self.notify.notify_waiters();
+        for bell in self.bells().iter() {
+            bell.notify_one();
         }
     }
 
@@ -190,6 +227,24 @@ impl Hub {
             ring_bytes: self.ring_bytes.load(Ordering::Relaxed),
             ring_events: channels.values().map(|channel| channel.lock().len()).sum(),
             log_reads: self.readers.count(),
+        }
+    }
+
+    /// Every [`replay::PAGE_TTL`] until `lifecycle` stops, drops the replay
+    /// pages channels keep past their use, so memory after a reconnect storm
+    /// goes back to the rings and subscriptions alone.
+    pub async fn expire_pages(self: Arc<Self>, lifecycle: Arc<Lifecycle>) {
+        let mut tick = tokio::time::interval(replay::PAGE_TTL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = lifecycle.stopping() => return,
+                _ = tick.tick() => {}
+            }
+            let channels: Vec<Arc<Channel>> = self.channels().values().cloned().collect();
+            for channel in channels {
+                channel.pages().expire();
+            }
         }
     }
 
@@ -287,23 +342,20 @@ impl Hub {
     async fn shared_page(
         &self,
         channel: &Channel,
-        topic: &TopicRef,
         cursor: Cursor,
     ) -> Result<Arc<SharedPage>, StoreError> {
         let first_seq = channel.lock().first_seq();
         let durable = self.readers.durable();
-        let slot = channel
-            .pages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .slot(cursor, first_seq, durable);
+        let slot = channel.pages().slot(cursor, first_seq, durable);
         let shared = slot
             .get_or_try_init(|| async {
-                let read = self.readers.read(topic, cursor, replay::REPLAY_PAGE, || {
-                    let mark = channel.lock().end_seq();
-                    self.steps.reached(Step::PageMarked);
-                    mark
-                });
+                let read = self
+                    .readers
+                    .read(&channel.topic, cursor, replay::REPLAY_PAGE, || {
+                        let mark = channel.lock().end_seq();
+                        self.steps.reached(Step::PageMarked);
+                        mark
+                    });
                 read.await.map(Arc::new)
             })
             .await?;
@@ -319,23 +371,23 @@ impl Hub {
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
         let channel = channels
             .entry(topic.clone())
-            .or_insert_with(|| Arc::new(Channel::new()))
+            .or_insert_with(|| Arc::new(Channel::new(topic.clone())))
             .clone();
         channel.subscribers.fetch_add(1, Ordering::SeqCst);
         channel
     }
 
-    fn unregister(&self, topic: &TopicRef, channel: &Arc<Channel>) {
+    fn unregister(&self, channel: &Arc<Channel>) {
         self.subscriptions.fetch_sub(1, Ordering::Relaxed);
         if channel.subscribers.fetch_sub(1, Ordering::SeqCst) != 1 {
             return;
         }
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
-        let still_unused = channels.get(topic).is_some_and(|current| {
+        let still_unused = channels.get(&channel.topic).is_some_and(|current| {
             Arc::ptr_eq(current, channel) && current.subscribers.load(Ordering::SeqCst) == 0
         });
         if still_unused {
-            channels.remove(topic);
+            channels.remove(&channel.topic);
             let freed = channel.lock().clear();
             self.ring_bytes.fetch_sub(freed, Ordering::Relaxed);
         }
@@ -368,7 +420,7 @@ impl FanOut for Hub {
             self.raise_published(last.id());
         }
         for channel in woken {
-            channel.notify.notify_waiters();
+            channel.wake();
         }
     }
 
@@ -389,14 +441,7 @@ impl FanOut for Hub {
             Start::After(id) if id == durable => (id, false),
             Start::After(id) => (id, true),
         };
-        Subscription::new(
-            self.clone(),
-            topic,
-            channel,
-            registered_at,
-            position,
-            replay,
-        )
+        Subscription::new(self.clone(), channel, registered_at, position, replay)
     }
 }
 
@@ -497,6 +542,42 @@ mod tests {
             hub.stats().log_reads - reads,
             2,
             "subscribers a few events later are served from the same pages"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_pages_are_dropped_once_they_expire_while_subscribers_stay() {
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 1024,
+            topic_bytes: usize::MAX,
+            total_bytes: usize::MAX,
+            readers: 2,
+        });
+        let topic = TopicRef::new(uuid::Uuid::nil(), "idle-after-replay").unwrap();
+        let ids = append(&writer, &topic, (0..20).map(|n| json!(n)).collect()).await;
+        let mut subscription = hub.subscribe(topic.clone(), Start::After(ids[0]));
+        assert_eq!(take(&mut subscription, 19).await, ids[1..]);
+        let cached = |hub: &Hub| hub.channels()[&topic].pages().len();
+        assert_eq!(
+            cached(&hub),
+            1,
+            "the page read for the replay is kept to share"
+        );
+        let lifecycle = Arc::new(Lifecycle::new());
+        let sweeper = tokio::spawn(hub.clone().expire_pages(lifecycle.clone()));
+        tokio::time::sleep(replay::PAGE_TTL * 2 + std::time::Duration::from_millis(500)).await;
+        assert_eq!(
+            cached(&hub),
+            0,
+            "an expired page is dropped though the topic has a subscriber"
+        );
+        lifecycle.stop();
+        sweeper.await.unwrap();
+        let later = append(&writer, &topic, vec![json!("live")]).await;
+        assert_eq!(
+            take(&mut subscription, 1).await,
+            later,
+            "the subscriber still gets live events"
         );
     }
 

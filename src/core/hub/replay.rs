@@ -15,7 +15,8 @@
 //! ring position captured before the durable mark the page was read up to,
 //! so every event after the page's last one is in the ring from `mark` on;
 //! a page is reused only while the ring still holds everything from `mark`
-//! and for at most [`PAGE_TTL`]; it serves another cursor only when it
+//! and for at most [`PAGE_TTL`], and a channel holds it no longer than
+//! about twice that (the hub's sweep); it serves another cursor only when it
 //! reported no gap, that cursor is not after the durable mark, and the page
 //! holds everything after it up to its end; a read holds its permit until
 //! the blocking read returns, even when the subscriber waiting for it went away.
@@ -36,8 +37,9 @@ pub(super) const REPLAY_PAGE: PageLimit = PageLimit {
     events: 512,
     bytes: 1 << 20,
 };
-/// How long a page read for one subscriber may serve others.
-pub(super) const PAGE_TTL: Duration = Duration::from_secs(2);
+/// How long a page read for one subscriber may serve others (and how often
+/// [`super::Hub::expire_pages`] drops older ones).
+pub const PAGE_TTL: Duration = Duration::from_secs(2);
 /// Pages a channel keeps for sharing.
 const PAGES_PER_CHANNEL: usize = 16;
 
@@ -84,6 +86,12 @@ struct Entry {
     slot: Slot,
 }
 
+impl Entry {
+    fn is_fresh(&self) -> bool {
+        self.created.elapsed() < PAGE_TTL
+    }
+}
+
 /// A channel's recent pages, keyed by cursor.
 #[derive(Default)]
 pub(super) struct PageCache {
@@ -97,7 +105,7 @@ impl PageCache {
     /// `durable` the durable mark.
     pub(super) fn slot(&mut self, cursor: Cursor, first_seq: u64, durable: Ulid) -> Slot {
         self.entries.retain(|entry| {
-            entry.created.elapsed() < PAGE_TTL
+            entry.is_fresh()
                 && entry
                     .slot
                     .get()
@@ -116,6 +124,18 @@ impl PageCache {
             slot: slot.clone(),
         });
         slot
+    }
+
+    /// Drops the pages older than [`PAGE_TTL`] (subscribers replaying one
+    /// keep it alive), so an idle topic holds no pages.
+    pub(super) fn expire(&mut self) {
+        self.entries.retain(Entry::is_fresh);
+    }
+
+    /// Pages kept (read or being read).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     fn serving(&self, cursor: Cursor, durable: Ulid) -> Option<Slot> {

@@ -10,12 +10,12 @@
 use super::replay::SharedPage;
 use super::steps::Step;
 use super::{Batch, Channel, Feed, Hub};
+use crate::core::log::LogEvent;
 use crate::core::log::read::Cursor;
-use crate::core::log::{LogEvent, TopicRef};
 use crate::core::store::StoreError;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::Notify;
 use ulid::Ulid;
 
 enum Mode {
@@ -33,8 +33,9 @@ enum Mode {
 /// One subscriber's position on one topic. Dropping it unsubscribes.
 pub struct Subscription {
     hub: Arc<Hub>,
-    topic: TopicRef,
     channel: Arc<Channel>,
+    /// Rung on every publish to the topic (see [`Feed::attach_bell`]).
+    bell: Option<Arc<Notify>>,
     next_seq: u64,
     last_id: Option<Ulid>,
     mode: Mode,
@@ -43,7 +44,6 @@ pub struct Subscription {
 impl Subscription {
     pub(super) fn new(
         hub: Arc<Hub>,
-        topic: TopicRef,
         channel: Arc<Channel>,
         next_seq: u64,
         position: Ulid,
@@ -56,8 +56,8 @@ impl Subscription {
         };
         Self {
             hub,
-            topic,
             channel,
+            bell: None,
             next_seq,
             last_id: Some(position),
             mode,
@@ -71,10 +71,7 @@ impl Subscription {
             match &self.mode {
                 Mode::Repair(cursor) => {
                     let cursor = *cursor;
-                    let page = self
-                        .hub
-                        .shared_page(&self.channel, &self.topic, cursor)
-                        .await?;
+                    let page = self.hub.shared_page(&self.channel, cursor).await?;
                     // A read for another cursor that turned out not to serve
                     // this one: the next lookup passes it over.
                     if let Some(offset) = page.offset_for(cursor) {
@@ -197,15 +194,20 @@ impl Feed for Subscription {
         matches!(self.mode, Mode::Live)
     }
 
-    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let mut notified = Box::pin(self.channel.notify.clone().notified_owned());
-        notified.as_mut().enable();
-        notified
+    fn attach_bell(&mut self, bell: Arc<Notify>) {
+        if let Some(old) = self.bell.take() {
+            self.channel.detach_bell(&old);
+        }
+        self.channel.attach_bell(bell.clone());
+        self.bell = Some(bell);
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.unregister(&self.topic, &self.channel);
+        if let Some(bell) = self.bell.take() {
+            self.channel.detach_bell(&bell);
+        }
+        self.hub.unregister(&self.channel);
     }
 }

@@ -91,7 +91,7 @@ impl ChatFeed {
     /// The feed of `user` from `from` (every event after it), given the
     /// user's membership history.
     pub fn open(hub: Arc<Hub>, tenant: Uuid, user: u64, rooms: &[RoomSpans], from: Ulid) -> Self {
-        let mut merged = Merged::new(hub);
+        let mut merged = Merged::with_capacity(hub, rooms.len() + 1);
         merged.follow(Source::User, user_topic(tenant, user), Start::After(from));
         for spans in rooms {
             if let Some(start) = room_start(spans, from) {
