@@ -777,6 +777,28 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_count_by_transport_and_surface() {
+        let metrics = Metrics::new();
+        metrics.delivered("sse", "room/1", 3);
+        metrics.delivered("sse", "room/2", 2);
+        metrics.delivered("ws", "~chat/r1", 4);
+        metrics.delivered("ws", "~discussion/9", 0);
+        assert_eq!(
+            metrics.delivery_totals(),
+            json!({ "sse": { "topics": 5 }, "ws": { "chat": 4 } })
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("tidings_deliveries_total{transport=\"sse\",surface=\"topics\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tidings_deliveries_total{transport=\"ws\",surface=\"chat\"} 4"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn connection_guard_decrements_on_drop() {
         let metrics = Metrics::new();
         drop(metrics.connection_opened("h2"));

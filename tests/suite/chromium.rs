@@ -8,12 +8,12 @@
 //! When Chromium cannot be had, [`chromium`] says why and the calling test
 //! skips, printing the reason.
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -378,7 +378,9 @@ impl DevTools {
                 return value;
             }
             if tokio::time::Instant::now() >= deadline {
-                let error = self.eval("document.getElementById('error')?.textContent ?? ''").await;
+                let error = self
+                    .eval("document.getElementById('error')?.textContent ?? ''")
+                    .await;
                 panic!(
                     "waited {CONDITION_TIMEOUT:?} for {what} (`{expression}` is {value}); the page's error banner: {error}\nchromium log (tail):\n{}",
                     self.browser.log_tail()

@@ -10,7 +10,9 @@
 //! browser tests say why and skip (the HTTP-level tests here still run).
 
 use crate::chromium::{DevTools, chromium};
-use crate::clients::{Admin, SseReader, admin_key, discussion_post, mint_jwt, publish, unix_now};
+use crate::clients::{
+    Admin, SseReader, WsClient, admin_key, discussion_post, mint_jwt, publish, unix_now,
+};
 use crate::harness::{Server, json};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -204,8 +206,17 @@ async fn stats_sample_counts_events_deliveries_flushes_and_webhook_backlog() {
     assert_eq!(mine["viewer"]["instanceAdmin"], false);
     assert_eq!(mine["viewer"]["tenant"]["slug"], "acme");
     assert_eq!(mine["viewer"]["key"]["scopes"], json!(["admin"]));
-    assert_eq!(mine["subscriptions"], 0, "the default tenant's stream is not acme's");
-    for hidden in ["writer", "deliveries", "webhooks", "subscriptionsByTenant", "open"] {
+    assert_eq!(
+        mine["subscriptions"], 0,
+        "the default tenant's stream is not acme's"
+    );
+    for hidden in [
+        "writer",
+        "deliveries",
+        "webhooks",
+        "subscriptionsByTenant",
+        "open",
+    ] {
         assert!(mine.get(hidden).is_none(), "{hidden} in {mine}");
     }
 
@@ -232,7 +243,12 @@ async fn stats_sample_counts_events_deliveries_flushes_and_webhook_backlog() {
 }
 
 /// `GET /api/v1/discussions/pending-comments` with `key` (and a reader when given).
-async fn pending(server: &Server, key: &str, query: &str, reader: Option<&str>) -> reqwest::Response {
+async fn pending(
+    server: &Server,
+    key: &str,
+    query: &str,
+    reader: Option<&str>,
+) -> reqwest::Response {
     let mut request = server
         .http1()
         .get(server.url(&format!("/api/v1/discussions/pending-comments{query}")))
@@ -280,8 +296,13 @@ async fn pending_comments_are_listed_oldest_first_to_moderators_until_decided() 
         let path = format!("/api/v1/discussions/{discussion}/comments");
         let server = &server;
         async move {
-            discussion_post(server, &path, Some(user), json!({ "body": body, "displayName": user }))
-                .await["id"]
+            discussion_post(
+                server,
+                &path,
+                Some(user),
+                json!({ "body": body, "displayName": user }),
+            )
+            .await["id"]
                 .as_str()
                 .unwrap()
                 .to_string()
@@ -334,7 +355,10 @@ async fn pending_comments_are_listed_oldest_first_to_moderators_until_decided() 
     let other = admin.create_tenant("other").await;
     let (_, other_moderator) = admin.create_key(&other, &["read", "admin"]).await;
     let elsewhere = json(pending(&server, &other_moderator, "", None).await).await;
-    assert!(ids(&elsewhere).is_empty(), "another tenant's queue is its own");
+    assert!(
+        ids(&elsewhere).is_empty(),
+        "another tenant's queue is its own"
+    );
 
     for bad in ["?limit=0", "?limit=101", "?cursor=nope"] {
         let refused = pending(&server, &key, bad, None).await;
@@ -357,7 +381,10 @@ async fn pending_comments_are_listed_oldest_first_to_moderators_until_decided() 
         json!({ "reason": "off topic" }),
     )
     .await;
-    assert_eq!(ids(&json(pending(&server, &key, "", None).await).await), vec![c.clone()]);
+    assert_eq!(
+        ids(&json(pending(&server, &key, "", None).await).await),
+        vec![c.clone()]
+    );
     let deleted = server
         .http1()
         .delete(server.url(&format!("/api/v1/discussions/{first}/comments/{c}")))
@@ -498,7 +525,10 @@ async fn console_walkthrough_as_the_instance_admin() {
     fill(&mut page, "signin-key", "adm_not-the-key").await;
     click(&mut page, "#signin-submit").await;
     let error = page
-        .wait_for("the refusal", "document.getElementById('error').textContent")
+        .wait_for(
+            "the refusal",
+            "document.getElementById('error').textContent",
+        )
         .await;
     assert!(error.as_str().unwrap().contains("HTTP 401"), "{error}");
     assert_eq!(
@@ -526,16 +556,22 @@ async fn console_walkthrough_as_the_instance_admin() {
         "the key is never in the URL"
     );
 
-    // The overview moves while events are published and delivered.
+    // The overview moves while events are published and delivered (over
+    // SSE and WebSocket, at a rate that changes halfway).
     visible(&mut page, "[data-stat=events]").await;
+    const TICKS: usize = 300;
     let client = server.http1();
-    let mut reader = SseReader::open(&server, &client, "console/live", None).await;
-    assert_eq!(reader.next_event().await.unwrap().event, "connected");
+    let mut sse = SseReader::open(&server, &client, "console/live", None).await;
+    assert_eq!(sse.next_event().await.unwrap().event, "connected");
+    let mut ws = WsClient::connect(&server).await;
+    ws.send(json!({ "op": "subscribe", "topic": "console/live" }))
+        .await;
+    assert_eq!(ws.next_json().await["op"], "subscribed");
     let publisher = {
         let (base, key) = (server.base.clone(), admin.key.clone());
         tokio::spawn(async move {
             let client = reqwest::Client::new();
-            for n in 0..120 {
+            for n in 0..TICKS {
                 let response = client
                     .post(format!("{base}/api/v1/topics/console%2Flive/events"))
                     .header("x-api-key", &key)
@@ -544,15 +580,15 @@ async fn console_walkthrough_as_the_instance_admin() {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 201);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let pause = if (n / 60) % 2 == 0 { 25 } else { 70 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         })
     };
     let drain = tokio::spawn(async move {
-        for _ in 0..120 {
-            if reader.next_event().await.is_none() {
-                break;
-            }
+        for _ in 0..TICKS {
+            assert_eq!(sse.next_event().await.unwrap().event, "tick");
+            assert_eq!(ws.next_json().await["op"], "event");
         }
     });
     page.wait_for(
@@ -562,7 +598,7 @@ async fn console_walkthrough_as_the_instance_admin() {
     .await;
     page.wait_for(
         "deliveries to be counted",
-        "Number(document.querySelector('[data-stat=deliveries]').textContent) >= 40",
+        "Number(document.querySelector('[data-stat=deliveries]').textContent) >= 80",
     )
     .await;
     page.wait_for(
@@ -571,18 +607,18 @@ async fn console_walkthrough_as_the_instance_admin() {
     )
     .await;
     page.wait_for(
-        "an SSE stream in the streams chart",
-        "[...document.querySelectorAll('figure.chart .legend')].some(l => l.textContent.includes('SSE1'))",
+        "both streams in the streams chart",
+        "[...document.querySelectorAll('figure.chart .legend')].some(l => l.textContent.includes('SSE1') && l.textContent.includes('WebSocket1'))",
     )
     .await;
-    publisher.await.unwrap();
-    drain.await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let lines = page
         .eval("[...document.querySelectorAll('#charts polyline')].filter(l => (l.getAttribute('points') || '').split(' ').length > 3).length")
         .await;
-    assert!(lines.as_u64().unwrap() >= 5, "charts drawn: {lines}");
+    assert!(lines.as_u64().unwrap() >= 8, "charts drawn: {lines}");
     page.screenshot(&shots.join("overview.png")).await;
+    publisher.await.unwrap();
+    drain.await.unwrap();
 
     // Tenants: a hostile name stays text.
     click(&mut page, "#nav-tenants").await;
@@ -598,7 +634,11 @@ async fn console_walkthrough_as_the_instance_admin() {
         ),
     )
     .await;
-    assert_eq!(page.eval("document.querySelectorAll('main img').length").await, 0);
+    assert_eq!(
+        page.eval("document.querySelectorAll('main img').length")
+            .await,
+        0
+    );
     assert_eq!(page.eval("window.__xss === undefined").await, true);
     assert_eq!(
         page.eval("document.getElementById('tenant-picker').selectedOptions[0].textContent")
@@ -655,7 +695,11 @@ async fn console_walkthrough_as_the_instance_admin() {
         "document.querySelector('#keys-body tr:first-child .badge.off') !== null",
     )
     .await;
-    assert_eq!(publish_with(secret).await, 401, "the revoked key is refused");
+    assert_eq!(
+        publish_with(secret).await,
+        401,
+        "the revoked key is refused"
+    );
 
     // Realms, origins, and an API error shown from its envelope.
     fill(&mut page, "realm-name", "partner").await;
@@ -663,10 +707,18 @@ async fn console_walkthrough_as_the_instance_admin() {
     fill(&mut page, "realm-material", "too short").await;
     click(&mut page, "#realm-create-submit").await;
     let refused = page
-        .wait_for("the realm refusal", "document.getElementById('error').textContent")
+        .wait_for(
+            "the realm refusal",
+            "document.getElementById('error').textContent",
+        )
         .await;
     assert!(refused.as_str().unwrap().contains("HTTP 400"), "{refused}");
-    fill(&mut page, "realm-material", "a-shared-secret-of-at-least-32-bytes!").await;
+    fill(
+        &mut page,
+        "realm-material",
+        "a-shared-secret-of-at-least-32-bytes!",
+    )
+    .await;
     fill(&mut page, "realm-kid", "k1").await;
     click(&mut page, "#realm-create-submit").await;
     page.wait_for(
@@ -674,8 +726,16 @@ async fn console_walkthrough_as_the_instance_admin() {
         "[...document.querySelectorAll('#realms-body tr')].some(tr => tr.dataset.name === 'partner')",
     )
     .await;
-    assert_eq!(page.eval("document.getElementById('error').hidden").await, true);
-    fill(&mut page, "origins-text", "https://www.example.com\nhttp://localhost:3000").await;
+    assert_eq!(
+        page.eval("document.getElementById('error').hidden").await,
+        true
+    );
+    fill(
+        &mut page,
+        "origins-text",
+        "https://www.example.com\nhttp://localhost:3000",
+    )
+    .await;
     click(&mut page, "#origins-save").await;
     let origins = || async {
         json(
@@ -771,7 +831,11 @@ async fn console_walkthrough_as_the_instance_admin() {
         shown.contains("<img src=x onerror=") && shown.contains("<script>window.__xss=2</script>"),
         "the payload is shown as text: {shown}"
     );
-    assert_eq!(page.eval("document.querySelectorAll('main img, main script').length").await, 0);
+    assert_eq!(
+        page.eval("document.querySelectorAll('main img, main script').length")
+            .await,
+        0
+    );
     assert_eq!(page.eval("window.__xss === undefined").await, true);
     click(&mut page, "#topic-history").await;
     page.wait_for(
@@ -824,29 +888,47 @@ async fn console_walkthrough_as_the_instance_admin() {
             .iter()
             .any(|c| c["id"] == comment.as_str() && c["body"] == "Waiting for a moderator")
     };
-    assert!(!reader_sees().await, "pending comments are hidden from readers");
+    assert!(
+        !reader_sees().await,
+        "pending comments are hidden from readers"
+    );
     click(&mut page, "#nav-moderation").await;
     let pending_row = format!("#moderation-body tr[data-id='{comment}']");
     visible(&mut page, &pending_row).await;
     page.screenshot(&shots.join("moderation.png")).await;
-    click(&mut page, &format!("{pending_row} button[data-action=approve]")).await;
+    click(
+        &mut page,
+        &format!("{pending_row} button[data-action=approve]"),
+    )
+    .await;
     page.wait_for(
         "the approved comment to leave the queue",
         &format!("document.querySelector({}) === null", js(&pending_row)),
     )
     .await;
-    assert!(reader_sees().await, "the approved comment is visible to readers");
+    assert!(
+        reader_sees().await,
+        "the approved comment is visible to readers"
+    );
 
     // Signing out forgets the key.
     click(&mut page, "#sign-out").await;
     visible(&mut page, "#signin-form").await;
     assert_eq!(page.eval("sessionStorage.length").await, 0);
-    assert_eq!(page.eval("document.getElementById('nav').hidden").await, true);
+    assert_eq!(
+        page.eval("document.getElementById('nav').hidden").await,
+        true
+    );
 }
 
 /// The id of the default tenant.
 async fn default_tenant(admin: &Admin<'_>) -> String {
-    json(admin.call(Method::GET, "/admin/v1/tenants/default", None).await).await["data"]["id"]
+    json(
+        admin
+            .call(Method::GET, "/admin/v1/tenants/default", None)
+            .await,
+    )
+    .await["data"]["id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -870,7 +952,10 @@ async fn console_shows_a_tenant_admin_only_its_tenant() {
     fill(&mut page, "signin-key", &publisher).await;
     click(&mut page, "#signin-submit").await;
     let refused = page
-        .wait_for("the refusal", "document.getElementById('error').textContent")
+        .wait_for(
+            "the refusal",
+            "document.getElementById('error').textContent",
+        )
         .await;
     assert!(refused.as_str().unwrap().contains("HTTP 403"), "{refused}");
 
@@ -881,19 +966,33 @@ async fn console_shows_a_tenant_admin_only_its_tenant() {
         .eval("[...document.querySelectorAll('#nav button')].filter(b => !b.hidden).map(b => b.dataset.view)")
         .await;
     assert_eq!(nav, json!(["tenants", "topics", "moderation"]));
-    assert_eq!(page.eval("document.getElementById('tenants-panel').hidden").await, true);
+    assert_eq!(
+        page.eval("document.getElementById('tenants-panel').hidden")
+            .await,
+        true
+    );
     assert_eq!(
         page.eval("[...document.getElementById('tenant-picker').options].map(o => o.textContent)")
             .await,
         json!(["acme"])
     );
-    assert_eq!(page.eval("document.getElementById('tenant-picker').disabled").await, true);
+    assert_eq!(
+        page.eval("document.getElementById('tenant-picker').disabled")
+            .await,
+        true
+    );
     page.wait_for(
         "acme's three keys",
         "document.getElementById('keys-body').children.length === 3",
     )
     .await;
-    page.screenshot(&screenshots().join("tenant-admin.png")).await;
+    page.wait_for(
+        "its own key marked",
+        "document.getElementById('keys-body').textContent.includes('signed in with this key')",
+    )
+    .await;
+    page.screenshot(&screenshots().join("tenant-admin.png"))
+        .await;
 
     // Its topics are acme's: an event published to acme shows in the history.
     let response = server

@@ -9,6 +9,8 @@ use super::model::{Comment, Discussion, decode};
 use crate::core::store::Store;
 use crate::error::{ApiError, ErrorCode};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use uuid::Uuid;
 
 fn store_error(err: crate::core::store::StoreError) -> ApiError {
@@ -145,6 +147,17 @@ pub struct DiscussionRef {
     pub status: super::model::DiscussionStatus,
 }
 
+impl DiscussionRef {
+    fn of(discussion: &Discussion) -> Self {
+        Self {
+            id: discussion.id,
+            external_id: discussion.external_id.clone(),
+            title: discussion.title.clone(),
+            status: discussion.status,
+        }
+    }
+}
+
 /// A comment awaiting moderation, with its discussion.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -181,26 +194,19 @@ pub fn pending_comments(
         .scan_blocking(&prefix, after.as_deref(), limit + 1)
         .map_err(store_error)?;
     let more = rows.len() > limit;
-    let mut discussions: std::collections::HashMap<Uuid, Discussion> = Default::default();
+    let mut discussions: HashMap<Uuid, Discussion> = HashMap::new();
     let mut comments = Vec::with_capacity(limit.min(rows.len()));
     for (key, value) in rows.iter().take(limit) {
         let (Some(id), Ok(discussion_id)) = (layout::last_id(key), Uuid::from_slice(value)) else {
             continue;
         };
-        if !discussions.contains_key(&discussion_id) {
-            let found = discussion(store, tenant, &discussion_id)?;
-            discussions.insert(discussion_id, found);
-        }
-        let comment = self::comment(store, tenant, &discussion_id, &id, true)?;
-        let parent = &discussions[&discussion_id];
+        let parent = match discussions.entry(discussion_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(discussion(store, tenant, &discussion_id)?),
+        };
         comments.push(PendingComment {
-            comment,
-            discussion: DiscussionRef {
-                id: parent.id,
-                external_id: parent.external_id.clone(),
-                title: parent.title.clone(),
-                status: parent.status,
-            },
+            comment: self::comment(store, tenant, &discussion_id, &id, true)?,
+            discussion: DiscussionRef::of(parent),
         });
     }
     let last_read = rows.get(limit.saturating_sub(1));

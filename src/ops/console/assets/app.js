@@ -15,6 +15,7 @@
 
   const STORAGE_KEY = 'tidings.console.key';
   const WINDOW_MS = 5 * 60 * 1000;
+  const MIN_SPAN_MS = 60 * 1000;
   const POLL_MS = 1000;
   const TAIL_KEEP = 200;
   const PAGE = 50;
@@ -350,11 +351,10 @@
       this.plot.append(this.top);
       const zero = svg('text', { x: 36, y: 114, 'text-anchor': 'end', class: 'axis' });
       zero.textContent = '0';
-      const start = svg('text', { x: 40, y: 127, class: 'axis' });
-      start.textContent = '−5 min';
+      this.start = svg('text', { x: 40, y: 127, class: 'axis' });
       const end = svg('text', { x: 416, y: 127, 'text-anchor': 'end', class: 'axis' });
       end.textContent = 'now';
-      this.plot.append(zero, start, end);
+      this.plot.append(zero, this.start, end);
       this.lines = svg('g');
       this.plot.append(this.lines);
       this.legend = el('div', { className: 'legend' });
@@ -384,15 +384,24 @@
       }
       const scale = niceCeiling(max);
       this.top.textContent = this.format(scale);
-      const x = (t) => 40 + (376 * (t - (now - WINDOW_MS))) / WINDOW_MS;
+      // The last five minutes, or less while fewer were sampled (at least one).
+      const first = state.samples.length ? state.samples[0].at : now;
+      const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, now - first));
+      this.start.textContent = span >= 120000 ? `−${Math.round(span / 60000)} min` : `−${Math.round(span / 1000)} s`;
+      const x = (t) => 40 + (376 * (t - (now - span))) / span;
       const y = (v) => 114 - (108 * v) / scale;
+      // A gauge that stopped reporting a name (a surface with no subscription left) is at 0.
+      const value = (point, name) => {
+        const found = point.values[name];
+        if (found === undefined) return this.definition.gauge ? 0 : null;
+        return found;
+      };
       names.forEach((name, i) => {
         const coordinates = data
-          .filter((point) => point.values[name] !== null && point.values[name] !== undefined && point.t >= now - WINDOW_MS)
-          .map((point) => `${x(point.t).toFixed(1)},${y(point.values[name]).toFixed(1)}`);
+          .filter((point) => value(point, name) !== null && point.t >= now - span)
+          .map((point) => `${x(point.t).toFixed(1)},${y(value(point, name)).toFixed(1)}`);
         this.lines.children[i].setAttribute('points', coordinates.join(' '));
-        const last = data.length ? data[data.length - 1].values[name] : null;
-        this.currents[i].textContent = this.format(last === undefined ? null : last);
+        this.currents[i].textContent = this.format(data.length ? value(data[data.length - 1], name) : null);
       });
     }
   }
@@ -528,7 +537,8 @@
   async function loadKeys() {
     const keys = await api('GET', tenantPath('/keys'));
     $('keys-body').replaceChildren(...keys.map((key) => el('tr', { dataset: { id: key.id } },
-      el('td', { text: key.name }),
+      el('td', { text: key.name },
+        !state.viewer.instanceAdmin && key.id === state.viewer.key.id ? el('div', { className: 'hint', text: 'signed in with this key' }) : null),
       el('td', { className: 'mono', text: key.prefix }),
       el('td', { text: key.scopes.join(', ') }),
       el('td', { text: when(key.createdAt) }),
@@ -629,7 +639,7 @@
     if (description) body.description = description;
     const endpoint = await api('POST', tenantPath('/webhooks'), { body });
     notice('webhook-secret', `Signing secret of ${endpoint.url} (shown only now): ${endpoint.secret}`);
-    $('webhook-url').value = '';
+    for (const id of ['webhook-url', 'webhook-types', 'webhook-description']) $(id).value = '';
     await loadWebhooks();
   }
 
