@@ -6,7 +6,13 @@
 //! method and status; request latency by route; webhook delivery attempts by
 //! outcome, their duration, and endpoints disabled for failing; the store's
 //! state (`tidings_store_state`: 0 healthy, 1 failed, 2 recovering), groups
-//! the writer made durable, and the changes and bytes waiting for it; the
+//! the writer made durable, the events they held
+//! (`tidings_writer_events_total`) and the time their writes and flushes
+//! took (`tidings_writer_flush_seconds_total`; divided by the groups: the
+//! mean flush latency), and the changes and bytes waiting for it; events
+//! written to clients by transport and surface
+//! (`tidings_deliveries_total{transport,surface}`: `sse`, `ws`, `socketio`
+//! × `topics` or the module owning the topic, counted per written batch); the
 //! hub's subscriptions, ring memory and log reads; durable timers fired,
 //! failed, parked and rows scanned; live events-streams being closed,
 //! polls waiting for their interval, intervals closed and closes that
@@ -18,6 +24,8 @@
 //!
 //! The exposition is the OpenMetrics text format, which Prometheus scrapes natively.
 
+use crate::core::log::namespace::{Namespace, NamespaceOf};
+use crate::core::writer::WriterStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -25,6 +33,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
+use serde_json::{Value, json};
+use std::sync::RwLock;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -56,6 +66,12 @@ struct TransportLabels {
 struct ReasonLabels {
     transport: &'static str,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    transport: &'static str,
+    surface: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +120,7 @@ pub struct Metrics {
     webhook_duration: Histogram,
     webhook_disabled: Counter,
     writer: WriterSeries,
+    deliveries: DeliverySeries,
     timers: TimerSeries,
     jwt_cache_hits: Counter,
     jwt_cache_misses: Counter,
@@ -114,6 +131,8 @@ pub struct Metrics {
 struct WriterSeries {
     store_state: Gauge,
     commits: Counter,
+    events: Counter,
+    flush_seconds: Counter<f64, AtomicU64>,
     queued_changes: Gauge,
     queued_bytes: Gauge,
 }
@@ -132,6 +151,18 @@ impl WriterSeries {
                 "tidings_writer_commits",
                 "Groups of changes the writer made durable",
                 Counter::default(),
+            ),
+            events: registered(
+                registry,
+                "tidings_writer_events",
+                "Events in the groups the writer made durable",
+                Counter::default(),
+            ),
+            flush_seconds: registered(
+                registry,
+                "tidings_writer_flush_seconds",
+                "Time the writer spent writing and flushing durable groups (per group: divide by tidings_writer_commits_total)",
+                Counter::<f64, AtomicU64>::default(),
             ),
             queued_changes: registered(
                 registry,
@@ -224,6 +255,79 @@ impl LiveSeries {
                 Counter::default(),
             ),
         }
+    }
+}
+
+/// Events written to clients by transport and surface: the registered
+/// family and the counters of the pairs met so far, so that counting a
+/// written batch costs a read lock and a relaxed add, never an allocation
+/// (a pair's first batch registers its counter).
+struct DeliverySeries {
+    family: Family<DeliveryLabels, Counter>,
+    counters: RwLock<Vec<(&'static str, Box<str>, Counter)>>,
+}
+
+impl DeliverySeries {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            family: registered(
+                registry,
+                "tidings_deliveries",
+                "Events written to clients, by transport (sse, ws, socketio) and surface (topics, or the module owning the topic)",
+                Family::<DeliveryLabels, Counter>::default(),
+            ),
+            counters: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The counter of `transport` and `surface`, registered on first use.
+    fn counter(&self, transport: &'static str, surface: &str) -> Counter {
+        let find = |counters: &[(&'static str, Box<str>, Counter)]| {
+            counters
+                .iter()
+                .find(|(t, s, _)| *t == transport && **s == *surface)
+                .map(|(_, _, counter)| counter.clone())
+        };
+        if let Some(counter) = find(&self.counters.read().unwrap_or_else(|p| p.into_inner())) {
+            return counter;
+        }
+        let mut counters = self.counters.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(counter) = find(&counters) {
+            return counter;
+        }
+        let labels = DeliveryLabels {
+            transport,
+            surface: surface.to_string(),
+        };
+        let counter = self.family.get_or_create(&labels).clone();
+        counters.push((transport, surface.into(), counter.clone()));
+        counter
+    }
+
+    /// `{transport: {surface: events}}` of every pair met so far.
+    fn totals(&self) -> Value {
+        let mut totals = serde_json::Map::new();
+        for (transport, surface, counter) in self
+            .counters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let by_surface = totals
+                .entry(transport.to_string())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            by_surface[&**surface] = json!(counter.get());
+        }
+        Value::Object(totals)
+    }
+}
+
+/// The surface a topic belongs to, as delivery metrics and the admin stats
+/// name it: `topics` for public names, else the module owning the namespace.
+pub fn surface_of(topic: &str) -> &str {
+    match Namespace::of(topic) {
+        NamespaceOf::Public => "topics",
+        NamespaceOf::Module(module) => module,
     }
 }
 
@@ -338,6 +442,7 @@ impl Metrics {
             Counter::default(),
         );
         let writer = WriterSeries::register(&mut registry);
+        let deliveries = DeliverySeries::register(&mut registry);
         let timers = TimerSeries::register(&mut registry);
         let jwt_cache_hits = registered(
             &mut registry,
@@ -354,6 +459,7 @@ impl Metrics {
         let live = LiveSeries::register(&mut registry);
         Self {
             writer,
+            deliveries,
             timers,
             live,
             jwt_cache_hits,
@@ -427,6 +533,31 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts `events` written to a client in one batch over `transport`
+    /// (`sse`, `ws`, `socketio`), of `topic` (which names the surface).
+    pub fn delivered(&self, transport: &'static str, topic: &str, events: usize) {
+        if events > 0 {
+            self.deliveries
+                .counter(transport, surface_of(topic))
+                .inc_by(events as u64);
+        }
+    }
+
+    /// Events written to clients so far, `{transport: {surface: count}}`, for the admin stats.
+    pub fn delivery_totals(&self) -> Value {
+        self.deliveries.totals()
+    }
+
+    /// Webhook delivery attempts so far by outcome, for the admin stats.
+    pub fn webhook_outcomes(&self) -> Value {
+        let count = |outcome| {
+            self.webhook_attempts
+                .get_or_create(&OutcomeLabels { outcome })
+                .get()
+        };
+        json!({ "delivered": count("delivered"), "retry": count("retry"), "failed": count("failed") })
+    }
+
     /// Open connections by protocol and open streams by transport, for the admin stats.
     pub fn open_counts(&self) -> serde_json::Value {
         let connection = |protocol| {
@@ -441,7 +572,7 @@ impl Metrics {
         };
         serde_json::json!({
             "connections": { "http1": connection("http1"), "h2": connection("h2") },
-            "streams": { "sse": stream("sse"), "ws": stream("ws") },
+            "streams": { "sse": stream("sse"), "ws": stream("ws"), "socketio": stream("socketio") },
         })
     }
 
@@ -472,20 +603,19 @@ impl Metrics {
     }
 
     /// Records the commit pipeline's status (set by the `/metrics` handler
-    /// before rendering): the store state gauge value, durable groups so far,
-    /// and what waits.
-    pub fn set_writer(
-        &self,
-        store_state: i64,
-        commits: u64,
-        queued_changes: usize,
-        queued_bytes: usize,
-    ) {
+    /// before rendering): the store state, durable groups, their events and
+    /// flush time so far, and what waits.
+    pub fn set_writer(&self, status: &WriterStatus) {
         let series = &self.writer;
-        series.store_state.set(store_state);
-        raise_to(&series.commits, commits);
-        set_size(&series.queued_changes, queued_changes);
-        set_size(&series.queued_bytes, queued_bytes);
+        series.store_state.set(status.state.gauge());
+        raise_to(&series.commits, status.commits);
+        raise_to(&series.events, status.events);
+        let flushed = status.flush_micros as f64 / 1e6;
+        series
+            .flush_seconds
+            .inc_by((flushed - series.flush_seconds.get()).max(0.0));
+        set_size(&series.queued_changes, status.queued_changes);
+        set_size(&series.queued_bytes, status.queued_bytes);
     }
 
     /// Records one tick of live closes: the streams it covered, the
@@ -611,7 +741,8 @@ pub fn process_resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn process_open_fds() -> Option<i64> {
+/// Open file descriptors, counted in `/proc/self/fd`.
+pub fn process_open_fds() -> Option<i64> {
     let entries = std::fs::read_dir("/proc/self/fd").ok()?;
     i64::try_from(entries.count()).ok()
 }
@@ -643,6 +774,28 @@ mod tests {
         );
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.contains("process_open_fds "), "{text}");
+    }
+
+    #[test]
+    fn deliveries_count_by_transport_and_surface() {
+        let metrics = Metrics::new();
+        metrics.delivered("sse", "room/1", 3);
+        metrics.delivered("sse", "room/2", 2);
+        metrics.delivered("ws", "~chat/r1", 4);
+        metrics.delivered("ws", "~discussion/9", 0);
+        assert_eq!(
+            metrics.delivery_totals(),
+            json!({ "sse": { "topics": 5 }, "ws": { "chat": 4 } })
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("tidings_deliveries_total{transport=\"sse\",surface=\"topics\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tidings_deliveries_total{transport=\"ws\",surface=\"chat\"} 4"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The admin API under `/admin/v1`: tenants, API keys, JWT realms, webhook
 //! endpoints and their deliveries ([`webhooks`]), tenants' allowed browser
-//! origins (`/admin/v1/tenants/{tenant}/origins`), live stats.
+//! origins (`/admin/v1/tenants/{tenant}/origins`). (`/admin/v1/stats` is
+//! served by [`crate::ops`].)
 //!
 //! The instance admin key may do everything; an API key with the `admin`
 //! scope may manage its own tenant's keys, realms and allowed origins. Key secrets appear only
@@ -12,8 +13,6 @@ use crate::auth::origins::{AllowedOrigins, OriginLimits};
 use crate::auth::realms::Realm;
 use crate::auth::tenants::Tenant;
 use crate::auth::{Authenticator, Credential, Principal};
-use crate::core::hub::Hub;
-use crate::core::metrics::Metrics;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::router::Router;
 use crate::http::{Request, Response, response};
@@ -29,10 +28,6 @@ use uuid::Uuid;
 pub struct AdminApi {
     /// Credentials and the registry.
     pub auth: Authenticator,
-    /// For live stats.
-    pub hub: Arc<Hub>,
-    /// For live stats.
-    pub metrics: Arc<Metrics>,
     /// Tenants' webhook endpoints.
     pub webhooks: Arc<Webhooks>,
     /// Limits of a tenant's allowed browser origins.
@@ -46,8 +41,6 @@ impl AdminApi {
     pub fn new(context: &ModuleContext) -> Self {
         Self {
             auth: context.auth.clone(),
-            hub: context.hub.clone(),
-            metrics: context.metrics.clone(),
             webhooks: context.webhooks.clone(),
             origin_limits: context.settings.origin_limits,
         }
@@ -134,7 +127,6 @@ fn routes(router: &mut Router, api: Arc<AdminApi>) {
         &api,
         delete_realm,
     );
-    router.route_with(Method::GET, "/admin/v1/stats", &api, stats);
     webhooks::routes(router, &api);
 }
 
@@ -380,23 +372,4 @@ async fn delete_realm(api: Arc<AdminApi>, request: Request) -> Reply {
     let name = request.param("realm").unwrap_or_default();
     api.auth.registry().delete_realm(&tenant.id, name).await?;
     Ok(response::data(StatusCode::OK, &json!({ "deleted": name })))
-}
-
-async fn stats(api: Arc<AdminApi>, request: Request) -> Reply {
-    instance_admin(&api, &request)?;
-    let by_tenant: serde_json::Map<String, Value> = api
-        .hub
-        .subscriptions_by_tenant()
-        .into_iter()
-        .map(|(tenant, count)| (tenant.to_string(), json!(count)))
-        .collect();
-    Ok(response::data(
-        StatusCode::OK,
-        &json!({
-            "open": api.metrics.open_counts(),
-            "subscriptions": api.hub.subscription_count(),
-            "topics": api.hub.topic_count(),
-            "subscriptionsByTenant": by_tenant,
-        }),
-    ))
 }

@@ -1,7 +1,9 @@
-//! Operating the server: the probes and metrics endpoints (this file),
-//! background retention ([`pruner`]) and log output ([`logging`]).
+//! Operating the server: the probes and metrics endpoints (this file), the
+//! JSON stats sample ([`stats`]), the web console ([`console`]), background
+//! retention ([`pruner`]) and log output ([`logging`]).
 //!
-//! Endpoints: liveness, readiness, metrics and clock sync.
+//! Endpoints: liveness, readiness, metrics and clock sync; `GET
+//! /admin/v1/stats` and `GET /console` (see their modules).
 //!
 //! * `GET /healthz`: 200 while the process serves and the store is healthy;
 //!   503 while the store has failed or is recovering (the process exits by
@@ -17,8 +19,10 @@
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
+pub mod console;
 pub mod logging;
 pub mod pruner;
+pub mod stats;
 
 use crate::auth::Authenticator;
 use crate::core::hub::Hub;
@@ -85,6 +89,8 @@ impl Module for OpsState {
 
 /// Registers the operations routes.
 fn routes(router: &mut Router, state: Arc<OpsState>) {
+    stats::routes(router, &state);
+    console::routes(router);
     router.route_with(Method::GET, "/healthz", &state, |state, _| async move {
         healthz(&state.writer.status())
     });
@@ -95,13 +101,7 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
         state
             .metrics
             .set_hub_memory(hub.ring_bytes, hub.ring_events, hub.log_reads);
-        let writer = state.writer.status();
-        state.metrics.set_writer(
-            writer.state.gauge(),
-            writer.commits,
-            writer.queued_changes,
-            writer.queued_bytes,
-        );
+        state.metrics.set_writer(&state.writer.status());
         let timers = state.writer.timers().stats();
         state
             .metrics

@@ -310,10 +310,16 @@ impl State {
         if let Some(gap) = delivery.gap {
             chunk.extend_from_slice(&reset_frame(&gap));
         }
+        let mut written = 0;
         for event in &delivery.events {
             if let Some(frame) = self.stream.format.event(event) {
                 chunk.extend_from_slice(&frame);
+                written += 1;
             }
+        }
+        if let Some(first) = delivery.events.first() {
+            let metrics = &self.stream.metrics;
+            metrics.delivered(TRANSPORT, &first.event.topic, written);
         }
         (!chunk.is_empty()).then(|| chunk.freeze())
     }

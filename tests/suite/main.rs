@@ -21,6 +21,7 @@ mod claims;
 mod cli;
 mod coalescing;
 mod conformance;
+mod console;
 mod discussions;
 mod durability;
 mod errors;

@@ -204,11 +204,15 @@ impl Hub {
         self.subscriptions.load(Ordering::Relaxed)
     }
 
-    /// Live subscriptions per tenant.
-    pub fn subscriptions_by_tenant(&self) -> HashMap<uuid::Uuid, usize> {
+    /// Live subscriptions grouped by what `group` says of each topic (its
+    /// tenant, its namespace…); topics are visited under the read lock.
+    pub fn subscriptions_by<K: Eq + std::hash::Hash>(
+        &self,
+        group: impl Fn(&TopicRef) -> K,
+    ) -> HashMap<K, usize> {
         let mut counts = HashMap::new();
         for (topic, channel) in self.channels().iter() {
-            *counts.entry(topic.tenant).or_insert(0) += channel.subscribers.load(Ordering::Relaxed);
+            *counts.entry(group(topic)).or_insert(0) += channel.subscribers.load(Ordering::Relaxed);
         }
         counts
     }

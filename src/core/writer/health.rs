@@ -52,6 +52,11 @@ pub struct WriterStatus {
     pub commits: u64,
     /// Unix ms of the last durable group (the start time before the first).
     pub last_commit_ms: u64,
+    /// Events in the groups made durable since the start.
+    pub events: u64,
+    /// Time spent writing and flushing the durable groups, in microseconds
+    /// (divided by `commits`: the mean flush latency).
+    pub flush_micros: u64,
     /// Changes waiting for the writer.
     pub queued_changes: usize,
     /// Bytes the waiting changes declared.
@@ -64,6 +69,8 @@ pub(super) struct Health {
     state: AtomicU8,
     commits: AtomicU64,
     last_commit_ms: AtomicU64,
+    events: AtomicU64,
+    flush_micros: AtomicU64,
     queued_changes: AtomicUsize,
     queued_bytes: AtomicUsize,
 }
@@ -74,6 +81,8 @@ impl Health {
             state: AtomicU8::new(StoreState::Healthy as u8),
             commits: AtomicU64::new(0),
             last_commit_ms: AtomicU64::new(crate::core::clock::unix_millis()),
+            events: AtomicU64::new(0),
+            flush_micros: AtomicU64::new(0),
             queued_changes: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
         }
@@ -87,8 +96,11 @@ impl Health {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    pub(super) fn record_commit(&self) {
+    /// Records a durable group whose write and flush took `flush`.
+    pub(super) fn record_commit(&self, flush: std::time::Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(flush.as_micros()).unwrap_or(u64::MAX);
+        self.flush_micros.fetch_add(micros, Ordering::Relaxed);
         self.last_commit_ms
             .store(crate::core::clock::unix_millis(), Ordering::Relaxed);
     }
@@ -116,11 +128,18 @@ impl Health {
         self.queued_changes.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Counts the events of a durable group.
+    pub(super) fn record_events(&self, events: usize) {
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
     pub(super) fn status(&self) -> WriterStatus {
         WriterStatus {
             state: self.state(),
             commits: self.commits.load(Ordering::Relaxed),
             last_commit_ms: self.last_commit_ms.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            flush_micros: self.flush_micros.load(Ordering::Relaxed),
             queued_changes: self.queued_changes.load(Ordering::Acquire),
             queued_bytes: self.queued_bytes.load(Ordering::Acquire),
         }

@@ -208,6 +208,7 @@ impl Pipeline {
         }
         if !group.is_empty() {
             self.timers.note_committed(&group);
+            let started = std::time::Instant::now();
             if let Err(failure) = self.persist(group, issued_before) {
                 // Its timers (fired or scheduled) are undone: read them again.
                 self.timers.reread_soon();
@@ -218,7 +219,7 @@ impl Pipeline {
                 refuse_unknown(outcomes, &failure.error, self.recovery.interval);
                 return Err(failure);
             }
-            self.health.record_commit();
+            self.health.record_commit(started.elapsed());
             self.timers.record(tally);
         }
         self.publish_and_answer(outcomes);
@@ -269,6 +270,7 @@ impl Pipeline {
         if let Some(newest) = events.last() {
             self.durable.raise(newest.id());
         }
+        self.health.record_events(events.len());
         self.hub.publish(&events);
         for outcome in &mut outcomes {
             if let Ok(applied) = &mut outcome.result {

@@ -256,26 +256,10 @@ pub(super) async fn list_comments(
 ) -> Result<Response, ApiError> {
     let actor = api.actor(&request, false)?;
     let id = discussion_id(&request)?;
-    let optional_uuid = |name: &str| {
-        request
-            .query_param(name)
-            .filter(|text| !text.is_empty())
-            .map(|text| uuid_param(name, Some(&text)))
-            .transpose()
-    };
-    let max = api.limits.max_page;
-    let limit = match request.query_param("limit") {
-        None => DEFAULT_PAGE.min(max),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| (1..=max).contains(limit))
-            .ok_or_else(|| ApiError::validation(format!("limit must be 1 to {max}")))?,
-    };
     let page = PageRequest {
-        parent: optional_uuid("parentId")?,
-        after: optional_uuid("cursor")?,
-        limit,
+        parent: optional_uuid(&request, "parentId")?,
+        after: optional_uuid(&request, "cursor")?,
+        limit: page_limit(&api, &request)?,
         moderator: actor.moderator,
     };
     let page = api
@@ -283,6 +267,50 @@ pub(super) async fn list_comments(
             query::discussion(store, &actor.tenant, &id)?;
             query::comments(store, &actor.tenant, &id, &page)
         })
+        .await?;
+    Ok(response::data(StatusCode::OK, &page))
+}
+
+/// An optional UUID query parameter (absent or empty: `None`), or 400.
+fn optional_uuid(request: &Request, name: &str) -> Result<Option<Uuid>, ApiError> {
+    request
+        .query_param(name)
+        .filter(|text| !text.is_empty())
+        .map(|text| uuid_param(name, Some(&text)))
+        .transpose()
+}
+
+/// The `limit` of a comment page: 1 to the module's page limit (100),
+/// default [`DEFAULT_PAGE`].
+fn page_limit(api: &DiscussionsApi, request: &Request) -> Result<usize, ApiError> {
+    let max = api.limits.max_page;
+    match request.query_param("limit") {
+        None => Ok(DEFAULT_PAGE.min(max)),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=max).contains(limit))
+            .ok_or_else(|| ApiError::validation(format!("limit must be 1 to {max}"))),
+    }
+}
+
+/// `GET /api/v1/discussions/pending-comments?cursor=&limit=`: the tenant's
+/// comments awaiting moderation, oldest first (moderators only).
+pub(super) async fn pending_comments(
+    api: Arc<DiscussionsApi>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let actor = api.actor(&request, false)?;
+    if !actor.moderator {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::Forbidden,
+            "only moderators may list pending comments (an API key with the admin scope, or a JWT with the moderator role)",
+        ));
+    }
+    let after = optional_uuid(&request, "cursor")?;
+    let limit = page_limit(&api, &request)?;
+    let page = api
+        .read(move |store| query::pending_comments(store, &actor.tenant, after, limit))
         .await?;
     Ok(response::data(StatusCode::OK, &page))
 }

@@ -7,10 +7,14 @@
 //! k <discussion:16> <parent:16> <comment:16>      children index (nil parent = top level)
 //! u <external user id>                            reader (JSON): stable internal id
 //! r <comment:16> <user:16> <reaction>             one reader's reaction (empty value)
+//! p <comment:16>                                  pending comment (value: its discussion:16)
 //! ```
 //!
 //! Invariants: comment ids are UUID v7 (time ordered), so a parent's children
-//! index lists its replies oldest first; every key starts with the tenant, so
+//! index lists its replies oldest first and the pending index a tenant's
+//! comments awaiting moderation oldest first, across discussions; a `p` row
+//! exists exactly while its comment is `pending` (written and removed in the
+//! change that sets and leaves that status); every key starts with the tenant, so
 //! one tenant's keys never reach another's; these encodings never change
 //! (existing data directories are read as they are; the tests pin the bytes).
 
@@ -65,10 +69,22 @@ pub fn child(tenant: &Uuid, discussion: &Uuid, parent: Option<&Uuid>, id: &Uuid)
     key
 }
 
-/// The comment id at the end of a children-index key.
-pub fn child_id(key: &[u8]) -> Option<Uuid> {
+/// The comment id at the end of a children-index or pending-index key.
+pub fn last_id(key: &[u8]) -> Option<Uuid> {
     let tail = key.get(key.len().checked_sub(16)?..)?;
     Uuid::from_slice(tail).ok()
+}
+
+/// Prefix of a tenant's pending-comment index.
+pub fn pending_comments(tenant: &Uuid) -> Vec<u8> {
+    base(tenant, b'p')
+}
+
+/// Key of a comment's pending-index row.
+pub fn pending_comment(tenant: &Uuid, comment: &Uuid) -> Vec<u8> {
+    let mut key = pending_comments(tenant);
+    key.extend_from_slice(comment.as_bytes());
+    key
 }
 
 /// Key of a reader record.
@@ -110,6 +126,11 @@ mod tests {
         );
         assert_eq!(reader(&tenant, "u1"), [&base[..], b"uu1"].concat());
         assert_eq!(
+            pending_comment(&tenant, &id),
+            [&base[..], b"p", &[0x88; 16]].concat()
+        );
+        assert_eq!(last_id(&pending_comment(&tenant, &id)), Some(id));
+        assert_eq!(
             reaction(&tenant, &id, &id, "like"),
             [&base[..], b"r", &[0x88; 16], &[0x88; 16], b"like"].concat()
         );
@@ -126,7 +147,7 @@ mod tests {
         let prefix = children(&tenant, &discussion, Some(&parent));
         assert!(a.starts_with(&prefix) && b.starts_with(&prefix));
         assert!(a < b);
-        assert_eq!(child_id(&b), Some(second));
+        assert_eq!(last_id(&b), Some(second));
         let top = children(&tenant, &discussion, None);
         assert!(!a.starts_with(&top));
     }

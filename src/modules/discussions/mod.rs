@@ -12,7 +12,10 @@
 //! writer change (nothing visible before durable, never half applied); each
 //! discussion's events go to its own topic, in commit order, and a stream
 //! resumes from `Last-Event-ID` without gap or duplicate; readers never see
-//! the body of a comment that is not published.
+//! the body of a comment that is not published; a tenant's pending comments
+//! are listed to moderators oldest first, across discussions, from an
+//! index row kept in the same change as the comment's status
+//! (`GET /api/v1/discussions/pending-comments`).
 
 pub mod actor;
 mod api;
@@ -106,6 +109,12 @@ fn routes(router: &mut Router, api: Arc<DiscussionsApi>) {
         "/api/v1/discussions/by-external/{externalId}",
         &api,
         api::get_by_external,
+    );
+    router.route_with(
+        Method::GET,
+        "/api/v1/discussions/pending-comments",
+        &api,
+        api::pending_comments,
     );
     action_routes(router, &api, &LIFECYCLE, api::lifecycle);
     router.route_with(

@@ -9,6 +9,8 @@ use super::model::{Comment, Discussion, decode};
 use crate::core::store::Store;
 use crate::error::{ApiError, ErrorCode};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use uuid::Uuid;
 
 fn store_error(err: crate::core::store::StoreError) -> ApiError {
@@ -113,7 +115,7 @@ pub fn comments(
         };
         after = Some(last.to_vec());
         for (key, _) in &entries {
-            let Some(id) = layout::child_id(key) else {
+            let Some(id) = layout::last_id(key) else {
                 continue;
             };
             match self::comment(store, tenant, discussion, &id, request.moderator) {
@@ -127,6 +129,91 @@ pub fn comments(
     comments.truncate(request.limit);
     Ok(CommentPage {
         next_cursor: more.then(|| comments.last().map(|c| c.id)).flatten(),
+        comments,
+    })
+}
+
+/// The discussion a pending comment belongs to, as the moderation queue shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscussionRef {
+    /// Tidings' id.
+    pub id: Uuid,
+    /// The backend's id.
+    pub external_id: String,
+    /// Title.
+    pub title: String,
+    /// Lifecycle status (an archived discussion's comments can no longer be moderated).
+    pub status: super::model::DiscussionStatus,
+}
+
+impl DiscussionRef {
+    fn of(discussion: &Discussion) -> Self {
+        Self {
+            id: discussion.id,
+            external_id: discussion.external_id.clone(),
+            title: discussion.title.clone(),
+            status: discussion.status,
+        }
+    }
+}
+
+/// A comment awaiting moderation, with its discussion.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingComment {
+    /// The comment (moderator view: with its body).
+    #[serde(flatten)]
+    pub comment: Comment,
+    /// Its discussion.
+    pub discussion: DiscussionRef,
+}
+
+/// A page of a tenant's pending comments, oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPage {
+    /// The comments.
+    pub comments: Vec<PendingComment>,
+    /// Cursor of the next page, `null` at the end.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// One page of a tenant's comments awaiting moderation, across its
+/// discussions, oldest first, after the comment `after` (blocking). Reads
+/// `limit + 1` index rows, each comment and (once per page) each discussion.
+pub fn pending_comments(
+    store: &Store,
+    tenant: &Uuid,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<PendingPage, ApiError> {
+    let prefix = layout::pending_comments(tenant);
+    let after = after.map(|id| layout::pending_comment(tenant, &id));
+    let rows = store
+        .scan_blocking(&prefix, after.as_deref(), limit + 1)
+        .map_err(store_error)?;
+    let more = rows.len() > limit;
+    let mut discussions: HashMap<Uuid, Discussion> = HashMap::new();
+    let mut comments = Vec::with_capacity(limit.min(rows.len()));
+    for (key, value) in rows.iter().take(limit) {
+        let (Some(id), Ok(discussion_id)) = (layout::last_id(key), Uuid::from_slice(value)) else {
+            continue;
+        };
+        let parent = match discussions.entry(discussion_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(discussion(store, tenant, &discussion_id)?),
+        };
+        comments.push(PendingComment {
+            comment: self::comment(store, tenant, &discussion_id, &id, true)?,
+            discussion: DiscussionRef::of(parent),
+        });
+    }
+    let last_read = rows.get(limit.saturating_sub(1));
+    Ok(PendingPage {
+        next_cursor: more
+            .then(|| last_read.and_then(|(key, _)| layout::last_id(key)))
+            .flatten(),
         comments,
     })
 }

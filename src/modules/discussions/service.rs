@@ -141,9 +141,23 @@ fn load_comment(
     Ok(comment)
 }
 
+/// Stores a comment, with its pending-index row while it is pending (a
+/// comment leaving `pending` goes through [`leave_pending`]).
 fn save_comment(change: &mut Change<'_>, tenant: &Uuid, comment: &Comment) -> Result<(), ApiError> {
     change.put(layout::comment(tenant, &comment.id), encode(comment)?);
+    if comment.status == CommentStatus::Pending {
+        change.put(
+            layout::pending_comment(tenant, &comment.id),
+            comment.discussion_id.as_bytes().to_vec(),
+        );
+    }
     Ok(())
+}
+
+/// Removes the pending-index row of a comment that was pending, in the
+/// change that gives it another status.
+fn leave_pending(change: &mut Change<'_>, tenant: &Uuid, comment: &Comment) {
+    change.delete(layout::pending_comment(tenant, &comment.id));
 }
 
 /// Creates a discussion; 409 when the external id is taken.
@@ -410,6 +424,9 @@ pub fn delete_comment(
         discussion.comment_count = discussion.comment_count.saturating_sub(1);
         save_discussion(change, tenant, &discussion)?;
     }
+    if comment.status == CommentStatus::Pending {
+        leave_pending(change, tenant, &comment);
+    }
     comment.status = CommentStatus::Deleted;
     comment.body = None;
     comment.pinned = false;
@@ -446,6 +463,7 @@ pub fn moderate(
             state_conflict("only pending comments can be approved or rejected"),
         ),
         Moderate::Approve => {
+            leave_pending(change, tenant, &comment);
             comment.status = CommentStatus::Published;
             comment.published_at = Some(now());
             save_comment(change, tenant, &comment)?;
@@ -458,6 +476,7 @@ pub fn moderate(
             Ok(comment)
         }
         Moderate::Reject => {
+            leave_pending(change, tenant, &comment);
             comment.status = CommentStatus::Rejected;
             comment.moderation_reason = reason;
             save_comment(change, tenant, &comment)?;

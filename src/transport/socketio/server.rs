@@ -12,6 +12,7 @@ use super::namespace::{Follows, Namespace};
 use super::session::{SioSession, Table};
 use super::settings::SioSettings;
 use crate::core::hub::Hub;
+use crate::core::metrics::Metrics;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::transport::ws::WsRuntime;
@@ -22,6 +23,7 @@ use std::time::Duration;
 struct Namespaces {
     table: Arc<Table>,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     connect_timeout: Duration,
 }
 
@@ -30,7 +32,14 @@ impl Application for Namespaces {
 
     fn open(&self, handshake: Arc<Handshake>) -> SioSession {
         let follows = Follows::new(self.hub.clone());
-        SioSession::new(self.table.clone(), handshake, follows, self.connect_timeout)
+        let metrics = self.metrics.clone();
+        SioSession::new(
+            self.table.clone(),
+            handshake,
+            follows,
+            metrics,
+            self.connect_timeout,
+        )
     }
 }
 
@@ -46,6 +55,7 @@ impl SocketIoServer {
         let namespaces = Namespaces {
             table: Arc::new(Table::new()),
             hub: runtime.hub,
+            metrics: runtime.metrics.clone(),
             connect_timeout: settings.connect_timeout,
         };
         Self {

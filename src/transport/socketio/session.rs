@@ -12,6 +12,7 @@
 //! socket whose admission expires or is revoked gets DISCONNECT, and the
 //! session closes when it was the last one.
 
+use super::engine::session::TRANSPORT;
 use super::engine::{AppEnd, Handshake, Message, Outgoing, SessionApp, new_id};
 use super::erased::{DynNamespace, DynSocket};
 use super::lapse::{Lapse, Watch, watch};
@@ -19,6 +20,7 @@ use super::namespace::{ClientAck, ClientEvent, FollowKey, Follows, SocketCtx, So
 use super::packet::{self, Kind, Packet};
 use super::settings::MAX_NAMESPACES_PER_SESSION;
 use crate::core::hub::Batch;
+use crate::core::metrics::Metrics;
 use crate::core::store::StoreError;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -66,6 +68,7 @@ pub(crate) struct SioSession {
     handshake: Arc<Handshake>,
     sockets: Vec<NsSocket>,
     follows: Follows,
+    metrics: Arc<Metrics>,
     partial: Option<Partial>,
     connect_timeout: Duration,
     connect_deadline: Option<Pin<Box<Sleep>>>,
@@ -82,6 +85,7 @@ impl SioSession {
         table: Arc<Table>,
         handshake: Arc<Handshake>,
         follows: Follows,
+        metrics: Arc<Metrics>,
         connect_timeout: Duration,
     ) -> Self {
         Self {
@@ -89,6 +93,7 @@ impl SioSession {
             handshake,
             sockets: Vec::new(),
             follows,
+            metrics,
             partial: None,
             connect_timeout,
             connect_deadline: Some(Box::pin(tokio::time::sleep_until(
@@ -308,10 +313,16 @@ impl SioSession {
                 out.push(Outgoing::Text(Bytes::from(text)));
             }
         }
+        let mut written = 0;
         for event in &batch.events {
             if let Some(text) = handler.event_packet(&key.key, event) {
                 out.push(Outgoing::Text(text.into_owned()));
+                written += 1;
             }
+        }
+        if let Some(first) = batch.events.first() {
+            self.metrics
+                .delivered(TRANSPORT, &first.event.topic, written);
         }
         Ok(())
     }

@@ -197,6 +197,10 @@ impl<P: WsProtocol> Runner<P> {
                 let gap_key = delivery.gap_key.as_deref().unwrap_or(&key);
                 batch.push_text(self.protocol.gap_text(gap_key, &gap).as_bytes());
             }
+            if let Some(first) = delivery.events.first() {
+                let metrics = &self.runtime.metrics;
+                metrics.delivered(TRANSPORT, &first.event.topic, delivery.events.len());
+            }
             for events in delivery.events.chunks(FRAMED_AT_ONCE) {
                 self.protocol.frame_events(&key, events, &mut batch);
                 if batch.is_full() {

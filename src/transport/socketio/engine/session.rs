@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 /// Transport label of Engine.IO sessions in metrics.
-const TRANSPORT: &str = "socketio";
+pub(crate) const TRANSPORT: &str = "socketio";
 /// Output buffer capacity kept between steps (a bigger one is released).
 const KEPT_OUTPUT: usize = 16;
 
