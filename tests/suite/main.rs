@@ -35,6 +35,7 @@ mod ops;
 mod protocols;
 mod resume;
 mod revocation;
+mod settings_file;
 mod shutdown;
 mod slow;
 mod socketio;
