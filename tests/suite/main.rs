@@ -25,6 +25,7 @@ mod discussions;
 mod durability;
 mod errors;
 mod full_disk;
+mod grafana;
 mod hostile;
 mod idempotency;
 mod lean;
