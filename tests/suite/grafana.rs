@@ -137,14 +137,14 @@ fn the_dashboard_is_grafana_json_over_the_datasource_variable() {
     }
 }
 
-/// A server with fast webhook retries, 500 ms SSE lifetimes and a per-ip
-/// cap of 8 that applies to loopback, so every family can be made to appear.
+/// A server with fast webhook retries, 2 s SSE lifetimes and a per-ip cap
+/// of 8 that applies to loopback, so every family can be made to appear.
 fn server() -> Server {
     Server::builder()
         .args(crate::webhooks::FAST)
         .args(&[
             "--sse-lifetime",
-            "500ms",
+            "2s",
             "--max-connections-per-ip",
             "8",
             "--per-ip-limit-loopback",
@@ -152,16 +152,16 @@ fn server() -> Server {
         .start()
 }
 
-/// Makes the families that appear only once used show up: a stream that
-/// opens and ends, a webhook attempt (to a closed port: a retry), and a
-/// connection refused by the per-ip cap.
+/// Makes the families that appear only once used show up: an event
+/// delivered on a stream that then ends, a webhook attempt for it (to a
+/// closed port: a retry), and a connection refused by the per-ip cap.
 async fn exercise(server: &Server) {
-    let mut stream = SseReader::open(server, &server.http1(), "grafana/1", None).await;
-    while stream.next().await.is_some() {}
     crate::webhooks::create_endpoint(server, json!({ "url": "http://127.0.0.1:1/hook" })).await;
+    let mut stream = SseReader::open(server, &server.http1(), "grafana/1", None).await;
     let body = json!({ "type": "t", "data": {} });
-    let published = publish_raw(server, &server.http1(), "grafana/2", &body).await;
+    let published = publish_raw(server, &server.http1(), "grafana/1", &body).await;
     assert_eq!(published.status(), 201);
+    while stream.next().await.is_some() {}
     let held: Vec<_> = (0..9)
         .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
         .collect();
