@@ -107,6 +107,11 @@ pub struct InitArgs {
     /// The data directory.
     #[command(flatten)]
     pub data: DataDirArgs,
+
+    /// Print a settings file for `serve --config` (every key commented out at its
+    /// default, with its help and environment variable) and create nothing.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Log line format on stderr.
@@ -121,6 +126,12 @@ pub enum LogFormat {
 /// Flags of `tidings serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Settings file (TOML): every flag below as a key without the dashes, e.g.
+    /// `max-body = "1MiB"`; flags and environment variables override it.
+    /// `tidings init --print-config` prints one.
+    #[arg(long, env = "TIDINGS_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// The data directory.
     #[command(flatten)]
     pub data: DataDirArgs,

@@ -5,8 +5,9 @@
 //!
 //! * [`app`]: wires the layers together, lists the modules, runs the server
 //!   until a signal stops it and drains it.
-//! * [`cli`], [`config`]: `tidings token / keys / tenants`; command line and
-//!   environment → validated settings of each layer.
+//! * [`cli`], [`config`], [`settings_file`]: `tidings token / keys /
+//!   tenants`; command line, environment and settings file → validated
+//!   settings of each layer.
 //! * [`bench`]: `tidings bench`, the load generator (a separate process from
 //!   the server; it shares no code path with it).
 //! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`; background
@@ -42,6 +43,7 @@ pub(crate) mod http;
 pub(crate) mod modules;
 pub mod ops;
 pub(crate) mod secret;
+pub mod settings_file;
 #[cfg(debug_assertions)]
 pub mod test_routes;
 pub(crate) mod transport;

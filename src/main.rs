@@ -1,20 +1,25 @@
 //! The `tidings` executable: parses the command line, runs the subcommand, and
 //! maps failures to exit codes (1 runtime, 2 configuration, 3 data directory in use).
 
-use clap::Parser;
-
 /// mimalloc: fewer page faults and less lock contention than glibc malloc under
 /// many small per-event allocations (measured in BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
-use tidings::config::{Cli, Command, LogFormat};
+use tidings::config::{Command, LogFormat};
 use tidings::error::StartupError;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match tidings::settings_file::parse_command_line() {
+        Ok(cli) => cli,
+        Err(err) => return failure(&err),
+    };
     let outcome = match cli.command {
+        Command::Init(args) if args.print_config => {
+            print!("{}", tidings::settings_file::default_file());
+            Ok(())
+        }
         Command::Init(args) => {
             let _log = tidings::ops::logging::init(LogFormat::Text);
             tidings::app::init(&args.data.data_dir).map(|report| println!("{report}"))
@@ -27,11 +32,14 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("tidings: {err}");
-            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
-        }
+        Err(err) => failure(&err),
     }
+}
+
+/// Reports `err` on stderr; its exit code.
+fn failure(err: &StartupError) -> ExitCode {
+    eprintln!("tidings: {err}");
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
 }
 
 fn with_logs(command: impl FnOnce() -> Result<(), StartupError>) -> Result<(), StartupError> {

@@ -29,9 +29,17 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     grace: Duration,
     fd_limit: Option<u64>,
+    listen_flag: bool,
 }
 
 impl ServerBuilder {
+    /// Leaves `--listen 127.0.0.1:0` off the command line, so that a
+    /// settings file or `TIDINGS_LISTEN` chooses the address.
+    pub fn listen_from_settings(mut self) -> Self {
+        self.listen_flag = false;
+        self
+    }
+
     /// Uses an existing data directory instead of a fresh temporary one.
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());
@@ -68,8 +76,12 @@ impl ServerBuilder {
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(
+                self.listen_flag
+                    .then_some(["--listen", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--shutdown-grace")
             .arg(format!("{}ms", self.grace.as_millis()))
             .arg("--enable-test-routes")
@@ -229,6 +241,7 @@ impl Server {
             envs: Vec::new(),
             grace: DEFAULT_GRACE,
             fd_limit: None,
+            listen_flag: true,
         }
     }
 
