@@ -1,6 +1,7 @@
 //! The admin API under `/admin/v1`: tenants, API keys, JWT realms, webhook
 //! endpoints and their deliveries ([`webhooks`]), tenants' allowed browser
-//! origins (`/admin/v1/tenants/{tenant}/origins`), live stats.
+//! origins (`/admin/v1/tenants/{tenant}/origins`), live stats, an online
+//! backup (`/admin/v1/backup`, instance admin key only; see `ops::backup`).
 //!
 //! The instance admin key may do everything; an API key with the `admin`
 //! scope may manage its own tenant's keys, realms and allowed origins. Key secrets appear only
@@ -18,6 +19,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::router::Router;
 use crate::http::{Request, Response, response};
 use crate::modules::platform::{Module, ModuleContext};
+use crate::ops::backup::OnlineBackups;
 use crate::transport::webhook::Webhooks;
 use http::{Method, StatusCode};
 use serde::Deserialize;
@@ -37,6 +39,8 @@ pub struct AdminApi {
     pub webhooks: Arc<Webhooks>,
     /// Limits of a tenant's allowed browser origins.
     pub origin_limits: OriginLimits,
+    /// Online backups.
+    pub backups: OnlineBackups,
 }
 
 mod webhooks;
@@ -50,6 +54,7 @@ impl AdminApi {
             metrics: context.metrics.clone(),
             webhooks: context.webhooks.clone(),
             origin_limits: context.settings.origin_limits,
+            backups: OnlineBackups::new(context, context.settings.backup.clone()),
         }
     }
 }
@@ -135,6 +140,7 @@ fn routes(router: &mut Router, api: Arc<AdminApi>) {
         delete_realm,
     );
     router.route_with(Method::GET, "/admin/v1/stats", &api, stats);
+    router.route_with(Method::GET, "/admin/v1/backup", &api, backup);
     webhooks::routes(router, &api);
 }
 
@@ -380,6 +386,11 @@ async fn delete_realm(api: Arc<AdminApi>, request: Request) -> Reply {
     let name = request.param("realm").unwrap_or_default();
     api.auth.registry().delete_realm(&tenant.id, name).await?;
     Ok(response::data(StatusCode::OK, &json!({ "deleted": name })))
+}
+
+async fn backup(api: Arc<AdminApi>, request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    api.backups.start().await
 }
 
 async fn stats(api: Arc<AdminApi>, request: Request) -> Reply {

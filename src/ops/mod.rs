@@ -1,5 +1,6 @@
 //! Operating the server: the probes and metrics endpoints (this file),
-//! background retention ([`pruner`]) and log output ([`logging`]).
+//! background retention ([`pruner`]), log output ([`logging`]), backup and
+//! restore ([`backup`]).
 //!
 //! Endpoints: liveness, readiness, metrics and clock sync.
 //!
@@ -17,6 +18,7 @@
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
+pub mod backup;
 pub mod logging;
 pub mod pruner;
 
