@@ -567,6 +567,7 @@ async fn download(
     admin_key: &str,
     out: &std::path::Path,
 ) -> Result<backup::format::Summary, StartupError> {
+    let mut file = backup::output::PartialFile::create(out)?;
     let response = send(url, admin_key, http::Method::GET, "/admin/v1/backup", None)
         .await
         .map_err(|err| {
@@ -584,7 +585,6 @@ async fn download(
             .unwrap_or_default();
         return Err(refusal(status, &bytes));
     }
-    let mut file = backup::output::PartialFile::create(out)?;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| StartupError::io("receiving the backup", err))?;
         if let Some(data) = frame.data_ref() {

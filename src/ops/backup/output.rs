@@ -101,6 +101,7 @@ impl Sink for PartialFile {
 
 /// Backs up the data directory `data_dir`, which no server may hold, to `out`.
 pub fn offline(data_dir: &Path, out: &Path) -> Result<Summary, StartupError> {
+    let mut file = PartialFile::create(out)?;
     // Fails clearly when there is no data directory there (nothing is created).
     crate::core::datadir::read_existing_config(data_dir)?;
     let dir = DataDir::open(data_dir).map_err(|err| match err {
@@ -112,7 +113,6 @@ pub fn offline(data_dir: &Path, out: &Path) -> Result<Summary, StartupError> {
     let config = std::fs::read(dir.config_path())
         .map_err(|err| StartupError::io(format!("reading {}", dir.config_path().display()), err))?;
     let store = Store::open(&dir.db_path(), OFFLINE_CACHE_BYTES)?;
-    let mut file = PartialFile::create(out)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
