@@ -117,7 +117,7 @@ impl Tap {
 const OP_OVERHEAD: usize = std::mem::size_of::<Op>();
 
 /// The durable batches of one backup, oldest first, until taken.
-pub struct Journal {
+struct Journal {
     queue: Mutex<Queue>,
     max_bytes: usize,
 }
@@ -192,8 +192,8 @@ fn op_bytes((key, value): &Op) -> usize {
 }
 
 /// A backup's hold on its journal; dropping it without
-/// [`JournalHandle::finish`] abandons the journal (the writer stops filling
-/// it at its next batch).
+/// [`JournalHandle::finish`] abandons the journal: it is detached at once,
+/// or by the writer right after the batch it is writing.
 pub struct JournalHandle {
     tap: Arc<Tap>,
     journal: Arc<Journal>,
@@ -218,10 +218,21 @@ impl JournalHandle {
 
 impl Drop for JournalHandle {
     fn drop(&mut self) {
-        let mut queue = lock(&self.journal.queue);
-        queue.abandoned = true;
-        queue.batches.clear();
-        queue.bytes = 0;
+        {
+            let mut queue = lock(&self.journal.queue);
+            queue.abandoned = true;
+            queue.batches.clear();
+            queue.bytes = 0;
+        }
+        // Let go of the slot now unless a batch is being written (then the
+        // writer does when it sees the journal abandoned).
+        if let Ok(mut slot) = self.tap.slot.try_lock()
+            && slot
+                .as_ref()
+                .is_some_and(|held| Arc::ptr_eq(held, &self.journal))
+        {
+            *slot = None;
+        }
     }
 }
 
@@ -300,6 +311,10 @@ mod tests {
         let second = tap.attach(&health, 1 << 20).err().unwrap();
         assert_eq!(second.code, ErrorCode::Conflict);
         drop(first);
+        assert!(
+            lock(&tap.slot).is_none(),
+            "dropping the handle lets go of the slot"
+        );
         let third = tap.attach(&health, 1 << 20).unwrap();
         tap.write(batch(b"k", Some(b"v")), |_| Ok(())).unwrap();
         assert_eq!(third.take().unwrap().len(), 1);
