@@ -1,5 +1,6 @@
 //! Management commands: `tidings token`, `tidings keys …`, `tidings tenants …`
-//! (including a tenant's allowed browser origins: `origins`, `set-origins`).
+//! (including a tenant's allowed browser origins: `origins`, `set-origins`),
+//! `tidings backup` and `tidings restore`.
 //!
 //! `token` mints a development JWT from a realm secret in `config.json`.
 //! `keys` and `tenants` go through the admin API of the server at `--url`
@@ -8,7 +9,10 @@
 //!
 //! Invariants: both paths call the same registry operations and print the
 //! same JSON (`data` of the admin API); a key's secret is printed once, by
-//! `keys create`.
+//! `keys create`. `backup` streams `GET /admin/v1/backup` of the server at
+//! `--url` into a file (see `ops::backup::output`), or backs up the data
+//! directory itself when no `--url` is given; `restore` is
+//! `ops::backup::restore`.
 
 use crate::auth::api_keys::Scope;
 use crate::auth::origins::{AllowedOrigins, OriginLimits};
@@ -20,13 +24,15 @@ use crate::core::store::Store;
 use crate::core::writer::{RecoverySettings, Writer, WriterLimits};
 use crate::error::{ApiError, StartupError};
 use crate::modules::admin::{key_json, origins_json};
+use crate::ops::backup;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Flags of `tidings token`.
@@ -154,6 +160,33 @@ pub enum TenantsCommand {
         /// Tenant id or slug.
         tenant: String,
     },
+}
+
+/// Flags of `tidings backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The data directory: backed up itself without --url; with --url, where the admin key is read.
+    #[command(flatten)]
+    data: DataDirArgs,
+    /// Back up the server running at this base URL (plain http on this machine), while it takes writes.
+    #[arg(long, env = "TIDINGS_URL")]
+    url: Option<String>,
+    /// The instance admin key for --url (default: read from the data directory's config.json).
+    #[arg(long, env = "TIDINGS_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// The backup file to write (mode 0600: it holds the data directory's secrets); never overwritten.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Flags of `tidings restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    file: PathBuf,
+    /// The data directory to create (absent or empty).
+    #[command(flatten)]
+    data: DataDirArgs,
 }
 
 fn parse_claim(text: &str) -> Result<(String, Value), String> {
@@ -444,6 +477,30 @@ async fn call_server(
     path: &str,
     body: Option<Value>,
 ) -> Result<Result<Value, StartupError>, String> {
+    let response = send(url, admin_key, method, path, body).await?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| err.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Ok(Err(refusal(status, &bytes)));
+    }
+    let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Ok(reply["data"].clone()))
+}
+
+/// Sends one admin API request to the server at `url` and returns its
+/// response head (the body still streaming); `Err` when no server answers.
+async fn send(
+    url: &str,
+    admin_key: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
     let address = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -464,27 +521,94 @@ async fn call_server(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(payload)))
         .map_err(|err| err.to_string())?;
-    let response = sender
+    sender
         .send_request(request)
         .await
-        .map_err(|err| err.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
+        .map_err(|err| err.to_string())
+}
+
+/// A refusal by the server, with the message of its error envelope.
+fn refusal(status: http::StatusCode, body: &[u8]) -> StartupError {
+    let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = reply["error"]["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_string();
+    StartupError::Config(format!("the server refused ({status}): {message}"))
+}
+
+/// `tidings backup`: online through `--url`, else offline on the data directory.
+pub fn backup(args: BackupArgs) -> Result<(), StartupError> {
+    let started = Instant::now();
+    let summary = match &args.url {
+        Some(url) => {
+            let admin_key = match args.admin_key.clone() {
+                Some(key) => key,
+                None => crate::core::datadir::read_existing_config(&args.data.data_dir)?.admin_key,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| StartupError::io("starting the runtime", err))?;
+            runtime.block_on(download(url, &admin_key, &args.out))?
+        }
+        None => backup::output::offline(&args.data.data_dir, &args.out)?,
+    };
+    print_summary(
+        &summary,
+        json!({ "file": args.out, "seconds": started.elapsed().as_secs_f64() }),
+    );
+    Ok(())
+}
+
+/// Streams the running server's backup into `out` (through `out.partial`).
+async fn download(
+    url: &str,
+    admin_key: &str,
+    out: &std::path::Path,
+) -> Result<backup::format::Summary, StartupError> {
+    let mut file = backup::output::PartialFile::create(out)?;
+    let response = send(url, admin_key, http::Method::GET, "/admin/v1/backup", None)
         .await
-        .map_err(|err| err.to_string())?
-        .to_bytes();
-    let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(Ok(reply["data"].clone()))
-    } else {
-        let message = reply["error"]["message"]
-            .as_str()
-            .unwrap_or("request failed")
-            .to_string();
-        Ok(Err(StartupError::Config(format!(
-            "the server refused ({status}): {message}"
-        ))))
+        .map_err(|err| {
+            StartupError::Io(format!(
+                "no server answered at {url} ({err}); to back up a stopped server's data directory, leave out --url"
+            ))
+        })?;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(refusal(status, &bytes));
     }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| StartupError::io("receiving the backup", err))?;
+        if let Some(data) = frame.data_ref() {
+            file.write(data)?;
+        }
+    }
+    file.finish()
+}
+
+/// `tidings restore FILE --data-dir NEW`.
+pub fn restore(args: RestoreArgs) -> Result<(), StartupError> {
+    let started = Instant::now();
+    let summary = backup::restore::restore(&args.file, &args.data.data_dir)?;
+    print_summary(
+        &summary,
+        json!({ "dataDir": args.data.data_dir, "seconds": started.elapsed().as_secs_f64() }),
+    );
+    Ok(())
+}
+
+/// Prints what a backup file holds, with `extra` fields.
+fn print_summary(summary: &backup::format::Summary, mut extra: Value) {
+    extra["bytes"] = json!(summary.bytes);
+    extra["header"] = to_json(&summary.header);
+    extra["counts"] = to_json(&summary.counts);
+    print_line(&serde_json::to_string_pretty(&extra).unwrap_or_default());
 }

@@ -19,6 +19,7 @@ use crate::modules::live::LiveLimits;
 use crate::modules::platform::CoreSettings;
 use crate::modules::tickets::TicketsLimits;
 use crate::modules::topics::TopicsLimits;
+use crate::ops::backup::BackupSettings;
 use crate::transport::coalesce::WritePacing;
 use crate::transport::socketio::SioSettings;
 use crate::transport::sse::SseSettings;
@@ -68,6 +69,10 @@ pub enum Command {
     /// List, create and delete tenants and set their allowed browser origins (through the running server, or on the data directory).
     #[command(subcommand)]
     Tenants(crate::cli::TenantsCommand),
+    /// Write a backup file: of the running server at --url (while it takes writes), or of a stopped server's data directory.
+    Backup(crate::cli::BackupArgs),
+    /// Make a new data directory from a backup file (the file is checked whole first).
+    Restore(crate::cli::RestoreArgs),
 }
 
 /// Limits of a tenant's allowed browser origins; shared by `serve` and
@@ -587,6 +592,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WEBHOOK_ALLOW_PRIVATE", value_delimiter = ',')]
     pub webhook_allow_private: Vec<String>,
 
+    /// Online backups: a client that reads nothing of its backup for this long ends it.
+    #[arg(long, env = "TIDINGS_BACKUP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub backup_idle_timeout: Duration,
+
+    /// Online backups: most bytes of writes made during a backup that wait to be sent; beyond it the backup fails.
+    #[arg(long, env = "TIDINGS_BACKUP_MAX_JOURNAL_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
+    pub backup_max_journal_bytes: u64,
+
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -678,7 +691,7 @@ impl ServeArgs {
         #[cfg(not(debug_assertions))]
         let test_routes = false;
         Ok(ServeConfig {
-            data_dir: self.data.data_dir,
+            data_dir: self.data.data_dir.clone(),
             listen: self.listen,
             listen_backlog: self.listen_backlog.max(1),
             tls,
@@ -790,6 +803,12 @@ impl ServeArgs {
                     interval_cache_bytes: usize::try_from(self.live_interval_cache_bytes)
                         .unwrap_or(usize::MAX),
                     max_chat_chars: self.live_max_chat_chars.max(1),
+                },
+                backup: BackupSettings {
+                    data_dir: self.data.data_dir.clone(),
+                    idle_timeout: self.backup_idle_timeout.max(Duration::from_millis(100)),
+                    max_journal_bytes: usize::try_from(self.backup_max_journal_bytes)
+                        .unwrap_or(usize::MAX),
                 },
             },
             webhooks,

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Command::Token(args) => tidings::cli::token(args),
         Command::Keys(command) => with_logs(|| tidings::cli::keys(command)),
         Command::Tenants(command) => with_logs(|| tidings::cli::tenants(command)),
+        Command::Backup(args) => with_logs(|| tidings::cli::backup(args)),
+        Command::Restore(args) => with_logs(|| tidings::cli::restore(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

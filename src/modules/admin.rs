@@ -1,7 +1,8 @@
 //! The admin API under `/admin/v1`: tenants, API keys, JWT realms, webhook
 //! endpoints and their deliveries ([`webhooks`]), tenants' allowed browser
-//! origins (`/admin/v1/tenants/{tenant}/origins`). (`/admin/v1/stats` is
-//! served by [`crate::ops`].)
+//! origins (`/admin/v1/tenants/{tenant}/origins`), an online backup
+//! (`/admin/v1/backup`, instance admin key only; see `ops::backup`).
+//! (`/admin/v1/stats` is served by [`crate::ops`].)
 //!
 //! The instance admin key may do everything; an API key with the `admin`
 //! scope may manage its own tenant's keys, realms and allowed origins. Key secrets appear only
@@ -17,6 +18,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::router::Router;
 use crate::http::{Request, Response, response};
 use crate::modules::platform::{Module, ModuleContext};
+use crate::ops::backup::OnlineBackups;
 use crate::transport::webhook::Webhooks;
 use http::{Method, StatusCode};
 use serde::Deserialize;
@@ -32,6 +34,8 @@ pub struct AdminApi {
     pub webhooks: Arc<Webhooks>,
     /// Limits of a tenant's allowed browser origins.
     pub origin_limits: OriginLimits,
+    /// Online backups.
+    pub backups: OnlineBackups,
 }
 
 mod webhooks;
@@ -43,6 +47,7 @@ impl AdminApi {
             auth: context.auth.clone(),
             webhooks: context.webhooks.clone(),
             origin_limits: context.settings.origin_limits,
+            backups: OnlineBackups::new(context, context.settings.backup.clone()),
         }
     }
 }
@@ -127,6 +132,7 @@ fn routes(router: &mut Router, api: Arc<AdminApi>) {
         &api,
         delete_realm,
     );
+    router.route_with(Method::GET, "/admin/v1/backup", &api, backup);
     webhooks::routes(router, &api);
 }
 
@@ -372,4 +378,8 @@ async fn delete_realm(api: Arc<AdminApi>, request: Request) -> Reply {
     let name = request.param("realm").unwrap_or_default();
     api.auth.registry().delete_realm(&tenant.id, name).await?;
     Ok(response::data(StatusCode::OK, &json!({ "deleted": name })))
+}
+async fn backup(api: Arc<AdminApi>, request: Request) -> Reply {
+    instance_admin(&api, &request)?;
+    api.backups.start().await
 }

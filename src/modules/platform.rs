@@ -113,6 +113,8 @@ pub struct CoreSettings {
     pub origin_limits: OriginLimits,
     /// Limits and timing of the live events-streams.
     pub live: LiveLimits,
+    /// Online backups (`GET /admin/v1/backup`).
+    pub backup: crate::ops::backup::BackupSettings,
 }
 
 /// The shared parts of the core a module is built from.

@@ -1,6 +1,7 @@
 //! Operating the server: the probes and metrics endpoints (this file), the
 //! JSON stats sample ([`stats`]), the web console ([`console`]), background
-//! retention ([`pruner`]) and log output ([`logging`]).
+//! retention ([`pruner`]), log output ([`logging`]), backup and restore
+//! ([`backup`]).
 //!
 //! Endpoints: liveness, readiness, metrics and clock sync; `GET
 //! /admin/v1/stats` and `GET /console` (see their modules).
@@ -19,6 +20,7 @@
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
+pub mod backup;
 pub mod console;
 pub mod logging;
 pub mod pruner;

@@ -7,6 +7,7 @@ mod eventsource;
 mod harness;
 
 mod auth;
+mod backup;
 mod bench;
 mod browser;
 mod channels_browser;

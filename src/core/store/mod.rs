@@ -103,34 +103,59 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-/// Writes that apply together or not at all.
+/// One write of a batch: a key and its new value, or `None` to remove it.
+pub type Op = (sled::IVec, Option<sled::IVec>);
+
+/// Writes that apply together or not at all, kept as their operations in
+/// the order given (a later write of a key wins), so that a backup can
+/// journal exactly what was applied ([`WriteBatch::into_ops`]).
 #[derive(Debug, Default)]
 pub struct WriteBatch {
-    batch: sled::Batch,
-    len: usize,
+    ops: Vec<Op>,
 }
 
 impl WriteBatch {
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.batch.insert(key.as_ref(), value.as_ref());
-        self.len += 1;
+        self.ops
+            .push((key.as_ref().into(), Some(value.as_ref().into())));
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
-        self.batch.remove(key.as_ref());
-        self.len += 1;
+        self.ops.push((key.as_ref().into(), None));
+    }
+
+    /// Appends an operation as read back from a journal.
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
     }
 
     /// Number of operations.
     pub fn len(&self) -> usize {
-        self.len
+        self.ops.len()
     }
 
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ops.is_empty()
+    }
+
+    /// The operations, in the order they were given.
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+
+    /// The sled batch of these operations (the values are shared, not copied).
+    fn to_sled(&self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (key, value) in &self.ops {
+            match value {
+                Some(value) => batch.insert(key.clone(), value.clone()),
+                None => batch.remove(key.clone()),
+            }
+        }
+        batch
     }
 }
 
@@ -227,13 +252,13 @@ impl Store {
             let mut batch = WriteBatch::default();
             (migration.apply)(&db, &mut batch).map_err(|e| MigrateError::Store(e.into()))?;
             batch.put(&key, migration.version.to_be_bytes());
-            self.apply_blocking(batch).map_err(MigrateError::Store)?;
+            self.apply_blocking(&batch).map_err(MigrateError::Store)?;
             self.flush_blocking().map_err(MigrateError::Store)?;
         }
         if found < SCHEMA_VERSION {
             let mut batch = WriteBatch::default();
             batch.put(&key, SCHEMA_VERSION.to_be_bytes());
-            self.apply_blocking(batch).map_err(MigrateError::Store)?;
+            self.apply_blocking(&batch).map_err(MigrateError::Store)?;
             self.flush_blocking().map_err(MigrateError::Store)?;
         }
         Ok(())
@@ -299,6 +324,39 @@ impl Store {
         Ok(out)
     }
 
+    /// The greatest key of the whole tree, if any (blocking).
+    pub fn last_key_blocking(&self) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.db()?.last()?.map(|(key, _)| key))
+    }
+
+    /// The next pairs of the whole tree after the key `after` (from the first
+    /// key when `None`) up to and including `through`, in key order: at most
+    /// `max_pairs`, and no more once their keys and values reach
+    /// `max_bytes` (at least one pair when any is left). For walking
+    /// everything in bounded steps (backups); blocking.
+    pub fn chunk_blocking(
+        &self,
+        after: Option<&[u8]>,
+        through: &[u8],
+        max_pairs: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let db = self.db()?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in db.range::<&[u8], _>((lower, Bound::Included(through))) {
+            if out.len() >= max_pairs || bytes >= max_bytes {
+                break;
+            }
+            let (key, value) = item?;
+            bytes += key.len() + value.len();
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// Calls `visit` with every pair under `prefix`, in key order, reading
     /// a page at a time (blocking).
     pub fn for_each_blocking(
@@ -328,8 +386,8 @@ impl Store {
     }
 
     /// Applies a batch atomically; not yet durable (blocking).
-    pub fn apply_blocking(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        Ok(self.db()?.apply_batch(batch.batch)?)
+    pub fn apply_blocking(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        Ok(self.db()?.apply_batch(batch.to_sled())?)
     }
 
     /// Makes everything applied so far durable (blocking).
@@ -390,7 +448,7 @@ mod tests {
         let reader = store.clone();
         let mut batch = WriteBatch::default();
         batch.put(b"k", b"v");
-        store.apply_blocking(batch).unwrap();
+        store.apply_blocking(&batch).unwrap();
         store.flush_blocking().unwrap();
         store.close();
         assert!(reader.get_blocking(b"k").is_err(), "closed for every clone");
@@ -408,6 +466,40 @@ mod tests {
     }
 
     #[test]
+    fn chunks_walk_the_whole_tree_in_bounded_steps_up_to_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let mut batch = WriteBatch::default();
+        for i in 0..25u8 {
+            batch.put([b'x', i], [i; 10]);
+        }
+        store.apply_blocking(&batch).unwrap();
+        let through = store.last_key_blocking().unwrap().unwrap();
+        assert_eq!(&through[..], &[b'x', 24]);
+        let mut batch = WriteBatch::default();
+        batch.put(b"y", b"beyond the bound");
+        store.apply_blocking(&batch).unwrap();
+        let mut after: Option<sled::IVec> = None;
+        let mut sizes = Vec::new();
+        loop {
+            let chunk = store
+                .chunk_blocking(after.as_deref(), &through, 10, 36)
+                .unwrap();
+            let Some((last, _)) = chunk.last() else { break };
+            after = Some(last.clone());
+            sizes.push(chunk.len());
+        }
+        // 25 pairs of 12 bytes after the schema record: 36 bytes make three.
+        assert_eq!(sizes.iter().sum::<usize>(), 26);
+        assert!(sizes.iter().all(|&n| n <= 3), "{sizes:?}");
+        assert_eq!(
+            after.as_deref(),
+            Some(&through[..]),
+            "nothing beyond the bound"
+        );
+    }
+
+    #[test]
     fn a_backward_scan_stays_inside_its_prefix_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
@@ -415,7 +507,7 @@ mod tests {
         for key in [&b"a\xff"[..], b"b1", b"b2", b"b3", b"b\xff", b"c"] {
             batch.put(key, b"");
         }
-        store.apply_blocking(batch).unwrap();
+        store.apply_blocking(&batch).unwrap();
         let keys = |pairs: Vec<(sled::IVec, sled::IVec)>| {
             pairs
                 .into_iter()

@@ -27,7 +27,8 @@
 //!
 //! The writer also owns time: durable timers a change schedules, fired once
 //! by the writer thread as changes of their own ([`timers`]), and counters
-//! folded into one change per period ([`periodic`]).
+//! folded into one change per period ([`periodic`]). An online backup taps
+//! it: every durable batch is journaled while the backup scans ([`tap`]).
 
 mod change;
 #[cfg(debug_assertions)]
@@ -35,6 +36,7 @@ pub mod faults;
 mod health;
 mod periodic;
 mod pipeline;
+mod tap;
 mod timers;
 
 pub use change::{Change, EventObserver};
@@ -43,6 +45,7 @@ pub use health::{StoreState, WriterStatus};
 #[cfg_attr(not(debug_assertions), allow(unused_imports))]
 pub use periodic::{Counters, Counts, DEFAULT_PERIOD};
 pub use pipeline::RecoverySettings;
+pub use tap::JournalHandle;
 pub use timers::{PREFIX as TIMERS_PREFIX, Timer, TimerId, TimerRegistry};
 
 use crate::core::hub::Hub;
@@ -56,6 +59,7 @@ use pipeline::Pipeline;
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tap::Tap;
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
@@ -138,6 +142,7 @@ pub struct Writer {
     observers: Arc<Observers>,
     timers: Arc<TimerRegistry>,
     periodic: Arc<Mutex<Vec<Arc<periodic::Registration>>>>,
+    tap: Arc<Tap>,
     #[cfg(debug_assertions)]
     faults: Arc<faults::Faults>,
 }
@@ -178,6 +183,7 @@ impl Writer {
             observers: Arc::default(),
             timers: Arc::default(),
             periodic: Arc::default(),
+            tap: Arc::default(),
             #[cfg(debug_assertions)]
             faults: Arc::default(),
         };
@@ -191,6 +197,7 @@ impl Writer {
             recovery: limits.recovery,
             observers: writer.observers.clone(),
             timers: timers::TimerQueue::new(writer.timers.clone()),
+            tap: writer.tap.clone(),
             #[cfg(debug_assertions)]
             faults: writer.faults.clone(),
         };
@@ -312,6 +319,14 @@ impl Writer {
         if let Err(err) = self.commit(Footprint::SMALL, |_| Ok(())).await {
             tracing::warn!(error = %err, "waking the writer for its timers failed; they fire at its next change");
         }
+    }
+
+    /// Starts journaling every batch made durable from now on, for an
+    /// online backup, holding at most `max_bytes` until taken (blocking:
+    /// waits for the batch being written, so run it off the async workers).
+    /// 409 while another backup runs, 503 while the store is not healthy.
+    pub fn attach_journal(&self, max_bytes: usize) -> Result<JournalHandle, ApiError> {
+        self.tap.attach(&self.health, max_bytes)
     }
 
     /// The faults tests may arm (debug builds only).

@@ -24,10 +24,13 @@
 //!   timers run first in a group (the room the group's client changes
 //!   leave, and at least half of `--writer-batch`, so neither starves the
 //!   other), so their reads see exactly the store, and are part of the
-//!   group's fate.
+//!   group's fate;
+//! * every group's batch is written through the backup [`Tap`], which
+//!   journals it once durable; a recovery fails the attached journal first.
 
 use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
+use super::tap::Tap;
 use super::timers::{self, TimerQueue};
 use super::{Job, NEWEST_ID_RECORD};
 use crate::core::hub::{FanOut, Hub};
@@ -127,6 +130,7 @@ pub(super) struct Pipeline {
     pub(super) recovery: RecoverySettings,
     pub(super) observers: Arc<Observers>,
     pub(super) timers: TimerQueue,
+    pub(super) tap: Arc<Tap>,
     #[cfg(debug_assertions)]
     pub(super) faults: Arc<super::faults::Faults>,
 }
@@ -339,11 +343,12 @@ impl Pipeline {
             }
         }
         self.stamp_newest_id(&mut batch);
-        let written = self
-            .store
-            .apply_blocking(batch)
-            .and_then(|()| self.injected_flush_failure())
-            .and_then(|()| self.store.flush_blocking());
+        let written = self.tap.write(batch, |batch| {
+            self.store
+                .apply_blocking(batch)
+                .and_then(|()| self.injected_flush_failure())
+                .and_then(|()| self.store.flush_blocking())
+        });
         written.map_err(|error| Failure { undo, error })
     }
 
@@ -375,6 +380,8 @@ impl Pipeline {
         receiver: &mut mpsc::Receiver<Job>,
     ) -> Result<(), String> {
         self.health.set_state(StoreState::Failed);
+        // A backup attached before the failure was seen cannot span it.
+        self.tap.interrupt();
         self.store.close();
         let started = Instant::now();
         for attempt in 1.. {
@@ -409,7 +416,7 @@ impl Pipeline {
         self.store.reopen_blocking()?;
         let mut batch = undo.batch();
         self.stamp_newest_id(&mut batch);
-        self.store.apply_blocking(batch)?;
+        self.store.apply_blocking(&batch)?;
         self.injected_flush_failure()?;
         self.store.flush_blocking()
     }

@@ -1,0 +1,128 @@
+//! Writing a backup file on this machine (`tidings backup --out FILE`), and
+//! the offline backup of a data directory no server holds.
+//!
+//! Invariants: the bytes go to `FILE.partial` (mode 0600: the file holds the
+//! data directory's secrets), which is synced, checked whole with the
+//! restore's reader, and only then renamed to `FILE`; a backup that fails
+//! leaves neither; an existing `FILE` is never overwritten.
+
+use super::format::{Header, Source, Summary};
+use super::restore::verify;
+use super::snapshot::{self, Sink, Stop};
+use crate::core::datadir::DataDir;
+use crate::core::store::Store;
+use crate::error::StartupError;
+use bytes::Bytes;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Page cache of the database while an offline backup reads it.
+const OFFLINE_CACHE_BYTES: u64 = 64 << 20;
+
+/// `FILE.partial` while a backup is written to it; removed unless finished.
+pub struct PartialFile {
+    out: PathBuf,
+    partial: PathBuf,
+    file: Option<File>,
+}
+
+impl PartialFile {
+    /// Creates `out.partial` (replacing one left by an interrupted backup);
+    /// refuses when `out` exists.
+    pub fn create(out: &Path) -> Result<Self, StartupError> {
+        if out.exists() {
+            return Err(StartupError::Config(format!(
+                "{} exists; choose another --out or move it away",
+                out.display()
+            )));
+        }
+        let mut partial = out.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|err| StartupError::io(format!("creating {}", partial.display()), err))?;
+        Ok(Self {
+            out: out.to_path_buf(),
+            partial,
+            file: Some(file),
+        })
+    }
+
+    /// Appends bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StartupError> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StartupError::Io("the file is closed".into()))?;
+        file.write_all(bytes)
+            .map_err(|err| StartupError::io(format!("writing {}", self.partial.display()), err))
+    }
+
+    /// Syncs the file, checks it whole, renames it to its final name and
+    /// syncs the directory; returns what it holds.
+    pub fn finish(mut self) -> Result<Summary, StartupError> {
+        let context = |what: &str| format!("{what} {}", self.partial.display());
+        if let Some(file) = self.file.take() {
+            file.sync_all()
+                .map_err(|err| StartupError::io(context("syncing"), err))?;
+        }
+        let summary = verify(&self.partial)?;
+        std::fs::rename(&self.partial, &self.out)
+            .map_err(|err| StartupError::io(context("renaming"), err))?;
+        let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty());
+        File::open(parent.unwrap_or(Path::new(".")))
+            .and_then(|dir| dir.sync_all())
+            .map_err(|err| StartupError::io(context("syncing the directory of"), err))?;
+        Ok(summary)
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.partial.exists() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+impl Sink for PartialFile {
+    /// Writes on the calling thread (the command line's own runtime).
+    async fn send(&mut self, bytes: Bytes) -> Result<(), String> {
+        self.write(&bytes).map_err(|err| err.to_string())
+    }
+}
+
+/// Backs up the data directory `data_dir`, which no server may hold, to `out`.
+pub fn offline(data_dir: &Path, out: &Path) -> Result<Summary, StartupError> {
+    let mut file = PartialFile::create(out)?;
+    // Fails clearly when there is no data directory there (nothing is created).
+    crate::core::datadir::read_existing_config(data_dir)?;
+    let dir = DataDir::open(data_dir).map_err(|err| match err {
+        StartupError::DataDirInUse(message) => StartupError::DataDirInUse(format!(
+            "{message}; to back up the running server, pass --url with its address"
+        )),
+        other => other,
+    })?;
+    let config = std::fs::read(dir.config_path())
+        .map_err(|err| StartupError::io(format!("reading {}", dir.config_path().display()), err))?;
+    let store = Store::open(&dir.db_path(), OFFLINE_CACHE_BYTES)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| StartupError::io("starting the runtime", err))?;
+    let header = Header::now(Source::Offline);
+    runtime
+        .block_on(snapshot::produce(&store, None, &header, &config, &mut file))
+        .map_err(|stop| match stop {
+            Stop::Sink(reason) => StartupError::Io(reason),
+            Stop::Source(reason) => StartupError::Io(format!("the backup failed: {reason}")),
+        })?;
+    file.finish()
+}

@@ -1,0 +1,167 @@
+//! `tidings restore FILE --data-dir NEW`: a new data directory from a backup.
+//!
+//! Invariants: the whole file is checked (magic, version, every record, the
+//! counts, the digest) before anything is written; a target that exists and
+//! is not an empty directory is refused; the directory is built in a
+//! temporary sibling (`.NAME.restore-PID`) and renamed into place only once
+//! complete and flushed, so the target is either absent (or empty) or whole;
+//! all scan records are written first, then every journal record in file
+//! order (the rule that makes an online backup exact, see `ops::backup`).
+
+use super::format::{self, ReadError, Record, Summary};
+use crate::core::datadir::{DataDir, write_private_file_atomically};
+use crate::core::store::{Op, SCHEMA_VERSION, Store, StoreError, WriteBatch};
+use crate::error::StartupError;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Page cache of the database while it is written.
+const RESTORE_CACHE_BYTES: u64 = 64 << 20;
+
+/// Checks `file` whole and returns what it holds (nothing is written).
+pub fn verify(file: &Path) -> Result<Summary, StartupError> {
+    let input = open(file).map_err(|err| unreadable(file, err))?;
+    format::read(input, |_| Ok::<_, ReadError>(())).map_err(|err| refused(file, err.into()))
+}
+
+/// Restores `file` into `target` (which must not exist, or be empty).
+pub fn restore(file: &Path, target: &Path) -> Result<Summary, StartupError> {
+    check_target(target)?;
+    let summary = verify(file)?;
+    if summary.header.schema_version > SCHEMA_VERSION {
+        return Err(StartupError::Config(format!(
+            "{} holds data of schema {}, newer than this build's {SCHEMA_VERSION}; use a newer tidings",
+            file.display(),
+            summary.header.schema_version
+        )));
+    }
+    let building = building_dir(target)?;
+    let built = build(file, &summary, &building).and_then(|()| move_into_place(&building, target));
+    if built.is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    built.map(|()| summary)
+}
+
+fn open(file: &Path) -> std::io::Result<BufReader<File>> {
+    File::open(file).map(|file| BufReader::with_capacity(1 << 20, file))
+}
+
+fn unreadable(file: &Path, err: std::io::Error) -> StartupError {
+    StartupError::io(format!("reading {}", file.display()), err)
+}
+
+/// Why loading a backup into a store stopped.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file is bad or unreadable.
+    File(ReadError),
+    /// Writing the store failed.
+    Store(StoreError),
+}
+
+impl From<ReadError> for LoadError {
+    fn from(err: ReadError) -> Self {
+        Self::File(err)
+    }
+}
+
+fn refused(file: &Path, err: LoadError) -> StartupError {
+    match err {
+        LoadError::File(ReadError::Bad(reason)) => {
+            StartupError::Config(format!("{} is refused: {reason}", file.display()))
+        }
+        LoadError::File(ReadError::Io(err)) => unreadable(file, err),
+        LoadError::Store(err) => StartupError::io("writing the restored database", err),
+    }
+}
+
+/// Refuses a target that exists and is not an empty directory.
+fn check_target(target: &Path) -> Result<(), StartupError> {
+    let refuse = |what: &str| {
+        Err(StartupError::Config(format!(
+            "{} {what}; restore only into a new or empty directory",
+            target.display()
+        )))
+    };
+    match std::fs::read_dir(target).map(|mut entries| entries.next().is_none()) {
+        Ok(true) => Ok(()),
+        Ok(false) => refuse("is not empty"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => refuse("is a file"),
+        Err(err) => Err(StartupError::io(
+            format!("reading {}", target.display()),
+            err,
+        )),
+    }
+}
+
+/// The temporary sibling the directory is built in (its parent created
+/// when missing).
+fn building_dir(target: &Path) -> Result<PathBuf, StartupError> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| StartupError::Config(format!("{} names no directory", target.display())))?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent.unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|err| StartupError::io(format!("creating {}", parent.display()), err))?;
+    let building = parent.join(format!(
+        ".{}.restore-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if building.exists() {
+        return Err(StartupError::Config(format!(
+            "{} exists (left by an interrupted restore?); remove it first",
+            building.display()
+        )));
+    }
+    Ok(building)
+}
+
+/// Writes config.json and the database into `building`, durably.
+fn build(file: &Path, summary: &Summary, building: &Path) -> Result<(), StartupError> {
+    let dir = DataDir::open(building)?;
+    write_private_file_atomically(&dir.config_path(), &summary.config)?;
+    let store = Store::open(&dir.db_path(), RESTORE_CACHE_BYTES)?;
+    load(&store, || open(file)).map_err(|err| refused(file, err))?;
+    store
+        .flush_blocking()
+        .map_err(|err| StartupError::io("flushing the restored database", err))
+}
+
+/// Writes a backup into `store`: every scan record, then every journal
+/// record in order (two passes over the file from `open`, each checking
+/// it whole again).
+pub fn load<R: Read>(
+    store: &Store,
+    open: impl Fn() -> std::io::Result<R>,
+) -> Result<Summary, LoadError> {
+    let apply = |ops: Vec<Op>| {
+        let mut batch = WriteBatch::default();
+        ops.into_iter().for_each(|op| batch.push(op));
+        store.apply_blocking(&batch).map_err(LoadError::Store)
+    };
+    let input = || open().map_err(|err| LoadError::File(ReadError::Io(err)));
+    format::read(input()?, |record| match record {
+        Record::Scan(ops) => apply(ops),
+        Record::Journal(_) => Ok(()),
+    })?;
+    format::read(input()?, |record| match record {
+        Record::Journal(ops) => apply(ops),
+        Record::Scan(_) => Ok(()),
+    })
+}
+
+/// Renames the finished directory to `target` (replacing it when it is an
+/// empty directory) and makes the rename durable.
+fn move_into_place(building: &Path, target: &Path) -> Result<(), StartupError> {
+    let context = || format!("moving the restored directory to {}", target.display());
+    std::fs::rename(building, target).map_err(|err| StartupError::io(context(), err))?;
+    let parent = building.parent().unwrap_or(Path::new("."));
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|err| StartupError::io(context(), err))
+}
