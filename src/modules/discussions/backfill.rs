@@ -233,7 +233,11 @@ struct CommentState {
 
 /// Writes the missing `p` row of each comment of `rows` that is pending as
 /// the change sees it; returns how many it wrote.
-fn index_pending(change: &mut Change<'_>, tenant: &Uuid, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<usize, ApiError> {
+fn index_pending(
+    change: &mut Change<'_>,
+    tenant: &Uuid,
+    rows: &[(Vec<u8>, Vec<u8>)],
+) -> Result<usize, ApiError> {
     let mut written = 0;
     for (key, stored) in rows {
         if pending(key, stored).is_none() {

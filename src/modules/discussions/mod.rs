@@ -22,7 +22,7 @@
 
 pub mod actor;
 mod api;
-pub mod backfill;
+mod backfill;
 pub mod events;
 pub mod layout;
 pub mod model;
