@@ -7,7 +7,7 @@
 //! * [`service`]: write operations, each one atomic change with its events;
 //! * [`events`]: event types and payloads; [`query`]: the read side;
 //! * `api` and `stream`: the HTTP handlers;
-//! * [`backfill`]: the one-time backfill of the pending index for comments
+//! * `backfill`: the one-time backfill of the pending index for comments
 //!   stored by builds before it (a background task on start).
 //!
 //! Invariants: every state change and the events describing it commit in one
@@ -99,7 +99,7 @@ impl Module for DiscussionsApi {
         routes(router, self);
     }
 
-    /// Backfills the pending-comment index once ([`backfill`]).
+    /// Backfills the pending-comment index once (see `backfill`).
     fn start(self: Arc<Self>, background: &Background) {
         background.spawn(backfill::run(self));
     }
