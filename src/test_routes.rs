@@ -26,7 +26,11 @@
 //! * `POST /__test/periodic/bump?n=K`: adds K to a counter folded every
 //!   250 ms into a stored total; `GET /__test/periodic/total` reads the total
 //!   and the number of folds.
+//! * `POST /__test/discussions/forget-pending-index?tenant=T`: removes the
+//!   tenant's pending-comment index rows and the index's backfill record, as
+//!   a build before the index left them (see [`discussions`]).
 
+mod discussions;
 mod socketio;
 mod ws_follow;
 
@@ -62,7 +66,8 @@ pub fn routes(
     socketio::routes(router, sio, runtime.clone());
     writer_fault_routes(router, writer.clone());
     timer_routes(router, writer.clone());
-    periodic_routes(router, writer);
+    periodic_routes(router, writer.clone());
+    discussions::routes(router, writer);
     let lifecycle = runtime.lifecycle.clone();
     let ws = runtime.settings;
     ws_follow::routes(router, runtime, auth);

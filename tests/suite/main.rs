@@ -24,6 +24,7 @@ mod coalescing;
 mod conformance;
 mod console;
 mod discussions;
+mod discussions_backfill;
 mod durability;
 mod errors;
 mod full_disk;

@@ -10,13 +10,25 @@
 //! p <comment:16>                                  pending comment (value: its discussion:16)
 //! ```
 //!
+//! and the module's own records, under the nil tenant (tenant ids are random
+//! UUID v4, never nil):
+//!
+//! ```text
+//! <nil:16> m pending-index    the pending index covers every comment (empty value;
+//!                             written by the backfill, see `super::backfill`)
+//! ```
+//!
 //! Invariants: comment ids are UUID v7 (time ordered), so a parent's children
 //! index lists its replies oldest first and the pending index a tenant's
 //! comments awaiting moderation oldest first, across discussions; a `p` row
 //! exists exactly while its comment is `pending` (written and removed in the
-//! change that sets and leaves that status); every key starts with the tenant, so
-//! one tenant's keys never reach another's; these encodings never change
-//! (existing data directories are read as they are; the tests pin the bytes).
+//! change that sets and leaves that status; comments stored by builds before
+//! the index get theirs from the one-time backfill, done once the
+//! `pending-index` record exists); every key starts with the tenant, so
+//! one tenant's keys never reach another's, and every kind byte is below
+//! 0xff, so `<tenant> 0xff` sorts after all of a tenant's keys; these
+//! encodings never change (existing data directories are read as they are;
+//! the tests pin the bytes).
 
 use crate::core::store::layout as store_layout;
 use uuid::Uuid;
@@ -49,9 +61,14 @@ pub fn external(tenant: &Uuid, external_id: &str) -> Vec<u8> {
 
 /// Key of a comment.
 pub fn comment(tenant: &Uuid, id: &Uuid) -> Vec<u8> {
-    let mut key = base(tenant, b'c');
+    let mut key = comments(tenant);
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// Prefix of a tenant's comments.
+pub fn comments(tenant: &Uuid) -> Vec<u8> {
+    base(tenant, b'c')
 }
 
 /// Prefix of the children of `parent` (`None`: top-level comments) in a discussion.
@@ -85,6 +102,31 @@ pub fn pending_comment(tenant: &Uuid, comment: &Uuid) -> Vec<u8> {
     let mut key = pending_comments(tenant);
     key.extend_from_slice(comment.as_bytes());
     key
+}
+
+/// Key of the record saying the pending index covers every comment,
+/// comments stored before the index included (see `super::backfill`).
+pub fn pending_index_complete() -> Vec<u8> {
+    let mut key = base(&Uuid::nil(), b'm');
+    key.extend_from_slice(b"pending-index");
+    key
+}
+
+/// The tenant of a key of the module: the 16 bytes after the prefix
+/// (zero-padded if the key is shorter, so any key gives a tenant at or
+/// before it).
+pub fn tenant_of(key: &[u8]) -> Uuid {
+    let tail = key.get(prefix().len()..).unwrap_or_default();
+    let mut tenant = [0; 16];
+    let len = tail.len().min(16);
+    tenant[..len].copy_from_slice(&tail[..len]);
+    Uuid::from_bytes(tenant)
+}
+
+/// A key after every key of `tenant` and before any of the next tenant:
+/// `<tenant> 0xff` (every kind byte is lower).
+pub fn after_tenant(tenant: &Uuid) -> Vec<u8> {
+    base(tenant, 0xff)
 }
 
 /// Key of a reader record.
@@ -134,6 +176,35 @@ mod tests {
             reaction(&tenant, &id, &id, "like"),
             [&base[..], b"r", &[0x88; 16], &[0x88; 16], b"like"].concat()
         );
+        assert_eq!(comments(&tenant), [&base[..], b"c"].concat());
+        assert_eq!(
+            pending_index_complete(),
+            [&b"sdiscussions\0"[..], &[0; 16], b"mpending-index"].concat()
+        );
+        assert_eq!(after_tenant(&tenant), [&base[..], &[0xff]].concat());
+    }
+
+    #[test]
+    fn tenants_are_read_back_and_bounded_by_their_end_key() {
+        let (tenant, next) = (Uuid::from_bytes([0x77; 16]), Uuid::from_bytes([0x78; 16]));
+        let id = Uuid::from_bytes([0xfe; 16]);
+        for key in [
+            comment(&tenant, &id),
+            reaction(&tenant, &id, &id, "like"),
+            external(&tenant, "\u{10ffff}"),
+            pending_comments(&tenant),
+        ] {
+            assert_eq!(tenant_of(&key), tenant);
+            assert!(key < after_tenant(&tenant), "{key:?}");
+        }
+        assert!(after_tenant(&tenant) < discussion(&next, &Uuid::nil()));
+        assert_eq!(tenant_of(&pending_index_complete()), Uuid::nil());
+        let short = [&prefix()[..], &[0x77, 0x77]].concat();
+        assert_eq!(
+            tenant_of(&short),
+            Uuid::from_bytes([0x77, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        );
+        assert!(short < after_tenant(&tenant_of(&short)));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! * [`actor`]: who acts (reader or moderator) and the reader's internal id;
 //! * [`service`]: write operations, each one atomic change with its events;
 //! * [`events`]: event types and payloads; [`query`]: the read side;
-//! * `api` and `stream`: the HTTP handlers.
+//! * `api` and `stream`: the HTTP handlers;
+//! * `backfill`: the one-time backfill of the pending index for comments
+//!   stored by builds before it (a background task on start).
 //!
 //! Invariants: every state change and the events describing it commit in one
 //! writer change (nothing visible before durable, never half applied); each
@@ -15,10 +17,12 @@
 //! the body of a comment that is not published; a tenant's pending comments
 //! are listed to moderators oldest first, across discussions, from an
 //! index row kept in the same change as the comment's status
-//! (`GET /api/v1/discussions/pending-comments`).
+//! (`GET /api/v1/discussions/pending-comments`), backfilled once for
+//! comments stored before the index existed.
 
 pub mod actor;
 mod api;
+mod backfill;
 pub mod events;
 pub mod layout;
 pub mod model;
@@ -30,7 +34,7 @@ use crate::core::log::namespace::Namespace;
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::http::router::Router;
-use crate::modules::platform::{Module, ModuleContext};
+use crate::modules::platform::{Background, Module, ModuleContext};
 use crate::transport::webhook::{BodyOf, event_data};
 use actor::Actor;
 use http::Method;
@@ -93,6 +97,11 @@ impl Module for DiscussionsApi {
 
     fn routes(self: Arc<Self>, router: &mut Router) {
         routes(router, self);
+    }
+
+    /// Backfills the pending-comment index once (see `backfill`).
+    fn start(self: Arc<Self>, background: &Background) {
+        background.spawn(backfill::run(self));
     }
 }
 
