@@ -259,6 +259,25 @@ async fn pending(
     request.send().await.unwrap()
 }
 
+/// Creates a discussion (`moderation` "pre" or "none") and returns its id.
+async fn create_discussion(server: &Server, external: &str, moderation: &str) -> String {
+    let body = json!({ "externalId": external, "title": format!("About {external}"), "moderation": moderation });
+    discussion_post(server, "/api/v1/discussions", None, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Posts `body` to `discussion` as reader `user` and returns the comment id.
+async fn post_comment(server: &Server, discussion: &str, user: &str, body: &str) -> String {
+    let path = format!("/api/v1/discussions/{discussion}/comments");
+    let body = json!({ "body": body, "displayName": user });
+    discussion_post(server, &path, Some(user), body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["data"]["comments"]
         .as_array()
@@ -272,46 +291,15 @@ fn ids(page: &Value) -> Vec<String> {
 async fn pending_comments_are_listed_oldest_first_to_moderators_until_decided() {
     let server = Server::start();
     let key = admin_key(&server);
-    let create = |external: &'static str, moderation: &'static str| {
-        let server = &server;
-        async move {
-            discussion_post(
-                server,
-                "/api/v1/discussions",
-                None,
-                json!({ "externalId": external, "title": format!("About {external}"), "moderation": moderation }),
-            )
-            .await["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
     let (first, second, open) = (
-        create("first", "pre").await,
-        create("second", "pre").await,
-        create("open", "none").await,
+        create_discussion(&server, "first", "pre").await,
+        create_discussion(&server, "second", "pre").await,
+        create_discussion(&server, "open", "none").await,
     );
-    let comment = |discussion: &str, user: &'static str, body: &'static str| {
-        let path = format!("/api/v1/discussions/{discussion}/comments");
-        let server = &server;
-        async move {
-            discussion_post(
-                server,
-                &path,
-                Some(user),
-                json!({ "body": body, "displayName": user }),
-            )
-            .await["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
-    let a = comment(&first, "ann", "one").await;
-    let b = comment(&second, "bob", "two").await;
-    let c = comment(&first, "cat", "three").await;
-    comment(&open, "dan", "published at once").await;
+    let a = post_comment(&server, &first, "ann", "one").await;
+    let b = post_comment(&server, &second, "bob", "two").await;
+    let c = post_comment(&server, &first, "cat", "three").await;
+    post_comment(&server, &open, "dan", "published at once").await;
 
     let page = json(pending(&server, &key, "?limit=2", None).await).await;
     assert_eq!(ids(&page), vec![a.clone(), b.clone()], "{page}");
@@ -401,26 +389,8 @@ async fn pending_comments_are_listed_oldest_first_to_moderators_until_decided() 
 async fn pending_comments_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::builder().data_dir(dir.path()).start();
-    let discussion = discussion_post(
-        &server,
-        "/api/v1/discussions",
-        None,
-        json!({ "externalId": "kept", "title": "Kept", "moderation": "pre" }),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let comment = discussion_post(
-        &server,
-        &format!("/api/v1/discussions/{discussion}/comments"),
-        Some("ann"),
-        json!({ "body": "still waiting" }),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let discussion = create_discussion(&server, "kept", "pre").await;
+    let comment = post_comment(&server, &discussion, "ann", "still waiting").await;
     drop(server);
     let server = Server::builder().data_dir(dir.path()).start();
     let page = json(pending(&server, &admin_key(&server), "", None).await).await;
@@ -850,26 +820,8 @@ async fn console_walkthrough_as_the_instance_admin() {
     click(&mut page, "#topic-stop").await;
 
     // Moderation: approve a pending comment; readers then see it.
-    let discussion = discussion_post(
-        &server,
-        "/api/v1/discussions",
-        None,
-        json!({ "externalId": "launch", "title": "Launch day", "moderation": "pre" }),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let comment = discussion_post(
-        &server,
-        &format!("/api/v1/discussions/{discussion}/comments"),
-        Some("ann"),
-        json!({ "body": "Waiting for a moderator", "displayName": "Ann" }),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let discussion = create_discussion(&server, "launch", "pre").await;
+    let comment = post_comment(&server, &discussion, "ann", "Waiting for a moderator").await;
     let reader_sees = || async {
         let page: Value = server
             .http1()
