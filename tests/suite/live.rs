@@ -2465,15 +2465,21 @@ async fn a_quiz_due_while_the_server_was_down_closes_after_the_restart_and_says_
     let dir = temp.path().join("data");
     let mut server = Server::builder().data_dir(&dir).start();
     let producer = Producer::admin(&server);
-    let (stream, quiz) = producer.stream_with_quiz("Closed in absentia", json!({ "question": "Down?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 1000 })).await;
+    // Open long enough that a loaded machine still kills the server before
+    // the close (the answer and its interval take well under a second).
+    let (stream, quiz) = producer.stream_with_quiz("Closed in absentia", json!({ "question": "Down?", "choices": ["Yes", "No"], "answer": "No", "durationMs": 4000 })).await;
     let quiz_id = quiz["id"].as_str().unwrap().to_string();
     let voter = Viewer::new(&server, "voter");
     let (status, body) = voter.answer(&stream, &quiz_id, "No").await;
     assert_eq!(status, 201, "{body}");
     // Let the answer's interval complete, then crash and stay down past the close.
     tokio::time::sleep(Duration::from_millis(750)).await;
-    server.kill();
     let planned = quiz["closeInterval"].as_u64().unwrap();
+    assert!(
+        interval_of(now_ms()) < planned,
+        "the quiz must still be open when the server is killed"
+    );
+    server.kill();
     wait_closed(planned + 4 * STEP).await;
     let restarted_at = interval_of(now_ms());
     let second = Server::builder().data_dir(&dir).start();
