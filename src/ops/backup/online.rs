@@ -25,7 +25,6 @@ use hyper::body::Frame;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -50,7 +49,6 @@ pub struct OnlineBackups {
     store: Store,
     lifecycle: Arc<Lifecycle>,
     settings: BackupSettings,
-    running: Arc<AtomicBool>,
 }
 
 impl OnlineBackups {
@@ -61,14 +59,13 @@ impl OnlineBackups {
             store: context.hub.store().clone(),
             lifecycle: context.lifecycle.clone(),
             settings,
-            running: Arc::default(),
         }
     }
 
     /// Starts a backup and answers with its streaming body: 409 while
-    /// another runs, 503 while the store is not healthy.
+    /// another runs, 503 while the store is not healthy (both from the
+    /// writer's tap, which owns the one-backup-at-a-time rule).
     pub async fn start(&self) -> Result<Response, ApiError> {
-        let running = Running::claim(&self.running)?;
         let config_path = self.settings.data_dir.join("config.json");
         let config = tokio::fs::read(&config_path).await.map_err(|err| {
             ApiError::internal(format!("reading {}: {err}", config_path.display()))
@@ -91,7 +88,6 @@ impl OnlineBackups {
             let outcome =
                 snapshot::produce(&store, Some(journal), &header, &config, &mut sink).await;
             log_outcome(&outcome, started);
-            drop(running);
         });
         Ok(streaming(receiver))
     }
@@ -107,27 +103,6 @@ fn log_outcome(outcome: &Result<super::format::Counts, Stop>, started: Instant) 
             "online backup sent"
         ),
         Err(stop) => tracing::warn!(seconds, reason = %stop, "online backup aborted"),
-    }
-}
-
-/// The running backup's claim; released when dropped.
-struct Running(Arc<AtomicBool>);
-
-impl Running {
-    fn claim(flag: &Arc<AtomicBool>) -> Result<Self, ApiError> {
-        if flag.swap(true, Ordering::AcqRel) {
-            return Err(ApiError::new(
-                crate::error::ErrorCode::Conflict,
-                "another backup is running; only one runs at a time",
-            ));
-        }
-        Ok(Self(flag.clone()))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }
 
