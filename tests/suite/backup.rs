@@ -293,10 +293,10 @@ async fn an_online_backup_under_load_restores_a_consistent_cut_whose_ids_keep_in
     let summary = backup_online(&source, &file).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Release);
-    for (_, task) in &publishers {
-        while !task.is_finished() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    // Awaited, not polled: a publisher whose publish failed (a 503 during
+    // the backup) panicked, and that must fail the test.
+    for (_, task) in publishers {
+        task.await.unwrap();
     }
     chat_writer.await.unwrap();
     assert_eq!(summary["header"]["source"], "online");
