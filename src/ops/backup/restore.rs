@@ -134,7 +134,8 @@ fn build(file: &Path, summary: &Summary, building: &Path) -> Result<(), StartupE
 
 /// Writes a backup into `store`: every scan record, then every journal
 /// record in order (two passes over the file from `open`, each checking
-/// it whole again).
+/// it whole again; one when the file holds no journal records, as an
+/// offline backup's).
 pub fn load<R: Read>(
     store: &Store,
     open: impl Fn() -> std::io::Result<R>,
@@ -145,10 +146,13 @@ pub fn load<R: Read>(
         store.apply_blocking(&batch).map_err(LoadError::Store)
     };
     let input = || open().map_err(|err| LoadError::File(ReadError::Io(err)));
-    format::read(input()?, |record| match record {
+    let scanned = format::read(input()?, |record| match record {
         Record::Scan(ops) => apply(ops),
         Record::Journal(_) => Ok(()),
     })?;
+    if scanned.counts.journal_records == 0 {
+        return Ok(scanned);
+    }
     format::read(input()?, |record| match record {
         Record::Journal(ops) => apply(ops),
         Record::Scan(_) => Ok(()),
