@@ -408,12 +408,18 @@ pub fn tenants(command: TenantsCommand) -> Result<(), StartupError> {
     run(target, operation)
 }
 
-fn run(target: AdminTarget, operation: Operation) -> Result<(), StartupError> {
+/// Runs `future` to completion on a current-thread runtime of its own (the
+/// command line's subcommands run outside the server's runtime).
+pub(crate) fn block_on<F: Future>(future: F) -> Result<F::Output, StartupError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| StartupError::io("starting the runtime", err))?;
-    let data = runtime.block_on(execute(target, operation))?;
+    Ok(runtime.block_on(future))
+}
+
+fn run(target: AdminTarget, operation: Operation) -> Result<(), StartupError> {
+    let data = block_on(execute(target, operation))??;
     print_line(&serde_json::to_string_pretty(&data).unwrap_or_default());
     Ok(())
 }
@@ -546,11 +552,7 @@ pub fn backup(args: BackupArgs) -> Result<(), StartupError> {
                 Some(key) => key,
                 None => crate::core::datadir::read_existing_config(&args.data.data_dir)?.admin_key,
             };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|err| StartupError::io("starting the runtime", err))?;
-            runtime.block_on(download(url, &admin_key, &args.out))?
+            block_on(download(url, &admin_key, &args.out))??
         }
         None => backup::output::offline(&args.data.data_dir, &args.out)?,
     };

@@ -113,16 +113,12 @@ pub fn offline(data_dir: &Path, out: &Path) -> Result<Summary, StartupError> {
     let config = std::fs::read(dir.config_path())
         .map_err(|err| StartupError::io(format!("reading {}", dir.config_path().display()), err))?;
     let store = Store::open(&dir.db_path(), OFFLINE_CACHE_BYTES)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| StartupError::io("starting the runtime", err))?;
     let header = Header::now(Source::Offline);
-    runtime
-        .block_on(snapshot::produce(&store, None, &header, &config, &mut file))
-        .map_err(|stop| match stop {
-            Stop::Sink(reason) => StartupError::Io(reason),
-            Stop::Source(reason) => StartupError::Io(format!("the backup failed: {reason}")),
-        })?;
+    let produced =
+        crate::cli::block_on(snapshot::produce(&store, None, &header, &config, &mut file))?;
+    produced.map_err(|stop| match stop {
+        Stop::Sink(reason) => StartupError::Io(reason),
+        Stop::Source(reason) => StartupError::Io(format!("the backup failed: {reason}")),
+    })?;
     file.finish()
 }
