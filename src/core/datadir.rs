@@ -159,6 +159,15 @@ impl DataDir {
     }
 }
 
+/// Syncs the directory holding `path` (the current directory for a bare
+/// name), making a rename or creation of `path` durable.
+pub fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    File::open(parent.unwrap_or(Path::new("."))).and_then(|dir| dir.sync_all())
+}
+
 /// Writes `contents` to `path` with mode 0600 so that a crash leaves either no
 /// file or the whole file.
 pub fn write_private_file_atomically(path: &Path, contents: &[u8]) -> Result<(), StartupError> {
@@ -175,12 +184,7 @@ pub fn write_private_file_atomically(path: &Path, contents: &[u8]) -> Result<(),
         .and_then(|()| file.sync_all())
         .map_err(|err| StartupError::io(context(), err))?;
     fs::rename(&temporary, path).map_err(|err| StartupError::io(context(), err))?;
-    if let Some(parent) = path.parent() {
-        File::open(parent)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|err| StartupError::io(context(), err))?;
-    }
-    Ok(())
+    sync_parent_dir(path).map_err(|err| StartupError::io(context(), err))
 }
 
 /// Reads an existing `config.json` without taking the data directory's lock

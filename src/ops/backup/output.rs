@@ -9,7 +9,7 @@
 use super::format::{Header, Source, Summary};
 use super::restore::verify;
 use super::snapshot::{self, Sink, Stop};
-use crate::core::datadir::DataDir;
+use crate::core::datadir::{DataDir, sync_parent_dir};
 use crate::core::store::Store;
 use crate::error::StartupError;
 use bytes::Bytes;
@@ -76,9 +76,7 @@ impl PartialFile {
         let summary = verify(&self.partial)?;
         std::fs::rename(&self.partial, &self.out)
             .map_err(|err| StartupError::io(context("renaming"), err))?;
-        let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty());
-        File::open(parent.unwrap_or(Path::new(".")))
-            .and_then(|dir| dir.sync_all())
+        sync_parent_dir(&self.out)
             .map_err(|err| StartupError::io(context("syncing the directory of"), err))?;
         Ok(summary)
     }

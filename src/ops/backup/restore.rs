@@ -9,7 +9,7 @@
 //! order (the rule that makes an online backup exact, see `ops::backup`).
 
 use super::format::{self, ReadError, Record, Summary};
-use crate::core::datadir::{DataDir, write_private_file_atomically};
+use crate::core::datadir::{DataDir, sync_parent_dir, write_private_file_atomically};
 use crate::core::store::{Op, SCHEMA_VERSION, Store, StoreError, WriteBatch};
 use crate::error::StartupError;
 use std::fs::File;
@@ -164,8 +164,5 @@ pub fn load<R: Read>(
 fn move_into_place(building: &Path, target: &Path) -> Result<(), StartupError> {
     let context = || format!("moving the restored directory to {}", target.display());
     std::fs::rename(building, target).map_err(|err| StartupError::io(context(), err))?;
-    let parent = building.parent().unwrap_or(Path::new("."));
-    File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|err| StartupError::io(context(), err))
+    sync_parent_dir(building).map_err(|err| StartupError::io(context(), err))
 }
