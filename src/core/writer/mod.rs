@@ -322,11 +322,14 @@ impl Writer {
     }
 
     /// Starts journaling every batch made durable from now on, for an
-    /// online backup, holding at most `max_bytes` until taken (blocking:
-    /// waits for the batch being written, so run it off the async workers).
-    /// 409 while another backup runs, 503 while the store is not healthy.
-    pub fn attach_journal(&self, max_bytes: usize) -> Result<JournalHandle, ApiError> {
-        self.tap.attach(&self.health, max_bytes)
+    /// online backup, holding at most `max_bytes` until taken (on the
+    /// blocking pool: it waits for the batch being written). 409 while
+    /// another backup runs, 503 while the store is not healthy.
+    pub async fn attach_journal(&self, max_bytes: usize) -> Result<JournalHandle, ApiError> {
+        let (tap, health) = (self.tap.clone(), self.health.clone());
+        tokio::task::spawn_blocking(move || tap.attach(&health, max_bytes))
+            .await
+            .map_err(|err| ApiError::internal(format!("starting the backup failed: {err}")))?
     }
 
     /// The faults tests may arm (debug builds only).

@@ -70,11 +70,10 @@ impl OnlineBackups {
         let config = tokio::fs::read(&config_path).await.map_err(|err| {
             ApiError::internal(format!("reading {}: {err}", config_path.display()))
         })?;
-        let writer = self.writer.clone();
-        let max_bytes = self.settings.max_journal_bytes;
-        let journal = tokio::task::spawn_blocking(move || writer.attach_journal(max_bytes))
-            .await
-            .map_err(|err| ApiError::internal(format!("starting the backup failed: {err}")))??;
+        let journal = self
+            .writer
+            .attach_journal(self.settings.max_journal_bytes)
+            .await?;
         let (sender, receiver) = mpsc::channel(PIPE);
         let mut sink = ChannelSink {
             sender,

@@ -154,11 +154,7 @@ async fn a_scan_interleaved_with_commits_restores_the_exact_store_after_one_comm
     };
     // Let commits run before the backup starts, too.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let attach = writer.clone();
-    let journal = tokio::task::spawn_blocking(move || attach.attach_journal(64 << 20))
-        .await
-        .unwrap()
-        .unwrap();
+    let journal = writer.attach_journal(64 << 20).await.unwrap();
     let mut sink = SlowSink {
         file: Vec::new(),
         pause: Duration::from_millis(30),
@@ -223,11 +219,7 @@ async fn a_store_failure_during_a_backup_fails_it_and_its_file_is_refused() {
         }
     }
 
-    let attach = writer.clone();
-    let journal = tokio::task::spawn_blocking(move || attach.attach_journal(64 << 20))
-        .await
-        .unwrap()
-        .unwrap();
+    let journal = writer.attach_journal(64 << 20).await.unwrap();
     let mut sink = FailingSink {
         file: Vec::new(),
         writer: writer.clone(),
