@@ -231,6 +231,42 @@ fn flags_that_need_each_other_may_come_from_the_file_and_the_command_line() {
     );
 }
 
+#[test]
+fn a_flag_or_variable_wins_over_a_file_key_it_conflicts_with() {
+    let temp = tempfile::tempdir().unwrap();
+    // The file asks for a self-signed certificate, the environment names one.
+    let file = settings(temp.path(), "tls-self-signed = true\n");
+    let cert = temp.path().join("absent-cert.pem");
+    let (code, stderr) = refused(
+        &file,
+        &[],
+        &[
+            ("TIDINGS_TLS_CERT", cert.to_str().unwrap()),
+            ("TIDINGS_TLS_KEY", "/absent/key.pem"),
+        ],
+    );
+    assert!(
+        !stderr.contains("cannot be used with") && stderr.contains(cert.to_str().unwrap()),
+        "TIDINGS_TLS_CERT wins over the file's tls-self-signed; the missing file is what \
+         fails:\n{stderr}"
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+
+    // The file names a certificate, the command line asks for a self-signed one.
+    let file = settings(
+        temp.path(),
+        "tls-cert = \"/absent/cert.pem\"\ntls-key = \"/absent/key.pem\"\n",
+    );
+    let server = Server::builder()
+        .args(&["--config", file.to_str().unwrap(), "--tls-self-signed"])
+        .start();
+    assert!(
+        server.url("/").starts_with("https://"),
+        "--tls-self-signed wins over the file's tls-cert and tls-key: {}",
+        server.url("/")
+    );
+}
+
 /// `tidings init --print-config`, run in `dir` (which it must leave empty).
 fn print_config(dir: &Path) -> String {
     let output = Command::new(binary())
