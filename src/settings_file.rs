@@ -11,7 +11,7 @@
 //! Invariants:
 //! * precedence is command line > `TIDINGS_*` environment variable > file >
 //!   built-in default. A file value is only ever handed to clap as if it had
-//!   been typed (`--key=value`, before the user's own arguments), and only
+//!   been typed (`--key=value`, after the user's own arguments), and only
 //!   for a flag when the command line and the environment set neither it nor
 //!   a flag conflicting with it (`tls-self-signed` against `tls-cert`), so the
 //!   server's settings still come from one clap parse and the one validation
@@ -59,14 +59,10 @@ fn parse_arguments(argv: Vec<OsString>) -> Result<Cli, StartupError> {
     let Some((path, given)) = settings_file_of(&lenient) else {
         return Ok(Cli::parse_from(argv));
     };
-    let extra = file_arguments(&path, given)?;
-    let at = argv
-        .iter()
-        .skip(1)
-        .position(|arg| arg == SERVE)
-        .map_or(argv.len(), |index| index + 2);
+    // `serve` has no positionals and no global flags: the file's arguments
+    // can simply follow the user's.
     let mut merged = argv.clone();
-    merged.splice(at..at, extra);
+    merged.extend(file_arguments(&path, given)?);
     match Cli::try_parse_from(merged) {
         Ok(cli) => Ok(cli),
         Err(err) if !err.use_stderr() => err.exit(),
