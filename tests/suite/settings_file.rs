@@ -2,8 +2,7 @@
 //! `init --print-config`: values observed on a running server, precedence
 //! (flag > environment > file > default), and every kind of refusal.
 
-use crate::harness::{Server, binary};
-use std::net::TcpListener;
+use crate::harness::{Server, binary, held_port};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,13 +11,6 @@ fn settings(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("tidings.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A listener on a free loopback port, held so nothing else can take it.
-fn held_port() -> (TcpListener, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (listener, port)
 }
 
 /// The status of `POST /__test/echo` with a JSON body of exactly `bytes` bytes.
