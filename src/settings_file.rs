@@ -11,8 +11,9 @@
 //! Invariants:
 //! * precedence is command line > `TIDINGS_*` environment variable > file >
 //!   built-in default. A file value is only ever handed to clap as if it had
-//!   been typed (`--key=value`, before the user's own arguments), and only
-//!   for flags that neither the command line nor the environment set, so the
+//!   been typed (`--key=value`, after the user's own arguments), and only
+//!   for a flag when the command line and the environment set neither it nor
+//!   a flag conflicting with it (`tls-self-signed` against `tls-cert`), so the
 //!   server's settings still come from one clap parse and the one validation
 //!   in [`crate::config`];
 //! * nothing in the file is ignored: an unknown key, `config` itself, a
@@ -58,14 +59,10 @@ fn parse_arguments(argv: Vec<OsString>) -> Result<Cli, StartupError> {
     let Some((path, given)) = settings_file_of(&lenient) else {
         return Ok(Cli::parse_from(argv));
     };
-    let extra = file_arguments(&path, given)?;
-    let at = argv
-        .iter()
-        .skip(1)
-        .position(|arg| arg == SERVE)
-        .map_or(argv.len(), |index| index + 2);
+    // `serve` has no positionals and no global flags: the file's arguments
+    // can simply follow the user's.
     let mut merged = argv.clone();
-    merged.splice(at..at, extra);
+    merged.extend(file_arguments(&path, given)?);
     match Cli::try_parse_from(merged) {
         Ok(cli) => Ok(cli),
         Err(err) if !err.use_stderr() => err.exit(),
@@ -209,15 +206,37 @@ impl<'a> Key<'a> {
 
     /// Whether the command line or the environment set this flag.
     fn set_elsewhere(&self, given: &ArgMatches) -> bool {
-        matches!(
-            given.value_source(self.arg.get_id().as_str()),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        )
+        set_elsewhere(self.arg, given)
+    }
+
+    /// Whether the command line or the environment set a flag that conflicts
+    /// with this one (either flag declaring the conflict): the file then
+    /// yields to it, as it yields to the flag itself.
+    fn conflict_set_elsewhere(&self, serve: &clap::Command, given: &ArgMatches) -> bool {
+        let id = self.arg.get_id();
+        let ours = serve.get_arg_conflicts_with(self.arg);
+        serve.get_arguments().any(|other| {
+            let conflicts = ours.iter().any(|arg| arg.get_id() == other.get_id())
+                || serve
+                    .get_arg_conflicts_with(other)
+                    .iter()
+                    .any(|arg| arg.get_id() == id);
+            conflicts && set_elsewhere(other, given)
+        })
     }
 }
 
+/// Whether the command line or the environment set `arg`.
+fn set_elsewhere(arg: &Arg, given: &ArgMatches) -> bool {
+    matches!(
+        given.value_source(arg.get_id().as_str()),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
 /// Reads the file and returns the arguments it adds to the command line:
-/// every key checked, those set elsewhere left out.
+/// every key checked, those set elsewhere (or whose conflicting flags are)
+/// left out.
 fn file_arguments(path: &Path, given: &ArgMatches) -> Result<Vec<OsString>, StartupError> {
     let table = read_table(path)?;
     let serve = serve_command();
@@ -230,7 +249,7 @@ fn file_arguments(path: &Path, given: &ArgMatches) -> Result<Vec<OsString>, Star
         let added = key
             .arguments(&checker, value)
             .map_err(|problem| file_error(path, format!("key `{name}`: {problem}")))?;
-        if !key.set_elsewhere(given) {
+        if !key.set_elsewhere(given) && !key.conflict_set_elsewhere(&serve, given) {
             arguments.extend(added.into_iter().map(OsString::from));
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::chat_api::{Auth, Chat};
 use crate::clients::{Admin, admin_key, all_events, discussion_post, publish, publish_raw};
-use crate::harness::{Server, binary};
+use crate::harness::{Server, binary, held_port};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -127,15 +127,6 @@ async fn pending(server: &Server, endpoint: &str) -> Vec<Value> {
     body["data"]["deliveries"].as_array().unwrap().clone()
 }
 
-/// A free port on 127.0.0.1 (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A webhook receiver on `port` answering 204; the event ids it received.
 async fn receive_hooks(port: u16) -> Arc<Mutex<Vec<String>>> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -220,7 +211,7 @@ async fn an_online_backup_under_load_restores_a_consistent_cut_whose_ids_keep_in
     let tenant = crate::chat_api::default_tenant(&source);
     let (_, key) = admin.create_key(&tenant, &["publish", "read"]).await;
     // A delivery that stays pending: nothing listens on its port yet.
-    let port = free_port();
+    let (_, port) = held_port(); // released at once: nothing listens on it
     let (endpoint, _) = crate::webhooks::create_endpoint(
         &source,
         json!({ "url": format!("http://127.0.0.1:{port}/hook"), "eventTypes": ["hooked"] }),

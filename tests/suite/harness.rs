@@ -22,6 +22,14 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_tidings")
 }
 
+/// A listener on a free loopback port, held so nothing else can take it;
+/// drop it to leave the port free with nothing listening on it.
+pub fn held_port() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
 /// Options for starting a server.
 pub struct ServerBuilder {
     data_dir: Option<PathBuf>,
