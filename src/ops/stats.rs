@@ -24,7 +24,9 @@ use crate::ops::OpsState;
 use crate::transport::webhook::layout as webhook_layout;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Most pending webhook rows one sample counts.
 pub const BACKLOG_CAP: usize = 10_000;
@@ -52,13 +54,25 @@ async fn stats(state: Arc<OpsState>, request: Request) -> Result<Response, ApiEr
 /// The whole server's sample.
 async fn instance(state: &OpsState) -> Value {
     let hub = &state.hub;
-    let by_tenant: serde_json::Map<String, Value> = hub
-        .subscriptions_by(|topic| topic.tenant)
+    let mut topics = 0usize;
+    let mut by_tenant: HashMap<Uuid, usize> = HashMap::new();
+    let mut by_surface: HashMap<String, usize> = HashMap::new();
+    hub.visit_subscriptions(|topic, subscribers| {
+        topics += 1;
+        *by_tenant.entry(topic.tenant).or_insert(0) += subscribers;
+        let surface = surface_of(&topic.name);
+        match by_surface.get_mut(surface) {
+            Some(count) => *count += subscribers,
+            None => {
+                by_surface.insert(surface.to_string(), subscribers);
+            }
+        }
+    });
+    let by_tenant: serde_json::Map<String, Value> = by_tenant
         .into_iter()
         .map(|(tenant, count)| (tenant.to_string(), json!(count)))
         .collect();
-    let by_surface: serde_json::Map<String, Value> = hub
-        .subscriptions_by(|topic| surface_of(&topic.name).to_string())
+    let by_surface: serde_json::Map<String, Value> = by_surface
         .into_iter()
         .map(|(surface, count)| (surface, json!(count)))
         .collect();
@@ -70,7 +84,7 @@ async fn instance(state: &OpsState) -> Value {
         "viewer": { "instanceAdmin": true },
         "open": state.metrics.open_counts(),
         "subscriptions": hub.subscription_count(),
-        "topics": hub.topic_count(),
+        "topics": topics,
         "subscriptionsByTenant": by_tenant,
         "subscriptionsBySurface": by_surface,
         "writer": {
@@ -97,12 +111,12 @@ fn tenant(state: &OpsState, key: &ApiKey) -> Result<Value, ApiError> {
         .registry()
         .tenant(&key.tenant)
         .ok_or_else(|| ApiError::not_found("no such tenant"))?;
-    let subscriptions = state
-        .hub
-        .subscriptions_by(|topic| topic.tenant == key.tenant)
-        .get(&true)
-        .copied()
-        .unwrap_or(0);
+    let mut subscriptions = 0;
+    state.hub.visit_subscriptions(|topic, subscribers| {
+        if topic.tenant == key.tenant {
+            subscriptions += subscribers;
+        }
+    });
     Ok(json!({
         "at": crate::core::clock::unix_millis(),
         "viewer": {
