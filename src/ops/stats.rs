@@ -11,8 +11,8 @@
 //! with the `admin` scope gets `viewer` (its tenant and its own key, which
 //! is how the console learns what a key may do) and its tenant's
 //! subscriptions, nothing of other tenants; anything else is 403. Nothing
-//! here writes. The webhook backlog is counted by reading at most
-//! [`BACKLOG_CAP`] pending rows, so a sample costs a bounded store read.
+//! here writes. The webhook backlog is counted over at most [`BACKLOG_CAP`]
+//! pending keys, keeping none, so a sample costs a bounded store read.
 
 use crate::auth::Credential;
 use crate::auth::api_keys::{ApiKey, Scope};
@@ -134,15 +134,15 @@ fn tenant(state: &OpsState, key: &ApiKey) -> Result<Value, ApiError> {
 /// sample still answers.
 async fn webhook_backlog(state: &OpsState) -> Value {
     let prefix = [webhook_layout::PREFIX[0], webhook_layout::PENDING];
-    let rows = state
+    let counted = state
         .hub
         .store()
-        .run(move |store| store.scan_blocking(&prefix, None, BACKLOG_CAP + 1))
+        .run(move |store| store.count_prefix_blocking(&prefix, BACKLOG_CAP + 1))
         .await;
-    match rows {
-        Ok(rows) => json!({
-            "pending": rows.len().min(BACKLOG_CAP),
-            "pendingCapped": rows.len() > BACKLOG_CAP,
+    match counted {
+        Ok(count) => json!({
+            "pending": count.min(BACKLOG_CAP),
+            "pendingCapped": count > BACKLOG_CAP,
         }),
         Err(_) => json!({ "pending": null, "pendingCapped": false }),
     }
