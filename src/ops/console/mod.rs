@@ -47,14 +47,8 @@ impl Asset {
 
     /// The asset, or 304 when the client holds this version.
     fn serve(&self, request: &Request) -> Response {
-        let fresh = request
-            .headers()
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|tag| tag.trim() == self.etag || tag.trim() == "*");
-        let mut response = if fresh {
+        let etag = self.etag.to_str().unwrap_or_default();
+        let mut response = if request.if_none_match(etag) {
             response::with_content_type(StatusCode::NOT_MODIFIED, self.content_type, "")
         } else {
             response::with_content_type(StatusCode::OK, self.content_type, self.bytes)
