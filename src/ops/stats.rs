@@ -11,8 +11,8 @@
 //! with the `admin` scope gets `viewer` (its tenant and its own key, which
 //! is how the console learns what a key may do) and its tenant's
 //! subscriptions, nothing of other tenants; anything else is 403. Nothing
-//! here writes. The webhook backlog is counted over at most [`BACKLOG_CAP`]
-//! pending keys, keeping none, so a sample costs a bounded store read.
+//! here writes. The webhook backlog is counted over at most `BACKLOG_CAP`
+//! (10 000) pending keys, keeping none, so a sample costs a bounded store read.
 
 use crate::auth::Credential;
 use crate::auth::api_keys::{ApiKey, Scope};
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Most pending webhook rows one sample counts.
-pub const BACKLOG_CAP: usize = 10_000;
+const BACKLOG_CAP: usize = 10_000;
 
 /// Registers `GET /admin/v1/stats`.
 pub(super) fn routes(router: &mut Router, state: &Arc<OpsState>) {
