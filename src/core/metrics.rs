@@ -34,8 +34,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 use serde_json::{Value, json};
-use std::sync::RwLock;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 /// Registers `metric` as `name` with `help` and returns the handle to update it.
@@ -259,9 +259,9 @@ impl LiveSeries {
 }
 
 /// Events written to clients by transport and surface: the registered
-/// family and the counters of the pairs met so far, so that counting a
-/// written batch costs a read lock and a relaxed add, never an allocation
-/// (a pair's first batch registers its counter).
+/// family and the counters of the pairs met so far. A stream looks its
+/// counter up once ([`DeliveryCounter`]; a pair's first batch registers it),
+/// so counting a written batch is a relaxed add, never a lock or allocation.
 struct DeliverySeries {
     family: Family<DeliveryLabels, Counter>,
     counters: RwLock<Vec<(&'static str, Box<str>, Counter)>>,
@@ -319,6 +319,40 @@ impl DeliverySeries {
             by_surface[&**surface] = json!(counter.get());
         }
         Value::Object(totals)
+    }
+}
+
+/// The delivery counter of one stream (or one followed key) over a
+/// transport (`sse`, `ws`, `socketio`): resolved from the first events it
+/// writes (a stream's events all belong to its topic's surface), after which
+/// counting a written batch is one relaxed add. Clones share the counter.
+#[derive(Clone)]
+pub struct DeliveryCounter {
+    transport: &'static str,
+    counter: Arc<OnceLock<Counter>>,
+}
+
+impl DeliveryCounter {
+    /// Not resolved yet: a stream that writes nothing adds no series.
+    pub fn new(transport: &'static str) -> Self {
+        Self {
+            transport,
+            counter: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Counts `events` written to the client in one batch, of `topic` (which
+    /// names the surface; read on the first batch only).
+    pub fn add(&self, metrics: &Metrics, topic: &str, events: usize) {
+        if events > 0 {
+            self.counter
+                .get_or_init(|| {
+                    metrics
+                        .deliveries
+                        .counter(self.transport, surface_of(topic))
+                })
+                .inc_by(events as u64);
+        }
     }
 }
 
@@ -531,16 +565,6 @@ impl Metrics {
         self.stream_ends
             .get_or_create(&ReasonLabels { transport, reason })
             .inc();
-    }
-
-    /// Counts `events` written to a client in one batch over `transport`
-    /// (`sse`, `ws`, `socketio`), of `topic` (which names the surface).
-    pub fn delivered(&self, transport: &'static str, topic: &str, events: usize) {
-        if events > 0 {
-            self.deliveries
-                .counter(transport, surface_of(topic))
-                .inc_by(events as u64);
-        }
     }
 
     /// Events written to clients so far, `{transport: {surface: count}}`, for the admin stats.
@@ -779,10 +803,12 @@ mod tests {
     #[test]
     fn deliveries_count_by_transport_and_surface() {
         let metrics = Metrics::new();
-        metrics.delivered("sse", "room/1", 3);
-        metrics.delivered("sse", "room/2", 2);
-        metrics.delivered("ws", "~chat/r1", 4);
-        metrics.delivered("ws", "~discussion/9", 0);
+        DeliveryCounter::new("sse").add(&metrics, "room/1", 3);
+        let second = DeliveryCounter::new("sse");
+        second.add(&metrics, "room/2", 1);
+        second.add(&metrics, "room/2", 1);
+        DeliveryCounter::new("ws").add(&metrics, "~chat/r1", 4);
+        DeliveryCounter::new("ws").add(&metrics, "~discussion/9", 0);
         assert_eq!(
             metrics.delivery_totals(),
             json!({ "sse": { "topics": 5 }, "ws": { "chat": 4 } })

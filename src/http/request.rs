@@ -84,6 +84,17 @@ impl Request {
             .and_then(|value| value.to_str().ok())
     }
 
+    /// True when an `If-None-Match` line names `etag` (quoted, as sent in
+    /// `ETag`) or is `*`: the client holds this version (a 304 answers).
+    pub fn if_none_match(&self, etag: &str) -> bool {
+        self.head
+            .headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|tags| tags.to_str().ok())
+            .any(|tags| matches_etag(tags, etag))
+    }
+
     /// A path parameter named in the route pattern (`{topic}`), percent-decoded.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
@@ -250,4 +261,25 @@ fn json_error(err: serde_json::Error) -> ApiError {
     };
     ApiError::validation(format!("{what}: {err}"))
         .with_details(serde_json::json!({ "line": err.line(), "column": err.column() }))
+}
+
+/// True when an `If-None-Match` list names `etag` (weak comparison, as the
+/// header asks) or is `*`.
+fn matches_etag(tags: &str, etag: &str) -> bool {
+    tags.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_etag;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags_match() {
+        assert!(matches_etag("\"a\"", "\"a\""));
+        assert!(matches_etag("\"b\", W/\"a\"", "\"a\""));
+        assert!(matches_etag("*", "\"a\""));
+        assert!(!matches_etag("\"ab\"", "\"a\""));
+    }
 }

@@ -11,8 +11,8 @@
 //! with the `admin` scope gets `viewer` (its tenant and its own key, which
 //! is how the console learns what a key may do) and its tenant's
 //! subscriptions, nothing of other tenants; anything else is 403. Nothing
-//! here writes. The webhook backlog is counted by reading at most
-//! [`BACKLOG_CAP`] pending rows, so a sample costs a bounded store read.
+//! here writes. The webhook backlog is counted over at most `BACKLOG_CAP`
+//! (10 000) pending keys, keeping none, so a sample costs a bounded store read.
 
 use crate::auth::Credential;
 use crate::auth::api_keys::{ApiKey, Scope};
@@ -24,10 +24,12 @@ use crate::ops::OpsState;
 use crate::transport::webhook::layout as webhook_layout;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Most pending webhook rows one sample counts.
-pub const BACKLOG_CAP: usize = 10_000;
+const BACKLOG_CAP: usize = 10_000;
 
 /// Registers `GET /admin/v1/stats`.
 pub(super) fn routes(router: &mut Router, state: &Arc<OpsState>) {
@@ -52,13 +54,25 @@ async fn stats(state: Arc<OpsState>, request: Request) -> Result<Response, ApiEr
 /// The whole server's sample.
 async fn instance(state: &OpsState) -> Value {
     let hub = &state.hub;
-    let by_tenant: serde_json::Map<String, Value> = hub
-        .subscriptions_by(|topic| topic.tenant)
+    let mut topics = 0usize;
+    let mut by_tenant: HashMap<Uuid, usize> = HashMap::new();
+    let mut by_surface: HashMap<String, usize> = HashMap::new();
+    hub.visit_subscriptions(|topic, subscribers| {
+        topics += 1;
+        *by_tenant.entry(topic.tenant).or_insert(0) += subscribers;
+        let surface = surface_of(&topic.name);
+        match by_surface.get_mut(surface) {
+            Some(count) => *count += subscribers,
+            None => {
+                by_surface.insert(surface.to_string(), subscribers);
+            }
+        }
+    });
+    let by_tenant: serde_json::Map<String, Value> = by_tenant
         .into_iter()
         .map(|(tenant, count)| (tenant.to_string(), json!(count)))
         .collect();
-    let by_surface: serde_json::Map<String, Value> = hub
-        .subscriptions_by(|topic| surface_of(&topic.name).to_string())
+    let by_surface: serde_json::Map<String, Value> = by_surface
         .into_iter()
         .map(|(surface, count)| (surface, json!(count)))
         .collect();
@@ -70,7 +84,7 @@ async fn instance(state: &OpsState) -> Value {
         "viewer": { "instanceAdmin": true },
         "open": state.metrics.open_counts(),
         "subscriptions": hub.subscription_count(),
-        "topics": hub.topic_count(),
+        "topics": topics,
         "subscriptionsByTenant": by_tenant,
         "subscriptionsBySurface": by_surface,
         "writer": {
@@ -97,12 +111,12 @@ fn tenant(state: &OpsState, key: &ApiKey) -> Result<Value, ApiError> {
         .registry()
         .tenant(&key.tenant)
         .ok_or_else(|| ApiError::not_found("no such tenant"))?;
-    let subscriptions = state
-        .hub
-        .subscriptions_by(|topic| topic.tenant == key.tenant)
-        .get(&true)
-        .copied()
-        .unwrap_or(0);
+    let mut subscriptions = 0;
+    state.hub.visit_subscriptions(|topic, subscribers| {
+        if topic.tenant == key.tenant {
+            subscriptions += subscribers;
+        }
+    });
     Ok(json!({
         "at": crate::core::clock::unix_millis(),
         "viewer": {
@@ -120,15 +134,15 @@ fn tenant(state: &OpsState, key: &ApiKey) -> Result<Value, ApiError> {
 /// sample still answers.
 async fn webhook_backlog(state: &OpsState) -> Value {
     let prefix = [webhook_layout::PREFIX[0], webhook_layout::PENDING];
-    let rows = state
+    let counted = state
         .hub
         .store()
-        .run(move |store| store.scan_blocking(&prefix, None, BACKLOG_CAP + 1))
+        .run(move |store| store.count_prefix_blocking(&prefix, BACKLOG_CAP + 1))
         .await;
-    match rows {
-        Ok(rows) => json!({
-            "pending": rows.len().min(BACKLOG_CAP),
-            "pendingCapped": rows.len() > BACKLOG_CAP,
+    match counted {
+        Ok(count) => json!({
+            "pending": count.min(BACKLOG_CAP),
+            "pendingCapped": count > BACKLOG_CAP,
         }),
         Err(_) => json!({ "pending": null, "pendingCapped": false }),
     }

@@ -30,7 +30,7 @@ use crate::core::lifecycle::Lifecycle;
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::{DATA_JSON, Encoding};
 use crate::core::log::read::Gap;
-use crate::core::metrics::{Metrics, OpenGuard};
+use crate::core::metrics::{DeliveryCounter, Metrics, OpenGuard};
 use crate::error::ApiError;
 use crate::http::{Body, Request, Response};
 use crate::transport::coalesce::{Coalescer, WritePacing};
@@ -203,6 +203,8 @@ struct State {
     expiry: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
     revoked: Pin<Box<WaitForCancellationFutureOwned>>,
     coalescer: Coalescer,
+    /// The events written, under the stream's transport and surface.
+    delivered: DeliveryCounter,
     opened: bool,
     finished: bool,
     _open: OpenGuard,
@@ -225,6 +227,7 @@ fn body(stream: SseStream) -> Body {
         )),
         revoked: Box::pin(stream.admission.revoked()),
         coalescer: Coalescer::new(settings.write_interval),
+        delivered: DeliveryCounter::new(TRANSPORT),
         heartbeat,
         stream,
         opened: false,
@@ -318,8 +321,8 @@ impl State {
             }
         }
         if let Some(first) = delivery.events.first() {
-            let metrics = &self.stream.metrics;
-            metrics.delivered(TRANSPORT, &first.event.topic, written);
+            self.delivered
+                .add(&self.stream.metrics, &first.event.topic, written);
         }
         (!chunk.is_empty()).then(|| chunk.freeze())
     }

@@ -204,17 +204,12 @@ impl Hub {
         self.subscriptions.load(Ordering::Relaxed)
     }
 
-    /// Live subscriptions grouped by what `group` says of each topic (its
-    /// tenant, its namespace…); topics are visited under the read lock.
-    pub fn subscriptions_by<K: Eq + std::hash::Hash>(
-        &self,
-        group: impl Fn(&TopicRef) -> K,
-    ) -> HashMap<K, usize> {
-        let mut counts = HashMap::new();
+    /// Calls `visit` with every topic that has subscribers and their number
+    /// (under the read lock: `visit` should be quick and not touch the hub).
+    pub fn visit_subscriptions(&self, mut visit: impl FnMut(&TopicRef, usize)) {
         for (topic, channel) in self.channels().iter() {
-            *counts.entry(group(topic)).or_insert(0) += channel.subscribers.load(Ordering::Relaxed);
+            visit(topic, channel.subscribers.load(Ordering::Relaxed));
         }
-        counts
     }
 
     /// Number of topics with at least one subscriber.

@@ -324,6 +324,17 @@ impl Store {
         Ok(out)
     }
 
+    /// How many keys are under `prefix`, counting at most `cap` (blocking):
+    /// a bounded count that keeps no pairs.
+    pub fn count_prefix_blocking(&self, prefix: &[u8], cap: usize) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self.db()?.scan_prefix(prefix).keys().take(cap) {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// The greatest key of the whole tree, if any (blocking).
     pub fn last_key_blocking(&self) -> Result<Option<sled::IVec>, StoreError> {
         Ok(self.db()?.last()?.map(|(key, _)| key))

@@ -76,14 +76,7 @@ impl Acting {
 
     /// 403 unless the actor may moderate.
     pub fn require_moderator(&self) -> Result<(), ApiError> {
-        if self.moderator {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                crate::error::ErrorCode::Forbidden,
-                "only moderators may do this (an API key with the admin scope, or a JWT with the moderator role)",
-            ))
-        }
+        require_moderator(self.moderator, "do this")
     }
 
     /// True when the actor wrote `author` or moderates.
@@ -93,6 +86,12 @@ impl Acting {
 }
 
 impl Actor {
+    /// 403 unless the actor may moderate; the message says moderators only
+    /// may `action`.
+    pub fn require_moderator(&self, action: &str) -> Result<(), ApiError> {
+        require_moderator(self.moderator, action)
+    }
+
     /// The actor of an authenticated request; `write` asks for the `publish`
     /// scope from keys acting for a reader.
     pub fn of(principal: &Principal, request: &Request, write: bool) -> Result<Self, ApiError> {
@@ -152,6 +151,20 @@ impl Actor {
             moderator: self.moderator,
             name: self.name.clone(),
         })
+    }
+}
+
+/// 403 unless `moderator`, saying that only moderators may `action`.
+fn require_moderator(moderator: bool, action: &str) -> Result<(), ApiError> {
+    if moderator {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            crate::error::ErrorCode::Forbidden,
+            format!(
+                "only moderators may {action} (an API key with the admin scope, or a JWT with the moderator role)"
+            ),
+        ))
     }
 }
 

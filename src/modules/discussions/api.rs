@@ -259,7 +259,7 @@ pub(super) async fn list_comments(
     let page = PageRequest {
         parent: optional_uuid(&request, "parentId")?,
         after: optional_uuid(&request, "cursor")?,
-        limit: page_limit(&api, &request)?,
+        limit: request.limit_param(DEFAULT_PAGE.min(api.limits.max_page), api.limits.max_page)?,
         moderator: actor.moderator,
     };
     let page = api
@@ -280,20 +280,6 @@ fn optional_uuid(request: &Request, name: &str) -> Result<Option<Uuid>, ApiError
         .transpose()
 }
 
-/// The `limit` of a comment page: 1 to the module's page limit (100),
-/// default [`DEFAULT_PAGE`].
-fn page_limit(api: &DiscussionsApi, request: &Request) -> Result<usize, ApiError> {
-    let max = api.limits.max_page;
-    match request.query_param("limit") {
-        None => Ok(DEFAULT_PAGE.min(max)),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|limit| (1..=max).contains(limit))
-            .ok_or_else(|| ApiError::validation(format!("limit must be 1 to {max}"))),
-    }
-}
-
 /// `GET /api/v1/discussions/pending-comments?cursor=&limit=`: the tenant's
 /// comments awaiting moderation, oldest first (moderators only).
 pub(super) async fn pending_comments(
@@ -301,14 +287,9 @@ pub(super) async fn pending_comments(
     request: Request,
 ) -> Result<Response, ApiError> {
     let actor = api.actor(&request, false)?;
-    if !actor.moderator {
-        return Err(ApiError::new(
-            crate::error::ErrorCode::Forbidden,
-            "only moderators may list pending comments (an API key with the admin scope, or a JWT with the moderator role)",
-        ));
-    }
+    actor.require_moderator("list pending comments")?;
     let after = optional_uuid(&request, "cursor")?;
-    let limit = page_limit(&api, &request)?;
+    let limit = request.limit_param(DEFAULT_PAGE.min(api.limits.max_page), api.limits.max_page)?;
     let page = api
         .read(move |store| query::pending_comments(store, &actor.tenant, after, limit))
         .await?;

@@ -5,7 +5,7 @@
 //! comments, no unpublished body); moderators see everything.
 
 use super::layout;
-use super::model::{Comment, Discussion, decode};
+use super::model::{Comment, CommentStatus, Discussion, decode};
 use crate::core::store::Store;
 use crate::error::{ApiError, ErrorCode};
 use serde::Serialize;
@@ -181,7 +181,9 @@ pub struct PendingPage {
 
 /// One page of a tenant's comments awaiting moderation, across its
 /// discussions, oldest first, after the comment `after` (blocking). Reads
-/// `limit + 1` index rows, each comment and (once per page) each discussion.
+/// `limit + 1` index rows, each comment and (once per page) each discussion;
+/// a row whose comment is missing or no longer pending is skipped, so the
+/// page lists pending comments only (and may hold fewer than `limit`).
 pub fn pending_comments(
     store: &Store,
     tenant: &Uuid,
@@ -200,12 +202,22 @@ pub fn pending_comments(
         let (Some(id), Ok(discussion_id)) = (layout::last_id(key), Uuid::from_slice(value)) else {
             continue;
         };
+        // A row whose comment is gone or no longer pending is stale: passed over.
+        let Some(comment) = store
+            .get_blocking(&layout::comment(tenant, &id))
+            .map_err(store_error)?
+            .map(|bytes| decode::<Comment>(&bytes))
+            .transpose()?
+            .filter(|c| c.discussion_id == discussion_id && c.status == CommentStatus::Pending)
+        else {
+            continue;
+        };
         let parent = match discussions.entry(discussion_id) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(slot) => slot.insert(discussion(store, tenant, &discussion_id)?),
         };
         comments.push(PendingComment {
-            comment: self::comment(store, tenant, &discussion_id, &id, true)?,
+            comment: comment.view(true),
             discussion: DiscussionRef::of(parent),
         });
     }
@@ -216,4 +228,56 @@ pub fn pending_comments(
             .flatten(),
         comments,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::store::WriteBatch;
+    use crate::modules::discussions::model::{Author, encode};
+    use std::collections::BTreeMap;
+
+    fn comment(discussion: Uuid, status: CommentStatus) -> Comment {
+        Comment {
+            id: Uuid::now_v7(),
+            discussion_id: discussion,
+            parent_id: None,
+            author: Author {
+                user_id: Uuid::new_v4(),
+                display_name: None,
+            },
+            body: Some("text".into()),
+            status,
+            pinned: false,
+            reactions: BTreeMap::new(),
+            reply_count: 0,
+            created_at: "2024-01-01T00:00:00.000Z".into(),
+            published_at: None,
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+            moderation_reason: None,
+        }
+    }
+
+    #[test]
+    fn pending_page_skips_rows_of_missing_or_decided_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 8 << 20).unwrap();
+        let (tenant, discussion) = (Uuid::new_v4(), Uuid::new_v4());
+        let published = comment(discussion, CommentStatus::Published);
+        let missing = Uuid::now_v7();
+        let mut batch = WriteBatch::default();
+        batch.put(
+            layout::comment(&tenant, &published.id),
+            encode(&published).unwrap(),
+        );
+        for id in [published.id, missing] {
+            batch.put(layout::pending_comment(&tenant, &id), discussion.as_bytes());
+        }
+        store.apply_blocking(&batch).unwrap();
+        let page = pending_comments(&store, &tenant, None, 10).unwrap();
+        assert!(page.comments.is_empty());
+        assert_eq!(page.next_cursor, None);
+    }
 }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The Content-Security-Policy of every console answer.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// One embedded file and how it is served.
 struct Asset {
@@ -47,14 +47,8 @@ impl Asset {
 
     /// The asset, or 304 when the client holds this version.
     fn serve(&self, request: &Request) -> Response {
-        let fresh = request
-            .headers()
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|tag| tag.trim() == self.etag || tag.trim() == "*");
-        let mut response = if fresh {
+        let etag = self.etag.to_str().unwrap_or_default();
+        let mut response = if request.if_none_match(etag) {
             response::with_content_type(StatusCode::NOT_MODIFIED, self.content_type, "")
         } else {
             response::with_content_type(StatusCode::OK, self.content_type, self.bytes)

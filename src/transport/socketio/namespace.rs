@@ -14,6 +14,7 @@
 //! with it; at most [`MAX_PENDING_ACKS`] server acks wait per socket.
 
 use super::engine::Outgoing;
+use super::engine::session::TRANSPORT;
 use super::packet::{self, Kind};
 use super::settings::MAX_PENDING_ACKS;
 use crate::auth::{Admission, Principal};
@@ -21,7 +22,7 @@ use crate::core::hub::{Batch, FanOut, Feed, Hub, Start};
 use crate::core::log::read::Gap;
 use crate::core::log::{LogEvent, TopicRef};
 use crate::core::store::StoreError;
-use crate::transport::ws::protocol::{Deliveries, deliveries};
+use crate::transport::ws::protocol::{Followed, deliveries};
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
@@ -155,7 +156,7 @@ pub(crate) struct FollowKey {
 /// The subscriptions of a session's sockets, polled together by the session.
 pub(crate) struct Follows {
     hub: Arc<Hub>,
-    streams: StreamMap<FollowKey, Deliveries>,
+    streams: StreamMap<FollowKey, Followed>,
 }
 
 impl Follows {
@@ -168,7 +169,7 @@ impl Follows {
     }
 
     /// The subscriptions.
-    pub(crate) fn streams(&mut self) -> &mut StreamMap<FollowKey, Deliveries> {
+    pub(crate) fn streams(&mut self) -> &mut StreamMap<FollowKey, Followed> {
         &mut self.streams
     }
 
@@ -343,9 +344,10 @@ impl<'a> SocketCtx<'a> {
         key: &str,
         deliveries: impl Stream<Item = Result<Batch, StoreError>> + Send + 'static,
     ) {
-        self.follows
-            .streams
-            .insert(self.key(key), Box::pin(deliveries));
+        self.follows.streams.insert(
+            self.key(key),
+            Followed::new(Box::pin(deliveries), TRANSPORT),
+        );
     }
 
     /// Stops following `key`; false when it was not followed.

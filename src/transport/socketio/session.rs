@@ -12,7 +12,6 @@
 //! socket whose admission expires or is revoked gets DISCONNECT, and the
 //! session closes when it was the last one.
 
-use super::engine::session::TRANSPORT;
 use super::engine::{AppEnd, Handshake, Message, Outgoing, SessionApp, new_id};
 use super::erased::{DynNamespace, DynSocket};
 use super::lapse::{Lapse, Watch, watch};
@@ -20,7 +19,7 @@ use super::namespace::{ClientAck, ClientEvent, FollowKey, Follows, SocketCtx, So
 use super::packet::{self, Kind, Packet};
 use super::settings::MAX_NAMESPACES_PER_SESSION;
 use crate::core::hub::Batch;
-use crate::core::metrics::Metrics;
+use crate::core::metrics::{DeliveryCounter, Metrics};
 use crate::core::store::StoreError;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -46,7 +45,7 @@ pub(crate) enum Work {
     /// The socket in this slot has a signal.
     Signal(u32),
     /// A subscription delivered.
-    Delivery(FollowKey, Result<Batch, StoreError>),
+    Delivery(FollowKey, Result<Batch, StoreError>, DeliveryCounter),
 }
 
 /// A joined namespace.
@@ -297,6 +296,7 @@ impl SioSession {
         &mut self,
         key: FollowKey,
         delivery: Result<Batch, StoreError>,
+        delivered: &DeliveryCounter,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), AppEnd> {
         let batch = delivery.map_err(|err| {
@@ -321,8 +321,7 @@ impl SioSession {
             }
         }
         if let Some(first) = batch.events.first() {
-            self.metrics
-                .delivered(TRANSPORT, &first.event.topic, written);
+            delivered.add(&self.metrics, &first.event.topic, written);
         }
         Ok(())
     }
@@ -409,9 +408,9 @@ impl SessionApp for SioSession {
             }
             let streams = follows.streams();
             if !streams.is_empty()
-                && let Poll::Ready(Some((key, delivery))) = streams.poll_next_unpin(cx)
+                && let Poll::Ready(Some((key, (delivery, delivered)))) = streams.poll_next_unpin(cx)
             {
-                return Poll::Ready(Work::Delivery(key, delivery));
+                return Poll::Ready(Work::Delivery(key, delivery, delivered));
             }
             Poll::Pending
         })
@@ -450,7 +449,9 @@ impl SessionApp for SioSession {
                     self.after_handler(index, out);
                 }
             }
-            Work::Delivery(key, delivery) => self.deliver(key, delivery, out)?,
+            Work::Delivery(key, delivery, delivered) => {
+                self.deliver(key, delivery, &delivered, out)?;
+            }
         }
         Ok(())
     }

@@ -14,10 +14,12 @@
 //! session) unsubscribes it from the hub.
 
 use super::frames::FrameBatch;
+use super::runner::TRANSPORT;
 use crate::auth::{Admission, Principal};
 use crate::core::hub::{Batch, FanOut, Feed, Hub, Start, Subscription};
 use crate::core::log::read::Gap;
 use crate::core::log::{LogEvent, TopicRef};
+use crate::core::metrics::DeliveryCounter;
 use crate::core::store::StoreError;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -25,6 +27,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio_stream::StreamMap;
 use ulid::Ulid;
 
@@ -112,7 +115,7 @@ pub trait WsProtocol: Send + 'static {
 pub(crate) type Deliveries = Pin<Box<dyn Stream<Item = Result<Batch, StoreError>> + Send>>;
 
 /// A delivery ready to be written, with the key it was followed under.
-pub(super) type Ready = (Arc<str>, Result<Batch, StoreError>);
+pub(super) type Ready = (Arc<str>, (Result<Batch, StoreError>, DeliveryCounter));
 
 /// A subscription as the stream of its deliveries (at most [`MAX_BATCH`] events each).
 pub(crate) fn deliveries(subscription: Subscription) -> Deliveries {
@@ -125,10 +128,39 @@ pub(crate) fn deliveries(subscription: Subscription) -> Deliveries {
     ))
 }
 
+/// A followed stream of deliveries and the counter of the events written
+/// from it, looked up once per follow (on its first events).
+pub(crate) struct Followed {
+    deliveries: Deliveries,
+    counter: DeliveryCounter,
+}
+
+impl Followed {
+    /// `deliveries`, counted under `transport`.
+    pub(crate) fn new(deliveries: Deliveries, transport: &'static str) -> Self {
+        Self {
+            deliveries,
+            counter: DeliveryCounter::new(transport),
+        }
+    }
+}
+
+impl Stream for Followed {
+    type Item = (Result<Batch, StoreError>, DeliveryCounter);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        this.deliveries
+            .as_mut()
+            .poll_next(cx)
+            .map(|item| item.map(|delivery| (delivery, this.counter.clone())))
+    }
+}
+
 /// The topics a session follows, each under a key chosen by the protocol.
 pub(super) struct Follows {
     hub: Arc<Hub>,
-    subscriptions: StreamMap<Arc<str>, Deliveries>,
+    subscriptions: StreamMap<Arc<str>, Followed>,
 }
 
 impl Follows {
@@ -140,7 +172,7 @@ impl Follows {
     }
 
     /// The subscriptions, polled together by the runner.
-    pub(super) fn streams(&mut self) -> &mut StreamMap<Arc<str>, Deliveries> {
+    pub(super) fn streams(&mut self) -> &mut StreamMap<Arc<str>, Followed> {
         &mut self.subscriptions
     }
 
@@ -172,9 +204,10 @@ impl<'a> Session<'a> {
     pub fn follow(&mut self, key: &str, topic: TopicRef, start: Start) -> Option<Ulid> {
         let subscription = self.follows.hub.subscribe(topic, start);
         let position = subscription.last_id();
-        self.follows
-            .subscriptions
-            .insert(Arc::from(key), deliveries(subscription));
+        self.follows.subscriptions.insert(
+            Arc::from(key),
+            Followed::new(deliveries(subscription), TRANSPORT),
+        );
         position
     }
 
@@ -187,9 +220,10 @@ impl<'a> Session<'a> {
         key: &str,
         deliveries: impl Stream<Item = Result<Batch, StoreError>> + Send + 'static,
     ) {
-        self.follows
-            .subscriptions
-            .insert(Arc::from(key), Box::pin(deliveries));
+        self.follows.subscriptions.insert(
+            Arc::from(key),
+            Followed::new(Box::pin(deliveries), TRANSPORT),
+        );
     }
 
     /// Stops following `key`; false when it was not followed.

@@ -37,7 +37,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Transport label of WebSocket sessions in metrics.
-const TRANSPORT: &str = "ws";
+pub(super) const TRANSPORT: &str = "ws";
 
 /// Most events framed before the write buffer is checked: a full buffer is
 /// written before it grows much past its size.
@@ -188,7 +188,7 @@ impl<P: WsProtocol> Runner<P> {
         let mut hold = self.coalescer.hold_until(Instant::now());
         let mut next = Some(first);
         let mut wrote_full_batch = false;
-        while let Some((key, delivery)) = next {
+        while let Some((key, (delivery, delivered))) = next {
             let delivery = delivery.map_err(|err| {
                 tracing::error!(error = %err, key = %key, "WebSocket subscription could not read the log");
                 End::Close(Closing::log_unreadable())
@@ -199,7 +199,7 @@ impl<P: WsProtocol> Runner<P> {
             }
             if let Some(first) = delivery.events.first() {
                 let metrics = &self.runtime.metrics;
-                metrics.delivered(TRANSPORT, &first.event.topic, delivery.events.len());
+                delivered.add(metrics, &first.event.topic, delivery.events.len());
             }
             for events in delivery.events.chunks(FRAMED_AT_ONCE) {
                 self.protocol.frame_events(&key, events, &mut batch);
