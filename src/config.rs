@@ -338,10 +338,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_WS_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_byte_size)]
     pub ws_max_message: u64,
 
-    /// WebSocket read buffer per connection (it is filled whole on every
-    /// read, so it is a large part of an idle connection's memory; a bigger
-    /// message grows it while it is read).
-    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value = "1KiB", value_parser = parse_byte_size)]
+    /// WebSocket read buffer per connection, at least 256B (it is filled
+    /// whole on every read, so it is a large part of an idle connection's
+    /// memory; a bigger message grows it while it is read, and is read in
+    /// steps of this size).
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value = "512B", value_parser = parse_byte_size)]
     pub ws_read_buffer: u64,
 
     /// Interval of WebSocket pings; clients silent for two intervals are dropped.
@@ -819,7 +820,7 @@ impl ServeArgs {
     fn ws(&self) -> WsSettings {
         WsSettings {
             max_message_bytes: usize::try_from(self.ws_max_message).unwrap_or(usize::MAX),
-            read_buffer_bytes: usize::try_from(self.ws_read_buffer.max(1024)).unwrap_or(4096),
+            read_buffer_bytes: usize::try_from(self.ws_read_buffer.max(256)).unwrap_or(4096),
             ping_interval: self.ws_ping_interval.max(Duration::from_millis(100)),
             write_interval: self.stream_write_interval,
         }

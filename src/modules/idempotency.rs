@@ -551,7 +551,7 @@ mod tests {
         let (store, writer) = start(dir.path());
         // Long enough that the rewrite and its replay below fall inside one
         // window even on a loaded machine.
-        let window = Duration::from_millis(500);
+        let window = Duration::from_millis(2000);
         let idempotency = Idempotency::new(window);
         let claim = idempotency.claim(key("k"), &admin_of(Uuid::new_v4()), "op", &[b"a"]);
         write(&writer, claim.clone(), "old").await.unwrap();

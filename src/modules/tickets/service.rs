@@ -20,6 +20,7 @@ use super::model::{
     MAX_PROFILE_CHARS, MAX_USER_CHARS, Person, Queue, TenantSettings, Ticket, TicketsLimits,
 };
 use crate::auth::api_keys::Scope;
+use crate::auth::jwt::ExtraClaims;
 use crate::auth::{Credential, Principal};
 use crate::core::store::decode_u64;
 use crate::core::writer::Change;
@@ -146,14 +147,14 @@ pub fn role_of(roles: &[String]) -> Role {
     }
 }
 
-fn claim<'a>(extra: &'a serde_json::Map<String, Value>, names: &[&str]) -> Option<&'a str> {
+fn claim<'a>(extra: &'a ExtraClaims, names: &[&str]) -> Option<&'a str> {
     names
         .iter()
-        .find_map(|name| extra.get(*name).and_then(Value::as_str))
+        .find_map(|name| extra.get(name).and_then(Value::as_str))
         .filter(|text| !text.is_empty())
 }
 
-fn person_of_claims(sub: &str, extra: &serde_json::Map<String, Value>) -> Result<Person, ApiError> {
+fn person_of_claims(sub: &str, extra: &ExtraClaims) -> Result<Person, ApiError> {
     person(
         sub,
         claim(extra, &["name", "preferred_username"]),
@@ -289,10 +290,13 @@ mod tests {
     #[test]
     fn a_person_takes_name_and_avatar_claims() {
         let mut extra = serde_json::Map::new();
-        assert_eq!(person_of_claims("u1", &extra).unwrap().name, "u1");
+        assert_eq!(
+            person_of_claims("u1", &extra.clone().into()).unwrap().name,
+            "u1"
+        );
         extra.insert("preferred_username".into(), "jane".into());
         extra.insert("picture".into(), "https://a/p.png".into());
-        let person = person_of_claims("u1", &extra).unwrap();
+        let person = person_of_claims("u1", &extra.into()).unwrap();
         assert_eq!(
             (person.name.as_str(), person.avatar.as_deref()),
             ("jane", Some("https://a/p.png"))
