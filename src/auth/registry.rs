@@ -28,7 +28,7 @@ use crate::core::store::{Store, StoreError};
 use crate::core::writer::{Footprint, Writer};
 use crate::error::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,63 @@ impl View {
     }
 }
 
+impl View {
+    /// Makes the view hold exactly `records`: what is still there keeps its
+    /// token (an unchanged realm also its verifier, so the verified-token
+    /// cache keeps answering for it); a tenant, key or realm that is gone
+    /// has its token cancelled, as has a key now revoked and a realm that
+    /// dropped a verification key.
+    fn reconcile(&mut self, records: Records) {
+        let tenants: HashSet<Uuid> = records.tenants.iter().map(|tenant| tenant.id).collect();
+        let keys: HashSet<&str> = records.keys.iter().map(|key| key.hash.as_str()).collect();
+        let realms: HashSet<(Uuid, &str)> = records
+            .realms
+            .iter()
+            .map(|realm| (realm.tenant, realm.name.as_str()))
+            .collect();
+        retain_or_cancel(&mut self.tenants, |id| tenants.contains(id), |e| &e.token);
+        retain_or_cancel(&mut self.keys, |hash| keys.contains(hash.as_str()), |e| &e.token);
+        retain_or_cancel(
+            &mut self.realms,
+            |(tenant, name)| realms.contains(&(*tenant, name.as_str())),
+            |e| &e.token,
+        );
+        for tenant in records.tenants {
+            self.insert_tenant(tenant);
+        }
+        for key in records.keys {
+            self.insert_key(key);
+        }
+        for realm in records.realms {
+            let id = (realm.tenant, realm.name.clone());
+            if self.realms.get(&id).is_some_and(|entry| entry.realm == realm) {
+                continue;
+            }
+            match realm.verifier() {
+                Ok(verifier) => self.insert_realm(realm, verifier),
+                Err(err) => {
+                    tracing::error!(realm = %realm.name, error = %err, "stored realm is unusable; skipped")
+                }
+            }
+        }
+    }
+}
+
+/// Removes the entries `keep` refuses, cancelling their tokens.
+fn retain_or_cancel<K, V>(
+    map: &mut HashMap<K, V>,
+    keep: impl Fn(&K) -> bool,
+    token: impl Fn(&V) -> &CancellationToken,
+) {
+    map.retain(|id, entry| {
+        let kept = keep(id);
+        if !kept {
+            token(entry).cancel();
+        }
+        kept
+    });
+}
+
 fn cancelled() -> CancellationToken {
     let token = CancellationToken::new();
     token.cancel();
@@ -156,7 +213,8 @@ impl Registry {
         writer: Writer,
         instance: &InstanceConfig,
     ) -> Result<Arc<Self>, StoreError> {
-        let view = store.run(load_view).await?;
+        let mut view = View::default();
+        view.reconcile(store.run(load_records).await?);
         let registry = Arc::new(Self {
             writer,
             default_tenant: instance.default_tenant.id,
@@ -660,6 +718,18 @@ impl Registry {
         })
         .await
     }
+
+    /// Makes the view equal to what the store holds now, for a node whose
+    /// store another process writes (an edge, whose replication follower
+    /// applies the writer's auth records): a tenant, key or realm created
+    /// there works from now on; one removed or revoked there stops working
+    /// and its token is cancelled, which ends the streams it opened.
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        let _turn = self.changes.lock().await;
+        let records = store.run(load_records).await?;
+        self.write().reconcile(records);
+        Ok(())
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
@@ -667,23 +737,19 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
         .map_err(|err| ApiError::internal(format!("encoding an auth record: {err}")))
 }
 
-fn load_view(store: &Store) -> Result<View, StoreError> {
-    let mut view = View::default();
-    for tenant in load_all::<Tenant>(store, layout::TENANT)? {
-        view.insert_tenant(tenant);
-    }
-    for key in load_all::<ApiKey>(store, layout::API_KEY)? {
-        view.insert_key(key);
-    }
-    for realm in load_all::<Realm>(store, layout::REALM)? {
-        match realm.verifier() {
-            Ok(verifier) => view.insert_realm(realm, verifier),
-            Err(err) => {
-                tracing::error!(realm = %realm.name, error = %err, "stored realm is unusable; skipped")
-            }
-        }
-    }
-    Ok(view)
+/// Every tenant, key and realm the store holds.
+struct Records {
+    tenants: Vec<Tenant>,
+    keys: Vec<ApiKey>,
+    realms: Vec<Realm>,
+}
+
+fn load_records(store: &Store) -> Result<Records, StoreError> {
+    Ok(Records {
+        tenants: load_all(store, layout::TENANT)?,
+        keys: load_all(store, layout::API_KEY)?,
+        realms: load_all(store, layout::REALM)?,
+    })
 }
 
 fn load_all<T: DeserializeOwned>(store: &Store, kind: u8) -> Result<Vec<T>, StoreError> {

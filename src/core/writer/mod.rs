@@ -139,6 +139,8 @@ pub struct Writer {
     durable: Arc<DurableMark>,
     health: Arc<Health>,
     limits: WriterLimits,
+    /// Set when this node must not write (see [`Writer::start_refusing`]).
+    refusal: Option<&'static str>,
     observers: Arc<Observers>,
     timers: Arc<TimerRegistry>,
     periodic: Arc<Mutex<Vec<Arc<periodic::Registration>>>>,
@@ -167,26 +169,11 @@ impl Writer {
         hub_factory: impl FnOnce(Arc<DurableMark>) -> Arc<Hub>,
         limits: WriterLimits,
     ) -> Result<Started, StoreError> {
-        let newest = store
-            .get_blocking(&layout::meta(NEWEST_ID_RECORD))?
-            .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_ref()).ok())
-            .map(|bytes| Ulid::from(u128::from_be_bytes(bytes)))
-            .unwrap_or_else(Ulid::nil);
+        let newest = newest_stored_id(&store)?;
         let durable = Arc::new(DurableMark::new(newest));
         let hub = hub_factory(durable.clone());
         let (jobs, receiver) = mpsc::channel(limits.queue.max(1));
-        let writer = Self {
-            jobs,
-            durable: durable.clone(),
-            health: Arc::new(Health::new()),
-            limits,
-            observers: Arc::default(),
-            timers: Arc::default(),
-            periodic: Arc::default(),
-            tap: Arc::default(),
-            #[cfg(debug_assertions)]
-            faults: Arc::default(),
-        };
+        let writer = Self::handle(jobs, durable.clone(), limits, None);
         let pipeline = Pipeline {
             store,
             hub: hub.clone(),
@@ -210,6 +197,51 @@ impl Writer {
             hub,
             thread,
         })
+    }
+
+    /// A handle for a node whose store something else writes (an edge: its
+    /// replication follower): no writer thread runs, and every change is
+    /// refused with 503 and `refusal`. The durable mark (also returned: the
+    /// store's owner raises it) starts at the newest id stored, and the hub
+    /// `hub_factory` builds is fed by that owner too.
+    pub fn start_refusing(
+        store: &Store,
+        hub_factory: impl FnOnce(Arc<DurableMark>) -> Arc<Hub>,
+        limits: WriterLimits,
+        refusal: &'static str,
+    ) -> Result<(Writer, Arc<Hub>, Arc<DurableMark>), StoreError> {
+        let durable = Arc::new(DurableMark::new(newest_stored_id(store)?));
+        let hub = hub_factory(durable.clone());
+        // No thread takes changes: the receiver is dropped at once.
+        let (jobs, _) = mpsc::channel(1);
+        let writer = Self::handle(jobs, durable.clone(), limits, Some(refusal));
+        Ok((writer, hub, durable))
+    }
+
+    fn handle(
+        jobs: mpsc::Sender<Job>,
+        durable: Arc<DurableMark>,
+        limits: WriterLimits,
+        refusal: Option<&'static str>,
+    ) -> Self {
+        Self {
+            jobs,
+            durable,
+            health: Arc::new(Health::new()),
+            limits,
+            refusal,
+            observers: Arc::default(),
+            timers: Arc::default(),
+            periodic: Arc::default(),
+            tap: Arc::default(),
+            #[cfg(debug_assertions)]
+            faults: Arc::default(),
+        }
+    }
+
+    /// Whether this handle refuses every change (see [`Writer::start_refusing`]).
+    pub fn is_refusing(&self) -> bool {
+        self.refusal.is_some()
     }
 
     /// Registers `observer` for every event appended from now on (see
@@ -253,6 +285,9 @@ impl Writer {
         footprint: Footprint,
         change: ChangeFn,
     ) -> Result<oneshot::Receiver<Result<Answer, ApiError>>, ApiError> {
+        if let Some(refusal) = self.refusal {
+            return Err(ApiError::unavailable_for(refusal, Duration::from_secs(1)));
+        }
         let state = self.health.state();
         if state != StoreState::Healthy {
             return Err(ApiError::unavailable_for(
@@ -337,6 +372,15 @@ impl Writer {
     pub fn faults(&self) -> &faults::Faults {
         &self.faults
     }
+}
+
+/// The newest id the store records as issued (nil for a new store).
+fn newest_stored_id(store: &Store) -> Result<Ulid, StoreError> {
+    Ok(store
+        .get_blocking(&layout::meta(NEWEST_ID_RECORD))?
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes.as_ref()).ok())
+        .map(|bytes| Ulid::from(u128::from_be_bytes(bytes)))
+        .unwrap_or_else(Ulid::nil))
 }
 
 /// Memory a JSON value holds: a node's size plus its strings, keys and children.
