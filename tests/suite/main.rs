@@ -5,6 +5,7 @@ mod chromium;
 mod clients;
 mod eventsource;
 mod harness;
+mod nats;
 
 mod auth;
 mod backup;
