@@ -5,6 +5,7 @@
 //! plain typed values and never reads the environment itself (no globals).
 
 use crate::auth::origins::OriginLimits;
+use crate::cluster::edge::{EdgeSettings, WriterAddress, WriterKey};
 use crate::core::hub::HubLimits;
 use crate::core::log::retention;
 use crate::core::writer::WriterLimits;
@@ -117,6 +118,96 @@ pub struct InitArgs {
     /// default, with its help and environment variable) and create nothing.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// A node's part in a cluster (see README, "Running more than one node").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// One complete node, no cluster.
+    Single,
+    /// The cluster's writer: the system of record, publishing every batch to NATS.
+    Writer,
+    /// An edge: serves clients from a replica of the writer's store, forwards writes.
+    Edge,
+}
+
+/// The shared log (NATS JetStream) a cluster node uses.
+#[derive(Debug, Args, Clone)]
+pub struct NatsArgs {
+    /// NATS servers of the cluster's shared log, comma-separated (`nats://host:4222,…`);
+    /// with it the node is the cluster's writer unless --role says otherwise.
+    #[arg(long, env = "TIDINGS_NATS", value_delimiter = ',')]
+    pub nats: Vec<String>,
+
+    /// Name of the JetStream stream holding the writer's batches.
+    #[arg(long, env = "TIDINGS_NATS_STREAM", default_value = "TIDINGS")]
+    pub nats_stream: String,
+}
+
+/// Flags of a cluster node's role and, for an edge, its writer.
+#[derive(Debug, Args, Clone)]
+pub struct EdgeArgs {
+    /// This node's role: single (one complete node), writer (the system of record; the default
+    /// with --nats) or edge (serves clients from a replica fed by --nats, forwards writes to --writer).
+    #[arg(long, env = "TIDINGS_ROLE", value_enum)]
+    pub role: Option<Role>,
+
+    /// Edge: the writer's address (`http://host:port` or `https://host`), where writes and admin
+    /// requests are forwarded and the first copy of its data is fetched.
+    #[arg(long, env = "TIDINGS_WRITER")]
+    pub writer: Option<String>,
+
+    /// Edge: the writer's instance admin key (its config.json `adminKey`), to fetch its backup.
+    #[arg(long, env = "TIDINGS_WRITER_KEY", hide_env_values = true)]
+    pub writer_key: Option<String>,
+}
+
+impl EdgeArgs {
+    /// The edge's settings (`None` for any other role); exit 2 on a
+    /// missing or malformed flag.
+    fn edge_settings(&self, nats: &NatsArgs) -> Result<Option<EdgeSettings>, StartupError> {
+        let refuse = |message: &str| Err(StartupError::Config(message.into()));
+        let role = self.role.unwrap_or(if nats.nats.is_empty() {
+            Role::Single
+        } else {
+            Role::Writer
+        });
+        if role != Role::Edge {
+            if self.writer.is_some() || self.writer_key.is_some() {
+                return refuse("--writer and --writer-key are for --role edge");
+            }
+            if role == Role::Writer && nats.nats.is_empty() {
+                return refuse("--role writer needs --nats");
+            }
+            if role == Role::Single && !nats.nats.is_empty() {
+                return refuse("--nats makes this node a cluster's writer; leave out --role single");
+            }
+            return Ok(None);
+        }
+        if nats.nats.is_empty() {
+            return refuse("--role edge needs --nats (the servers of the shared log)");
+        }
+        if let Some(bad) = nats
+            .nats
+            .iter()
+            .find(|url| url.parse::<async_nats::ServerAddr>().is_err())
+        {
+            return refuse(&format!("--nats: `{bad}` is not a NATS server address"));
+        }
+        let (Some(writer), Some(key)) = (&self.writer, &self.writer_key) else {
+            return refuse("--role edge needs --writer (the writer's address) and --writer-key");
+        };
+        if key.trim().is_empty() {
+            return refuse("--writer-key is empty");
+        }
+        Ok(Some(EdgeSettings {
+            nats: nats.nats.clone(),
+            stream: nats.nats_stream.clone(),
+            writer: WriterAddress::parse(writer)
+                .map_err(|err| StartupError::Config(format!("--writer {err}")))?,
+            writer_key: WriterKey::new(key.trim()),
+        }))
+    }
 }
 
 /// Log line format on stderr.
@@ -600,6 +691,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_BACKUP_MAX_JOURNAL_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
     pub backup_max_journal_bytes: u64,
 
+    /// The shared log of a cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// The node's role in a cluster.
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -646,12 +745,15 @@ pub struct ServeConfig {
     pub core: CoreSettings,
     /// Webhook delivery settings.
     pub webhooks: WebhookSettings,
+    /// Set on an edge (`--role edge`).
+    pub edge: Option<EdgeSettings>,
 }
 
 impl ServeArgs {
     /// Checks cross-field rules and produces the config the server runs with.
     pub fn into_config(self) -> Result<ServeConfig, StartupError> {
         let webhooks = self.webhook_settings()?;
+        let edge = self.edge.edge_settings(&self.nats)?;
         let (ws, sio) = (self.ws(), self.sio());
         let max_connections = self
             .max_connections
@@ -812,6 +914,7 @@ impl ServeArgs {
                 },
             },
             webhooks,
+            edge,
         })
     }
 

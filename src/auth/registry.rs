@@ -593,7 +593,12 @@ impl Registry {
     }
     /// Records that `key` was just used: in memory at once, in the store at
     /// most once a minute (in the background, never delaying the request).
+    /// A node that cannot write (an edge) records nothing: the writer
+    /// records the uses of the requests it serves.
     pub fn touch_key(self: &Arc<Self>, key: &ApiKey) {
+        if self.writer.is_refusing() {
+            return;
+        }
         let now = crate::core::clock::unix_millis();
         {
             let mut persisted = self
@@ -806,6 +811,71 @@ mod tests {
             token.is_cancelled(),
             "a key's token is a child of its tenant's"
         );
+    }
+
+    #[test]
+    fn reconciling_with_the_store_keeps_what_stayed_and_revokes_what_left() {
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            slug: "t".into(),
+            name: String::new(),
+            created_at: String::new(),
+            allowed_origins: AllowedOrigins::default(),
+        };
+        let realm = Realm {
+            tenant: tenant.id,
+            name: "r".into(),
+            keys: vec![super::super::jwt::VerificationKey {
+                kid: None,
+                algorithm: super::super::jwt::JwtAlgorithm::Hs256,
+                material: "s".repeat(32),
+            }],
+            audience: None,
+            issuer: None,
+            leeway_seconds: 0,
+        };
+        let (kept, revoked, removed) = (
+            key_of(tenant.id, "kept"),
+            key_of(tenant.id, "revoked"),
+            key_of(tenant.id, "removed"),
+        );
+        let mut view = View::default();
+        view.reconcile(Records {
+            tenants: vec![tenant.clone()],
+            keys: vec![kept.clone(), revoked.clone(), removed],
+            realms: vec![realm.clone()],
+        });
+        let token = |view: &View, hash: &str| view.keys[hash].token.clone();
+        let (kept_token, revoked_token, removed_token) = (
+            token(&view, "kept"),
+            token(&view, "revoked"),
+            token(&view, "removed"),
+        );
+        let verifier = view.realms[&(tenant.id, "r".to_string())].verifier.clone();
+        let mut revoked = revoked;
+        revoked.revoked_at = Some("2026-01-01T00:00:00.000Z".into());
+        view.reconcile(Records {
+            tenants: vec![tenant.clone()],
+            keys: vec![kept, revoked, key_of(tenant.id, "new")],
+            realms: vec![realm],
+        });
+        assert!(!kept_token.is_cancelled() && view.active_key("kept").is_some());
+        assert!(revoked_token.is_cancelled() && view.active_key("revoked").is_none());
+        assert!(removed_token.is_cancelled() && !view.keys.contains_key("removed"));
+        assert!(view.active_key("new").is_some(), "a key created elsewhere works");
+        let entry = &view.realms[&(tenant.id, "r".to_string())];
+        assert!(
+            Arc::ptr_eq(&entry.verifier, &verifier),
+            "an unchanged realm keeps its verifier (and the token cache its entries)"
+        );
+        let tenant_token = view.tenants[&tenant.id].token.clone();
+        view.reconcile(Records {
+            tenants: Vec::new(),
+            keys: Vec::new(),
+            realms: Vec::new(),
+        });
+        assert!(tenant_token.is_cancelled() && kept_token.is_cancelled());
+        assert!(view.realms.is_empty() && view.active_key("new").is_none());
     }
 
     #[test]

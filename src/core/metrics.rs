@@ -18,7 +18,11 @@
 //! polls waiting for their interval, intervals closed and closes that
 //! failed; idempotent replays; refused connections; JWTs answered from the
 //! verified-token cache and those it had to verify
-//! (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route labels are the
+//! (`tidings_jwt_cache_hits_total`, `…_misses_total`); on a cluster edge,
+//! the batch records applied to its replica, the batch it holds and how
+//! far it is behind the stream (`tidings_cluster_applied_batches_total`,
+//! `tidings_cluster_replica_batch`, `tidings_cluster_replica_lag_batches`;
+//! zero elsewhere). Route labels are the
 //! router's patterns (`/api/v1/topics/{topic}/events`), never raw paths, so
 //! label cardinality stays bounded.
 //!
@@ -114,6 +118,7 @@ pub struct Metrics {
     hub_subscriptions: Gauge,
     hub_topics: Gauge,
     hub_memory: HubMemoryMetrics,
+    edge: EdgeSeries,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     webhook_attempts: Family<OutcomeLabels, Counter>,
@@ -491,7 +496,9 @@ impl Metrics {
             Counter::default(),
         );
         let live = LiveSeries::register(&mut registry);
+        let edge = EdgeSeries::register(&mut registry);
         Self {
+            edge,
             writer,
             deliveries,
             timers,
@@ -673,6 +680,16 @@ impl Metrics {
         raise_to(&self.jwt_cache_misses, misses);
     }
 
+    /// Records an edge's replication: records applied since the start, the
+    /// batch its replica holds, and the batches it lacks.
+    pub fn set_edge(&self, applied_total: u64, replica_batch: u64, lag: u64) {
+        raise_to(&self.edge.applied, applied_total);
+        self.edge
+            .replica_batch
+            .set(i64::try_from(replica_batch).unwrap_or(i64::MAX));
+        self.edge.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
     /// Records what the hub's rings hold and how often it read the log (set
     /// by the `/metrics` handler before rendering).
     pub fn set_hub_memory(&self, ring_bytes: usize, ring_events: usize, log_reads: u64) {
@@ -694,6 +711,38 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A cluster edge's replication.
+struct EdgeSeries {
+    applied: Counter,
+    replica_batch: Gauge,
+    lag: Gauge,
+}
+
+impl EdgeSeries {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            applied: registered(
+                registry,
+                "tidings_cluster_applied_batches",
+                "Edge: batch records of the writer applied to this node's replica",
+                Counter::default(),
+            ),
+            replica_batch: registered(
+                registry,
+                "tidings_cluster_replica_batch",
+                "Edge: the number of the writer's last batch this node's replica holds",
+                Gauge::default(),
+            ),
+            lag: registered(
+                registry,
+                "tidings_cluster_replica_lag_batches",
+                "Edge: batches in the shared log this node's replica does not hold yet",
+                Gauge::default(),
+            ),
+        }
     }
 }
 

@@ -17,6 +17,9 @@
 //!   committed for [`PROBE_AFTER`] one probe write goes through the pipeline
 //!   (one at a time, so a flood of probes adds at most one write per
 //!   [`PROBE_AFTER`]).
+//!   On a cluster node the answer also has `cluster` ([`ClusterProbe`]);
+//!   an edge commits nothing itself, so its readiness is its replication's
+//!   (see `cluster::edge`), never a probe write.
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
@@ -63,6 +66,22 @@ pub struct OpsState {
     pub auth: Authenticator,
     /// Held while a readiness probe write is in flight (one at a time).
     pub probing: tokio::sync::Mutex<()>,
+    /// The node's part in a cluster, if any.
+    pub cluster: Option<Arc<dyn ClusterProbe>>,
+}
+
+/// A cluster node's part of `/readyz` and `/metrics`.
+pub trait ClusterProbe: Send + Sync + 'static {
+    /// Whether this node commits writes itself (false on an edge: its
+    /// readiness is then only the cluster's, with no probe write).
+    fn commits_locally(&self) -> bool;
+
+    /// `/readyz`'s `cluster` object, and whether the node is ready as far
+    /// as the cluster goes (with the reason when not).
+    fn readiness(&self) -> (serde_json::Value, Result<(), String>);
+
+    /// Brings the cluster's series up to date before a scrape.
+    fn update_metrics(&self, metrics: &Metrics);
 }
 
 impl OpsState {
@@ -75,7 +94,14 @@ impl OpsState {
             hub: context.hub.clone(),
             auth: context.auth.clone(),
             probing: tokio::sync::Mutex::new(()),
+            cluster: None,
         }
+    }
+
+    /// The same endpoints reporting `cluster` too.
+    pub fn with_cluster(mut self, cluster: Option<Arc<dyn ClusterProbe>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 }
 
@@ -110,6 +136,9 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
             .set_timers(timers.fired, timers.failed, timers.parked, timers.scanned);
         let tokens = state.auth.verified_tokens().stats();
         state.metrics.set_jwt_cache(tokens.hits, tokens.misses);
+        if let Some(cluster) = &state.cluster {
+            cluster.update_metrics(&state.metrics);
+        }
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,
@@ -146,14 +175,26 @@ async fn readyz(state: Arc<OpsState>) -> Result<crate::http::Response, ApiError>
         ));
     }
     let writer = &state.writer;
-    let status = not_ready_reason(writer)?;
-    if since_last_commit(&status) >= PROBE_AFTER {
-        probe(&state).await?;
+    let commits = state.cluster.as_ref().is_none_or(|c| c.commits_locally());
+    let status = if commits {
+        let status = not_ready_reason(writer)?;
+        if since_last_commit(&status) >= PROBE_AFTER {
+            probe(&state).await?;
+        }
+        status
+    } else {
+        writer.status()
+    };
+    let mut ready = json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes });
+    if let Some(cluster) = &state.cluster {
+        let (report, verdict) = cluster.readiness();
+        if let Err(reason) = verdict {
+            return Err(ApiError::unavailable_for(reason, Duration::from_secs(1))
+                .with_details(json!({ "cluster": report })));
+        }
+        ready["cluster"] = report;
     }
-    Ok(response::data(
-        StatusCode::OK,
-        &json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes }),
-    ))
+    Ok(response::data(StatusCode::OK, &ready))
 }
 
 /// The writer's status when it can take writes; else why not (503).
