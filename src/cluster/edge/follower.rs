@@ -86,6 +86,7 @@ impl Follower {
     /// (`Err` with the reason for the operator).
     pub async fn run(self, lifecycle: Arc<Lifecycle>) -> Result<(), String> {
         let mut backoff = FIRST_BACKOFF;
+        let mut reported = String::new();
         loop {
             let ended = tokio::select! {
                 ended = self.round(&mut backoff) => ended,
@@ -93,8 +94,13 @@ impl Follower {
             };
             match ended {
                 Ended::Fatal(reason) => return Err(reason),
+                // The same reason again (NATS still down) is not news.
+                Ended::Interrupted(reason) if reason == reported && backoff == MAX_BACKOFF => {
+                    tracing::debug!(%reason, "reading the shared log still paused");
+                }
                 Ended::Interrupted(reason) => {
                     tracing::warn!(%reason, retry_in = ?backoff, "reading the shared log paused; this edge serves what its replica holds");
+                    reported = reason;
                 }
             }
             tokio::select! {

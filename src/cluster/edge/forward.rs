@@ -6,7 +6,8 @@
 //!   `/admin/`; except Engine.IO requests (a `EIO` query parameter), whose
 //!   session lives on this edge (a long-polling client POSTs its packets).
 //! * The request goes with its method, path, query, headers (hop-by-hop
-//!   ones dropped, `X-Forwarded-For` extended with the client's address,
+//!   ones dropped, `Host` kept as the client sent it since it may name the
+//!   tenant, `X-Forwarded-For` extended with the client's address,
 //!   `X-Request-Id` set to this request's id) and body (read under
 //!   `--max-body` and `--body-timeout`, as for a handler).
 //! * Read-your-writes: the writer stamps each response with the number of
@@ -110,9 +111,14 @@ impl Forwarder {
         let mut headers = request.headers().clone();
         strip_hop_by_hop(&mut headers);
         headers.remove(header::CONTENT_LENGTH);
-        headers.remove(header::HOST);
-        if let Ok(host) = HeaderValue::from_str(self.writer.address.authority().as_str()) {
-            headers.insert(header::HOST, host);
+        // The client's host stays (it may name the tenant, `--base-domain`);
+        // an HTTP/2 request carries it as its authority.
+        if !headers.contains_key(header::HOST) {
+            let authority = request.uri().authority().map(|a| a.as_str());
+            let host = authority.unwrap_or(self.writer.address.authority().as_str());
+            if let Ok(host) = HeaderValue::from_str(host) {
+                headers.insert(header::HOST, host);
+            }
         }
         if let Ok(id) = HeaderValue::from_str(request.request_id()) {
             headers.insert(HeaderName::from_static("x-request-id"), id);
