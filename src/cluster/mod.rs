@@ -28,4 +28,5 @@
 //! is never applied twice nor out of order; the outbox holds exactly the
 //! durable batches not yet acknowledged by the stream.
 
+pub mod outbox;
 pub mod record;
