@@ -20,6 +20,8 @@ use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
 use crate::auth::token_cache::TokenCache;
+use crate::cluster::outbox::{self, Outbox};
+use crate::cluster::publisher;
 use crate::config::ServeConfig;
 use crate::core::datadir::InstanceConfig;
 use crate::core::datadir::{self, DataDir};
@@ -87,6 +89,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         None => None,
     };
     let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
+    if let (Some(settings), Some(outbox)) = (&config.cluster_writer, core.writer.outbox()) {
+        publisher::start(settings, store.clone(), outbox.clone());
+    }
     let writer_ended = core.writer_ended.take();
     let background = Background::default();
     let router = assemble(&core, &config, prefixes, &background)?;
@@ -101,11 +106,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     let address = listener
         .local_addr()
         .map_err(|err| StartupError::io("reading the bound address", err))?;
+    let mut service = HttpService::new(router, metrics.clone(), config.limits)
+        .with_cors(Cors::new(Arc::new(core.auth.clone()), config.cors));
+    if let Some(outbox) = core.writer.outbox() {
+        service = service.with_batch_header(outbox.last_durable_cell());
+    }
     let context = Arc::new(ServerContext {
-        service: Arc::new(
-            HttpService::new(router, metrics.clone(), config.limits)
-                .with_cors(Cors::new(Arc::new(core.auth.clone()), config.cors)),
-        ),
+        service: Arc::new(service),
         metrics,
         lifecycle: lifecycle.clone(),
         limits: config.limits,
@@ -177,18 +184,11 @@ impl Core {
         store: Store,
         instance: &InstanceConfig,
     ) -> Result<Self, StartupError> {
-        let hub_store = store.clone();
-        let hub_limits = config.core.hub;
         let Started {
             writer,
             hub,
             thread,
-        } = Writer::start(
-            store.clone(),
-            |durable| Hub::new(hub_store, durable, hub_limits),
-            config.core.writer,
-        )
-        .map_err(|err| StartupError::io("starting the writer", err))?;
+        } = start_writer(config, &store)?;
         let writer_ended = Some(supervise_writer(thread)?);
         let registry = Registry::load(&store, writer.clone(), instance)
             .await
@@ -203,7 +203,11 @@ impl Core {
             limits,
             TokenCache::new(config.jwt_cache_entries),
         );
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if writer.outbox().is_some() {
+            metrics.register_cluster_writer();
+        }
+        let metrics = Arc::new(metrics);
         let lifecycle = Arc::new(Lifecycle::new());
         let webhooks = Webhooks::start(
             config.webhooks.clone(),
@@ -255,6 +259,27 @@ impl Core {
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// Starts the writer: a cluster's writer (numbering batches into its
+/// outbox) with `--nats`, else a single node's.
+fn start_writer(config: &ServeConfig, store: &Store) -> Result<Started, StartupError> {
+    let hub_store = store.clone();
+    let hub_limits = config.core.hub;
+    let hub = |durable| Hub::new(hub_store, durable, hub_limits);
+    let started = match &config.cluster_writer {
+        Some(cluster) => {
+            let outbox = Outbox::open(store, cluster.outbox_max_bytes)
+                .map_err(|err| StartupError::io("reading the replication outbox", err))?;
+            Writer::start_replicated(store.clone(), hub, config.core.writer, outbox)
+        }
+        None => {
+            outbox::warn_if_former_writer(store)
+                .map_err(|err| StartupError::io("reading the batch number", err))?;
+            Writer::start(store.clone(), hub, config.core.writer)
+        }
+    };
+    started.map_err(|err| StartupError::io("starting the writer", err))
 }
 
 /// The application's modules, all in this one list. Adding a module is one

@@ -5,6 +5,8 @@
 //! plain typed values and never reads the environment itself (no globals).
 
 use crate::auth::origins::OriginLimits;
+use crate::cluster::publisher::{self, WriterSettings};
+use crate::cluster::stream::StreamSettings;
 use crate::core::hub::HubLimits;
 use crate::core::log::retention;
 use crate::core::writer::WriterLimits;
@@ -95,6 +97,68 @@ impl OriginLimitArgs {
             max_per_tenant: self.max_origins_per_tenant,
             max_bytes: self.max_origin_bytes,
         }
+    }
+}
+
+/// Flags of a cluster writer (`serve --nats URL…`).
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// NATS servers (comma-separated URLs, e.g. `nats://10.0.0.5:4222,nats://10.0.0.6:4222`):
+    /// makes this node the writer of a cluster, publishing every durable batch to a JetStream
+    /// stream through an outbox (it starts and takes writes while NATS is down).
+    #[arg(long = "nats", env = "TIDINGS_NATS", value_delimiter = ',')]
+    pub nats: Vec<String>,
+
+    /// Cluster: name of the JetStream stream batches are published to (created when missing).
+    #[arg(long, env = "TIDINGS_NATS_STREAM", default_value = "TIDINGS")]
+    pub nats_stream: String,
+
+    /// Cluster: copies of each message in the NATS cluster, when the stream is created (1 to 5).
+    #[arg(long, env = "TIDINGS_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
+
+    /// Cluster: the stream drops messages older than this, when it is created (0: never).
+    #[arg(long, env = "TIDINGS_NATS_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub nats_max_age: Duration,
+
+    /// Cluster: the stream drops its oldest messages beyond this size, when it is created (0: no limit).
+    #[arg(long, env = "TIDINGS_NATS_MAX_BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
+    pub nats_max_bytes: u64,
+
+    /// Cluster: writes get 503 (with Retry-After) while the batches not yet in the stream
+    /// (NATS unreachable or slow) hold more than this.
+    #[arg(long, env = "TIDINGS_OUTBOX_MAX_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
+    pub outbox_max_bytes: u64,
+}
+
+/// Longest stream name accepted (JetStream's own limit is higher).
+const MAX_STREAM_NAME: usize = 64;
+
+impl ClusterArgs {
+    /// The writer's settings, or `None` for a single node (no `--nats`).
+    pub fn writer_settings(&self) -> Result<Option<WriterSettings>, StartupError> {
+        if self.nats.is_empty() {
+            return Ok(None);
+        }
+        let servers = publisher::parse_servers(&self.nats)
+            .map_err(|err| StartupError::Config(format!("--nats: {err}")))?;
+        let name = &self.nats_stream;
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || name.len() > MAX_STREAM_NAME || !name.chars().all(valid) {
+            return Err(StartupError::Config(format!(
+                "--nats-stream `{name}`: use 1 to {MAX_STREAM_NAME} letters, digits, `_` or `-`"
+            )));
+        }
+        Ok(Some(WriterSettings {
+            servers,
+            stream: StreamSettings {
+                name: name.clone(),
+                replicas: usize::from(self.nats_replicas),
+                max_age: self.nats_max_age,
+                max_bytes: self.nats_max_bytes,
+            },
+            outbox_max_bytes: self.outbox_max_bytes,
+        }))
     }
 }
 
@@ -600,6 +664,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_BACKUP_MAX_JOURNAL_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
     pub backup_max_journal_bytes: u64,
 
+    /// Running more than one node.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -646,12 +714,15 @@ pub struct ServeConfig {
     pub core: CoreSettings,
     /// Webhook delivery settings.
     pub webhooks: WebhookSettings,
+    /// The cluster writer's settings (`--nats`); `None` for a single node.
+    pub cluster_writer: Option<WriterSettings>,
 }
 
 impl ServeArgs {
     /// Checks cross-field rules and produces the config the server runs with.
     pub fn into_config(self) -> Result<ServeConfig, StartupError> {
         let webhooks = self.webhook_settings()?;
+        let cluster_writer = self.cluster.writer_settings()?;
         let (ws, sio) = (self.ws(), self.sio());
         let max_connections = self
             .max_connections
@@ -812,6 +883,7 @@ impl ServeArgs {
                 },
             },
             webhooks,
+            cluster_writer,
         })
     }
 

@@ -29,4 +29,6 @@
 //! durable batches not yet acknowledged by the stream.
 
 pub mod outbox;
+pub mod publisher;
 pub mod record;
+pub mod stream;

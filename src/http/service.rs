@@ -8,7 +8,8 @@
 //! [`PROBE_PATHS`], anything else gets 503 with `Retry-After`; with CORS
 //! on ([`HttpService::with_cors`]), every browser-facing request goes
 //! through [`Cors`] (preflights answered there, headers added to every
-//! response, handlers unaware of it).
+//! response, handlers unaware of it); on a cluster writer every response
+//! carries `Tidings-Batch` ([`HttpService::with_batch_header`]).
 
 use super::cors::{Cors, PageRequest};
 use super::router::{Lookup, Router};
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 
 /// Header carrying the request id, both directions.
 const REQUEST_ID: &str = "x-request-id";
+/// Header carrying a cluster writer's last durable batch number.
+const BATCH_HEADER: &str = crate::cluster::record::BATCH_HEADER;
 /// Longest client-supplied request id we keep.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// Metrics label for requests that matched no route.
@@ -56,6 +59,8 @@ pub struct HttpService {
     limits: HttpLimits,
     ids: RequestIds,
     cors: Option<Cors>,
+    /// A cluster writer's last durable batch number, sent on every response.
+    batch: Option<Arc<AtomicU64>>,
 }
 
 impl HttpService {
@@ -67,7 +72,16 @@ impl HttpService {
             limits,
             ids: RequestIds::new(),
             cors: None,
+            batch: None,
         }
+    }
+
+    /// The same service adding `Tidings-Batch: <number>` to every response:
+    /// a cluster writer's last durable batch number, read once the handler
+    /// ran (so it covers the request's own write).
+    pub fn with_batch_header(mut self, batch: Arc<AtomicU64>) -> Self {
+        self.batch = Some(batch);
+        self
     }
 
     /// The same service with CORS on browser-facing routes.
@@ -107,6 +121,12 @@ impl HttpService {
         }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
+        }
+        if let Some(batch) = &self.batch {
+            let number = batch.load(Ordering::Acquire);
+            response
+                .headers_mut()
+                .insert(BATCH_HEADER, HeaderValue::from(number));
         }
         let elapsed = started.elapsed();
         let status = response.status().as_u16();

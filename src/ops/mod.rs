@@ -16,7 +16,9 @@
 //!   state: a probe is a read, never a write, except that when nothing was
 //!   committed for [`PROBE_AFTER`] one probe write goes through the pipeline
 //!   (one at a time, so a flood of probes adds at most one write per
-//!   [`PROBE_AFTER`]).
+//!   [`PROBE_AFTER`]). On a cluster writer the body has `cluster` (role,
+//!   NATS connection, outbox rows and bytes, last and published batch,
+//!   fenced), and it is 503 while the writer is fenced or its outbox full.
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
@@ -110,6 +112,9 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
             .set_timers(timers.fired, timers.failed, timers.parked, timers.scanned);
         let tokens = state.auth.verified_tokens().stats();
         state.metrics.set_jwt_cache(tokens.hits, tokens.misses);
+        if let Some(outbox) = state.writer.outbox() {
+            state.metrics.set_cluster_writer(&outbox.status());
+        }
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,
@@ -146,14 +151,42 @@ async fn readyz(state: Arc<OpsState>) -> Result<crate::http::Response, ApiError>
         ));
     }
     let writer = &state.writer;
-    let status = not_ready_reason(writer)?;
-    if since_last_commit(&status) >= PROBE_AFTER {
-        probe(&state).await?;
+    let cluster = cluster_state(writer);
+    let with_cluster = |err: ApiError| match &cluster {
+        Some(cluster) => err.with_details(json!({ "cluster": cluster })),
+        None => err,
+    };
+    let status = not_ready_reason(writer).map_err(with_cluster)?;
+    if let Some(outbox) = writer.outbox() {
+        outbox.admit().map_err(with_cluster)?;
     }
-    Ok(response::data(
-        StatusCode::OK,
-        &json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes }),
-    ))
+    if since_last_commit(&status) >= PROBE_AFTER {
+        probe(&state).await.map_err(with_cluster)?;
+    }
+    let mut body = json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes });
+    if let Some(cluster) = cluster {
+        body["cluster"] = cluster;
+    }
+    Ok(response::data(StatusCode::OK, &body))
+}
+
+/// A cluster writer's replication state, for `/readyz`.
+fn cluster_state(writer: &Writer) -> Option<serde_json::Value> {
+    let status = writer.outbox()?.status();
+    let nats = if status.connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    Some(json!({
+        "role": "writer",
+        "nats": nats,
+        "outbox": { "rows": status.rows, "bytes": status.bytes },
+        "lastBatch": status.last_batch,
+        "publishedBatch": status.published_batch,
+        "fenced": status.fenced.is_some(),
+        "problem": status.fenced.or(status.problem),
+    }))
 }
 
 /// The writer's status when it can take writes; else why not (503).

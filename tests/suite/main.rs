@@ -21,6 +21,7 @@ mod chat_rest;
 mod chat_stream;
 mod claims;
 mod cli;
+mod cluster_writer;
 mod coalescing;
 mod conformance;
 mod console;
