@@ -21,6 +21,8 @@ use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
 use crate::auth::token_cache::TokenCache;
 use crate::cluster::edge::{self, Edge, Fed, Running};
+use crate::cluster::outbox::{self, Outbox};
+use crate::cluster::publisher;
 use crate::config::ServeConfig;
 use crate::core::datadir::InstanceConfig;
 use crate::core::datadir::{self, DataDir};
@@ -48,7 +50,7 @@ use crate::modules::platform::CoreSettings;
 use crate::modules::platform::{Background, Module, ModuleContext, Platform};
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
-use crate::ops::{ClusterProbe, OpsState};
+use crate::ops::{EdgeProbe, OpsState};
 use crate::ops::pruner;
 use crate::transport::webhook::{self, Webhooks};
 use std::io::Write;
@@ -101,6 +103,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         None => None,
     };
     let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
+    if let (Some(settings), Some(outbox)) = (&config.cluster_writer, core.writer.outbox()) {
+        publisher::start(settings, store.clone(), outbox.clone());
+    }
     let background = Background::default();
     let running = match edge {
         Some(edge) => Some(
@@ -109,7 +114,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         ),
         None => None,
     };
-    let (forward, cluster, mut ended) = match running {
+    let (forward, edge, mut ended) = match running {
         Some(Running {
             forward,
             probe,
@@ -117,7 +122,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         }) => (Some(forward), Some(probe), ended),
         None => (None, None, core.writer_ended.take().expect("the writer is supervised once")),
     };
-    let router = assemble(&core, &config, prefixes, &background, cluster)?;
+    let router = assemble(&core, &config, prefixes, &background, edge)?;
     if forward.is_none() {
         // Every module registered its timer handlers while it was assembled.
         core.writer.arm_timers().await;
@@ -135,6 +140,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         .with_cors(Cors::new(Arc::new(core.auth.clone()), config.cors));
     if let Some(forward) = forward {
         service = service.with_forwarding(forward);
+    }
+    if let Some(outbox) = core.writer.outbox() {
+        service = service.with_batch_header(outbox.last_durable_cell());
     }
     let context = Arc::new(ServerContext {
         service: Arc::new(service),
@@ -228,7 +236,14 @@ impl Core {
             limits,
             TokenCache::new(config.jwt_cache_entries),
         );
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if writer.outbox().is_some() {
+            metrics.register_cluster_writer();
+        }
+        if writer.is_refusing() {
+            metrics.register_cluster_edge();
+        }
+        let metrics = Arc::new(metrics);
         let lifecycle = Arc::new(Lifecycle::new());
         let webhooks = Webhooks::start(
             config.webhooks.clone(),
@@ -306,11 +321,11 @@ impl Core {
 fn modules(
     context: &ModuleContext,
     config: &ServeConfig,
-    cluster: Option<Arc<dyn ClusterProbe>>,
+    edge: Option<Arc<dyn EdgeProbe>>,
 ) -> Vec<Arc<dyn Module>> {
     #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut modules: Vec<Arc<dyn Module>> = vec![
-        Arc::new(OpsState::new(context).with_cluster(cluster)),
+        Arc::new(OpsState::new(context).with_edge(edge)),
         Arc::new(TopicsApi::new(context)),
         Arc::new(DiscussionsApi::new(context)),
         Arc::new(ChatModule::new(context)),
@@ -336,10 +351,10 @@ fn assemble(
     config: &ServeConfig,
     mut prefixes: KeyPrefixes,
     background: &Background,
-    cluster: Option<Arc<dyn ClusterProbe>>,
+    edge: Option<Arc<dyn EdgeProbe>>,
 ) -> Result<Router, StartupError> {
     let context = core.context(&config.core);
-    let platform = Platform::assemble(modules(&context, config, cluster), &mut prefixes)?;
+    let platform = Platform::assemble(modules(&context, config, edge), &mut prefixes)?;
     core.writer
         .observe(core.webhooks.stager(platform.webhook_bodies()));
     let mut router = Router::new();
@@ -397,7 +412,9 @@ enum Pipeline {
     Refusing(Arc<DurableMark>),
 }
 
-/// The writer handle and the hub it (or an edge's replica) feeds.
+/// Starts the writer: a cluster's writer (numbering batches into its
+/// outbox) with `--nats`, an edge's handle (no thread, refusing changes)
+/// with `--role edge`, else a single node's.
 fn start_writer(
     config: &ServeConfig,
     store: &Store,
@@ -411,12 +428,23 @@ fn start_writer(
                 .map_err(|err| StartupError::io("reading the replica", err))?;
         return Ok((writer, hub, Pipeline::Refusing(durable)));
     }
+    let started = match &config.cluster_writer {
+        Some(cluster) => {
+            let outbox = Outbox::open(store, cluster.outbox_max_bytes)
+                .map_err(|err| StartupError::io("reading the replication outbox", err))?;
+            Writer::start_replicated(store.clone(), hub, config.core.writer, outbox)
+        }
+        None => {
+            outbox::warn_if_former_writer(store)
+                .map_err(|err| StartupError::io("reading the batch number", err))?;
+            Writer::start(store.clone(), hub, config.core.writer)
+        }
+    };
     let Started {
         writer,
         hub,
         thread,
-    } = Writer::start(store.clone(), hub, config.core.writer)
-        .map_err(|err| StartupError::io("starting the writer", err))?;
+    } = started.map_err(|err| StartupError::io("starting the writer", err))?;
     Ok((writer, hub, Pipeline::Thread(thread)))
 }
 

@@ -8,7 +8,7 @@
 //! * [`cli`], [`config`], [`settings_file`]: `tidings token / keys /
 //!   tenants`; command line, environment and settings file → validated
 //!   settings of each layer.
-//! * `cluster`: running more than one node: the writer's replication
+//! * [`cluster`]: running more than one node: the writer's replication
 //!   outbox and publisher, edges that replicate the writer's store from a
 //!   NATS JetStream stream.
 //! * [`bench`]: `tidings bench`, the load generator (a separate process from
@@ -38,7 +38,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cli;
-pub(crate) mod cluster;
+pub mod cluster;
 pub mod config;
 pub(crate) mod core;
 pub mod error;

@@ -29,4 +29,7 @@
 //! durable batches not yet acknowledged by the stream.
 
 pub mod edge;
+pub mod outbox;
+pub mod publisher;
 pub mod record;
+pub mod stream;

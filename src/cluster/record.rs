@@ -41,11 +41,17 @@ pub struct BatchRecord {
 impl BatchRecord {
     /// The record's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
+        Self::encode_ops(self.number, &self.ops)
+    }
+
+    /// The bytes of the record of batch `number` made of `ops` (what
+    /// [`BatchRecord::encode`] gives, without building the record).
+    pub fn encode_ops(number: u64, ops: &[Op]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(encoded_len(ops));
         out.push(VERSION);
-        out.extend_from_slice(&self.number.to_be_bytes());
-        out.extend_from_slice(&u32_len(self.ops.len()).to_be_bytes());
-        for (key, value) in &self.ops {
+        out.extend_from_slice(&number.to_be_bytes());
+        out.extend_from_slice(&u32_len(ops.len()).to_be_bytes());
+        for (key, value) in ops {
             out.push(if value.is_some() { PUT } else { DELETE });
             push_bytes(&mut out, key);
             if let Some(value) = value {
@@ -93,15 +99,15 @@ impl BatchRecord {
         let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!("{number}-{hex}")
     }
+}
 
-    fn encoded_len(&self) -> usize {
-        let ops: usize = self
-            .ops
-            .iter()
-            .map(|(key, value)| 5 + key.len() + value.as_ref().map_or(0, |v| 4 + v.len()))
-            .sum();
-        1 + 8 + 4 + ops + DIGEST_LEN
-    }
+/// The length of the record of `ops`.
+fn encoded_len(ops: &[Op]) -> usize {
+    let ops: usize = ops
+        .iter()
+        .map(|(key, value)| 5 + key.len() + value.as_ref().map_or(0, |v| 4 + v.len()))
+        .sum();
+    1 + 8 + 4 + ops + DIGEST_LEN
 }
 
 fn u32_len(len: usize) -> u32 {
@@ -170,7 +176,7 @@ mod tests {
     fn a_record_round_trips_with_its_operations_in_order() {
         let record = sample();
         let bytes = record.encode();
-        assert_eq!(bytes.len(), record.encoded_len());
+        assert_eq!(bytes.len(), encoded_len(&record.ops));
         assert_eq!(BatchRecord::decode(&bytes).unwrap(), record);
         let empty = BatchRecord {
             number: 1,

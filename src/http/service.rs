@@ -10,7 +10,9 @@
 //! through [`Cors`] (preflights answered there, headers added to every
 //! response, handlers unaware of it); with forwarding on
 //! ([`HttpService::with_forwarding`]), the requests the hook claims go
-//! whole to it, before routing and CORS (see [`super::forward`]).
+//! whole to it, before routing and CORS (see [`super::forward`]); on a
+//! cluster writer every response carries `Tidings-Batch`
+//! ([`HttpService::with_batch_header`]).
 
 use super::cors::{Cors, PageRequest};
 use super::forward::Forward;
@@ -30,6 +32,8 @@ use std::time::{Duration, Instant};
 
 /// Header carrying the request id, both directions.
 const REQUEST_ID: &str = "x-request-id";
+/// Header carrying a cluster writer's last durable batch number.
+const BATCH_HEADER: &str = crate::cluster::record::BATCH_HEADER;
 /// Longest client-supplied request id we keep.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// Metrics label for requests that matched no route.
@@ -62,6 +66,8 @@ pub struct HttpService {
     ids: RequestIds,
     cors: Option<Cors>,
     forward: Option<Arc<dyn Forward>>,
+    /// A cluster writer's last durable batch number, sent on every response.
+    batch: Option<Arc<AtomicU64>>,
 }
 
 impl HttpService {
@@ -74,12 +80,21 @@ impl HttpService {
             ids: RequestIds::new(),
             cors: None,
             forward: None,
+            batch: None,
         }
     }
 
     /// The same service sending the requests `forward` claims to it.
     pub fn with_forwarding(mut self, forward: Arc<dyn Forward>) -> Self {
         self.forward = Some(forward);
+        self
+    }
+
+    /// The same service adding `Tidings-Batch: <number>` to every response:
+    /// a cluster writer's last durable batch number, read once the handler
+    /// ran (so it covers the request's own write).
+    pub fn with_batch_header(mut self, batch: Arc<AtomicU64>) -> Self {
+        self.batch = Some(batch);
         self
     }
 
@@ -118,6 +133,12 @@ impl HttpService {
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
+        }
+        if let Some(batch) = &self.batch {
+            let number = batch.load(Ordering::Acquire);
+            response
+                .headers_mut()
+                .insert(BATCH_HEADER, HeaderValue::from(number));
         }
         let elapsed = started.elapsed();
         let status = response.status().as_u16();

@@ -46,7 +46,7 @@ use crate::core::store::{Store, StoreError};
 use crate::error::StartupError;
 use crate::http::forward::Forward;
 use crate::modules::platform::Background;
-use crate::ops::ClusterProbe;
+use crate::ops::EdgeProbe;
 use follower::{Follower, Progress};
 use replica::Replica;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ pub struct Running {
     /// The forwarding hook of the HTTP service.
     pub forward: Arc<dyn Forward>,
     /// The edge's part of `/readyz` and `/metrics`.
-    pub probe: Arc<dyn ClusterProbe>,
+    pub probe: Arc<dyn EdgeProbe>,
     /// Resolves with the reason when the edge cannot go on (the replica is
     /// too old for the stream, or cannot be written): the process exits.
     pub ended: oneshot::Receiver<String>,
@@ -103,7 +103,7 @@ impl Edge {
         let nats = async_nats::ConnectOptions::new()
             .name("tidings-edge")
             .retry_on_initial_connect()
-            .connect(settings.nats.as_slice())
+            .connect(settings.nats.clone())
             .await
             .map_err(|err| StartupError::Config(format!("--nats: {err}")))?;
         let writer = WriterClient::new(settings.writer.clone())?;

@@ -20,6 +20,7 @@
 //! * one caller applies (the follower); anyone may read the number.
 
 use crate::auth::layout as auth_layout;
+use crate::cluster::outbox::BATCH_NUMBER_RECORD;
 use crate::cluster::record::BatchRecord;
 use crate::core::hub::{FanOut, Hub};
 use crate::core::lifecycle::Lifecycle;
@@ -30,10 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
-
-/// Name of the store record holding the number of the last batch the
-/// store holds (written by the writer in each batch, and by the replica).
-pub const BATCH_NUMBER_RECORD: &str = "batch-number";
 
 /// The number of the last batch `store` holds (0: none).
 pub fn stored_batch(store: &Store) -> Result<u64, StoreError> {

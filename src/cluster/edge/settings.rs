@@ -9,7 +9,7 @@
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
     /// NATS servers of the shared log.
-    pub nats: Vec<String>,
+    pub nats: Vec<async_nats::ServerAddr>,
     /// The JetStream stream holding the writer's batches.
     pub stream: String,
     /// Where the writer answers.

@@ -8,7 +8,7 @@
 use super::follower::Progress;
 use super::replica::Replica;
 use crate::core::metrics::Metrics;
-use crate::ops::ClusterProbe;
+use crate::ops::EdgeProbe;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,11 +35,7 @@ impl EdgeStatus {
     }
 }
 
-impl ClusterProbe for EdgeStatus {
-    fn commits_locally(&self) -> bool {
-        false
-    }
-
+impl EdgeProbe for EdgeStatus {
     fn readiness(&self) -> (serde_json::Value, Result<(), String>) {
         let (applied, last, lag) = self.batches();
         let connected = self.nats.connection_state() == async_nats::connection::State::Connected;
