@@ -131,6 +131,9 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     let lifecycle = core.lifecycle.clone();
     let webhooks = core.webhooks.clone();
     let writer = core.writer.clone();
+    if let Some(outbox) = writer.outbox() {
+        outbox.arm_gate();
+    }
     let listener = bind(config.listen, config.listen_backlog)
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
     let address = listener

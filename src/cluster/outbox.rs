@@ -23,7 +23,10 @@
 //!   publisher deletes rows, recounted after a store recovery, each under
 //!   one lock, so nothing is counted twice or missed;
 //! * only the publisher deletes rows, and only rows the stream holds;
-//! * fencing is final for the process: once fenced, every write is refused.
+//! * fencing is final for the process: once fenced, every write is refused;
+//! * the gate applies once the node serves ([`Outbox::arm_gate`]): the
+//!   writes of its start (the registry, the modules' setup) always go
+//!   through, so a writer restarted with a full outbox still starts.
 
 use crate::cluster::record::BatchRecord;
 use crate::core::store::{Store, StoreError, WriteBatch, decode_u64, layout};
@@ -93,6 +96,7 @@ pub struct Outbox {
     pending_bytes: AtomicU64,
     max_bytes: u64,
     fenced: OnceLock<String>,
+    gate_armed: AtomicBool,
     woken: Notify,
     connected: AtomicBool,
     published: AtomicU64,
@@ -125,6 +129,7 @@ impl Outbox {
             pending_bytes: AtomicU64::new(0),
             max_bytes,
             fenced: OnceLock::new(),
+            gate_armed: AtomicBool::new(false),
             woken: Notify::new(),
             connected: AtomicBool::new(false),
             published: AtomicU64::new(0),
@@ -185,8 +190,18 @@ impl Outbox {
         Ok(())
     }
 
-    /// Refuses a write while the writer is fenced or the outbox is full.
+    /// Makes [`Outbox::admit`] refuse writes from now on when the writer is
+    /// fenced or the outbox full (called once the node is about to serve).
+    pub fn arm_gate(&self) {
+        self.gate_armed.store(true, Ordering::Release);
+    }
+
+    /// Refuses a write while the writer is fenced or the outbox is full
+    /// (once the gate is armed).
     pub fn admit(&self) -> Result<(), ApiError> {
+        if !self.gate_armed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if let Some(reason) = self.fenced.get() {
             return Err(ApiError::unavailable(format!(
                 "this node is fenced and read-only: {reason}; nothing was written"
@@ -443,6 +458,8 @@ mod tests {
         let outbox = Outbox::open(&store, 10).unwrap();
         assert!(outbox.admit().is_ok());
         stage_and_apply(&outbox, &store, b"k");
+        assert!(outbox.admit().is_ok(), "the gate is not armed yet");
+        outbox.arm_gate();
         let full = outbox.admit().unwrap_err();
         assert_eq!(full.code, crate::error::ErrorCode::ServiceUnavailable);
         assert!(

@@ -285,10 +285,16 @@ async fn writes_go_on_while_nats_is_down_or_frozen_and_the_outbox_drains_after()
             >= 1,
         "rows wait while NATS is frozen"
     );
+    // Frozen long enough for acknowledgements to time out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("tidings_cluster_publish_errors_total").await < 1.0 {
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    acked.extend(burst(&server, 2, 5).await);
     nats.nodes[0].cont();
     let last = drained(&server).await;
     stream_has_everything(&nats, last, &acked).await;
-    assert!(server.metric("tidings_cluster_publish_errors_total").await >= 1.0);
 }
 
 #[tokio::test]
@@ -297,7 +303,10 @@ async fn a_full_outbox_refuses_writes_with_retry_after_until_it_drains() {
         return;
     };
     nats.nodes[0].kill();
-    let server = writer(&nats, &["--outbox-max-bytes", "1"]);
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let tiny = ["--outbox-max-bytes", "1"];
+    let mut server = writer_on(&nats, Some(&dir), &tiny);
     let client = reqwest::Client::new();
     let body = json!({ "type": "cw", "data": {} });
     let mut refused = None;
@@ -328,6 +337,12 @@ async fn a_full_outbox_refuses_writes_with_retry_after_until_it_drains() {
         "{ready}"
     );
     assert_eq!(ready["error"]["details"]["cluster"]["nats"], "disconnected");
+    // A restart with a full outbox starts (its own writes go through) and
+    // still refuses clients' writes.
+    assert!(server.stop().success());
+    let server = writer_on(&nats, Some(&dir), &tiny);
+    let response = publish_raw(&server, &client, "cw/a", &body).await;
+    assert_eq!(response.status(), 503);
     nats.nodes[0].restart();
     nats.wait_ready().unwrap();
     let deadline = Instant::now() + DRAIN_TIMEOUT;

@@ -600,6 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
         let outbox = Outbox::open(&store, 1).unwrap();
+        outbox.arm_gate();
         let writer =
             Writer::launch_for_tests(store.clone(), HubLimits::minimal(), Some(outbox.clone()))
                 .writer;
