@@ -69,8 +69,9 @@ pub const REALM_PARAM: &str = "realm";
 pub enum Credential {
     /// The instance admin key.
     Admin,
-    /// A tenant's API key.
-    Key(ApiKey),
+    /// A tenant's API key (boxed: a stream keeps its principal for its
+    /// whole life, so the enum stays pointer-sized).
+    Key(Box<ApiKey>),
     /// A verified JWT (shared with the verified-token cache).
     Token(Arc<Claims>),
     /// A claimed stream ticket.
@@ -183,7 +184,7 @@ pub struct Admission {
     pub principal: Principal,
     /// When the stream must end (unix seconds): token expiry or ticket window.
     pub expires_at: Option<u64>,
-    _ticket: Option<TicketSession>,
+    _ticket: Option<Box<TicketSession>>,
     _slot: Option<UserSlot>,
 }
 
@@ -294,7 +295,7 @@ impl Authenticator {
         Ok(Admission {
             principal,
             expires_at,
-            _ticket: session,
+            _ticket: session.map(Box::new),
             _slot: slot,
         })
     }
@@ -439,7 +440,7 @@ impl Authenticator {
         Ok(Principal {
             tenant: key.tenant,
             name: key.name.clone(),
-            credential: Credential::Key(key),
+            credential: Credential::Key(Box::new(key)),
             revocation,
         })
     }

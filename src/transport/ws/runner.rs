@@ -32,6 +32,7 @@ use crate::http::{Request, Response};
 use crate::transport::coalesce::Coalescer;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
@@ -89,13 +90,20 @@ struct Runner<P> {
 }
 
 impl<P: WsProtocol> Runner<P> {
-    async fn run(mut self) {
-        let metrics = self.runtime.metrics.clone();
-        let _open = metrics.stream_opened(TRANSPORT);
-        let Err(end) = self.serve().await;
-        self.follows.clear();
-        close::finish(&mut self.socket, &end).await;
-        metrics.stream_ended(TRANSPORT, end.metric());
+    /// The whole session. Not an `async fn`: an `async fn` keeps its
+    /// argument in its future twice (as the argument and as the local it is
+    /// moved into), and every open WebSocket holds this future for its whole
+    /// life; captured by the block, the runner is stored once.
+    fn run(self) -> impl Future<Output = ()> + Send {
+        let mut runner = self;
+        async move {
+            let metrics = runner.runtime.metrics.clone();
+            let _open = metrics.stream_opened(TRANSPORT);
+            let Err(end) = runner.serve().await;
+            runner.follows.clear();
+            close::finish(&mut runner.socket, &end).await;
+            metrics.stream_ended(TRANSPORT, end.metric());
+        }
     }
 
     /// Serves until the session ends (the error carries how).
