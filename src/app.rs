@@ -50,8 +50,8 @@ use crate::modules::platform::CoreSettings;
 use crate::modules::platform::{Background, Module, ModuleContext, Platform};
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
-use crate::ops::{EdgeProbe, OpsState};
 use crate::ops::pruner;
+use crate::ops::{EdgeProbe, OpsState};
 use crate::transport::webhook::{self, Webhooks};
 use std::io::Write;
 use std::sync::Arc;
@@ -120,7 +120,13 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
             probe,
             ended,
         }) => (Some(forward), Some(probe), ended),
-        None => (None, None, core.writer_ended.take().expect("the writer is supervised once")),
+        None => (
+            None,
+            None,
+            core.writer_ended
+                .take()
+                .expect("the writer is supervised once"),
+        ),
     };
     let router = assemble(&core, &config, prefixes, &background, edge)?;
     if forward.is_none() {

@@ -7,7 +7,6 @@
 use crate::auth::origins::OriginLimits;
 use crate::cluster::edge::{EdgeSettings, WriterAddress, WriterKey};
 use crate::cluster::publisher::{self, WriterSettings};
-use async_nats::ServerAddr;
 use crate::cluster::stream::StreamSettings;
 use crate::core::hub::HubLimits;
 use crate::core::log::retention;
@@ -31,6 +30,7 @@ use crate::transport::webhook::WebhookSettings;
 use crate::transport::webhook::address::{AddressPolicy, AllowList};
 use crate::transport::webhook::backoff::RetryPolicy;
 use crate::transport::ws::WsSettings;
+use async_nats::ServerAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -261,7 +261,8 @@ impl EdgeArgs {
         Ok(EdgeSettings {
             nats: servers,
             stream,
-            writer: WriterAddress::parse(writer).map_err(|err| refuse(format!("--writer {err}")))?,
+            writer: WriterAddress::parse(writer)
+                .map_err(|err| refuse(format!("--writer {err}")))?,
             writer_key: WriterKey::new(key.trim()),
         })
     }

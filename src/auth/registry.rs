@@ -140,7 +140,11 @@ impl View {
             .map(|realm| (realm.tenant, realm.name.as_str()))
             .collect();
         retain_or_cancel(&mut self.tenants, |id| tenants.contains(id), |e| &e.token);
-        retain_or_cancel(&mut self.keys, |hash| keys.contains(hash.as_str()), |e| &e.token);
+        retain_or_cancel(
+            &mut self.keys,
+            |hash| keys.contains(hash.as_str()),
+            |e| &e.token,
+        );
         retain_or_cancel(
             &mut self.realms,
             |(tenant, name)| realms.contains(&(*tenant, name.as_str())),
@@ -154,7 +158,11 @@ impl View {
         }
         for realm in records.realms {
             let id = (realm.tenant, realm.name.clone());
-            if self.realms.get(&id).is_some_and(|entry| entry.realm == realm) {
+            if self
+                .realms
+                .get(&id)
+                .is_some_and(|entry| entry.realm == realm)
+            {
                 continue;
             }
             match realm.verifier() {
@@ -862,7 +870,10 @@ mod tests {
         assert!(!kept_token.is_cancelled() && view.active_key("kept").is_some());
         assert!(revoked_token.is_cancelled() && view.active_key("revoked").is_none());
         assert!(removed_token.is_cancelled() && !view.keys.contains_key("removed"));
-        assert!(view.active_key("new").is_some(), "a key created elsewhere works");
+        assert!(
+            view.active_key("new").is_some(),
+            "a key created elsewhere works"
+        );
         let entry = &view.realms[&(tenant.id, "r".to_string())];
         assert!(
             Arc::ptr_eq(&entry.verifier, &verifier),

@@ -127,7 +127,10 @@ impl HttpService {
         } else if let Some(forward) = self.forward.as_ref().filter(|f| f.forwards(&head)) {
             let request = Request::new(head, body, Vec::new(), self.limits, request_id.clone());
             let answer = forward.forward(request).await;
-            (FORWARDED, answer.unwrap_or_else(|err| response::error(&err)))
+            (
+                FORWARDED,
+                answer.unwrap_or_else(|err| response::error(&err)),
+            )
         } else {
             self.route(head, body, request_id.clone()).await
         };

@@ -114,7 +114,8 @@ async fn fetch(dir: &DataDir, store: &Store, source: &Source<'_>) -> Result<(), 
         .and_then(|()| restore::fill(dir, store, &file, &summary, Some(&[layout::OUTBOX])));
     remove_if_present(&file)?;
     filled?;
-    let applied = stored_batch(store).map_err(|err| StartupError::io("reading the replica", err))?;
+    let applied =
+        stored_batch(store).map_err(|err| StartupError::io("reading the replica", err))?;
     tracing::info!(
         writer = %source.writer.address,
         batch = applied,

@@ -116,7 +116,9 @@ impl Follower {
     async fn round(&self, backoff: &mut Duration) -> Ended {
         let stream = match self.context.get_stream_no_info(&self.stream).await {
             Ok(stream) => stream,
-            Err(err) => return Ended::Interrupted(format!("opening stream {}: {err}", self.stream)),
+            Err(err) => {
+                return Ended::Interrupted(format!("opening stream {}: {err}", self.stream));
+            }
         };
         let sequence = match self.start(&stream).await {
             Ok(sequence) => sequence,

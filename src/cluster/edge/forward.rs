@@ -29,8 +29,8 @@ use crate::http::forward::{Forward, Forwarded};
 use crate::http::service::Peer;
 use crate::http::{Request, Response};
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::convert::Infallible;
@@ -98,7 +98,11 @@ impl Forwarder {
     }
 
     /// The request as it goes to the writer.
-    fn outbound(&self, request: &Request, body: Bytes) -> Result<http::Request<Full<Bytes>>, ApiError> {
+    fn outbound(
+        &self,
+        request: &Request,
+        body: Bytes,
+    ) -> Result<http::Request<Full<Bytes>>, ApiError> {
         let path = request
             .uri()
             .path_and_query()
@@ -289,9 +293,15 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert("x-api-key", HeaderValue::from_static("ek_1"));
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();

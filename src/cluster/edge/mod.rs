@@ -116,7 +116,11 @@ impl Edge {
 
     /// Opens the edge's store in `dir`, fetching the writer's data first
     /// when needed (see [`bootstrap`]).
-    pub async fn prepare_store(&self, dir: &DataDir, cache_bytes: u64) -> Result<Store, StartupError> {
+    pub async fn prepare_store(
+        &self,
+        dir: &DataDir,
+        cache_bytes: u64,
+    ) -> Result<Store, StartupError> {
         let nats = async_nats::jetstream::new(self.nats.clone());
         let source = bootstrap::Source {
             writer: &self.writer,
@@ -146,8 +150,17 @@ impl Edge {
                 let _ = end.send(reason);
             }
         });
-        background.spawn(replica.clone().flush_every(FLUSH_PERIOD, fed.lifecycle.clone()));
-        background.spawn(reload_auth(replica.clone(), fed.registry, fed.store, fed.lifecycle.clone()));
+        background.spawn(
+            replica
+                .clone()
+                .flush_every(FLUSH_PERIOD, fed.lifecycle.clone()),
+        );
+        background.spawn(reload_auth(
+            replica.clone(),
+            fed.registry,
+            fed.store,
+            fed.lifecycle.clone(),
+        ));
         let stopping = fed.lifecycle.clone();
         background.spawn(forward::watch_writer(
             self.writer.clone(),
@@ -155,7 +168,8 @@ impl Edge {
             WRITER_CHECK_PERIOD,
             async move { stopping.stopping().await },
         ));
-        let forward = forward::Forwarder::new(self.writer, replica.clone(), writer_reachable.clone());
+        let forward =
+            forward::Forwarder::new(self.writer, replica.clone(), writer_reachable.clone());
         let probe = status::EdgeStatus {
             replica,
             progress,

@@ -86,7 +86,12 @@ enum Missing {
 
 /// The smallest sequence in `low..=high` whose batch is `wanted` or later
 /// (batches grow with sequences; the last one is at least `wanted`).
-async fn search<I>(stream: &Stream<I>, mut low: u64, mut high: u64, wanted: u64) -> Result<u64, Missing> {
+async fn search<I>(
+    stream: &Stream<I>,
+    mut low: u64,
+    mut high: u64,
+    wanted: u64,
+) -> Result<u64, Missing> {
     while low < high {
         let middle = low + (high - low) / 2;
         let number = match stream.get_raw_message(middle).await {

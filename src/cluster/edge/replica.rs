@@ -247,7 +247,10 @@ mod tests {
             count: kept,
             pruned_through: 0,
         };
-        ops.push((layout::topic(&tenant, TOPIC).into(), Some(topic.encode().to_vec().into())));
+        ops.push((
+            layout::topic(&tenant, TOPIC).into(),
+            Some(topic.encode().to_vec().into()),
+        ));
         ops.push((layout::outbox(number).into(), Some(b"row".to_vec().into())));
         ops.push((
             layout::meta(BATCH_NUMBER_RECORD).into(),
@@ -278,12 +281,30 @@ mod tests {
         let mut live = hub.subscribe(topic.clone(), Start::Live);
         assert_eq!(replica.applied(), 0);
         // Ids out of order inside a record are published in id order.
-        let first = replica.apply(record(1, tenant, &[11, 10], 2)).await.unwrap();
+        let first = replica
+            .apply(record(1, tenant, &[11, 10], 2))
+            .await
+            .unwrap();
         assert_eq!(first, Step::Applied);
-        assert_eq!(replica.apply(record(3, tenant, &[30], 4)).await.unwrap(), Step::Gap { next: 2 });
-        assert_eq!(replica.apply(record(2, tenant, &[20], 3)).await.unwrap(), Step::Applied);
-        assert_eq!(replica.apply(record(2, tenant, &[20], 3)).await.unwrap(), Step::Duplicate);
-        assert_eq!(replica.apply(record(1, tenant, &[11, 10], 2)).await.unwrap(), Step::Duplicate);
+        assert_eq!(
+            replica.apply(record(3, tenant, &[30], 4)).await.unwrap(),
+            Step::Gap { next: 2 }
+        );
+        assert_eq!(
+            replica.apply(record(2, tenant, &[20], 3)).await.unwrap(),
+            Step::Applied
+        );
+        assert_eq!(
+            replica.apply(record(2, tenant, &[20], 3)).await.unwrap(),
+            Step::Duplicate
+        );
+        assert_eq!(
+            replica
+                .apply(record(1, tenant, &[11, 10], 2))
+                .await
+                .unwrap(),
+            Step::Duplicate
+        );
         assert_eq!(ids(&mut live, 3).await, [10, 11, 20]);
         assert!(live.take_ready(64).is_empty(), "nothing twice");
         assert_eq!((replica.applied(), replica.records_applied()), (2, 2));
@@ -292,7 +313,11 @@ mod tests {
         assert_eq!(ids(&mut resumed, 2).await, [11, 20]);
         assert_eq!(stored_batch(&replica.store).unwrap(), 2);
         assert!(
-            replica.store.first_blocking(&[layout::OUTBOX]).unwrap().is_none(),
+            replica
+                .store
+                .first_blocking(&[layout::OUTBOX])
+                .unwrap()
+                .is_none(),
             "the writer's outbox rows stay on the writer"
         );
     }
@@ -305,11 +330,17 @@ mod tests {
         replica.apply(record(1, tenant, &[1], 1)).await.unwrap();
         let bell = replica.auth_changed().notified();
         let mut keyed = record(2, tenant, &[2], 2);
-        keyed.ops.push((auth_layout::record(auth_layout::API_KEY, &tenant).into(), None));
+        keyed.ops.push((
+            auth_layout::record(auth_layout::API_KEY, &tenant).into(),
+            None,
+        ));
         replica.apply(keyed).await.unwrap();
         tokio::time::timeout(Duration::from_secs(1), bell)
             .await
             .expect("the bell rang");
-        assert!(!is_auth_record(&auth_layout::ticket("abc")), "tickets are not held in memory");
+        assert!(
+            !is_auth_record(&auth_layout::ticket("abc")),
+            "tickets are not held in memory"
+        );
     }
 }

@@ -118,6 +118,9 @@ mod tests {
         ] {
             assert!(WriterAddress::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(format!("{:?}", WriterKey::new("adm_secret")), "WriterKey(…)");
+        assert_eq!(
+            format!("{:?}", WriterKey::new("adm_secret")),
+            "WriterKey(…)"
+        );
     }
 }
