@@ -20,11 +20,15 @@ use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
 use crate::auth::token_cache::TokenCache;
+use crate::cluster::edge::{self, Edge, Fed, Running};
+use crate::cluster::outbox::{self, Outbox};
+use crate::cluster::publisher;
 use crate::config::ServeConfig;
 use crate::core::datadir::InstanceConfig;
 use crate::core::datadir::{self, DataDir};
 use crate::core::hub::Hub;
 use crate::core::lifecycle::Lifecycle;
+use crate::core::log::DurableMark;
 use crate::core::metrics::Metrics;
 use crate::core::store::Store;
 use crate::core::store::prefixes::KeyPrefixes;
@@ -46,8 +50,8 @@ use crate::modules::platform::CoreSettings;
 use crate::modules::platform::{Background, Module, ModuleContext, Platform};
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
-use crate::ops::OpsState;
 use crate::ops::pruner;
+use crate::ops::{EdgeProbe, OpsState};
 use crate::transport::webhook::{self, Webhooks};
 use std::io::Write;
 use std::sync::Arc;
@@ -73,12 +77,24 @@ pub fn init(data_dir: &std::path::Path) -> Result<String, StartupError> {
 pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     let (mut stops, hangup) = install_signals()?;
     let dir = DataDir::open(&config.data_dir)?;
+    let prefixes = claim_key_prefixes()?;
+    let edge = match config.edge.clone() {
+        Some(settings) => Some(Edge::connect(settings).await?),
+        None => None,
+    };
+    // An edge's store comes from the writer (see `cluster::edge::bootstrap`).
+    let replica = match &edge {
+        Some(edge) => Some(edge.prepare_store(&dir, config.store_cache_bytes).await?),
+        None => None,
+    };
     let loaded = dir.load_or_create_config()?;
     if loaded.created {
         eprintln!("{}", datadir::first_run_summary(&dir, &loaded.config));
     }
-    let prefixes = claim_key_prefixes()?;
-    let store = Store::open(&dir.db_path(), config.store_cache_bytes)?;
+    let store = match replica {
+        Some(store) => store,
+        None => Store::open(&dir.db_path(), config.store_cache_bytes)?,
+    };
     let certificate = load_tls(&config.tls, &dir)?;
     let tls = match &certificate {
         Some(certificate) => Some(tokio_rustls::TlsAcceptor::from(
@@ -87,25 +103,58 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         None => None,
     };
     let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
-    let writer_ended = core.writer_ended.take();
+    if let (Some(settings), Some(outbox)) = (&config.cluster_writer, core.writer.outbox()) {
+        publisher::start(settings, store.clone(), outbox.clone());
+    }
     let background = Background::default();
-    let router = assemble(&core, &config, prefixes, &background)?;
-    // Every module registered its timer handlers while it was assembled.
-    core.writer.arm_timers().await;
+    let running = match edge {
+        Some(edge) => Some(
+            edge.start(core.fed(), &background)
+                .map_err(|err| StartupError::io("reading the replica", err))?,
+        ),
+        None => None,
+    };
+    let (forward, edge, mut ended) = match running {
+        Some(Running {
+            forward,
+            probe,
+            ended,
+        }) => (Some(forward), Some(probe), ended),
+        None => (
+            None,
+            None,
+            core.writer_ended
+                .take()
+                .expect("the writer is supervised once"),
+        ),
+    };
+    let router = assemble(&core, &config, prefixes, &background, edge)?;
+    if forward.is_none() {
+        // Every module registered its timer handlers while it was assembled.
+        core.writer.arm_timers().await;
+    }
     let metrics = core.metrics.clone();
     let lifecycle = core.lifecycle.clone();
     let webhooks = core.webhooks.clone();
     let writer = core.writer.clone();
+    if let Some(outbox) = writer.outbox() {
+        outbox.arm_gate();
+    }
     let listener = bind(config.listen, config.listen_backlog)
         .map_err(|err| StartupError::io(format!("listening on {}", config.listen), err))?;
     let address = listener
         .local_addr()
         .map_err(|err| StartupError::io("reading the bound address", err))?;
+    let mut service = HttpService::new(router, metrics.clone(), config.limits)
+        .with_cors(Cors::new(Arc::new(core.auth.clone()), config.cors));
+    if let Some(forward) = forward {
+        service = service.with_forwarding(forward);
+    }
+    if let Some(outbox) = core.writer.outbox() {
+        service = service.with_batch_header(outbox.last_durable_cell());
+    }
     let context = Arc::new(ServerContext {
-        service: Arc::new(
-            HttpService::new(router, metrics.clone(), config.limits)
-                .with_cors(Cors::new(Arc::new(core.auth.clone()), config.cors)),
-        ),
+        service: Arc::new(service),
         metrics,
         lifecycle: lifecycle.clone(),
         limits: config.limits,
@@ -115,16 +164,15 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
     announce_listening(address, certificate.is_some())?;
     tokio::spawn(reload_on_sighup(hangup, certificate));
 
-    let mut writer_ended = writer_ended.expect("the writer is supervised once");
     tokio::select! {
         () = stops.next() => {}
-        reason = &mut writer_ended => return Err(writer_death(reason)),
+        reason = &mut ended => return Err(cannot_go_on(reason)),
     }
     tokio::spawn(async move {
-        // Only a failure sends; a writer ending because the process is
-        // exiting drops the sender instead.
-        if let Ok(reason) = writer_ended.await {
-            tracing::error!("{}", writer_death(Ok(reason)));
+        // Only a failure sends; a writer (or an edge's follower) ending
+        // because the process is exiting drops the sender instead.
+        if let Ok(reason) = ended.await {
+            tracing::error!("{}", cannot_go_on(Ok(reason)));
             std::process::exit(1);
         }
     });
@@ -164,6 +212,8 @@ struct Core {
     writer: Writer,
     /// Resolves (with the reason) if the writer thread ever ends.
     writer_ended: Option<oneshot::Receiver<String>>,
+    /// On an edge (no writer thread): the durable mark its replica raises.
+    durable: Option<Arc<DurableMark>>,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
@@ -177,19 +227,11 @@ impl Core {
         store: Store,
         instance: &InstanceConfig,
     ) -> Result<Self, StartupError> {
-        let hub_store = store.clone();
-        let hub_limits = config.core.hub;
-        let Started {
-            writer,
-            hub,
-            thread,
-        } = Writer::start(
-            store.clone(),
-            |durable| Hub::new(hub_store, durable, hub_limits),
-            config.core.writer,
-        )
-        .map_err(|err| StartupError::io("starting the writer", err))?;
-        let writer_ended = Some(supervise_writer(thread)?);
+        let (writer, hub, pipeline) = start_writer(config, &store)?;
+        let (writer_ended, durable) = match pipeline {
+            Pipeline::Thread(thread) => (Some(supervise_writer(thread)?), None),
+            Pipeline::Refusing(durable) => (None, Some(durable)),
+        };
         let registry = Registry::load(&store, writer.clone(), instance)
             .await
             .map_err(|err| StartupError::io("loading tenants, keys and realms", err))?;
@@ -203,7 +245,14 @@ impl Core {
             limits,
             TokenCache::new(config.jwt_cache_entries),
         );
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if writer.outbox().is_some() {
+            metrics.register_cluster_writer();
+        }
+        if writer.is_refusing() {
+            metrics.register_cluster_edge();
+        }
+        let metrics = Arc::new(metrics);
         let lifecycle = Arc::new(Lifecycle::new());
         let webhooks = Webhooks::start(
             config.webhooks.clone(),
@@ -219,12 +268,27 @@ impl Core {
             store,
             writer,
             writer_ended,
+            durable,
             hub,
             metrics,
             lifecycle,
             auth,
             webhooks,
         })
+    }
+
+    /// What an edge's replica feeds.
+    fn fed(&self) -> Fed {
+        Fed {
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            durable: self
+                .durable
+                .clone()
+                .expect("an edge's writer handle refuses changes"),
+            registry: self.auth.registry().clone(),
+            lifecycle: self.lifecycle.clone(),
+        }
     }
 
     /// The shared parts modules are built from.
@@ -242,9 +306,13 @@ impl Core {
     }
 
     /// Background work of the core: retention (events, tickets, idempotency
-    /// records) and the hub's expiry of replay pages.
+    /// records; not on an edge, whose writer handle refuses changes) and the
+    /// hub's expiry of replay pages.
     fn start_background(&self, context: &ModuleContext, background: &Background) {
         background.spawn(self.hub.clone().expire_pages(self.lifecycle.clone()));
+        if self.writer.is_refusing() {
+            return;
+        }
         background.spawn(pruner::run(
             self.store.clone(),
             self.writer.clone(),
@@ -259,10 +327,14 @@ impl Core {
 
 /// The application's modules, all in this one list. Adding a module is one
 /// line here (see ARCHITECTURE.md, "Adding a module").
-fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>> {
+fn modules(
+    context: &ModuleContext,
+    config: &ServeConfig,
+    edge: Option<Arc<dyn EdgeProbe>>,
+) -> Vec<Arc<dyn Module>> {
     #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut modules: Vec<Arc<dyn Module>> = vec![
-        Arc::new(OpsState::new(context)),
+        Arc::new(OpsState::new(context).with_edge(edge)),
         Arc::new(TopicsApi::new(context)),
         Arc::new(DiscussionsApi::new(context)),
         Arc::new(ChatModule::new(context)),
@@ -282,15 +354,16 @@ fn modules(context: &ModuleContext, config: &ServeConfig) -> Vec<Arc<dyn Module>
 
 /// Checks and wires the modules: their declarations (names, namespaces, key
 /// prefixes), the webhook body of each namespace, their routes (and the
-/// debug test routes), their background work.
+/// debug test routes), their background work (none on an edge).
 fn assemble(
     core: &Core,
     config: &ServeConfig,
     mut prefixes: KeyPrefixes,
     background: &Background,
+    edge: Option<Arc<dyn EdgeProbe>>,
 ) -> Result<Router, StartupError> {
     let context = core.context(&config.core);
-    let platform = Platform::assemble(modules(&context, config), &mut prefixes)?;
+    let platform = Platform::assemble(modules(&context, config, edge), &mut prefixes)?;
     core.writer
         .observe(core.webhooks.stager(platform.webhook_bodies()));
     let mut router = Router::new();
@@ -311,7 +384,11 @@ fn assemble(
             core.writer.clone(),
         );
     }
-    platform.start(background);
+    if core.writer.is_refusing() {
+        platform.start(&Background::none());
+    } else {
+        platform.start(background);
+    }
     core.start_background(&context, background);
     Ok(router)
 }
@@ -335,6 +412,51 @@ fn claim_key_prefixes() -> Result<KeyPrefixes, StartupError> {
     Ok(prefixes)
 }
 
+/// How the store is written: by the writer thread, or (an edge) by the
+/// replica, the writer handle refusing changes.
+enum Pipeline {
+    /// The writer thread, to supervise.
+    Thread(std::thread::JoinHandle<Result<(), String>>),
+    /// No thread; the durable mark the replica raises.
+    Refusing(Arc<DurableMark>),
+}
+
+/// Starts the writer: a cluster's writer (numbering batches into its
+/// outbox) with `--nats`, an edge's handle (no thread, refusing changes)
+/// with `--role edge`, else a single node's.
+fn start_writer(
+    config: &ServeConfig,
+    store: &Store,
+) -> Result<(Writer, Arc<Hub>, Pipeline), StartupError> {
+    let hub_store = store.clone();
+    let hub_limits = config.core.hub;
+    let hub = |durable| Hub::new(hub_store, durable, hub_limits);
+    if config.edge.is_some() {
+        let (writer, hub, durable) =
+            Writer::start_refusing(store, hub, config.core.writer, edge::REFUSAL)
+                .map_err(|err| StartupError::io("reading the replica", err))?;
+        return Ok((writer, hub, Pipeline::Refusing(durable)));
+    }
+    let started = match &config.cluster_writer {
+        Some(cluster) => {
+            let outbox = Outbox::open(store, cluster.outbox_max_bytes)
+                .map_err(|err| StartupError::io("reading the replication outbox", err))?;
+            Writer::start_replicated(store.clone(), hub, config.core.writer, outbox)
+        }
+        None => {
+            outbox::warn_if_former_writer(store)
+                .map_err(|err| StartupError::io("reading the batch number", err))?;
+            Writer::start(store.clone(), hub, config.core.writer)
+        }
+    };
+    let Started {
+        writer,
+        hub,
+        thread,
+    } = started.map_err(|err| StartupError::io("starting the writer", err))?;
+    Ok((writer, hub, Pipeline::Thread(thread)))
+}
+
 /// Watches the writer thread: the receiver resolves with the reason when the
 /// thread fails (the store cannot be recovered, or the thread panicked), so
 /// the process can exit non-zero instead of answering 503 forever. When the
@@ -352,7 +474,9 @@ fn supervise_writer(
                 Ok(Err(reason)) => reason,
                 Err(panic) => format!("the writer thread panicked: {}", panic_message(&panic)),
             };
-            let _ = ended.send(reason);
+            let _ = ended.send(format!(
+                "the commit pipeline stopped, so no write can succeed: {reason}"
+            ));
         })
         .map_err(|err| StartupError::io("starting the writer's watcher", err))?;
     Ok(receiver)
@@ -366,10 +490,12 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
         .unwrap_or("(no message)")
 }
 
-fn writer_death(reason: Result<String, oneshot::error::RecvError>) -> StartupError {
-    let reason = reason.unwrap_or_else(|_| "the writer thread ended".into());
+/// The error ending the process when the writer thread (or an edge's
+/// follower) could not go on: `reason` says why.
+fn cannot_go_on(reason: Result<String, oneshot::error::RecvError>) -> StartupError {
+    let reason = reason.unwrap_or_else(|_| "the commit pipeline stopped".into());
     StartupError::Io(format!(
-        "the commit pipeline stopped, so no write can succeed: {reason}; exiting for a supervisor to restart the process"
+        "{reason}; exiting for a supervisor to restart the process"
     ))
 }
 

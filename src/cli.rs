@@ -492,7 +492,7 @@ async fn call_server(
         .map_err(|err| err.to_string())?
         .to_bytes();
     if !status.is_success() {
-        return Ok(Err(refusal(status, &bytes)));
+        return Ok(Err(backup::output::refusal(status, &bytes)));
     }
     let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Ok(Ok(reply["data"].clone()))
@@ -533,16 +533,6 @@ async fn send(
         .map_err(|err| err.to_string())
 }
 
-/// A refusal by the server, with the message of its error envelope.
-fn refusal(status: http::StatusCode, body: &[u8]) -> StartupError {
-    let reply: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let message = reply["error"]["message"]
-        .as_str()
-        .unwrap_or("request failed")
-        .to_string();
-    StartupError::Config(format!("the server refused ({status}): {message}"))
-}
-
 /// `tidings backup`: online through `--url`, else offline on the data directory.
 pub fn backup(args: BackupArgs) -> Result<(), StartupError> {
     let started = Instant::now();
@@ -569,7 +559,7 @@ async fn download(
     admin_key: &str,
     out: &std::path::Path,
 ) -> Result<backup::format::Summary, StartupError> {
-    let mut file = backup::output::PartialFile::create(out)?;
+    let file = backup::output::PartialFile::create(out)?;
     let response = send(url, admin_key, http::Method::GET, "/admin/v1/backup", None)
         .await
         .map_err(|err| {
@@ -577,23 +567,7 @@ async fn download(
                 "no server answered at {url} ({err}); to back up a stopped server's data directory, leave out --url"
             ))
         })?;
-    let status = response.status();
-    let mut body = response.into_body();
-    if !status.is_success() {
-        let bytes = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(refusal(status, &bytes));
-    }
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| StartupError::io("receiving the backup", err))?;
-        if let Some(data) = frame.data_ref() {
-            file.write(data)?;
-        }
-    }
-    file.finish()
+    backup::output::receive(file, response).await
 }
 
 /// `tidings restore FILE --data-dir NEW`.

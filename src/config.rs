@@ -5,6 +5,9 @@
 //! plain typed values and never reads the environment itself (no globals).
 
 use crate::auth::origins::OriginLimits;
+use crate::cluster::edge::{EdgeSettings, WriterAddress, WriterKey};
+use crate::cluster::publisher::{self, WriterSettings};
+use crate::cluster::stream::StreamSettings;
 use crate::core::hub::HubLimits;
 use crate::core::log::retention;
 use crate::core::writer::WriterLimits;
@@ -27,6 +30,7 @@ use crate::transport::webhook::WebhookSettings;
 use crate::transport::webhook::address::{AddressPolicy, AllowList};
 use crate::transport::webhook::backoff::RetryPolicy;
 use crate::transport::ws::WsSettings;
+use async_nats::ServerAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,6 +102,75 @@ impl OriginLimitArgs {
     }
 }
 
+/// Flags of a cluster node: the shared log (`--nats`, `--nats-stream`, for
+/// writers and edges) and the writer's stream and outbox settings.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// NATS servers (comma-separated URLs, e.g. `nats://10.0.0.5:4222,nats://10.0.0.6:4222`):
+    /// makes this node the writer of a cluster (unless --role edge), publishing every durable
+    /// batch to a JetStream stream through an outbox (it starts and takes writes while NATS is down).
+    #[arg(long = "nats", env = "TIDINGS_NATS", value_delimiter = ',')]
+    pub nats: Vec<String>,
+
+    /// Cluster: name of the JetStream stream batches are published to (created when missing).
+    #[arg(long, env = "TIDINGS_NATS_STREAM", default_value = "TIDINGS")]
+    pub nats_stream: String,
+
+    /// Cluster: copies of each message in the NATS cluster, when the stream is created (1 to 5).
+    #[arg(long, env = "TIDINGS_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
+
+    /// Cluster: the stream drops messages older than this, when it is created (0: never).
+    #[arg(long, env = "TIDINGS_NATS_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub nats_max_age: Duration,
+
+    /// Cluster: the stream drops its oldest messages beyond this size, when it is created (0: no limit).
+    #[arg(long, env = "TIDINGS_NATS_MAX_BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
+    pub nats_max_bytes: u64,
+
+    /// Cluster: writes get 503 (with Retry-After) while the batches not yet in the stream
+    /// (NATS unreachable or slow) hold more than this.
+    #[arg(long, env = "TIDINGS_OUTBOX_MAX_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
+    pub outbox_max_bytes: u64,
+}
+
+/// Longest stream name accepted (JetStream's own limit is higher).
+const MAX_STREAM_NAME: usize = 64;
+
+impl ClusterArgs {
+    /// The writer's settings, or `None` for a single node (no `--nats`).
+    pub fn writer_settings(&self) -> Result<Option<WriterSettings>, StartupError> {
+        if self.nats.is_empty() {
+            return Ok(None);
+        }
+        let (servers, name) = self.servers_and_stream()?;
+        Ok(Some(WriterSettings {
+            servers,
+            stream: StreamSettings {
+                name,
+                replicas: usize::from(self.nats_replicas),
+                max_age: self.nats_max_age,
+                max_bytes: self.nats_max_bytes,
+            },
+            outbox_max_bytes: self.outbox_max_bytes,
+        }))
+    }
+
+    /// `--nats` and `--nats-stream`, checked (writers and edges alike).
+    fn servers_and_stream(&self) -> Result<(Vec<ServerAddr>, String), StartupError> {
+        let servers = publisher::parse_servers(&self.nats)
+            .map_err(|err| StartupError::Config(format!("--nats: {err}")))?;
+        let name = &self.nats_stream;
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || name.len() > MAX_STREAM_NAME || !name.chars().all(valid) {
+            return Err(StartupError::Config(format!(
+                "--nats-stream `{name}`: use 1 to {MAX_STREAM_NAME} letters, digits, `_` or `-`"
+            )));
+        }
+        Ok((servers, name.clone()))
+    }
+}
+
 /// Where the data lives; shared by every subcommand that touches it.
 #[derive(Debug, Args, Clone)]
 pub struct DataDirArgs {
@@ -117,6 +190,82 @@ pub struct InitArgs {
     /// default, with its help and environment variable) and create nothing.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// A node's part in a cluster (see README, "Running more than one node").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// One complete node, no cluster.
+    Single,
+    /// The cluster's writer: the system of record, publishing every batch to NATS.
+    Writer,
+    /// An edge: serves clients from a replica of the writer's store, forwards writes.
+    Edge,
+}
+
+/// Flags of a cluster node's role and, for an edge, its writer.
+#[derive(Debug, Args, Clone)]
+pub struct EdgeArgs {
+    /// This node's role: single (one complete node), writer (the system of record; the default
+    /// with --nats) or edge (serves clients from a replica fed by --nats, forwards writes to --writer).
+    #[arg(long, env = "TIDINGS_ROLE", value_enum)]
+    pub role: Option<Role>,
+
+    /// Edge: the writer's address (`http://host:port` or `https://host`), where writes and admin
+    /// requests are forwarded and the first copy of its data is fetched.
+    #[arg(long, env = "TIDINGS_WRITER")]
+    pub writer: Option<String>,
+
+    /// Edge: the writer's instance admin key (its config.json `adminKey`), to fetch its backup.
+    #[arg(long, env = "TIDINGS_WRITER_KEY", hide_env_values = true)]
+    pub writer_key: Option<String>,
+}
+
+impl EdgeArgs {
+    /// The node's role: `--role`, else writer with `--nats`, else single;
+    /// exit 2 when the flags do not fit it.
+    fn role(&self, cluster: &ClusterArgs) -> Result<Role, StartupError> {
+        let refuse = |message: &str| Err(StartupError::Config(message.into()));
+        let nats = !cluster.nats.is_empty();
+        let role = self
+            .role
+            .unwrap_or(if nats { Role::Writer } else { Role::Single });
+        let edge_flags = self.writer.is_some() || self.writer_key.is_some();
+        match role {
+            Role::Single if nats => {
+                refuse("--nats makes this node a cluster's writer; leave out --role single")
+            }
+            Role::Writer if !nats => refuse("--role writer needs --nats"),
+            Role::Edge if !nats => {
+                refuse("--role edge needs --nats (the servers of the shared log)")
+            }
+            Role::Single | Role::Writer if edge_flags => {
+                refuse("--writer and --writer-key are for --role edge")
+            }
+            _ => Ok(role),
+        }
+    }
+
+    /// An edge's settings; exit 2 on a missing or malformed flag.
+    fn edge_settings(&self, cluster: &ClusterArgs) -> Result<EdgeSettings, StartupError> {
+        let refuse = |message: String| StartupError::Config(message);
+        let (Some(writer), Some(key)) = (&self.writer, &self.writer_key) else {
+            return Err(refuse(
+                "--role edge needs --writer (the writer's address) and --writer-key".into(),
+            ));
+        };
+        if key.trim().is_empty() {
+            return Err(refuse("--writer-key is empty".into()));
+        }
+        let (servers, stream) = cluster.servers_and_stream()?;
+        Ok(EdgeSettings {
+            nats: servers,
+            stream,
+            writer: WriterAddress::parse(writer)
+                .map_err(|err| refuse(format!("--writer {err}")))?,
+            writer_key: WriterKey::new(key.trim()),
+        })
+    }
 }
 
 /// Log line format on stderr.
@@ -601,6 +750,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TIDINGS_BACKUP_MAX_JOURNAL_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
     pub backup_max_journal_bytes: u64,
 
+    /// Running more than one node.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// The node's role in a cluster (and an edge's writer).
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+
     /// Debug builds only: serve the /__test/* routes used by the integration tests.
     #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
@@ -647,12 +804,25 @@ pub struct ServeConfig {
     pub core: CoreSettings,
     /// Webhook delivery settings.
     pub webhooks: WebhookSettings,
+    /// The cluster writer's settings (`--nats`); `None` for a single node.
+    pub cluster_writer: Option<WriterSettings>,
+    /// Set on an edge (`--role edge`).
+    pub edge: Option<EdgeSettings>,
 }
 
 impl ServeArgs {
     /// Checks cross-field rules and produces the config the server runs with.
     pub fn into_config(self) -> Result<ServeConfig, StartupError> {
         let webhooks = self.webhook_settings()?;
+        let role = self.edge.role(&self.cluster)?;
+        let cluster_writer = match role {
+            Role::Writer => self.cluster.writer_settings()?,
+            Role::Single | Role::Edge => None,
+        };
+        let edge = match role {
+            Role::Edge => Some(self.edge.edge_settings(&self.cluster)?),
+            Role::Single | Role::Writer => None,
+        };
         let (ws, sio) = (self.ws(), self.sio());
         let max_connections = self
             .max_connections
@@ -813,6 +983,8 @@ impl ServeArgs {
                 },
             },
             webhooks,
+            cluster_writer,
+            edge,
         })
     }
 

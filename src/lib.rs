@@ -8,6 +8,9 @@
 //! * [`cli`], [`config`], [`settings_file`]: `tidings token / keys /
 //!   tenants`; command line, environment and settings file → validated
 //!   settings of each layer.
+//! * [`cluster`]: running more than one node: the writer's replication
+//!   outbox and publisher, edges that replicate the writer's store from a
+//!   NATS JetStream stream.
 //! * [`bench`]: `tidings bench`, the load generator (a separate process from
 //!   the server; it shares no code path with it).
 //! * [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/time`; background
@@ -35,6 +38,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub(crate) mod core;
 pub mod error;

@@ -28,7 +28,7 @@ use crate::core::store::{Store, StoreError};
 use crate::core::writer::{Footprint, Writer};
 use crate::error::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,71 @@ impl View {
     }
 }
 
+impl View {
+    /// Makes the view hold exactly `records`: what is still there keeps its
+    /// token (an unchanged realm also its verifier, so the verified-token
+    /// cache keeps answering for it); a tenant, key or realm that is gone
+    /// has its token cancelled, as has a key now revoked and a realm that
+    /// dropped a verification key.
+    fn reconcile(&mut self, records: Records) {
+        let tenants: HashSet<Uuid> = records.tenants.iter().map(|tenant| tenant.id).collect();
+        let keys: HashSet<&str> = records.keys.iter().map(|key| key.hash.as_str()).collect();
+        let realms: HashSet<(Uuid, &str)> = records
+            .realms
+            .iter()
+            .map(|realm| (realm.tenant, realm.name.as_str()))
+            .collect();
+        retain_or_cancel(&mut self.tenants, |id| tenants.contains(id), |e| &e.token);
+        retain_or_cancel(
+            &mut self.keys,
+            |hash| keys.contains(hash.as_str()),
+            |e| &e.token,
+        );
+        retain_or_cancel(
+            &mut self.realms,
+            |(tenant, name)| realms.contains(&(*tenant, name.as_str())),
+            |e| &e.token,
+        );
+        for tenant in records.tenants {
+            self.insert_tenant(tenant);
+        }
+        for key in records.keys {
+            self.insert_key(key);
+        }
+        for realm in records.realms {
+            let id = (realm.tenant, realm.name.clone());
+            if self
+                .realms
+                .get(&id)
+                .is_some_and(|entry| entry.realm == realm)
+            {
+                continue;
+            }
+            match realm.verifier() {
+                Ok(verifier) => self.insert_realm(realm, verifier),
+                Err(err) => {
+                    tracing::error!(realm = %realm.name, error = %err, "stored realm is unusable; skipped")
+                }
+            }
+        }
+    }
+}
+
+/// Removes the entries `keep` refuses, cancelling their tokens.
+fn retain_or_cancel<K, V>(
+    map: &mut HashMap<K, V>,
+    keep: impl Fn(&K) -> bool,
+    token: impl Fn(&V) -> &CancellationToken,
+) {
+    map.retain(|id, entry| {
+        let kept = keep(id);
+        if !kept {
+            token(entry).cancel();
+        }
+        kept
+    });
+}
+
 fn cancelled() -> CancellationToken {
     let token = CancellationToken::new();
     token.cancel();
@@ -156,7 +221,8 @@ impl Registry {
         writer: Writer,
         instance: &InstanceConfig,
     ) -> Result<Arc<Self>, StoreError> {
-        let view = store.run(load_view).await?;
+        let mut view = View::default();
+        view.reconcile(store.run(load_records).await?);
         let registry = Arc::new(Self {
             writer,
             default_tenant: instance.default_tenant.id,
@@ -535,7 +601,12 @@ impl Registry {
     }
     /// Records that `key` was just used: in memory at once, in the store at
     /// most once a minute (in the background, never delaying the request).
+    /// A node that cannot write (an edge) records nothing: the writer
+    /// records the uses of the requests it serves.
     pub fn touch_key(self: &Arc<Self>, key: &ApiKey) {
+        if self.writer.is_refusing() {
+            return;
+        }
         let now = crate::core::clock::unix_millis();
         {
             let mut persisted = self
@@ -660,6 +731,18 @@ impl Registry {
         })
         .await
     }
+
+    /// Makes the view equal to what the store holds now, for a node whose
+    /// store another process writes (an edge, whose replication follower
+    /// applies the writer's auth records): a tenant, key or realm created
+    /// there works from now on; one removed or revoked there stops working
+    /// and its token is cancelled, which ends the streams it opened.
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        let _turn = self.changes.lock().await;
+        let records = store.run(load_records).await?;
+        self.write().reconcile(records);
+        Ok(())
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
@@ -667,23 +750,19 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
         .map_err(|err| ApiError::internal(format!("encoding an auth record: {err}")))
 }
 
-fn load_view(store: &Store) -> Result<View, StoreError> {
-    let mut view = View::default();
-    for tenant in load_all::<Tenant>(store, layout::TENANT)? {
-        view.insert_tenant(tenant);
-    }
-    for key in load_all::<ApiKey>(store, layout::API_KEY)? {
-        view.insert_key(key);
-    }
-    for realm in load_all::<Realm>(store, layout::REALM)? {
-        match realm.verifier() {
-            Ok(verifier) => view.insert_realm(realm, verifier),
-            Err(err) => {
-                tracing::error!(realm = %realm.name, error = %err, "stored realm is unusable; skipped")
-            }
-        }
-    }
-    Ok(view)
+/// Every tenant, key and realm the store holds.
+struct Records {
+    tenants: Vec<Tenant>,
+    keys: Vec<ApiKey>,
+    realms: Vec<Realm>,
+}
+
+fn load_records(store: &Store) -> Result<Records, StoreError> {
+    Ok(Records {
+        tenants: load_all(store, layout::TENANT)?,
+        keys: load_all(store, layout::API_KEY)?,
+        realms: load_all(store, layout::REALM)?,
+    })
 }
 
 fn load_all<T: DeserializeOwned>(store: &Store, kind: u8) -> Result<Vec<T>, StoreError> {
@@ -740,6 +819,74 @@ mod tests {
             token.is_cancelled(),
             "a key's token is a child of its tenant's"
         );
+    }
+
+    #[test]
+    fn reconciling_with_the_store_keeps_what_stayed_and_revokes_what_left() {
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            slug: "t".into(),
+            name: String::new(),
+            created_at: String::new(),
+            allowed_origins: AllowedOrigins::default(),
+        };
+        let realm = Realm {
+            tenant: tenant.id,
+            name: "r".into(),
+            keys: vec![super::super::jwt::VerificationKey {
+                kid: None,
+                algorithm: super::super::jwt::JwtAlgorithm::Hs256,
+                material: "s".repeat(32),
+            }],
+            audience: None,
+            issuer: None,
+            leeway_seconds: 0,
+        };
+        let (kept, revoked, removed) = (
+            key_of(tenant.id, "kept"),
+            key_of(tenant.id, "revoked"),
+            key_of(tenant.id, "removed"),
+        );
+        let mut view = View::default();
+        view.reconcile(Records {
+            tenants: vec![tenant.clone()],
+            keys: vec![kept.clone(), revoked.clone(), removed],
+            realms: vec![realm.clone()],
+        });
+        let token = |view: &View, hash: &str| view.keys[hash].token.clone();
+        let (kept_token, revoked_token, removed_token) = (
+            token(&view, "kept"),
+            token(&view, "revoked"),
+            token(&view, "removed"),
+        );
+        let verifier = view.realms[&(tenant.id, "r".to_string())].verifier.clone();
+        let mut revoked = revoked;
+        revoked.revoked_at = Some("2026-01-01T00:00:00.000Z".into());
+        view.reconcile(Records {
+            tenants: vec![tenant.clone()],
+            keys: vec![kept, revoked, key_of(tenant.id, "new")],
+            realms: vec![realm],
+        });
+        assert!(!kept_token.is_cancelled() && view.active_key("kept").is_some());
+        assert!(revoked_token.is_cancelled() && view.active_key("revoked").is_none());
+        assert!(removed_token.is_cancelled() && !view.keys.contains_key("removed"));
+        assert!(
+            view.active_key("new").is_some(),
+            "a key created elsewhere works"
+        );
+        let entry = &view.realms[&(tenant.id, "r".to_string())];
+        assert!(
+            Arc::ptr_eq(&entry.verifier, &verifier),
+            "an unchanged realm keeps its verifier (and the token cache its entries)"
+        );
+        let tenant_token = view.tenants[&tenant.id].token.clone();
+        view.reconcile(Records {
+            tenants: Vec::new(),
+            keys: Vec::new(),
+            realms: Vec::new(),
+        });
+        assert!(tenant_token.is_cancelled() && kept_token.is_cancelled());
+        assert!(view.realms.is_empty() && view.active_key("new").is_none());
     }
 
     #[test]

@@ -18,12 +18,20 @@
 //! polls waiting for their interval, intervals closed and closes that
 //! failed; idempotent replays; refused connections; JWTs answered from the
 //! verified-token cache and those it had to verify
-//! (`tidings_jwt_cache_hits_total`, `…_misses_total`). Route labels are the
+//! (`tidings_jwt_cache_hits_total`, `…_misses_total`); on a cluster writer
+//! only ([`Metrics::register_cluster_writer`]), its outbox's rows and bytes,
+//! the batches the stream acknowledged, failed publishes, whether it is
+//! fenced and whether NATS is connected (`tidings_cluster_*`); on a cluster
+//! edge only ([`Metrics::register_cluster_edge`]), the batch records applied
+//! to its replica, the batch it holds and how far it is behind the stream
+//! (`tidings_cluster_applied_batches_total`, `tidings_cluster_replica_batch`,
+//! `tidings_cluster_replica_lag_batches`). Route labels are the
 //! router's patterns (`/api/v1/topics/{topic}/events`), never raw paths, so
 //! label cardinality stays bounded.
 //!
 //! The exposition is the OpenMetrics text format, which Prometheus scrapes natively.
 
+use crate::cluster::outbox::OutboxStatus;
 use crate::core::log::namespace::{Namespace, NamespaceOf};
 use crate::core::writer::WriterStatus;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -114,6 +122,7 @@ pub struct Metrics {
     hub_subscriptions: Gauge,
     hub_topics: Gauge,
     hub_memory: HubMemoryMetrics,
+    edge: Option<EdgeSeries>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     webhook_attempts: Family<OutcomeLabels, Counter>,
@@ -125,6 +134,60 @@ pub struct Metrics {
     jwt_cache_hits: Counter,
     jwt_cache_misses: Counter,
     live: LiveSeries,
+    cluster_writer: Option<ClusterWriterSeries>,
+}
+
+/// A cluster writer's replication series, set from its outbox at scrape time.
+struct ClusterWriterSeries {
+    outbox_rows: Gauge,
+    outbox_bytes: Gauge,
+    published: Counter,
+    publish_errors: Counter,
+    fenced: Gauge,
+    nats_connected: Gauge,
+}
+
+impl ClusterWriterSeries {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            outbox_rows: registered(
+                registry,
+                "tidings_cluster_outbox_rows",
+                "Durable batches waiting in the outbox for the stream",
+                Gauge::default(),
+            ),
+            outbox_bytes: registered(
+                registry,
+                "tidings_cluster_outbox_bytes",
+                "Bytes of the batches waiting in the outbox (writes get 503 beyond --outbox-max-bytes)",
+                Gauge::default(),
+            ),
+            published: registered(
+                registry,
+                "tidings_cluster_published_batches",
+                "Batches the stream acknowledged",
+                Counter::default(),
+            ),
+            publish_errors: registered(
+                registry,
+                "tidings_cluster_publish_errors",
+                "Failed publishes or reconciles with the stream (each followed by a retry)",
+                Counter::default(),
+            ),
+            fenced: registered(
+                registry,
+                "tidings_cluster_fenced",
+                "1 when this writer is fenced (another writer owns the stream) and read-only",
+                Gauge::default(),
+            ),
+            nats_connected: registered(
+                registry,
+                "tidings_cluster_nats_connected",
+                "1 while the connection to NATS is up",
+                Gauge::default(),
+            ),
+        }
+    }
 }
 
 /// The commit pipeline's series, set from its status at scrape time.
@@ -492,12 +555,14 @@ impl Metrics {
         );
         let live = LiveSeries::register(&mut registry);
         Self {
+            edge: None,
             writer,
             deliveries,
             timers,
             live,
             jwt_cache_hits,
             jwt_cache_misses,
+            cluster_writer: None,
             registry,
             resident_memory,
             open_fds,
@@ -515,6 +580,32 @@ impl Metrics {
             webhook_duration,
             webhook_disabled,
         }
+    }
+
+    /// Adds the `tidings_cluster_*` series of a cluster edge (before the
+    /// registry is shared).
+    pub fn register_cluster_edge(&mut self) {
+        self.edge = Some(EdgeSeries::register(&mut self.registry));
+    }
+
+    /// Adds the `tidings_cluster_*` series of a cluster writer (before the
+    /// metrics are shared).
+    pub fn register_cluster_writer(&mut self) {
+        self.cluster_writer = Some(ClusterWriterSeries::register(&mut self.registry));
+    }
+
+    /// Records a cluster writer's replication state (set by the `/metrics`
+    /// handler before rendering; nothing on other nodes).
+    pub fn set_cluster_writer(&self, status: &OutboxStatus) {
+        let Some(series) = &self.cluster_writer else {
+            return;
+        };
+        series.outbox_rows.set(gauge_value(status.rows));
+        series.outbox_bytes.set(gauge_value(status.bytes));
+        raise_to(&series.published, status.published_total);
+        raise_to(&series.publish_errors, status.publish_errors);
+        series.fenced.set(i64::from(status.fenced.is_some()));
+        series.nats_connected.set(i64::from(status.connected));
     }
 
     /// Records one webhook delivery attempt: `delivered`, `retry` or `failed` (given up).
@@ -673,6 +764,19 @@ impl Metrics {
         raise_to(&self.jwt_cache_misses, misses);
     }
 
+    /// Records an edge's replication: records applied since the start, the
+    /// batch its replica holds, and the batches it lacks.
+    pub fn set_edge(&self, applied_total: u64, replica_batch: u64, lag: u64) {
+        let Some(series) = &self.edge else {
+            return;
+        };
+        raise_to(&series.applied, applied_total);
+        series
+            .replica_batch
+            .set(i64::try_from(replica_batch).unwrap_or(i64::MAX));
+        series.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
     /// Records what the hub's rings hold and how often it read the log (set
     /// by the `/metrics` handler before rendering).
     pub fn set_hub_memory(&self, ring_bytes: usize, ring_events: usize, log_reads: u64) {
@@ -694,6 +798,38 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A cluster edge's replication.
+struct EdgeSeries {
+    applied: Counter,
+    replica_batch: Gauge,
+    lag: Gauge,
+}
+
+impl EdgeSeries {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            applied: registered(
+                registry,
+                "tidings_cluster_applied_batches",
+                "Edge: batch records of the writer applied to this node's replica",
+                Counter::default(),
+            ),
+            replica_batch: registered(
+                registry,
+                "tidings_cluster_replica_batch",
+                "Edge: the number of the writer's last batch this node's replica holds",
+                Gauge::default(),
+            ),
+            lag: registered(
+                registry,
+                "tidings_cluster_replica_lag_batches",
+                "Edge: batches in the shared log this node's replica does not hold yet",
+                Gauge::default(),
+            ),
+        }
     }
 }
 
@@ -750,6 +886,11 @@ impl Drop for OpenGuard {
 /// Sets a gauge to a size (saturating at `i64::MAX`).
 fn set_size(gauge: &Gauge, size: usize) {
     gauge.set(i64::try_from(size).unwrap_or(i64::MAX));
+}
+
+/// A count as a gauge value (saturating at `i64::MAX`).
+fn gauge_value(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// Raises a counter to a total kept elsewhere (scrape-time counters).

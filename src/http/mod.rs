@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod cors;
 pub mod first_bytes;
+pub mod forward;
 pub mod h2_streams;
 pub mod io;
 pub mod lean;

@@ -8,9 +8,14 @@
 //! [`PROBE_PATHS`], anything else gets 503 with `Retry-After`; with CORS
 //! on ([`HttpService::with_cors`]), every browser-facing request goes
 //! through [`Cors`] (preflights answered there, headers added to every
-//! response, handlers unaware of it).
+//! response, handlers unaware of it); with forwarding on
+//! ([`HttpService::with_forwarding`]), the requests the hook claims go
+//! whole to it, before routing and CORS (see [`super::forward`]); on a
+//! cluster writer every response carries `Tidings-Batch`
+//! ([`HttpService::with_batch_header`]).
 
 use super::cors::{Cors, PageRequest};
+use super::forward::Forward;
 use super::router::{Lookup, Router};
 use super::{Request, Response, response};
 use crate::core::metrics::Metrics;
@@ -27,10 +32,14 @@ use std::time::{Duration, Instant};
 
 /// Header carrying the request id, both directions.
 const REQUEST_ID: &str = "x-request-id";
+/// Header carrying a cluster writer's last durable batch number.
+const BATCH_HEADER: &str = crate::cluster::record::BATCH_HEADER;
 /// Longest client-supplied request id we keep.
 const MAX_CLIENT_REQUEST_ID: usize = 128;
 /// Metrics label for requests that matched no route.
 const UNMATCHED: &str = "unmatched";
+/// Metrics label for requests sent whole to another node.
+const FORWARDED: &str = "forwarded";
 /// Metrics label for requests refused because the server is at its connection limit.
 const AT_CONNECTION_LIMIT: &str = "connection-limit";
 /// The routes a connection beyond `--max-connections` is served.
@@ -56,6 +65,9 @@ pub struct HttpService {
     limits: HttpLimits,
     ids: RequestIds,
     cors: Option<Cors>,
+    forward: Option<Arc<dyn Forward>>,
+    /// A cluster writer's last durable batch number, sent on every response.
+    batch: Option<Arc<AtomicU64>>,
 }
 
 impl HttpService {
@@ -67,7 +79,23 @@ impl HttpService {
             limits,
             ids: RequestIds::new(),
             cors: None,
+            forward: None,
+            batch: None,
         }
+    }
+
+    /// The same service sending the requests `forward` claims to it.
+    pub fn with_forwarding(mut self, forward: Arc<dyn Forward>) -> Self {
+        self.forward = Some(forward);
+        self
+    }
+
+    /// The same service adding `Tidings-Batch: <number>` to every response:
+    /// a cluster writer's last durable batch number, read once the handler
+    /// ran (so it covers the request's own write).
+    pub fn with_batch_header(mut self, batch: Arc<AtomicU64>) -> Self {
+        self.batch = Some(batch);
+        self
     }
 
     /// The same service with CORS on browser-facing routes.
@@ -93,20 +121,27 @@ impl HttpService {
         let request_id = self.ids.for_request(&head.headers);
         let method = head.method.clone();
         let path = head.uri.path().to_string();
-        let page = self.cors.as_ref().and_then(|cors| cors.inspect(&mut head));
         head.extensions.insert(peer);
         let (route, mut response) = if peer.probe_only && !PROBE_PATHS.contains(&path.as_str()) {
             (AT_CONNECTION_LIMIT, at_connection_limit())
-        } else if let Some(answer) = self.preflight(page.as_ref(), &path) {
-            answer
+        } else if let Some(forward) = self.forward.as_ref().filter(|f| f.forwards(&head)) {
+            let request = Request::new(head, body, Vec::new(), self.limits, request_id.clone());
+            let answer = forward.forward(request).await;
+            (
+                FORWARDED,
+                answer.unwrap_or_else(|err| response::error(&err)),
+            )
         } else {
-            self.dispatch(head, body, request_id.clone()).await
+            self.route(head, body, request_id.clone()).await
         };
-        if let Some(cors) = &self.cors {
-            cors.finish(&path, page.as_ref(), &mut response);
-        }
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
+        }
+        if let Some(batch) = &self.batch {
+            let number = batch.load(Ordering::Acquire);
+            response
+                .headers_mut()
+                .insert(BATCH_HEADER, HeaderValue::from(number));
         }
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
@@ -133,6 +168,25 @@ impl HttpService {
             micros = elapsed.as_micros() as u64,
         );
         response
+    }
+
+    /// Routes a request this node answers itself, with CORS around it.
+    async fn route(
+        &self,
+        mut head: http::request::Parts,
+        body: Option<Incoming>,
+        request_id: Arc<str>,
+    ) -> (&'static str, Response) {
+        let path = head.uri.path().to_string();
+        let page = self.cors.as_ref().and_then(|cors| cors.inspect(&mut head));
+        let (route, mut response) = match self.preflight(page.as_ref(), &path) {
+            Some(answer) => answer,
+            None => self.dispatch(head, body, request_id).await,
+        };
+        if let Some(cors) = &self.cors {
+            cors.finish(&path, page.as_ref(), &mut response);
+        }
+        (route, response)
     }
 
     /// The answer to a CORS preflight of a known route; `None` for any

@@ -172,16 +172,38 @@ impl ModuleContext {
 /// Background work of the modules and the core: tasks tracked from their
 /// start, each ending by itself once the lifecycle stops (it watches
 /// [`Lifecycle::stopping`]), waited for on shutdown within the grace.
-#[derive(Default)]
 pub struct Background {
     tasks: TaskTracker,
+    runs: bool,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self {
+            tasks: TaskTracker::new(),
+            runs: true,
+        }
+    }
 }
 
 impl Background {
+    /// A background that starts nothing: the modules' on a cluster edge,
+    /// where every module's background work (closing intervals, pruning,
+    /// backfills) would write, and only the writer writes.
+    pub fn none() -> Self {
+        Self {
+            tasks: TaskTracker::new(),
+            runs: false,
+        }
+    }
+
     /// Runs `work`, which must return soon after `lifecycle.stopping()`
-    /// resolves (e.g. finishing a commit it began, then returning).
+    /// resolves (e.g. finishing a commit it began, then returning); on
+    /// [`Background::none`], drops it unstarted.
     pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(work);
+        if self.runs {
+            self.tasks.spawn(work);
+        }
     }
 
     /// Completes when every task ended (call after the lifecycle stopped).

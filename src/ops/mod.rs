@@ -16,7 +16,11 @@
 //!   state: a probe is a read, never a write, except that when nothing was
 //!   committed for [`PROBE_AFTER`] one probe write goes through the pipeline
 //!   (one at a time, so a flood of probes adds at most one write per
-//!   [`PROBE_AFTER`]).
+//!   [`PROBE_AFTER`]). On a cluster writer the body has `cluster` (role,
+//!   NATS connection, outbox rows and bytes, last and published batch,
+//!   fenced), and it is 503 while the writer is fenced or its outbox full.
+//!   On a cluster edge it is the edge's replication ([`EdgeProbe`]): an
+//!   edge commits nothing itself, so no probe write.
 //! * `GET /metrics`: the Prometheus (OpenMetrics) exposition.
 //! * `GET /api/v1/time`: `{"data":{"now":<unix ms>,"intervalMs":250}}`.
 
@@ -63,6 +67,19 @@ pub struct OpsState {
     pub auth: Authenticator,
     /// Held while a readiness probe write is in flight (one at a time).
     pub probing: tokio::sync::Mutex<()>,
+    /// Set on a cluster edge.
+    pub edge: Option<Arc<dyn EdgeProbe>>,
+}
+
+/// A cluster edge's part of `/readyz` and `/metrics` (an edge commits
+/// nothing itself: its readiness is its replication's).
+pub trait EdgeProbe: Send + Sync + 'static {
+    /// `/readyz`'s `cluster` object, and whether the edge is ready (with
+    /// the reason when not).
+    fn readiness(&self) -> (serde_json::Value, Result<(), String>);
+
+    /// Brings the edge's series up to date before a scrape.
+    fn update_metrics(&self, metrics: &Metrics);
 }
 
 impl OpsState {
@@ -75,7 +92,14 @@ impl OpsState {
             hub: context.hub.clone(),
             auth: context.auth.clone(),
             probing: tokio::sync::Mutex::new(()),
+            edge: None,
         }
+    }
+
+    /// The same endpoints on a cluster edge.
+    pub fn with_edge(mut self, edge: Option<Arc<dyn EdgeProbe>>) -> Self {
+        self.edge = edge;
+        self
     }
 }
 
@@ -110,6 +134,12 @@ fn routes(router: &mut Router, state: Arc<OpsState>) {
             .set_timers(timers.fired, timers.failed, timers.parked, timers.scanned);
         let tokens = state.auth.verified_tokens().stats();
         state.metrics.set_jwt_cache(tokens.hits, tokens.misses);
+        if let Some(outbox) = state.writer.outbox() {
+            state.metrics.set_cluster_writer(&outbox.status());
+        }
+        if let Some(edge) = &state.edge {
+            edge.update_metrics(&state.metrics);
+        }
         let text = state.metrics.render();
         Ok(response::with_content_type(
             StatusCode::OK,
@@ -146,14 +176,60 @@ async fn readyz(state: Arc<OpsState>) -> Result<crate::http::Response, ApiError>
         ));
     }
     let writer = &state.writer;
-    let status = not_ready_reason(writer)?;
-    if since_last_commit(&status) >= PROBE_AFTER {
-        probe(&state).await?;
+    if let Some(edge) = &state.edge {
+        return edge_readyz(edge.as_ref(), writer);
     }
+    let cluster = cluster_state(writer);
+    let with_cluster = |err: ApiError| match &cluster {
+        Some(cluster) => err.with_details(json!({ "cluster": cluster })),
+        None => err,
+    };
+    let status = not_ready_reason(writer).map_err(with_cluster)?;
+    if let Some(outbox) = writer.outbox() {
+        outbox.admit().map_err(with_cluster)?;
+    }
+    if since_last_commit(&status) >= PROBE_AFTER {
+        probe(&state).await.map_err(with_cluster)?;
+    }
+    let mut body = json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes });
+    if let Some(cluster) = cluster {
+        body["cluster"] = cluster;
+    }
+    Ok(response::data(StatusCode::OK, &body))
+}
+
+/// An edge's `/readyz`: ready once its replica caught up with the shared
+/// log (see `cluster::edge::status`).
+fn edge_readyz(edge: &dyn EdgeProbe, writer: &Writer) -> Result<crate::http::Response, ApiError> {
+    let (cluster, verdict) = edge.readiness();
+    if let Err(reason) = verdict {
+        return Err(ApiError::unavailable_for(reason, Duration::from_secs(1))
+            .with_details(json!({ "cluster": cluster })));
+    }
+    let store = writer.status().state.as_str();
     Ok(response::data(
         StatusCode::OK,
-        &json!({ "status": "ready", "store": status.state.as_str(), "queuedChanges": status.queued_changes }),
+        &json!({ "status": "ready", "store": store, "queuedChanges": 0, "cluster": cluster }),
     ))
+}
+
+/// A cluster writer's replication state, for `/readyz`.
+fn cluster_state(writer: &Writer) -> Option<serde_json::Value> {
+    let status = writer.outbox()?.status();
+    let nats = if status.connected {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    Some(json!({
+        "role": "writer",
+        "nats": nats,
+        "outbox": { "rows": status.rows, "bytes": status.bytes },
+        "lastBatch": status.last_batch,
+        "publishedBatch": status.published_batch,
+        "fenced": status.fenced.is_some(),
+        "problem": status.fenced.or(status.problem),
+    }))
 }
 
 /// The writer's status when it can take writes; else why not (503).

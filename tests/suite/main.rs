@@ -5,6 +5,7 @@ mod chromium;
 mod clients;
 mod eventsource;
 mod harness;
+mod nats;
 
 mod auth;
 mod backup;
@@ -20,6 +21,8 @@ mod chat_rest;
 mod chat_stream;
 mod claims;
 mod cli;
+mod cluster_edge;
+mod cluster_writer;
 mod coalescing;
 mod conformance;
 mod console;

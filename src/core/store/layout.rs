@@ -5,6 +5,7 @@
 //! t <tenant:16> <topic>                      topic record: event count, pruned-through id
 //! e <tenant:16> <topic> 0x00 <id:16>         event (JSON), ordered by id within a topic
 //! s <module> 0x00 …                          module state (laid out by each module)
+//! o <batch:8>                                replication outbox (cluster writer only)
 //! ```
 //!
 //! Every other record belongs to the code that owns it, under a prefix it
@@ -30,13 +31,26 @@ pub const EVENT: u8 = b'e';
 
 /// Prefix of module state.
 pub const MODULE: u8 = b's';
+/// Prefix of the replication outbox: one row per batch a cluster writer
+/// made durable and has not yet seen acknowledged by the shared log.
+pub const OUTBOX: u8 = b'o';
 
 /// The prefixes of the core's own records, claimed by the store.
-pub const CORE_PREFIXES: [(&str, &[u8]); 3] = [
+pub const CORE_PREFIXES: [(&str, &[u8]); 4] = [
     ("store records", &[META]),
     ("topic records", &[TOPIC]),
     ("events", &[EVENT]),
+    ("replication outbox", &[OUTBOX]),
 ];
+
+/// Key of the outbox row of batch `number` (big-endian: key order is batch
+/// order).
+pub fn outbox(number: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(OUTBOX);
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
 
 /// Prefix of everything module `name` stores: `s <name> 0x00`.
 pub fn module(name: &str) -> Vec<u8> {

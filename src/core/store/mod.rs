@@ -141,6 +141,11 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
+    /// The operations, in the order they were given, borrowed.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
     /// The operations, in the order they were given.
     pub fn into_ops(self) -> Vec<Op> {
         self.ops

@@ -26,13 +26,21 @@
 //!   other), so their reads see exactly the store, and are part of the
 //!   group's fate;
 //! * every group's batch is written through the backup [`Tap`], which
-//!   journals it once durable; a recovery fails the attached journal first.
+//!   journals it once durable; a recovery fails the attached journal first;
+//! * a cluster writer's batch also carries its number and its outbox row
+//!   ([`Outbox::stage`]); both keys' pre-images join the group's, so a
+//!   failed batch's undo restores the previous number and removes the row,
+//!   and the number counts as used ([`Outbox::made_durable`]) only once
+//!   the batch is durable, before any caller is answered; such a writer
+//!   takes into a group changes declaring at most the outbox's group budget
+//!   (plus the last one taken), so that a batch's record fits one message.
 
 use super::change::{Change, Hook, Observers, Writes};
 use super::health::{Health, StoreState};
 use super::tap::Tap;
 use super::timers::{self, TimerQueue};
 use super::{Job, NEWEST_ID_RECORD};
+use crate::cluster::outbox::{Outbox, Staged};
 use crate::core::hub::{FanOut, Hub};
 use crate::core::log::DurableMark;
 use crate::core::log::LogEvent;
@@ -131,6 +139,7 @@ pub(super) struct Pipeline {
     pub(super) observers: Arc<Observers>,
     pub(super) timers: TimerQueue,
     pub(super) tap: Arc<Tap>,
+    pub(super) outbox: Option<Arc<Outbox>>,
     #[cfg(debug_assertions)]
     pub(super) faults: Arc<super::faults::Faults>,
 }
@@ -184,11 +193,17 @@ impl Pipeline {
 
     fn take_group(&self, first: Job, receiver: &mut mpsc::Receiver<Job>) -> Vec<Job> {
         self.health.release(first.bytes);
+        let budget = self
+            .outbox
+            .as_ref()
+            .map_or(usize::MAX, |o| o.group_budget());
+        let mut bytes = first.bytes;
         let mut jobs = vec![first];
-        while jobs.len() < self.max_batch {
+        while jobs.len() < self.max_batch && bytes < budget {
             match receiver.try_recv() {
                 Ok(job) => {
                     self.health.release(job.bytes);
+                    bytes = bytes.saturating_add(job.bytes);
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -213,15 +228,21 @@ impl Pipeline {
         if !group.is_empty() {
             self.timers.note_committed(&group);
             let started = std::time::Instant::now();
-            if let Err(failure) = self.persist(group, issued_before) {
-                // Its timers (fired or scheduled) are undone: read them again.
-                self.timers.reread_soon();
-                tracing::error!(error = %failure.error, "commit failed; the store stops taking writes until it has recovered");
-                // Failed before anyone hears of the failure: a caller that
-                // got its 503 and asks /readyz at once must see it too.
-                self.health.set_state(StoreState::Failed);
-                refuse_unknown(outcomes, &failure.error, self.recovery.interval);
-                return Err(failure);
+            let staged = match self.persist(group, issued_before) {
+                Ok(staged) => staged,
+                Err(failure) => {
+                    // Its timers (fired or scheduled) are undone: read them again.
+                    self.timers.reread_soon();
+                    tracing::error!(error = %failure.error, "commit failed; the store stops taking writes until it has recovered");
+                    // Failed before anyone hears of the failure: a caller that
+                    // got its 503 and asks /readyz at once must see it too.
+                    self.health.set_state(StoreState::Failed);
+                    refuse_unknown(outcomes, &failure.error, self.recovery.interval);
+                    return Err(failure);
+                }
+            };
+            if let (Some(outbox), Some(staged)) = (&self.outbox, staged) {
+                outbox.made_durable(staged);
             }
             self.health.record_commit(started.elapsed());
             self.timers.record(tally);
@@ -330,8 +351,10 @@ impl Pipeline {
         })
     }
 
-    fn persist(&self, group: Writes, issued_before: u128) -> Result<(), Failure> {
-        let undo = Undo::read(&self.store, &group, issued_before).map_err(|error| Failure {
+    /// Applies and flushes the group as one batch; a cluster writer's batch
+    /// is numbered and staged (returned).
+    fn persist(&self, group: Writes, issued_before: u128) -> Result<Option<Staged>, Failure> {
+        let mut undo = Undo::read(&self.store, &group, issued_before).map_err(|error| Failure {
             undo: Undo::none(),
             error,
         })?;
@@ -343,13 +366,19 @@ impl Pipeline {
             }
         }
         self.stamp_newest_id(&mut batch);
+        let staged = self.outbox.as_ref().map(|outbox| {
+            let (staged, pre_images) = outbox.stage(&mut batch);
+            undo.pre_images.extend(pre_images);
+            staged
+        });
         let written = self.tap.write(batch, |batch| {
             self.store
                 .apply_blocking(batch)
                 .and_then(|()| self.injected_flush_failure())
                 .and_then(|()| self.store.flush_blocking())
         });
-        written.map_err(|error| Failure { undo, error })
+        written.map_err(|error| Failure { undo, error })?;
+        Ok(staged)
     }
 
     fn stamp_newest_id(&self, batch: &mut WriteBatch) {
@@ -411,14 +440,19 @@ impl Pipeline {
     }
 
     /// Reopens the store from disk and writes back the failed group's
-    /// pre-images, durably.
+    /// pre-images, durably; a cluster writer then counts its outbox again
+    /// (deletions of acknowledged rows not yet flushed may be back).
     fn undo_on_disk(&self, undo: &Undo) -> Result<(), StoreError> {
         self.store.reopen_blocking()?;
         let mut batch = undo.batch();
         self.stamp_newest_id(&mut batch);
         self.store.apply_blocking(&batch)?;
         self.injected_flush_failure()?;
-        self.store.flush_blocking()
+        self.store.flush_blocking()?;
+        match &self.outbox {
+            Some(outbox) => outbox.recount(&self.store),
+            None => Ok(()),
+        }
     }
 
     /// Answers every change that arrives during `period` with 503.

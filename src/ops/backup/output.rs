@@ -1,5 +1,6 @@
-//! Writing a backup file on this machine (`tidings backup --out FILE`), and
-//! the offline backup of a data directory no server holds.
+//! Writing a backup file on this machine (`tidings backup --out FILE`, and
+//! an edge fetching its writer's backup), and the offline backup of a data
+//! directory no server holds.
 //!
 //! Invariants: the bytes go to `FILE.partial` (mode 0600: the file holds the
 //! data directory's secrets), which is synced, checked whole with the
@@ -13,6 +14,7 @@ use crate::core::datadir::{DataDir, sync_parent_dir};
 use crate::core::store::Store;
 use crate::error::StartupError;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -95,6 +97,46 @@ impl Sink for PartialFile {
     async fn send(&mut self, bytes: Bytes) -> Result<(), String> {
         self.write(&bytes).map_err(|err| err.to_string())
     }
+}
+
+/// Writes the body of a `GET /admin/v1/backup` answer into `file` and
+/// finishes it (checked whole, renamed); a refusal (not 2xx) is the
+/// server's message, and leaves nothing.
+pub async fn receive<B>(
+    mut file: PartialFile,
+    response: http::Response<B>,
+) -> Result<Summary, StartupError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(refusal(status, &bytes));
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| StartupError::io("receiving the backup", err))?;
+        if let Some(data) = frame.data_ref() {
+            file.write(data)?;
+        }
+    }
+    file.finish()
+}
+
+/// A refusal by a server, with the message of its error envelope.
+pub fn refusal(status: http::StatusCode, body: &[u8]) -> StartupError {
+    let reply: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let message = reply["error"]["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_string();
+    StartupError::Config(format!("the server refused ({status}): {message}"))
 }
 
 /// Backs up the data directory `data_dir`, which no server may hold, to `out`.

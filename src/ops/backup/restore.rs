@@ -25,10 +25,17 @@ pub fn verify(file: &Path) -> Result<Summary, StartupError> {
     format::read(input, |_| Ok::<_, ReadError>(())).map_err(|err| refused(file, err.into()))
 }
 
-/// Restores `file` into `target` (which must not exist, or be empty).
-pub fn restore(file: &Path, target: &Path) -> Result<Summary, StartupError> {
-    check_target(target)?;
+/// Checks `file` whole and that this build reads its data (not of a newer
+/// schema); returns what it holds (nothing is written).
+pub fn check(file: &Path) -> Result<Summary, StartupError> {
     let summary = verify(file)?;
+    readable(file, &summary)?;
+    Ok(summary)
+}
+
+/// Refuses a verified backup (`summary`) whose data is of a newer schema
+/// than this build's.
+pub fn readable(file: &Path, summary: &Summary) -> Result<(), StartupError> {
     if summary.header.schema_version > SCHEMA_VERSION {
         return Err(StartupError::Config(format!(
             "{} holds data of schema {}, newer than this build's {SCHEMA_VERSION}; use a newer tidings",
@@ -36,6 +43,13 @@ pub fn restore(file: &Path, target: &Path) -> Result<Summary, StartupError> {
             summary.header.schema_version
         )));
     }
+    Ok(())
+}
+
+/// Restores `file` into `target` (which must not exist, or be empty).
+pub fn restore(file: &Path, target: &Path) -> Result<Summary, StartupError> {
+    check_target(target)?;
+    let summary = check(file)?;
     let building = building_dir(target)?;
     let built = build(file, &summary, &building).and_then(|()| move_into_place(&building, target));
     if built.is_err() {
@@ -121,15 +135,47 @@ fn building_dir(target: &Path) -> Result<PathBuf, StartupError> {
     Ok(building)
 }
 
-/// Writes config.json and the database into `building`, durably.
+/// Writes the database and config.json into `building`, durably.
 fn build(file: &Path, summary: &Summary, building: &Path) -> Result<(), StartupError> {
     let dir = DataDir::open(building)?;
-    write_private_file_atomically(&dir.config_path(), &summary.config)?;
     let store = Store::open(&dir.db_path(), RESTORE_CACHE_BYTES)?;
-    load(&store, || open(file)).map_err(|err| refused(file, err))?;
-    store
-        .flush_blocking()
-        .map_err(|err| StartupError::io("flushing the restored database", err))
+    fill(&dir, &store, file, summary, None)
+}
+
+/// Writes the checked backup `file` (`summary`: what [`check`] returned)
+/// into the data directory `dir` whose database is `store`: every pair,
+/// less those under `without`, flushed, and only then config.json (so a
+/// directory with a config.json holds its whole backup).
+pub fn fill(
+    dir: &DataDir,
+    store: &Store,
+    file: &Path,
+    summary: &Summary,
+    without: Option<&[u8]>,
+) -> Result<(), StartupError> {
+    load(store, || open(file)).map_err(|err| refused(file, err))?;
+    let written = match without {
+        Some(prefix) => remove_prefix(store, prefix),
+        None => Ok(()),
+    };
+    written
+        .and_then(|()| store.flush_blocking())
+        .map_err(|err| StartupError::io("writing the restored database", err))?;
+    write_private_file_atomically(&dir.config_path(), &summary.config)
+}
+
+/// Removes every key under `prefix` (every key for an empty one), a page
+/// at a time, without a flush.
+pub fn remove_prefix(store: &Store, prefix: &[u8]) -> Result<(), StoreError> {
+    loop {
+        let page = store.scan_blocking(prefix, None, 1000)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        page.iter().for_each(|(key, _)| batch.delete(key));
+        store.apply_blocking(&batch)?;
+    }
 }
 
 /// Writes a backup into `store`: every scan record, then every journal

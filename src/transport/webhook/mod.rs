@@ -113,7 +113,8 @@ impl Webhooks {
     }
 
     /// Loads every endpoint, starts a lane for each (pending rows are
-    /// delivered from the start) and finishes interrupted deletions.
+    /// delivered from the start) and finishes interrupted deletions; on a
+    /// node whose writer refuses changes (a cluster edge), none of that.
     pub async fn start(
         settings: WebhookSettings,
         core: Dependencies,
@@ -146,8 +147,12 @@ impl Webhooks {
             settings,
             admin: tokio::sync::Mutex::new(()),
         });
-        for endpoint in records {
-            webhooks.resume(endpoint);
+        // A node that cannot write (a cluster edge) delivers nothing: the
+        // writer delivers, and its outcomes reach the edge's replica.
+        if !webhooks.writer.is_refusing() {
+            for endpoint in records {
+                webhooks.resume(endpoint);
+            }
         }
         Ok(webhooks)
     }
