@@ -16,6 +16,7 @@
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
 use crate::auth::Authenticator;
+use crate::auth::leases::{self, Grants, LeaseTable};
 use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
@@ -102,7 +103,8 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         )),
         None => None,
     };
-    let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
+    let grants = edge.as_ref().map(Edge::grants);
+    let mut core = Core::start(&config, store.clone(), &loaded.config, grants).await?;
     if let (Some(settings), Some(outbox)) = (&config.cluster_writer, core.writer.outbox()) {
         publisher::start(settings, store.clone(), outbox.clone());
     }
@@ -226,6 +228,7 @@ impl Core {
         config: &ServeConfig,
         store: Store,
         instance: &InstanceConfig,
+        grants: Option<Arc<dyn Grants>>,
     ) -> Result<Self, StartupError> {
         let (writer, hub, pipeline) = start_writer(config, &store)?;
         let (writer_ended, durable) = match pipeline {
@@ -237,7 +240,7 @@ impl Core {
             .map_err(|err| StartupError::io("loading tenants, keys and realms", err))?;
         let tickets = Arc::new(Tickets::new(writer.clone(), config.tickets));
         let limits = Arc::new(StreamLimits::new(config.max_streams_per_user));
-        let auth = Authenticator::new(
+        let mut auth = Authenticator::new(
             instance.admin_key.clone(),
             config.base_domain.clone(),
             registry,
@@ -245,6 +248,9 @@ impl Core {
             limits,
             TokenCache::new(config.jwt_cache_entries),
         );
+        if let Some(grants) = grants {
+            auth = auth.with_grants(grants);
+        }
         let mut metrics = Metrics::new();
         if writer.outbox().is_some() {
             metrics.register_cluster_writer();
@@ -368,6 +374,11 @@ fn assemble(
         .observe(core.webhooks.stager(platform.webhook_bodies()));
     let mut router = Router::new();
     platform.routes(&mut router);
+    if config.cluster_writer.is_some() {
+        let table = Arc::new(LeaseTable::new(core.auth.limits().clone()));
+        leases::routes(&mut router, &core.auth, table.clone());
+        background.spawn(table.sweep_until_stopped(core.lifecycle.clone()));
+    }
     #[cfg(debug_assertions)]
     if config.test_routes {
         let runtime = crate::transport::ws::WsRuntime {

@@ -25,6 +25,7 @@
 pub mod api_keys;
 pub mod jwt;
 pub mod layout;
+pub mod leases;
 pub mod limits;
 pub mod origins;
 pub mod realms;
@@ -39,12 +40,13 @@ use crate::http::cors::{self, AuthenticatedTenant, OriginPolicy};
 use api_keys::{ApiKey, Scope};
 use http::HeaderMap;
 use jwt::Claims;
-use limits::{StreamLimits, UserSlot};
+use leases::{Claimed, Grants, Hold};
+use limits::StreamLimits;
 use registry::Registry;
 use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tickets::{Target, Ticket, TicketSession, Tickets};
+use tickets::{Target, Ticket, Tickets};
 use token_cache::TokenCache;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
@@ -184,8 +186,8 @@ pub struct Admission {
     pub principal: Principal,
     /// When the stream must end (unix seconds): token expiry or ticket window.
     pub expires_at: Option<u64>,
-    _ticket: Option<Box<TicketSession>>,
-    _slot: Option<UserSlot>,
+    _ticket: Option<Hold>,
+    _slot: Option<Hold>,
 }
 
 impl Admission {
@@ -205,6 +207,7 @@ pub struct Authenticator {
     tickets: Arc<Tickets>,
     limits: Arc<StreamLimits>,
     verified_tokens: Arc<TokenCache>,
+    grants: Option<Arc<dyn Grants>>,
 }
 
 impl Authenticator {
@@ -227,7 +230,21 @@ impl Authenticator {
             tickets,
             limits,
             verified_tokens: Arc::new(verified_tokens),
+            grants: None,
         }
+    }
+
+    /// On a cluster's edge: ticket claims and per-user stream slots are
+    /// leases from the writer ([`leases`]), the edge's own per-user limit
+    /// still applying when the writer cannot be reached.
+    pub fn with_grants(mut self, grants: Arc<dyn Grants>) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// The per-user stream limits of this node.
+    pub fn limits(&self) -> &Arc<StreamLimits> {
+        &self.limits
     }
 
     /// The cache of verified tokens (for its hit and miss counts).
@@ -248,9 +265,12 @@ impl Authenticator {
         target: &Target,
     ) -> Result<Admission, ApiError> {
         let Some(secret) = request.query_param("ticket") else {
-            return self.admit(self.authenticate(request)?, None);
+            return self.admit(self.authenticate(request)?, None).await;
         };
-        let session = self.tickets.claim(&secret, target).await?;
+        let session: Claimed = match &self.grants {
+            Some(grants) => grants.ticket(&secret, target).await?,
+            None => self.tickets.claim(&secret, target).await?.into(),
+        };
         let principal = Principal {
             revocation: self.tenant_revocation(&session.ticket.tenant),
             tenant: session.ticket.tenant,
@@ -263,16 +283,16 @@ impl Authenticator {
             credential: Credential::Ticket(Box::new(session.ticket.clone())),
         };
         let principal = self.accepted(request, principal)?;
-        self.admit(principal, Some(session))
+        self.admit(principal, Some(session)).await
     }
 
     /// Admits a stream of an authenticated principal: a token must be
     /// before its `exp` (the leeway does not stretch a stream, which ends
     /// there), then the per-user stream limit applies.
-    pub fn admit(
+    pub async fn admit(
         &self,
         principal: Principal,
-        session: Option<TicketSession>,
+        session: Option<Claimed>,
     ) -> Result<Admission, ApiError> {
         let expires_at = session
             .as_ref()
@@ -289,15 +309,34 @@ impl Authenticator {
             .with_details(json!({ "reason": "expired" })));
         }
         let slot = match principal.user() {
-            Some(user) => Some(self.limits.acquire(principal.tenant, user)?),
+            Some(user) => Some(self.user_slot(principal.tenant, user).await?),
             None => None,
         };
         Ok(Admission {
             principal,
             expires_at,
-            _ticket: session.map(Box::new),
+            _ticket: session.map(|session| session.hold),
             _slot: slot,
         })
+    }
+
+    /// One of `user`'s stream slots: this node's, and on an edge also a
+    /// lease from the writer (cluster-wide). An edge whose writer cannot be
+    /// reached admits on its own limit alone (streams keep opening while
+    /// the writer is down; the limit is then per edge).
+    async fn user_slot(&self, tenant: Uuid, user: &str) -> Result<Hold, ApiError> {
+        let local = self.limits.acquire(tenant, user)?;
+        let Some(grants) = &self.grants else {
+            return Ok(Box::new(local));
+        };
+        match grants.slot(tenant, user).await {
+            Ok(lease) => Ok(Box::new((local, lease))),
+            Err(err) if err.code == ErrorCode::ServiceUnavailable => {
+                tracing::warn!(error = %err, "no stream lease from the writer; admitting on this edge's limit");
+                Ok(Box::new(local))
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The registry of tenants, keys and realms.

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 /// How long an edge may take to catch up (generous: 2 shared cores).
 const CATCH_UP: Duration = Duration::from_secs(20);
 
-fn writer(nats: &NatsCluster) -> Server {
+pub(crate) fn writer(nats: &NatsCluster) -> Server {
     Server::builder().args(&["--nats", &nats.urls()]).start()
 }
 
 /// An edge of `writer` on `nats`, in `data_dir` when given (else a fresh one).
-fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server {
+pub(crate) fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server {
     let key = admin_key(writer);
     let mut builder = Server::builder().args(&[
         "--role",
@@ -38,7 +38,7 @@ fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server 
 }
 
 /// Waits until the edge's `/readyz` is 200 and returns its `cluster` report.
-async fn ready(edge: &Server) -> Value {
+pub(crate) async fn ready(edge: &Server) -> Value {
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let response = edge.get("/readyz").await;

@@ -11,6 +11,8 @@
 //!   a batch is in the stream);
 //! * [`forward`]: writes and admin requests go to the writer
 //!   ([`writer_client`]), answered once the replica holds them;
+//! * [`leases`]: ticket claims and per-user stream slots, leased from
+//!   the writer and renewed while the stream lives;
 //! * [`status`]: `/readyz` and `/metrics`.
 //!
 //! What runs on an edge: the follower, a flush of the replica every
@@ -29,6 +31,7 @@
 pub mod bootstrap;
 pub mod follower;
 pub mod forward;
+pub mod leases;
 pub mod position;
 pub mod replica;
 pub mod settings;
@@ -56,8 +59,8 @@ use tokio::sync::oneshot;
 use writer_client::WriterClient;
 
 /// What an edge answers (503) to a change submitted on it: its requests
-/// that write are forwarded, so this reaches only writes made outside a
-/// forwarded request (a ticket's first use, a WebSocket publish).
+/// that write are forwarded and its stream admissions lease from the
+/// writer, so this reaches only writes made outside a forwarded request.
 pub const REFUSAL: &str = "this node is an edge; writes go to the writer";
 /// How often the replica is flushed (when it changed).
 pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
@@ -69,6 +72,7 @@ pub struct Edge {
     settings: EdgeSettings,
     nats: async_nats::Client,
     writer: WriterClient,
+    leases: leases::WriterLeases,
 }
 
 /// The parts of the core an edge feeds.
@@ -107,11 +111,23 @@ impl Edge {
             .await
             .map_err(|err| StartupError::Config(format!("--nats: {err}")))?;
         let writer = WriterClient::new(settings.writer.clone())?;
+        let leases = leases::WriterLeases::new(writer.clone(), settings.writer_key.clone());
         Ok(Self {
             settings,
             nats,
             writer,
+            leases,
         })
+    }
+
+    /// Where the edge's streams take ticket sessions and per-user slots.
+    pub fn grants(&self) -> Arc<dyn crate::auth::leases::Grants> {
+        Arc::new(self.leases.clone())
+    }
+
+    /// The NATS connection (for the module platform's shared aggregates).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
     }
 
     /// Opens the edge's store in `dir`, fetching the writer's data first
@@ -161,6 +177,11 @@ impl Edge {
             fed.store,
             fed.lifecycle.clone(),
         ));
+        background.spawn(
+            self.leases
+                .clone()
+                .renew_until_stopped(fed.lifecycle.clone()),
+        );
         let stopping = fed.lifecycle.clone();
         background.spawn(forward::watch_writer(
             self.writer.clone(),

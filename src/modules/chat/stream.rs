@@ -75,7 +75,7 @@ async fn open(module: Arc<ChatModule>, mut request: Request) -> Result<Response,
         Start::Live => None,
     };
     let tenant = principal.tenant;
-    let admission = auth.admit(principal, None)?;
+    let admission = auth.admit(principal, None).await?;
     let user = directory::ensure_user(&module.core.writer, tenant, &sub).await?;
     let runtime = WsRuntime {
         settings: module.core.ws(),

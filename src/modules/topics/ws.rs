@@ -62,7 +62,8 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
     let admission = api
         .core
         .auth
-        .admit(api.core.auth.authenticate(&request)?, None)?;
+        .admit(api.core.auth.authenticate(&request)?, None)
+        .await?;
     let runtime = WsRuntime {
         settings: api.core.ws(),
         hub: api.core.hub.clone(),

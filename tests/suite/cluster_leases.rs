@@ -1,0 +1,132 @@
+//! Stream tickets and per-user stream limits across a cluster: edges lease
+//! ticket sessions and user slots from the writer. A ticket's first use
+//! happens once cluster-wide, a user's streams are counted over every node,
+//! and a killed edge's leases expire so its users may connect elsewhere.
+//! Skipped (with the reason printed) when `nats-server` cannot be had.
+
+use crate::clients::{mint_ticket, ticket_stream_url};
+use crate::cluster_edge::{edge, ready};
+use crate::harness::Server;
+use crate::nats::{NatsCluster, skip};
+use std::time::{Duration, Instant};
+
+/// The writer's lease expiry plus its sweep period (`auth::leases`).
+const LEASE_EXPIRY: Duration = Duration::from_secs(11);
+
+fn writer_with_limit(nats: &NatsCluster, per_user: &str) -> Server {
+    Server::builder()
+        .args(&["--nats", &nats.urls(), "--max-streams-per-user", per_user])
+        .start()
+}
+
+/// Opens `topic`'s stream on `node` with `ticket`; the response (held open
+/// while it lives).
+async fn open(node: &Server, topic: &str, ticket: &str) -> reqwest::Response {
+    node.http1()
+        .get(ticket_stream_url(node, topic, ticket))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_ticket_first_used_on_one_edge_is_not_usable_on_another_edge_nor_the_writer() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer_with_limit(&nats, "5");
+    let (a, b) = (edge(&nats, &writer, None), edge(&nats, &writer, None));
+    ready(&a).await;
+    ready(&b).await;
+    let ticket = mint_ticket(&writer, "l/1", "viewer-1").await;
+    let held = open(&a, "l/1", &ticket).await;
+    assert_eq!(held.status(), 200, "{}", a.stderr());
+    for node in [&b, &writer] {
+        let refused = open(node, "l/1", &ticket).await;
+        assert_eq!(refused.status(), 409, "the session is open on edge A");
+    }
+    // Concurrent first uses of a fresh ticket on both edges: exactly one wins.
+    let fresh = mint_ticket(&writer, "l/1", "viewer-2").await;
+    let (on_a, on_b) = tokio::join!(open(&a, "l/1", &fresh), open(&b, "l/1", &fresh));
+    let mut statuses = [on_a.status().as_u16(), on_b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_user_at_the_limit_across_two_edges_is_refused_a_third_stream() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer_with_limit(&nats, "2");
+    let (a, b) = (edge(&nats, &writer, None), edge(&nats, &writer, None));
+    ready(&a).await;
+    ready(&b).await;
+    let mut tickets = Vec::new();
+    for _ in 0..4 {
+        tickets.push(mint_ticket(&writer, "l/2", "same-user").await);
+    }
+    let first = open(&a, "l/2", &tickets[0]).await;
+    let second = open(&b, "l/2", &tickets[1]).await;
+    assert_eq!([first.status(), second.status()], [200, 200]);
+    let third = open(&a, "l/2", &tickets[2]).await;
+    assert_eq!(third.status(), 429, "the user holds 2 streams over 2 edges");
+    assert!(third.headers().contains_key("retry-after"));
+    assert_eq!(open(&writer, "l/2", &tickets[2]).await.status(), 429);
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let retried = open(&b, "l/2", &tickets[3]).await;
+        if retried.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a closed stream's lease is released at once"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(first);
+}
+
+#[tokio::test]
+async fn killing_an_edge_frees_its_users_slots_after_the_lease_expiry() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer_with_limit(&nats, "1");
+    let mut a = edge(&nats, &writer, None);
+    let b = edge(&nats, &writer, None);
+    ready(&a).await;
+    ready(&b).await;
+    let first = mint_ticket(&writer, "l/3", "one-stream").await;
+    let second = mint_ticket(&writer, "l/3", "one-stream").await;
+    let held = open(&a, "l/3", &first).await;
+    assert_eq!(held.status(), 200);
+    // Past a renewal, the lease still holds the slot.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(open(&b, "l/3", &second).await.status(), 429);
+    a.kill();
+    let killed = Instant::now();
+    drop(held);
+    loop {
+        let status = open(&b, "l/3", &second).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            killed.elapsed() < LEASE_EXPIRY + Duration::from_secs(3),
+            "the dead edge's lease did not expire in time"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let freed = killed.elapsed();
+    println!("slot freed {freed:?} after the edge was killed");
+    assert!(
+        freed >= Duration::from_secs(5),
+        "freed by expiry, not before: {freed:?}"
+    );
+}
