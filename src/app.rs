@@ -48,7 +48,7 @@ use crate::modules::discussions::DiscussionsApi;
 use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveModule;
 use crate::modules::platform::CoreSettings;
-use crate::modules::platform::{Background, Module, ModuleContext, Platform};
+use crate::modules::platform::{Background, Module, ModuleContext, Platform, WriterLink};
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
 use crate::ops::pruner;
@@ -116,13 +116,15 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         ),
         None => None,
     };
-    let (forward, edge, mut ended) = match running {
+    let (forward, edge, link, mut ended) = match running {
         Some(Running {
             forward,
+            link,
             probe,
             ended,
-        }) => (Some(forward), Some(probe), ended),
+        }) => (Some(forward), Some(probe), Some(link), ended),
         None => (
+            None,
             None,
             None,
             core.writer_ended
@@ -130,7 +132,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
                 .expect("the writer is supervised once"),
         ),
     };
-    let router = assemble(&core, &config, prefixes, &background, edge)?;
+    let router = assemble(&core, &config, prefixes, &background, edge, link)?;
     if forward.is_none() {
         // Every module registered its timer handlers while it was assembled.
         core.writer.arm_timers().await;
@@ -298,7 +300,11 @@ impl Core {
     }
 
     /// The shared parts modules are built from.
-    fn context(&self, settings: &CoreSettings) -> ModuleContext {
+    fn context(
+        &self,
+        settings: &CoreSettings,
+        writer_link: Option<Arc<dyn WriterLink>>,
+    ) -> ModuleContext {
         ModuleContext {
             writer: self.writer.clone(),
             hub: self.hub.clone(),
@@ -308,6 +314,7 @@ impl Core {
             idempotency: Idempotency::new(settings.idempotency_window),
             webhooks: self.webhooks.clone(),
             settings: Arc::new(settings.clone()),
+            writer_link,
         }
     }
 
@@ -367,8 +374,9 @@ fn assemble(
     mut prefixes: KeyPrefixes,
     background: &Background,
     edge: Option<Arc<dyn EdgeProbe>>,
+    link: Option<Arc<dyn WriterLink>>,
 ) -> Result<Router, StartupError> {
-    let context = core.context(&config.core);
+    let context = core.context(&config.core, link);
     let platform = Platform::assemble(modules(&context, config, edge), &mut prefixes)?;
     core.writer
         .observe(core.webhooks.stager(platform.webhook_bodies()));

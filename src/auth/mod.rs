@@ -55,6 +55,11 @@ use uuid::Uuid;
 pub const API_KEY_HEADER: &str = "x-api-key";
 /// Header naming the tenant.
 pub const TENANT_HEADER: &str = "x-tenantid";
+/// Header with which an edge, sending the instance admin key, acts as
+/// one of the tenant's API keys (the hash of its secret): a write made on
+/// the edge outside a forwarded request (a WebSocket publish) goes to the
+/// writer as the key that made it.
+pub const ACTING_KEY_HEADER: &str = "tidings-acting-key";
 /// Header naming the JWT realm.
 pub const REALM_HEADER: &str = "realmname";
 /// Query parameter carrying a JWT on a WebSocket handshake.
@@ -425,7 +430,11 @@ impl Authenticator {
     fn credential(&self, request: &Request, query: QueryToken) -> Result<Principal, ApiError> {
         let requested = self.tenant_named_by(request.headers())?;
         if let Some(secret) = request.header(API_KEY_HEADER) {
-            return self.api_key(secret, requested);
+            let principal = self.api_key(secret, requested)?;
+            return match request.header(ACTING_KEY_HEADER) {
+                Some(hash) if principal.is_instance_admin() => self.acting_key(hash, requested),
+                _ => Ok(principal),
+            };
         }
         if let Some(token) = bearer_token(request) {
             return self.token(token, requested, request.header(REALM_HEADER));
@@ -476,6 +485,24 @@ impl Authenticator {
             return Err(forbidden("this API key belongs to another tenant".into()));
         }
         self.registry.touch_key(&key);
+        Ok(Principal {
+            tenant: key.tenant,
+            name: key.name.clone(),
+            credential: Credential::Key(Box::new(key)),
+            revocation,
+        })
+    }
+
+    /// The principal of the key whose secret hashes to `hash` (see
+    /// [`ACTING_KEY_HEADER`]); 401 once it is revoked.
+    fn acting_key(&self, hash: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
+        let (key, revocation) = self
+            .registry
+            .key_by_hash(hash)
+            .ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
+        if requested.is_some_and(|tenant| tenant != key.tenant) {
+            return Err(forbidden("this API key belongs to another tenant".into()));
+        }
         Ok(Principal {
             tenant: key.tenant,
             name: key.name.clone(),

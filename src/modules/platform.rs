@@ -16,8 +16,8 @@
 //! in the same change; a module writes no webhook code. Background work ends
 //! when the lifecycle stops and is waited for on shutdown.
 
-use crate::auth::Authenticator;
 use crate::auth::origins::OriginLimits;
+use crate::auth::{Authenticator, Principal};
 use crate::core::hub::Hub;
 use crate::core::hub::HubLimits;
 use crate::core::lifecycle::Lifecycle;
@@ -43,6 +43,7 @@ use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
 use crate::transport::ws::WsSettings;
 use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
@@ -136,6 +137,31 @@ pub struct ModuleContext {
     pub webhooks: Arc<Webhooks>,
     /// The core's settings (limits, stream timing).
     pub settings: Arc<CoreSettings>,
+    /// On a cluster's edge: the way to the writer for writes made outside
+    /// a forwarded request (a WebSocket publish); `None` elsewhere.
+    pub writer_link: Option<Arc<dyn WriterLink>>,
+}
+
+/// A write sent to the writer on behalf of a principal: the writer's
+/// success answer with the JSON of its `data` as the body, or its refusal
+/// as an error (status, code, message and `Retry-After` kept).
+pub type LinkAnswer<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<bytes::Bytes>, ApiError>> + Send + 'a>>;
+
+/// How an edge's module sends a write it received outside a forwarded HTTP
+/// request to the writer: as the equivalent HTTP request of the same
+/// principal, answered once the edge's replica holds the result (so the
+/// module answers as a single node would). Modules see only this trait.
+pub trait WriterLink: Send + Sync {
+    /// Sends `method path` with the JSON `body` and `headers` as `principal`.
+    fn send<'a>(
+        &'a self,
+        principal: &'a Principal,
+        method: http::Method,
+        path: String,
+        headers: http::HeaderMap,
+        body: bytes::Bytes,
+    ) -> LinkAnswer<'a>;
 }
 
 impl ModuleContext {

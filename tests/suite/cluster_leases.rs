@@ -2,12 +2,15 @@
 //! ticket sessions and user slots from the writer. A ticket's first use
 //! happens once cluster-wide, a user's streams are counted over every node,
 //! and a killed edge's leases expire so its users may connect elsewhere.
+//! Also a write made on an edge outside a forwarded request: a WebSocket
+//! publish goes to the writer as the key that made it.
 //! Skipped (with the reason printed) when `nats-server` cannot be had.
 
-use crate::clients::{mint_ticket, ticket_stream_url};
+use crate::clients::{Admin, WsClient, all_ids, mint_ticket, ticket_stream_url};
 use crate::cluster_edge::{edge, ready};
 use crate::harness::Server;
 use crate::nats::{NatsCluster, skip};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// The writer's lease expiry plus its sweep period (`auth::leases`).
@@ -129,4 +132,65 @@ async fn killing_an_edge_frees_its_users_slots_after_the_lease_expiry() {
         freed >= Duration::from_secs(5),
         "freed by expiry, not before: {freed:?}"
     );
+}
+
+#[tokio::test]
+async fn a_websocket_publish_on_an_edge_goes_to_the_writer_as_its_key() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer_with_limit(&nats, "5");
+    let node = edge(&nats, &writer, None);
+    ready(&node).await;
+    let admin = Admin::new(&writer);
+    let (_, publisher) = admin.create_key("default", &["publish", "read"]).await;
+    let (_, reader) = admin.create_key("default", &["read"]).await;
+    // Keys reach the edge within a second (cluster_edge tests that).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let path = "/api/v1/topics/ws";
+    let mut ws = WsClient::connect_with_key(&node, path, &publisher).await;
+    ws.send(json!({ "op": "subscribe", "topic": "w/1" })).await;
+    assert_eq!(ws.next_json().await["op"], "subscribed");
+    let event = json!({ "op": "publish", "topic": "w/1", "type": "t", "data": 1,
+                        "idempotencyKey": "k-1", "ref": 7 });
+    ws.send(event.clone()).await;
+    let (published, delivered) = published_and_delivered(&mut ws).await;
+    assert_eq!(published["ref"], 7);
+    assert_eq!(published["event"]["actor"]["name"], "key-publish-read");
+    let id = published["event"]["id"].as_str().unwrap().to_string();
+    assert_eq!(delivered["event"]["id"], id.as_str());
+    assert_eq!(all_ids(&writer, "w/1").await, [id.clone()]);
+    // A retry replays the writer's recorded answer.
+    ws.send(event).await;
+    let replayed = ws.next_json().await;
+    assert_eq!(replayed["replayed"], true, "{replayed}");
+    assert_eq!(replayed["event"]["id"], id.as_str());
+    // The writer's refusals come back as on a single node.
+    let mut read_only = WsClient::connect_with_key(&node, path, &reader).await;
+    read_only
+        .send(json!({ "op": "publish", "topic": "w/1", "type": "t", "data": 2 }))
+        .await;
+    assert_eq!(read_only.next_json().await["code"], "FORBIDDEN");
+    ws.send(
+        json!({ "op": "publish", "topic": "w/1", "type": "t", "data": 3,
+                    "idempotencyKey": "k-1" }),
+    )
+    .await;
+    let reused = ws.next_json().await;
+    assert_eq!(reused["op"], "error", "{reused}");
+    assert_eq!(all_ids(&writer, "w/1").await, [id]);
+}
+
+/// The `published` answer and the subscription's `event`, in either order.
+async fn published_and_delivered(ws: &mut WsClient) -> (Value, Value) {
+    let (mut published, mut delivered) = (Value::Null, Value::Null);
+    while published.is_null() || delivered.is_null() {
+        let frame = ws.next_json().await;
+        match frame["op"].as_str() {
+            Some("published") => published = frame,
+            Some("event") => delivered = frame,
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+    (published, delivered)
 }

@@ -232,7 +232,7 @@ fn unreachable(reason: &str) -> ApiError {
 
 /// The writer's refusal as this edge's: its status, code, message and
 /// `Retry-After`.
-fn refusal(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> ApiError {
+pub(super) fn refusal(status: StatusCode, headers: &http::HeaderMap, body: &[u8]) -> ApiError {
     let envelope: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let error = &envelope["error"];
     let code = code_named(error["code"].as_str().unwrap_or_default(), status);

@@ -93,6 +93,8 @@ pub struct Fed {
 pub struct Running {
     /// The forwarding hook of the HTTP service.
     pub forward: Arc<dyn Forward>,
+    /// Writes made outside a forwarded request, for the modules.
+    pub link: Arc<dyn crate::modules::platform::WriterLink>,
     /// The edge's part of `/readyz` and `/metrics`.
     pub probe: Arc<dyn EdgeProbe>,
     /// Resolves with the reason when the edge cannot go on (the replica is
@@ -189,8 +191,12 @@ impl Edge {
             WRITER_CHECK_PERIOD,
             async move { stopping.stopping().await },
         ));
-        let forward =
-            forward::Forwarder::new(self.writer, replica.clone(), writer_reachable.clone());
+        let forward = Arc::new(forward::Forwarder::new(
+            self.writer,
+            self.settings.writer_key.clone(),
+            replica.clone(),
+            writer_reachable.clone(),
+        ));
         let probe = status::EdgeStatus {
             replica,
             progress,
@@ -198,7 +204,8 @@ impl Edge {
             writer_reachable,
         };
         Ok(Running {
-            forward: Arc::new(forward),
+            link: forward.clone(),
+            forward,
             probe: Arc::new(probe),
             ended,
         })
