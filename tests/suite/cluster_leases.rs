@@ -10,6 +10,7 @@ use crate::clients::{Admin, WsClient, all_ids, mint_ticket, ticket_stream_url};
 use crate::cluster_edge::{edge, ready};
 use crate::harness::Server;
 use crate::nats::{NatsCluster, skip};
+use crate::socketio::{SOCKETIO, open_polling, polling_url};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -193,4 +194,36 @@ async fn published_and_delivered(ws: &mut WsClient) -> (Value, Value) {
         }
     }
     (published, delivered)
+}
+
+#[tokio::test]
+async fn a_polling_session_is_its_edges_and_another_edge_answers_unknown_sid() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer_with_limit(&nats, "5");
+    let (a, b) = (edge(&nats, &writer, None), edge(&nats, &writer, None));
+    ready(&a).await;
+    ready(&b).await;
+    let sid = open_polling(&a, SOCKETIO).await;
+    // On its own edge the session goes on (a POST stays there, not forwarded).
+    let posted = a
+        .http1()
+        .post(polling_url(&a, SOCKETIO, Some(&sid)))
+        .body("40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    for request in [
+        b.http1().get(polling_url(&b, SOCKETIO, Some(&sid))),
+        b.http1()
+            .post(polling_url(&b, SOCKETIO, Some(&sid)))
+            .body("40"),
+    ] {
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 400);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body, json!({ "code": 1, "message": "Session ID unknown" }));
+    }
 }
