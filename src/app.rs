@@ -48,7 +48,9 @@ use crate::modules::discussions::DiscussionsApi;
 use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveModule;
 use crate::modules::platform::CoreSettings;
-use crate::modules::platform::{Background, Module, ModuleContext, Platform, WriterLink};
+use crate::modules::platform::{
+    Background, Module, ModuleContext, Platform, ReplicaFeed, WriterLink,
+};
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
 use crate::ops::pruner;
@@ -223,6 +225,8 @@ struct Core {
     lifecycle: Arc<Lifecycle>,
     auth: Authenticator,
     webhooks: Arc<Webhooks>,
+    /// On an edge: where the replica's records reach the modules.
+    feed: Arc<ReplicaFeed>,
 }
 
 impl Core {
@@ -282,6 +286,7 @@ impl Core {
             lifecycle,
             auth,
             webhooks,
+            feed: Arc::new(ReplicaFeed::default()),
         })
     }
 
@@ -296,6 +301,7 @@ impl Core {
                 .expect("an edge's writer handle refuses changes"),
             registry: self.auth.registry().clone(),
             lifecycle: self.lifecycle.clone(),
+            feed: self.feed.clone(),
         }
     }
 
@@ -404,6 +410,7 @@ fn assemble(
         );
     }
     if core.writer.is_refusing() {
+        platform.feed(&core.feed);
         platform.start(&Background::none());
     } else {
         platform.start(background);

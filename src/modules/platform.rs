@@ -24,8 +24,8 @@ use crate::core::lifecycle::Lifecycle;
 use crate::core::log::namespace::Namespace;
 use crate::core::log::retention;
 use crate::core::metrics::Metrics;
-use crate::core::store::Store;
 use crate::core::store::prefixes::KeyPrefixes;
+use crate::core::store::{Op, Store};
 use crate::core::writer::Writer;
 use crate::core::writer::WriterLimits;
 use crate::error::{ApiError, StartupError};
@@ -77,6 +77,18 @@ pub trait Module: Send + Sync + 'static {
     /// Starts its background work on `background` (default: none).
     fn start(self: Arc<Self>, background: &Background) {
         let _ = background;
+    }
+
+    /// On a cluster's edge: the replica applied a batch record whose `ops`
+    /// (its puts and deletes under [`Module::key_prefix`], in record order)
+    /// are now in the store. A module that keeps in memory what its
+    /// after-commit hooks maintain on the writer refreshes it here, so its
+    /// memory follows the replica as it follows the store on the writer.
+    /// Called on the follower's blocking thread, one record at a time, before
+    /// the record's events are published and its number reported applied
+    /// (default: nothing kept in memory).
+    fn replicated(&self, ops: &[&Op]) {
+        let _ = ops;
     }
 }
 
@@ -239,6 +251,53 @@ impl Background {
     }
 }
 
+/// Where an edge's replica hands each applied record's operations to the
+/// modules owning their keys ([`Module::replicated`]). Built before the
+/// modules (the replica starts first) and bound to them once assembled;
+/// records applied before that are in the store the modules load at start.
+#[derive(Default)]
+pub struct ReplicaFeed {
+    modules: std::sync::OnceLock<Vec<Owner>>,
+}
+
+/// A module and the key prefix of its records.
+type Owner = (Vec<u8>, Arc<dyn Module>);
+
+impl ReplicaFeed {
+    /// Hands `ops` to every module owning some of them (their keys under its
+    /// prefix), each module once with its own, in record order.
+    pub fn applied(&self, ops: &[Op]) {
+        let Some(modules) = self.modules.get() else {
+            return;
+        };
+        for (prefix, module) in modules {
+            let own: Vec<&Op> = ops
+                .iter()
+                .filter(|(key, _)| key.starts_with(prefix))
+                .collect();
+            if own.is_empty() {
+                continue;
+            }
+            let handed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                module.replicated(&own);
+            }));
+            if handed.is_err() {
+                tracing::error!(
+                    module = module.name(),
+                    "a module panicked following the replica; its memory may lag until a restart"
+                );
+            }
+        }
+    }
+
+    /// Whether `key` belongs to a bound module.
+    pub fn wants(&self, key: &[u8]) -> bool {
+        self.modules
+            .get()
+            .is_some_and(|modules| modules.iter().any(|(prefix, _)| key.starts_with(prefix)))
+    }
+}
+
 /// The application's modules, checked against each other.
 pub struct Platform {
     modules: Vec<Arc<dyn Module>>,
@@ -295,6 +354,18 @@ impl Platform {
             }
         }
         bodies
+    }
+
+    /// Binds `feed` to the modules that store records (call before
+    /// [`Platform::start`], whose loads then see every record the feed
+    /// did not hand over). A second binding is ignored.
+    pub fn feed(&self, feed: &ReplicaFeed) {
+        let owners = self
+            .modules
+            .iter()
+            .filter_map(|module| Some((module.key_prefix()?, module.clone())))
+            .collect();
+        let _ = feed.modules.set(owners);
     }
 
     /// Starts every module's background work.

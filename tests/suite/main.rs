@@ -23,6 +23,7 @@ mod claims;
 mod cli;
 mod cluster_edge;
 mod cluster_leases;
+mod cluster_modules;
 mod cluster_writer;
 mod coalescing;
 mod conformance;

@@ -87,6 +87,8 @@ pub struct Fed {
     pub registry: Arc<Registry>,
     /// Server phases (the edge's tasks end on stop).
     pub lifecycle: Arc<Lifecycle>,
+    /// Where applied records reach the modules' memory.
+    pub feed: Arc<crate::modules::platform::ReplicaFeed>,
 }
 
 /// A serving edge, as the rest of the server sees it.
@@ -152,7 +154,12 @@ impl Edge {
     /// Starts following the stream into the replica in `fed`, with the
     /// edge's other tasks on `background`.
     pub fn start(self, fed: Fed, background: &Background) -> Result<Running, StoreError> {
-        let replica = Arc::new(Replica::new(fed.store.clone(), fed.hub, fed.durable)?);
+        let replica = Arc::new(Replica::new(
+            fed.store.clone(),
+            fed.hub,
+            fed.durable,
+            fed.feed,
+        )?);
         let progress = Arc::new(Progress::default());
         let writer_reachable = Arc::new(AtomicBool::new(true));
         let follower = Follower {

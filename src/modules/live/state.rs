@@ -282,6 +282,13 @@ impl LiveStream {
         self.viewer_count.load(Ordering::Acquire)
     }
 
+    /// Sets what [`LiveStream::viewer_count`] says: the whole cluster's
+    /// count of the last close (on the writer as it closes, on an edge from
+    /// the replicated interval).
+    pub fn set_viewer_count(&self, count: u64) {
+        self.viewer_count.store(count, Ordering::Release);
+    }
+
     /// Marks `viewer`'s chat as waiting for the writer until the guard
     /// drops; 429 while another of theirs waits. One chat in flight per
     /// viewer keeps a flooding viewer from filling the writer's queue (the
