@@ -21,7 +21,7 @@ use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
 use crate::auth::token_cache::TokenCache;
-use crate::cluster::edge::{self, Edge, Fed, Running};
+use crate::cluster::edge::{self, Edge, Fed, Running, counts};
 use crate::cluster::outbox::{self, Outbox};
 use crate::cluster::publisher;
 use crate::config::ServeConfig;
@@ -51,6 +51,7 @@ use crate::modules::platform::CoreSettings;
 use crate::modules::platform::{
     Background, Module, ModuleContext, Platform, ReplicaFeed, WriterLink,
 };
+use crate::modules::shared_counts::SharedCounts;
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
 use crate::ops::pruner;
@@ -111,6 +112,14 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         publisher::start(settings, store.clone(), outbox.clone());
     }
     let background = Background::default();
+    if let Some((nats, subject)) = counts_link(&config, edge.as_ref()).await? {
+        background.spawn(counts::share(
+            nats,
+            subject,
+            core.shared.clone(),
+            core.lifecycle.clone(),
+        ));
+    }
     let running = match edge {
         Some(edge) => Some(
             edge.start(core.fed(), &background)
@@ -227,6 +236,8 @@ struct Core {
     webhooks: Arc<Webhooks>,
     /// On an edge: where the replica's records reach the modules.
     feed: Arc<ReplicaFeed>,
+    /// Per-node counters summed over a cluster's nodes.
+    shared: Arc<SharedCounts>,
 }
 
 impl Core {
@@ -287,6 +298,7 @@ impl Core {
             auth,
             webhooks,
             feed: Arc::new(ReplicaFeed::default()),
+            shared: Arc::new(SharedCounts::default()),
         })
     }
 
@@ -321,6 +333,7 @@ impl Core {
             webhooks: self.webhooks.clone(),
             settings: Arc::new(settings.clone()),
             writer_link,
+            shared: self.shared.clone(),
         }
     }
 
@@ -342,6 +355,23 @@ impl Core {
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// The NATS connection and subject a cluster's node shares its counts on
+/// (an edge's own connection; the writer's second one); `None` on a single
+/// node.
+async fn counts_link(
+    config: &ServeConfig,
+    edge: Option<&Edge>,
+) -> Result<Option<(async_nats::Client, String)>, StartupError> {
+    if let Some(edge) = edge {
+        return Ok(Some((edge.nats().clone(), counts::subject(edge.stream()))));
+    }
+    let Some(writer) = &config.cluster_writer else {
+        return Ok(None);
+    };
+    let nats = counts::connect(writer.servers.clone()).await?;
+    Ok(Some((nats, counts::subject(&writer.stream.name))))
 }
 
 /// The application's modules, all in this one list. Adding a module is one

@@ -152,6 +152,9 @@ pub struct ModuleContext {
     /// On a cluster's edge: the way to the writer for writes made outside
     /// a forwarded request (a WebSocket publish); `None` elsewhere.
     pub writer_link: Option<Arc<dyn WriterLink>>,
+    /// Per-node counters summed over a cluster's nodes (on a single node,
+    /// the other nodes count 0).
+    pub shared: Arc<crate::modules::shared_counts::SharedCounts>,
 }
 
 /// A write sent to the writer on behalf of a principal: the writer's

@@ -20,6 +20,16 @@ pub(crate) fn writer(nats: &NatsCluster) -> Server {
 
 /// An edge of `writer` on `nats`, in `data_dir` when given (else a fresh one).
 pub(crate) fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server {
+    edge_with(nats, writer, data_dir, &[])
+}
+
+/// An edge as [`edge`] makes it, with more flags.
+pub(crate) fn edge_with(
+    nats: &NatsCluster,
+    writer: &Server,
+    data_dir: Option<&Path>,
+    flags: &[&str],
+) -> Server {
     let key = admin_key(writer);
     let mut builder = Server::builder().args(&[
         "--role",
@@ -31,6 +41,7 @@ pub(crate) fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>)
         "--writer-key",
         &key,
     ]);
+    builder = builder.args(flags);
     if let Some(dir) = data_dir {
         builder = builder.data_dir(dir);
     }

@@ -7,7 +7,7 @@
 //! Skipped (with the reason printed) when `nats-server` cannot be had.
 
 use crate::clients::admin_key;
-use crate::cluster_edge::{edge, ready, writer};
+use crate::cluster_edge::{edge_with, ready, writer};
 use crate::harness::Server;
 use crate::live::{Producer, Viewer, assert_well_formed, interval_of, now_ms, wait_closed};
 use crate::nats::{NatsCluster, skip};
@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 /// How long a replica may take to hold a write made on the writer.
 const CATCH_UP: Duration = Duration::from_secs(10);
 
-/// Two ready edges of `writer`.
-async fn two_edges(nats: &NatsCluster, writer: &Server) -> (Server, Server) {
-    let (a, b) = (edge(nats, writer, None), edge(nats, writer, None));
+/// Two ready edges of `writer`, with `flags`.
+async fn two_edges(nats: &NatsCluster, writer: &Server, flags: &[&str]) -> (Server, Server) {
+    let (a, b) = (
+        edge_with(nats, writer, None, flags),
+        edge_with(nats, writer, None, flags),
+    );
     ready(&a).await;
     ready(&b).await;
     (a, b)
@@ -47,7 +50,7 @@ async fn a_live_stream_created_after_the_edges_started_is_polled_and_closed_on_b
         return;
     };
     let writer = writer(&nats);
-    let (a, b) = two_edges(&nats, &writer).await;
+    let (a, b) = two_edges(&nats, &writer, &[]).await;
     let producer = Producer::admin(&writer);
     let stream = producer.stream("created after the edges").await;
     let on_writer = Viewer::new(&writer, "w");
@@ -92,4 +95,79 @@ async fn a_live_stream_created_after_the_edges_started_is_polled_and_closed_on_b
     let after = viewers[0].poll(&through_b, last + 250).await;
     assert_eq!(after.status, 410, "{}", after.text());
     assert_eq!(after.error_code(), "STREAM_ENDED");
+}
+
+/// The `view-count` value of `stream`'s interval `t`, read on the writer.
+async fn view_count(on_writer: &Viewer, stream: &str, t: u64) -> u64 {
+    let polled = on_writer.interval(stream, t).await;
+    polled.event("view-count").expect("a view count")["value"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn viewers_on_two_edges_count_together_and_a_killed_edges_stop_counting() {
+    /// `modules::shared_counts::SILENCE` plus a period and an interval.
+    const DROPPED_WITHIN: Duration = Duration::from_millis(3_000 + 1_000 + 500);
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    // A window long enough that only the node's silence can drop a viewer.
+    let window = ["--live-viewer-window", "60s"];
+    let writer = Server::builder()
+        .args(&["--nats", &nats.urls()])
+        .args(&window)
+        .start();
+    let (mut a, b) = two_edges(&nats, &writer, &window).await;
+    let stream = Producer::admin(&writer).stream("counted over edges").await;
+    let reader = Viewer::new(&writer, "reader");
+    let t = interval_of(now_ms());
+    // Two viewers on A, one on B, none on the writer (the reader only
+    // reads closed intervals, which counts nobody: it is counted too, so
+    // it polls once here to be counted from the start).
+    polled_once_known(&Viewer::new(&writer, "a1").on(&a), &stream, t).await;
+    polled_once_known(&Viewer::new(&writer, "a2").on(&a), &stream, t).await;
+    polled_once_known(&Viewer::new(&writer, "b1").on(&b), &stream, t).await;
+    reader.interval(&stream, t).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = interval_of(now_ms());
+        if view_count(&reader, &stream, now).await == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edges' viewers were never counted on the writer"
+        );
+    }
+    a.kill();
+    let killed = Instant::now();
+    loop {
+        let now = interval_of(now_ms());
+        let count = view_count(&reader, &stream, now).await;
+        if count == 2 {
+            break;
+        }
+        assert_eq!(count, 4, "A's two viewers go together");
+        assert!(
+            killed.elapsed() < DROPPED_WITHIN,
+            "the killed edge still counted after {:?}",
+            killed.elapsed()
+        );
+    }
+    println!(
+        "a killed edge's viewers stopped counting after {:?}",
+        killed.elapsed()
+    );
+    // The edge that lives says the same in its snapshot, once its replica
+    // holds that interval.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let snapshot = reader.on(&b).snapshot(&stream).await;
+        if snapshot["viewCount"]["value"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{snapshot}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

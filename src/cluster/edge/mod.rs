@@ -13,6 +13,8 @@
 //!   ([`writer_client`]), answered once the replica holds them;
 //! * [`leases`]: ticket claims and per-user stream slots, leased from
 //!   the writer and renewed while the stream lives;
+//! * [`counts`]: the modules' per-node counters shared over core NATS (the
+//!   writer runs it too);
 //! * [`status`]: `/readyz` and `/metrics`.
 //!
 //! What runs on an edge: the follower, a flush of the replica every
@@ -29,6 +31,7 @@
 //! the record is in the replica.
 
 pub mod bootstrap;
+pub mod counts;
 pub mod follower;
 pub mod forward;
 pub mod leases;
@@ -129,9 +132,14 @@ impl Edge {
         Arc::new(self.leases.clone())
     }
 
-    /// The NATS connection (for the module platform's shared aggregates).
+    /// The NATS connection (for the modules' shared counts).
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
+    }
+
+    /// The name of the cluster's stream.
+    pub fn stream(&self) -> &str {
+        &self.settings.stream
     }
 
     /// Opens the edge's store in `dir`, fetching the writer's data first

@@ -13,7 +13,8 @@
 //! * `poll`: the read path; `api`: the write side and the snapshot;
 //!   `recovery`: loading streams at start; `prune`: removing expired
 //!   intervals and closed quizzes' answer rows; `follow`: on a cluster's
-//!   edge, memory following the replica (there is no after-commit hook).
+//!   edge, memory following the replica (there is no after-commit hook);
+//! * [`viewers`]: viewer counts summed over a cluster's nodes.
 //!
 //! Invariants: a closed interval's bytes are built once, stored, and served
 //! unchanged forever (from memory or the store), also across restarts, or
@@ -37,6 +38,7 @@ mod prune;
 pub mod quiz;
 mod recovery;
 pub mod state;
+pub mod viewers;
 
 use crate::core::log::namespace::Namespace;
 use crate::core::writer::Change;
@@ -328,6 +330,7 @@ impl Module for LiveModule {
         if let Err(err) = registered {
             tracing::error!(error = %err, "the live module's quiz timer could not be registered");
         }
+        self.core.shared.contribute(self.clone());
         if let Err(err) = recovery::load(&self) {
             tracing::error!(error = %err, "live streams could not be loaded; they answer 404 until a restart");
         }

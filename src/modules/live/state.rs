@@ -277,6 +277,14 @@ impl LiveStream {
         count
     }
 
+    /// Distinct viewers seen since `since_ms` (nothing forgotten).
+    pub fn viewers_since(&self, since_ms: u64) -> u64 {
+        lock(&self.viewers)
+            .values()
+            .filter(|seen| **seen >= since_ms)
+            .count() as u64
+    }
+
     /// Distinct viewers as of the last close (what the newest interval says).
     pub fn viewer_count(&self) -> u64 {
         self.viewer_count.load(Ordering::Acquire)
