@@ -177,6 +177,14 @@ pub trait WriterLink: Send + Sync {
         headers: http::HeaderMap,
         body: bytes::Bytes,
     ) -> LinkAnswer<'a>;
+
+    /// Sends `POST path` with the JSON `body` as the edge itself (its
+    /// `--writer-key`, the instance admin) for `tenant`: for a module's
+    /// internal endpoint that only the instance admin may call, doing on
+    /// the writer what a read on the edge needs written (a chat user's id
+    /// created on first use). Never for a client's own write: those go as
+    /// their principal ([`WriterLink::send`]).
+    fn post_as_node(&self, tenant: uuid::Uuid, path: String, body: bytes::Bytes) -> LinkAnswer<'_>;
 }
 
 impl ModuleContext {

@@ -6,6 +6,8 @@
 //! on an edge (the chat event stream of a user who never connected).
 //! Skipped (with the reason printed) when `nats-server` cannot be had.
 
+use crate::chat_api::{Auth, Chat, token};
+use crate::chat_stream::{connect_with, next_frame};
 use crate::clients::admin_key;
 use crate::cluster_edge::{edge_with, ready, writer};
 use crate::harness::Server;
@@ -170,4 +172,74 @@ async fn viewers_on_two_edges_count_together_and_a_killed_edges_stop_counting() 
         assert!(Instant::now() < deadline, "{snapshot}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_chat_user_who_never_connected_opens_the_event_stream_on_an_edge() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer(&nats);
+    let (a, _b) = two_edges(&nats, &writer, &[]).await;
+    let chat = Chat::new(&writer).await;
+    // No user id exists for this subject: the edge has the writer make one.
+    let newcomer = token(&writer, "newcomer");
+    let (mut socket, connected) = connect_with(&a, &newcomer, None).await;
+    let user = connected["data"]["userId"].as_u64().expect("a user id");
+    assert_eq!(connected["data"]["rooms"], json!([]), "{connected}");
+    assert_eq!(
+        chat.id(&Auth::User(newcomer.clone())).await,
+        user,
+        "one id, the writer's"
+    );
+    // A second stream of the same user costs no commit and gets that id.
+    let (_again, second) = connect_with(&a, &newcomer, None).await;
+    assert_eq!(second["data"]["userId"], user);
+    // A message posted through the writer into a room made for them arrives.
+    let room = chat
+        .room(
+            &chat.backend,
+            json!({ "name": "welcome", "members": [user] }),
+        )
+        .await;
+    let said = chat.say(&chat.backend, room, "hello edge", None).await;
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let frame = next_frame(&mut socket).await.expect("frames keep coming");
+        if frame["type"] == "TextMessagesCreated" {
+            assert_eq!(
+                frame["data"]["messages"][0]["messageId"], said["messageId"],
+                "{frame}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message reached the edge's stream"
+        );
+    }
+    // `GET /me` of another new user on the edge: its id, made on the writer.
+    let response = a
+        .http1()
+        .get(a.url("/api/v1/me"))
+        .bearer_auth(token(&writer, "second-newcomer"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me: serde_json::Value = response.json().await.unwrap();
+    assert!(me["data"]["userId"].as_u64().unwrap() > user, "{me}");
+    // The internal endpoint is the instance admin's only.
+    let Auth::Key(backend) = &chat.backend else {
+        unreachable!("the backend is an API key")
+    };
+    let refused = writer
+        .http1()
+        .post(writer.url("/admin/v1/cluster/chat/users"))
+        .header("x-api-key", backend)
+        .json(&json!({ "sub": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
 }

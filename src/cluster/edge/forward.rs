@@ -27,7 +27,9 @@
 //!   ([`crate::auth::ACTING_KEY_HEADER`]); the writer authenticates that
 //!   key again (a revoked key is refused there). Only the instance admin
 //!   key and API keys act this way: a JWT or ticket principal is refused
-//!   (403), never sent as the admin.
+//!   (403), never sent as the admin. A module's internal endpoint (the chat
+//!   user id a stream needs) is called as the edge itself
+//!   ([`WriterLink::post_as_node`]).
 
 use super::leases::refusal;
 use super::replica::Replica;
@@ -136,7 +138,7 @@ impl Forwarder {
         principal: &Principal,
         method: Method,
         path: String,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<http::Response<Bytes>, ApiError> {
         let acting = match &principal.credential {
@@ -149,6 +151,29 @@ impl Forwarder {
                 ));
             }
         };
+        let call = Call {
+            tenant: principal.tenant,
+            acting,
+            method,
+            path,
+        };
+        self.call(call, headers, body).await
+    }
+
+    /// Sends `call` with the edge's key; the writer's `data`, once the
+    /// replica holds the batch it reported (up to [`Self::REPLICA_WAIT`]).
+    async fn call(
+        &self,
+        call: Call,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, ApiError> {
+        let Call {
+            tenant,
+            acting,
+            method,
+            path,
+        } = call;
         let uri =
             self.writer.address.uri(&path).map_err(|err| {
                 ApiError::internal(format!("sending {path} to the writer: {err}"))
@@ -162,7 +187,7 @@ impl Forwarder {
         );
         headers.insert(
             HeaderName::from_static(TENANT_HEADER),
-            value(&principal.tenant.to_string())?,
+            value(&tenant.to_string())?,
         );
         if let Some(hash) = acting {
             headers.insert(HeaderName::from_static(ACTING_KEY_HEADER), value(&hash)?);
@@ -255,7 +280,27 @@ impl Forwarder {
     }
 }
 
+/// A request the edge sends to the writer with its own key.
+struct Call {
+    /// The tenant it acts on.
+    tenant: uuid::Uuid,
+    /// The hash of the API key it acts as, if any (else the admin).
+    acting: Option<String>,
+    method: Method,
+    path: String,
+}
+
 impl WriterLink for Forwarder {
+    fn post_as_node(&self, tenant: uuid::Uuid, path: String, body: Bytes) -> LinkAnswer<'_> {
+        let call = Call {
+            tenant,
+            acting: None,
+            method: Method::POST,
+            path,
+        };
+        Box::pin(self.call(call, HeaderMap::new(), body))
+    }
+
     fn send<'a>(
         &'a self,
         principal: &'a Principal,

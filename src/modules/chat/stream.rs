@@ -76,7 +76,7 @@ async fn open(module: Arc<ChatModule>, mut request: Request) -> Result<Response,
     };
     let tenant = principal.tenant;
     let admission = auth.admit(principal, None).await?;
-    let user = directory::ensure_user(&module.core.writer, tenant, &sub).await?;
+    let user = directory::user_id(&module.core, tenant, &sub).await?;
     let runtime = WsRuntime {
         settings: module.core.ws(),
         hub: module.core.hub.clone(),
