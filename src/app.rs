@@ -419,7 +419,7 @@ fn assemble(
     let mut router = Router::new();
     platform.routes(&mut router);
     if config.cluster_writer.is_some() {
-        let table = Arc::new(LeaseTable::new(core.auth.limits().clone()));
+        let table = Arc::new(LeaseTable::new(core.auth.limits().clone(), config.leases));
         leases::routes(&mut router, &core.auth, table.clone());
         background.spawn(table.sweep_until_stopped(core.lifecycle.clone()));
     }

@@ -15,12 +15,12 @@
 //! Invariants: a ticket is claimed only on the writer thread (one first
 //! use cluster-wide, one open session at a time); a lease counts in the
 //! same per-user limit as the writer's own streams; a lease not renewed
-//! within [`LEASE_TTL`] is dropped by the next sweep (at most
-//! [`LEASE_TTL`] + [`SWEEP_PERIOD`] after its last renewal), which frees
-//! its slot or session; the table holds at most [`MAX_LEASES`] leases
-//! (further grants are 503), so what edges (and the clients behind them)
-//! can make the writer hold is bounded: per user by the stream limit, in
-//! all by [`MAX_LEASES`].
+//! within its expiry ([`LeaseSettings::expiry`], `--lease-expiry`) is
+//! dropped by the next sweep (at most the expiry + [`SWEEP_PERIOD`] after
+//! its last renewal), which frees its slot or session; the table holds at
+//! most [`LeaseSettings::max`] leases (`--max-leases`; further grants are
+//! 503), so what edges (and the clients behind them) can make the writer
+//! hold is bounded: per user by the stream limit, in all by that cap.
 
 use super::limits::{StreamLimits, UserSlot};
 use super::tickets::{Target, Ticket, TicketSession, Tickets};
@@ -38,16 +38,33 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// A lease not renewed for this long expires.
-pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often an edge renews its leases.
 pub const RENEW_PERIOD: Duration = Duration::from_secs(3);
+/// The shortest `--lease-expiry`: two renewals, so one lost renewal does
+/// not expire a live stream's lease.
+pub const MIN_EXPIRY: Duration = Duration::from_secs(6);
 /// How often the writer drops expired leases.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(1);
-/// Most leases the writer holds at once (all edges together).
-pub const MAX_LEASES: usize = 100_000;
-/// Most lease ids one renewal or release names.
-pub const MAX_IDS_PER_CALL: usize = MAX_LEASES;
+
+/// The writer's lease settings (flags `--lease-expiry`, `--max-leases`).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSettings {
+    /// A lease not renewed for this long expires (at least [`MIN_EXPIRY`]).
+    pub expiry: Duration,
+    /// Most leases the writer holds at once (all edges together); also the
+    /// most lease ids one renewal or release names.
+    pub max: usize,
+}
+
+impl Default for LeaseSettings {
+    /// 10 s and 100 000 (about 20 MB of leases).
+    fn default() -> Self {
+        Self {
+            expiry: Duration::from_secs(10),
+            max: 100_000,
+        }
+    }
+}
 
 /// Something a stream holds until it ends; dropping it lets go of it (a
 /// ticket session, a per-user slot, a lease on the writer).
@@ -99,14 +116,17 @@ struct Lease {
 pub struct LeaseTable {
     leases: Mutex<HashMap<Uuid, Lease>>,
     limits: Arc<StreamLimits>,
+    settings: LeaseSettings,
 }
 
 impl LeaseTable {
-    /// Leases counting in the writer's per-user `limits`.
-    pub fn new(limits: Arc<StreamLimits>) -> Self {
+    /// Leases counting in the writer's per-user `limits`, expiring and
+    /// capped as `settings` say.
+    pub fn new(limits: Arc<StreamLimits>, settings: LeaseSettings) -> Self {
         Self {
             leases: Mutex::default(),
             limits,
+            settings,
         }
     }
 
@@ -137,7 +157,7 @@ impl LeaseTable {
 
     /// Extends `ids`; returns those unknown (expired or released).
     pub fn renew(&self, ids: &[Uuid]) -> Vec<Uuid> {
-        let expires = Instant::now() + LEASE_TTL;
+        let expires = Instant::now() + self.settings.expiry;
         let mut leases = self.lock();
         ids.iter()
             .filter(|id| match leases.get_mut(id) {
@@ -203,8 +223,8 @@ impl LeaseTable {
     }
 
     fn room(&self) -> Result<(), ApiError> {
-        if self.len() >= MAX_LEASES {
-            return Err(full());
+        if self.len() >= self.settings.max {
+            return Err(full(self.settings.max));
         }
         Ok(())
     }
@@ -213,12 +233,12 @@ impl LeaseTable {
         let id = Uuid::new_v4();
         let lease = Lease {
             _held: held,
-            expires: Instant::now() + LEASE_TTL,
+            expires: Instant::now() + self.settings.expiry,
         };
         let mut leases = self.lock();
-        if leases.len() >= MAX_LEASES {
+        if leases.len() >= self.settings.max {
             drop(leases);
-            return Err(full());
+            return Err(full(self.settings.max));
         }
         leases.insert(id, lease);
         Ok(id)
@@ -229,9 +249,9 @@ impl LeaseTable {
     }
 }
 
-fn full() -> ApiError {
+fn full(max: usize) -> ApiError {
     ApiError::unavailable_for(
-        format!("the writer holds its most stream leases ({MAX_LEASES}); retry shortly"),
+        format!("the writer holds its most stream leases ({max}, --max-leases); retry shortly"),
         Duration::from_secs(5),
     )
 }
@@ -337,23 +357,24 @@ async fn take_slot(state: State, mut request: Request) -> Result<Response, ApiEr
 
 async fn renew(state: State, mut request: Request) -> Result<Response, ApiError> {
     instance_admin(&state.0, &request)?;
-    let body = lease_ids(&mut request).await?;
+    let body = lease_ids(&mut request, &state.1).await?;
     let lost = state.1.renew(&body.leases);
     Ok(response::data(StatusCode::OK, &Lost { lost }))
 }
 
 async fn release(state: State, mut request: Request) -> Result<Response, ApiError> {
     instance_admin(&state.0, &request)?;
-    let body = lease_ids(&mut request).await?;
+    let body = lease_ids(&mut request, &state.1).await?;
     state.1.release(&body.leases);
     Ok(response::data(StatusCode::OK, &Lost::default()))
 }
 
-async fn lease_ids(request: &mut Request) -> Result<LeaseIds, ApiError> {
+async fn lease_ids(request: &mut Request, table: &LeaseTable) -> Result<LeaseIds, ApiError> {
     let body: LeaseIds = request.json().await?;
-    if body.leases.len() > MAX_IDS_PER_CALL {
+    let max = table.settings.max;
+    if body.leases.len() > max {
         return Err(ApiError::validation(format!(
-            "at most {MAX_IDS_PER_CALL} leases per call"
+            "at most {max} leases per call (--max-leases)"
         )));
     }
     Ok(body)
@@ -375,10 +396,11 @@ mod tests {
             429,
             "a lease counts in the user's limit"
         );
-        let later = Instant::now() + LEASE_TTL / 2;
+        let expiry = LeaseSettings::default().expiry;
+        let later = Instant::now() + expiry / 2;
         assert!(table.renew(&[kept]).is_empty());
         assert_eq!(table.sweep(later), 0);
-        let past = Instant::now() + LEASE_TTL + Duration::from_millis(1);
+        let past = Instant::now() + expiry + Duration::from_millis(1);
         assert_eq!(table.renew(&[dropped, kept]).len(), 0);
         table.release(&[dropped]);
         assert_eq!(table.renew(&[dropped]), vec![dropped]);
@@ -386,12 +408,30 @@ mod tests {
             limits.acquire(tenant, "b").is_ok(),
             "a release frees the slot"
         );
-        assert_eq!(table.sweep(past + LEASE_TTL), 1);
+        assert_eq!(table.sweep(past + expiry), 1);
         assert!(table.is_empty());
         assert!(limits.acquire(tenant, "a").is_ok(), "expiry frees the slot");
     }
 
+    #[test]
+    fn the_table_holds_at_most_its_cap() {
+        let settings = LeaseSettings {
+            max: 2,
+            ..LeaseSettings::default()
+        };
+        let table = LeaseTable::new(Arc::new(StreamLimits::new(10)), settings);
+        table.slot(Uuid::nil(), "a").unwrap();
+        table.slot(Uuid::nil(), "b").unwrap();
+        let refused = table.slot(Uuid::nil(), "c").unwrap_err();
+        assert_eq!(refused.status.as_u16(), 503);
+        assert!(
+            refused.message.contains("--max-leases"),
+            "{}",
+            refused.message
+        );
+    }
+
     fn leases_over(limits: Arc<StreamLimits>) -> LeaseTable {
-        LeaseTable::new(limits)
+        LeaseTable::new(limits, LeaseSettings::default())
     }
 }

@@ -14,12 +14,17 @@ use crate::socketio::{SOCKETIO, open_polling, polling_url};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// The writer's lease expiry plus its sweep period (`auth::leases`).
-const LEASE_EXPIRY: Duration = Duration::from_secs(11);
+/// The writer's `--lease-expiry` in these tests (its least).
+const EXPIRY: &str = "6s";
+/// That expiry plus the writer's sweep period (`auth::leases`).
+const LEASE_EXPIRY: Duration = Duration::from_secs(7);
+/// How often an edge renews its leases (`auth::leases::RENEW_PERIOD`).
+const RENEW_PERIOD: Duration = Duration::from_secs(3);
 
 fn writer_with_limit(nats: &NatsCluster, per_user: &str) -> Server {
     Server::builder()
         .args(&["--nats", &nats.urls(), "--max-streams-per-user", per_user])
+        .args(&["--lease-expiry", EXPIRY])
         .start()
 }
 
@@ -130,9 +135,28 @@ async fn killing_an_edge_frees_its_users_slots_after_the_lease_expiry() {
     let freed = killed.elapsed();
     println!("slot freed {freed:?} after the edge was killed");
     assert!(
-        freed >= Duration::from_secs(5),
+        freed >= LEASE_EXPIRY - RENEW_PERIOD - Duration::from_secs(1),
         "freed by expiry, not before: {freed:?}"
     );
+}
+
+#[test]
+fn a_lease_expiry_under_two_renewals_or_a_zero_cap_is_refused_at_start() {
+    for (flag, value, reason) in [
+        ("--lease-expiry", "5s", "--lease-expiry 5s: at least 6s"),
+        ("--max-leases", "0", "--max-leases: at least 1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(crate::harness::binary())
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--nats", "nats://127.0.0.1:1", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! Invariants: every lease this edge holds is in `held` from its grant to
 //! the drop of its guard; a dropped guard's lease is released (best
 //! effort: a release that does not arrive expires on the writer within
-//! [`crate::auth::leases::LEASE_TTL`]); an edge that stops renewing (it
+//! [`crate::auth::leases::LeaseSettings::expiry`]); an edge that stops renewing (it
 //! died, or cannot reach the writer) loses its leases within that time;
 //! a writer that cannot be reached is a 503 `SERVICE_UNAVAILABLE`, its
 //! refusals keep their status, code and `Retry-After`.
