@@ -48,6 +48,21 @@ pub(crate) fn edge_with(
     builder.start()
 }
 
+/// Two ready edges of `writer`, with `flags`.
+pub(crate) async fn two_edges(
+    nats: &NatsCluster,
+    writer: &Server,
+    flags: &[&str],
+) -> (Server, Server) {
+    let (a, b) = (
+        edge_with(nats, writer, None, flags),
+        edge_with(nats, writer, None, flags),
+    );
+    ready(&a).await;
+    ready(&b).await;
+    (a, b)
+}
+
 /// Waits until the edge's `/readyz` is 200 and returns its `cluster` report.
 pub(crate) async fn ready(edge: &Server) -> Value {
     let deadline = Instant::now() + CATCH_UP;

@@ -7,7 +7,7 @@
 //! Skipped (with the reason printed) when `nats-server` cannot be had.
 
 use crate::clients::{Admin, WsClient, all_ids, mint_ticket, ticket_stream_url};
-use crate::cluster_edge::{edge, ready};
+use crate::cluster_edge::{edge, ready, two_edges};
 use crate::harness::Server;
 use crate::nats::{NatsCluster, skip};
 use crate::socketio::{SOCKETIO, open_polling, polling_url};
@@ -45,9 +45,7 @@ async fn a_ticket_first_used_on_one_edge_is_not_usable_on_another_edge_nor_the_w
         return;
     };
     let writer = writer_with_limit(&nats, "5");
-    let (a, b) = (edge(&nats, &writer, None), edge(&nats, &writer, None));
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_edges(&nats, &writer, &[]).await;
     let ticket = mint_ticket(&writer, "l/1", "viewer-1").await;
     let held = open(&a, "l/1", &ticket).await;
     assert_eq!(held.status(), 200, "{}", a.stderr());
@@ -70,9 +68,7 @@ async fn a_user_at_the_limit_across_two_edges_is_refused_a_third_stream() {
         return;
     };
     let writer = writer_with_limit(&nats, "2");
-    let (a, b) = (edge(&nats, &writer, None), edge(&nats, &writer, None));
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_edges(&nats, &writer, &[]).await;
     let mut tickets = Vec::new();
     for _ in 0..4 {
         tickets.push(mint_ticket(&writer, "l/2", "same-user").await);
@@ -106,10 +102,7 @@ async fn killing_an_edge_frees_its_users_slots_after_the_lease_expiry() {
         return;
     };
     let writer = writer_with_limit(&nats, "1");
-    let mut a = edge(&nats, &writer, None);
-    let b = edge(&nats, &writer, None);
-    ready(&a).await;
-    ready(&b).await;
+    let (mut a, b) = two_edges(&nats, &writer, &[]).await;
     let first = mint_ticket(&writer, "l/3", "one-stream").await;
     let second = mint_ticket(&writer, "l/3", "one-stream").await;
     let held = open(&a, "l/3", &first).await;
@@ -226,9 +219,7 @@ async fn a_polling_session_is_its_edges_and_another_edge_answers_unknown_sid() {
         return;
     };
     let writer = writer_with_limit(&nats, "5");
-    let (a, b) = (edge(&nats, &writer, None), edge(&nats, &writer, None));
-    ready(&a).await;
-    ready(&b).await;
+    let (a, b) = two_edges(&nats, &writer, &[]).await;
     let sid = open_polling(&a, SOCKETIO).await;
     // On its own edge the session goes on (a POST stays there, not forwarded).
     let posted = a

@@ -9,7 +9,7 @@
 use crate::chat_api::{Auth, Chat, token};
 use crate::chat_stream::{connect_with, next_frame};
 use crate::clients::admin_key;
-use crate::cluster_edge::{edge_with, ready, writer};
+use crate::cluster_edge::{two_edges, writer};
 use crate::harness::Server;
 use crate::live::{Producer, Viewer, assert_well_formed, interval_of, now_ms, wait_closed};
 use crate::nats::{NatsCluster, skip};
@@ -18,17 +18,6 @@ use std::time::{Duration, Instant};
 
 /// How long a replica may take to hold a write made on the writer.
 const CATCH_UP: Duration = Duration::from_secs(10);
-
-/// Two ready edges of `writer`, with `flags`.
-async fn two_edges(nats: &NatsCluster, writer: &Server, flags: &[&str]) -> (Server, Server) {
-    let (a, b) = (
-        edge_with(nats, writer, None, flags),
-        edge_with(nats, writer, None, flags),
-    );
-    ready(&a).await;
-    ready(&b).await;
-    (a, b)
-}
 
 /// Polls `stream`'s interval `t` on `viewer`'s node until it is no longer
 /// 404 (the replica has the stream), then asserts 200.
