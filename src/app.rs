@@ -16,11 +16,12 @@
 //! acknowledged is lost by that, because acknowledged writes are already durable.
 
 use crate::auth::Authenticator;
+use crate::auth::leases::{self, Grants, LeaseTable};
 use crate::auth::limits::StreamLimits;
 use crate::auth::registry::Registry;
 use crate::auth::tickets::Tickets;
 use crate::auth::token_cache::TokenCache;
-use crate::cluster::edge::{self, Edge, Fed, Running};
+use crate::cluster::edge::{self, Edge, Fed, Running, counts};
 use crate::cluster::outbox::{self, Outbox};
 use crate::cluster::publisher;
 use crate::config::ServeConfig;
@@ -47,7 +48,10 @@ use crate::modules::discussions::DiscussionsApi;
 use crate::modules::idempotency::Idempotency;
 use crate::modules::live::LiveModule;
 use crate::modules::platform::CoreSettings;
-use crate::modules::platform::{Background, Module, ModuleContext, Platform};
+use crate::modules::platform::{
+    Background, Module, ModuleContext, Platform, ReplicaFeed, WriterLink,
+};
+use crate::modules::shared_counts::SharedCounts;
 use crate::modules::tickets::TicketsModule;
 use crate::modules::topics::TopicsApi;
 use crate::ops::pruner;
@@ -102,11 +106,20 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         )),
         None => None,
     };
-    let mut core = Core::start(&config, store.clone(), &loaded.config).await?;
+    let grants = edge.as_ref().map(Edge::grants);
+    let mut core = Core::start(&config, store.clone(), &loaded.config, grants).await?;
     if let (Some(settings), Some(outbox)) = (&config.cluster_writer, core.writer.outbox()) {
         publisher::start(settings, store.clone(), outbox.clone());
     }
     let background = Background::default();
+    if let Some((nats, subject)) = counts_link(&config, edge.as_ref()).await? {
+        background.spawn(counts::share(
+            nats,
+            subject,
+            core.shared.clone(),
+            core.lifecycle.clone(),
+        ));
+    }
     let running = match edge {
         Some(edge) => Some(
             edge.start(core.fed(), &background)
@@ -114,13 +127,15 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
         ),
         None => None,
     };
-    let (forward, edge, mut ended) = match running {
+    let (forward, edge, link, mut ended) = match running {
         Some(Running {
             forward,
+            link,
             probe,
             ended,
-        }) => (Some(forward), Some(probe), ended),
+        }) => (Some(forward), Some(probe), Some(link), ended),
         None => (
+            None,
             None,
             None,
             core.writer_ended
@@ -128,7 +143,7 @@ pub async fn run(config: ServeConfig) -> Result<(), StartupError> {
                 .expect("the writer is supervised once"),
         ),
     };
-    let router = assemble(&core, &config, prefixes, &background, edge)?;
+    let router = assemble(&core, &config, prefixes, &background, edge, link)?;
     if forward.is_none() {
         // Every module registered its timer handlers while it was assembled.
         core.writer.arm_timers().await;
@@ -219,6 +234,10 @@ struct Core {
     lifecycle: Arc<Lifecycle>,
     auth: Authenticator,
     webhooks: Arc<Webhooks>,
+    /// On an edge: where the replica's records reach the modules.
+    feed: Arc<ReplicaFeed>,
+    /// Per-node counters summed over a cluster's nodes.
+    shared: Arc<SharedCounts>,
 }
 
 impl Core {
@@ -226,6 +245,7 @@ impl Core {
         config: &ServeConfig,
         store: Store,
         instance: &InstanceConfig,
+        grants: Option<Arc<dyn Grants>>,
     ) -> Result<Self, StartupError> {
         let (writer, hub, pipeline) = start_writer(config, &store)?;
         let (writer_ended, durable) = match pipeline {
@@ -237,7 +257,7 @@ impl Core {
             .map_err(|err| StartupError::io("loading tenants, keys and realms", err))?;
         let tickets = Arc::new(Tickets::new(writer.clone(), config.tickets));
         let limits = Arc::new(StreamLimits::new(config.max_streams_per_user));
-        let auth = Authenticator::new(
+        let mut auth = Authenticator::new(
             instance.admin_key.clone(),
             config.base_domain.clone(),
             registry,
@@ -245,6 +265,9 @@ impl Core {
             limits,
             TokenCache::new(config.jwt_cache_entries),
         );
+        if let Some(grants) = grants {
+            auth = auth.with_grants(grants);
+        }
         let mut metrics = Metrics::new();
         if writer.outbox().is_some() {
             metrics.register_cluster_writer();
@@ -274,6 +297,8 @@ impl Core {
             lifecycle,
             auth,
             webhooks,
+            feed: Arc::new(ReplicaFeed::default()),
+            shared: Arc::new(SharedCounts::default()),
         })
     }
 
@@ -288,11 +313,16 @@ impl Core {
                 .expect("an edge's writer handle refuses changes"),
             registry: self.auth.registry().clone(),
             lifecycle: self.lifecycle.clone(),
+            feed: self.feed.clone(),
         }
     }
 
     /// The shared parts modules are built from.
-    fn context(&self, settings: &CoreSettings) -> ModuleContext {
+    fn context(
+        &self,
+        settings: &CoreSettings,
+        writer_link: Option<Arc<dyn WriterLink>>,
+    ) -> ModuleContext {
         ModuleContext {
             writer: self.writer.clone(),
             hub: self.hub.clone(),
@@ -302,6 +332,8 @@ impl Core {
             idempotency: Idempotency::new(settings.idempotency_window),
             webhooks: self.webhooks.clone(),
             settings: Arc::new(settings.clone()),
+            writer_link,
+            shared: self.shared.clone(),
         }
     }
 
@@ -323,6 +355,23 @@ impl Core {
             self.lifecycle.clone(),
         ));
     }
+}
+
+/// The NATS connection and subject a cluster's node shares its counts on
+/// (an edge's own connection; the writer's second one); `None` on a single
+/// node.
+async fn counts_link(
+    config: &ServeConfig,
+    edge: Option<&Edge>,
+) -> Result<Option<(async_nats::Client, String)>, StartupError> {
+    if let Some(edge) = edge {
+        return Ok(Some((edge.nats().clone(), counts::subject(edge.stream()))));
+    }
+    let Some(writer) = &config.cluster_writer else {
+        return Ok(None);
+    };
+    let nats = counts::connect(writer.servers.clone()).await?;
+    Ok(Some((nats, counts::subject(&writer.stream.name))))
 }
 
 /// The application's modules, all in this one list. Adding a module is one
@@ -361,13 +410,19 @@ fn assemble(
     mut prefixes: KeyPrefixes,
     background: &Background,
     edge: Option<Arc<dyn EdgeProbe>>,
+    link: Option<Arc<dyn WriterLink>>,
 ) -> Result<Router, StartupError> {
-    let context = core.context(&config.core);
+    let context = core.context(&config.core, link);
     let platform = Platform::assemble(modules(&context, config, edge), &mut prefixes)?;
     core.writer
         .observe(core.webhooks.stager(platform.webhook_bodies()));
     let mut router = Router::new();
     platform.routes(&mut router);
+    if config.cluster_writer.is_some() {
+        let table = Arc::new(LeaseTable::new(core.auth.limits().clone(), config.leases));
+        leases::routes(&mut router, &core.auth, table.clone());
+        background.spawn(table.sweep_until_stopped(core.lifecycle.clone()));
+    }
     #[cfg(debug_assertions)]
     if config.test_routes {
         let runtime = crate::transport::ws::WsRuntime {
@@ -385,6 +440,7 @@ fn assemble(
         );
     }
     if core.writer.is_refusing() {
+        platform.feed(&core.feed);
         platform.start(&Background::none());
     } else {
         platform.start(background);

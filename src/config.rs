@@ -4,6 +4,7 @@
 //! wins). Values are validated here, once; the rest of the program receives
 //! plain typed values and never reads the environment itself (no globals).
 
+use crate::auth::leases::{self, LeaseSettings};
 use crate::auth::origins::OriginLimits;
 use crate::cluster::edge::{EdgeSettings, WriterAddress, WriterKey};
 use crate::cluster::publisher::{self, WriterSettings};
@@ -132,6 +133,17 @@ pub struct ClusterArgs {
     /// (NATS unreachable or slow) hold more than this.
     #[arg(long, env = "TIDINGS_OUTBOX_MAX_BYTES", default_value = "256MiB", value_parser = parse_byte_size)]
     pub outbox_max_bytes: u64,
+
+    /// Cluster writer: a stream lease of an edge (a ticket session, a per-user stream slot) not
+    /// renewed for this long expires, freeing it; a dead edge's users may connect elsewhere after
+    /// about this plus 1s. At least 6s (edges renew every 3s).
+    #[arg(long, env = "TIDINGS_LEASE_EXPIRY", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_expiry: Duration,
+
+    /// Cluster writer: most stream leases held for all edges together (about 200 bytes each);
+    /// further ticket claims and user streams on edges get 503 with Retry-After.
+    #[arg(long, env = "TIDINGS_MAX_LEASES", default_value_t = 100_000)]
+    pub max_leases: usize,
 }
 
 /// Longest stream name accepted (JetStream's own limit is higher).
@@ -154,6 +166,25 @@ impl ClusterArgs {
             },
             outbox_max_bytes: self.outbox_max_bytes,
         }))
+    }
+
+    /// `--lease-expiry` and `--max-leases`, checked.
+    fn lease_settings(&self) -> Result<LeaseSettings, StartupError> {
+        if self.lease_expiry < leases::MIN_EXPIRY {
+            return Err(StartupError::Config(format!(
+                "--lease-expiry {}: at least {} (edges renew every {})",
+                humantime::format_duration(self.lease_expiry),
+                humantime::format_duration(leases::MIN_EXPIRY),
+                humantime::format_duration(leases::RENEW_PERIOD),
+            )));
+        }
+        if self.max_leases == 0 {
+            return Err(StartupError::Config("--max-leases: at least 1".into()));
+        }
+        Ok(LeaseSettings {
+            expiry: self.lease_expiry,
+            max: self.max_leases,
+        })
     }
 
     /// `--nats` and `--nats-stream`, checked (writers and edges alike).
@@ -806,6 +837,8 @@ pub struct ServeConfig {
     pub webhooks: WebhookSettings,
     /// The cluster writer's settings (`--nats`); `None` for a single node.
     pub cluster_writer: Option<WriterSettings>,
+    /// The cluster writer's edge leases (expiry and cap).
+    pub leases: LeaseSettings,
     /// Set on an edge (`--role edge`).
     pub edge: Option<EdgeSettings>,
 }
@@ -984,6 +1017,7 @@ impl ServeArgs {
             },
             webhooks,
             cluster_writer,
+            leases: self.cluster.lease_settings()?,
             edge,
         })
     }

@@ -25,6 +25,7 @@
 pub mod api_keys;
 pub mod jwt;
 pub mod layout;
+pub mod leases;
 pub mod limits;
 pub mod origins;
 pub mod realms;
@@ -39,12 +40,13 @@ use crate::http::cors::{self, AuthenticatedTenant, OriginPolicy};
 use api_keys::{ApiKey, Scope};
 use http::HeaderMap;
 use jwt::Claims;
-use limits::{StreamLimits, UserSlot};
+use leases::{Claimed, Grants, Hold};
+use limits::StreamLimits;
 use registry::Registry;
 use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tickets::{Target, Ticket, TicketSession, Tickets};
+use tickets::{Target, Ticket, Tickets};
 use token_cache::TokenCache;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
@@ -53,6 +55,11 @@ use uuid::Uuid;
 pub const API_KEY_HEADER: &str = "x-api-key";
 /// Header naming the tenant.
 pub const TENANT_HEADER: &str = "x-tenantid";
+/// Header with which an edge, sending the instance admin key, acts as
+/// one of the tenant's API keys (the hash of its secret): a write made on
+/// the edge outside a forwarded request (a WebSocket publish) goes to the
+/// writer as the key that made it.
+pub const ACTING_KEY_HEADER: &str = "tidings-acting-key";
 /// Header naming the JWT realm.
 pub const REALM_HEADER: &str = "realmname";
 /// Query parameter carrying a JWT on a WebSocket handshake.
@@ -184,8 +191,8 @@ pub struct Admission {
     pub principal: Principal,
     /// When the stream must end (unix seconds): token expiry or ticket window.
     pub expires_at: Option<u64>,
-    _ticket: Option<Box<TicketSession>>,
-    _slot: Option<UserSlot>,
+    _ticket: Option<Hold>,
+    _slot: Option<Hold>,
 }
 
 impl Admission {
@@ -205,6 +212,7 @@ pub struct Authenticator {
     tickets: Arc<Tickets>,
     limits: Arc<StreamLimits>,
     verified_tokens: Arc<TokenCache>,
+    grants: Option<Arc<dyn Grants>>,
 }
 
 impl Authenticator {
@@ -227,7 +235,21 @@ impl Authenticator {
             tickets,
             limits,
             verified_tokens: Arc::new(verified_tokens),
+            grants: None,
         }
+    }
+
+    /// On a cluster's edge: ticket claims and per-user stream slots are
+    /// leases from the writer ([`leases`]), the edge's own per-user limit
+    /// still applying when the writer cannot be reached.
+    pub fn with_grants(mut self, grants: Arc<dyn Grants>) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// The per-user stream limits of this node.
+    pub fn limits(&self) -> &Arc<StreamLimits> {
+        &self.limits
     }
 
     /// The cache of verified tokens (for its hit and miss counts).
@@ -248,9 +270,12 @@ impl Authenticator {
         target: &Target,
     ) -> Result<Admission, ApiError> {
         let Some(secret) = request.query_param("ticket") else {
-            return self.admit(self.authenticate(request)?, None);
+            return self.admit(self.authenticate(request)?, None).await;
         };
-        let session = self.tickets.claim(&secret, target).await?;
+        let session: Claimed = match &self.grants {
+            Some(grants) => grants.ticket(&secret, target).await?,
+            None => self.tickets.claim(&secret, target).await?.into(),
+        };
         let principal = Principal {
             revocation: self.tenant_revocation(&session.ticket.tenant),
             tenant: session.ticket.tenant,
@@ -263,16 +288,16 @@ impl Authenticator {
             credential: Credential::Ticket(Box::new(session.ticket.clone())),
         };
         let principal = self.accepted(request, principal)?;
-        self.admit(principal, Some(session))
+        self.admit(principal, Some(session)).await
     }
 
     /// Admits a stream of an authenticated principal: a token must be
     /// before its `exp` (the leeway does not stretch a stream, which ends
     /// there), then the per-user stream limit applies.
-    pub fn admit(
+    pub async fn admit(
         &self,
         principal: Principal,
-        session: Option<TicketSession>,
+        session: Option<Claimed>,
     ) -> Result<Admission, ApiError> {
         let expires_at = session
             .as_ref()
@@ -289,15 +314,34 @@ impl Authenticator {
             .with_details(json!({ "reason": "expired" })));
         }
         let slot = match principal.user() {
-            Some(user) => Some(self.limits.acquire(principal.tenant, user)?),
+            Some(user) => Some(self.user_slot(principal.tenant, user).await?),
             None => None,
         };
         Ok(Admission {
             principal,
             expires_at,
-            _ticket: session.map(Box::new),
+            _ticket: session.map(|session| session.hold),
             _slot: slot,
         })
+    }
+
+    /// One of `user`'s stream slots: this node's, and on an edge also a
+    /// lease from the writer (cluster-wide). An edge whose writer cannot be
+    /// reached admits on its own limit alone (streams keep opening while
+    /// the writer is down; the limit is then per edge).
+    async fn user_slot(&self, tenant: Uuid, user: &str) -> Result<Hold, ApiError> {
+        let local = self.limits.acquire(tenant, user)?;
+        let Some(grants) = &self.grants else {
+            return Ok(Box::new(local));
+        };
+        match grants.slot(tenant, user).await {
+            Ok(lease) => Ok(Box::new((local, lease))),
+            Err(err) if err.code == ErrorCode::ServiceUnavailable => {
+                tracing::warn!(error = %err, "no stream lease from the writer; admitting on this edge's limit");
+                Ok(Box::new(local))
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The registry of tenants, keys and realms.
@@ -386,7 +430,11 @@ impl Authenticator {
     fn credential(&self, request: &Request, query: QueryToken) -> Result<Principal, ApiError> {
         let requested = self.tenant_named_by(request.headers())?;
         if let Some(secret) = request.header(API_KEY_HEADER) {
-            return self.api_key(secret, requested);
+            let principal = self.api_key(secret, requested)?;
+            return match request.header(ACTING_KEY_HEADER) {
+                Some(hash) if principal.is_instance_admin() => self.acting_key(hash, requested),
+                _ => Ok(principal),
+            };
         }
         if let Some(token) = bearer_token(request) {
             return self.token(token, requested, request.header(REALM_HEADER));
@@ -437,6 +485,24 @@ impl Authenticator {
             return Err(forbidden("this API key belongs to another tenant".into()));
         }
         self.registry.touch_key(&key);
+        Ok(Principal {
+            tenant: key.tenant,
+            name: key.name.clone(),
+            credential: Credential::Key(Box::new(key)),
+            revocation,
+        })
+    }
+
+    /// The principal of the key whose secret hashes to `hash` (see
+    /// [`ACTING_KEY_HEADER`]); 401 once it is revoked.
+    fn acting_key(&self, hash: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
+        let (key, revocation) = self
+            .registry
+            .key_by_hash(hash)
+            .ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
+        if requested.is_some_and(|tenant| tenant != key.tenant) {
+            return Err(forbidden("this API key belongs to another tenant".into()));
+        }
         Ok(Principal {
             tenant: key.tenant,
             name: key.name.clone(),

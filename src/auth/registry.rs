@@ -661,6 +661,11 @@ impl Registry {
         self.read().active_key(&api_keys::hash_secret(secret))
     }
 
+    /// The usable key whose secret hashes to `hash`, and its revocation token.
+    pub fn key_by_hash(&self, hash: &str) -> Option<(ApiKey, CancellationToken)> {
+        self.read().active_key(hash)
+    }
+
     /// A realm of a tenant.
     pub fn realm(&self, tenant: &Uuid, name: &str) -> Option<Realm> {
         self.read()

@@ -11,6 +11,8 @@
 //!   reply (every creating write of a module goes through it).
 //! * [`records`]: stored-record encoding and the validation errors modules share.
 //! * [`rest`]: path, query and body helpers every module's REST handlers share.
+//! * [`shared_counts`]: per-node counters (live viewers) summed over a
+//!   cluster's nodes.
 //! * [`platform`]: the [`platform::Module`] interface every module
 //!   implements, the context it is built from, and the startup checks.
 //! * `sample` (debug builds, `--enable-test-routes`): a minimal module that
@@ -30,5 +32,6 @@ pub mod records;
 pub mod rest;
 #[cfg(debug_assertions)]
 pub mod sample;
+pub mod shared_counts;
 pub mod tickets;
 pub mod topics;

@@ -16,16 +16,16 @@
 //! in the same change; a module writes no webhook code. Background work ends
 //! when the lifecycle stops and is waited for on shutdown.
 
-use crate::auth::Authenticator;
 use crate::auth::origins::OriginLimits;
+use crate::auth::{Authenticator, Principal};
 use crate::core::hub::Hub;
 use crate::core::hub::HubLimits;
 use crate::core::lifecycle::Lifecycle;
 use crate::core::log::namespace::Namespace;
 use crate::core::log::retention;
 use crate::core::metrics::Metrics;
-use crate::core::store::Store;
 use crate::core::store::prefixes::KeyPrefixes;
+use crate::core::store::{Op, Store};
 use crate::core::writer::Writer;
 use crate::core::writer::WriterLimits;
 use crate::error::{ApiError, StartupError};
@@ -43,6 +43,7 @@ use crate::transport::webhook::{BodyOf, WebhookBodies, Webhooks, whole_event};
 use crate::transport::ws::WsSettings;
 use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
@@ -76,6 +77,18 @@ pub trait Module: Send + Sync + 'static {
     /// Starts its background work on `background` (default: none).
     fn start(self: Arc<Self>, background: &Background) {
         let _ = background;
+    }
+
+    /// On a cluster's edge: the replica applied a batch record whose `ops`
+    /// (its puts and deletes under [`Module::key_prefix`], in record order)
+    /// are now in the store. A module that keeps in memory what its
+    /// after-commit hooks maintain on the writer refreshes it here, so its
+    /// memory follows the replica as it follows the store on the writer.
+    /// Called on the follower's blocking thread, one record at a time, before
+    /// the record's events are published and its number reported applied
+    /// (default: nothing kept in memory).
+    fn replicated(&self, ops: &[&Op]) {
+        let _ = ops;
     }
 }
 
@@ -136,6 +149,42 @@ pub struct ModuleContext {
     pub webhooks: Arc<Webhooks>,
     /// The core's settings (limits, stream timing).
     pub settings: Arc<CoreSettings>,
+    /// On a cluster's edge: the way to the writer for writes made outside
+    /// a forwarded request (a WebSocket publish); `None` elsewhere.
+    pub writer_link: Option<Arc<dyn WriterLink>>,
+    /// Per-node counters summed over a cluster's nodes (on a single node,
+    /// the other nodes count 0).
+    pub shared: Arc<crate::modules::shared_counts::SharedCounts>,
+}
+
+/// A write sent to the writer on behalf of a principal: the writer's
+/// success answer with the JSON of its `data` as the body, or its refusal
+/// as an error (status, code, message and `Retry-After` kept).
+pub type LinkAnswer<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<bytes::Bytes>, ApiError>> + Send + 'a>>;
+
+/// How an edge's module sends a write it received outside a forwarded HTTP
+/// request to the writer: as the equivalent HTTP request of the same
+/// principal, answered once the edge's replica holds the result (so the
+/// module answers as a single node would). Modules see only this trait.
+pub trait WriterLink: Send + Sync {
+    /// Sends `method path` with the JSON `body` and `headers` as `principal`.
+    fn send<'a>(
+        &'a self,
+        principal: &'a Principal,
+        method: http::Method,
+        path: String,
+        headers: http::HeaderMap,
+        body: bytes::Bytes,
+    ) -> LinkAnswer<'a>;
+
+    /// Sends `POST path` with the JSON `body` as the edge itself (its
+    /// `--writer-key`, the instance admin) for `tenant`: for a module's
+    /// internal endpoint that only the instance admin may call, doing on
+    /// the writer what a read on the edge needs written (a chat user's id
+    /// created on first use). Never for a client's own write: those go as
+    /// their principal ([`WriterLink::send`]).
+    fn post_as_node(&self, tenant: uuid::Uuid, path: String, body: bytes::Bytes) -> LinkAnswer<'_>;
 }
 
 impl ModuleContext {
@@ -213,6 +262,53 @@ impl Background {
     }
 }
 
+/// Where an edge's replica hands each applied record's operations to the
+/// modules owning their keys ([`Module::replicated`]). Built before the
+/// modules (the replica starts first) and bound to them once assembled;
+/// records applied before that are in the store the modules load at start.
+#[derive(Default)]
+pub struct ReplicaFeed {
+    modules: std::sync::OnceLock<Vec<Owner>>,
+}
+
+/// A module and the key prefix of its records.
+type Owner = (Vec<u8>, Arc<dyn Module>);
+
+impl ReplicaFeed {
+    /// Hands `ops` to every module owning some of them (their keys under its
+    /// prefix), each module once with its own, in record order.
+    pub fn applied(&self, ops: &[Op]) {
+        let Some(modules) = self.modules.get() else {
+            return;
+        };
+        for (prefix, module) in modules {
+            let own: Vec<&Op> = ops
+                .iter()
+                .filter(|(key, _)| key.starts_with(prefix))
+                .collect();
+            if own.is_empty() {
+                continue;
+            }
+            let handed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                module.replicated(&own);
+            }));
+            if handed.is_err() {
+                tracing::error!(
+                    module = module.name(),
+                    "a module panicked following the replica; its memory may lag until a restart"
+                );
+            }
+        }
+    }
+
+    /// Whether `key` belongs to a bound module.
+    pub fn wants(&self, key: &[u8]) -> bool {
+        self.modules
+            .get()
+            .is_some_and(|modules| modules.iter().any(|(prefix, _)| key.starts_with(prefix)))
+    }
+}
+
 /// The application's modules, checked against each other.
 pub struct Platform {
     modules: Vec<Arc<dyn Module>>,
@@ -269,6 +365,18 @@ impl Platform {
             }
         }
         bodies
+    }
+
+    /// Binds `feed` to the modules that store records (call before
+    /// [`Platform::start`], whose loads then see every record the feed
+    /// did not hand over). A second binding is ignored.
+    pub fn feed(&self, feed: &ReplicaFeed) {
+        let owners = self
+            .modules
+            .iter()
+            .filter_map(|module| Some((module.key_prefix()?, module.clone())))
+            .collect();
+        let _ = feed.modules.set(owners);
     }
 
     /// Starts every module's background work.

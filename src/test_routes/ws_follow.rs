@@ -48,8 +48,8 @@ pub fn routes(router: &mut Router, runtime: WsRuntime, auth: Authenticator) {
     let sessions = Arc::new(Sessions::default());
     let registry = sessions.clone();
     router.route(Method::GET, "/__test/ws-follow", move |mut request| {
-        let opened = open(&mut request, &runtime, &auth, &registry);
-        async move { opened }
+        let (runtime, auth, registry) = (runtime.clone(), auth.clone(), registry.clone());
+        async move { open(&mut request, &runtime, &auth, &registry).await }
     });
     router.route(Method::POST, "/__test/ws-follow/{id}", move |request| {
         let sent = signal(&request, &sessions);
@@ -57,13 +57,13 @@ pub fn routes(router: &mut Router, runtime: WsRuntime, auth: Authenticator) {
     });
 }
 
-fn open(
+async fn open(
     request: &mut Request,
     runtime: &WsRuntime,
     auth: &Authenticator,
     sessions: &Arc<Sessions>,
 ) -> Result<crate::http::Response, ApiError> {
-    let admission = auth.admit(auth.authenticate(request)?, None)?;
+    let admission = auth.admit(auth.authenticate(request)?, None).await?;
     let initial = names(request, "topics");
     for name in &initial {
         admission.principal.require_read(name)?;

@@ -12,18 +12,28 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `sub`'s event stream (resuming after `last` when given) and
 /// returns it with its `Connected` frame.
 async fn connect(server: &Server, sub: &str, last: Option<&str>) -> (Socket, Value) {
+    connect_with(server, &token(server, sub), last).await
+}
+
+/// Opens the event stream of `token`'s user on `server` (resuming after
+/// `last` when given) and returns it with its `Connected` frame.
+pub(crate) async fn connect_with(
+    server: &Server,
+    token: &str,
+    last: Option<&str>,
+) -> (Socket, Value) {
     let query = last
         .map(|id| format!("?lastEventId={id}"))
         .unwrap_or_default();
     let url = format!("ws://{}/api/v1/events{query}", server.addr());
     let mut request = url.into_client_request().unwrap();
-    let bearer = format!("Bearer {}", token(server, sub));
+    let bearer = format!("Bearer {token}");
     request
         .headers_mut()
         .insert("authorization", bearer.parse().unwrap());
@@ -43,7 +53,7 @@ async fn frame_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
-async fn next_frame(socket: &mut Socket) -> Option<Value> {
+pub(crate) async fn next_frame(socket: &mut Socket) -> Option<Value> {
     frame_within(socket, Duration::from_secs(10)).await
 }
 

@@ -228,11 +228,16 @@ impl WsClient {
 
     /// Connects to another WebSocket route (path and query) with the admin key.
     pub async fn connect_to(server: &Server, path: &str) -> Self {
+        Self::connect_with_key(server, path, &admin_key(server)).await
+    }
+
+    /// Connects to a WebSocket route (path and query) with the API key `key`.
+    pub async fn connect_with_key(server: &Server, path: &str, key: &str) -> Self {
         let url = server.url(path).replace("http://", "ws://");
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
-            .insert("x-api-key", admin_key(server).parse().unwrap());
+            .insert("x-api-key", key.parse().unwrap());
         let (socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .expect("WebSocket handshake");

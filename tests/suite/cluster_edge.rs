@@ -14,12 +14,22 @@ use std::time::{Duration, Instant};
 /// How long an edge may take to catch up (generous: 2 shared cores).
 const CATCH_UP: Duration = Duration::from_secs(20);
 
-fn writer(nats: &NatsCluster) -> Server {
+pub(crate) fn writer(nats: &NatsCluster) -> Server {
     Server::builder().args(&["--nats", &nats.urls()]).start()
 }
 
 /// An edge of `writer` on `nats`, in `data_dir` when given (else a fresh one).
-fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server {
+pub(crate) fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server {
+    edge_with(nats, writer, data_dir, &[])
+}
+
+/// An edge as [`edge`] makes it, with more flags.
+pub(crate) fn edge_with(
+    nats: &NatsCluster,
+    writer: &Server,
+    data_dir: Option<&Path>,
+    flags: &[&str],
+) -> Server {
     let key = admin_key(writer);
     let mut builder = Server::builder().args(&[
         "--role",
@@ -31,14 +41,30 @@ fn edge(nats: &NatsCluster, writer: &Server, data_dir: Option<&Path>) -> Server 
         "--writer-key",
         &key,
     ]);
+    builder = builder.args(flags);
     if let Some(dir) = data_dir {
         builder = builder.data_dir(dir);
     }
     builder.start()
 }
 
+/// Two ready edges of `writer`, with `flags`.
+pub(crate) async fn two_edges(
+    nats: &NatsCluster,
+    writer: &Server,
+    flags: &[&str],
+) -> (Server, Server) {
+    let (a, b) = (
+        edge_with(nats, writer, None, flags),
+        edge_with(nats, writer, None, flags),
+    );
+    ready(&a).await;
+    ready(&b).await;
+    (a, b)
+}
+
 /// Waits until the edge's `/readyz` is 200 and returns its `cluster` report.
-async fn ready(edge: &Server) -> Value {
+pub(crate) async fn ready(edge: &Server) -> Value {
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let response = edge.get("/readyz").await;

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// The raw Engine.IO echo endpoint.
 const ENGINE: &str = "/__test/engine.io/";
 /// The Socket.IO endpoint.
-const SOCKETIO: &str = "/__test/socket.io/";
+pub(crate) const SOCKETIO: &str = "/__test/socket.io/";
 /// Cases per kit group: engineio, socketio, extras, smoke.
 const KIT_CASES: usize = 24 + 32 + 8 + 1;
 
@@ -118,13 +118,13 @@ fn the_conformance_kit_passes_every_group() {
 }
 
 /// `?EIO=4&transport=polling[&sid=…]` on `path`.
-fn polling_url(server: &Server, path: &str, sid: Option<&str>) -> String {
+pub(crate) fn polling_url(server: &Server, path: &str, sid: Option<&str>) -> String {
     let sid = sid.map(|sid| format!("&sid={sid}")).unwrap_or_default();
     server.url(&format!("{path}?EIO=4&transport=polling{sid}"))
 }
 
 /// Opens a long-polling session and returns its sid.
-async fn open_polling(server: &Server, path: &str) -> String {
+pub(crate) async fn open_polling(server: &Server, path: &str) -> String {
     let body = server
         .http1()
         .get(polling_url(server, path, None))

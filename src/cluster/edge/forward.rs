@@ -20,14 +20,29 @@
 //!   [`FORWARD_TIMEOUT`]) is 503 `SERVICE_UNAVAILABLE` with `Retry-After`;
 //!   the response body is relayed as it arrives (a failure mid-body ends
 //!   it early, as a cut connection would).
+//! * Writes made on the edge outside a forwarded request (a WebSocket
+//!   publish) go the same way as the equivalent HTTP request
+//!   ([`WriterLink`]): sent with the edge's `--writer-key`, naming the
+//!   principal's tenant and, for an API key, the key
+//!   ([`crate::auth::ACTING_KEY_HEADER`]); the writer authenticates that
+//!   key again (a revoked key is refused there). Only the instance admin
+//!   key and API keys act this way: a JWT or ticket principal is refused
+//!   (403), never sent as the admin. A module's internal endpoint (the chat
+//!   user id a stream needs) is called as the edge itself
+//!   ([`WriterLink::post_as_node`]).
 
+use super::leases::refusal;
 use super::replica::Replica;
+use super::settings::WriterKey;
 use super::writer_client::WriterClient;
+use crate::auth::{ACTING_KEY_HEADER, API_KEY_HEADER, Credential, Principal, TENANT_HEADER};
 use crate::cluster::record::BATCH_HEADER;
 use crate::error::ApiError;
+use crate::error::ErrorCode;
 use crate::http::forward::{Forward, Forwarded};
 use crate::http::service::Peer;
 use crate::http::{Request, Response};
+use crate::modules::platform::{LinkAnswer, WriterLink};
 use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -44,6 +59,8 @@ use std::time::Duration;
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Header set on a forwarded answer given before the replica caught up.
 pub const REPLICA_LAG_HEADER: &str = "tidings-replica-lag";
+/// Largest writer answer read for a [`WriterLink`] write.
+const MAX_ACT_ANSWER_BYTES: usize = 4 << 20;
 /// `Retry-After` of a 503 for an unreachable writer.
 const UNREACHABLE_RETRY: Duration = Duration::from_secs(1);
 
@@ -62,6 +79,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// The edge's forwarding hook.
 pub struct Forwarder {
     writer: WriterClient,
+    key: WriterKey,
     replica: Arc<Replica>,
     reachable: Arc<AtomicBool>,
 }
@@ -72,9 +90,16 @@ impl Forwarder {
 
     /// Forwards to `writer`, waits on `replica`, records in `reachable`
     /// whether the writer answered.
-    pub fn new(writer: WriterClient, replica: Arc<Replica>, reachable: Arc<AtomicBool>) -> Self {
+    /// [`WriterLink`] writes are sent with `key`.
+    pub fn new(
+        writer: WriterClient,
+        key: WriterKey,
+        replica: Arc<Replica>,
+        reachable: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             writer,
+            key,
             replica,
             reachable,
         }
@@ -83,6 +108,16 @@ impl Forwarder {
     async fn send(&self, mut request: Request) -> Result<Response, ApiError> {
         let body = request.body_bytes().await?;
         let outbound = self.outbound(&request, body)?;
+        let (response, lagging) = self.exchange(outbound).await?;
+        Ok(relay(response, lagging))
+    }
+
+    /// Sends `outbound` to the writer; its response, and whether the
+    /// replica still lacked the response's batch after [`Self::REPLICA_WAIT`].
+    async fn exchange(
+        &self,
+        outbound: http::Request<Full<Bytes>>,
+    ) -> Result<(http::Response<Incoming>, bool), ApiError> {
         let sent = tokio::time::timeout(FORWARD_TIMEOUT, self.writer.http.request(outbound)).await;
         let response = match sent {
             Ok(Ok(response)) => response,
@@ -94,7 +129,91 @@ impl Forwarder {
             Some(batch) => !self.replica_holds(batch).await,
             None => false,
         };
-        Ok(relay(response, lagging))
+        Ok((response, lagging))
+    }
+
+    /// A write of `principal` as the equivalent request to the writer.
+    async fn act(
+        &self,
+        principal: &Principal,
+        method: Method,
+        path: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, ApiError> {
+        let acting = match &principal.credential {
+            Credential::Admin => None,
+            Credential::Key(key) => Some(key.hash.clone()),
+            Credential::Token(_) | Credential::Ticket(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "only API keys and the admin key write this way",
+                ));
+            }
+        };
+        let call = Call {
+            tenant: principal.tenant,
+            acting,
+            method,
+            path,
+        };
+        self.call(call, headers, body).await
+    }
+
+    /// Sends `call` with the edge's key; the writer's `data`, once the
+    /// replica holds the batch it reported (up to [`Self::REPLICA_WAIT`]).
+    async fn call(
+        &self,
+        call: Call,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, ApiError> {
+        let Call {
+            tenant,
+            acting,
+            method,
+            path,
+        } = call;
+        let uri =
+            self.writer.address.uri(&path).map_err(|err| {
+                ApiError::internal(format!("sending {path} to the writer: {err}"))
+            })?;
+        let value = |text: &str| {
+            HeaderValue::from_str(text).map_err(|err| ApiError::internal(err.to_string()))
+        };
+        headers.insert(
+            HeaderName::from_static(API_KEY_HEADER),
+            value(self.key.expose())?,
+        );
+        headers.insert(
+            HeaderName::from_static(TENANT_HEADER),
+            value(&tenant.to_string())?,
+        );
+        if let Some(hash) = acting {
+            headers.insert(HeaderName::from_static(ACTING_KEY_HEADER), value(&hash)?);
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let mut outbound = http::Request::new(Full::new(body));
+        *outbound.method_mut() = method;
+        *outbound.uri_mut() = uri;
+        *outbound.headers_mut() = headers;
+        let (response, _lagging) = self.exchange(outbound).await?;
+        let (parts, body) = response.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_ACT_ANSWER_BYTES);
+        let bytes = limited
+            .collect()
+            .await
+            .map_err(|err| self.unreachable(&format!("its answer broke off: {err}")))?
+            .to_bytes();
+        if !parts.status.is_success() {
+            return Err(refusal(parts.status, &parts.headers, &bytes));
+        }
+        let data =
+            data_of(&bytes).ok_or_else(|| ApiError::internal("the writer's answer has no data"))?;
+        Ok(http::Response::from_parts(parts, data))
     }
 
     /// The request as it goes to the writer.
@@ -161,6 +280,39 @@ impl Forwarder {
     }
 }
 
+/// A request the edge sends to the writer with its own key.
+struct Call {
+    /// The tenant it acts on.
+    tenant: uuid::Uuid,
+    /// The hash of the API key it acts as, if any (else the admin).
+    acting: Option<String>,
+    method: Method,
+    path: String,
+}
+
+impl WriterLink for Forwarder {
+    fn post_as_node(&self, tenant: uuid::Uuid, path: String, body: Bytes) -> LinkAnswer<'_> {
+        let call = Call {
+            tenant,
+            acting: None,
+            method: Method::POST,
+            path,
+        };
+        Box::pin(self.call(call, HeaderMap::new(), body))
+    }
+
+    fn send<'a>(
+        &'a self,
+        principal: &'a Principal,
+        method: Method,
+        path: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> LinkAnswer<'a> {
+        Box::pin(self.act(principal, method, path, headers, body))
+    }
+}
+
 impl Forward for Forwarder {
     fn forwards(&self, head: &http::request::Parts) -> bool {
         let writes = !matches!(head.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -171,6 +323,13 @@ impl Forward for Forwarder {
     fn forward(&self, request: Request) -> Forwarded<'_> {
         Box::pin(self.send(request))
     }
+}
+
+/// The JSON of `data` in a `{"data": …}` answer.
+fn data_of(body: &[u8]) -> Option<Bytes> {
+    let mut answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let data = answer.get_mut("data")?.take();
+    serde_json::to_vec(&data).ok().map(Bytes::from)
 }
 
 /// Whether a query names an Engine.IO session request (`EIO=`).

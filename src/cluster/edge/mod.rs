@@ -11,6 +11,10 @@
 //!   a batch is in the stream);
 //! * [`forward`]: writes and admin requests go to the writer
 //!   ([`writer_client`]), answered once the replica holds them;
+//! * [`leases`]: ticket claims and per-user stream slots, leased from
+//!   the writer and renewed while the stream lives;
+//! * [`counts`]: the modules' per-node counters shared over core NATS (the
+//!   writer runs it too);
 //! * [`status`]: `/readyz` and `/metrics`.
 //!
 //! What runs on an edge: the follower, a flush of the replica every
@@ -27,8 +31,10 @@
 //! the record is in the replica.
 
 pub mod bootstrap;
+pub mod counts;
 pub mod follower;
 pub mod forward;
+pub mod leases;
 pub mod position;
 pub mod replica;
 pub mod settings;
@@ -56,8 +62,8 @@ use tokio::sync::oneshot;
 use writer_client::WriterClient;
 
 /// What an edge answers (503) to a change submitted on it: its requests
-/// that write are forwarded, so this reaches only writes made outside a
-/// forwarded request (a ticket's first use, a WebSocket publish).
+/// that write are forwarded and its stream admissions lease from the
+/// writer, so this reaches only writes made outside a forwarded request.
 pub const REFUSAL: &str = "this node is an edge; writes go to the writer";
 /// How often the replica is flushed (when it changed).
 pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
@@ -69,6 +75,7 @@ pub struct Edge {
     settings: EdgeSettings,
     nats: async_nats::Client,
     writer: WriterClient,
+    leases: leases::WriterLeases,
 }
 
 /// The parts of the core an edge feeds.
@@ -83,12 +90,16 @@ pub struct Fed {
     pub registry: Arc<Registry>,
     /// Server phases (the edge's tasks end on stop).
     pub lifecycle: Arc<Lifecycle>,
+    /// Where applied records reach the modules' memory.
+    pub feed: Arc<crate::modules::platform::ReplicaFeed>,
 }
 
 /// A serving edge, as the rest of the server sees it.
 pub struct Running {
     /// The forwarding hook of the HTTP service.
     pub forward: Arc<dyn Forward>,
+    /// Writes made outside a forwarded request, for the modules.
+    pub link: Arc<dyn crate::modules::platform::WriterLink>,
     /// The edge's part of `/readyz` and `/metrics`.
     pub probe: Arc<dyn EdgeProbe>,
     /// Resolves with the reason when the edge cannot go on (the replica is
@@ -107,11 +118,28 @@ impl Edge {
             .await
             .map_err(|err| StartupError::Config(format!("--nats: {err}")))?;
         let writer = WriterClient::new(settings.writer.clone())?;
+        let leases = leases::WriterLeases::new(writer.clone(), settings.writer_key.clone());
         Ok(Self {
             settings,
             nats,
             writer,
+            leases,
         })
+    }
+
+    /// Where the edge's streams take ticket sessions and per-user slots.
+    pub fn grants(&self) -> Arc<dyn crate::auth::leases::Grants> {
+        Arc::new(self.leases.clone())
+    }
+
+    /// The NATS connection (for the modules' shared counts).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// The name of the cluster's stream.
+    pub fn stream(&self) -> &str {
+        &self.settings.stream
     }
 
     /// Opens the edge's store in `dir`, fetching the writer's data first
@@ -134,7 +162,12 @@ impl Edge {
     /// Starts following the stream into the replica in `fed`, with the
     /// edge's other tasks on `background`.
     pub fn start(self, fed: Fed, background: &Background) -> Result<Running, StoreError> {
-        let replica = Arc::new(Replica::new(fed.store.clone(), fed.hub, fed.durable)?);
+        let replica = Arc::new(Replica::new(
+            fed.store.clone(),
+            fed.hub,
+            fed.durable,
+            fed.feed,
+        )?);
         let progress = Arc::new(Progress::default());
         let writer_reachable = Arc::new(AtomicBool::new(true));
         let follower = Follower {
@@ -161,6 +194,11 @@ impl Edge {
             fed.store,
             fed.lifecycle.clone(),
         ));
+        background.spawn(
+            self.leases
+                .clone()
+                .renew_until_stopped(fed.lifecycle.clone()),
+        );
         let stopping = fed.lifecycle.clone();
         background.spawn(forward::watch_writer(
             self.writer.clone(),
@@ -168,8 +206,12 @@ impl Edge {
             WRITER_CHECK_PERIOD,
             async move { stopping.stopping().await },
         ));
-        let forward =
-            forward::Forwarder::new(self.writer, replica.clone(), writer_reachable.clone());
+        let forward = Arc::new(forward::Forwarder::new(
+            self.writer,
+            self.settings.writer_key.clone(),
+            replica.clone(),
+            writer_reachable.clone(),
+        ));
         let probe = status::EdgeStatus {
             replica,
             progress,
@@ -177,7 +219,8 @@ impl Edge {
             writer_reachable,
         };
         Ok(Running {
-            forward: Arc::new(forward),
+            link: forward.clone(),
+            forward,
             probe: Arc::new(probe),
             ended,
         })

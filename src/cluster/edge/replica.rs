@@ -17,6 +17,11 @@
 //!   refetched): [`Replica::flush_every`] flushes in the background and the
 //!   server flushes at shutdown; after a crash the replica holds some
 //!   earlier batch, never a mix, and continues from there;
+//! * the modules' memory follows the replica: a record's operations under
+//!   a module's key prefix are handed to it ([`ReplicaFeed`]) once they are
+//!   in the store and before the record's events are published or its
+//!   number reported, so a client that waited for batch n (a forwarded
+//!   write) finds the module's memory as of n;
 //! * one caller applies (the follower); anyone may read the number.
 
 use crate::auth::layout as auth_layout;
@@ -26,6 +31,7 @@ use crate::core::hub::{FanOut, Hub};
 use crate::core::lifecycle::Lifecycle;
 use crate::core::log::{DurableMark, LogEvent};
 use crate::core::store::{Op, Store, StoreError, WriteBatch, decode_u64, layout};
+use crate::modules::platform::ReplicaFeed;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,14 +68,22 @@ pub struct Replica {
     applied: watch::Sender<u64>,
     records: AtomicU64,
     auth_changed: Notify,
+    feed: Arc<ReplicaFeed>,
 }
 
 impl Replica {
     /// The replica in `store`, publishing to `hub` (whose durable mark is
-    /// `durable`, seeded with the store's newest id).
-    pub fn new(store: Store, hub: Arc<Hub>, durable: Arc<DurableMark>) -> Result<Self, StoreError> {
+    /// `durable`, seeded with the store's newest id), handing the modules'
+    /// operations to `feed`.
+    pub fn new(
+        store: Store,
+        hub: Arc<Hub>,
+        durable: Arc<DurableMark>,
+        feed: Arc<ReplicaFeed>,
+    ) -> Result<Self, StoreError> {
         let applied = stored_batch(&store)?;
         Ok(Self {
+            feed,
             store,
             hub,
             durable,
@@ -111,10 +125,21 @@ impl Replica {
         }
         let touches_auth = record.ops.iter().any(|(key, _)| is_auth_record(key));
         let events = appended_events(&record.ops, self.durable.get());
+        let modules: Vec<Op> = record
+            .ops
+            .iter()
+            .filter(|(key, _)| self.feed.wants(key))
+            .cloned()
+            .collect();
         let batch = replica_batch(record);
         let number = batch.number;
+        let feed = self.feed.clone();
         self.store
-            .run(move |store| store.apply_blocking(&batch.writes))
+            .run(move |store| {
+                store.apply_blocking(&batch.writes)?;
+                feed.applied(&modules);
+                Ok(())
+            })
             .await?;
         if let Some(newest) = events.last() {
             self.durable.raise(newest.id());
@@ -224,7 +249,11 @@ mod tests {
         let store = Store::open(&dir.join("db"), 1 << 20).unwrap();
         let durable = Arc::new(DurableMark::new(Ulid::nil()));
         let hub = Hub::new(store.clone(), durable.clone(), HubLimits::minimal());
-        (Replica::new(store, hub.clone(), durable).unwrap(), hub)
+        let feed = Arc::new(ReplicaFeed::default());
+        (
+            Replica::new(store, hub.clone(), durable, feed).unwrap(),
+            hub,
+        )
     }
 
     /// A record like the writer's: events of `TOPIC` with these ids, the

@@ -119,13 +119,12 @@ impl Namespace for ChannelsNamespace {
             .and_then(|auth| auth.get("token"))
             .and_then(Value::as_str);
         let authenticator = &self.module.core.auth;
-        let admitted = authenticator
-            .authenticate_socket(handshake.headers(), token)
-            .and_then(|principal| {
-                let reader = super::api::reader_of(&principal, crate::auth::api_keys::Scope::Read)?;
-                Ok((reader, authenticator.admit(principal, None)?))
-            });
-        let (reader, admission) = admitted.map_err(refusal)?;
+        let admitted = async {
+            let principal = authenticator.authenticate_socket(handshake.headers(), token)?;
+            let reader = super::api::reader_of(&principal, crate::auth::api_keys::Scope::Read)?;
+            Ok::<_, ApiError>((reader, authenticator.admit(principal, None).await?))
+        };
+        let (reader, admission) = admitted.await.map_err(refusal)?;
         let socket = ChannelSocket {
             module: self.module.clone(),
             tenant: admission.principal.tenant,

@@ -8,12 +8,15 @@
 //! and ends at the id of the user-topic `RoomDeleted` event (or of the
 //! room-topic `RoomDeleted` when the room was deleted); at most
 //! [`MAX_SPANS`] spans are kept per user and room (the oldest dropped), and
-//! they are kept after the membership ended or the room was deleted.
+//! they are kept after the membership ended or the room was deleted. A
+//! read that needs a user's id ([`user_id`]) commits only when the user is
+//! missing; on a cluster's edge the writer creates it ([`USERS_PATH`]).
 
 use super::layout::{self, Counter};
 use crate::core::store::{Store, StoreError, decode_u64};
 use crate::core::writer::{Change, Footprint, Writer};
 use crate::error::ApiError;
+use crate::modules::platform::ModuleContext;
 use ulid::Ulid;
 use uuid::Uuid;
 
@@ -87,6 +90,63 @@ pub fn find_user(store: &Store, tenant: Uuid, sub: &str) -> Result<Option<u64>, 
         .map(|bytes| decode_u64(&bytes)))
 }
 
+/// The internal endpoint through which an edge has the writer create a
+/// user's id (the instance admin key only, i.e. an edge's `--writer-key`).
+pub const USERS_PATH: &str = "/admin/v1/cluster/chat/users";
+
+/// The body of [`USERS_PATH`]: the JWT subject.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct UserInput {
+    /// The subject.
+    pub sub: String,
+}
+
+/// The body of [`USERS_PATH`]'s answer (its `data`).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOutput {
+    /// The subject's numeric id.
+    pub user_id: u64,
+}
+
+/// The user's numeric id for a read (a stream, `GET /me`): read from the
+/// store, so a user who exists costs no commit; when missing, created on
+/// the writer (on a cluster's edge through `link`, answered once the
+/// replica holds it).
+pub async fn user_id(core: &ModuleContext, tenant: Uuid, sub: &str) -> Result<u64, ApiError> {
+    check_sub(sub)?;
+    let wanted = sub.to_string();
+    let found = core
+        .read("reading chat users failed", move |store| {
+            find_user(store, tenant, &wanted)
+                .map_err(|err| err.into_api("reading chat users failed"))
+        })
+        .await?;
+    match (found, core.writer_link.as_deref()) {
+        (Some(user), _) => Ok(user),
+        (None, None) => ensure_user(&core.writer, tenant, sub).await,
+        (None, Some(link)) => {
+            let body = serde_json::to_vec(&UserInput { sub: sub.into() })
+                .map_err(|err| ApiError::internal(err.to_string()))?;
+            let answer = link
+                .post_as_node(tenant, USERS_PATH.into(), body.into())
+                .await?;
+            let output: UserOutput = serde_json::from_slice(answer.body())
+                .map_err(|err| ApiError::internal(format!("the writer's user id: {err}")))?;
+            Ok(output.user_id)
+        }
+    }
+}
+
+/// 400 for an empty subject (no JWT carries one) or one over [`MAX_SUB_BYTES`].
+fn check_sub(sub: &str) -> Result<(), ApiError> {
+    if sub.is_empty() {
+        return Err(ApiError::validation("a user's `sub` is never empty")
+            .with_details(serde_json::json!({ "field": "sub" })));
+    }
+    crate::field_limits::check_len("sub", sub, MAX_SUB_BYTES)
+}
+
 /// The user's numeric id, created through the writer when missing.
 pub async fn ensure_user(writer: &Writer, tenant: Uuid, sub: &str) -> Result<u64, ApiError> {
     let sub = sub.to_string();
@@ -100,11 +160,7 @@ pub async fn ensure_user(writer: &Writer, tenant: Uuid, sub: &str) -> Result<u64
 /// The user id of `sub` inside a change, created when missing; 400 for an
 /// empty subject (no JWT carries one) or one over [`MAX_SUB_BYTES`].
 pub fn resolve_user(change: &mut Change<'_>, tenant: &Uuid, sub: &str) -> Result<u64, ApiError> {
-    if sub.is_empty() {
-        return Err(ApiError::validation("a user's `sub` is never empty")
-            .with_details(serde_json::json!({ "field": "sub" })));
-    }
-    crate::field_limits::check_len("sub", sub, MAX_SUB_BYTES)?;
+    check_sub(sub)?;
     let key = layout::user_by_sub(tenant, sub);
     if let Some(bytes) = change.get(&key)? {
         return Ok(decode_u64(&bytes));

@@ -1,6 +1,8 @@
 //! REST handlers of memberships and users: list a room's members, add one
 //! (by user id or JWT subject), change a role, remove one, join a public
-//! room, leave, and `GET /me` (the caller's numeric id).
+//! room, leave, `GET /me` (the caller's numeric id), and the internal
+//! `POST /admin/v1/cluster/chat/users` through which an edge has the writer
+//! create a user's id.
 //!
 //! Invariants: adding or joining twice answers the existing member with 200
 //! (201 only when the membership began); the writes are [`super::members`]'
@@ -34,6 +36,7 @@ pub(super) fn routes(router: &mut Router, chat: &Arc<ChatModule>) {
     router.route_with(Method::POST, "/api/v1/rooms/{roomId}/join", chat, join);
     router.route_with(Method::POST, "/api/v1/rooms/{roomId}/leave", chat, leave);
     router.route_with(Method::GET, "/api/v1/me", chat, me);
+    router.route_with(Method::POST, directory::USERS_PATH, chat, ensure_user);
 }
 
 /// 201 when the membership began, 200 when it already was.
@@ -163,12 +166,31 @@ async fn me(api: Arc<ChatModule>, request: Request) -> Result<Response, ApiError
     let (user, sub) = match caller {
         Caller::Backend => (0, None),
         Caller::User(sub) => {
-            let user = directory::ensure_user(&api.core.writer, principal.tenant, &sub).await?;
+            let user = directory::user_id(&api.core, principal.tenant, &sub).await?;
             (user, Some(sub))
         }
     };
     Ok(response::data(
         StatusCode::OK,
         &json!({ "userId": user, "sub": sub }),
+    ))
+}
+
+/// `POST /admin/v1/cluster/chat/users` `{"sub"}`, the instance admin key
+/// only (an edge's `--writer-key`, for a stream of a user it has no id for
+/// yet): the subject's id in the tenant, created when missing.
+async fn ensure_user(api: Arc<ChatModule>, mut request: Request) -> Result<Response, ApiError> {
+    let principal = api.core.auth.authenticate(&request)?;
+    if !principal.is_instance_admin() {
+        return Err(ApiError::new(
+            crate::error::ErrorCode::Forbidden,
+            "this endpoint is the cluster's own: the instance admin key only",
+        ));
+    }
+    let input: directory::UserInput = request.json().await?;
+    let user_id = directory::ensure_user(&api.core.writer, principal.tenant, &input.sub).await?;
+    Ok(response::data(
+        StatusCode::OK,
+        &directory::UserOutput { user_id },
     ))
 }

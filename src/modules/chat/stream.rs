@@ -75,8 +75,8 @@ async fn open(module: Arc<ChatModule>, mut request: Request) -> Result<Response,
         Start::Live => None,
     };
     let tenant = principal.tenant;
-    let admission = auth.admit(principal, None)?;
-    let user = directory::ensure_user(&module.core.writer, tenant, &sub).await?;
+    let admission = auth.admit(principal, None).await?;
+    let user = directory::user_id(&module.core, tenant, &sub).await?;
     let runtime = WsRuntime {
         settings: module.core.ws(),
         hub: module.core.hub.clone(),

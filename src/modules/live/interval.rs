@@ -14,7 +14,8 @@
 //! * a closed interval's body is written once (`v` row) and never changed;
 //!   the newest closed interval (`c` row) only grows;
 //! * hearts and discounts go into the newest interval of a close, the view
-//!   count into every full interval; a close that does not commit gives its
+//!   count (this node's viewers plus the other nodes' latest, see
+//!   [`super::viewers`]) into every full interval; a close that does not commit gives its
 //!   counts back (see `state.rs`);
 //! * the bodies a close deletes (older than the retention) are covered by
 //!   the stream's expired mark in the same change ([`expire_through`]);
@@ -101,7 +102,10 @@ async fn close_one(
     viewers_since: u64,
     span: (u64, u64),
 ) -> Option<u64> {
-    let harvest = Arc::new(stream.harvest(viewers_since));
+    let mut harvest = stream.harvest(viewers_since);
+    harvest.viewers = super::viewers::total(module, &stream, harvest.viewers);
+    stream.set_viewer_count(harvest.viewers);
+    let harvest = Arc::new(harvest);
     let (work, taken) = (stream.clone(), harvest.clone());
     let committed = module
         .core

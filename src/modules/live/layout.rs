@@ -111,6 +111,38 @@ pub fn answer(tenant: &Uuid, quiz: &Uuid, subject: &str) -> Vec<u8> {
     key
 }
 
+/// A key of the module taken apart: tenant, kind byte, the id after the
+/// kind (a stream's or a quiz's) and what follows it.
+pub struct KeyParts<'a> {
+    /// The tenant.
+    pub tenant: Uuid,
+    /// The kind byte (`s`, `c`, `x`, `i`, `v`, `q`, `a`).
+    pub kind: u8,
+    /// The stream or quiz id.
+    pub id: Uuid,
+    /// The bytes after the id (an interval, a subject, …).
+    pub rest: &'a [u8],
+}
+
+/// Takes apart a key under [`prefix`]; `None` for any other key.
+pub fn parse(key: &[u8]) -> Option<KeyParts<'_>> {
+    let rest = key.strip_prefix(prefix().as_slice())?;
+    let tenant = Uuid::from_slice(rest.get(..16)?).ok()?;
+    let kind = *rest.get(16)?;
+    let id = Uuid::from_slice(rest.get(17..33)?).ok()?;
+    Some(KeyParts {
+        tenant,
+        kind,
+        id,
+        rest: &rest[33..],
+    })
+}
+
+/// The interval a body key's rest names.
+pub fn interval_in(rest: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +163,17 @@ mod tests {
             item_interval(&prefix, &item(&tenant, &stream, 750, 9)),
             Some(750)
         );
+    }
+
+    #[test]
+    fn keys_parse_back_into_their_parts() {
+        let (tenant, stream) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let key = body(&tenant, &stream, 1_000);
+        let parts = parse(&key).unwrap();
+        assert_eq!((parts.tenant, parts.kind, parts.id), (tenant, b'v', stream));
+        assert_eq!(interval_in(parts.rest), Some(1_000));
+        assert!(parse(&answer(&tenant, &stream, "sub")).is_some_and(|p| p.rest == b"sub"));
+        assert!(parse(b"slive\0short").is_none());
+        assert!(parse(b"other").is_none());
     }
 }

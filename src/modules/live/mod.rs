@@ -12,7 +12,9 @@
 //! * [`quiz`]: opening, answering and closing quizzes (a durable timer);
 //! * `poll`: the read path; `api`: the write side and the snapshot;
 //!   `recovery`: loading streams at start; `prune`: removing expired
-//!   intervals and closed quizzes' answer rows.
+//!   intervals and closed quizzes' answer rows; `follow`: on a cluster's
+//!   edge, memory following the replica (there is no after-commit hook);
+//! * [`viewers`]: viewer counts summed over a cluster's nodes.
 //!
 //! Invariants: a closed interval's bytes are built once, stored, and served
 //! unchanged forever (from memory or the store), also across restarts, or
@@ -26,6 +28,7 @@
 //! before its change commits).
 
 mod api;
+mod follow;
 pub mod interval;
 pub mod items;
 pub mod layout;
@@ -35,6 +38,7 @@ mod prune;
 pub mod quiz;
 mod recovery;
 pub mod state;
+pub mod viewers;
 
 use crate::core::log::namespace::Namespace;
 use crate::core::writer::Change;
@@ -103,6 +107,9 @@ pub struct LiveModule {
     /// Store reads of polls and answers in flight (the blocking pool is
     /// shared by the whole server): at most [`STORE_READERS`].
     store_reads: tokio::sync::Semaphore,
+    /// Held while streams are loaded from the store (at start, and on an
+    /// edge for each replicated record), so loads never interleave.
+    following: std::sync::Mutex<()>,
 }
 
 /// Most store reads the live routes run at once; further ones wait.
@@ -117,7 +124,13 @@ impl LiveModule {
             streams: Streams::default(),
             started_ms: crate::core::clock::unix_millis(),
             store_reads: tokio::sync::Semaphore::new(STORE_READERS),
+            following: std::sync::Mutex::new(()),
         }
+    }
+
+    /// Excludes other loads of streams from the store while held.
+    fn following(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.following.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A stream in memory built from its record.
@@ -300,6 +313,11 @@ impl Module for LiveModule {
         );
     }
 
+    /// On an edge: memory follows the replica (see `follow`).
+    fn replicated(&self, ops: &[&crate::core::store::Op]) {
+        follow::replicated(self, ops);
+    }
+
     fn start(self: Arc<Self>, background: &Background) {
         let module = self.clone();
         let registered = self
@@ -312,6 +330,7 @@ impl Module for LiveModule {
         if let Err(err) = registered {
             tracing::error!(error = %err, "the live module's quiz timer could not be registered");
         }
+        self.core.shared.contribute(self.clone());
         if let Err(err) = recovery::load(&self) {
             tracing::error!(error = %err, "live streams could not be loaded; they answer 404 until a restart");
         }

@@ -277,9 +277,24 @@ impl LiveStream {
         count
     }
 
+    /// Distinct viewers seen since `since_ms` (nothing forgotten).
+    pub fn viewers_since(&self, since_ms: u64) -> u64 {
+        lock(&self.viewers)
+            .values()
+            .filter(|seen| **seen >= since_ms)
+            .count() as u64
+    }
+
     /// Distinct viewers as of the last close (what the newest interval says).
     pub fn viewer_count(&self) -> u64 {
         self.viewer_count.load(Ordering::Acquire)
+    }
+
+    /// Sets what [`LiveStream::viewer_count`] says: the whole cluster's
+    /// count of the last close (on the writer as it closes, on an edge from
+    /// the replicated interval).
+    pub fn set_viewer_count(&self, count: u64) {
+        self.viewer_count.store(count, Ordering::Release);
     }
 
     /// Marks `viewer`'s chat as waiting for the writer until the guard

@@ -171,7 +171,7 @@ async fn open(module: &TicketsModule, request: &Request, feed: Feed) -> Result<R
     check_roles(&settings.notification_roles, token_roles(&principal))?;
     let user = principal.name.clone();
     let slot = module.streams.acquire(tenant, &user)?;
-    let admission = module.core.auth.admit(principal, None)?;
+    let admission = module.core.auth.admit(principal, None).await?;
     let subscription = module
         .core
         .hub

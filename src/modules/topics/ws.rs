@@ -24,10 +24,14 @@ use crate::core::hub::Start;
 use crate::core::log::read::Gap;
 use crate::core::log::{LogEvent, TopicRef};
 use crate::error::{ApiError, ErrorCode};
+use crate::http::response::REPLAYED_HEADER;
 use crate::http::{Request, Response};
 use crate::modules::idempotency::{self, Reply};
+use crate::modules::platform::WriterLink;
 use crate::transport::ws::{self, Outcome, Session, WsProtocol, WsRuntime};
 use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::borrow::Cow;
@@ -62,7 +66,8 @@ pub(super) async fn open(api: Arc<TopicsApi>, mut request: Request) -> Result<Re
     let admission = api
         .core
         .auth
-        .admit(api.core.auth.authenticate(&request)?, None)?;
+        .admit(api.core.auth.authenticate(&request)?, None)
+        .await?;
     let runtime = WsRuntime {
         settings: api.core.ws(),
         hub: api.core.hub.clone(),
@@ -175,6 +180,12 @@ impl TopicsProtocol {
         let topic =
             TopicRef::new(principal.tenant, &name).map_err(|e| fail(ApiError::validation(e)))?;
         principal.require(Scope::Publish).map_err(fail)?;
+        if let Some(link) = &self.api.core.writer_link {
+            let reply = via_writer(link.as_ref(), principal, &name, event)
+                .await
+                .map_err(fail)?;
+            return Ok(self.published(&reply, reference));
+        }
         let field = idempotency::take_field(&mut event);
         let key = idempotency::from_field(field).map_err(fail)?;
         let claim = publish_claim(&self.api, key, principal, &topic, &event);
@@ -182,13 +193,50 @@ impl TopicsProtocol {
         let reply = commit_events(&self.api, topic, principal.name.clone(), inputs, claim)
             .await
             .map_err(fail)?;
-        let mut published = json!({ "op": "published", "event": published_event(&reply) });
+        Ok(self.published(&reply, reference))
+    }
+
+    /// The `published` frame of a publish's reply.
+    fn published(&self, reply: &Reply, reference: Option<Value>) -> Value {
+        let mut published = json!({ "op": "published", "event": published_event(reply) });
         if reply.replayed {
             published["replayed"] = Value::Bool(true);
             self.api.core.metrics.idempotent_replay();
         }
-        Ok(with_ref(published, reference))
+        with_ref(published, reference)
     }
+}
+
+/// On a cluster's edge: the publish as the writer's
+/// `POST /api/v1/topics/{topic}/events` of the same key (and
+/// `Idempotency-Key`), answered once the edge's replica holds the event.
+async fn via_writer(
+    link: &dyn WriterLink,
+    principal: &Principal,
+    name: &str,
+    mut event: Value,
+) -> Result<Reply, ApiError> {
+    let field = idempotency::take_field(&mut event);
+    parse_events(event.clone(), 1)?;
+    let mut headers = HeaderMap::new();
+    if let Some(Value::String(key)) = &field {
+        let value = HeaderValue::from_str(key)
+            .map_err(|_| ApiError::validation("the idempotency key is not a header value"))?;
+        headers.insert(idempotency::HEADER, value);
+    }
+    idempotency::from_field(field)?;
+    let segment: String = utf8_percent_encode(name, NON_ALPHANUMERIC).collect();
+    let path = format!("/api/v1/topics/{segment}/events");
+    let body = serde_json::to_vec(&event)
+        .map_err(|err| ApiError::internal(format!("encoding a publish: {err}")))?;
+    let answer = link
+        .send(principal, Method::POST, path, headers, body.into())
+        .await?;
+    Ok(Reply {
+        status: answer.status(),
+        replayed: answer.headers().contains_key(REPLAYED_HEADER),
+        body: answer.into_body(),
+    })
 }
 
 fn unsubscribe(session: &mut Session<'_>, name: String, reference: Option<Value>) -> Value {
