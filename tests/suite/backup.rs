@@ -272,11 +272,18 @@ async fn an_online_backup_under_load_restores_a_consistent_cut_whose_ids_keep_in
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before: Vec<usize> = publishers
-        .iter()
-        .map(|(acked, _)| acked.lock().unwrap().len())
-        .collect();
+    // Until every publisher has had a write acknowledged (at most 10 s).
+    let started = std::time::Instant::now();
+    let before: Vec<usize> = loop {
+        let counts: Vec<usize> = publishers
+            .iter()
+            .map(|(acked, _)| acked.lock().unwrap().len())
+            .collect();
+        if counts.iter().all(|&n| n > 0) || started.elapsed() > Duration::from_secs(10) {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let chat_before = chat_acked.lock().unwrap().len();
     assert!(before.iter().all(|&n| n > 0), "the load runs: {before:?}");
     let temp = tempfile::tempdir().unwrap();
