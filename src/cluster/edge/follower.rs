@@ -33,6 +33,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A consumer nobody reads for this long is removed by the server.
 const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
+/// How long one pull request waits for messages before another is sent.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// The server's idle heartbeat on a pull request: two missed mean the
+/// consumer is gone (its node died or froze) and the round ends, so the
+/// next one makes a consumer on a live node within about twice this.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How far the stream is, as the follower last saw it.
 #[derive(Debug, Default)]
@@ -189,6 +195,9 @@ impl Follower {
             .await
             .map_err(|err| format!("creating a consumer: {err}"))?;
         consumer
+            .stream()
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
             .messages()
             .await
             .map_err(|err| format!("reading from the consumer: {err}"))
