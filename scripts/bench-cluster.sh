@@ -21,8 +21,8 @@
 # missing; when that is impossible the script prints SKIPPED and exits 0).
 # Environment: TIDINGS (binary, default target/release/tidings, built when
 # missing), KEEP=1 keeps the temporary directory with the logs.
-# Ports used on 127.0.0.1: 18222 (NATS), 18090 (single), 18091 (writer),
-# 18092-18093 (edges).
+# Ports used on 127.0.0.1: 18322 (NATS), 18190 (single), 18191 (writer),
+# 18192-18193 (edges).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +33,7 @@ if [ ${#FLAGS[@]} -eq 0 ]; then
 fi
 PIDS=()
 WORK=$(mktemp -d /tmp/bench-cluster.XXXXXX)
-NATS_URL=nats://127.0.0.1:18222
+NATS_URL=nats://127.0.0.1:18322
 
 skip() { echo "SKIPPED: $*"; exit 0; }
 NAME=bench-cluster
@@ -53,7 +53,7 @@ ensure_nats() {
 
 check_ports_free() {
   local port
-  for port in 18222 18090 18091 18092 18093; do
+  for port in 18322 18190 18191 18192 18193; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       die "port $port on 127.0.0.1 is in use; stop what listens there first"
     fi
@@ -73,16 +73,16 @@ serve() {
 ready() { curl -sf -o /dev/null "http://127.0.0.1:$1/readyz"; }
 
 start_nodes() {
-  nats-server -js -a 127.0.0.1 -p 18222 -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+  nats-server -js -a 127.0.0.1 -p 18322 -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
   PIDS+=($!)
-  wait_for bash -c '(exec 3<>/dev/tcp/127.0.0.1/18222)'
-  serve single 18090
-  serve writer 18091 --nats "$NATS_URL"
+  wait_for bash -c '(exec 3<>/dev/tcp/127.0.0.1/18322)'
+  serve single 18190
+  serve writer 18191 --nats "$NATS_URL"
   local key
   key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["adminKey"])' "$WORK/writer/config.json")
-  for port in 18092 18093; do
+  for port in 18192 18193; do
     serve "edge-$port" "$port" --role edge --nats "$NATS_URL" \
-      --writer http://127.0.0.1:18091 --writer-key "$key"
+      --writer http://127.0.0.1:18191 --writer-key "$key"
     wait_for ready "$port"
   done
 }
@@ -96,9 +96,9 @@ main() {
   fi
   start_nodes
   echo "== tidings bench cluster ${FLAGS[*]}"
-  "$TIDINGS" bench cluster --url http://127.0.0.1:18091 --data-dir "$WORK/writer" \
-    --edge http://127.0.0.1:18092 --edge http://127.0.0.1:18093 \
-    --single http://127.0.0.1:18090 --single-data-dir "$WORK/single" --quiet "${FLAGS[@]}"
+  "$TIDINGS" bench cluster --url http://127.0.0.1:18191 --data-dir "$WORK/writer" \
+    --edge http://127.0.0.1:18192 --edge http://127.0.0.1:18193 \
+    --single http://127.0.0.1:18190 --single-data-dir "$WORK/single" --quiet "${FLAGS[@]}"
 }
 
 main
