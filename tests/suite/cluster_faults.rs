@@ -54,6 +54,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(20);
 const SETTLE: Duration = Duration::from_secs(40);
 /// Pause between two publishes of one publisher.
 const PUBLISH_PAUSE: Duration = Duration::from_millis(40);
+/// The writer's and the edges' log filter: the cluster's steps in detail
+/// (a failure prints every log).
+const CLUSTER_LOG: &str = "info,tidings::cluster=debug";
 /// How long a frozen or stopped component stays so.
 const OUTAGE: Duration = Duration::from_secs(3);
 
@@ -451,6 +454,7 @@ impl Nodes {
             .args(&["--listen", listen, "--retention", "cf/=10000000,3650d"])
             .args(&["--nats-replicas", "3", "--nats-max-bytes", STREAM_MAX_BYTES])
             .args(&flags)
+            .env("RUST_LOG", CLUSTER_LOG)
     }
 
     /// Starts (or restarts) the writer on its data directory and port.
@@ -468,7 +472,8 @@ impl Nodes {
             .data_dir(&self.edge_dir(index))
             .args(&["--role", "edge", "--writer", &self.writer.base])
             .args(&["--writer-key", &key])
-            .args(&flags);
+            .args(&flags)
+            .env("RUST_LOG", CLUSTER_LOG);
         block_in_place(|| builder.start())
     }
 }
@@ -608,7 +613,7 @@ impl Scenario {
                 assert!(
                     Instant::now() < deadline,
                     "{what}: {probe} never reached {subscriber:?}\n{}",
-                    self.logs()
+                    self.report()
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -625,15 +630,9 @@ impl Scenario {
         logs
     }
 
-    /// The warnings and errors the writer and the edges logged.
-    fn warnings(&self) -> String {
-        self.logs()
-            .lines()
-            .filter(|line| {
-                line.starts_with("---") || line.contains(" WARN ") || line.contains(" ERROR ")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+    /// What the writer, the edges and every NATS node logged (a failure's report).
+    fn report(&self) -> String {
+        format!("{}\n--- nats ---\n{}", self.logs(), self.nodes.nats.logs())
     }
 
     fn reconnects(&self) -> u32 {
@@ -654,6 +653,11 @@ impl Scenario {
             Fault::OldCursor => self.resume_old_cursor().await,
             Fault::SecondWriter => self.start_second_writer().await,
         };
+        eprintln!(
+            "fault {}: recovered in {:.2}s",
+            fault.name(),
+            took.as_secs_f64()
+        );
         self.recoveries.push((fault, took));
     }
 
@@ -880,8 +884,13 @@ impl Scenario {
             .iter()
             .map(|topic| self.shared.acked(topic).len())
             .sum();
+        let verdict = if worst <= RECOVERY_LIMIT {
+            "pass"
+        } else {
+            "too slow"
+        };
         eprintln!(
-            "cluster faults: {name}: pass; {acked} events acknowledged, {} subscribers; recoveries {}; worst {:.2}s (final {:.2}s, {:.2}s)",
+            "cluster faults: {name}: {verdict}; {acked} events acknowledged, {} subscribers; recoveries {}; worst {:.2}s (final {:.2}s, {:.2}s)",
             self.subscribers.len(),
             summary.join(" "),
             worst.as_secs_f64(),
@@ -891,9 +900,9 @@ impl Scenario {
         for (fault, took) in &self.recoveries {
             assert!(
                 *took <= RECOVERY_LIMIT,
-                "{} took {took:?}; warnings:\n{}",
+                "{} took {took:?}; logs:\n{}",
                 fault.name(),
-                self.warnings()
+                self.report()
             );
         }
     }
