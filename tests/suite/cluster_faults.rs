@@ -588,12 +588,38 @@ impl Scenario {
     /// Publishes a fresh event per topic and returns the time from `since`
     /// until every subscriber has it.
     async fn recovery(&self, since: Instant, tag: &str) -> Duration {
+        let probes = self.probes(tag).await;
+        self.wait_delivered(&self.subscribers, &probes, tag).await;
+        since.elapsed()
+    }
+
+    /// A fresh event per topic, acknowledged by the writer.
+    async fn probes(&self, tag: &str) -> Vec<(&'static str, String)> {
         let mut probes = Vec::new();
         for topic in TOPICS {
             probes.push((topic, publish_acked(&self.shared, topic, tag).await.0));
         }
-        self.wait_delivered(&self.subscribers, &probes, tag).await;
-        since.elapsed()
+        probes
+    }
+
+    /// When every subscriber held the probe of its topic, if that was
+    /// before `deadline` (a measurement: nothing is asserted).
+    async fn delivered_by(&self, probes: &[(&str, String)], deadline: Instant) -> Option<Instant> {
+        loop {
+            let all = self.subscribers.iter().all(|subscriber| {
+                probes
+                    .iter()
+                    .filter(|(topic, _)| *topic == subscriber.topic)
+                    .all(|(_, probe)| subscriber.has(probe))
+            });
+            if all {
+                return Some(Instant::now());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until each of `subscribers` holds the probe of its topic.
@@ -705,14 +731,29 @@ impl Scenario {
 
     /// SIGSTOP a follower of the stream for [`OUTAGE`], then SIGCONT.
     /// Timed from the thaw (while a follower is frozen, nats-server 2.9 may
-    /// hold the whole stream for seconds: see the module's notes).
+    /// hold the whole stream for seconds: see the module's notes); whether
+    /// events published during the freeze reached every subscriber before
+    /// the thaw is measured and printed.
     async fn freeze_follower(&mut self) -> Duration {
         let leader = self.leader().await;
         let follower = (leader + 1) % self.nodes.nats.nodes.len();
         self.nodes.nats.nodes[follower].stop();
-        tokio::time::sleep(OUTAGE).await;
+        let frozen = Instant::now();
+        let probes = self.probes("while-follower-frozen").await;
+        let during = self.delivered_by(&probes, frozen + OUTAGE).await;
+        tokio::time::sleep(OUTAGE.saturating_sub(frozen.elapsed())).await;
         self.nodes.nats.nodes[follower].cont();
         let thawed = Instant::now();
+        match during {
+            Some(at) => eprintln!(
+                "fault follower-frozen: while frozen, fresh events reached every subscriber in {:.2}s",
+                (at - frozen).as_secs_f64()
+            ),
+            None => eprintln!(
+                "fault follower-frozen: while frozen, fresh events had not reached every subscriber at the thaw ({:.2}s): held",
+                frozen.elapsed().as_secs_f64()
+            ),
+        }
         self.recovery(thawed, "after-follower-thaw").await
     }
 
