@@ -429,9 +429,20 @@ struct Nodes {
     writer_port: u16,
     nats: NatsCluster,
     dir: tempfile::TempDir,
+    /// What the writers and edges that were replaced had logged.
+    ended: String,
 }
 
 impl Nodes {
+    /// Starts a new writer on the writer's data directory and port,
+    /// keeping the log of the one it replaces.
+    fn restart_writer(&mut self) {
+        let log = self.writer.stderr();
+        self.ended
+            .push_str(&format!("--- writer (replaced) ---\n{log}"));
+        self.writer = Self::start_writer(&self.nats, &self.writer_dir(), self.writer_port);
+    }
+
     fn writer_dir(&self) -> PathBuf {
         self.dir.path().join("writer")
     }
@@ -527,6 +538,7 @@ impl Scenario {
             writer_port,
             nats,
             dir,
+            ended: String::new(),
         };
         let shared = Arc::new(Shared {
             writer: nodes.writer.base.clone(),
@@ -649,7 +661,8 @@ impl Scenario {
     }
 
     fn logs(&self) -> String {
-        let mut logs = format!("--- writer ---\n{}", self.nodes.writer.stderr());
+        let mut logs = self.nodes.ended.clone();
+        logs.push_str(&format!("--- writer ---\n{}", self.nodes.writer.stderr()));
         for (index, edge) in self.nodes.edges.iter().enumerate() {
             if let Some(edge) = edge {
                 logs.push_str(&format!("--- edge {index} ---\n{}", edge.stderr()));
@@ -696,6 +709,10 @@ impl Scenario {
         let mut edge = self.nodes.edges[0].take().unwrap();
         block_in_place(|| edge.kill());
         let killed = Instant::now();
+        let log = edge.stderr();
+        self.nodes
+            .ended
+            .push_str(&format!("--- edge 0 (killed) ---\n{log}"));
         let took = self.recovery(killed, "after-edge-kill").await;
         let survivor = self.nodes.edges[1].as_ref().unwrap().base.clone();
         for subscriber in self.subscribers.iter().filter(|s| s.preferred == 0) {
@@ -790,11 +807,7 @@ impl Scenario {
             reconnects,
             "streams stay open without the writer"
         );
-        self.nodes.writer = Nodes::start_writer(
-            &self.nodes.nats,
-            &self.nodes.writer_dir(),
-            self.nodes.writer_port,
-        );
+        self.nodes.restart_writer();
         let restarted = Instant::now();
         self.recovery(restarted, "after-writer-restart").await
     }
@@ -880,11 +893,7 @@ impl Scenario {
             .status()
             .unwrap();
         assert!(copied.success());
-        self.nodes.writer = Nodes::start_writer(
-            &self.nodes.nats,
-            &self.nodes.writer_dir(),
-            self.nodes.writer_port,
-        );
+        self.nodes.restart_writer();
         let restarted = Instant::now();
         let took = self.recovery(restarted, "after-copy").await;
         let second = block_in_place(|| {
