@@ -48,6 +48,8 @@ pub enum Scenario {
     SocketIo(super::socketio::args::SocketIoArgs),
     /// Tickets (spec 004): notification streams under ticket changes, SLA breaches due at once, inbox reads.
     Tickets(super::tickets::args::TicketsArgs),
+    /// The fanout load on a single node, then on a cluster (publishing to the writer, subscribers spread over the edges): delivery rate and p50/p99 compared.
+    Cluster(super::scenario::cluster::ClusterArgs),
     /// Internal: hosts subscribers for a coordinating bench process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     Worker,

@@ -77,11 +77,14 @@ fn specs_of(job: &GroupJob) -> Result<Vec<SubscriberSpec>, BenchError> {
                 Ok(SubscriberSpec {
                     topics: vec![topic as u32],
                     source: Source::Topic(job.topics[topic].clone()),
+                    server: (!job.edges.is_empty())
+                        .then(|| job.edges[index % job.edges.len()].clone()),
                 })
             }
             Some(users) => Ok(SubscriberSpec {
                 topics: users.layout.rooms_of(index),
                 source: Source::ChatUser(users.token(index)?),
+                server: None,
             }),
         })
         .collect()

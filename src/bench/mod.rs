@@ -13,7 +13,9 @@
 //! joined to a channel's posts room on Tidings and on the Node.js
 //! socket.io reference, side by side: broadcast, idle memory, reconnect
 //! with sync), `tickets` (users on their ticket notification streams under
-//! ticket changes, SLA breaches falling due in one second, inbox reads).
+//! ticket changes, SLA breaches falling due in one second, inbox reads),
+//! `cluster` (the fanout load on a single node, then on a cluster: the
+//! writer takes the publishes, the edges hold the subscribers; compared).
 //!
 //! Run it against a server started separately (`http://`, or `https://` with
 //! `--ca-file PEM` or `--insecure`), for example:
@@ -34,6 +36,7 @@
 //! tidings bench tickets --mode notify --users 10000 --rate 500 --change mixed
 //! tidings bench tickets --mode sla --tickets 100000 --due 10000 --due-in 120s --sla-unit 1s
 //! tidings bench tickets --mode inbox --users 1000 --notifications 100000 --readers 50
+//! tidings bench cluster --url http://writer:8080 --edge http://edge1:8080 --edge http://edge2:8080 --single http://single:8080 --subscribers 2000 --rate 500
 //! ```
 //!
 //! The admin key comes from `--api-key` or from `DATA_DIR/config.json`. The
@@ -139,6 +142,7 @@ async fn run_scenario(scenario: Scenario) -> Result<(), BenchError> {
         Scenario::Chat(args) => scenario::chat::run(args).await,
         Scenario::SocketIo(args) => scenario::socketio::run(args).await,
         Scenario::Tickets(args) => scenario::tickets::run(args).await,
+        Scenario::Cluster(args) => scenario::cluster::run(args).await,
         Scenario::Worker => workers::worker_main(),
     }
 }

@@ -37,6 +37,11 @@ pub struct GroupJob {
     /// rooms (the topics, by index).
     #[serde(default)]
     pub chat: Option<Box<ChatUsers>>,
+    /// The servers subscribers stream from instead of `target` (a
+    /// cluster's edges; publishes still go to `target`): subscriber `i`
+    /// uses `edges[i % edges.len()]`; empty: every one uses `target`.
+    #[serde(default)]
+    pub edges: Vec<Target>,
 }
 
 impl GroupJob {

@@ -149,6 +149,9 @@ pub struct SubscriberSpec {
     pub topics: Vec<u32>,
     /// The stream it reads.
     pub source: Source,
+    /// The server it streams from when not the group's (a cluster edge;
+    /// its streams are HTTP/1.1 connections of their own).
+    pub server: Option<Target>,
 }
 
 /// The stream a subscriber reads.
@@ -326,9 +329,13 @@ async fn open(
 ) -> Result<StreamConn, BenchError> {
     let attempt = async {
         match &spec.source {
-            Source::Topic(topic) => {
-                StreamConn::open(&ctx.target, ctx.transport, topic, after, ctx.h2.as_ref()).await
-            }
+            Source::Topic(topic) => match &spec.server {
+                Some(edge) => StreamConn::open(edge, ctx.transport, topic, after, None).await,
+                None => {
+                    StreamConn::open(&ctx.target, ctx.transport, topic, after, ctx.h2.as_ref())
+                        .await
+                }
+            },
             Source::ChatUser(token) => StreamConn::open_chat(&ctx.target, token, after).await,
         }
     };

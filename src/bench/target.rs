@@ -68,6 +68,20 @@ impl Target {
         })
     }
 
+    /// The servers at `urls` with the credentials and trust of `args` (a
+    /// cluster's edges: they share the writer's keys).
+    pub async fn resolve_all(args: &ServerArgs, urls: &[String]) -> Result<Vec<Self>, BenchError> {
+        let mut targets = Vec::with_capacity(urls.len());
+        for url in urls {
+            let args = ServerArgs {
+                url: url.clone(),
+                ..args.clone()
+            };
+            targets.push(Self::resolve(&args).await?);
+        }
+        Ok(targets)
+    }
+
     /// `https` for a TLS target, else `http`.
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }

@@ -46,10 +46,13 @@ pub const WINDOW: usize = 256;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Acknowledged rows deleted together (fewer when nothing else is in flight).
 const DELETE_EVERY: u64 = 64;
-/// How long a JetStream request (and an acknowledgement) may take.
-const API_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the connection is checked; two missed pings mean it is dead.
-const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a JetStream request (and an acknowledgement) may take: short,
+/// as on edges, so a publish or reconnect sent to a stream leader that died
+/// gives way within seconds to one that reaches the newly elected leader.
+const API_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the connection is checked; two missed pings mean it is dead
+/// (a frozen server is left for another within about twice this; edges too).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// Backoff after failed attempts: 100 ms doubling up to [`MAX_BACKOFF`].
 const BACKOFF: RetryPolicy = RetryPolicy {
     base: Duration::from_millis(100),

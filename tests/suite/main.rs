@@ -22,6 +22,7 @@ mod chat_stream;
 mod claims;
 mod cli;
 mod cluster_edge;
+mod cluster_faults;
 mod cluster_leases;
 mod cluster_modules;
 mod cluster_writer;

@@ -182,6 +182,7 @@ impl Population {
             connect_timeout_ms: 0,
             h2_streams: None,
             chat: Some(Box::new(self.users.clone())),
+            edges: Vec::new(),
         };
         let started = Instant::now();
         let mut coordinator = Coordinator::start_job(job, users, &context.args.connect)?;

@@ -36,7 +36,7 @@ pub async fn run(args: ConnectionsArgs) -> Result<(), BenchError> {
     .await?;
     let mut progress = Progress::new(args.output.quiet);
     let before = fetch_rss(&target).await?;
-    let mut coordinator = Coordinator::start(&target, &args.subscribers, topics)?;
+    let mut coordinator = Coordinator::start(&target, &[], &args.subscribers, topics)?;
     let ready = coordinator.wait_ready(&mut progress, total).await?;
     coordinator.require_all_connected(total).await?;
     let held = hold(&mut coordinator, &target, None, args.hold, &mut progress).await?;

@@ -38,6 +38,9 @@ pub struct DeliveryPlan<'a> {
     pub stream: &'a StreamArgs,
     /// When to make every subscriber drop and resume (reconnect scenario).
     pub drop_after: Option<Duration>,
+    /// Base URLs subscribers stream from instead of the server (a cluster's
+    /// edges, sharing its key), in turn; empty: the server.
+    pub edges: &'a [String],
 }
 
 /// Everything measured in a delivery run.
@@ -63,7 +66,8 @@ pub async fn run(plan: DeliveryPlan<'_>) -> Result<DeliveryRun, BenchError> {
         target.discussions = discussions::create(&target, &topics).await?;
     }
     let mut progress = Progress::new(plan.output.quiet);
-    let mut coordinator = Coordinator::start(&target, subs, topics.clone())?;
+    let edges = Target::resolve_all(plan.server, plan.edges).await?;
+    let mut coordinator = Coordinator::start(&target, &edges, subs, topics.clone())?;
     coordinator
         .wait_ready(&mut progress, subs.subscribers)
         .await?;
@@ -188,9 +192,19 @@ pub fn publishing_section(
     stream: &StreamArgs,
     publish: &PublishOutcome,
 ) -> Value {
+    publishing_rows(report, "publishing", stream, publish)
+}
+
+/// [`publishing_section`] under `title` (a run with several passes).
+pub fn publishing_rows(
+    report: &mut Report,
+    title: &str,
+    stream: &StreamArgs,
+    publish: &PublishOutcome,
+) -> Value {
     let ack = Latency::of(&publish.ack);
     report.section(
-        "publishing",
+        title,
         vec![
             (
                 "target rate",
@@ -228,6 +242,11 @@ pub fn publishing_section(
 
 /// The delivery rows, JSON and verdicts of a delivery run.
 pub fn delivery_section(report: &mut Report, run: &DeliveryRun) -> Value {
+    delivery_rows(report, "delivery", run)
+}
+
+/// [`delivery_section`] under `title` (a run with several passes).
+pub fn delivery_rows(report: &mut Report, title: &str, run: &DeliveryRun) -> Value {
     let d = &run.delivery;
     let latency = Latency::of(&d.latency);
     let shout = |n: u64| {
@@ -238,7 +257,7 @@ pub fn delivery_section(report: &mut Report, run: &DeliveryRun) -> Value {
         }
     };
     report.section(
-        "delivery",
+        title,
         vec![
             (
                 "deliveries",

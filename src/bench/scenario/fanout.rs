@@ -22,6 +22,7 @@ pub async fn run(args: FanoutArgs) -> Result<(), BenchError> {
         subscribers: &args.subscribers,
         stream: &args.stream,
         drop_after: None,
+        edges: &[],
     })
     .await?;
     let mut report = Report::new("fanout", json!({}));

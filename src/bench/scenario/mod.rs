@@ -2,6 +2,7 @@
 //! naming and the [`Coordinator`] that drives subscriber groups.
 
 pub mod chat;
+pub mod cluster;
 pub mod connections;
 pub mod delivery;
 pub mod fanout;
@@ -140,9 +141,11 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Splits the subscribers into groups and starts them.
+    /// Splits the subscribers into groups and starts them; they stream
+    /// from `edges` in turn when there are any, else from `target`.
     pub fn start(
         target: &Target,
+        edges: &[Target],
         args: &SubscriberArgs,
         topics: Vec<String>,
     ) -> Result<Self, BenchError> {
@@ -156,6 +159,7 @@ impl Coordinator {
             connect_timeout_ms: 0,
             h2_streams: args.http2.then_some(args.h2_streams),
             chat: None,
+            edges: edges.to_vec(),
         };
         Self::start_job(job, args.subscribers, &args.connect)
     }

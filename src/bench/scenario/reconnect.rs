@@ -26,6 +26,7 @@ pub async fn run(args: ReconnectArgs) -> Result<(), BenchError> {
         subscribers: &args.subscribers,
         stream: &args.stream,
         drop_after: Some(args.drop_after),
+        edges: &[],
     })
     .await?;
     let mut report = Report::new("reconnect", json!({}));

@@ -2,12 +2,22 @@
 //! replica, in number order, for as long as the edge runs.
 //!
 //! Each round locates the record the replica needs next
-//! ([`super::position`]), reads the stream from there with an ephemeral,
-//! unacknowledged pull consumer, and applies every record
-//! ([`super::replica`]): duplicates are skipped; anything else (a gap, a
-//! consumer error, NATS unreachable) ends the round, and the next one
-//! starts from the replica's number again after a back-off (bounded,
-//! [`MAX_BACKOFF`]). Meanwhile the edge serves what its replica holds.
+//! ([`super::position`]: right after the last record read when there was
+//! one, so that a round after a NATS failure reads no message to find its
+//! start), reads the stream from there with an ephemeral, unacknowledged
+//! pull consumer, and applies every record ([`super::replica`]): duplicates
+//! are skipped; anything else (a gap, a consumer error, NATS unreachable)
+//! ends the round, and the next one starts from the replica's number again
+//! after a back-off (bounded, [`MAX_BACKOFF`]). Meanwhile the edge serves
+//! what its replica holds.
+//!
+//! A stalled consumer also ends the round: nats-server places an ephemeral
+//! consumer on any replica of the stream, and one placed on a replica that
+//! is still catching up (a node restarted after the stream leader died)
+//! sends heartbeats but no record until that replica has caught up, which
+//! takes seconds. When nothing arrived for [`STALL_CHECK`] while the stream
+//! leader says the stream holds more, the consumer is deleted and the next
+//! round makes a new one, on another node than the stalled one.
 //!
 //! Invariants: nothing but the replica's own number decides what is
 //! applied, so a restarted round never applies a record twice nor skips
@@ -20,7 +30,7 @@ use super::position::{self, Located};
 use super::replica::{Replica, Step};
 use crate::cluster::record::{BatchRecord, SUBJECT};
 use crate::core::lifecycle::Lifecycle;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{self, AckPolicy, Consumer, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream::Stream};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -33,6 +43,18 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A consumer nobody reads for this long is removed by the server.
 const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
+/// How long one pull request waits for messages before another is sent.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// The server's idle heartbeat on a pull request: two missed mean the
+/// consumer is gone (its node died or froze) and the round ends, so the
+/// next one makes a consumer on a live node within about twice this.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// A consumer that delivered nothing for this long is checked against the
+/// stream's state: stalled when the stream holds a record it did not send.
+const STALL_CHECK: Duration = Duration::from_secs(1);
+/// How many consumers a round makes at most to get one off the node of a
+/// stalled one.
+const PLACEMENT_TRIES: usize = 3;
 
 /// How far the stream is, as the follower last saw it.
 #[derive(Debug, Default)]
@@ -65,8 +87,22 @@ impl Progress {
 enum Ended {
     /// Worth another round after a back-off.
     Interrupted(String),
+    /// The consumer sent nothing while the stream held more: worth another
+    /// round with another consumer.
+    Stalled(String),
     /// The edge cannot go on.
     Fatal(String),
+}
+
+/// What a round leaves to the next one.
+#[derive(Debug)]
+struct Carry {
+    /// The wait after an interrupted round.
+    backoff: Duration,
+    /// The number and stream sequence of the last record read.
+    last_read: Option<(u64, u64)>,
+    /// The NATS node of the last consumer that stalled.
+    stalled_on: Option<String>,
 }
 
 /// Reads `stream` of `context` into `replica`.
@@ -85,83 +121,148 @@ impl Follower {
     /// Follows until the server stops (`Ok`) or the edge cannot go on
     /// (`Err` with the reason for the operator).
     pub async fn run(self, lifecycle: Arc<Lifecycle>) -> Result<(), String> {
-        let mut backoff = FIRST_BACKOFF;
+        let mut carry = Carry {
+            backoff: FIRST_BACKOFF,
+            last_read: None,
+            stalled_on: None,
+        };
         let mut reported = String::new();
         loop {
             let ended = tokio::select! {
-                ended = self.round(&mut backoff) => ended,
+                ended = self.round(&mut carry) => ended,
                 () = lifecycle.stopping() => return Ok(()),
             };
-            match ended {
+            let reason = match ended {
                 Ended::Fatal(reason) => return Err(reason),
-                // The same reason again (NATS still down) is not news.
-                Ended::Interrupted(reason) if reason == reported && backoff == MAX_BACKOFF => {
-                    tracing::debug!(%reason, "reading the shared log still paused");
-                }
-                Ended::Interrupted(reason) => {
-                    tracing::warn!(%reason, retry_in = ?backoff, "reading the shared log paused; this edge serves what its replica holds");
-                    reported = reason;
-                }
+                Ended::Interrupted(reason) | Ended::Stalled(reason) => reason,
+            };
+            // The same reason again (NATS still down) is not news.
+            if reason == reported && carry.backoff == MAX_BACKOFF {
+                tracing::debug!(%reason, "reading the shared log still paused");
+            } else {
+                tracing::warn!(%reason, retry_in = ?carry.backoff, "reading the shared log paused; this edge serves what its replica holds");
+                reported = reason;
             }
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(carry.backoff) => {}
                 () = lifecycle.stopping() => return Ok(()),
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            carry.backoff = (carry.backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    /// One round: locate, read, apply until something ends it. `backoff`
-    /// is reset once a record was applied.
-    async fn round(&self, backoff: &mut Duration) -> Ended {
+    /// One round: locate, read, apply until something ends it.
+    async fn round(&self, carry: &mut Carry) -> Ended {
         let stream = match self.context.get_stream_no_info(&self.stream).await {
             Ok(stream) => stream,
             Err(err) => {
                 return Ended::Interrupted(format!("opening stream {}: {err}", self.stream));
             }
         };
-        let sequence = match self.start(&stream).await {
+        let sequence = match self.start(&stream, carry).await {
             Ok(sequence) => sequence,
             Err(ended) => return ended,
         };
-        let mut messages = match self.read_from(&stream, sequence).await {
-            Ok(messages) => messages,
+        let consumer = match self
+            .consumer_at(&stream, sequence, carry.stalled_on.as_deref())
+            .await
+        {
+            Ok(consumer) => consumer,
             Err(reason) => return Ended::Interrupted(reason),
         };
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(err) => return Ended::Interrupted(format!("reading the stream: {err}")),
-            };
-            let pending = message.info().map_or(0, |info| info.pending);
-            let record = match BatchRecord::decode(&message.message.payload) {
-                Ok(record) => record,
-                Err(reason) => {
-                    return Ended::Fatal(format!(
-                        "a record of stream {} does not decode ({reason}); this edge cannot follow it",
-                        self.stream
-                    ));
-                }
-            };
-            let number = record.number;
-            match self.replica.apply(record).await {
-                Ok(Step::Gap { next }) => {
-                    return Ended::Interrupted(format!(
-                        "the stream gave batch {number} where batch {next} was due"
-                    ));
-                }
-                Ok(Step::Applied | Step::Duplicate) => *backoff = FIRST_BACKOFF,
-                Err(err) => return Ended::Fatal(format!("writing the replica failed: {err}")),
-            }
-            self.progress.saw(number + pending, self.replica.applied());
+        let ended = self.read(&stream, &consumer, sequence, carry).await;
+        if let Ended::Stalled(_) = ended {
+            let info = consumer.cached_info();
+            carry.stalled_on = node_of(info);
+            // A stall took STALL_CHECK already: the next consumer comes soon.
+            carry.backoff = FIRST_BACKOFF;
+            // Deleted now rather than when inactive: it stays stalled.
+            let _ = stream.delete_consumer(&info.name).await;
         }
-        Ended::Interrupted("the stream's consumer ended".into())
+        ended
     }
 
-    /// The sequence to read from for the replica's next batch.
-    async fn start(&self, stream: &Stream<()>) -> Result<u64, Ended> {
+    /// Applies the records `consumer` sends (from stream sequence
+    /// `sequence` on) until something ends the round.
+    async fn read(
+        &self,
+        stream: &Stream<()>,
+        consumer: &Consumer<pull::Config>,
+        mut sequence: u64,
+        carry: &mut Carry,
+    ) -> Ended {
+        let mut messages = match consumer
+            .stream()
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(err) => return Ended::Interrupted(format!("reading from the consumer: {err}")),
+        };
+        loop {
+            let message = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(err))) => {
+                    return Ended::Interrupted(format!("reading the stream: {err}"));
+                }
+                Ok(None) => return Ended::Interrupted("the stream's consumer ended".into()),
+                Err(_) => match stalled(stream, consumer, sequence).await {
+                    Some(reason) => return Ended::Stalled(reason),
+                    None => continue,
+                },
+            };
+            match self.apply(&message, carry).await {
+                Ok(read) => sequence = read + 1,
+                Err(ended) => return ended,
+            }
+        }
+    }
+
+    /// Applies the record in `message`; its stream sequence when the round
+    /// goes on.
+    async fn apply(&self, message: &jetstream::Message, carry: &mut Carry) -> Result<u64, Ended> {
+        let info = message
+            .info()
+            .map_err(|err| Ended::Interrupted(format!("a message of the stream: {err}")))?;
+        let (sequence, pending) = (info.stream_sequence, info.pending);
+        let record = BatchRecord::decode(&message.message.payload).map_err(|reason| {
+            Ended::Fatal(format!(
+                "a record of stream {} does not decode ({reason}); this edge cannot follow it",
+                self.stream
+            ))
+        })?;
+        let number = record.number;
+        match self.replica.apply(record).await {
+            Ok(Step::Gap { next }) => {
+                carry.last_read = None;
+                return Err(Ended::Interrupted(format!(
+                    "the stream gave batch {number} where batch {next} was due"
+                )));
+            }
+            Ok(Step::Applied | Step::Duplicate) => {
+                carry.backoff = FIRST_BACKOFF;
+                carry.last_read = Some((number, sequence));
+                carry.stalled_on = None;
+            }
+            Err(err) => return Err(Ended::Fatal(format!("writing the replica failed: {err}"))),
+        }
+        self.progress.saw(number + pending, self.replica.applied());
+        Ok(sequence)
+    }
+
+    /// The sequence to read from for the replica's next batch: right after
+    /// the last record read when that is the replica's last one.
+    async fn start(&self, stream: &Stream<()>, carry: &Carry) -> Result<u64, Ended> {
         let applied = self.replica.applied();
-        match position::locate(stream, applied + 1).await {
+        let located = match carry.last_read {
+            Some((number, sequence)) if number == applied => {
+                position::resume(stream, applied + 1, sequence).await
+            }
+            _ => position::locate(stream, applied + 1).await,
+        };
+        match located {
             Ok(Located::From {
                 sequence,
                 last_batch,
@@ -174,25 +275,63 @@ impl Follower {
         }
     }
 
-    /// The stream's records from `sequence` on, unacknowledged, in order.
-    async fn read_from(&self, stream: &Stream<()>, sequence: u64) -> Result<pull::Stream, String> {
-        let consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: sequence,
-                },
-                ack_policy: AckPolicy::None,
-                filter_subject: SUBJECT.into(),
-                inactive_threshold: CONSUMER_INACTIVE,
-                ..Default::default()
-            })
-            .await
-            .map_err(|err| format!("creating a consumer: {err}"))?;
-        consumer
-            .messages()
-            .await
-            .map_err(|err| format!("reading from the consumer: {err}"))
+    /// A consumer of the stream's records from `sequence` on,
+    /// unacknowledged, in order; placed elsewhere than on node `avoid` when
+    /// a few tries allow.
+    async fn consumer_at(
+        &self,
+        stream: &Stream<()>,
+        sequence: u64,
+        avoid: Option<&str>,
+    ) -> Result<Consumer<pull::Config>, String> {
+        let config = pull::Config {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: sequence,
+            },
+            ack_policy: AckPolicy::None,
+            filter_subject: SUBJECT.into(),
+            inactive_threshold: CONSUMER_INACTIVE,
+            ..Default::default()
+        };
+        let mut tries = 0;
+        loop {
+            let consumer = stream
+                .create_consumer(config.clone())
+                .await
+                .map_err(|err| format!("creating a consumer: {err}"))?;
+            tries += 1;
+            let info = consumer.cached_info();
+            if avoid.is_none() || node_of(info).as_deref() != avoid || tries == PLACEMENT_TRIES {
+                return Ok(consumer);
+            }
+            let _ = stream.delete_consumer(&info.name).await;
+        }
     }
+}
+
+/// The NATS node a consumer runs on, as its information names it.
+fn node_of(info: &consumer::Info) -> Option<String> {
+    info.cluster.as_ref()?.leader.clone()
+}
+
+/// Why `consumer`, which sent nothing for [`STALL_CHECK`] and is due to
+/// send stream sequence `sequence` next, is stalled: the stream leader
+/// says the stream holds that sequence. None when it is not (or when the
+/// stream's state cannot be had: a dead node is noticed by the heartbeats).
+async fn stalled(
+    stream: &Stream<()>,
+    consumer: &Consumer<pull::Config>,
+    sequence: u64,
+) -> Option<String> {
+    let state = stream.get_info().await.ok()?.state;
+    (state.last_sequence >= sequence).then(|| {
+        let node = node_of(consumer.cached_info()).unwrap_or_else(|| "?".into());
+        format!(
+            "the consumer on NATS node {node} sent nothing for {STALL_CHECK:?} while the stream \
+             holds sequences {sequence} to {}: that node is catching up; reading through a new consumer",
+            state.last_sequence
+        )
+    })
 }
 
 /// The operator's message for a replica older than the stream keeps.

@@ -67,6 +67,9 @@ use writer_client::WriterClient;
 pub const REFUSAL: &str = "this node is an edge; writes go to the writer";
 /// How often the replica is flushed (when it changed).
 pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+/// How long the edge waits for an answer of the JetStream API: a request
+/// that met a frozen node (or a consumer placed on one) is retried sooner.
+pub const NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the edge checks that the writer answers.
 pub const WRITER_CHECK_PERIOD: Duration = Duration::from_secs(5);
 
@@ -113,6 +116,8 @@ impl Edge {
     pub async fn connect(settings: EdgeSettings) -> Result<Self, StartupError> {
         let nats = async_nats::ConnectOptions::new()
             .name("tidings-edge")
+            .ping_interval(crate::cluster::publisher::PING_INTERVAL)
+            .request_timeout(Some(NATS_REQUEST_TIMEOUT))
             .retry_on_initial_connect()
             .connect(settings.nats.clone())
             .await

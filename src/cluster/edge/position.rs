@@ -9,12 +9,21 @@
 //! searched for (numbers grow with sequences). A reader still checks every
 //! record's number: starting early only costs duplicates, which it skips.
 //!
+//! A reader that already read the record before the wanted one knows its
+//! sequence: [`resume`] starts right after it, checked against the stream's
+//! state alone (answered by the stream leader). It reads no message, because
+//! a replica still catching up after a restart answers message reads with
+//! "JetStream system temporarily unavailable", sooner than the leader, for
+//! as long as it catches up. Message reads ([`locate`]) fall back to a
+//! direct get, which any current replica answers.
+//!
 //! Invariants: [`Located::From`] never starts after the wanted record while
 //! the stream holds it; [`Located::Gone`] is said only when the stream's
 //! first message is a later batch (retention removed the wanted one).
 
 use crate::cluster::record::BATCH_HEADER;
-use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::{RawMessageErrorKind, State, Stream};
 
 /// Where reading should start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +45,36 @@ pub enum Located {
 
 /// Where to read from for batch `wanted` (the first one a replica lacks).
 pub async fn locate<I>(stream: &Stream<I>, wanted: u64) -> Result<Located, String> {
+    let state = state_of(stream).await?;
+    locate_in(stream, &state, wanted).await
+}
+
+/// Where to read from for batch `wanted` when batch `wanted - 1` was read
+/// at stream sequence `previous`: right after it while the stream still
+/// holds it (sequences grow with numbers), found by [`locate`] otherwise
+/// (the stream was recreated, or retention reached it).
+pub async fn resume<I>(stream: &Stream<I>, wanted: u64, previous: u64) -> Result<Located, String> {
+    let state = state_of(stream).await?;
+    if state.messages == 0 || previous < state.first_sequence || previous > state.last_sequence {
+        return locate_in(stream, &state, wanted).await;
+    }
+    Ok(Located::From {
+        sequence: previous + 1,
+        last_batch: wanted - 1 + (state.last_sequence - previous),
+    })
+}
+
+/// The stream's state, as its leader tells it.
+async fn state_of<I>(stream: &Stream<I>) -> Result<State, String> {
     let info = stream
         .get_info()
         .await
         .map_err(|err| format!("reading the stream's state: {err}"))?;
-    let state = info.state;
+    Ok(info.state)
+}
+
+/// [`locate`] in a stream whose state is `state`.
+async fn locate_in<I>(stream: &Stream<I>, state: &State, wanted: u64) -> Result<Located, String> {
     if state.messages == 0 {
         return Ok(Located::From {
             sequence: state.last_sequence + 1,
@@ -112,11 +146,21 @@ async fn search<I>(
 
 /// The batch number of the message at `sequence`.
 async fn number_at<I>(stream: &Stream<I>, sequence: u64) -> Result<u64, String> {
-    let message = stream
-        .get_raw_message(sequence)
+    batch_of(&message_at(stream, sequence).await?.headers)
+}
+
+/// The message at `sequence`: asked of the stream leader, then, when that
+/// request fails (a replica that is catching up answered first that the
+/// stream is unavailable), of any replica through a direct get.
+async fn message_at<I>(stream: &Stream<I>, sequence: u64) -> Result<StreamMessage, String> {
+    let failed = match stream.get_raw_message(sequence).await {
+        Ok(message) => return Ok(message),
+        Err(err) => err,
+    };
+    stream
+        .direct_get(sequence)
         .await
-        .map_err(|err| format!("reading message {sequence}: {err}"))?;
-    batch_of(&message.headers)
+        .map_err(|err| format!("reading message {sequence}: {failed}; then directly: {err}"))
 }
 
 /// The batch number a message's headers carry.
