@@ -26,44 +26,8 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(90);
 pub fn chromium() -> Result<String, String> {
     static INSTALL: Mutex<Option<Result<String, String>>> = Mutex::new(None);
     let mut slot = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    slot.get_or_insert_with(|| {
-        let runs = |program: &str| {
-            Command::new(program)
-                .arg("--version")
-                .output()
-                .is_ok_and(|output| output.status.success())
-        };
-        if runs("chromium") {
-            return Ok("chromium".into());
-        }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("chromium is missing and installing it (apt-get) needs root".into());
-        }
-        for args in [
-            &["update", "-qq"][..],
-            &["install", "-y", "-qq", "chromium"],
-        ] {
-            let output = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .output()
-                .map_err(|err| format!("running apt-get: {err}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "apt-get {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&output.stderr)
-                ));
-            }
-        }
-        if runs("chromium") {
-            Ok("chromium".into())
-        } else {
-            Err("chromium was installed but does not run".into())
-        }
-    })
-    .clone()
+    slot.get_or_insert_with(|| crate::debian::program("chromium", "chromium"))
+        .clone()
 }
 
 /// A tiny HTTP server for one page: `GET /` is the page, `POST /report`

@@ -29,6 +29,7 @@ mod cluster_writer;
 mod coalescing;
 mod conformance;
 mod console;
+mod debian;
 mod discussions;
 mod discussions_backfill;
 mod durability;

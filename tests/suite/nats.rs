@@ -22,44 +22,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn nats_server() -> Result<String, String> {
     static INSTALL: Mutex<Option<Result<String, String>>> = Mutex::new(None);
     let mut slot = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    slot.get_or_insert_with(|| {
-        let runs = || {
-            Command::new("nats-server")
-                .arg("--version")
-                .output()
-                .is_ok_and(|output| output.status.success())
-        };
-        if runs() {
-            return Ok("nats-server".into());
-        }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("nats-server is missing and installing it (apt-get) needs root".into());
-        }
-        for args in [
-            &["update", "-qq"][..],
-            &["install", "-y", "-qq", "nats-server"],
-        ] {
-            let output = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .output()
-                .map_err(|err| format!("running apt-get: {err}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "apt-get {} failed: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&output.stderr)
-                ));
-            }
-        }
-        if runs() {
-            Ok("nats-server".into())
-        } else {
-            Err("nats-server was installed but does not run".into())
-        }
-    })
-    .clone()
+    slot.get_or_insert_with(|| crate::debian::program("nats-server", "nats-server"))
+        .clone()
 }
 
 /// Prints why a NATS test is skipped; for `let Some(x) = … else { return }`.
