@@ -799,16 +799,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_key_whose_tenant_is_gone_is_refused_and_born_revoked() {
-        let mut view = View::default();
-        let tenant = Tenant {
+    /// A tenant with a fresh id and nothing else.
+    fn some_tenant() -> Tenant {
+        Tenant {
             id: Uuid::new_v4(),
             slug: "t".into(),
             name: String::new(),
             created_at: String::new(),
             allowed_origins: AllowedOrigins::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_key_whose_tenant_is_gone_is_refused_and_born_revoked() {
+        let mut view = View::default();
+        let tenant = some_tenant();
         view.insert_tenant(tenant.clone());
         view.insert_key(key_of(tenant.id, "live"));
         view.insert_key(key_of(Uuid::new_v4(), "orphan"));
@@ -828,13 +833,7 @@ mod tests {
 
     #[test]
     fn reconciling_with_the_store_keeps_what_stayed_and_revokes_what_left() {
-        let tenant = Tenant {
-            id: Uuid::new_v4(),
-            slug: "t".into(),
-            name: String::new(),
-            created_at: String::new(),
-            allowed_origins: AllowedOrigins::default(),
-        };
+        let tenant = some_tenant();
         let realm = Realm {
             tenant: tenant.id,
             name: "r".into(),
