@@ -24,7 +24,7 @@ worst=0
 for run in $(seq "$RUNS"); do
   log=$WORK/run-$run.log
   started=$(date +%s)
-  if "$binary" --exact "$TEST" --nocapture >"$log" 2>&1 && grep -q '^cluster faults: .*: pass' "$log"; then
+  if "$binary" --exact "$TEST" --include-ignored --nocapture >"$log" 2>&1 && grep -q '^cluster faults: .*: pass' "$log"; then
     passes=$((passes + 1))
     line=$(grep '^cluster faults: ' "$log" | tail -n 1)
     held=$(grep -m 1 '^fault follower-frozen: while frozen' "$log" | sed 's/^fault follower-frozen: while frozen, //' || true)

@@ -1039,9 +1039,15 @@ async fn assert_fenced(second: &Server) {
     }
 }
 
+/// One scenario at a time: each is a 3-node NATS cluster, a writer, two
+/// edges and their clients, and several at once on two cores would measure
+/// the machine's load rather than the recoveries.
+static ONE_SCENARIO_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs the scenario with `faults` in order, each after a short steady
 /// phase, and checks the pass criteria.
 async fn run(name: &str, faults: &[Fault]) {
+    let _turn = ONE_SCENARIO_AT_A_TIME.lock().await;
     let Some(mut scenario) = Scenario::start().await else {
         return;
     };
@@ -1088,7 +1094,11 @@ async fn fault_a_second_writer_on_a_copy_is_fenced() {
     run("second writer", &[Fault::SecondWriter]).await;
 }
 
+/// Every fault in one scenario: the long run, `scripts/cluster-faults.sh`
+/// (which repeats it), not the default suite, where it would share the two
+/// cores with everything else for a minute (each fault has its test above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the long run: scripts/cluster-faults.sh"]
 async fn fault_all_in_sequence() {
     run("all faults", &Fault::ALL).await;
 }
