@@ -404,6 +404,13 @@ impl<'a> Admin<'a> {
             data["secret"].as_str().unwrap().to_string(),
         )
     }
+
+    /// Revokes key `id` of `tenant` (200 expected).
+    pub async fn revoke_key(&self, tenant: &str, id: &str) {
+        let path = format!("/admin/v1/tenants/{tenant}/keys/{id}");
+        let response = self.call(reqwest::Method::DELETE, &path, None).await;
+        assert_eq!(response.status(), 200);
+    }
 }
 
 /// A JWT with `claims`, signed by the default realm's HS256 secret from the

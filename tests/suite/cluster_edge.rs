@@ -279,14 +279,7 @@ async fn keys_created_on_the_writer_work_on_an_edge_and_revoking_one_ends_its_st
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut reader = SseReader::connected(response).await;
-    let revoked = Admin::new(&writer)
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/admin/v1/tenants/default/keys/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(revoked.status(), 200);
+    Admin::new(&writer).revoke_key("default", &id).await;
     let last = tokio::time::timeout(Duration::from_secs(5), reader.next_event())
         .await
         .expect("the stream ends after the revocation")

@@ -192,14 +192,7 @@ async fn revoking_a_key_ends_its_sse_and_websocket_streams() {
     let headers = [("x-api-key", secret.as_str())];
     let mut reader = open_sse(&server, &headers).await;
     let mut socket = open_ws(&server, &headers).await;
-    let revoked = Admin::new(&server)
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/admin/v1/tenants/default/keys/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(revoked.status(), 200);
+    Admin::new(&server).revoke_key("default", &id).await;
     let since = Instant::now();
     assert_sse_revoked(&mut reader, since).await;
     assert_ws_revoked(&mut socket).await;
