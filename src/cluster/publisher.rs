@@ -4,8 +4,12 @@
 //!
 //! It connects in the background (the server starts and commits while NATS
 //! is down) and, at every (re)connection, **reconciles** with the stream:
-//! it reads the stream's last sequence S and the batch number M of its last
-//! message (`Tidings-Batch`, 0 when empty).
+//! it reads the stream's last message, its sequence S and its batch number
+//! M (`Tidings-Batch`), both from that one message (an empty stream: its
+//! last sequence, and the outbox's first row for M). Reading them apart
+//! would pair a batch with another batch's sequence when a publish of the
+//! previous session lands in between, and a predicted sequence one too low
+//! lets the batch after a refused one in: a hole edges can never fill.
 //! * M above this writer's last durable batch, or M's message not the one
 //!   this writer has (or had) for M (message ids are digests of the
 //!   record): another writer published, or this data directory is older
@@ -240,18 +244,21 @@ impl Publisher {
             .clone();
         let outbox = self.outbox.clone();
         let first_row = self.blocking(move |store| outbox.first_row(store)).await?;
-        let batch = if state.messages > 0 {
+        // The batch and the sequence come from the same message: a publish
+        // of the previous session may land between two reads of the stream.
+        let (batch, sequence) = if state.messages > 0 {
             let tail = stream
                 .get_last_raw_message_by_subject(SUBJECT)
                 .await
                 .map_err(|err| End::Failed(format!("reading the stream's last message: {err}")))?;
             let (number, id) = tail_batch(&tail.headers)?;
             self.check_tail(number, &id).await?;
-            number
+            (number, tail.sequence)
         } else {
             // Empty (new, or everything aged out): nothing to compare with;
             // the outbox says where this writer stands.
-            first_row.map_or(self.outbox.last_durable(), |first| first - 1)
+            let batch = first_row.map_or(self.outbox.last_durable(), |first| first - 1);
+            (batch, state.last_sequence)
         };
         let start = match first_row {
             Some(first) if first > batch + 1 => {
@@ -270,7 +277,7 @@ impl Publisher {
             .await?;
         self.outbox.stream_holds(start);
         Ok(Position {
-            sequence: state.last_sequence,
+            sequence,
             batch: start,
         })
     }
