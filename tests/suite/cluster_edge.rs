@@ -1,15 +1,17 @@
 //! Cluster edges against the real binary: a writer publishing to one
 //! `nats-server`, edges bootstrapped from it that serve SSE and WebSocket
 //! from their replicas, forward writes, resume cursors across edges, restart
-//! from their replica, follow key changes, and catch up after NATS was down.
+//! from their replica, follow key changes, catch up after NATS was down, and
+//! exit (then refetch) when the stream lost a batch they need.
 //! Skipped (with the reason printed) when `nats-server` cannot be had.
 
 use crate::clients::{Admin, SseReader, WsClient, admin_key, all_ids, publish, publish_raw};
 use crate::harness::{Server, json};
-use crate::nats::{NatsCluster, skip};
+use crate::nats::{NatsCluster, connect, skip};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tidings::cluster::record::{BatchRecord, SUBJECT};
 
 /// How long an edge may take to catch up (generous: 2 shared cores).
 const CATCH_UP: Duration = Duration::from_secs(20);
@@ -323,4 +325,56 @@ async fn an_edge_started_while_nats_is_down_serves_its_replica_and_catches_up() 
     nats.wait_ready().unwrap();
     ready(&node).await;
     converges(&node, "f/1", &published).await;
+}
+
+/// A stream that lost a batch it had acknowledged (here: a record one past
+/// the next, published by hand) ends an edge with the operator's message
+/// rather than leaving it stuck on a replica that can never follow; its
+/// next start sees the hole and fetches a fresh copy from the writer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_whose_stream_lost_its_next_batch_exits_and_refetches_at_its_next_start() {
+    let Some(nats) = skip(NatsCluster::single()) else {
+        return;
+    };
+    let writer = writer(&nats);
+    let client = writer.http1();
+    let published = vec![publish(&writer, &client, "h/1", json!(0)).await];
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("edge");
+    let mut node = edge(&nats, &writer, Some(&data));
+    ready(&node).await;
+    converges(&node, "h/1", &published).await;
+    let applied = ready(&node).await["appliedBatch"].as_u64().unwrap();
+    let beyond = BatchRecord {
+        number: applied + 2,
+        ops: Vec::new(),
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Tidings-Batch", beyond.number.to_string().as_str());
+    let context = async_nats::jetstream::new(connect(&nats.urls()).await.unwrap());
+    context
+        .publish_with_headers(SUBJECT, headers, beyond.encode().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let status = node.wait_exit(CATCH_UP);
+    assert!(!status.success(), "the edge exits: {status:?}");
+    let missing = format!(
+        "lacks batch {} although it holds batch {}",
+        applied + 1,
+        applied + 2
+    );
+    assert!(node.stderr().contains(&missing), "{}", node.stderr());
+
+    let mut again = edge(&nats, &writer, Some(&data));
+    for step in [
+        "fetching a fresh copy from the writer",
+        "fetched the writer's data",
+    ] {
+        let stderr = again.stderr_once_it_contains(step);
+        assert!(stderr.contains(step), "{stderr}");
+    }
+    again.wait_exit(CATCH_UP);
 }

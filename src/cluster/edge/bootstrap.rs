@@ -11,8 +11,9 @@
 //!   admin key, tenant and realm secrets).
 //! * At every start with a replica, when NATS answers within
 //!   [`STREAM_CHECK`], the replica's next batch must still be in the
-//!   stream; if the stream begins later, the replica is replaced by a fresh
-//!   copy. When NATS does not answer, the edge serves the replica it has.
+//!   stream; if the stream begins later, or lost that batch, the replica is
+//!   replaced by a fresh copy. When NATS does not answer, the edge serves
+//!   the replica it has.
 //!
 //! Invariants: a data directory with a `config.json` holds a whole copy
 //! (the config is written last, and removed first when a copy is
@@ -20,7 +21,7 @@
 //! the backup holds the writer's store after one of its batches, and the
 //! `m batch-number` record in it says which.
 
-use super::position::{self, Located};
+use super::position::{self, Located, Lost};
 use super::replica::stored_batch;
 use super::settings::WriterKey;
 use super::writer_client::WriterClient;
@@ -61,13 +62,13 @@ pub async fn prepare(
     if dir.config_path().exists() {
         let applied =
             stored_batch(&store).map_err(|err| StartupError::io("reading the replica", err))?;
-        match stream_begins_after(source, applied + 1).await {
+        match stream_lost(source, applied + 1).await {
             None => return Ok(store),
-            Some(first) => {
+            Some(lost) => {
                 tracing::warn!(
                     applied,
-                    first,
-                    "this edge's replica is older than the stream keeps; fetching a fresh copy from the writer"
+                    ?lost,
+                    "this edge's replica cannot follow the stream (older than it keeps, or the stream lost its next batch); fetching a fresh copy from the writer"
                 );
                 forget_copy(dir, &store)?;
             }
@@ -77,15 +78,15 @@ pub async fn prepare(
     Ok(store)
 }
 
-/// The stream's first batch when it begins after `wanted`; `None` when it
-/// holds it (or will), or NATS did not say within [`STREAM_CHECK`].
-async fn stream_begins_after(source: &Source<'_>, wanted: u64) -> Option<u64> {
+/// Why the stream can no longer give batch `wanted`; `None` when it holds
+/// it (or will), or NATS did not say within [`STREAM_CHECK`].
+async fn stream_lost(source: &Source<'_>, wanted: u64) -> Option<Lost> {
     let check = async {
         let stream = source.nats.get_stream_no_info(source.stream).await.ok()?;
         position::locate(&stream, wanted).await.ok()
     };
     match tokio::time::timeout(STREAM_CHECK, check).await {
-        Ok(Some(Located::Gone { first })) => Some(first),
+        Ok(Some(Located::Lost(lost))) => Some(lost),
         Ok(_) => None,
         Err(_) => {
             tracing::warn!("NATS did not answer at start; serving the replica as it is");

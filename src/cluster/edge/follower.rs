@@ -22,11 +22,12 @@
 //! Invariants: nothing but the replica's own number decides what is
 //! applied, so a restarted round never applies a record twice nor skips
 //! one; a record the stream no longer holds ends the follower with an
-//! error (the replica is too old: the edge exits, and its next start
-//! bootstraps again), as does a record that does not decode or a replica
-//! that cannot be written (the process exits; the replica is refetched).
+//! error (the replica is too old, or the stream lost records it had
+//! acknowledged: the edge exits, and its next start bootstraps again), as
+//! does a record that does not decode or a replica that cannot be written
+//! (the process exits; the replica is refetched).
 
-use super::position::{self, Located};
+use super::position::{self, Located, Lost};
 use super::replica::{Replica, Step};
 use crate::cluster::record::{BatchRecord, SUBJECT};
 use crate::core::lifecycle::Lifecycle;
@@ -270,7 +271,9 @@ impl Follower {
                 self.progress.saw(last_batch, applied);
                 Ok(sequence)
             }
-            Ok(Located::Gone { first }) => Err(Ended::Fatal(too_old(&self.stream, applied, first))),
+            Ok(Located::Lost(lost)) => {
+                Err(Ended::Fatal(unusable_replica(&self.stream, applied, lost)))
+            }
             Err(reason) => Err(Ended::Interrupted(reason)),
         }
     }
@@ -334,11 +337,22 @@ async fn stalled(
     })
 }
 
-/// The operator's message for a replica older than the stream keeps.
-pub fn too_old(stream: &str, applied: u64, first: u64) -> String {
+/// The operator's message for a replica holding batch `applied` that
+/// cannot follow the stream any more, `lost` saying why.
+pub fn unusable_replica(stream: &str, applied: u64, lost: Lost) -> String {
+    let why = match lost {
+        Lost::Gone { first } => format!(
+            "stream {stream} now begins at batch {first}: the batches between are gone (the \
+             stream's retention)"
+        ),
+        Lost::Missing { next } => format!(
+            "stream {stream} lacks batch {} although it holds batch {next} (the stream lost \
+             batches it had acknowledged)",
+            applied + 1
+        ),
+    };
     format!(
-        "this edge's replica holds batch {applied}, but stream {stream} now begins at batch {first}: \
-         the batches between are gone (the stream's retention); restart this edge: its next start \
+        "this edge's replica holds batch {applied}, but {why}; restart this edge: its next start \
          fetches a fresh copy from the writer"
     )
 }

@@ -18,8 +18,10 @@
 //! direct get, which any current replica answers.
 //!
 //! Invariants: [`Located::From`] never starts after the wanted record while
-//! the stream holds it; [`Located::Gone`] is said only when the stream's
-//! first message is a later batch (retention removed the wanted one).
+//! the stream holds it; [`Lost::Gone`] is said only when the stream's
+//! first message is a later batch (retention removed the wanted one), and
+//! [`Lost::Missing`] only when the stream's leader holds an earlier and a
+//! later batch but not the wanted one.
 
 use crate::cluster::record::BATCH_HEADER;
 use async_nats::jetstream::message::StreamMessage;
@@ -36,10 +38,23 @@ pub enum Located {
         /// The number of the stream's last record (0: empty).
         last_batch: u64,
     },
-    /// The stream no longer holds the wanted record: its oldest is `first`.
+    /// The stream can no longer give the wanted record.
+    Lost(Lost),
+}
+
+/// Why the stream can no longer give a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// The stream no longer holds it: its oldest record is `first`.
     Gone {
         /// The number of the oldest record the stream holds.
         first: u64,
+    },
+    /// The stream holds records before and after it, but not it: a hole
+    /// (the stream lost records it had acknowledged) no reader can cross.
+    Missing {
+        /// The number of the first record after the hole.
+        next: u64,
     },
 }
 
@@ -91,7 +106,7 @@ async fn locate_in<I>(stream: &Stream<I>, state: &State, wanted: u64) -> Result<
     }
     let first = number_at(stream, state.first_sequence).await?;
     if wanted < first {
-        return Ok(Located::Gone { first });
+        return Ok(Located::Lost(Lost::Gone { first }));
     }
     let guess = state
         .last_sequence
@@ -103,7 +118,10 @@ async fn locate_in<I>(stream: &Stream<I>, state: &State, wanted: u64) -> Result<
         return Ok(from(guess));
     }
     match search(stream, state.first_sequence, state.last_sequence, wanted).await {
-        Ok(sequence) => Ok(from(sequence)),
+        Ok(sequence) => match number_at(stream, sequence).await? {
+            found if found == wanted => Ok(from(sequence)),
+            next => Ok(Located::Lost(Lost::Missing { next })),
+        },
         // A hole (a deleted message): read from the start, skipping duplicates.
         Err(Missing::Hole) => Ok(from(state.first_sequence)),
         Err(Missing::Failed(err)) => Err(err),
