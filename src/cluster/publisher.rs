@@ -24,7 +24,11 @@
 //! (timeout, disconnection, no responders, no quorum, a record larger than
 //! the server's `max_payload`), ends the session: the publisher backs off
 //! (exponentially, up to [`MAX_BACKOFF`]) and reconciles again, which tells
-//! a resend (fine) from another writer (fenced).
+//! a resend (fine) from another writer (fenced). The stream's
+//! leader-elected advisory ends the session too, and the next one starts
+//! at once: requests sent while the stream had no leader would each wait
+//! for their timeout. Ending a session anywhere is safe: the next one
+//! starts from what the stream holds.
 //!
 //! Invariants: batches reach the stream once each, in number order, with
 //! consecutive sequences (a resend of an id within the duplicate window is
@@ -40,14 +44,21 @@ use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream::Stream};
 use async_nats::{ConnectOptions, Event, ServerAddr, header};
+use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Subject prefix of JetStream's advisory that a stream elected a leader
+/// (the stream's name follows).
+const LEADER_ELECTED: &str = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED";
 /// Most batches published and not yet acknowledged.
 pub const WINDOW: usize = 256;
-/// Longest wait between two attempts after failures.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between two attempts after failures: short, because while
+/// the stream elects a leader every attempt fails after its own timeout,
+/// and a long wait on top delays the first one after the election (the
+/// cost, two attempts a second while NATS is down, is nothing).
+pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Acknowledged rows deleted together (fewer when nothing else is in flight).
 const DELETE_EVERY: u64 = 64;
 /// How long a JetStream request (and an acknowledgement) may take: short,
@@ -106,6 +117,9 @@ enum End {
     Fenced(String),
     /// Back off and reconcile again.
     Failed(String),
+    /// The stream elected a leader: reconcile with it at once (requests
+    /// sent while it had none would each wait for their timeout).
+    NewLeader,
 }
 
 impl From<StoreError> for End {
@@ -153,15 +167,36 @@ impl Publisher {
                 Err(problem) => self.back_off(problem).await,
             }
         };
+        let mut elections = self.leader_elections(context.client()).await;
         loop {
-            match self.session(&context).await {
+            let end = tokio::select! {
+                end = self.session(&context) => end,
+                Some(_) = next_election(&mut elections) => End::NewLeader,
+            };
+            match end {
                 End::Fenced(reason) => {
                     self.outbox.fence(reason);
                     return;
                 }
                 End::Failed(problem) => self.back_off(problem).await,
+                End::NewLeader => {
+                    tracing::info!(stream = %self.stream.name, "the stream has a new leader; reconciling with it");
+                }
             }
         }
+    }
+
+    /// The stream's leader-elected advisories (None when the subscription
+    /// fails: sessions then end on their own timeouts).
+    async fn leader_elections(&self, client: async_nats::Client) -> Option<async_nats::Subscriber> {
+        let subject = format!("{LEADER_ELECTED}.{}", self.stream.name);
+        client
+            .subscribe(subject)
+            .await
+            .inspect_err(
+                |err| tracing::warn!(error = %err, "cannot follow the stream's leader elections"),
+            )
+            .ok()
     }
 
     /// A client that connects (and reconnects) in the background,
@@ -443,6 +478,16 @@ fn tail_batch(headers: &header::HeaderMap) -> Result<(u64, String), End> {
         _ => Err(End::Fenced(format!(
             "the stream's last message has no {BATCH_HEADER} and message id: something else publishes to {SUBJECT}"
         ))),
+    }
+}
+
+/// The next leader-elected advisory; never, without a subscription.
+async fn next_election(
+    elections: &mut Option<async_nats::Subscriber>,
+) -> Option<async_nats::Message> {
+    match elections {
+        Some(elections) => elections.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,8 +16,9 @@
 //! is still catching up (a node restarted after the stream leader died)
 //! sends heartbeats but no record until that replica has caught up, which
 //! takes seconds. When nothing arrived for [`STALL_CHECK`] while the stream
-//! leader says the stream holds more, the consumer is deleted and the next
-//! round makes a new one, on another node than the stalled one.
+//! leader says the stream holds more (or does not answer), the consumer is
+//! deleted and the next round makes a new one, on another node than the
+//! stalled one.
 //!
 //! Invariants: nothing but the replica's own number decides what is
 //! applied, so a restarted round never applies a record twice nor skips
@@ -40,8 +41,8 @@ use std::time::Duration;
 
 /// First wait after a round ended on an error.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between rounds.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between rounds: short for the reason the writer's is ([`crate::cluster::publisher::MAX_BACKOFF`]).
+pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// A consumer nobody reads for this long is removed by the server.
 const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
 /// How long one pull request waits for messages before another is sent.
@@ -177,8 +178,10 @@ impl Follower {
             carry.stalled_on = node_of(info);
             // A stall took STALL_CHECK already: the next consumer comes soon.
             carry.backoff = FIRST_BACKOFF;
-            // Deleted now rather than when inactive: it stays stalled.
-            let _ = stream.delete_consumer(&info.name).await;
+            // Deleted now rather than when inactive (it stays stalled), on
+            // the side: the request may wait while NATS recovers.
+            let (stream, name) = (stream.clone(), info.name.clone());
+            tokio::spawn(async move { stream.delete_consumer(&name).await });
         }
         ended
     }
@@ -319,22 +322,29 @@ fn node_of(info: &consumer::Info) -> Option<String> {
 
 /// Why `consumer`, which sent nothing for [`STALL_CHECK`] and is due to
 /// send stream sequence `sequence` next, is stalled: the stream leader
-/// says the stream holds that sequence. None when it is not (or when the
-/// stream's state cannot be had: a dead node is noticed by the heartbeats).
+/// says the stream holds that sequence, or does not answer at all (while
+/// NATS recovers from a fault a consumer often hangs on a node that is
+/// catching up; a new round makes another, and its requests fail fast
+/// while the stream has no leader). None when the stream does not hold
+/// that sequence yet: nothing was due.
 async fn stalled(
     stream: &Stream<()>,
     consumer: &Consumer<pull::Config>,
     sequence: u64,
 ) -> Option<String> {
-    let state = stream.get_info().await.ok()?.state;
-    (state.last_sequence >= sequence).then(|| {
-        let node = node_of(consumer.cached_info()).unwrap_or_else(|| "?".into());
-        format!(
-            "the consumer on NATS node {node} sent nothing for {STALL_CHECK:?} while the stream \
-             holds sequences {sequence} to {}: that node is catching up; reading through a new consumer",
-            state.last_sequence
-        )
-    })
+    let node = node_of(consumer.cached_info()).unwrap_or_else(|| "?".into());
+    let quiet = format!("the consumer on NATS node {node} sent nothing for {STALL_CHECK:?}");
+    match stream.get_info().await {
+        Ok(info) if info.state.last_sequence < sequence => None,
+        Ok(info) => Some(format!(
+            "{quiet} while the stream holds sequences {sequence} to {}: that node is catching up; \
+             reading through a new consumer",
+            info.state.last_sequence
+        )),
+        Err(err) => Some(format!(
+            "{quiet} and the stream's state could not be had ({err}); reading through a new consumer"
+        )),
+    }
 }
 
 /// The operator's message for a replica holding batch `applied` that
