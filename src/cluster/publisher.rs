@@ -37,21 +37,17 @@
 
 use crate::cluster::outbox::Outbox;
 use crate::cluster::record::{BATCH_HEADER, BatchRecord, SUBJECT};
-use crate::cluster::stream::StreamSettings;
+use crate::cluster::stream::{LeaderElections, StreamSettings};
 use crate::core::store::{Store, StoreError};
 use crate::transport::webhook::backoff::RetryPolicy;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream::Stream};
 use async_nats::{ConnectOptions, Event, ServerAddr, header};
-use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Subject prefix of JetStream's advisory that a stream elected a leader
-/// (the stream's name follows).
-const LEADER_ELECTED: &str = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED";
 /// Most batches published and not yet acknowledged.
 pub const WINDOW: usize = 256;
 /// Longest wait between two attempts after failures: short, because while
@@ -167,11 +163,11 @@ impl Publisher {
                 Err(problem) => self.back_off(problem).await,
             }
         };
-        let mut elections = self.leader_elections(context.client()).await;
+        let mut elections = LeaderElections::follow(&context.client(), &self.stream.name).await;
         loop {
             let end = tokio::select! {
                 end = self.session(&context) => end,
-                Some(_) = next_election(&mut elections) => End::NewLeader,
+                () = elections.next() => End::NewLeader,
             };
             match end {
                 End::Fenced(reason) => {
@@ -184,19 +180,6 @@ impl Publisher {
                 }
             }
         }
-    }
-
-    /// The stream's leader-elected advisories (None when the subscription
-    /// fails: sessions then end on their own timeouts).
-    async fn leader_elections(&self, client: async_nats::Client) -> Option<async_nats::Subscriber> {
-        let subject = format!("{LEADER_ELECTED}.{}", self.stream.name);
-        client
-            .subscribe(subject)
-            .await
-            .inspect_err(
-                |err| tracing::warn!(error = %err, "cannot follow the stream's leader elections"),
-            )
-            .ok()
     }
 
     /// A client that connects (and reconnects) in the background,
@@ -478,16 +461,6 @@ fn tail_batch(headers: &header::HeaderMap) -> Result<(u64, String), End> {
         _ => Err(End::Fenced(format!(
             "the stream's last message has no {BATCH_HEADER} and message id: something else publishes to {SUBJECT}"
         ))),
-    }
-}
-
-/// The next leader-elected advisory; never, without a subscription.
-async fn next_election(
-    elections: &mut Option<async_nats::Subscriber>,
-) -> Option<async_nats::Message> {
-    match elections {
-        Some(elections) => elections.next().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The JetStream stream the writer publishes its batches to: its settings
-//! (`--nats-stream`, `--nats-replicas`, `--nats-max-age`, `--nats-max-bytes`)
-//! and the stream configuration they make.
+//! (`--nats-stream`, `--nats-replicas`, `--nats-max-age`, `--nats-max-bytes`),
+//! the stream configuration they make, and its leader elections (which
+//! writer and edges follow: a request sent while the stream has no leader
+//! waits for its timeout, so they start over at each new leader).
 //!
 //! Invariants: the configuration holds only fields a 2.9 server accepts
 //! (async-nats is built without its `server_2_10`+ features, so it sends
@@ -11,7 +13,12 @@
 
 use crate::cluster::record::SUBJECT;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+use futures_util::StreamExt;
 use std::time::Duration;
+
+/// Subject prefix of JetStream's advisory that a stream elected a leader
+/// (the stream's name follows).
+const LEADER_ELECTED: &str = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED";
 
 /// How long the stream remembers message ids to drop resends.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -45,6 +52,36 @@ impl StreamSettings {
             duplicate_window: DUPLICATE_WINDOW,
             ..Config::default()
         }
+    }
+}
+
+/// The leader elections of stream `name`, as `client` hears them.
+pub struct LeaderElections(Option<async_nats::Subscriber>);
+
+impl LeaderElections {
+    /// Follows the elections (none are heard when the subscription fails:
+    /// requests then end on their own timeouts).
+    pub async fn follow(client: &async_nats::Client, name: &str) -> Self {
+        let subject = format!("{LEADER_ELECTED}.{name}");
+        let subscriber = client
+            .subscribe(subject)
+            .await
+            .inspect_err(
+                |err| tracing::warn!(error = %err, "cannot follow the stream's leader elections"),
+            )
+            .ok();
+        Self(subscriber)
+    }
+
+    /// Waits for the next election (forever once the connection closed).
+    pub async fn next(&mut self) {
+        if let Some(subscriber) = &mut self.0
+            && subscriber.next().await.is_some()
+        {
+            return;
+        }
+        self.0 = None;
+        std::future::pending::<()>().await;
     }
 }
 

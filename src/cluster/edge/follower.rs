@@ -18,7 +18,10 @@
 //! takes seconds. When nothing arrived for [`STALL_CHECK`] while the stream
 //! leader says the stream holds more (or does not answer), the consumer is
 //! deleted and the next round makes a new one, on another node than the
-//! stalled one.
+//! stalled one. A leader election of the stream (JetStream's advisory)
+//! ends a round that is waiting on NATS (never one applying a record) and
+//! the next starts at once: a request sent while the stream had no leader
+//! would wait for its timeout.
 //!
 //! Invariants: nothing but the replica's own number decides what is
 //! applied, so a restarted round never applies a record twice nor skips
@@ -31,6 +34,7 @@
 use super::position::{self, Located, Lost};
 use super::replica::{Replica, Step};
 use crate::cluster::record::{BatchRecord, SUBJECT};
+use crate::cluster::stream::LeaderElections;
 use crate::core::lifecycle::Lifecycle;
 use async_nats::jetstream::consumer::{self, AckPolicy, Consumer, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream::Stream};
@@ -38,6 +42,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// First wait after a round ended on an error.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -92,6 +97,10 @@ enum Ended {
     /// The consumer sent nothing while the stream held more: worth another
     /// round with another consumer.
     Stalled(String),
+    /// The stream elected a leader: start over at once (a request sent
+    /// while it had none would wait for its timeout, and a consumer made
+    /// then may hang on a node that is catching up).
+    NewLeader,
     /// The edge cannot go on.
     Fatal(String),
 }
@@ -109,17 +118,32 @@ struct Carry {
 
 /// Reads `stream` of `context` into `replica`.
 pub struct Follower {
-    /// The JetStream context of the edge's NATS connection.
-    pub context: jetstream::Context,
-    /// The stream's name.
-    pub stream: String,
-    /// The replica it advances.
-    pub replica: Arc<Replica>,
-    /// What it saw of the stream.
-    pub progress: Arc<Progress>,
+    context: jetstream::Context,
+    stream: String,
+    replica: Arc<Replica>,
+    progress: Arc<Progress>,
+    /// Woken at each leader election of the stream.
+    elected: Arc<Notify>,
 }
 
 impl Follower {
+    /// A follower of stream `stream` on `context` (the edge's NATS
+    /// connection) into `replica`, noting what it sees in `progress`.
+    pub fn new(
+        context: jetstream::Context,
+        stream: String,
+        replica: Arc<Replica>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        Self {
+            context,
+            stream,
+            replica,
+            progress,
+            elected: Arc::new(Notify::new()),
+        }
+    }
+
     /// Follows until the server stops (`Ok`) or the edge cannot go on
     /// (`Err` with the reason for the operator).
     pub async fn run(self, lifecycle: Arc<Lifecycle>) -> Result<(), String> {
@@ -129,6 +153,7 @@ impl Follower {
             stalled_on: None,
         };
         let mut reported = String::new();
+        self.follow_elections(lifecycle.clone()).await;
         loop {
             let ended = tokio::select! {
                 ended = self.round(&mut carry) => ended,
@@ -136,6 +161,11 @@ impl Follower {
             };
             let reason = match ended {
                 Ended::Fatal(reason) => return Err(reason),
+                Ended::NewLeader => {
+                    tracing::info!(stream = %self.stream, "the stream has a new leader; reading from it");
+                    carry.backoff = FIRST_BACKOFF;
+                    continue;
+                }
                 Ended::Interrupted(reason) | Ended::Stalled(reason) => reason,
             };
             // The same reason again (NATS still down) is not news.
@@ -147,9 +177,37 @@ impl Follower {
             }
             tokio::select! {
                 () = tokio::time::sleep(carry.backoff) => {}
+                () = self.elected.notified() => {}
                 () = lifecycle.stopping() => return Ok(()),
             }
             carry.backoff = (carry.backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Wakes [`Follower::elected`]'s waiters at each leader election of
+    /// the stream, until the server stops.
+    async fn follow_elections(&self, lifecycle: Arc<Lifecycle>) {
+        let mut elections = LeaderElections::follow(&self.context.client(), &self.stream).await;
+        let elected = self.elected.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = elections.next() => elected.notify_waiters(),
+                    () = lifecycle.stopping() => return,
+                }
+            }
+        });
+    }
+
+    /// `step`'s outcome, unless the stream elects a leader first
+    /// ([`Ended::NewLeader`]); only for steps that change nothing here.
+    async fn unless_new_leader<T>(
+        &self,
+        step: impl Future<Output = Result<T, Ended>>,
+    ) -> Result<T, Ended> {
+        tokio::select! {
+            outcome = step => outcome,
+            () = self.elected.notified() => Err(Ended::NewLeader),
         }
     }
 
@@ -161,16 +219,17 @@ impl Follower {
                 return Ended::Interrupted(format!("opening stream {}: {err}", self.stream));
             }
         };
-        let sequence = match self.start(&stream, carry).await {
+        let sequence = match self.unless_new_leader(self.start(&stream, carry)).await {
             Ok(sequence) => sequence,
             Err(ended) => return ended,
         };
+        let consumer = self.consumer_at(&stream, sequence, carry.stalled_on.as_deref());
         let consumer = match self
-            .consumer_at(&stream, sequence, carry.stalled_on.as_deref())
+            .unless_new_leader(async { consumer.await.map_err(Ended::Interrupted) })
             .await
         {
             Ok(consumer) => consumer,
-            Err(reason) => return Ended::Interrupted(reason),
+            Err(ended) => return ended,
         };
         let ended = self.read(&stream, &consumer, sequence, carry).await;
         if let Ended::Stalled(_) = ended {
@@ -206,7 +265,11 @@ impl Follower {
             Err(err) => return Ended::Interrupted(format!("reading from the consumer: {err}")),
         };
         loop {
-            let message = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+            let waited = tokio::select! {
+                waited = tokio::time::timeout(STALL_CHECK, messages.next()) => waited,
+                () = self.elected.notified() => return Ended::NewLeader,
+            };
+            let message = match waited {
                 Ok(Some(Ok(message))) => message,
                 Ok(Some(Err(err))) => {
                     return Ended::Interrupted(format!("reading the stream: {err}"));

@@ -175,12 +175,12 @@ impl Edge {
         )?);
         let progress = Arc::new(Progress::default());
         let writer_reachable = Arc::new(AtomicBool::new(true));
-        let follower = Follower {
-            context: async_nats::jetstream::new(self.nats.clone()),
-            stream: self.settings.stream.clone(),
-            replica: replica.clone(),
-            progress: progress.clone(),
-        };
+        let follower = Follower::new(
+            async_nats::jetstream::new(self.nats.clone()),
+            self.settings.stream.clone(),
+            replica.clone(),
+            progress.clone(),
+        );
         let (end, ended) = oneshot::channel();
         let lifecycle = fed.lifecycle.clone();
         background.spawn(async move {
