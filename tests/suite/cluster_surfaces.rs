@@ -25,7 +25,7 @@ use crate::channels_rest::{channel, discussion};
 use crate::channels_socket::{ask, connected, next_event, quiet};
 use crate::chat_api::{Auth, Chat};
 use crate::chat_events::client::{Kind, WsClient};
-use crate::clients::{Frame, SseReader};
+use crate::clients::{Frame, SseReader, publish};
 use crate::cluster_edge::{two_edges, writer};
 use crate::discussions::Backend;
 use crate::harness::Server;
@@ -34,6 +34,7 @@ use crate::ticketing_stream::{
     LIST_UPDATES, NOTIFICATIONS, assign_new_ticket, connect, expect, next_event as next_ticket,
     user,
 };
+use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -71,27 +72,52 @@ async fn comment(node: &Server, token: &str, ticket: &Value, text: &str) -> Valu
     expect(node, Method::POST, &path, token, body, 201).await
 }
 
+/// A writer with two ready edges, and the JWTs of `agent-1` (an agent)
+/// and `ann` (fields in drop order: the servers before NATS).
+struct Desk {
+    writer: Server,
+    a: Server,
+    b: Server,
+    agent: String,
+    ann: String,
+    _nats: NatsCluster,
+}
+
+impl Desk {
+    /// `None` (after printing why) when `nats-server` cannot be had.
+    async fn start() -> Option<Self> {
+        let nats = skip(NatsCluster::single())?;
+        let writer = writer(&nats);
+        let (a, b) = two_edges(&nats, &writer, &[]).await;
+        Some(Self {
+            agent: user(&writer, "agent-1", &["agent"]),
+            ann: user(&writer, "ann", &[]),
+            writer,
+            a,
+            b,
+            _nats: nats,
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_ticket_made_through_one_edge_notifies_on_the_other_and_its_cursor_resumes_across() {
-    let Some(nats) = skip(NatsCluster::single()) else {
+    let Some(desk) = Desk::start().await else {
         return;
     };
-    let writer = writer(&nats);
-    let (a, b) = two_edges(&nats, &writer, &[]).await;
-    let agent = user(&writer, "agent-1", &["agent"]);
-    let ann = user(&writer, "ann", &[]);
-    let (mut on_b, _) = connect(&b, NOTIFICATIONS, &ann, None).await;
-    let (mut list_on_b, _) = connect(&b, LIST_UPDATES, &ann, None).await;
+    let (a, b, agent, ann) = (&desk.a, &desk.b, &desk.agent, &desk.ann);
+    let (mut on_b, _) = connect(b, NOTIFICATIONS, ann, None).await;
+    let (mut list_on_b, _) = connect(b, LIST_UPDATES, ann, None).await;
 
-    let ticket = assign_new_ticket(&a, &agent, "ann", "VPN down").await;
+    let ticket = assign_new_ticket(a, agent, "ann", "VPN down").await;
     let path = format!("/ticket/{}", ticket["id"].as_str().unwrap());
-    let read_back = expect(&a, Method::GET, &path, &agent, None, 200).await;
+    let read_back = expect(a, Method::GET, &path, agent, None, 200).await;
     assert_eq!(
         read_back["title"], "VPN down",
         "read back on edge A at once"
     );
-    let mention = comment(&a, &agent, &ticket, "@ann please look").await;
-    let plain = comment(&a, &agent, &ticket, "rebooted the gateway").await;
+    let mention = comment(a, agent, &ticket, "@ann please look").await;
+    let plain = comment(a, agent, &ticket, "rebooted the gateway").await;
 
     let delivered = notifications(&mut on_b, 3).await;
     let ids: Vec<String> = kinds(&delivered).into_iter().map(|(id, _)| id).collect();
@@ -119,7 +145,7 @@ async fn a_ticket_made_through_one_edge_notifies_on_the_other_and_its_cursor_res
 
     // B's cursor after the assignment, resumed on A: exactly the two
     // comments, then what happens next (a status change through B).
-    let (mut on_a, positioned) = connect(&a, NOTIFICATIONS, &ann, Some(&ids[0])).await;
+    let (mut on_a, positioned) = connect(a, NOTIFICATIONS, ann, Some(&ids[0])).await;
     assert_eq!(positioned.id.as_ref(), Some(&ids[0]));
     assert_eq!(
         kinds(&notifications(&mut on_a, 2).await),
@@ -127,10 +153,10 @@ async fn a_ticket_made_through_one_edge_notifies_on_the_other_and_its_cursor_res
     );
     let status = Some(json!({ "status": "open" }));
     expect(
-        &b,
+        b,
         Method::PUT,
         &format!("{path}/status"),
-        &agent,
+        agent,
         status,
         200,
     )
@@ -146,15 +172,12 @@ async fn a_ticket_made_through_one_edge_notifies_on_the_other_and_its_cursor_res
     // the edge, and read back there.
     let count = "/ticket/notification/count";
     let unread = json!({ "unread": 4, "total": 4 });
-    assert_eq!(
-        expect(&b, Method::GET, count, &ann, None, 200).await,
-        unread
-    );
+    assert_eq!(expect(b, Method::GET, count, ann, None, 200).await, unread);
     let all = Some(json!({ "all": true }));
-    let marked = expect(&b, Method::PUT, "/ticket/notification/read", &ann, all, 200).await;
+    let marked = expect(b, Method::PUT, "/ticket/notification/read", ann, all, 200).await;
     assert_eq!(marked, json!({ "updated": 4, "unread": 0 }));
     let none = json!({ "unread": 0, "total": 4 });
-    assert_eq!(expect(&b, Method::GET, count, &ann, None, 200).await, none);
+    assert_eq!(expect(b, Method::GET, count, ann, None, 200).await, none);
 }
 
 /// Opens `discussion`'s stream on `node` with `ticket` (and `Last-Event-ID`).
@@ -375,4 +398,56 @@ async fn sockets_on_the_edges_get_posts_and_messages_written_anywhere_and_lose_a
     assert_eq!(left["args"][0]["reason"]["code"], "FORBIDDEN");
     assert_eq!(texts(&envelopes(&mut polling, 1).await), ["without ann"]);
     quiet(&mut default, Duration::from_millis(500)).await;
+}
+
+/// Publishes `count` events to `topic` on `writer`, 16 at a time.
+async fn fill(writer: &Server, topic: &str, count: usize) {
+    let client = writer.http1();
+    let publishes = futures_util::stream::iter(0..count)
+        .map(|n| publish(writer, &client, topic, json!(n)))
+        .buffer_unordered(16);
+    let ids: Vec<String> = publishes.collect().await;
+    assert_eq!(ids.len(), count);
+}
+
+#[tokio::test]
+async fn a_cursor_from_an_edge_ahead_resumes_exactly_on_an_edge_still_catching_up() {
+    let Some(desk) = Desk::start().await else {
+        return;
+    };
+    let Desk {
+        writer,
+        a,
+        b,
+        agent,
+        ann,
+        ..
+    } = &desk;
+    let (mut on_a, _) = connect(a, NOTIFICATIONS, ann, None).await;
+    // B falls behind by some thousand batches, A follows: ann's cursor on
+    // A is one B has yet to apply when she reconnects there.
+    b.signal(libc::SIGSTOP);
+    fill(writer, "filler", 1500).await;
+    assign_new_ticket(writer, agent, "ann", "while B slept").await;
+    let cursor = notifications(&mut on_a, 1).await[0].id.clone().unwrap();
+    let resumed = async {
+        let started = Instant::now();
+        let opened = connect(b, NOTIFICATIONS, ann, Some(&cursor)).await;
+        (opened, started.elapsed())
+    };
+    let wake = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.signal(libc::SIGCONT);
+    };
+    let (((mut on_b, positioned), waited), ()) = tokio::join!(resumed, wake);
+    println!("the resume on edge B was answered after {waited:?}");
+    assert_eq!(positioned.id.as_ref(), Some(&cursor));
+    assign_new_ticket(writer, agent, "ann", "after").await;
+    let next = next_ticket(&mut on_b).await;
+    assert_eq!(next.event, "notification", "no reset: {next:?}");
+    assert_eq!(
+        next.json()["title"],
+        "after",
+        "nothing twice, nothing missed"
+    );
 }
