@@ -6,7 +6,10 @@
 //! * Tickets (spec 004): a ticket created and commented through edge A
 //!   notifies its assignee on edge B (notification and list-update
 //!   streams); the notification cursor of B resumes on A; the inbox reads
-//!   on an edge and is marked read through it.
+//!   on an edge and is marked read through it. A cursor from an edge that
+//!   is ahead resumes exactly on an edge still catching up (stopped while
+//!   1 500 batches went by): the edge waits for its replica to reach the
+//!   cursor instead of answering `reset` `unknown`.
 //! * Discussions (spec 000): a stream ticket minted through an edge opens
 //!   the discussion's stream on the other; comments posted through an edge
 //!   arrive there; the same ticket resumes the session with
