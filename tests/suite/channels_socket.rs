@@ -29,7 +29,7 @@ fn jwt(auth: &Auth) -> String {
 }
 
 /// A connected client of user `auth`: waits for `connect`.
-async fn connected(server: &Server, auth: &Auth) -> Option<WsClient> {
+pub(crate) async fn connected(server: &Server, auth: &Auth) -> Option<WsClient> {
     let mut client = client(server, json!({ "token": jwt(auth) }))?;
     let line = client.line().await;
     assert!(line.get("connect").is_some(), "{line}");
@@ -37,7 +37,12 @@ async fn connected(server: &Server, auth: &Auth) -> Option<WsClient> {
 }
 
 /// Emits `event` with `payload`; returns the ack's first argument.
-async fn ask(client: &mut WsClient, line: &mut u64, event: &str, payload: Value) -> Value {
+pub(crate) async fn ask(
+    client: &mut WsClient,
+    line: &mut u64,
+    event: &str,
+    payload: Value,
+) -> Value {
     client.send(&json!({ "emit": event, "args": [payload] }).to_string());
     *line += 1;
     loop {
@@ -53,7 +58,7 @@ async fn ask(client: &mut WsClient, line: &mut u64, event: &str, payload: Value)
 }
 
 /// The next server event (skipping the engine's upgrade notice).
-async fn next_event(client: &mut WsClient) -> Value {
+pub(crate) async fn next_event(client: &mut WsClient) -> Value {
     loop {
         let got = client.line().await;
         if got.get("event").is_some() {
@@ -64,7 +69,7 @@ async fn next_event(client: &mut WsClient) -> Value {
 }
 
 /// Asserts no server event arrives within `wait`.
-async fn quiet(client: &mut WsClient, wait: Duration) {
+pub(crate) async fn quiet(client: &mut WsClient, wait: Duration) {
     while let Some(got) = client.line_within(wait).await {
         assert!(got.get("upgrade").is_some(), "expected nothing, got {got}");
     }

@@ -69,6 +69,15 @@ impl<'a> Chat<'a> {
         }
     }
 
+    /// The same backend calling `server` (another node of a cluster).
+    pub fn on<'b>(&self, server: &'b Server) -> Chat<'b> {
+        Chat {
+            server,
+            client: server.http1(),
+            backend: self.backend.clone(),
+        }
+    }
+
     pub fn user(&self, sub: &str) -> Auth {
         Auth::User(token(self.server, sub))
     }

@@ -28,14 +28,14 @@ const EVENT_TYPES: [&str; 14] = [
 ];
 
 /// A backend calling the discussions API with one API key.
-struct Backend<'a> {
+pub(crate) struct Backend<'a> {
     server: &'a Server,
     client: reqwest::Client,
     key: String,
 }
 
 impl<'a> Backend<'a> {
-    fn new(server: &'a Server) -> Self {
+    pub(crate) fn new(server: &'a Server) -> Self {
         Self::with_key(server, admin_key(server))
     }
 
@@ -70,7 +70,7 @@ impl<'a> Backend<'a> {
         (status, json(response).await)
     }
 
-    async fn post(&self, path: &str, user: Option<&str>, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, user: Option<&str>, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, user, Some(body))
             .await
     }
@@ -80,7 +80,7 @@ impl<'a> Backend<'a> {
     }
 
     /// Creates a discussion and returns its id.
-    async fn discussion(&self, external_id: &str, moderation: &str) -> String {
+    pub(crate) async fn discussion(&self, external_id: &str, moderation: &str) -> String {
         let (status, body) = self
             .post(
                 "/api/v1/discussions",
@@ -93,7 +93,7 @@ impl<'a> Backend<'a> {
     }
 
     /// Posts a comment as `user`; returns the comment.
-    async fn comment(
+    pub(crate) async fn comment(
         &self,
         discussion: &str,
         user: &str,
@@ -122,7 +122,7 @@ impl<'a> Backend<'a> {
     }
 
     /// Mints a ticket by external id.
-    async fn ticket(&self, external_id: &str, viewer: &str) -> Value {
+    pub(crate) async fn ticket(&self, external_id: &str, viewer: &str) -> Value {
         let (status, body) = self
             .post(
                 "/api/v1/stream/ticket-by-external",

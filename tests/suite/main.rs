@@ -25,6 +25,7 @@ mod cluster_edge;
 mod cluster_faults;
 mod cluster_leases;
 mod cluster_modules;
+mod cluster_surfaces;
 mod cluster_writer;
 mod coalescing;
 mod conformance;

@@ -28,7 +28,9 @@
 //!
 //! Invariants: only the follower writes the replica, one record at a time
 //! in number order without a gap; a record's events reach the hub after
-//! the record is in the replica.
+//! the record is in the replica; a cursor this replica has yet to reach
+//! (another edge's, a client moving between edges) is waited for up to
+//! [`CURSOR_PATIENCE`] before it counts as `unknown`.
 
 pub mod bootstrap;
 pub mod counts;
@@ -70,6 +72,8 @@ pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 /// How long the edge waits for an answer of the JetStream API: a request
 /// that met a frozen node (or a consumer placed on one) is retried sooner.
 pub const NATS_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a read waits for the replica to reach its cursor.
+pub const CURSOR_PATIENCE: Duration = forward::Forwarder::REPLICA_WAIT;
 /// How often the edge checks that the writer answers.
 pub const WRITER_CHECK_PERIOD: Duration = Duration::from_secs(5);
 
@@ -167,6 +171,7 @@ impl Edge {
     /// Starts following the stream into the replica in `fed`, with the
     /// edge's other tasks on `background`.
     pub fn start(self, fed: Fed, background: &Background) -> Result<Running, StoreError> {
+        fed.hub.wait_for_cursors(CURSOR_PATIENCE);
         let replica = Arc::new(Replica::new(
             fed.store.clone(),
             fed.hub,

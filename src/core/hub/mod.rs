@@ -27,7 +27,12 @@
 //!   events to stay within their bounds, never the publisher's;
 //! * dropping a [`Subscription`] unregisters it; a topic without subscribers
 //!   has no channel and costs nothing to publish to;
-//! * events are published only after they are durable, in id order.
+//! * events are published only after they are durable, in id order;
+//! * a log read whose cursor is after the durable mark first waits up to
+//!   the hub's cursor patience ([`Hub::wait_for_cursors`]; zero, so no
+//!   wait, unless the server is a cluster edge whose replica may not yet
+//!   hold a cursor another node gave) for the mark to reach it; a cursor
+//!   still after the mark then is `unknown`, as without the wait.
 //!
 //! The hub is the in-process implementation of the [`FanOut`] boundary, whose
 //! contract (`fan_out.rs`) any other implementation must keep.
@@ -52,8 +57,9 @@ use crate::core::store::{Store, StoreError};
 use replay::{PageCache, Readers, SharedPage};
 use ring::Ring;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 use steps::{Step, Steps};
 use tokio::sync::Notify;
 use ulid::Ulid;
@@ -166,6 +172,8 @@ pub struct Hub {
     /// The published mark ([`FanOut::published_mark`]) and its waiters.
     published: Mutex<Ulid>,
     published_changed: Notify,
+    /// The cursor patience in milliseconds ([`Hub::wait_for_cursors`]).
+    cursor_patience_ms: AtomicU64,
     steps: Steps,
 }
 
@@ -185,6 +193,7 @@ impl Hub {
             ring_bytes: AtomicUsize::new(0),
             published: Mutex::new(Ulid::nil()),
             published_changed: Notify::new(),
+            cursor_patience_ms: AtomicU64::new(0),
             steps,
         })
     }
@@ -192,6 +201,29 @@ impl Hub {
     /// The newest durable id: log reads must not look past it.
     pub fn durable_mark(&self) -> Ulid {
         self.readers.durable()
+    }
+
+    /// Makes log reads whose cursor is after the durable mark wait up to
+    /// `patience` for the mark to reach it (an edge: the cursor may come
+    /// from another node whose replica is ahead of this one).
+    pub fn wait_for_cursors(&self, patience: Duration) {
+        let millis = u64::try_from(patience.as_millis()).unwrap_or(u64::MAX);
+        self.cursor_patience_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// Waits, up to the cursor patience, until the durable mark is at or
+    /// after `cursor` (at once when it is, or when there is no patience).
+    pub async fn reach(&self, cursor: Cursor) {
+        let Cursor::After(id) = cursor else { return };
+        let patience = self.cursor_patience_ms.load(Ordering::Relaxed);
+        if patience == 0 || self.durable_mark() >= id {
+            return;
+        }
+        // Published marks only durable ids: published past `id - 1` means
+        // the durable mark holds `id`.
+        let before = Ulid(id.0 - 1);
+        let waited = Duration::from_millis(patience);
+        let _ = tokio::time::timeout(waited, self.published_past(before)).await;
     }
 
     /// The store history is read from.
@@ -255,6 +287,7 @@ impl Hub {
         cursor: Cursor,
         limit: PageLimit,
     ) -> Result<Page, StoreError> {
+        self.reach(cursor).await;
         Ok(self.readers.read(topic, cursor, limit, || 0).await?.page)
     }
 
@@ -343,6 +376,7 @@ impl Hub {
         channel: &Channel,
         cursor: Cursor,
     ) -> Result<Arc<SharedPage>, StoreError> {
+        self.reach(cursor).await;
         let first_seq = channel.lock().first_seq();
         let durable = self.readers.durable();
         let slot = channel.pages().slot(cursor, first_seq, durable);
@@ -499,6 +533,31 @@ mod tests {
         let after = append(&writer, &topic, vec![json!(2), json!(3)]).await;
         assert_eq!(take(&mut subscription, 2).await, after);
         assert_eq!(hub.stats().log_reads, reads);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cursor_ahead_of_the_durable_mark_is_unknown_at_once_or_waited_for() {
+        let (_dir, writer, hub) = start(HubLimits {
+            topic_events: 16,
+            ..HubLimits::minimal()
+        });
+        let topic = TopicRef::new(uuid::Uuid::nil(), "ahead").unwrap();
+        let soon = || Ulid::from_parts(crate::core::clock::unix_millis() + 100, 0);
+        let mut unknown = hub.subscribe(topic.clone(), Start::After(soon()));
+        let delivery = unknown.next(16).await.unwrap();
+        assert_eq!(
+            delivery.gap.map(|gap| gap.reason),
+            Some(crate::core::log::read::GapReason::Unknown)
+        );
+
+        hub.wait_for_cursors(Duration::from_secs(5));
+        let mut waiting = hub.subscribe(topic.clone(), Start::After(soon()));
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            append(&writer, &topic, vec![json!(1)]).await
+        };
+        let (taken, appended) = tokio::join!(take(&mut waiting, 1), later);
+        assert_eq!(taken, appended, "the cursor was reached: no gap");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

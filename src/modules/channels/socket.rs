@@ -37,7 +37,7 @@ use crate::auth::Admission;
 use crate::core::hub::Start;
 use crate::core::log::LogEvent;
 use crate::core::log::encoding::Encoding;
-use crate::core::log::read::Gap;
+use crate::core::log::read::{Cursor, Gap};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::router::Router;
 use crate::transport::socketio::packet::event_text;
@@ -403,7 +403,9 @@ impl ChannelSocket {
                 as usize,
         };
         let viewer = self.viewer();
-        let durable = self.module.core.hub.durable_mark();
+        let hub = &self.module.core.hub;
+        hub.reach(since.map_or(Cursor::Start, Cursor::After)).await;
+        let durable = hub.durable_mark();
         let page = self
             .module
             .core
