@@ -80,10 +80,18 @@ impl Seen {
         self.frames.push(frame);
     }
 
-    /// Reads until `count` messages were created.
+    /// Reads until `count` messages were created (a frame may take up to
+    /// 30 s: the suite shares two cores with clusters of servers).
     async fn until_created(&mut self, socket: &mut Socket, count: usize) {
         while self.created.len() < count {
-            let frame = next_frame(socket).await.expect("more frames");
+            let Some(frame) = frame_within(socket, Duration::from_secs(30)).await else {
+                panic!(
+                    "no frame within 30 s after {} of {count} messages; created so far {:?}; frames {:?}",
+                    self.created.len(),
+                    self.created,
+                    self.frames
+                );
+            };
             self.take(frame);
         }
     }
