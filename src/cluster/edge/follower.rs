@@ -46,7 +46,8 @@ use tokio::sync::Notify;
 
 /// First wait after a round ended on an error.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between rounds: short for the reason the writer's is ([`crate::cluster::publisher::MAX_BACKOFF`]).
+/// Longest wait between rounds: short for the reason the writer's is
+/// ([`crate::cluster::publisher::MAX_BACKOFF`]).
 pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// A consumer nobody reads for this long is removed by the server.
 const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
