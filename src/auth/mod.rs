@@ -180,6 +180,29 @@ fn forbidden(message: String) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, message)
 }
 
+/// The key the registry `found`, checked: 401 when there is none (unknown
+/// or revoked), 403 when it belongs to another tenant than `requested`.
+fn accepted_key(
+    found: Option<(ApiKey, CancellationToken)>,
+    requested: Option<Uuid>,
+) -> Result<(ApiKey, CancellationToken), ApiError> {
+    let (key, revocation) =
+        found.ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
+    if requested.is_some_and(|tenant| tenant != key.tenant) {
+        return Err(forbidden("this API key belongs to another tenant".into()));
+    }
+    Ok((key, revocation))
+}
+
+/// The principal acting as `key`, ended by `revocation`.
+fn key_principal(key: ApiKey, revocation: CancellationToken) -> Principal {
+    Principal {
+        tenant: key.tenant,
+        name: key.name.clone(),
+        credential: Credential::Key(Box::new(key)),
+        revocation,
+    }
+}
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, message)
 }
@@ -477,38 +500,16 @@ impl Authenticator {
                 revocation: self.tenant_revocation(&tenant),
             });
         }
-        let (key, revocation) = self
-            .registry
-            .key_by_secret(secret)
-            .ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
-        if requested.is_some_and(|tenant| tenant != key.tenant) {
-            return Err(forbidden("this API key belongs to another tenant".into()));
-        }
+        let (key, revocation) = accepted_key(self.registry.key_by_secret(secret), requested)?;
         self.registry.touch_key(&key);
-        Ok(Principal {
-            tenant: key.tenant,
-            name: key.name.clone(),
-            credential: Credential::Key(Box::new(key)),
-            revocation,
-        })
+        Ok(key_principal(key, revocation))
     }
 
     /// The principal of the key whose secret hashes to `hash` (see
     /// [`ACTING_KEY_HEADER`]); 401 once it is revoked.
     fn acting_key(&self, hash: &str, requested: Option<Uuid>) -> Result<Principal, ApiError> {
-        let (key, revocation) = self
-            .registry
-            .key_by_hash(hash)
-            .ok_or_else(|| unauthorized("the API key is not valid (unknown or revoked)"))?;
-        if requested.is_some_and(|tenant| tenant != key.tenant) {
-            return Err(forbidden("this API key belongs to another tenant".into()));
-        }
-        Ok(Principal {
-            tenant: key.tenant,
-            name: key.name.clone(),
-            credential: Credential::Key(Box::new(key)),
-            revocation,
-        })
+        let (key, revocation) = accepted_key(self.registry.key_by_hash(hash), requested)?;
+        Ok(key_principal(key, revocation))
     }
 
     fn token(
