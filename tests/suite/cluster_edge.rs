@@ -366,7 +366,8 @@ async fn an_edge_whose_stream_lost_its_next_batch_exits_and_refetches_at_its_nex
         applied + 1,
         applied + 2
     );
-    assert!(node.stderr().contains(&missing), "{}", node.stderr());
+    let log = node.stderr_once_it_contains(&missing);
+    assert!(log.contains(&missing), "{log}");
 
     let mut again = edge(&nats, &writer, Some(&data));
     for step in [

@@ -159,5 +159,6 @@ async fn sighup_reloads_pem_files_without_dropping_open_connections() {
         peer_certificate(&after_bad_reload, &url).await,
         der_of(&second_pem)
     );
-    assert!(server.stderr().contains("TLS reload failed"));
+    let logged = "TLS reload failed";
+    assert!(server.stderr_once_it_contains(logged).contains(logged));
 }

@@ -27,7 +27,8 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_zero() {
         started.elapsed() < Duration::from_secs(5),
         "exited within the grace period"
     );
-    assert!(server.stderr().contains("stopped cleanly"));
+    let logged = "stopped cleanly";
+    assert!(server.stderr_once_it_contains(logged).contains(logged));
 }
 
 #[tokio::test]
@@ -143,7 +144,7 @@ async fn requests_still_running_after_the_grace_are_cut_off() {
     assert!(slow.await.unwrap().is_err());
     assert!(
         server
-            .stderr()
+            .stderr_once_it_contains("still busy after the shutdown grace")
             .contains("still busy after the shutdown grace")
     );
 }

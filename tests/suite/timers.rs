@@ -97,7 +97,9 @@ async fn a_timer_whose_firing_failed_to_flush_fires_once_after_recovery() {
     let events = wait_for_events(&server, "quiz/2", 1).await;
     assert_eq!(labels(&events), ["close"]);
     assert!(
-        server.stderr().contains("commit failed"),
+        server
+            .stderr_once_it_contains("commit failed")
+            .contains("commit failed"),
         "the firing's flush failed first:\n{}",
         server.stderr()
     );

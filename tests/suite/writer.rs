@@ -59,7 +59,7 @@ fn assert_exits_failing(server: &mut Server, reason: &str) {
     let status = server.wait_exit(Duration::from_secs(10));
     assert!(!status.success(), "exit status {status}");
     assert!(
-        server.stderr().contains(reason),
+        server.stderr_once_it_contains(reason).contains(reason),
         "the reason is logged:\n{}",
         server.stderr()
     );
