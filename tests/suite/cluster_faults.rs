@@ -1123,7 +1123,7 @@ async fn fault_a_second_writer_on_a_copy_is_fenced() {
 /// (which repeats it), not the default suite, where it would share the two
 /// cores with everything else for a minute (each fault has its test above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the long run: scripts/cluster-faults.sh"]
+#[ignore = "every fault in one scenario, each already its own test here; run 20 times by scripts/cluster-faults.sh"]
 async fn fault_all_in_sequence() {
     run("all faults", &Fault::ALL, RECOVERY_LIMIT).await;
 }
